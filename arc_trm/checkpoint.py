@@ -1,0 +1,106 @@
+"""Run folders and atomic checkpoints.
+
+    RUN/config.json                  resolved config of the run
+    RUN/metrics.jsonl                one JSON line per logged step
+    RUN/checkpoints/step_000100/     one folder per checkpoint:
+        state.pt                     model, EMA, optimisers, puzzle table, sampler, RNG, step
+        carry_rank{r}.pt             each rank's ACT carry (exact resume)
+        config.json, identifiers.json
+    RUN/checkpoints/latest           name of the newest complete checkpoint
+
+A checkpoint folder is written under a temporary name and renamed when complete, and `latest`
+is replaced atomically after that, so a killed run never leaves a half-written checkpoint that
+`--resume` would pick up. Everything loads with `torch.load(..., weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from augment.tasks import InputError
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def torch_save_atomic(obj: object, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def checkpoint_dir(run: Path, step: int) -> Path:
+    return run / "checkpoints" / f"step_{step:07d}"
+
+
+def begin_checkpoint(run: Path, step: int) -> Path:
+    """A fresh temporary folder for the checkpoint of `step` (rank 0 calls this)."""
+    tmp = run / "checkpoints" / f".tmp_step_{step:07d}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def commit_checkpoint(run: Path, step: int, keep: int = 2) -> Path:
+    """Rename the temporary folder into place, point `latest` at it, prune old ones."""
+    final = checkpoint_dir(run, step)
+    tmp = run / "checkpoints" / f".tmp_step_{step:07d}"
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    write_text_atomic(run / "checkpoints" / "latest", final.name)
+    done = sorted(p for p in (run / "checkpoints").glob("step_*") if p.is_dir())
+    for old in done[:-keep] if keep > 0 else []:
+        shutil.rmtree(old)
+    return final
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    """The newest complete checkpoint of a run folder, or None."""
+    marker = Path(run) / "checkpoints" / "latest"
+    if not marker.exists():
+        return None
+    path = marker.parent / marker.read_text().strip()
+    return path if (path / "state.pt").exists() else None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Accept a run folder or a checkpoint folder; return the checkpoint folder."""
+    p = Path(path)
+    if (p / "state.pt").exists():
+        return p
+    found = latest_checkpoint(p)
+    if found is None:
+        raise InputError(f"{p}: no checkpoint found (expected RUN/checkpoints/latest or a folder with state.pt)")
+    return found
+
+
+def load_state(ckpt: Path, name: str = "state.pt", map_location: str | torch.device = "cpu") -> dict:
+    path = Path(ckpt) / name
+    if not path.exists():
+        raise InputError(f"{path}: checkpoint file missing")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError) as e:
+        raise InputError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from None
+
+
+def read_json(path: Path) -> object:
+    if not path.exists():
+        raise InputError(f"{path}: file missing")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from None

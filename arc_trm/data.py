@@ -1,0 +1,79 @@
+"""Batches for training: the group sampler of SPEC section 6 and the torch side of a built set.
+
+Every rank runs the same sampler with the same seed and takes its slice of the global batch, so
+one process with batch B and k processes with batch B/k see exactly the same examples.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from augment.encoding import IGNORE_LABEL, PAD
+from augment.store import BuiltSet
+
+
+@dataclass
+class GroupSampler:
+    """Epochs permute the task groups; each group draws one random augmented version whose
+    examples (in random order) fill the batch. Batches run on across epoch boundaries."""
+
+    group_starts: np.ndarray  # (G,) first puzzle row of each group
+    group_ends: np.ndarray  # (G,) one past the last row
+    num_examples: np.ndarray  # (R,) training examples per puzzle row
+    rng: np.random.Generator
+    epoch: int = 0
+    position: int = 0
+    order: np.ndarray | None = None
+
+    @classmethod
+    def for_built(cls, built: BuiltSet, seed: int) -> "GroupSampler":
+        starts = np.array([g.start for g in built.groups], dtype=np.int64)
+        ends = np.array([g.stop for g in built.groups], dtype=np.int64)
+        counts = np.array([built.num_train_examples(r) for r in range(built.num_identifiers)], dtype=np.int64)
+        assert len(starts) > 0, "the built set has no training groups"
+        return cls(starts, ends, counts, np.random.default_rng(seed))
+
+    def next_batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (puzzle ids) and example indices for one global batch."""
+        rows: list[np.ndarray] = []
+        examples: list[np.ndarray] = []
+        filled = 0
+        while filled < batch_size:
+            if self.order is None or self.position >= len(self.order):
+                self.order = self.rng.permutation(len(self.group_starts))
+                self.position = 0
+                self.epoch += 1
+            g = self.order[self.position]
+            self.position += 1
+            row = int(self.rng.integers(self.group_starts[g], self.group_ends[g]))
+            n = int(self.num_examples[row])
+            take = min(n, batch_size - filled)
+            examples.append(self.rng.choice(n, take, replace=False))
+            rows.append(np.full(take, row, dtype=np.int64))
+            filled += take
+        return np.concatenate(rows), np.concatenate(examples)
+
+    def state_dict(self) -> dict:
+        return {"rng": json.dumps(self.rng.bit_generator.state), "epoch": self.epoch,
+                "position": self.position, "order": None if self.order is None else self.order.tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.order = None if state["order"] is None else np.asarray(state["order"], dtype=np.int64)
+
+
+def to_model_batch(inputs: np.ndarray, label_tokens: np.ndarray, rows: np.ndarray,
+                   device: torch.device) -> dict[str, torch.Tensor]:
+    """uint8 token canvases -> the model's batch tensors (PAD labels ignored, EOS supervised)."""
+    labels = torch.from_numpy(label_tokens.astype(np.int64))
+    labels[labels == PAD] = IGNORE_LABEL
+    return {
+        "inputs": torch.from_numpy(inputs.astype(np.int32)).to(device, non_blocking=True),
+        "labels": labels.to(device, non_blocking=True),
+        "puzzle_identifiers": torch.from_numpy(rows.astype(np.int32)).to(device, non_blocking=True),
+    }

@@ -1,0 +1,345 @@
+"""Voted inference with halting -> Kaggle submission.json.
+
+  arc-trm predict --checkpoint runs/agi2 --tasks arc-agi-2:evaluation --out submission.json
+
+Every test input is seen through the augmented views its task was trained under (one view per
+trained puzzle identifier). Views run in batches; a view stops once its halt logit is above 0
+(or at the step cap) and its batch slot is refilled with a pending view, so easy views cost few
+steps. `--halting off` runs every view for the full cap, as the reference evaluation does. Each
+prediction is decoded, its augmentation inverted, and the views vote (SPEC section 7).
+
+Writes the submission (validated, atomically), `<name>.candidates.json` with every ranked
+candidate, and `predict.json` with what was run. Tasks whose puzzle embeddings were never
+trained get the fallback answer (the test input); `arc-trm ttt` trains them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from arc_trm import checkpoint as ckpt
+from arc_trm.config import RunConfig
+from arc_trm.model import TRM, Batch
+from augment.encoding import decode_grid, encode_grid
+from augment.tasks import InputError, Task, load_tasks
+from augment.transforms import Augmentation
+from submission.kaggle import build_submission, candidates_path, write_candidates, write_json_atomic, write_submission
+from submission.vote import Candidate, Prediction, rank_candidates
+
+
+@dataclass
+class LoadedModel:
+    model: TRM
+    cfg: RunConfig
+    identifiers: list[str]  # row -> "task_id#k" (row 0 blank)
+    augmentations: list[str]  # row -> Augmentation.to_str() ("" for the blank)
+    checkpoint: Path
+
+
+def split_identifier(identifier: str) -> tuple[str, int]:
+    task_id, _, k = identifier.rpartition("#")
+    return task_id, int(k)
+
+
+def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> LoadedModel:
+    """A trained model from a run folder or checkpoint folder (EMA weights by default)."""
+    found = ckpt.resolve_checkpoint(path)
+    state = ckpt.load_state(found, map_location="cpu")
+    cfg = RunConfig.from_dict(json.loads(state["config"]))
+    model = TRM(cfg.model)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise InputError(f"{found}: weights do not fit the saved config ({e})") from None
+    if weights == "ema" and state.get("ema"):
+        model.load_state_dict({**state["model"], **state["ema"]})
+    ids = ckpt.read_json(found / "identifiers.json")
+    if not isinstance(ids, dict) or len(ids.get("identifiers", [])) != cfg.model.num_puzzle_ids:
+        raise InputError(f"{found / 'identifiers.json'}: identifier map does not match the puzzle table")
+    return LoadedModel(model.to(device).eval(), cfg, ids["identifiers"], ids["augmentations"], found)
+
+
+# ----------------------------------------------------------------------------------------------
+# Views
+
+
+@dataclass(frozen=True)
+class View:
+    task_id: str
+    test_index: int
+    row: int  # puzzle identifier
+    augmentation: Augmentation
+
+
+def make_views(tasks: list[Task], identifiers: list[str], augmentations: list[str],
+               max_views: int = 0) -> tuple[list[View], list[str]]:
+    """Views of every test input (at most `max_views` per input, lowest augmentation index first),
+    and the ids of tasks that have no trained identifier.
+
+    Views are ordered round by round (every input's first view, then every input's second, ...),
+    so a run cut short by a deadline has still voted on every input.
+    """
+    rows_of: dict[str, list[tuple[int, int]]] = {}
+    for row, ident in enumerate(identifiers[1:], start=1):
+        task_id, k = split_identifier(ident)
+        rows_of.setdefault(task_id, []).append((k, row))
+    rounds: list[list[View]] = []
+    untrained = []
+    for task in tasks:
+        rows = sorted(rows_of.get(task.id, []))
+        if not rows:
+            untrained.append(task.id)
+            continue
+        for j, (_, row) in enumerate(rows[:max_views] if max_views > 0 else rows):
+            if j == len(rounds):
+                rounds.append([])
+            aug = Augmentation.from_str(augmentations[row])
+            rounds[j] += [View(task.id, i, row, aug) for i in range(len(task.test))]
+    return [v for r in rounds for v in r], untrained
+
+
+def encode_views(views: list[View], tasks: dict[str, Task], canvas: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, canvas*canvas) input tokens at the top-left and a mask of views that fit the canvas."""
+    inputs = np.zeros((len(views), canvas * canvas), dtype=np.uint8)
+    fits = np.zeros(len(views), dtype=bool)
+    for j, v in enumerate(views):
+        grid = v.augmentation.apply(tasks[v.task_id].test[v.test_index].input)
+        if max(grid.shape) <= canvas:
+            inputs[j] = encode_grid(grid, canvas)
+            fits[j] = True
+    return inputs, fits
+
+
+@dataclass
+class ViewOutputs:
+    tokens: np.ndarray  # (N, L) predicted tokens
+    halt_prob: np.ndarray  # (N,) sigmoid(q_halt) at the step the view stopped
+    steps: np.ndarray  # (N,) supervision steps the view ran
+    seconds: float
+
+
+@torch.no_grad()
+def run_views(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, *, batch_size: int, halting: bool,
+              device: torch.device, progress: bool = False, deadline: float | None = None) -> ViewOutputs:
+    """Run views in slots; a halted slot records its answer and takes the next pending view.
+
+    With a `deadline` (time.time()), no new view starts after it and views still running are
+    dropped (their `steps` stay 0); the caller votes with the views that finished.
+    """
+    model.eval()
+    n, length = inputs.shape
+    out = ViewOutputs(np.zeros((n, length), np.uint8), np.zeros(n, np.float32), np.zeros(n, np.int32), 0.0)
+    if n == 0:
+        return out
+    start = time.perf_counter()
+    slots = min(batch_size, n)
+    slot_view = np.full(slots, -1)
+    pending, done, carry = 0, 0, None
+    free = np.ones(slots, dtype=bool)
+    bar = tqdm(total=n, desc="views", unit="view", disable=not progress, dynamic_ncols=True)
+    while done < n:
+        new_inputs = np.zeros((slots, length), dtype=np.int32)
+        new_ids = np.zeros(slots, dtype=np.int32)
+        if deadline is not None and time.time() > deadline:
+            break
+        for s in np.flatnonzero(free):
+            if pending < n:
+                slot_view[s] = pending
+                new_inputs[s], new_ids[s] = inputs[pending], puzzle_ids[pending]
+                pending += 1
+            else:
+                slot_view[s] = -1  # idle: computes on a blank row, result ignored
+        batch = Batch(torch.from_numpy(new_inputs).to(device), torch.zeros(slots, length, dtype=torch.long, device=device),
+                      torch.from_numpy(new_ids).to(device))
+        if carry is None:
+            carry = model.initial_carry(batch)
+        carry.halted = torch.from_numpy(free).to(device)
+        step = model(carry, batch, use_q_halt=halting)
+        carry = step.carry
+        halted = carry.halted.cpu().numpy()
+        finished = np.flatnonzero(halted & (slot_view >= 0))
+        if finished.size:
+            idx = torch.from_numpy(finished).to(device)
+            views = slot_view[finished]
+            out.tokens[views] = step.logits[idx].argmax(-1).to(torch.uint8).cpu().numpy()
+            out.halt_prob[views] = torch.sigmoid(step.q_halt_logits[idx]).cpu().numpy()
+            out.steps[views] = carry.steps[idx].cpu().numpy()
+            done += finished.size
+            bar.update(finished.size)
+        free = halted | (slot_view < 0)
+    bar.close()
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def predictions_from(views: list[View], outputs: ViewOutputs, fits: np.ndarray, canvas: int) -> list[Prediction]:
+    """Decode each view's tokens and undo its augmentation."""
+    preds = []
+    for j, v in enumerate(views):
+        if outputs.steps[j] == 0:
+            continue  # never ran (deadline)
+        grid = decode_grid(outputs.tokens[j], canvas) if fits[j] else None
+        preds.append(Prediction(v.task_id, v.test_index, None if grid is None else v.augmentation.invert(grid),
+                                float(outputs.halt_prob[j])))
+    return preds
+
+
+# ----------------------------------------------------------------------------------------------
+# Running views over ranks, and the two callers: predict and evaluation during training
+
+
+@dataclass
+class VotedResult:
+    ranked: dict[tuple[str, int], list[Candidate]]
+    mean_steps: float
+    views: int
+    seconds: float
+
+
+def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], *, canvas: int, batch_size: int,
+               halting: bool, device: torch.device, rank: int = 0, world: int = 1,
+               progress: bool = False, deadline: float | None = None) -> VotedResult | None:
+    """Run this rank's share of the views; rank 0 gathers every prediction and votes."""
+    mine = views[rank::world]
+    inputs, fits = encode_views(mine, tasks, canvas)
+    ids = np.array([v.row for v in mine], dtype=np.int32)
+    outputs = run_views(model, inputs, ids, batch_size=batch_size, halting=halting, device=device,
+                        progress=progress and rank == 0, deadline=deadline)
+    preds = predictions_from(mine, outputs, fits, canvas)
+    steps = [int(s) for s in outputs.steps if s > 0]
+    if world > 1:
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, (preds, steps, outputs.seconds))
+        preds = [p for g in gathered for p in g[0]]
+        steps = [s for g in gathered for s in g[1]]
+        outputs.seconds = max(g[2] for g in gathered)
+    if rank != 0:
+        return None
+    return VotedResult(rank_candidates(preds), float(np.mean(steps)) if steps else 0.0, len(preds), outputs.seconds)
+
+
+def pass_at(ranked: dict[tuple[str, int], list[Candidate]], tasks: list[Task], k: int) -> tuple[int, int]:
+    """(test outputs solved within the top k, test outputs with a known solution)."""
+    solved = total = 0
+    for task in tasks:
+        for i, pair in enumerate(task.test):
+            if pair.output is None:
+                continue
+            total += 1
+            top = ranked.get((task.id, i), [])[:k]
+            solved += any(c.grid.shape == pair.output.shape and np.array_equal(c.grid, pair.output) for c in top)
+    return solved, total
+
+
+def evaluate_built(model: TRM, built, *, views_per_input: int, device: torch.device, rank: int = 0,
+                   world: int = 1, batch_size: int = 256, halting: bool = True,
+                   progress: bool = False) -> dict[str, float] | None:
+    """pass@1/pass@2 and mean halting steps on a built set's test split (None off rank 0)."""
+    test_tasks = [t for t in built.tasks if t.role == "test"]
+    if not test_tasks:
+        return None
+    augs = [""] + [built.augmentation(r).to_str() for r in range(1, built.num_identifiers)]
+    views, _ = make_views(test_tasks, built.identifiers, augs, views_per_input)
+    result = vote_views(model, views, {t.id: t for t in test_tasks}, canvas=built.meta["canvas"],
+                        batch_size=batch_size, halting=halting, device=device, rank=rank, world=world,
+                        progress=progress)
+    if result is None:
+        return None
+    metrics = {"mean_steps": result.mean_steps, "views": float(result.views)}
+    for k in (1, 2):
+        solved, total = pass_at(result.ranked, test_tasks, k)
+        if total:
+            metrics[f"pass@{k}"] = solved / total
+    return metrics
+
+
+@dataclass
+class PredictSummary:
+    submission: Path
+    tasks: int
+    test_inputs: int
+    views: int
+    mean_steps: float
+    seconds: float
+    untrained: list[str]
+    ranked: dict[tuple[str, int], list[Candidate]]
+
+
+def predict(loaded: LoadedModel, tasks: list[Task], out: Path, *, source: str, max_views: int = 0,
+            halting: bool = True, batch_size: int = 256, max_steps: int = 0, device: torch.device,
+            rank: int = 0, world: int = 1, progress: bool = True,
+            deadline: float | None = None) -> PredictSummary | None:
+    """Run voted inference on `tasks` and write submission, candidates and predict.json (rank 0)."""
+    model, canvas = loaded.model, loaded.cfg.data.canvas
+    if max_steps > 0:
+        model.cfg.halt_max_steps = max_steps
+    views, untrained = make_views(tasks, loaded.identifiers, loaded.augmentations, max_views)
+    result = vote_views(model, views, {t.id: t for t in tasks}, canvas=canvas, batch_size=batch_size,
+                        halting=halting, device=device, rank=rank, world=world, progress=progress,
+                        deadline=deadline)
+    if result is None:
+        return None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_submission(out, build_submission(tasks, result.ranked), tasks)
+    write_candidates(candidates_path(out), result.ranked)
+    summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), result.views, result.mean_steps,
+                             result.seconds, untrained, result.ranked)
+    write_json_atomic(out.parent / "predict.json", {
+        "tasks": source, "checkpoint": str(loaded.checkpoint), "submission": out.name,
+        "halting": halting, "max_steps": model.cfg.halt_max_steps, "views": result.views,
+        "mean_steps": result.mean_steps, "seconds": result.seconds, "untrained_tasks": untrained,
+    }, indent=2)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="run folder (uses its latest checkpoint) or checkpoint folder")
+    p.add_argument("--tasks", required=True, help="tasks to answer, e.g. arc-agi-2:evaluation or a challenges .json")
+    p.add_argument("--out", default="submission.json", help="submission file (default: submission.json)")
+    p.add_argument("--views", type=int, default=0,
+                   help="augmented views per test input (default 0 = every view the checkpoint was trained on)")
+    p.add_argument("--halting", choices=["on", "off"], default="on",
+                   help="on: a view stops when its halt logit > 0; off: always run the step cap (reference)")
+    p.add_argument("--max-steps", type=int, default=0, help="step cap per view (default: the model's halt_max_steps)")
+    p.add_argument("--batch-size", type=int, default=256, help="views in flight at once")
+    p.add_argument("--weights", choices=["ema", "model"], default="ema", help="EMA weights (default) or raw weights")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from arc_trm.train import pick_device, setup_distributed  # shared process setup
+
+    d = setup_distributed("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    device = pick_device(args.device, d.local_rank)
+    loaded = load_model(args.checkpoint, device, args.weights)
+    tasks = load_tasks(args.tasks)
+    summary = predict(loaded, tasks, Path(args.out), source=args.tasks, max_views=args.views,
+                      halting=args.halting == "on", batch_size=args.batch_size, max_steps=args.max_steps,
+                      device=device, rank=d.rank, world=d.world, progress=not args.no_progress)
+    if summary is not None:
+        print(f"predicted {summary.test_inputs} test inputs of {summary.tasks} tasks from {summary.views} views "
+              f"in {summary.seconds:.1f} s, {summary.mean_steps:.2f} steps per view on average")
+        if summary.untrained:
+            print(f"{len(summary.untrained)} tasks have no trained puzzle embedding and got the fallback answer "
+                  f"(run `arc-trm ttt` on them): {', '.join(summary.untrained[:5])}"
+                  + (" ..." if len(summary.untrained) > 5 else ""))
+        print(f"wrote {summary.submission} and {candidates_path(summary.submission).name}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0

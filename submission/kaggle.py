@@ -1,0 +1,267 @@
+"""Kaggle submission files (SPEC section 8): build, validate, write atomically, read back.
+
+submission.json: {task_id: [{"attempt_1": grid, "attempt_2": grid} per test input, in order]}.
+Every task and every test input is present and both attempts are always there; anything the model
+did not answer falls back to the test input itself, so the file is valid whatever happened.
+
+Beside it, `<stem>.candidates.json` keeps every ranked candidate (see `write_candidates`), which
+`arc-trm score` uses for pass@k.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from augment.tasks import InputError, Task, TaskError, grid_from_json
+from submission.vote import Candidate, Key, choose_attempts
+
+ATTEMPTS = ("attempt_1", "attempt_2")
+CANDIDATES_FORMAT = "arc-trm-candidates"
+CANDIDATES_VERSION = 1
+
+
+def grid_to_list(grid: np.ndarray) -> list[list[int]]:
+    """A grid as nested lists of Python ints (what JSON wants)."""
+    return np.asarray(grid, dtype=np.uint8).astype(int).tolist()
+
+
+def candidates_path(submission_path: str | Path) -> Path:
+    """`dir/submission.json` -> `dir/submission.candidates.json`."""
+    p = Path(submission_path)
+    return p.with_name(f"{p.stem}.candidates.json")
+
+
+# ---------------------------------------------------------------- building
+
+def build_submission(tasks: Iterable[Task], ranked: Mapping[Key, Sequence[Candidate]] | None = None) -> dict:
+    """The submission dict for `tasks`, attempts chosen from `ranked` (fallback: the test input)."""
+    ranked = ranked or {}
+    sub: dict[str, list[dict]] = {}
+    for task in tasks:
+        entries = []
+        for i, pair in enumerate(task.test):
+            a1, a2 = choose_attempts(ranked.get((task.id, i), ()), pair.input)
+            entries.append({"attempt_1": grid_to_list(a1), "attempt_2": grid_to_list(a2)})
+        sub[task.id] = entries
+    return sub
+
+
+def fallback_submission(tasks: Iterable[Task]) -> dict:
+    """An always-valid submission: both attempts are the test input."""
+    return build_submission(tasks, None)
+
+
+# ---------------------------------------------------------------- validation
+
+def expected_counts(tasks: Iterable[Task] | Mapping[str, int]) -> dict[str, int]:
+    """{task_id: number of test inputs} from Tasks or from such a mapping."""
+    if isinstance(tasks, Mapping):
+        return {str(k): int(v) for k, v in tasks.items()}
+    return {t.id: len(t.test) for t in tasks}
+
+
+def _name_some(ids: Iterable[str], limit: int = 5) -> str:
+    ids = sorted(ids)
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def validate_submission(sub: object, tasks: Iterable[Task] | Mapping[str, int], *,
+                        path: str | Path | None = None) -> None:
+    """Raise InputError unless `sub` is a complete, well-formed submission for `tasks`.
+
+    `tasks` is a list of Tasks or a mapping {task_id: number of test inputs}. Checks: the task
+    ids match exactly (none missing, none extra), each task holds one entry per test input, each
+    entry holds exactly attempt_1 and attempt_2, and each attempt is a rectangular list of
+    integers 0-9 with sides 1 to 30.
+    """
+    counts = expected_counts(tasks)
+    where = f"{path}: " if path else ""
+    if not isinstance(sub, dict):
+        raise InputError(f"{where}submission must be a JSON object mapping task ids to lists of attempts")
+    missing = set(counts) - set(sub)
+    if missing:
+        raise InputError(f"{where}submission is missing {len(missing)} task(s): {_name_some(missing)}")
+    extra = set(sub) - set(counts)
+    if extra:
+        raise InputError(f"{where}submission has {len(extra)} task(s) not in the task set: {_name_some(extra)}")
+    for task_id, n in counts.items():
+        entries = sub[task_id]
+        if not isinstance(entries, list):
+            raise TaskError("must be a list with one entry per test input", path=path, task_id=task_id)
+        if len(entries) != n:
+            raise TaskError(f"submission holds {len(entries)} entries for {n} test input(s)",
+                            path=path, task_id=task_id)
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise TaskError("entry must be an object with attempt_1 and attempt_2",
+                                path=path, task_id=task_id, where=f"test[{i}]")
+            for name in ATTEMPTS:
+                if name not in entry:
+                    raise TaskError(f"{name} is missing", path=path, task_id=task_id, where=f"test[{i}]")
+                grid_from_json(entry[name], path=path, task_id=task_id, where=f"test[{i}].{name}")
+            unknown = set(entry) - set(ATTEMPTS)
+            if unknown:
+                raise TaskError(f"unexpected key(s) {sorted(unknown)}; only attempt_1 and attempt_2",
+                                path=path, task_id=task_id, where=f"test[{i}]")
+
+
+# ---------------------------------------------------------------- files
+
+@contextmanager
+def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
+    """Open a temporary text file beside `path`; on a clean exit, fsync it and os.replace it onto
+    `path`. Any failure leaves the previous file (if any) untouched and removes the temporary."""
+    path = Path(path)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp creates 0600; keep an existing file's mode, else the usual rw-r--r--.
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename durable; not possible everywhere (e.g. Windows), so best effort
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def write_json_atomic(path: str | Path, obj: object, *, indent: int | None = None) -> None:
+    """Write JSON to a temporary file in the same folder, fsync it, then os.replace it into place."""
+    with atomic_writer(path) as f:
+        if indent is None:
+            json.dump(obj, f, separators=(",", ":"))
+        else:
+            json.dump(obj, f, indent=indent)
+        f.write("\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text atomically (see atomic_writer)."""
+    with atomic_writer(path) as f:
+        f.write(text)
+
+
+def write_submission(path: str | Path, sub: dict, tasks: Iterable[Task] | Mapping[str, int]) -> None:
+    """Validate `sub` against `tasks`, then write it atomically."""
+    validate_submission(sub, tasks)
+    write_json_atomic(path, sub)
+
+
+def read_json(path: str | Path, what: str = "file") -> object:
+    """Parse a JSON file; InputError (one line) when it is missing, unreadable or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: {what} is not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read {what}: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: malformed JSON in {what} at line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+def load_submission(path: str | Path) -> dict:
+    """Read a submission.json (structure is checked by validate_submission)."""
+    sub = read_json(path, "submission")
+    if not isinstance(sub, dict):
+        raise InputError(f"{path}: submission must be a JSON object mapping task ids to lists of attempts")
+    return sub
+
+
+def submission_grids(sub: dict, *, path: str | Path | None = None) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """{task_id: [(attempt_1, attempt_2) as uint8 arrays per test input]} from a validated submission."""
+    out = {}
+    for task_id, entries in sub.items():
+        out[task_id] = [tuple(grid_from_json(e[a], path=path, task_id=task_id, where=f"test[{i}].{a}")
+                              for a in ATTEMPTS) for i, e in enumerate(entries)]
+    return out
+
+
+def load_solutions(path: str | Path) -> dict[str, list[np.ndarray]]:
+    """A Kaggle solutions file {task_id: [output grid per test input]} as uint8 arrays."""
+    data = read_json(path, "solutions file")
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"{path}: solutions must be a non-empty JSON object mapping task ids to lists of grids")
+    out = {}
+    for task_id, grids in data.items():
+        if not isinstance(grids, list) or not grids:
+            raise TaskError("solutions must be a non-empty list of grids", path=path, task_id=task_id)
+        out[task_id] = [grid_from_json(g, path=path, task_id=task_id, where=f"solutions[{i}]")
+                        for i, g in enumerate(grids)]
+    return out
+
+
+# ---------------------------------------------------------------- candidates file
+
+def write_candidates(path: str | Path, ranked: Mapping[Key, Sequence[Candidate]]) -> None:
+    """Write every ranked candidate, in rank order, atomically.
+
+    Schema: {"format": "arc-trm-candidates", "version": 1,
+             "tasks": {task_id: {"<test index>": [{"grid": [[...]], "votes": int,
+                                                  "mean_halt_prob": float}, ...]}}}
+    """
+    tasks: dict[str, dict[str, list]] = {}
+    for (task_id, index), cands in sorted(ranked.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        tasks.setdefault(task_id, {})[str(int(index))] = [
+            {"grid": grid_to_list(c.grid), "votes": int(c.votes), "mean_halt_prob": float(c.mean_halt_prob)}
+            for c in cands
+        ]
+    write_json_atomic(path, {"format": CANDIDATES_FORMAT, "version": CANDIDATES_VERSION, "tasks": tasks})
+
+
+def read_candidates(path: str | Path) -> dict[Key, list[Candidate]]:
+    """Read a candidates file back into {(task_id, test index): [Candidate, ...]} (stored order)."""
+    data = read_json(path, "candidates file")
+    if not isinstance(data, dict) or data.get("format") != CANDIDATES_FORMAT or not isinstance(data.get("tasks"), dict):
+        raise InputError(f"{path}: not an arc-trm candidates file (expected format {CANDIDATES_FORMAT!r})")
+    if data.get("version") != CANDIDATES_VERSION:
+        raise InputError(f"{path}: candidates file version {data.get('version')!r}; this code reads {CANDIDATES_VERSION}")
+    out: dict[Key, list[Candidate]] = {}
+    for task_id, per_test in data["tasks"].items():
+        if not isinstance(per_test, dict):
+            raise TaskError("must map test indices to candidate lists", path=path, task_id=task_id)
+        for index, cands in per_test.items():
+            if not index.isdigit() or not isinstance(cands, list):
+                raise TaskError(f"bad entry for test index {index!r}", path=path, task_id=task_id)
+            lst = []
+            for j, c in enumerate(cands):
+                where = f"test[{index}].candidates[{j}]"
+                if not isinstance(c, dict):
+                    raise TaskError("candidate must be an object", path=path, task_id=task_id, where=where)
+                votes, prob = c.get("votes"), c.get("mean_halt_prob")
+                if not isinstance(votes, int) or isinstance(votes, bool) or votes < 1:
+                    raise TaskError(f"votes must be a positive integer, got {votes!r}", path=path,
+                                    task_id=task_id, where=where)
+                if not isinstance(prob, (int, float)) or isinstance(prob, bool):
+                    raise TaskError(f"mean_halt_prob must be a number, got {prob!r}", path=path,
+                                    task_id=task_id, where=where)
+                grid = grid_from_json(c.get("grid"), path=path, task_id=task_id, where=f"{where}.grid")
+                lst.append(Candidate(grid, votes, float(prob)))
+            out[(task_id, int(index))] = lst
+    return out

@@ -1,0 +1,209 @@
+"""Write a PNG of one ARC task: each demonstration (input -> output), then each test input with
+attempt_1, attempt_2 and the solution. With a submission, attempts get a green border when they
+match the known solution and a red one when they do not.
+
+example:
+  arc-trm show 00576224 --tasks arc-agi-1:evaluation --submission submission.json --out task.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from augment.tasks import InputError, Task, load_tasks, safe_name
+
+# ARC's standard palette, colours 0..9.
+PALETTE_HEX = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
+               "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25")
+PALETTE = np.array([[int(h[i:i + 2], 16) for i in (1, 3, 5)] for h in PALETTE_HEX], dtype=np.uint8)
+GRID_LINE = np.array([85, 85, 85], dtype=np.uint8)
+BACKGROUND = (255, 255, 255)
+TEXT = (30, 30, 30)
+# Border colours, distinct from the palette's green (3) and red (2) so a frame never reads as cells.
+CORRECT = (0, 200, 83)
+WRONG = (213, 0, 0)
+NEUTRAL = (200, 200, 200)
+BORDER = 3
+LABEL_H = 14
+PAD = 10
+ARROW_W = 24
+
+Attempts = Sequence[tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class Panel:
+    """One labelled grid in the picture (grid None = an empty slot)."""
+
+    label: str
+    grid: np.ndarray | None
+    border: tuple[int, int, int] | None = None
+
+
+def grid_image(grid: np.ndarray, cell: int) -> np.ndarray:
+    """(H, W, 3) uint8 pixels of a grid: `cell`-pixel squares separated by 1-pixel lines."""
+    g = np.asarray(grid, dtype=np.uint8)
+    h, w = g.shape
+    step = cell + 1
+    img = np.empty((h * step + 1, w * step + 1, 3), dtype=np.uint8)
+    img[:] = GRID_LINE
+    blocks = img[1:, 1:].reshape(h, step, w, step, 3)
+    blocks[:, :cell, :, :cell] = PALETTE[np.minimum(g, 9)][:, None, :, None, :]
+    return img
+
+
+def cell_size(grids: Sequence[np.ndarray | None], box: int) -> int:
+    """Cell size so that the largest grid's side fits in about `box` pixels (between 2 and 24)."""
+    side = max([max(g.shape) for g in grids if g is not None] or [1])
+    return int(max(2, min(24, (box - side - 1) // side)))
+
+
+def render_rows(rows: Sequence[Sequence[Panel]], *, box: int = 160, title: str | None = None,
+                arrows: Sequence[bool] | None = None) -> Image.Image:
+    """Lay out rows of panels; one cell size for the whole picture. arrows[i]: draw an arrow after the first panel of row i."""
+    font = ImageFont.load_default()
+    cell = cell_size([p.grid for row in rows for p in row], box)
+    rendered = [[None if p.grid is None else grid_image(p.grid, cell) for p in row] for row in rows]
+    slot = max([im.shape[1] for row in rendered for im in row if im is not None] or [box]) + 2 * BORDER
+    slot = max(slot, 70)
+    gap = ARROW_W + PAD
+    ncols = max(len(r) for r in rows)
+    width = PAD + ncols * slot + (ncols - 1) * gap + PAD
+    heights = [LABEL_H + max([im.shape[0] for im in row if im is not None] or [cell]) + 2 * BORDER
+               for row in rendered]
+    top = PAD + (LABEL_H + 4 if title else 0)
+    height = top + sum(heights) + PAD * len(rows)
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((PAD, PAD), title, fill=TEXT, font=font)
+    y = top
+    for r, (row, ims) in enumerate(zip(rows, rendered)):
+        for c, (panel, im) in enumerate(zip(row, ims)):
+            x = PAD + c * (slot + gap)
+            draw.text((x, y), panel.label, fill=TEXT, font=font)
+            if im is None:
+                draw.text((x, y + LABEL_H + 2), "(none)", fill=NEUTRAL, font=font)
+                continue
+            gy = y + LABEL_H
+            if panel.border is not None:
+                draw.rectangle([x, gy, x + im.shape[1] + 2 * BORDER - 1, gy + im.shape[0] + 2 * BORDER - 1],
+                               fill=panel.border)
+            canvas.paste(Image.fromarray(im), (x + BORDER, gy + BORDER))
+            if arrows and arrows[r] and c == 0 and len(row) > 1:
+                ax, ay = x + slot + 4, gy + min(im.shape[0] // 2, box // 2)
+                draw.line([ax, ay, ax + ARROW_W - 4, ay], fill=TEXT, width=2)
+                draw.polygon([(ax + ARROW_W, ay), (ax + ARROW_W - 7, ay - 5), (ax + ARROW_W - 7, ay + 5)], fill=TEXT)
+        y += heights[r] + PAD
+    return canvas
+
+
+def _border(attempt: np.ndarray, solution: np.ndarray | None) -> tuple[int, int, int] | None:
+    if solution is None:
+        return None
+    ok = attempt.shape == solution.shape and np.array_equal(attempt, solution)
+    return CORRECT if ok else WRONG
+
+
+def answer_rows(inputs: Sequence[np.ndarray | None], attempts: Attempts | None,
+              solutions: Sequence[np.ndarray | None]) -> list[list[Panel]]:
+    """Panels of the test inputs: input (when known), attempt_1, attempt_2 (when given), solution."""
+    rows = []
+    for i in range(max(len(inputs), len(solutions), len(attempts or ()))):
+        sol = solutions[i] if i < len(solutions) else None
+        row = []
+        if i < len(inputs) and inputs[i] is not None:
+            row.append(Panel(f"test {i + 1} input", inputs[i]))
+        if attempts is not None and i < len(attempts):
+            a1, a2 = (np.asarray(a, dtype=np.uint8) for a in attempts[i])
+            row += [Panel("attempt 1", a1, _border(a1, sol)), Panel("attempt 2", a2, _border(a2, sol))]
+        row.append(Panel("solution" if sol is not None else "solution (unknown)", sol))
+        rows.append(row)
+    return rows
+
+
+def render_task(task: Task, attempts: Attempts | None = None, out_path: str | Path | None = None, *,
+                box: int = 160, demos: bool = True, title: str | None = None) -> Image.Image:
+    """Picture of a task; saved as PNG when `out_path` is given. Returns the image.
+
+    attempts: one (attempt_1, attempt_2) pair of grids per test input, or None.
+    demos=False draws only the test rows (used for report thumbnails).
+    """
+    rows: list[list[Panel]] = []
+    arrows: list[bool] = []
+    if demos:
+        for i, p in enumerate(task.train):
+            rows.append([Panel(f"demo {i + 1} input", p.input), Panel("output", p.output)])
+            arrows.append(True)
+    tr = answer_rows([p.input for p in task.test], attempts, [p.output for p in task.test])
+    rows += tr
+    arrows += [True] * len(tr)
+    image = render_rows(rows, box=box, arrows=arrows, title=task.id if title is None else title)
+    if out_path is not None:
+        save_png(image, out_path)
+    return image
+
+
+def save_png(image: Image.Image, out_path: str | Path) -> Path:
+    out_path = Path(out_path)
+    if out_path.parent and not out_path.parent.exists():
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out_path, format="PNG", optimize=False)
+    return out_path
+
+
+def find_task(task_id: str, source: str) -> Task:
+    """The task `task_id` from a source spec; InputError naming the source when it is not there."""
+    tasks = load_tasks(source)
+    for t in tasks:
+        if t.id == task_id:
+            return t
+    near = [t.id for t in tasks if t.id.startswith(task_id[:4])][:5] if task_id else []
+    hint = f" (similar: {', '.join(near)})" if near else ""
+    raise InputError(f"task {task_id!r} is not in source {source!r} ({len(tasks)} tasks){hint}")
+
+
+def attempts_for(task: Task, sub_path: str | Path) -> Attempts | None:
+    """The (validated) attempts of `task` in a submission file, or None when the task is absent."""
+    from submission.kaggle import load_submission, submission_grids, validate_submission
+
+    sub = load_submission(sub_path)
+    if task.id not in sub:
+        return None
+    one = {task.id: sub[task.id]}
+    validate_submission(one, [task], path=sub_path)
+    return submission_grids(one, path=sub_path)[task.id]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task_id", metavar="TASK_ID", help="task id, e.g. 00576224")
+    parser.add_argument("--tasks", required=True, metavar="SOURCE",
+                        help="task source: arc-agi-1, arc-agi-2[:training|:evaluation], a Kaggle challenges "
+                             ".json (solutions beside it are used) or a folder of task files")
+    parser.add_argument("--submission", metavar="PATH", help="submission.json whose attempts to draw")
+    parser.add_argument("--out", metavar="PNG", help="output picture (default: TASK_ID.png)")
+    parser.add_argument("--box", type=int, default=160, metavar="PX",
+                        help="pixels available for the largest grid side (default 160)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.box < 16:
+        raise InputError("--box must be at least 16 pixels")
+    task = find_task(args.task_id, args.tasks)
+    attempts = None
+    if args.submission:
+        attempts = attempts_for(task, args.submission)
+        if attempts is None:
+            print(f"note: task {task.id!r} is not in {args.submission}; drawing it without attempts",
+                  file=sys.stderr)
+    out = Path(args.out) if args.out else Path(f"{safe_name(task.id)}.png")
+    render_task(task, attempts, out, box=args.box)
+    print(out)
+    return 0

@@ -1,0 +1,137 @@
+"""Write RUN/report.html: the scores of a run's submission (official per-task average, per-output
+average with its 95% Wilson interval, pass@k from the candidates file) and a table of every task
+with a thumbnail of its test inputs, attempts and solutions, solved tasks first. The page is one
+self-contained file (thumbnails embedded as PNG data URIs).
+
+Reads RUN/submission.json (or the submission named in RUN/predict.json, or --submission) and its
+candidates file (<stem>.candidates.json) when present. The
+solutions come from --tasks / --solutions, or else from the task source the predict step recorded
+in RUN/predict.json ({"tasks": SOURCE}).
+
+example:
+  arc-trm report runs/agi2
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+from pathlib import Path
+
+from augment.tasks import InputError, Task
+from submission.kaggle import submission_grids, write_text_atomic
+from submission.render import Panel, answer_rows, render_rows, render_task
+from submission.score import ScoreReport, evaluate, format_matched, predict_info
+
+THUMB_BOX = 72
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; }
+td, th { border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; text-align: left; }
+th { background: #f4f4f4; }
+tr.solved td.score { background: #e3f7e6; }
+tr.partial td.score { background: #fff6d6; }
+tr.unsolved td.score { background: #fde8e6; }
+code { font-size: 0.95em; }
+dl.summary { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
+dl.summary dt { font-weight: 600; }
+"""
+
+
+def png_data_uri(image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def thumbnail(task_id: str, task: Task | None, attempts, solutions):
+    """Picture of one task's test rows: input (when known), attempts, solution."""
+    if task is not None:
+        return render_task(task, attempts, box=THUMB_BOX, demos=False, title="")
+    rows = answer_rows([], attempts, solutions)
+    return render_rows(rows, box=THUMB_BOX)
+
+
+def summary_html(report: ScoreReport, source: str, sub_path: Path, cand_path: Path | None) -> str:
+    r = report
+    items = [
+        ("submission", f"<code>{html.escape(str(sub_path))}</code>"),
+        ("solutions", f"<code>{html.escape(source)}</code>"),
+        ("score (official, per-task average)",
+         f"<b>{r.per_task:.4f}</b> ({sum(t.fraction for t in r.tasks):.2f} of {len(r.tasks)} tasks; "
+         f"{r.tasks_solved} fully solved)"),
+        ("per-output", f"{r.outputs_solved}/{r.outputs_total} = {r.per_output:.4f}"),
+        (f"{r.confidence:.0%} interval (per-output)",
+         f"[{r.ci_low:.4f}, {r.ci_high:.4f}] ({r.ci_method.capitalize()} score interval)"),
+    ]
+    if r.pass_at_k:
+        items.append(("pass@k (per output)",
+                      ", ".join(f"@{k}: {v:.4f}" for k, v in sorted(r.pass_at_k.items()))
+                      + f" <small>from <code>{html.escape(str(cand_path))}</code></small>"))
+    else:
+        items.append(("pass@k", "no candidates file"))
+    return '<dl class="summary">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+
+
+def build_report_html(report: ScoreReport, sub: dict, tasks: list[Task] | None, solutions_source: str,
+                      sub_path: Path, cand_path: Path | None) -> str:
+    by_id = {t.id: t for t in tasks} if tasks else {}
+    grids = submission_grids({t.task_id: sub[t.task_id] for t in report.tasks}, path=sub_path)
+    rows = []
+    for ts in sorted(report.tasks, key=lambda t: (-t.fraction, t.task_id)):
+        task = by_id.get(ts.task_id)
+        sols = [p.output for p in task.test] if task is not None else []
+        img = thumbnail(ts.task_id, task, grids[ts.task_id], sols)
+        cls = "solved" if ts.solved == ts.total else "partial" if ts.solved else "unsolved"
+        rows.append(
+            f'<tr class="{cls}"><td><code>{html.escape(ts.task_id)}</code></td>'
+            f'<td class="score">{ts.solved}/{ts.total}</td>'
+            f"<td>{html.escape(format_matched(ts.matched))}</td>"
+            f'<td><img src="{png_data_uri(img)}" alt="{html.escape(ts.task_id)}" loading="lazy"></td></tr>')
+    title = f"arc-trm report: {html.escape(str(sub_path.parent))}"
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{CSS}</style></head><body>\n<h1>{title}</h1>\n"
+            f"{summary_html(report, solutions_source, sub_path, cand_path)}\n"
+            "<h2>Tasks</h2>\n<p>Solved first. Attempt borders: green = correct, red = wrong.</p>\n"
+            "<table><thead><tr><th>task</th><th>solved</th><th>matched</th><th>test inputs, attempts, "
+            "solutions</th></tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table></body></html>\n")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN", help="run folder (holds submission.json, predict.json)")
+    parser.add_argument("--submission", metavar="PATH", help="submission to report (default RUN/submission.json or the one predict.json names)")
+    parser.add_argument("--tasks", metavar="SOURCE", help="task source with solutions (default: from RUN/predict.json)")
+    parser.add_argument("--solutions", metavar="FILE", help="Kaggle solutions .json")
+    parser.add_argument("--partial", action="store_true", help="report only the tasks present in the submission")
+
+
+def write_report(run_dir: str | Path, submission: str | Path | None = None, tasks_spec: str | None = None,
+                 solutions_file: str | None = None, *, partial: bool = False) -> Path:
+    """Score and write RUN/report.html; returns its path."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"run folder not found: {run_dir}")
+    info = predict_info(run_dir) or {}
+    recorded = info.get("submission")
+    default_sub = run_dir / (recorded if isinstance(recorded, str) and recorded else "submission.json")
+    sub_path = Path(submission) if submission else default_sub
+    if tasks_spec is None and solutions_file is None:
+        spec = info.get("tasks")
+        if not isinstance(spec, str) or not spec:
+            raise InputError(f"no --tasks or --solutions given and no task source recorded in "
+                             f"{run_dir / 'predict.json'}")
+        tasks_spec = spec
+    report, tasks, sub, source, cand_path = evaluate(sub_path, tasks_spec, solutions_file, partial=partial)
+    page = build_report_html(report, sub, tasks, source, sub_path, cand_path)
+    out = run_dir / "report.html"
+    write_text_atomic(out, page)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    out = write_report(args.run_dir, args.submission, args.tasks, args.solutions, partial=args.partial)
+    print(out)
+    return 0

@@ -1,0 +1,283 @@
+"""Score a Kaggle submission.json against known solutions (SPEC section 8).
+
+Reports the official score (each task scores the fraction of its test outputs that either attempt
+matches exactly, averaged over tasks), the per-output average with a 95% Wilson score interval
+(binomial, over test outputs), pass@k from the candidates file beside the submission
+(<stem>.candidates.json) when it exists, and a per-task table. Writes nothing.
+
+Solutions come from --tasks (a source with solutions: arc-agi-1:evaluation, arc-agi-2:evaluation, a
+Kaggle challenges file with its solutions beside it) or --solutions (a Kaggle solutions file; add
+--tasks to take the task list from a challenges file). Without either, the `tasks` recorded in
+predict.json beside the submission is used.
+
+examples:
+  arc-trm score submission.json --tasks arc-agi-2:evaluation
+  arc-trm score submission.json --solutions arc-agi_evaluation_solutions.json --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from augment.tasks import InputError, Task, load_tasks
+from submission.kaggle import (ATTEMPTS, candidates_path, load_solutions, load_submission, read_candidates,
+                               read_json, submission_grids, validate_submission)
+from submission.vote import Candidate, Key
+
+CI_METHOD = "wilson"
+CONFIDENCE = 0.95
+MAX_K = 10
+
+Solutions = Mapping[str, Sequence[np.ndarray]]
+
+
+@dataclass
+class TaskScore:
+    task_id: str
+    solved: int  # test outputs matched by either attempt
+    total: int  # test outputs
+    matched: list[int | None]  # per test output: 1 or 2 (first attempt that matched) or None
+
+    @property
+    def fraction(self) -> float:
+        return self.solved / self.total
+
+
+@dataclass
+class ScoreReport:
+    tasks: list[TaskScore]
+    per_task: float  # official: mean over tasks of the fraction of outputs solved
+    per_output: float  # outputs solved / outputs
+    outputs_solved: int
+    outputs_total: int
+    ci_low: float  # 95% Wilson interval on per_output
+    ci_high: float
+    ci_method: str = CI_METHOD
+    confidence: float = CONFIDENCE
+    pass_at_k: dict[int, float] = field(default_factory=dict)  # per-output pass@k from candidates
+
+    @property
+    def tasks_solved(self) -> int:
+        return sum(t.solved == t.total for t in self.tasks)
+
+    def to_json(self) -> dict:
+        return {
+            "per_task": self.per_task,
+            "per_output": self.per_output,
+            "tasks_total": len(self.tasks),
+            "tasks_fully_solved": self.tasks_solved,
+            "outputs_solved": self.outputs_solved,
+            "outputs_total": self.outputs_total,
+            "ci": {"low": self.ci_low, "high": self.ci_high, "method": self.ci_method,
+                   "confidence": self.confidence},
+            "pass_at_k": {str(k): v for k, v in sorted(self.pass_at_k.items())},
+            "tasks": [dict(asdict(t), fraction=t.fraction) for t in self.tasks],
+        }
+
+
+def same_grid(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def binomial_ci(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval for successes/n (scipy.stats.binomtest)."""
+    if n <= 0:
+        return 0.0, 1.0
+    from scipy.stats import binomtest  # imported here: scipy.stats takes a moment to load
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method=CI_METHOD)
+    return float(max(0.0, ci.low)), float(min(1.0, ci.high))
+
+
+def score_submission(sub: dict, solutions: Solutions, *, partial: bool = False,
+                     path: str | Path | None = None) -> ScoreReport:
+    """Score a submission dict (as loaded from JSON) against {task_id: [solution grid, ...]}.
+
+    The submission must hold every task of `solutions` (with partial=True only its own tasks are
+    scored) and no others; InputError otherwise.
+    """
+    counts = {t: len(s) for t, s in solutions.items()}
+    if partial and isinstance(sub, dict):
+        counts = {t: n for t, n in counts.items() if t in sub}
+        if not counts:
+            raise InputError(f"{path or 'submission'}: no task of the submission has a known solution")
+    validate_submission(sub, counts, path=path)
+    grids = submission_grids(sub, path=path)
+    scores = []
+    for task_id in sorted(counts):
+        matched: list[int | None] = []
+        for (a1, a2), sol in zip(grids[task_id], solutions[task_id]):
+            sol = np.asarray(sol)
+            matched.append(1 if same_grid(a1, sol) else 2 if same_grid(a2, sol) else None)
+        scores.append(TaskScore(task_id, sum(m is not None for m in matched), len(matched), matched))
+    solved = sum(t.solved for t in scores)
+    total = sum(t.total for t in scores)
+    low, high = binomial_ci(solved, total)
+    return ScoreReport(scores, float(np.mean([t.fraction for t in scores])), solved / total, solved, total,
+                       low, high)
+
+
+def pass_at_k(ranked: Mapping[Key, Sequence[Candidate]], solutions: Solutions, k: int, *,
+              per: str = "output") -> float:
+    """Fraction of test outputs (per="output") or mean per-task fraction (per="task") whose solution
+    is among the top k candidates. Outputs without candidates count as unsolved."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    fractions, hits, total = [], 0, 0
+    for task_id, sols in solutions.items():
+        h = 0
+        for i, sol in enumerate(sols):
+            sol = np.asarray(sol)
+            h += any(same_grid(np.asarray(c.grid), sol) for c in list(ranked.get((task_id, i), ()))[:k])
+        hits, total = hits + h, total + len(sols)
+        fractions.append(h / len(sols))
+    if not fractions:
+        return 0.0
+    if per == "task":
+        return float(np.mean(fractions))
+    if per == "output":
+        return hits / total
+    raise ValueError(f"per must be 'output' or 'task', not {per!r}")
+
+
+def pass_at_ks(ranked: Mapping[Key, Sequence[Candidate]], solutions: Solutions,
+               max_k: int = MAX_K) -> dict[int, float]:
+    """pass@k for k = 1 .. min(longest candidate list, max_k) (at least k = 1, 2)."""
+    longest = max([len(v) for (t, _), v in ranked.items() if t in solutions] or [0])
+    return {k: pass_at_k(ranked, solutions, k) for k in range(1, max(2, min(longest, max_k)) + 1)}
+
+
+# ---------------------------------------------------------------- resolving solutions
+
+def solutions_from_tasks(tasks: Sequence[Task], source: str) -> dict[str, list[np.ndarray]]:
+    missing = [t.id for t in tasks if not t.has_solutions]
+    if missing:
+        raise InputError(f"source {source!r} has no solutions for {len(missing)} task(s) (e.g. {missing[0]!r}); "
+                         "pass --solutions FILE")
+    return {t.id: [p.output for p in t.test] for t in tasks}
+
+
+def predict_info(folder: str | Path) -> dict | None:
+    """The predict step's record `folder/predict.json` ({"tasks": SOURCE, ...}), or None if absent."""
+    path = Path(folder) / "predict.json"
+    if not path.exists():
+        return None
+    info = read_json(path, "predict record")
+    if not isinstance(info, dict):
+        raise InputError(f"{path}: expected a JSON object with 'tasks'")
+    return info
+
+
+def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, folder: str | Path,
+                      ) -> tuple[dict[str, list[np.ndarray]], list[Task] | None, str]:
+    """(solutions, tasks or None, description of where they came from)."""
+    if tasks_spec is None and solutions_file is None:
+        info = predict_info(folder)
+        spec = info.get("tasks") if info else None
+        if not isinstance(spec, str) or not spec:
+            raise InputError(f"no --tasks or --solutions given and no task source recorded in "
+                             f"{Path(folder) / 'predict.json'}")
+        tasks_spec = spec
+    tasks = load_tasks(tasks_spec, warn=lambda m: print(m, file=sys.stderr)) if tasks_spec else None
+    if solutions_file is None:
+        assert tasks is not None and tasks_spec is not None
+        return solutions_from_tasks(tasks, tasks_spec), tasks, tasks_spec
+    sols = load_solutions(solutions_file)
+    if tasks is None:
+        return sols, None, str(solutions_file)
+    missing = [t.id for t in tasks if t.id not in sols]
+    if missing:
+        raise InputError(f"{solutions_file}: no solutions for {len(missing)} task(s) of {tasks_spec!r} "
+                         f"(e.g. {missing[0]!r})")
+    for t in tasks:
+        if len(sols[t.id]) != len(t.test):
+            raise InputError(f"{solutions_file}: task {t.id!r} has {len(sols[t.id])} solutions for "
+                             f"{len(t.test)} test input(s)")
+    return {t.id: sols[t.id] for t in tasks}, tasks, f"{tasks_spec} with {solutions_file}"
+
+
+def load_ranked(sub_path: str | Path, explicit: str | None = None) -> tuple[dict | None, Path | None]:
+    """Candidates beside the submission (or the explicit file); (None, None) when there are none."""
+    path = Path(explicit) if explicit else candidates_path(sub_path)
+    if not path.exists():
+        if explicit:
+            raise InputError(f"candidates file not found: {path}")
+        return None, None
+    return read_candidates(path), path
+
+
+def evaluate(sub_path: str | Path, tasks_spec: str | None = None, solutions_file: str | None = None, *,
+             candidates: str | None = None, partial: bool = False,
+             ) -> tuple[ScoreReport, list[Task] | None, dict, str, Path | None]:
+    """Load everything and score: (report, tasks or None, submission dict, source, candidates path)."""
+    sub_path = Path(sub_path)
+    sub = load_submission(sub_path)
+    solutions, tasks, source = resolve_solutions(tasks_spec, solutions_file, sub_path.parent)
+    report = score_submission(sub, solutions, partial=partial, path=sub_path)
+    ranked, cand_path = load_ranked(sub_path, candidates)
+    if ranked is not None:
+        scored = {t.task_id: solutions[t.task_id] for t in report.tasks}
+        report.pass_at_k = pass_at_ks(ranked, scored)
+    return report, tasks, sub, source, cand_path
+
+
+# ---------------------------------------------------------------- CLI
+
+def format_matched(matched: Sequence[int | None]) -> str:
+    return " ".join("-" if m is None else ATTEMPTS[m - 1] for m in matched)
+
+
+def format_report(report: ScoreReport, *, source: str = "", submission: str = "", table: bool = True) -> str:
+    r = report
+    lines = []
+    if submission:
+        lines.append(f"submission: {submission}")
+    if source:
+        lines.append(f"solutions:  {source}")
+    lines += [
+        f"score (official, per-task average): {r.per_task:.4f}  "
+        f"({sum(t.fraction for t in r.tasks):.2f} of {len(r.tasks)} tasks; {r.tasks_solved} fully solved)",
+        f"per-output: {r.outputs_solved}/{r.outputs_total} = {r.per_output:.4f}  "
+        f"{r.confidence:.0%} CI [{r.ci_low:.4f}, {r.ci_high:.4f}] ({r.ci_method.capitalize()} score interval)",
+    ]
+    if r.pass_at_k:
+        lines.append("pass@k (per output, from candidates): " +
+                     "  ".join(f"@{k} {v:.4f}" for k, v in sorted(r.pass_at_k.items())))
+    if table:
+        width = max([len(t.task_id) for t in r.tasks] + [4])
+        lines += ["", f"{'task':<{width}}  solved  matched"]
+        for t in sorted(r.tasks, key=lambda t: (-t.fraction, t.task_id)):
+            lines.append(f"{t.task_id:<{width}}  {f'{t.solved}/{t.total}':>6}  {format_matched(t.matched)}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("submission", metavar="SUBMISSION", help="submission.json to score")
+    parser.add_argument("--tasks", metavar="SOURCE",
+                        help="task source with solutions (e.g. arc-agi-2:evaluation, x_challenges.json)")
+    parser.add_argument("--solutions", metavar="FILE", help="Kaggle solutions .json {task_id: [grid, ...]}")
+    parser.add_argument("--candidates", metavar="FILE",
+                        help="ranked candidates for pass@k (default: <stem>.candidates.json beside the submission)")
+    parser.add_argument("--partial", action="store_true",
+                        help="score only the tasks present in the submission instead of requiring all")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--brief", action="store_true", help="omit the per-task table")
+
+
+def run(args: argparse.Namespace) -> int:
+    report, _, _, source, cand_path = evaluate(args.submission, args.tasks, args.solutions,
+                                               candidates=args.candidates, partial=args.partial)
+    if args.json:
+        out = dict(report.to_json(), submission=str(args.submission), solutions=source,
+                   candidates=str(cand_path) if cand_path else None)
+        print(json.dumps(out, indent=1))
+    else:
+        print(format_report(report, source=source, submission=str(args.submission), table=not args.brief))
+    return 0

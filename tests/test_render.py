@@ -1,0 +1,153 @@
+"""Rendering task pictures, `arc-trm show`, and the HTML run report."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import re
+import subprocess
+import sys
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from augment.tasks import InputError, Pair, Task, load_tasks
+from submission import render, report
+from submission.kaggle import candidates_path, fallback_submission, write_candidates, write_json_atomic
+from submission.render import PALETTE_HEX, grid_image, render_task
+from submission.vote import Candidate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def g(rows):
+    return np.array(rows, dtype=np.uint8)
+
+
+TASK = Task("demo/one", (Pair(g([[1, 2], [3, 4]]), g([[4, 3], [2, 1]])),),
+            (Pair(g([[5, 6, 7]]), g([[7, 6, 5]])),), "test")
+
+
+def rgb(hex_colour):
+    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def colours(img: Image.Image) -> set:
+    return {c for _, c in img.convert("RGB").getcolors(maxcolors=1 << 20)}
+
+
+def test_grid_image_uses_the_arc_palette_with_grid_lines():
+    grid = np.arange(10, dtype=np.uint8).reshape(2, 5)
+    px = grid_image(grid, cell=4)
+    assert px.shape == (2 * 5 + 1, 5 * 5 + 1, 3)
+    for r in range(2):
+        for c in range(5):
+            assert tuple(px[1 + r * 5 + 1, 1 + c * 5 + 1]) == rgb(PALETTE_HEX[grid[r, c]])
+    assert tuple(px[0, 0]) == tuple(render.GRID_LINE) and tuple(px[5, 3]) == tuple(render.GRID_LINE)
+    assert PALETTE_HEX[1] == "#0074D9" and PALETTE_HEX[9] == "#870C25"
+    # Correct/wrong frames must not be mistaken for cells of colour 3 (green) or 2 (red).
+    assert {render.CORRECT, render.WRONG}.isdisjoint({rgb(h) for h in PALETTE_HEX})
+
+
+def test_render_task_writes_png_with_borders(tmp_path):
+    out = tmp_path / "t.png"
+    wrong = g([[5, 6, 7]])
+    img = render_task(TASK, [(wrong, g([[7, 6, 5]]))], out)
+    with Image.open(out) as back:
+        assert back.format == "PNG" and back.size == img.size
+        assert back.size[0] > 100 and back.size[1] > 100
+        cols = colours(back)
+    assert render.CORRECT in cols and render.WRONG in cols
+    for c in (1, 2, 3, 4, 5, 6, 7):
+        assert rgb(PALETTE_HEX[c]) in cols
+
+
+def test_render_without_attempts_or_solution_has_no_borders():
+    hidden = Task("x", TASK.train, (Pair(g([[1]]), None),), "test")
+    cols = colours(render_task(hidden))
+    assert render.CORRECT not in cols and render.WRONG not in cols
+
+
+def test_render_large_grids_stays_small_and_fast():
+    big = g(np.random.default_rng(0).integers(0, 10, (30, 30)))
+    task = Task("big", tuple(Pair(big, big) for _ in range(4)), (Pair(big, big), Pair(big, big)), "test")
+    img = render_task(task, [(big, big), (big, big)])
+    assert img.size[0] < 1000 and img.size[1] < 1600
+
+
+def test_find_task_names_the_source():
+    with pytest.raises(InputError, match=r"'nope'.*arc-agi-1:evaluation"):
+        render.find_task("nope", "arc-agi-1:evaluation")
+
+
+def test_cli_show_on_bundled_task(tmp_path):
+    task_id = "00576224"  # arc-agi-1 evaluation
+    res = subprocess.run([sys.executable, "-m", "arc_trm.cli", "show", task_id, "--tasks", "arc-agi-1:evaluation"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / f"{task_id}.png"
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.size[0] > 0 and img.size[1] > 0
+
+    res = subprocess.run([sys.executable, "-m", "arc_trm.cli", "show", "zzzzzzzz", "--tasks", "arc-agi-1:evaluation"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode == 2 and "arc-agi-1:evaluation" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_show_with_submission_draws_attempts(tmp_path):
+    sub_path = tmp_path / "submission.json"
+    write_json_atomic(sub_path, {TASK.id: [{"attempt_1": [[7, 6, 5]], "attempt_2": [[0]]}]})
+    args = argparse.Namespace(task_id=TASK.id, tasks=None, submission=str(sub_path),
+                              out=str(tmp_path / "a.png"), box=64)
+    attempts = render.attempts_for(TASK, sub_path)
+    assert [a.tolist() for a in attempts[0]] == [[[7, 6, 5]], [[0]]]
+    img = render_task(TASK, attempts, args.out, box=args.box)
+    assert render.CORRECT in colours(img) and render.WRONG in colours(img)
+
+
+def test_safe_default_name(tmp_path, monkeypatch):
+    # A task id with a path separator still lands in the current folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(render, "find_task", lambda task_id, source: TASK)
+    args = argparse.Namespace(task_id=TASK.id, tasks="x", submission=None, out=None, box=64)
+    assert render.run(args) == 0
+    assert (tmp_path / "demo_one.png").exists()
+
+
+def test_report_html(tmp_path):
+    tasks = load_tasks("arc-agi-1:evaluation")[:3]
+    run = tmp_path / "run"
+    sub = fallback_submission(tasks)
+    solved = tasks[1]
+    sub[solved.id] = [{"attempt_1": p.output.tolist(), "attempt_2": p.input.tolist()} for p in solved.test]
+    write_json_atomic(run / "submission.json", sub)
+    write_candidates(candidates_path(run / "submission.json"),
+                     {(solved.id, i): [Candidate(p.output, 2, 0.7)] for i, p in enumerate(solved.test)})
+    (run / "predict.json").write_text(json.dumps({"tasks": "arc-agi-1:evaluation"}))
+    with pytest.raises(InputError, match="missing"):  # predict.json names all 400 tasks
+        report.write_report(run)
+    (run / "predict.json").write_text(json.dumps({"tasks": "arc-agi-1:evaluation", "submission": "other.json"}))
+    with pytest.raises(InputError, match="other.json"):  # the submission predict.json names
+        report.write_report(run, partial=True)
+    (run / "predict.json").write_text(json.dumps({"tasks": "arc-agi-1:evaluation", "submission": "submission.json"}))
+    out = report.write_report(run, partial=True)
+    assert out == run / "report.html"
+    page = out.read_text()
+    assert "<table" in page and "Wilson" in page and "pass@k" in page
+    ids = [m for m in re.findall(r"<tr class=\"\w+\"><td><code>([^<]+)</code>", page)]
+    assert ids[0] == solved.id and set(ids) == {t.id for t in tasks}
+    uris = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert len(uris) == 3
+    with Image.open(BytesIO(base64.b64decode(uris[0]))) as img:
+        assert img.format == "PNG" and img.size[0] > 0
+
+
+def test_report_needs_a_task_source(tmp_path):
+    (tmp_path / "submission.json").write_text("{}")
+    with pytest.raises(InputError, match="predict.json"):
+        report.write_report(tmp_path)

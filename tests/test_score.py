@@ -1,0 +1,149 @@
+"""Scoring: official per-task average, per-output average, pass@k, interval, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from augment.tasks import InputError, load_tasks
+from submission.kaggle import candidates_path, write_candidates, write_json_atomic
+from submission.score import binomial_ci, pass_at_k, score_submission
+from submission.vote import Candidate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def g(rows):
+    return np.array(rows, dtype=np.uint8)
+
+
+# Three tasks: "full" solved by attempt_1; "half" has two test inputs, the second solved by attempt_2
+# only; "none" unsolved. Per task: (1 + 0.5 + 0) / 3 = 0.5; per output: 2 / 4.
+SOLUTIONS = {"full": [g([[1, 2]])], "half": [g([[3]]), g([[4, 4], [4, 4]])], "none": [g([[5]])]}
+SUB = {
+    "full": [{"attempt_1": [[1, 2]], "attempt_2": [[0]]}],
+    "half": [{"attempt_1": [[3, 3]], "attempt_2": [[0]]},  # right colour, wrong shape
+             {"attempt_1": [[4, 4]], "attempt_2": [[4, 4], [4, 4]]}],
+    "none": [{"attempt_1": [[6]], "attempt_2": [[7]]}],
+}
+
+
+def test_hand_computed_score():
+    r = score_submission(SUB, SOLUTIONS)
+    assert r.per_task == pytest.approx((1 + 0.5 + 0) / 3)
+    assert r.per_output == pytest.approx(2 / 4)
+    assert (r.outputs_solved, r.outputs_total, r.tasks_solved) == (2, 4, 1)
+    by_id = {t.task_id: t for t in r.tasks}
+    assert by_id["full"].matched == [1]
+    assert by_id["half"].matched == [None, 2]
+    assert (by_id["half"].solved, by_id["half"].total) == (1, 2)
+    assert by_id["none"].matched == [None]
+
+
+def test_interval_contains_estimate_and_stays_in_unit_range():
+    r = score_submission(SUB, SOLUTIONS)
+    assert 0.0 <= r.ci_low < r.per_output < r.ci_high <= 1.0
+    assert r.ci_method == "wilson"
+    # Wilson interval for 2/4 at 95%: about [0.150, 0.850].
+    assert r.ci_low == pytest.approx(0.1500, abs=1e-3) and r.ci_high == pytest.approx(0.8500, abs=1e-3)
+    for k, n in [(0, 5), (5, 5), (1, 400), (399, 400)]:
+        lo, hi = binomial_ci(k, n)
+        assert 0.0 <= lo <= k / n <= hi <= 1.0
+
+
+def test_score_rejects_incomplete_submission_unless_partial():
+    sub = {k: v for k, v in SUB.items() if k != "none"}
+    with pytest.raises(InputError, match="missing 1 task"):
+        score_submission(sub, SOLUTIONS)
+    r = score_submission(sub, SOLUTIONS, partial=True)
+    assert r.per_task == pytest.approx(0.75) and r.outputs_total == 3
+
+
+def test_pass_at_k():
+    ranked = {
+        ("full", 0): [Candidate(g([[1, 2]]), 5, 0.9)],
+        ("half", 0): [Candidate(g([[9]]), 4, 0.9), Candidate(g([[8]]), 3, 0.9), Candidate(g([[3]]), 1, 0.1)],
+        ("half", 1): [Candidate(g([[0]]), 4, 0.9), Candidate(g([[4, 4], [4, 4]]), 2, 0.9)],
+        # "none" has no candidates at all
+    }
+    assert pass_at_k(ranked, SOLUTIONS, 1) == pytest.approx(1 / 4)
+    assert pass_at_k(ranked, SOLUTIONS, 2) == pytest.approx(2 / 4)
+    assert pass_at_k(ranked, SOLUTIONS, 3) == pytest.approx(3 / 4)
+    assert pass_at_k(ranked, SOLUTIONS, 3, per="task") == pytest.approx((1 + 1 + 0) / 3)
+    assert pass_at_k(ranked, SOLUTIONS, 2, per="task") == pytest.approx((1 + 0.5 + 0) / 3)
+    with pytest.raises(ValueError):
+        pass_at_k(ranked, SOLUTIONS, 0)
+
+
+# ---------------------------------------------------------------- CLI on real bundled tasks
+
+@pytest.fixture(scope="module")
+def kaggle_files(tmp_path_factory):
+    """Kaggle-format challenges + solutions for 5 arc-agi-1 evaluation tasks (one with 2 test inputs)."""
+    tasks = load_tasks("arc-agi-1:evaluation")
+    multi = [t for t in tasks if len(t.test) > 1][:1]
+    chosen = multi + [t for t in tasks if len(t.test) == 1][:5 - len(multi)]
+    assert len(chosen) == 5 and sum(len(t.test) for t in chosen) >= 6
+    d = tmp_path_factory.mktemp("kaggle")
+    challenges = {t.id: t.to_json(with_solutions=False) for t in chosen}
+    solutions = {t.id: [p.output.tolist() for p in t.test] for t in chosen}
+    (d / "arc-agi_evaluation_challenges.json").write_text(json.dumps(challenges))
+    (d / "arc-agi_evaluation_solutions.json").write_text(json.dumps(solutions))
+    return d, chosen
+
+
+def arc_trm(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "arc_trm.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd or REPO, timeout=120)
+
+
+def test_cli_scores_perfect_submission(kaggle_files, tmp_path):
+    d, chosen = kaggle_files
+    sub = {t.id: [{"attempt_1": [[0]], "attempt_2": p.output.tolist()} for p in t.test] for t in chosen}
+    path = tmp_path / "submission.json"
+    write_json_atomic(path, sub)
+    # Candidates beside it: the right answer is ranked second everywhere.
+    write_candidates(candidates_path(path), {(t.id, i): [Candidate(g([[0]]), 3, 0.9), Candidate(p.output, 2, 0.5)]
+                                             for t in chosen for i, p in enumerate(t.test)})
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    res = arc_trm("score", path, "--tasks", d / "arc-agi_evaluation_challenges.json")
+    assert res.returncode == 0, res.stderr
+    assert "1.0000" in res.stdout and "per-output" in res.stdout
+    assert all(t.id in res.stdout for t in chosen)
+
+    res = arc_trm("score", path, "--solutions", d / "arc-agi_evaluation_solutions.json", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["per_task"] == 1.0 and out["per_output"] == 1.0
+    assert out["outputs_total"] == sum(len(t.test) for t in chosen)
+    assert out["pass_at_k"] == {"1": 0.0, "2": 1.0}
+    assert 0.0 <= out["ci"]["low"] <= 1.0 == out["ci"]["high"]
+    assert {t["task_id"] for t in out["tasks"]} == {t.id for t in chosen}
+    assert all(t["matched"] == [2] * t["total"] for t in out["tasks"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # score writes nothing
+
+
+def test_cli_malformed_submission_is_one_line_exit_2(kaggle_files, tmp_path):
+    d, _ = kaggle_files
+    bad = tmp_path / "submission.json"
+    bad.write_text('{"00576224": [{"attempt_1": [[1]], ')
+    res = arc_trm("score", bad, "--solutions", d / "arc-agi_evaluation_solutions.json")
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "malformed JSON" in lines[0] and "Traceback" not in res.stderr
+    assert res.stdout == ""
+
+
+def test_cli_incomplete_submission_is_exit_2(kaggle_files, tmp_path):
+    d, chosen = kaggle_files
+    sub = {t.id: [{"attempt_1": [[0]], "attempt_2": [[0]]} for _ in t.test] for t in chosen[1:]}
+    path = tmp_path / "submission.json"
+    path.write_text(json.dumps(sub))
+    res = arc_trm("score", path, "--tasks", d / "arc-agi_evaluation_challenges.json")
+    assert res.returncode == 2 and "missing 1 task" in res.stderr and chosen[0].id in res.stderr
