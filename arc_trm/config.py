@@ -1,0 +1,236 @@
+"""Configuration dataclasses.
+
+`ModelConfig` defaults are the paper's ARC configuration (TRM-Att, 7M parameters).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+POS_ENCODINGS = ("rope", "learned", "none")
+FORWARD_DTYPES = ("float32", "bfloat16")
+
+
+@dataclass
+class ModelConfig:
+    hidden_size: int = 512
+    num_heads: int = 8
+    L_layers: int = 2  # blocks in the single network `net`
+    expansion: float = 4.0  # SwiGLU width factor
+    H_cycles: int = 3  # T: cycles per supervision step
+    L_cycles: int = 4  # n: latent updates per cycle
+    halt_max_steps: int = 16  # N_sup
+    halt_exploration_prob: float = 0.1
+    puzzle_emb_len: int = 16  # prefix positions; the puzzle vector sits in position 0
+    num_puzzle_ids: int = 1  # rows of the puzzle-embedding table (id 0 = blank)
+    vocab_size: int = 12
+    seq_len: int = 900  # grid tokens, prefix excluded
+    pos_encodings: str = "rope"
+    mlp_t: bool = False  # replace attention by a SwiGLU over the sequence axis
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    forward_dtype: str = "bfloat16"  # the reference runs its forward in bf16
+    no_ACT_continue: bool = True  # halt on q_halt > 0 alone (no Q-continue target)
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads != 0:
+            raise ValueError(f"hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
+        if self.pos_encodings not in POS_ENCODINGS:
+            raise ValueError(f"pos_encodings must be one of {POS_ENCODINGS}, got {self.pos_encodings!r}")
+        if self.forward_dtype not in FORWARD_DTYPES:
+            raise ValueError(f"forward_dtype must be one of {FORWARD_DTYPES}, got {self.forward_dtype!r}")
+        if self.puzzle_emb_len < 1:
+            raise ValueError("puzzle_emb_len must be >= 1 (the puzzle embedding occupies position 0)")
+        if self.H_cycles < 1 or self.L_cycles < 1 or self.L_layers < 1 or self.halt_max_steps < 1:
+            raise ValueError("H_cycles, L_cycles, L_layers and halt_max_steps must all be >= 1")
+        if self.num_puzzle_ids < 1:
+            raise ValueError("num_puzzle_ids must be >= 1")
+
+    @property
+    def total_len(self) -> int:
+        """Sequence length seen by the network: puzzle prefix + grid tokens."""
+        return self.puzzle_emb_len + self.seq_len
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys: {unknown}")
+        return cls(**d)
+
+    @classmethod
+    def from_reference(cls, ref: dict[str, Any]) -> ModelConfig:
+        """Map a reference (TinyRecursiveModels) architecture config dict onto ours."""
+        ignored = {"name", "loss", "batch_size", "H_layers", "causal"}
+        renamed = {"num_puzzle_identifiers": "num_puzzle_ids"}
+        own = {f.name for f in dataclasses.fields(cls)}
+        out: dict[str, Any] = {}
+        unknown = []
+        for key, value in ref.items():
+            if key in ignored or key == "puzzle_emb_ndim":
+                continue
+            name = renamed.get(key, key)
+            if name not in own:
+                unknown.append(key)
+                continue
+            out[name] = value
+        if unknown:
+            raise ValueError(f"unknown reference config keys: {sorted(unknown)}")
+
+        hidden = int(out.get("hidden_size", cls.hidden_size))
+        ndim = int(ref.get("puzzle_emb_ndim", hidden))
+        if ndim != hidden:
+            raise ValueError(f"only puzzle_emb_ndim == hidden_size is supported, got {ndim} vs {hidden}")
+        if int(out.get("puzzle_emb_len", cls.puzzle_emb_len)) == 0:
+            # The reference's 0 means "as many positions as the puzzle vector needs".
+            out["puzzle_emb_len"] = math.ceil(ndim / hidden)
+        out.setdefault("forward_dtype", "bfloat16")
+        out["expansion"] = float(out.get("expansion", cls.expansion))
+        return cls(**out)
+
+
+@dataclass
+class DataConfig:
+    tasks: str = "arc-agi-2"  # task sources (see `arc-trm build --help`)
+    augmentations: int = 1000  # augmented versions per task (SPEC 2), identity included
+    canvas: int = 30  # canvas side; the model's seq_len is canvas**2
+    build_seed: int = 0
+    build_dir: str = ""  # "" = data/built/<sources>-a<augmentations>-c<canvas>
+
+
+@dataclass
+class TrainConfig:
+    global_batch_size: int = 768  # summed over all ranks
+    epochs: int = 100_000  # passes over the task groups (sets max_steps when that is 0)
+    max_steps: int = 0
+    lr: float = 1e-4
+    lr_warmup_steps: int = 2000  # linear from 0, then constant
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    puzzle_emb_lr: float = 1e-2  # sign-SGD on the puzzle table
+    puzzle_emb_weight_decay: float = 0.1
+    freeze_model_steps: int = 0  # train only the puzzle table for the first steps (test-time training)
+    ema_rate: float = 0.999  # 0 disables the EMA
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 0  # 0 = only at the end
+    eval_views: int = 8  # augmented views per test input in periodic evaluation
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    save_carry: bool = True  # False: a resumed run starts every row afresh (documented reset)
+    compile: bool = False  # torch.compile the model (GPU)
+    device: str = "auto"  # auto | cpu | cuda | mps
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.to_dict(), "train": dataclasses.asdict(self.train),
+                "data": dataclasses.asdict(self.data)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        def section(kind: type, values: dict[str, Any]) -> Any:
+            known = {f.name for f in dataclasses.fields(kind)}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise ValueError(f"unknown {kind.__name__} keys: {unknown}")
+            return kind(**values)
+        return cls(ModelConfig.from_dict(d["model"]), section(TrainConfig, d["train"]),
+                   section(DataConfig, d["data"]))
+
+
+def _preset_paper() -> RunConfig:
+    return RunConfig()
+
+
+def _preset_kaggle() -> RunConfig:
+    # Test-time training on 4 x L4 inside a 12 h notebook: the paper model (so pretrained
+    # checkpoints load), fewer augmentations and a shorter warmup.
+    cfg = RunConfig()
+    cfg.data.augmentations = 256
+    cfg.train.global_batch_size = 384
+    cfg.train.lr_warmup_steps = 200
+    cfg.train.checkpoint_every = 500
+    return cfg
+
+
+def _preset_cpu_quick() -> RunConfig:
+    # Small enough to learn a simple rule on 2 CPU cores in about a minute.
+    cfg = RunConfig()
+    cfg.model = ModelConfig(hidden_size=64, num_heads=4, L_layers=2, H_cycles=2, L_cycles=2,
+                            halt_max_steps=4, puzzle_emb_len=4, forward_dtype="float32")
+    cfg.data.augmentations = 64
+    cfg.data.canvas = 10
+    cfg.train.global_batch_size = 64
+    cfg.train.max_steps = 600
+    cfg.train.lr = 1e-3
+    cfg.train.lr_warmup_steps = 50
+    cfg.train.puzzle_emb_lr = 1e-2
+    cfg.train.ema_rate = 0.99
+    cfg.train.log_every = 10
+    cfg.train.checkpoint_every = 200
+    cfg.train.eval_views = 8
+    return cfg
+
+
+PRESETS = {"paper": _preset_paper, "kaggle": _preset_kaggle, "cpu-quick": _preset_cpu_quick}
+
+
+def preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+def _parse_value(text: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got {text!r}")
+    if isinstance(current, int):
+        return int(float(text)) if "e" in text.lower() else int(text)
+    if isinstance(current, float):
+        return float(text)
+    return text
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply `key=value` overrides; key is `section.field` or a field name unique across sections."""
+    sections = {"model": cfg.model, "train": cfg.train, "data": cfg.data}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not key=value")
+        if "." in key:
+            sec_name, _, field = key.partition(".")
+            if sec_name not in sections:
+                raise ValueError(f"unknown config section {sec_name!r} in {item!r}")
+            owners = [sec_name] if hasattr(sections[sec_name], field) else []
+        else:
+            field = key
+            owners = [n for n, s in sections.items() if field in {f.name for f in dataclasses.fields(s)}]
+        if len(owners) != 1:
+            where = "no section" if not owners else f"several sections ({', '.join(owners)}); prefix one"
+            raise ValueError(f"config key {key!r} matches {where}")
+        target = sections[owners[0]]
+        try:
+            setattr(target, field, _parse_value(text, getattr(target, field)))
+        except ValueError as e:
+            raise ValueError(f"override {item!r}: {e}") from None
+    cfg.model.__post_init__()  # re-validate
+    return cfg

@@ -1,0 +1,554 @@
+"""Tiny Recursive Model (TRM), "Less is More: Recursive Reasoning with Tiny Networks".
+
+One small network `net` (2 post-norm blocks) is applied recursively. Per supervision step:
+
+    for each of T cycles (only the last one is backpropagated):
+        repeat n times:  z <- net(z, y + x)     # refine the latent
+        y <- net(y, z)                          # refine the answer
+
+`y` is the answer state (the reference's z_H) and `z` the latent (the reference's z_L); both
+carry over between supervision steps, detached. A Q head on y[:, 0] learns when to halt.
+Behaviour matches the reference implementation (see SPEC.md sections 4 and 5) to float32 round-off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from arc_trm.config import ModelConfig
+
+IGNORE_LABEL = -100
+Q_HALT_LOSS_WEIGHT = 0.5
+
+
+# ----------------------------------------------------------------------------------------------
+# Initialisation and small building blocks
+
+
+def _truncated_std(bound: float) -> float:
+    """Std of a standard normal truncated to [-bound, bound] (about 0.8796 for bound 2)."""
+    pdf = math.exp(-0.5 * bound * bound) / math.sqrt(2 * math.pi)
+    mass = math.erf(bound / math.sqrt(2))
+    return math.sqrt(1 - 2 * bound * pdf / mass)
+
+
+def trunc_normal_(t: Tensor, std: float, bound: float = 2.0) -> Tensor:
+    """JAX-style truncated normal: truncate at +-bound sigma, then rescale so the std is `std`."""
+    with torch.no_grad():
+        if std == 0:
+            return t.zero_()
+        nn.init.trunc_normal_(t, mean=0.0, std=1.0, a=-bound, b=bound)
+        return t.mul_(std / _truncated_std(bound))
+
+
+def ceil_to_multiple(x: int, multiple: int) -> int:
+    return -(-x // multiple) * multiple
+
+
+def rms_norm(x: Tensor, eps: float) -> Tensor:
+    """Weightless RMSNorm over the last axis, computed in float32."""
+    h = x.float()
+    h = h * torch.rsqrt(h.square().mean(-1, keepdim=True) + eps)
+    return h.to(x.dtype)
+
+
+class Linear(nn.Module):
+    """Linear layer with a float32 master weight cast to the input's dtype at use (bf16 forward)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(trunc_normal_(torch.empty(out_features, in_features), std=in_features**-0.5))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.weight.to(x.dtype), bias)
+
+
+class Embedding(nn.Module):
+    """Embedding table (float32 master) whose output is cast to the forward dtype."""
+
+    def __init__(self, num: int, dim: int, std: float):
+        super().__init__()
+        self.weight = nn.Parameter(trunc_normal_(torch.empty(num, dim), std=std))
+
+    def forward(self, ids: Tensor, dtype: torch.dtype) -> Tensor:
+        return F.embedding(ids.long(), self.weight.to(dtype))
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate) * up), with gate and up fused in one projection (gate rows first)."""
+
+    def __init__(self, dim: int, expansion: float):
+        super().__init__()
+        inter = ceil_to_multiple(round(expansion * dim * 2 / 3), 256)
+        self.gate_up = Linear(dim, 2 * inter)
+        self.down = Linear(inter, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention with rotary positions
+
+
+@dataclass
+class Rotary:
+    cos: Tensor  # (L, head_dim) float32
+    sin: Tensor  # (L, head_dim) float32
+
+
+def rotary_tables(head_dim: int, length: int, theta: float) -> Rotary:
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)  # (L, head_dim/2)
+    angles = torch.cat((angles, angles), dim=-1)  # rotate-half layout
+    return Rotary(cos=angles.cos(), sin=angles.sin())
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x: Tensor, rope: Rotary) -> Tensor:
+    """x: (B, L, H, hd). Rotation done in float32, like the reference."""
+    cos, sin = rope.cos.unsqueeze(-2), rope.sin.unsqueeze(-2)  # (L, 1, hd)
+    h = x.float()
+    return (h * cos + rotate_half(h) * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Non-causal multi-head self-attention, fused qkv, no biases."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.head_dim = cfg.hidden_size // cfg.num_heads
+        self.qkv = Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+        self.out = Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, h: Tensor, rope: Rotary | None) -> Tensor:
+        B, L, D = h.shape
+        qkv = self.qkv(h).view(B, L, 3 * self.num_heads, self.head_dim)
+        q, k, v = qkv.split(self.num_heads, dim=2)  # each (B, L, H, hd)
+        if rope is not None:
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, hd)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=False)
+        return self.out(a.transpose(1, 2).reshape(B, L, D))
+
+
+# ----------------------------------------------------------------------------------------------
+# The network
+
+
+class Block(nn.Module):
+    """Post-norm block: h = norm(h + mix(h)); h = norm(h + mlp(h)).
+
+    `mix` is attention, or with `mlp_t` a SwiGLU across the sequence axis. In the latter case
+    the reference takes the post-norm while still transposed, i.e. over the sequence axis.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.eps = cfg.rms_norm_eps
+        self.use_mlp_t = cfg.mlp_t
+        if cfg.mlp_t:
+            self.mlp_t = SwiGLU(cfg.total_len, cfg.expansion)
+        else:
+            self.attn = Attention(cfg)
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.expansion)
+
+    def forward(self, h: Tensor, rope: Rotary | None) -> Tensor:  # (B, L, D) -> (B, L, D)
+        if self.use_mlp_t:
+            ht = h.transpose(1, 2)  # (B, D, L)
+            h = rms_norm(ht + self.mlp_t(ht), self.eps).transpose(1, 2)
+        else:
+            h = rms_norm(h + self.attn(h, rope), self.eps)
+        return rms_norm(h + self.mlp(h), self.eps)
+
+
+class Net(nn.Module):
+    """net(h, injection) = blocks(h + injection). The one network used for both updates."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.L_layers))
+
+    def forward(self, h: Tensor, injection: Tensor, rope: Rotary | None) -> Tensor:
+        h = h + injection
+        for block in self.blocks:
+            h = block(h, rope)
+        return h
+
+
+# ----------------------------------------------------------------------------------------------
+# Named inputs and outputs
+
+
+@dataclass
+class Batch:
+    inputs: Tensor  # (B, L) int tokens
+    labels: Tensor  # (B, L) int, IGNORE_LABEL where unsupervised
+    puzzle_identifiers: Tensor  # (B,) int
+
+    def where(self, mask: Tensor, other: Batch) -> Batch:
+        """Rows where `mask` is set come from `other`, the rest from self."""
+
+        def pick(new: Tensor, old: Tensor) -> Tensor:
+            return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+        return Batch(
+            inputs=pick(other.inputs, self.inputs),
+            labels=pick(other.labels, self.labels),
+            puzzle_identifiers=pick(other.puzzle_identifiers, self.puzzle_identifiers),
+        )
+
+
+@dataclass
+class Carry:
+    """Per-sample state that persists across supervision steps (and training batches)."""
+
+    y: Tensor  # (B, L_total, D) answer state, forward dtype
+    z: Tensor  # (B, L_total, D) latent state, forward dtype
+    steps: Tensor  # (B,) int32 supervision steps taken on the current sample
+    halted: Tensor  # (B,) bool; a halted row is replaced by the next batch's row
+    current: Batch  # the sample each row is working on
+
+
+@dataclass
+class Latents:
+    y: Tensor  # (B, L_total, D)
+    z: Tensor  # (B, L_total, D)
+
+
+@dataclass
+class Heads:
+    logits: Tensor  # (B, L, V)
+    q_halt: Tensor  # (B,) float32
+    q_continue: Tensor  # (B,) float32
+
+
+@dataclass
+class StepOutput:
+    carry: Carry  # carry after this step (y, z detached; `halted` decided by this step)
+    logits: Tensor  # (B, L, V) over grid positions, forward dtype
+    q_halt_logits: Tensor  # (B,) float32
+    q_continue_logits: Tensor  # (B,) float32
+    # Training only: the batch's puzzle-table rows as a leaf tensor, so that the sign-SGD
+    # optimiser can read `.grad` (ids are carry.current.puzzle_identifiers). None otherwise.
+    puzzle_rows: Tensor | None
+    target_q_continue: Tensor | None  # (B,) only when no_ACT_continue is False in training
+
+
+# ----------------------------------------------------------------------------------------------
+# The model
+
+
+class TRM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        D = cfg.hidden_size
+        self.forward_dtype = getattr(torch, cfg.forward_dtype)
+        self.embed_scale = math.sqrt(D)
+        embed_std = 1.0 / self.embed_scale
+
+        self.embed_tokens = Embedding(cfg.vocab_size, D, std=embed_std)
+        if cfg.pos_encodings == "learned":
+            self.embed_pos = Embedding(cfg.total_len, D, std=embed_std)
+        if cfg.pos_encodings == "rope":
+            rope = rotary_tables(D // cfg.num_heads, cfg.total_len, cfg.rope_theta)
+            self.register_buffer("rope_cos", rope.cos, persistent=False)
+            self.register_buffer("rope_sin", rope.sin, persistent=False)
+        self.net = Net(cfg)
+        self.lm_head = Linear(D, cfg.vocab_size)
+        self.q_head = Linear(D, 2, bias=True)
+        with torch.no_grad():  # start by never halting early: q_halt = -5
+            self.q_head.weight.zero_()
+            self.q_head.bias.fill_(-5.0)
+
+        # Fixed (never trained) initial answer and latent, broadcast over positions.
+        self.register_buffer("y_init", trunc_normal_(torch.empty(D), std=1.0))
+        self.register_buffer("z_init", trunc_normal_(torch.empty(D), std=1.0))
+        # One vector per augmented puzzle; a buffer trained by sparse sign-SGD (optim.py).
+        self.register_buffer("puzzle_table", torch.zeros(cfg.num_puzzle_ids, D))
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def rotary(self) -> Rotary | None:
+        if self.cfg.pos_encodings != "rope":
+            return None
+        return Rotary(cos=self.rope_cos, sin=self.rope_sin)
+
+    def gather_puzzle_rows(self, ids: Tensor) -> Tensor:
+        """(B,) -> (B, D) float32. In training a fresh leaf that collects the rows' gradient."""
+        rows = self.puzzle_table[ids.long()].detach()
+        if self.training and torch.is_grad_enabled():
+            rows.requires_grad_(True)
+        return rows
+
+    def input_embeddings(self, inputs: Tensor, puzzle_rows: Tensor) -> Tensor:
+        """x = sqrt(D) * [puzzle vector, 0, ..., 0, token embeddings]  -> (B, L_total, D)."""
+        B = inputs.shape[0]
+        tokens = self.embed_tokens(inputs, self.forward_dtype)  # (B, L, D)
+        pad = tokens.new_zeros(B, self.cfg.puzzle_emb_len - 1, tokens.shape[-1])
+        x = torch.cat((puzzle_rows.to(self.forward_dtype).unsqueeze(1), pad, tokens), dim=1)  # (B, L_total, D)
+        if self.cfg.pos_encodings == "learned":
+            x = 0.707106781 * (x + self.embed_pos.weight.to(self.forward_dtype))  # ~1/sqrt(2), as the reference
+        return self.embed_scale * x
+
+    def cycle(self, y: Tensor, z: Tensor, x: Tensor, rope: Rotary | None) -> Latents:
+        for _ in range(self.cfg.L_cycles):  # n
+            z = self.net(z, y + x, rope)
+        y = self.net(y, z, rope)
+        return Latents(y=y, z=z)
+
+    def recurse(self, y: Tensor, z: Tensor, x: Tensor) -> Latents:
+        """One supervision step: T cycles, gradient only through the last one."""
+        rope = self.rotary()
+        with torch.no_grad():
+            for _ in range(self.cfg.H_cycles - 1):  # T - 1
+                latents = self.cycle(y, z, x, rope)
+                y, z = latents.y, latents.z
+        return self.cycle(y, z, x, rope)
+
+    def heads(self, y: Tensor) -> Heads:
+        logits = self.lm_head(y)[:, self.cfg.puzzle_emb_len :]  # (B, L, V): prefix dropped
+        q = self.q_head(y[:, 0]).float()  # (B, 2)
+        return Heads(logits=logits, q_halt=q[:, 0], q_continue=q[:, 1])
+
+    # -- carry and step -------------------------------------------------------------------------
+
+    def initial_carry(self, batch: Batch) -> Carry:
+        """All rows halted, so the first step loads every row of its batch from the init vectors."""
+        B = batch.inputs.shape[0]
+        device = batch.inputs.device
+        shape = (B, self.cfg.total_len, self.cfg.hidden_size)
+        return Carry(
+            y=torch.zeros(shape, dtype=self.forward_dtype, device=device),
+            z=torch.zeros(shape, dtype=self.forward_dtype, device=device),
+            steps=torch.zeros(B, dtype=torch.int32, device=device),
+            halted=torch.ones(B, dtype=torch.bool, device=device),
+            current=Batch(*(torch.zeros_like(t) for t in (batch.inputs, batch.labels, batch.puzzle_identifiers))),
+        )
+
+    def reset(self, carry: Carry, batch: Batch) -> Carry:
+        """Halted rows restart from the init vectors at step 0 with the new batch's row;
+        the other rows keep their state and sample."""
+        halted = carry.halted.view(-1, 1, 1)
+        return Carry(
+            y=torch.where(halted, self.y_init.to(self.forward_dtype), carry.y),  # (B, L_total, D)
+            z=torch.where(halted, self.z_init.to(self.forward_dtype), carry.z),
+            steps=torch.where(carry.halted, 0, carry.steps),
+            halted=carry.halted,
+            current=carry.current.where(carry.halted, batch),
+        )
+
+    def forward(
+        self,
+        carry: Carry,
+        batch: Batch,
+        min_halt_steps: Tensor | None = None,
+        use_q_halt: bool | None = None,
+    ) -> StepOutput:
+        """One supervision step on every row (reference ACT semantics, SPEC 5).
+
+        min_halt_steps: (B,) int, exploration minimum per row (0 = none); see draw_min_halt_steps.
+        use_q_halt: halt on the Q head; None = only in training (the reference evaluates with a
+            fixed halt_max_steps).
+
+        The eager part (reset, gathering the puzzle rows as a grad leaf) lives here; the tensor
+        work is `step`, which compiles without graph breaks: `model.step = torch.compile(model.step)`.
+        """
+        state = self.reset(carry, batch)
+        puzzle_rows = self.gather_puzzle_rows(state.current.puzzle_identifiers)  # (B, D)
+        if use_q_halt is None:
+            use_q_halt = self.training
+        return self.step(state, puzzle_rows, min_halt_steps, use_q_halt)
+
+    def step(self, state: Carry, puzzle_rows: Tensor, min_halt_steps: Tensor | None, use_q_halt: bool) -> StepOutput:
+        """Recursion, heads and halting decision for a carry already reset by `reset`."""
+        cfg = self.cfg
+        y, z, steps, current = state.y, state.z, state.steps, state.current
+        x = self.input_embeddings(current.inputs, puzzle_rows)
+        latents = self.recurse(y, z, x)
+        heads = self.heads(latents.y)
+        q_halt, q_continue = heads.q_halt, heads.q_continue
+
+        with torch.no_grad():
+            steps = steps + 1
+            halted = steps >= cfg.halt_max_steps
+            target_q_continue = None
+            if use_q_halt and cfg.halt_max_steps > 1:
+                if cfg.no_ACT_continue:
+                    halted = halted | (q_halt > 0)
+                else:
+                    halted = halted | (q_halt > q_continue)
+                if min_halt_steps is not None:
+                    halted = halted & (steps >= min_halt_steps.to(steps.device))
+                if self.training and not cfg.no_ACT_continue:
+                    # Q-learning target: the next step's value (bootstrapped with no grad).
+                    nxt = self.recurse(latents.y, latents.z, x)
+                    nh = self.heads(nxt.y)
+                    bootstrap = torch.where(
+                        steps >= cfg.halt_max_steps, nh.q_halt, torch.maximum(nh.q_halt, nh.q_continue)
+                    )
+                    target_q_continue = torch.sigmoid(bootstrap)
+
+        new_carry = Carry(
+            y=latents.y.detach(), z=latents.z.detach(), steps=steps.to(torch.int32), halted=halted, current=current
+        )
+        return StepOutput(
+            carry=new_carry,
+            logits=heads.logits,
+            q_halt_logits=q_halt,
+            q_continue_logits=q_continue,
+            puzzle_rows=puzzle_rows if puzzle_rows.requires_grad else None,
+            target_q_continue=target_q_continue,
+        )
+
+
+def draw_min_halt_steps(batch_size: int, cfg: ModelConfig, generator: torch.Generator) -> Tensor:
+    """Exploration: with prob halt_exploration_prob a row may not halt before a step in 2..max."""
+    explore = torch.rand(batch_size, generator=generator) < cfg.halt_exploration_prob
+    floor = torch.randint(2, cfg.halt_max_steps + 1, (batch_size,), generator=generator, dtype=torch.int32)
+    return explore.to(torch.int32) * floor
+
+
+# ----------------------------------------------------------------------------------------------
+# Loss
+
+
+def stablemax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Per-token -log stablemax(logits)[label] in float64; 0 where label == IGNORE_LABEL."""
+    x = logits.double()
+    s = torch.where(x < 0, 1 / (1 - x + 1e-30), x + 1)
+    logprobs = torch.log(s / s.sum(-1, keepdim=True))
+    mask = labels != IGNORE_LABEL
+    target = torch.where(mask, labels, 0).long().unsqueeze(-1)
+    return -torch.where(mask, logprobs.gather(-1, target).squeeze(-1), 0)
+
+
+@dataclass
+class Metrics:
+    """Sums over rows that halted this step (and have any supervised token), as the reference.
+
+    Sums (not means) so that ranks can be all-reduced; `means()` divides by `count`.
+    """
+
+    count: Tensor
+    accuracy: Tensor  # sum of per-row token accuracy
+    exact_accuracy: Tensor  # rows fully correct
+    q_halt_accuracy: Tensor  # rows where (q_halt >= 0) == fully correct
+    steps: Tensor  # sum of step counts
+
+    def means(self) -> dict[str, float]:
+        n = max(int(self.count), 1)
+        return {
+            "count": float(self.count),
+            "accuracy": float(self.accuracy) / n,
+            "exact_accuracy": float(self.exact_accuracy) / n,
+            "q_halt_accuracy": float(self.q_halt_accuracy) / n,
+            "steps": float(self.steps) / n,
+        }
+
+
+@dataclass
+class LossOutput:
+    loss: Tensor  # lm_loss + 0.5 * (q_halt_loss + q_continue_loss), summed over the batch
+    lm_loss: Tensor  # float64
+    q_halt_loss: Tensor
+    q_continue_loss: Tensor
+    metrics: Metrics
+
+
+def compute_loss(out: StepOutput) -> LossOutput:
+    """Reference loss. Note: it is a SUM over the batch; the reference backprops loss / global batch."""
+    labels = out.carry.current.labels  # (B, L)
+    mask = labels != IGNORE_LABEL
+    with torch.no_grad():
+        counts = mask.sum(-1)  # (B,)
+        divisor = counts.clamp_min(1)
+        correct = mask & (out.logits.argmax(-1) == labels)
+        seq_correct = correct.sum(-1) == counts  # (B,)
+        valid = out.carry.halted & (counts > 0)
+        metrics = Metrics(
+            count=valid.sum(),
+            accuracy=torch.where(valid, correct.float().sum(-1) / divisor, 0).sum(),
+            exact_accuracy=(valid & seq_correct).sum(),
+            q_halt_accuracy=(valid & ((out.q_halt_logits >= 0) == seq_correct)).sum(),
+            steps=torch.where(valid, out.carry.steps, 0).sum(),
+        )
+
+    lm_loss = (stablemax_cross_entropy(out.logits, labels).sum(-1) / divisor).sum()
+    q_halt_loss = F.binary_cross_entropy_with_logits(
+        out.q_halt_logits, seq_correct.to(out.q_halt_logits.dtype), reduction="sum"
+    )
+    q_continue_loss = torch.zeros((), dtype=q_halt_loss.dtype, device=q_halt_loss.device)
+    if out.target_q_continue is not None:
+        q_continue_loss = F.binary_cross_entropy_with_logits(
+            out.q_continue_logits, out.target_q_continue, reduction="sum"
+        )
+    loss = lm_loss + Q_HALT_LOSS_WEIGHT * (q_halt_loss + q_continue_loss)
+    return LossOutput(loss=loss, lm_loss=lm_loss, q_halt_loss=q_halt_loss, q_continue_loss=q_continue_loss, metrics=metrics)
+
+
+# ----------------------------------------------------------------------------------------------
+# Accounting
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (the puzzle table is a buffer and is not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@dataclass
+class StepFlops:
+    forward: int
+    backward: int
+
+    @property
+    def total(self) -> int:
+        return self.forward + self.backward
+
+
+def _swiglu_matmul_params(dim: int, expansion: float) -> int:
+    inter = ceil_to_multiple(round(expansion * dim * 2 / 3), 256)
+    return 3 * dim * inter
+
+
+def net_flops(cfg: ModelConfig, batch_size: int) -> int:
+    """Matmul FLOPs of one application of `net` (2 per multiply-add)."""
+    B, L, D = batch_size, cfg.total_len, cfg.hidden_size
+    per_block = 2 * B * L * _swiglu_matmul_params(D, cfg.expansion)
+    if cfg.mlp_t:
+        per_block += 2 * B * D * _swiglu_matmul_params(L, cfg.expansion)  # over the sequence axis
+    else:
+        per_block += 2 * B * L * 4 * D * D  # qkv + out projections
+        per_block += 2 * 2 * B * L * L * D  # scores q k^T and weights @ v
+    return cfg.L_layers * per_block
+
+
+def flops_per_step(cfg: ModelConfig, batch_size: int, training: bool = True) -> StepFlops:
+    """Analytic matmul FLOPs of one supervision step: forward T*(n+1) applications of net plus
+    the heads; backward (training only) = 2x the forward of the last cycle's n+1 applications
+    and the heads. With no_ACT_continue False, training adds one more no-grad forward."""
+    B, D = batch_size, cfg.hidden_size
+    net = net_flops(cfg, B)
+    heads = 2 * B * cfg.total_len * D * cfg.vocab_size + 2 * B * D * 2  # lm_head (full length) + q_head
+    applications = cfg.H_cycles * (cfg.L_cycles + 1)
+    forward = applications * net + heads
+    if not training:
+        return StepFlops(forward=forward, backward=0)
+    if not cfg.no_ACT_continue:
+        forward *= 2
+    backward = 2 * ((cfg.L_cycles + 1) * net + heads)
+    return StepFlops(forward=forward, backward=backward)

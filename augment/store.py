@@ -1,0 +1,266 @@
+"""A built, augmented task set on disk, and the loader that assembles batches from it.
+
+A build does not store augmented examples. It stores the SOURCE grids once, plus a compact record
+per augmented task (dihedral id and colour permutation: 11 bytes) and a translation offset per
+(augmented task, training example) (2 bytes), as memory-mappable ``.npy`` arrays. The loader applies
+the augmentation and translation when it assembles a batch. Layout (see data/README.md):
+
+    metadata.json     params, counts, sources hash, task table (the identifier map), array index
+    tasks.json        the source tasks, Kaggle format (solutions included where known)
+    grids.npy         (G, S, S) uint8 source grids at the top-left, zero padded (S = largest side)
+    grid_shapes.npy   (G, 2) uint8 height, width
+    task_index.npy    (T, 6) int64 first_row, num_rows, first_train_pair, num_train_pairs,
+                      first_test_input, num_test_inputs
+    train_pairs.npy   (NP, 2) int32 grid ids (input, output) of each task's training pairs
+    test_inputs.npy   (NT,) int32 grid ids of the test inputs of role-"test" tasks
+    row_task.npy      (P+1,) int32 source task of each puzzle row (-1 for the blank row 0)
+    row_aug.npy       (P+1, 11) uint8 [dihedral id, perm[0..9]] of each puzzle row
+    row_examples.npy  (P+2,) int64 start of each row's translation offsets in offsets.npy
+    offsets.npy       (E, 2) uint8 (r0, c0) of each training example
+
+Puzzle row 0 is the blank; rows 1.. are the augmented tasks in sorted (task id, k) order, and the
+identifier of a row is ``f"{task_id}#{k}"`` (k = 0 is the un-augmented task).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .encoding import COLOUR_OFFSET, EOS
+from .tasks import InputError, Task, task_from_json
+from .transforms import Augmentation, dihedral
+
+FORMAT = "arc-trm-build/1"
+ARRAYS = ("grids", "grid_shapes", "task_index", "train_pairs", "test_inputs", "row_task", "row_aug",
+          "row_examples", "offsets")
+
+
+@dataclass(frozen=True)
+class TestView:
+    """One augmented view of one test input: puzzle row, source task, test index, augmentation index."""
+
+    __test__ = False  # not a pytest class
+
+    row: int
+    task_id: str
+    test_index: int
+    aug_index: int
+
+
+def identifier(task_id: str, k: int) -> str:
+    return f"{task_id}#{k}"
+
+
+class BuiltSet:
+    """An opened build. Opening reads metadata.json only; arrays are memory-mapped on first use."""
+
+    def __init__(self, path: Path, meta: dict):
+        self.path = Path(path)
+        self.meta = meta
+        self.canvas: int = int(meta["canvas"])
+        self._arrays: dict[str, np.ndarray] = {}
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path) -> "BuiltSet":
+        path = Path(path)
+        meta_path = path / "metadata.json"
+        if not meta_path.is_file():
+            raise InputError(f"{path}: not a built task set (no metadata.json); run `arc-trm build`")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{meta_path}: unreadable build metadata: {e}") from None
+        if meta.get("format") != FORMAT:
+            raise InputError(f"{path}: build format {meta.get('format')!r}, expected {FORMAT!r}; rebuild it")
+        return cls(path, meta)
+
+    def array(self, name: str) -> np.ndarray:
+        arr = self._arrays.get(name)
+        if arr is None:
+            info = self.meta["arrays"][name]
+            arr = np.load(self.path / info["file"], mmap_mode="r")
+            self._arrays[name] = arr
+        return arr
+
+    def _ram(self, name: str) -> np.ndarray:
+        """Small tables the loader indexes constantly, read into memory once."""
+        key = "ram:" + name
+        arr = self._arrays.get(key)
+        if arr is None:
+            arr = np.array(self.array(name))
+            self._arrays[key] = arr
+        return arr
+
+    # -- identifiers -----------------------------------------------------------------------
+    @property
+    def task_ids(self) -> list[str]:
+        return [t["id"] for t in self.meta["tasks"]]
+
+    @property
+    def num_identifiers(self) -> int:
+        """Rows in the puzzle-embedding table: the blank plus one per augmented task."""
+        return int(self.meta["counts"]["augmented_tasks"]) + 1
+
+    @cached_property
+    def identifiers(self) -> list[str]:
+        """Row -> identifier; row 0 is the blank ("<blank>")."""
+        out = ["<blank>"]
+        for t in self.meta["tasks"]:
+            tid = t["id"]
+            out.extend(f"{tid}#{k}" for k in range(t["num_rows"]))
+        return out
+
+    @cached_property
+    def _task_pos(self) -> dict[str, int]:
+        return {t["id"]: i for i, t in enumerate(self.meta["tasks"])}
+
+    def row_of(self, ident: str) -> int:
+        """Puzzle row of an identifier ``task_id#k`` (KeyError if absent)."""
+        tid, sep, k = ident.rpartition("#")
+        if not sep or not k.isdigit() or tid not in self._task_pos:
+            raise KeyError(ident)
+        t = self.meta["tasks"][self._task_pos[tid]]
+        if int(k) >= t["num_rows"]:
+            raise KeyError(ident)
+        return int(t["first_row"]) + int(k)
+
+    def task_of_row(self, row: int) -> tuple[str, int]:
+        """(task id, augmentation index k) of a puzzle row >= 1."""
+        ti = int(self._ram("row_task")[row])
+        if ti < 0:
+            raise IndexError(f"row {row} is the blank")
+        t = self.meta["tasks"][ti]
+        return t["id"], int(row) - int(t["first_row"])
+
+    def augmentation(self, row: int) -> Augmentation:
+        return Augmentation.from_array(self._ram("row_aug")[row])
+
+    # -- tasks and groups --------------------------------------------------------------------
+    @cached_property
+    def tasks(self) -> list[Task]:
+        """The source tasks (sorted by id), read from the build's tasks.json on first use."""
+        data = json.loads((self.path / "tasks.json").read_text())
+        return [task_from_json(t["id"], data[t["id"]], role=t["role"], path=self.path / "tasks.json")
+                for t in self.meta["tasks"]]
+
+    @cached_property
+    def group_bounds(self) -> np.ndarray:
+        """(groups, 2) [first row, end row) of each source task that has training examples."""
+        ti = self._ram("task_index")
+        keep = ti[:, 3] > 0
+        return np.stack([ti[keep, 0], ti[keep, 0] + ti[keep, 1]], axis=1).astype(np.int64)
+
+    @property
+    def groups(self) -> list[range]:
+        return [range(int(a), int(b)) for a, b in self.group_bounds]
+
+    def num_train_examples(self, row):
+        """Training examples of a puzzle row (int, or an array for an array of rows)."""
+        starts = self._ram("row_examples")
+        rows = np.asarray(row)
+        n = starts[rows + 1] - starts[rows]
+        return int(n) if n.ndim == 0 else n
+
+    # -- batches -----------------------------------------------------------------------------
+    def train_batch(self, rows, example_idx) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and labels (B, canvas*canvas) uint8 tokens for (puzzle row, example index) pairs.
+
+        The augmentation of each row and the stored translation offset of each example are applied
+        here. Labels are tokens; PAD positions are the ignored ones (encoding.labels_from_tokens).
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        ex = np.asarray(example_idx, dtype=np.int64).reshape(-1)
+        if rows.shape != ex.shape:
+            raise ValueError("rows and example_idx must have the same length")
+        starts = self._ram("row_examples")
+        if rows.size and (rows.min() < 1 or rows.max() >= len(starts) - 1):
+            raise IndexError("puzzle row out of range (row 0 is the blank)")
+        n = starts[rows + 1] - starts[rows]
+        if ((ex < 0) | (ex >= n)).any():
+            bad = int(np.flatnonzero((ex < 0) | (ex >= n))[0])
+            raise IndexError(f"example {ex[bad]} of row {rows[bad]}, which has {n[bad]} training examples")
+        task = self._ram("row_task")[rows]
+        aug = self._ram("row_aug")[rows]
+        pair = self._ram("task_index")[task, 2] + ex
+        gids = self._ram("train_pairs")[pair]  # (B, 2)
+        offs = np.asarray(self.array("offsets")[starts[rows] + ex], dtype=np.int64)
+        inputs = self._render(gids[:, 0], aug, offs)
+        labels = self._render(gids[:, 1], aug, offs)
+        return inputs, labels
+
+    @cached_property
+    def _test_table(self) -> list[tuple[int, int, int]]:
+        ti = self._ram("task_index")
+        return [(i, int(ti[i, 0]), int(ti[i, 1])) for i, t in enumerate(self.meta["tasks"])
+                if t["role"] == "test"]
+
+    def test_views(self) -> list[TestView]:
+        """Every (augmented version, test input) of the role-"test" tasks, by task, row, test index."""
+        ti = self._ram("task_index")
+        out = []
+        for i, first, num in self._test_table:
+            tid = self.meta["tasks"][i]["id"]
+            for k in range(num):
+                for j in range(int(ti[i, 5])):
+                    out.append(TestView(first + k, tid, j, k))
+        return out
+
+    def test_inputs(self, views) -> np.ndarray:
+        """(B, canvas*canvas) uint8 tokens of augmented test inputs at the top-left."""
+        rows = np.asarray([v.row for v in views], dtype=np.int64)
+        tix = np.asarray([v.test_index for v in views], dtype=np.int64)
+        task = self._ram("row_task")[rows] if rows.size else np.zeros(0, np.int64)
+        ti = self._ram("task_index")
+        if ((tix < 0) | (tix >= ti[task, 5])).any():
+            raise IndexError("test index out of range for its task (or the task is not a test task)")
+        gids = self._ram("test_inputs")[ti[task, 4] + tix] if rows.size else np.zeros(0, np.int64)
+        aug = self._ram("row_aug")[rows] if rows.size else np.zeros((0, 11), np.uint8)
+        return self._render(gids, aug, np.zeros((len(rows), 2), np.int64))
+
+    def test_input_grid(self, view: TestView) -> np.ndarray:
+        """The source (un-augmented) test input of a view."""
+        return self.tasks[self._task_pos[view.task_id]].test[view.test_index].input
+
+    def _render(self, gids: np.ndarray, aug: np.ndarray, offs: np.ndarray) -> np.ndarray:
+        """Encode source grids `gids` under augmentations `aug` ((B, 11) rows) at offsets `offs`.
+
+        One small numpy step per grid: on ARC-sized grids this beats a whole-canvas vectorised
+        gather (measured: about 2x), and 768 examples take a few tens of milliseconds on one core.
+        """
+        c = self.canvas
+        grids = self._ram("grids")
+        shapes = self._ram("grid_shapes")
+        out = np.zeros((len(gids), c, c), dtype=np.uint8)
+        luts = aug[:, 1:].astype(np.uint8) + COLOUR_OFFSET  # colour -> token
+        for b in range(len(gids)):
+            g = int(gids[b])
+            h, w = int(shapes[g, 0]), int(shapes[g, 1])
+            x = dihedral(luts[b][grids[g, :h, :w]], int(aug[b, 0]))
+            hh, ww = x.shape
+            r0, c0 = int(offs[b, 0]), int(offs[b, 1])
+            o = out[b]
+            o[r0:r0 + hh, c0:c0 + ww] = x
+            if r0 + hh < c:
+                o[r0 + hh, c0:c0 + ww] = EOS
+            if c0 + ww < c:
+                o[r0:r0 + hh, c0 + ww] = EOS
+        return out.reshape(len(gids), c * c)
+
+    # -- misc --------------------------------------------------------------------------------
+    @property
+    def counts(self) -> dict:
+        return dict(self.meta["counts"])
+
+    def nbytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+    def __repr__(self) -> str:
+        c = self.meta["counts"]
+        return (f"BuiltSet({str(self.path)!r}: {c['tasks']} tasks, {c['augmented_tasks']} augmented tasks, "
+                f"{c['train_examples']} training examples, canvas {self.canvas})")

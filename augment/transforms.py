@@ -1,0 +1,167 @@
+"""Task augmentations (SPEC section 2): dihedral maps, colour permutations, translations.
+
+An augmented grid is ``dihedral(perm[grid], t)``; its inverse is ``argsort(perm)[inverse_dihedral(g, t)]``.
+An :class:`Augmentation` is the compact, serialisable record of one such map (``"t3p0123456789"``).
+
+Every random draw takes an explicit ``np.random.Generator``; nothing here touches numpy's global
+random state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+NUM_DIHEDRAL = 8
+NUM_COLOURS = 10
+# SPEC ids: 0 identity, 1 rot90 (k=1), 2 rot180, 3 rot270, 4 fliplr, 5 flipud, 6 transpose,
+# 7 fliplr(rot90).
+INVERSE_DIHEDRAL = (0, 3, 2, 1, 4, 5, 6, 7)
+# Ids whose result has the source's height and width swapped.
+TRANSPOSING = (False, True, False, True, False, False, True, True)
+
+# For each id, how a cell (a, c) of the transformed grid reads the source grid of shape (h, w):
+# (u, v) = (c, a) if swap else (a, c); source row = h-1-u if flip_r else u; column = w-1-v if flip_c
+# else v. Used by the vectorised loader; tests check it against `dihedral`.
+DIHEDRAL_GATHER = (
+    # swap, flip_r, flip_c
+    (0, 0, 0),  # identity
+    (1, 0, 1),  # rot90:       out[a, c] = g[c, w-1-a]
+    (0, 1, 1),  # rot180:      out[a, c] = g[h-1-a, w-1-c]
+    (1, 1, 0),  # rot270:      out[a, c] = g[h-1-c, a]
+    (0, 0, 1),  # fliplr:      out[a, c] = g[a, w-1-c]
+    (0, 1, 0),  # flipud:      out[a, c] = g[h-1-a, c]
+    (1, 0, 0),  # transpose:   out[a, c] = g[c, a]
+    (1, 1, 1),  # fliplr(rot90): out[a, c] = g[h-1-c, w-1-a]
+)
+
+
+def _check_id(t: int) -> int:
+    t = int(t)
+    if not 0 <= t < NUM_DIHEDRAL:
+        raise ValueError(f"dihedral id {t} is not in 0..7")
+    return t
+
+
+def dihedral(grid: np.ndarray, t: int) -> np.ndarray:
+    """Apply dihedral map ``t`` (SPEC ids). Returns a view where numpy allows it."""
+    t = _check_id(t)
+    if t == 0:
+        return grid
+    if t == 1:
+        return np.rot90(grid, k=1)
+    if t == 2:
+        return np.rot90(grid, k=2)
+    if t == 3:
+        return np.rot90(grid, k=3)
+    if t == 4:
+        return np.fliplr(grid)
+    if t == 5:
+        return np.flipud(grid)
+    if t == 6:
+        return grid.T
+    return np.fliplr(np.rot90(grid, k=1))
+
+
+def inverse_dihedral(grid: np.ndarray, t: int) -> np.ndarray:
+    """Undo dihedral map ``t``."""
+    return dihedral(grid, INVERSE_DIHEDRAL[_check_id(t)])
+
+
+def dihedral_shape(shape: tuple[int, int], t: int) -> tuple[int, int]:
+    """Shape of ``dihedral(g, t)`` for a grid ``g`` of ``shape``."""
+    h, w = shape
+    return (w, h) if TRANSPOSING[_check_id(t)] else (h, w)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """One dihedral map plus one colour permutation (colour 0 fixed)."""
+
+    dihedral: int
+    perm: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        perm = tuple(int(x) for x in self.perm)
+        object.__setattr__(self, "perm", perm)
+        object.__setattr__(self, "dihedral", _check_id(self.dihedral))
+        if len(perm) != NUM_COLOURS or sorted(perm) != list(range(NUM_COLOURS)) or perm[0] != 0:
+            raise ValueError(f"colour permutation {perm} must permute 0..9 and keep 0 fixed")
+
+    @classmethod
+    def identity(cls) -> "Augmentation":
+        return cls(0, tuple(range(NUM_COLOURS)))
+
+    @property
+    def is_identity(self) -> bool:
+        return self.dihedral == 0 and self.perm == tuple(range(NUM_COLOURS))
+
+    @property
+    def lut(self) -> np.ndarray:
+        return np.asarray(self.perm, dtype=np.uint8)
+
+    @property
+    def inverse_lut(self) -> np.ndarray:
+        return np.argsort(self.lut).astype(np.uint8)
+
+    def apply(self, grid: np.ndarray) -> np.ndarray:
+        """dihedral(perm[grid], t), as a new contiguous uint8 array."""
+        return np.ascontiguousarray(dihedral(self.lut[np.asarray(grid)], self.dihedral))
+
+    def invert(self, grid: np.ndarray) -> np.ndarray:
+        """argsort(perm)[inverse_dihedral(grid, t)]: undoes :meth:`apply`."""
+        return np.ascontiguousarray(self.inverse_lut[inverse_dihedral(np.asarray(grid), self.dihedral)])
+
+    def to_str(self) -> str:
+        return f"t{self.dihedral}p" + "".join(str(x) for x in self.perm)
+
+    @classmethod
+    def from_str(cls, text: str) -> "Augmentation":
+        if len(text) != 13 or text[0] != "t" or text[2] != "p" or not text[1].isdigit() \
+                or not text[3:].isdigit():
+            raise ValueError(f"bad augmentation record {text!r}; expected e.g. 't3p0123456789'")
+        return cls(int(text[1]), tuple(int(ch) for ch in text[3:]))
+
+    def to_array(self) -> np.ndarray:
+        """(11,) uint8: [t, perm...] (the row format of a build's augmentation table)."""
+        return np.asarray((self.dihedral,) + self.perm, dtype=np.uint8)
+
+    @classmethod
+    def from_array(cls, row: Sequence[int]) -> "Augmentation":
+        return cls(int(row[0]), tuple(int(x) for x in row[1:11]))
+
+    def __str__(self) -> str:
+        return self.to_str()
+
+
+def random_perm(rng: np.random.Generator) -> np.ndarray:
+    """A colour permutation (uint8 lookup table) with 0 fixed."""
+    return np.concatenate(([0], rng.permutation(np.arange(1, NUM_COLOURS)))).astype(np.uint8)
+
+
+def random_augmentation(rng: np.random.Generator) -> Augmentation:
+    """Uniform dihedral id, then a uniform permutation of colours 1..9 (the draw order is fixed)."""
+    t = int(rng.integers(NUM_DIHEDRAL))
+    return Augmentation(t, tuple(int(x) for x in random_perm(rng)))
+
+
+def random_offsets(shapes: Sequence[tuple[tuple[int, int], tuple[int, int]]] | np.ndarray, canvas: int,
+                   rng: np.random.Generator, keep_one: bool = False) -> np.ndarray:
+    """One shared (r0, c0) per (input shape, output shape) pair so both grids fit the canvas.
+
+    ``shapes`` is a sequence of ((h_in, w_in), (h_out, w_out)) or an (n, 2, 2) array. Returns an
+    (n, 2) int64 array. With ``keep_one`` one random pair (drawn after the offsets) stays at (0, 0),
+    as in the SPEC's training split.
+    """
+    s = np.asarray(shapes, dtype=np.int64).reshape(-1, 2, 2)
+    extent = s.max(axis=1)  # (n, 2): the larger height and width of each pair
+    room = canvas - extent
+    if (room < 0).any():
+        raise ValueError(f"a grid pair of extent {extent[room.min(axis=1).argmin()].tolist()} "
+                         f"does not fit a {canvas}x{canvas} canvas")
+    offsets = rng.integers(0, room + 1)
+    if keep_one and len(offsets):
+        offsets[int(rng.integers(len(offsets)))] = 0
+    return offsets.reshape(-1, 2)

@@ -1,0 +1,40 @@
+"""Shared helpers for tests: a tiny model config and real ARC tasks small enough for CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Three real ARC-AGI-1 training tasks with 3x3 grids, tested on their test inputs.
+SMALL_TASKS = "arc-agi-1:training/3c9b0459+6150a2bd+67a3c6ac@test"
+
+# A model and data size that trains a step in well under a second on one CPU core.
+TINY = ["model.hidden_size=32", "model.num_heads=2", "model.H_cycles=2", "model.L_cycles=1",
+        "model.halt_max_steps=3", "model.puzzle_emb_len=2", "data.canvas=6", "data.augmentations=4",
+        "train.global_batch_size=8", "train.lr_warmup_steps=2", "train.log_every=1"]
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: list[str] | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run `arc-trm ARGS` in a fresh process with one thread (the suite runs on 2 cores)."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    cmd = [sys.executable, *(module or ["-m", "arc_trm.cli"]), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="session")
+def small_build(tmp_path_factory) -> Path:
+    """The augmented set of SMALL_TASKS at the TINY data size, built once per session."""
+    from augment.build import ensure_built
+
+    out = tmp_path_factory.mktemp("built") / "small"
+    ensure_built(SMALL_TASKS, out, augmentations=4, canvas=6, progress=False)
+    return out

@@ -1,0 +1,227 @@
+"""Task loading and validation (augment/tasks.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from augment.tasks import (InputError, TaskError, grid_hash, load_source, load_tasks, safe_name, task_from_json,
+                           task_hash)
+
+GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1]]}]}
+
+
+def write(path: Path, obj) -> Path:
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return path
+
+
+def bad_task(**change):
+    t = json.loads(json.dumps(GOOD))
+    for k, v in change.items():
+        t[k] = v
+    return t
+
+
+def test_good_task_loads(tmp_path):
+    p = write(tmp_path / "x_challenges.json", {"abc": GOOD})
+    write(tmp_path / "x_solutions.json", {"abc": [[[5, 6]]]})
+    (task,) = load_source(str(p))
+    assert task.id == "abc" and task.role == "train"
+    assert task.train[0].input.dtype == np.uint8 and task.train[0].input.tolist() == [[1, 2], [3, 4]]
+    assert task.test[0].output.tolist() == [[5, 6]]
+    assert task.has_solutions
+
+
+def test_without_solutions_file_outputs_are_hidden(tmp_path):
+    p = write(tmp_path / "y_test_challenges.json", {"abc": GOOD})
+    (task,) = load_source(str(p))
+    assert task.test[0].output is None and not task.has_solutions
+    assert task.role == "test"  # 'test' in the file name
+
+
+@pytest.mark.parametrize("grid, fragment", [
+    ([[1, 2], [3]], "ragged"),
+    ([[0] * 31], "1 to 30"),
+    ([[0]] * 31, "1 to 30"),
+    ([[10]], "colours are integers 0-9"),
+    ([[-1]], "colours are integers 0-9"),
+    ([[1.0]], "colours are integers 0-9"),
+    ([[True]], "colours are integers 0-9"),
+    ([], "non-empty"),
+    ([[]], "non-empty"),
+    ("x", "non-empty"),
+])
+def test_bad_grid_names_file_task_and_example(tmp_path, grid, fragment):
+    t = bad_task()
+    t["train"].append({"input": [[1]], "output": grid})
+    p = write(tmp_path / "c.json", {"t1": t})
+    with pytest.raises(TaskError) as e:
+        load_source(str(p))
+    msg = str(e.value)
+    assert fragment in msg
+    assert str(p) in msg and "'t1'" in msg and "train[1].output" in msg
+    assert "\n" not in msg
+
+
+def test_bad_test_input_named(tmp_path):
+    t = bad_task(test=[{"input": [[1]]}, {"input": [[1, 2], [1]]}])
+    p = write(tmp_path / "c.json", {"t2": t})
+    with pytest.raises(TaskError, match=r"test\[1\]\.input.*ragged"):
+        load_source(str(p))
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"train": []}, "'train' must be a non-empty list"),
+    ({"test": []}, "'test' must be a non-empty list"),
+    ({"train": [{"input": [[1]]}]}, "demonstration has no 'output'"),
+    ({"test": [{"output": [[1]]}]}, "example must be an object with 'input'"),
+])
+def test_task_structure(tmp_path, change, fragment):
+    p = write(tmp_path / "c.json", {"t3": bad_task(**change)})
+    with pytest.raises(TaskError, match=fragment):
+        load_source(str(p))
+
+
+def test_malformed_json(tmp_path):
+    p = write(tmp_path / "c.json", '{"a": {"train": [}')
+    with pytest.raises(TaskError) as e:
+        load_source(str(p))
+    assert "malformed JSON" in str(e.value) and str(p) in str(e.value)
+
+
+def test_missing_file():
+    with pytest.raises(TaskError, match="unknown task source|file not found"):
+        load_source("/nonexistent/dir/x_challenges.json")
+    with pytest.raises(TaskError, match="unknown task source"):
+        load_source("no-such-dataset")
+
+
+def test_solution_count_mismatch(tmp_path):
+    p = write(tmp_path / "x_challenges.json", {"abc": GOOD})
+    write(tmp_path / "x_solutions.json", {"abc": [[[1]], [[2]]]})
+    with pytest.raises(TaskError) as e:
+        load_source(str(p))
+    assert "solutions hold 2 grids for 1 test inputs" in str(e.value) and "'abc'" in str(e.value)
+    with pytest.raises(TaskError, match="solutions"):
+        task_from_json("abc", GOOD, [[[1, 2]], [[3]]])
+
+
+def test_bad_solution_grid(tmp_path):
+    with pytest.raises(TaskError, match=r"solutions\[0\].*colours"):
+        task_from_json("abc", GOOD, [[[12]]])
+
+
+def test_skip_mode_warns_and_keeps_good_tasks(tmp_path):
+    p = write(tmp_path / "c.json", {"good": GOOD, "bad": bad_task(train=[])})
+    warnings = []
+    tasks = load_tasks(str(p), on_error="skip", warn=warnings.append)
+    assert [t.id for t in tasks] == ["good"]
+    assert len(warnings) == 1 and "'bad'" in warnings[0]
+    with pytest.raises(TaskError):
+        load_tasks(str(p), on_error="raise")
+
+
+def test_folder_source_and_roles(tmp_path):
+    d = tmp_path / "evaluation"
+    d.mkdir()
+    write(d / "aa.json", GOOD)
+    write(d / "bb.json", GOOD)
+    tasks = load_tasks(str(d))
+    assert [t.id for t in tasks] == ["aa", "bb"] and {t.role for t in tasks} == {"test"}
+    assert {t.role for t in load_tasks(f"{d}@train")} == {"train"}
+    with pytest.raises(TaskError, match="unknown role"):
+        load_tasks(f"{d}@bogus")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(TaskError, match="no .json"):
+        load_tasks(str(empty))
+
+
+def test_duplicate_ids(tmp_path):
+    a = write(tmp_path / "a.json", {"t": GOOD})
+    b = write(tmp_path / "b_test.json", {"t": GOOD})
+    (task,) = load_tasks([str(a), str(b)])
+    assert task.role == "test"  # the test role wins
+    c = write(tmp_path / "c.json", {"t": bad_task(test=[{"input": [[7]]}])})
+    with pytest.raises(TaskError, match="different content"):
+        load_tasks([str(a), str(c)])
+
+
+def test_safe_name():
+    for bad in ["../../etc/passwd", "a/b", "a\\b", ".hidden", "x y:z*?", "", "é"]:
+        name = safe_name(bad)
+        assert name and "/" not in name and "\\" not in name and not name.startswith(".")
+        assert all(ch.isalnum() or ch in "._-" for ch in name)
+        assert name not in (".", "..")
+    assert safe_name("007bbfd7") == "007bbfd7"
+    assert len(safe_name("x" * 500)) <= 120
+
+
+def test_grid_hash_includes_shape():
+    g = np.arange(4, dtype=np.uint8)
+    assert grid_hash(g.reshape(1, 4)) != grid_hash(g.reshape(2, 2))
+    assert grid_hash(g.reshape(2, 2)) == grid_hash(g.reshape(2, 2).copy())
+
+
+def test_task_hash_content():
+    a = task_from_json("a", GOOD)
+    b = task_from_json("b", GOOD)
+    assert task_hash(a) == task_hash(b)
+    c = task_from_json("a", bad_task(test=[{"input": [[0, 2]]}]))
+    assert task_hash(a) != task_hash(c)
+
+
+def test_bundled_datasets():
+    tasks = load_tasks("arc-agi-1:training")
+    assert len(tasks) == 400 and {t.role for t in tasks} == {"train"} and all(t.has_solutions for t in tasks)
+    ev = load_tasks("arc-agi-1:evaluation")
+    assert len(ev) == 400 and {t.role for t in ev} == {"test"}
+    with pytest.raises(TaskError, match="unknown split"):
+        load_tasks("arc-agi-1:bogus")
+    with pytest.raises(InputError):
+        load_tasks([])
+
+
+def _cli(*args, cwd):
+    """Run `arc-trm build ...` (the installed console script, or the module if it is not installed)."""
+    script = Path(sys.executable).with_name("arc-trm")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "arc_trm.cli"]
+    return subprocess.run(cmd + ["build", *args], cwd=cwd, env=dict(os.environ), capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_bad_file_one_line_error(tmp_path):
+    p = write(tmp_path / "bad_challenges.json", {"ok": GOOD, "broken": bad_task(
+        train=[{"input": [[1]], "output": [[1]]}, {"input": [[1, 2], [3]], "output": [[1]]}])})
+    r = _cli("--tasks", str(p), "--out", str(tmp_path / "out"), "--augmentations", "3", "--workers", "1",
+             "--no-progress", cwd=tmp_path)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert str(p) in lines[0] and "'broken'" in lines[0] and "train[1].input" in lines[0]
+    assert "Traceback" not in r.stderr + r.stdout
+    assert not (tmp_path / "out").exists()
+
+    # The same file with --skip-bad-tasks builds the good task and warns about the bad one.
+    r = _cli("--tasks", str(p), "--out", str(tmp_path / "out"), "--augmentations", "3", "--workers", "1",
+             "--no-progress", "--skip-bad-tasks", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "warning" in r.stderr and "'broken'" in r.stderr
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert [t["id"] for t in meta["tasks"]] == ["ok"]
+
+
+def test_cli_missing_and_malformed_file(tmp_path):
+    r = _cli("--tasks", str(tmp_path / "nope_challenges.json"), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    p = write(tmp_path / "m.json", "{not json")
+    r = _cli("--tasks", str(p), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "malformed JSON" in r.stderr and str(p) in r.stderr and len(r.stderr.strip().splitlines()) == 1

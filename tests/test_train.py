@@ -1,0 +1,117 @@
+"""Training: exact resume across processes, 2 gloo processes == 1 process, config, curves, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from arc_trm.checkpoint import latest_checkpoint
+from arc_trm.config import RunConfig, apply_overrides, preset
+from arc_trm.train import ema_rate_at, lr_at
+
+from conftest import SMALL_TASKS, TINY, run_cli, sets
+
+
+def train_args(build: Path, out: Path, steps: int, *extra: str) -> list[str]:
+    return ["train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", str(build), "--out", str(out),
+            "--no-progress", *sets(TINY + [f"train.max_steps={steps}", "train.checkpoint_every=1000"]), *extra]
+
+
+def final_state(run: Path) -> dict:
+    found = latest_checkpoint(run)
+    assert found is not None, f"no checkpoint in {run}"
+    return torch.load(found / "state.pt", map_location="cpu", weights_only=True)
+
+
+def assert_ok(proc) -> None:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+
+
+def test_resume_after_stop_is_exact(tmp_path, small_build):
+    assert_ok(run_cli(*train_args(small_build, tmp_path / "straight", 8)))
+    assert_ok(run_cli(*train_args(small_build, tmp_path / "resumed", 8, "--stop-at", "4")))
+    assert final_state(tmp_path / "resumed")["step"] == 4
+    assert_ok(run_cli(*train_args(small_build, tmp_path / "resumed", 8, "--resume")))
+
+    a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
+    assert a["step"] == b["step"] == 8
+    for part in ("model", "ema"):
+        for name, tensor in a[part].items():
+            assert torch.equal(tensor, b[part][name]), f"{part}.{name} differs after resume"
+    for pid, st in a["optim"]["state"].items():
+        for key, value in st.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["optim"]["state"][pid][key])), \
+                f"optimiser state {pid}.{key} differs after resume"
+    assert a["sampler"] == b["sampler"]
+    # The run did train: the puzzle table moved away from its zero init.
+    assert a["model"]["puzzle_table"].abs().sum() > 0
+
+
+def test_two_gloo_processes_match_one(tmp_path, small_build):
+    assert_ok(run_cli(*train_args(small_build, tmp_path / "one", 5)))
+    two = run_cli("--standalone", "--nproc_per_node", "2", "-m", "arc_trm.cli",
+                  *train_args(small_build, tmp_path / "two", 5), module=["-m", "torch.distributed.run"])
+    assert_ok(two)
+    a, b = final_state(tmp_path / "one"), final_state(tmp_path / "two")
+    for name, tensor in a["model"].items():
+        other = b["model"][name]
+        rel = (tensor - other).norm() / tensor.norm().clamp_min(1e-12)
+        assert rel < 1e-5, f"{name}: relative error {rel:.2e} between 1 and 2 processes"
+    assert (tmp_path / "two" / "checkpoints" / latest_checkpoint(tmp_path / "two").name / "carry_rank1.pt").exists()
+
+
+def test_resume_with_another_model_config_is_refused(tmp_path, small_build):
+    assert_ok(run_cli(*train_args(small_build, tmp_path / "run", 2)))
+    proc = run_cli(*train_args(small_build, tmp_path / "run", 4, "--resume", "--set", "model.hidden_size=48"))
+    assert proc.returncode == 2, proc.stderr
+    assert "another model config" in proc.stderr and "hidden_size" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert final_state(tmp_path / "run")["step"] == 2  # the checkpoint was left alone
+
+
+def test_run_writes_config_metrics_and_curves(tmp_path, small_build):
+    run = tmp_path / "run"
+    assert_ok(run_cli(*train_args(small_build, run, 3)))
+    saved = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
+    assert saved.model.hidden_size == 32 and saved.train.max_steps == 3
+    ckpt = latest_checkpoint(run)
+    assert json.loads((ckpt / "config.json").read_text()) == json.loads((run / "config.json").read_text())
+    ids = json.loads((ckpt / "identifiers.json").read_text())
+    assert len(ids["identifiers"]) == len(ids["augmentations"]) == saved.model.num_puzzle_ids
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3]
+    assert {"loss", "exact_accuracy", "halt_steps", "samples_per_s"} <= set(lines[0])
+    proc = run_cli("plot", str(run))
+    assert_ok(proc)
+    from PIL import Image
+    with Image.open(run / "curves.png") as im:
+        assert im.size[0] > 400
+
+
+def test_presets_and_overrides():
+    cfg = preset("paper")
+    assert (cfg.model.hidden_size, cfg.model.H_cycles, cfg.model.L_cycles) == (512, 3, 4)
+    assert (cfg.train.global_batch_size, cfg.train.lr, cfg.train.lr_warmup_steps) == (768, 1e-4, 2000)
+    assert (cfg.train.puzzle_emb_lr, cfg.train.ema_rate) == (1e-2, 0.999)
+    apply_overrides(cfg, ["lr=3e-4", "model.H_cycles=2", "train.compile=true", "tasks=arc-agi-1"])
+    assert (cfg.train.lr, cfg.model.H_cycles, cfg.train.compile, cfg.data.tasks) == (3e-4, 2, True, "arc-agi-1")
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="no section"):
+        apply_overrides(cfg, ["nonsense=1"])
+    with pytest.raises(ValueError, match="boolean"):
+        apply_overrides(cfg, ["compile=maybe"])
+    with pytest.raises(ValueError, match="not key=value"):
+        apply_overrides(cfg, ["lr"])
+    with pytest.raises(ValueError, match="num_heads"):
+        apply_overrides(cfg, ["model.num_heads=7"])
+    assert preset("cpu-quick").model.forward_dtype == "float32"
+
+
+def test_schedules():
+    assert lr_at(1, 1e-4, 2000) == pytest.approx(5e-8)
+    assert lr_at(2000, 1e-4, 2000) == lr_at(10**6, 1e-4, 2000) == 1e-4
+    assert ema_rate_at(0, 0.999) == pytest.approx(0.1)
+    assert ema_rate_at(10**6, 0.999) == 0.999
