@@ -150,21 +150,26 @@ def measure_throughput(model, built, cfg, batch_size: int, device, d) -> tuple[f
 
 
 def plan_phases(train_step_s: float, infer_step_s: float, *, views: int, world: int, batch_size: int,
-                max_steps_cap: int, halt_max_steps: int, quick_views_fraction: float, seconds_left: float,
+                max_steps_cap: int, halt_max_steps: int, quick_views: int, seconds_left: float,
                 pretrained: bool, embedding_fraction: float) -> Plan:
-    """Fit training into what is left after reserving time for the predictions."""
+    """Fit training into what is left after reserving time for the predictions.
+
+    infer_step_s is the time of one inference step of `batch_size` views (or of all of this
+    rank's views, when fewer). Intermediate predictions use `quick_views` views and are skipped
+    when they would cost as much as the final one.
+    """
     def predict_seconds(n_views: int) -> float:
         batches = math.ceil(n_views / world / batch_size)
         return 1.25 * batches * halt_max_steps * infer_step_s  # worst case: no view halts early
 
     predict_s = predict_seconds(views)
-    quick_s = predict_seconds(max(1, int(views * quick_views_fraction)))
-    train_s = seconds_left - predict_s - 2 * quick_s
-    steps = max(0, int(train_s / max(train_step_s, 1e-9)))
+    quick = quick_views < views
+    quick_s = predict_seconds(quick_views) if quick else 0.0
+    steps = max(0, int((seconds_left - predict_s - 2 * quick_s) / max(train_step_s, 1e-9)))
     if max_steps_cap > 0:
         steps = min(steps, max_steps_cap)
     freeze = int(round(embedding_fraction * steps)) if pretrained else 0
-    stops = sorted({s for s in (freeze, steps // 2, steps) if s > 0})
+    stops = sorted({s for s in ((freeze, steps // 2) if quick else ()) + (steps,) if s > 0})
     return Plan(train_step_s, infer_step_s, views, predict_s, quick_s, steps, freeze, stops)
 
 
@@ -235,13 +240,15 @@ def test_time_train(args: argparse.Namespace, tasks: list[Task], out: Path, sub_
         init = transplant_weights(pre_state, pre_state["identifiers"], built.identifiers)
         model.load_state_dict(init)
 
-    train_s, infer_s = measure_throughput(model, built, cfg, args.batch_size, device, d)
+    views = len(built.test_views())
+    batch_size = max(1, min(args.batch_size, math.ceil(views / d.world)))
+    train_s, infer_s = measure_throughput(model, built, cfg, batch_size, device, d)
     del model
-    views = sum(len(t.test) for t in tasks) * cfg.data.augmentations
     margin = args.margin * (deadline - start)
-    plan = plan_phases(train_s, infer_s, views=views, world=d.world, batch_size=args.batch_size,
+    quick_views = sum(len(t.test) for t in tasks) * QUICK_VIEWS
+    plan = plan_phases(train_s, infer_s, views=views, world=d.world, batch_size=batch_size,
                        max_steps_cap=cfg.train.max_steps, halt_max_steps=cfg.model.halt_max_steps,
-                       quick_views_fraction=min(1.0, QUICK_VIEWS / cfg.data.augmentations),
+                       quick_views=quick_views,
                        seconds_left=deadline - time.time() - margin,
                        pretrained=pre_state is not None, embedding_fraction=args.embedding_fraction)
     cfg.train.max_steps = max(plan.steps, 1)
@@ -261,7 +268,7 @@ def test_time_train(args: argparse.Namespace, tasks: list[Task], out: Path, sub_
               deadline=deadline - margin - plan.predict_s - (0 if last else plan.quick_predict_s))
         loaded = load_model(out, device)
         summary = predict(loaded, tasks, sub_path, source=cfg.data.tasks,
-                          max_views=0 if last else QUICK_VIEWS, batch_size=args.batch_size,
+                          max_views=0 if last else QUICK_VIEWS, batch_size=batch_size,
                           device=device, rank=d.rank, world=d.world, progress=progress,
                           deadline=predict_deadline)
         if summary is not None:

@@ -1,0 +1,109 @@
+"""Test-time training: budget parsing, phase planning, weight transplant, and the deadline guard
+(a valid submission.json exists whenever the run is killed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from arc_trm.ttt import parse_budget, plan_phases, transplant_weights
+from augment.tasks import InputError, load_tasks
+from submission.kaggle import load_submission, validate_submission
+
+from conftest import SMALL_TASKS, TINY, sets
+
+
+def test_parse_budget():
+    assert parse_budget("90s") == 90
+    assert parse_budget("30m") == 1800
+    assert parse_budget("8h") == 8 * 3600
+    assert parse_budget("1h30m") == 5400
+    assert parse_budget("45") == 45
+    for bad in ("", "8x", "h8", "1h 30m", "-5m"):
+        with pytest.raises(InputError, match="budget"):
+            parse_budget(bad)
+
+
+def test_plan_reserves_prediction_time_and_splits_phases():
+    plan = plan_phases(0.5, 0.2, views=1000, world=2, batch_size=100, max_steps_cap=0, halt_max_steps=16,
+                       quick_views=80, seconds_left=1000.0, pretrained=True, embedding_fraction=0.25)
+    # final prediction: ceil(1000 / 2 / 100) = 5 batches x 16 steps x 0.2 s x 1.25 = 20 s
+    assert plan.predict_s == pytest.approx(20.0)
+    assert plan.quick_predict_s == pytest.approx(4.0)  # 1 batch
+    assert plan.steps == int((1000 - 20 - 8) / 0.5)
+    assert plan.freeze_steps == round(0.25 * plan.steps)
+    assert plan.stops == sorted({plan.freeze_steps, plan.steps // 2, plan.steps})
+    # From scratch: no embeddings-only phase; a step cap wins over the time that is left.
+    plan = plan_phases(0.5, 0.2, views=1000, world=1, batch_size=100, max_steps_cap=50, halt_max_steps=16,
+                       quick_views=80, seconds_left=1000.0, pretrained=False, embedding_fraction=0.25)
+    assert (plan.steps, plan.freeze_steps, plan.stops) == (50, 0, [25, 50])
+    # No time left: no training at all.
+    plan = plan_phases(0.5, 0.2, views=1000, world=1, batch_size=100, max_steps_cap=0, halt_max_steps=16,
+                       quick_views=1000, seconds_left=10.0, pretrained=False, embedding_fraction=0.0)
+    assert (plan.steps, plan.stops) == (0, [])
+
+
+def test_transplant_gives_new_ids_the_mean_row_and_keeps_known_ones():
+    table = torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 6.0]])
+    state = {"model": {"puzzle_table": table, "w": torch.ones(2)}, "ema": {"w": torch.full((2,), 5.0)}}
+    out = transplant_weights(state, ["<blank>", "a#0", "b#0"], ["<blank>", "b#0", "new#0", "new#1"])
+    assert torch.equal(out["w"], torch.full((2,), 5.0))  # EMA weights preferred
+    assert torch.equal(out["puzzle_table"], torch.tensor([[0.0, 0.0], [3.0, 6.0], [2.0, 4.0], [2.0, 4.0]]))
+
+
+def ttt_command(out, budget: str) -> list[str]:
+    return [sys.executable, "-m", "arc_trm.cli", "ttt", "--tasks", SMALL_TASKS, "--budget", budget, "--out", str(out),
+            "--no-progress", *sets(TINY + ["train.max_steps=40"])]
+
+
+def start_ttt(out, budget: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(ttt_command(out, budget), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            text=True, start_new_session=True)
+
+
+def wait_for(path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    end = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"ttt exited early:\n{proc.stdout.read()}"
+        assert time.time() < end, "no submission.json appeared"
+        time.sleep(0.05)
+
+
+def test_a_valid_submission_exists_whenever_the_run_is_killed(tmp_path):
+    tasks = load_tasks(SMALL_TASKS)
+    rng = random.Random(0)
+    for i in range(3):
+        out = tmp_path / f"killed{i}"
+        proc = start_ttt(out, "60s")
+        sub = out / "submission.json"
+        wait_for(sub, proc)
+        time.sleep(rng.uniform(0.0, 6.0))  # a random moment: build, calibration, training or predict
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        validate_submission(load_submission(sub), tasks)
+        assert not [p for p in out.iterdir() if p.name.startswith(".submission")], "temp file left behind"
+
+
+def test_ttt_runs_to_the_end_within_its_budget(tmp_path):
+    out = tmp_path / "run"
+    start = time.time()
+    proc = start_ttt(out, "45s")
+    log, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, log
+    assert time.time() - start < 45 + 15, "ttt overran its budget"
+    tasks = load_tasks(SMALL_TASKS)
+    validate_submission(load_submission(out / "submission.json"), tasks)
+    plan = json.loads((out / "ttt_plan.json").read_text())
+    assert plan["steps"] > 0 and plan["stops"][-1] == plan["steps"]
+    info = json.loads((out / "predict.json").read_text())
+    assert info["views"] > 0 and info["untrained_tasks"] == []
+    assert "fallback submission written" in log and "submission updated" in log
