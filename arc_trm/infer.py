@@ -248,8 +248,7 @@ def evaluate_built(model: TRM, built, *, views_per_input: int, device: torch.dev
     test_tasks = [t for t in built.tasks if t.role == "test"]
     if not test_tasks:
         return None
-    augs = [""] + [built.augmentation(r).to_str() for r in range(1, built.num_identifiers)]
-    views, _ = make_views(test_tasks, built.identifiers, augs, views_per_input)
+    views, _ = make_views(test_tasks, built.identifiers, built.augmentation_records(), views_per_input)
     result = vote_views(model, views, {t.id: t for t in test_tasks}, canvas=built.meta["canvas"],
                         batch_size=batch_size, halting=halting, device=device, rank=rank, world=world,
                         progress=progress)

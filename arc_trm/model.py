@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from arc_trm.config import ModelConfig
+from augment.encoding import IGNORE_LABEL
 
-IGNORE_LABEL = -100
 Q_HALT_LOSS_WEIGHT = 0.5
 
 

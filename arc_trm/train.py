@@ -312,7 +312,7 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
             time.perf_counter() - t_step
 
         # 5. evaluate on the test split
-        if tcfg.eval_every > 0 and step % tcfg.eval_every == 0 and step < end:
+        if tcfg.eval_every > 0 and (step % tcfg.eval_every == 0 or step == end):
             evaluate_during_training(cfg, model, ema, built, device, d, step, metrics_file)
 
         # 6. checkpoint
@@ -326,8 +326,7 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
 
 def identifier_map(built: BuiltSet) -> dict[str, list[str]]:
     """Row -> stable identifier and augmentation record, saved beside every checkpoint."""
-    augs = [""] + [built.augmentation(r).to_str() for r in range(1, built.num_identifiers)]
-    return {"identifiers": list(built.identifiers), "augmentations": augs}
+    return {"identifiers": list(built.identifiers), "augmentations": built.augmentation_records()}
 
 
 def out_of_time(deadline: float, step_seconds: float, d: Dist, device: torch.device) -> bool:

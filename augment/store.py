@@ -141,6 +141,16 @@ class BuiltSet:
     def augmentation(self, row: int) -> Augmentation:
         return Augmentation.from_array(self._ram("row_aug")[row])
 
+    def augmentation_records(self) -> list[str]:
+        """`Augmentation.to_str()` of every row ("" for the blank row 0), vectorised: a paper-size
+        build has 1.2 M rows."""
+        aug = self._ram("row_aug")[1:]  # (P, 11): dihedral, perm[0..9]
+        text = np.empty((len(aug), 13), dtype=np.uint8)
+        text[:, 0], text[:, 2] = ord("t"), ord("p")
+        text[:, 1] = aug[:, 0] + ord("0")
+        text[:, 3:] = aug[:, 1:] + ord("0")
+        return [""] + text.view("S13").ravel().astype(str).tolist()
+
     # -- tasks and groups --------------------------------------------------------------------
     @cached_property
     def tasks(self) -> list[Task]:

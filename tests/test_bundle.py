@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,10 @@ import pytest
 
 from submission import bundle as kb
 
+from conftest import network_reachable
+
 NETBLOCK = Path(__file__).parent / "netblock"
 CHECKPOINT_STEP = "step_0000010"
-
-
-def network_reachable(host: str = "pypi.org", port: int = 443, timeout: float = 5.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def fake_run(root: Path) -> Path:

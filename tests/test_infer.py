@@ -136,3 +136,13 @@ def test_predict_cli_writes_valid_files_with_fallback_for_untrained_tasks(tmp_pa
 
     proc = run_cli("predict", "--checkpoint", tmp_path / "nowhere", "--tasks", tasks, "--out", sub)
     assert proc.returncode == 2 and "no checkpoint found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_vectorised_augmentation_records_match_each_row(small_build):
+    from augment.store import BuiltSet
+
+    built = BuiltSet.open(small_build)
+    records = built.augmentation_records()
+    assert records[0] == "" and len(records) == built.num_identifiers
+    assert records[1:] == [built.augmentation(r).to_str() for r in range(1, built.num_identifiers)]
+    assert len(set(records[1:5])) > 1  # not all identity

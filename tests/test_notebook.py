@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from importlib import metadata
@@ -22,6 +21,8 @@ from augment.tasks import load_tasks
 from submission import bundle as kb
 from submission.kaggle import load_solutions, load_submission, validate_submission
 from submission.score import score_submission
+
+from conftest import network_reachable
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -41,14 +42,6 @@ try:
     print("NETWORK OPEN")
 except OSError as e:
     print("blocked:", e)"""
-
-
-def network_reachable(host: str = "pypi.org", port: int = 443, timeout: float = 5.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def blocked_env(**extra: str) -> dict[str, str]:

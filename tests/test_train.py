@@ -74,7 +74,7 @@ def test_resume_with_another_model_config_is_refused(tmp_path, small_build):
 
 def test_run_writes_config_metrics_and_curves(tmp_path, small_build):
     run = tmp_path / "run"
-    assert_ok(run_cli(*train_args(small_build, run, 3)))
+    assert_ok(run_cli(*train_args(small_build, run, 3, "--set", "train.eval_every=2")))
     saved = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
     assert saved.model.hidden_size == 32 and saved.train.max_steps == 3
     ckpt = latest_checkpoint(run)
@@ -82,8 +82,13 @@ def test_run_writes_config_metrics_and_curves(tmp_path, small_build):
     ids = json.loads((ckpt / "identifiers.json").read_text())
     assert len(ids["identifiers"]) == len(ids["augmentations"]) == saved.model.num_puzzle_ids
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines] == [1, 2, 3]
-    assert {"loss", "exact_accuracy", "halt_steps", "samples_per_s"} <= set(lines[0])
+    train_lines = [x for x in lines if "loss" in x]
+    eval_lines = [x for x in lines if "eval_pass@2" in x]
+    assert [x["step"] for x in train_lines] == [1, 2, 3]
+    assert {"loss", "exact_accuracy", "halt_steps", "samples_per_s"} <= set(train_lines[0])
+    # Voted inference on the test split at step 2 and at the end, scored against the solutions.
+    assert [x["step"] for x in eval_lines] == [2, 3]
+    assert 0.0 <= eval_lines[-1]["eval_pass@2"] <= 1.0 and eval_lines[-1]["eval_mean_steps"] >= 1
     proc = run_cli("plot", str(run))
     assert_ok(proc)
     from PIL import Image
@@ -115,3 +120,18 @@ def test_schedules():
     assert lr_at(2000, 1e-4, 2000) == lr_at(10**6, 1e-4, 2000) == 1e-4
     assert ema_rate_at(0, 0.999) == pytest.approx(0.1)
     assert ema_rate_at(10**6, 0.999) == 0.999
+
+
+def test_frozen_phase_trains_only_the_puzzle_table(tmp_path, small_build):
+    from arc_trm.config import RunConfig
+    from arc_trm.train import build_model
+
+    run = tmp_path / "run"
+    assert_ok(run_cli(*train_args(small_build, run, 3, "--set", "train.freeze_model_steps=3")))
+    state = final_state(run)
+    cfg = RunConfig.from_dict(json.loads(state["config"]))
+    fresh = build_model(cfg, cfg.model.num_puzzle_ids, torch.device("cpu")).state_dict()  # same seed, same init
+    for name, tensor in state["model"].items():
+        if name != "puzzle_table":
+            assert torch.equal(tensor, fresh[name]), f"{name} changed while the model was frozen"
+    assert state["model"]["puzzle_table"].abs().sum() > 0

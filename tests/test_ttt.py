@@ -107,3 +107,23 @@ def test_ttt_runs_to_the_end_within_its_budget(tmp_path):
     info = json.loads((out / "predict.json").read_text())
     assert info["views"] > 0 and info["untrained_tasks"] == []
     assert "fallback submission written" in log and "submission updated" in log
+
+
+def test_ttt_from_a_pretrained_checkpoint(tmp_path, small_build):
+    from conftest import run_cli
+
+    pre = tmp_path / "pretrained"
+    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", small_build, "--out", pre,
+                   "--no-progress", *sets(TINY + ["train.max_steps=2"]))
+    assert proc.returncode == 0, proc.stderr
+    new_tasks = "arc-agi-1:training/a85d4709+3c9b0459@test"  # one new task, one the checkpoint knows
+    out = tmp_path / "ttt"
+    proc = run_cli("ttt", "--tasks", new_tasks, "--checkpoint", pre, "--budget", "40s", "--out", out, "--no-progress",
+                   "--set", "train.max_steps=10", "--set", "data.augmentations=4", timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    plan = json.loads((out / "ttt_plan.json").read_text())
+    assert plan["steps"] == 10 and plan["freeze_steps"] == 2
+    validate_submission(load_submission(out / "submission.json"), load_tasks(new_tasks))
+    # The model kept the pretrained architecture (hidden 32 from TINY, not cpu-quick's 64).
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model"]["hidden_size"] == 32 and saved["train"]["freeze_model_steps"] == 2
