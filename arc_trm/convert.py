@@ -467,8 +467,7 @@ def import_reference_checkpoint(ref_path: Path, identifiers_path: Path, out: Pat
         "ema": params,  # the reference saves its EMA copy: the same weights serve as both
         "optim": opt.state_dict(),  # empty state: moments start afresh if training continues
         "sampler": None,
-        "rng": {"torch_cpu": torch.get_rng_state(),
-                "explore": torch.Generator().manual_seed(tc.seed + 1).get_state()},
+        "explore_rng": torch.Generator().manual_seed(tc.seed + 1).get_state(),
         "step": step,
         "config": config_json,
         "identifiers": identifiers,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,7 +323,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from arc_trm.train import pick_device, setup_distributed  # shared process setup
 
-    d = setup_distributed("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    d = setup_distributed(args.device)
     device = pick_device(args.device, d.local_rank)
     loaded = load_model(args.checkpoint, device, args.weights)
     tasks = load_tasks(args.tasks)

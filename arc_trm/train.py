@@ -19,10 +19,9 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
@@ -52,13 +51,14 @@ class Dist:
         return self.rank == 0
 
 
-def setup_distributed(device_kind: str) -> Dist:
+def setup_distributed(device: str = "auto") -> Dist:
     """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist()
+    on_gpu = device in ("auto", "cuda") and torch.cuda.is_available()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if on_gpu else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -143,19 +143,19 @@ def carry_from_state(s: dict[str, torch.Tensor], device: torch.device) -> Carry:
     return Carry(s["y"], s["z"], s["steps"], s["halted"], Batch(s["inputs"], s["labels"], s["puzzle_identifiers"]))
 
 
-def rng_state(gen: torch.Generator) -> dict:
-    return {"torch_cpu": torch.get_rng_state(), "explore": gen.get_state()}
-
-
 def build_model(cfg: RunConfig, num_puzzle_ids: int, device: torch.device) -> TRM:
+    """TRM initialised from cfg.train.seed (identical on every rank); the caller's global RNG
+    state is left as it was."""
     cfg.model.num_puzzle_ids = num_puzzle_ids
     cfg.model.seq_len = cfg.data.canvas ** 2
-    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    return TRM(cfg.model).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        model = TRM(cfg.model)
+    return model.to(device)
 
 
 def check_compatible(saved: dict, cfg: RunConfig, path: Path) -> None:
-    """A checkpoint from another model config or data build cannot continue this run."""
+    """A checkpoint from another model config cannot continue this run."""
     mismatched = {k: (saved["model"].get(k), v) for k, v in cfg.model.to_dict().items()
                   if saved["model"].get(k) != v}
     if mismatched:
@@ -165,6 +165,34 @@ def check_compatible(saved: dict, cfg: RunConfig, path: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # The loop
+
+
+@dataclass
+class LogWindow:
+    """Sums over the steps since the last log line, over all ranks."""
+
+    loss: float = 0.0  # summed over samples
+    halted: float = 0.0  # rows that halted (the metrics are over those, as the reference)
+    exact: float = 0.0
+    halt_steps: float = 0.0
+    samples: int = 0
+    steps: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+
+    def add(self, stats: list[float], batch_size: int) -> None:
+        loss, halted, exact, halt_steps = stats
+        self.loss += loss
+        self.halted += halted
+        self.exact += exact
+        self.halt_steps += halt_steps
+        self.samples += batch_size
+        self.steps += 1
+
+    def summary(self) -> dict[str, float]:
+        halted = max(self.halted, 1.0)
+        return {"loss": self.loss / max(self.samples, 1), "exact_accuracy": self.exact / halted,
+                "halt_steps": self.halt_steps / halted,
+                "samples_per_s": self.samples / max(time.perf_counter() - self.t0, 1e-9)}
 
 
 @dataclass
@@ -186,7 +214,7 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
         stops at the same step once the next step would overrun it.
     """
     out = Path(out)
-    d = setup_distributed("cuda" if cfg.train.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    d = setup_distributed(cfg.train.device)
     device = pick_device(cfg.train.device, d.local_rank)
     built = built if built is not None else load_or_build(cfg, d, progress and d.main)
     tcfg = cfg.train
@@ -222,8 +250,7 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
             ema = {k: v.to(device) for k, v in state["ema"].items()}
         opt.load_state_dict(state["optim"])
         sampler.load_state_dict(state["sampler"])
-        explore.set_state(state["rng"]["explore"])
-        torch.set_rng_state(state["rng"]["torch_cpu"])
+        explore.set_state(state["explore_rng"])
         step = int(state["step"])
         carry_file = found / f"carry_rank{d.rank}.pt"
         if tcfg.save_carry and carry_file.exists():
@@ -241,7 +268,7 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
         print(f"training {count_parameters(model):,} parameters, {built.num_identifiers:,} puzzle ids, "
               f"{steps_total:,} steps of global batch {tcfg.global_batch_size} on {device} x{d.world}")
     last: dict[str, float] = {}
-    window = {"loss": 0.0, "count": 0.0, "exact": 0.0, "steps": 0.0, "samples": 0, "t0": time.perf_counter()}
+    window = LogWindow()
     final_dir = None
     step_seconds = 0.0  # running mean, for the deadline
 
@@ -288,25 +315,15 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
                              m.steps.double()])
         if d.world > 1:
             dist.all_reduce(stats)
-        window["loss"] += float(stats[0]) / tcfg.global_batch_size
-        window["count"] += float(stats[1])
-        window["exact"] += float(stats[2])
-        window["steps"] += float(stats[3])
-        window["samples"] += tcfg.global_batch_size
+        window.add(stats.tolist(), tcfg.global_batch_size)
         if step % tcfg.log_every == 0 or step == end:
-            n_logged = tcfg.log_every if step % tcfg.log_every == 0 else (step % tcfg.log_every)
-            elapsed = time.perf_counter() - window["t0"]
-            count = max(window["count"], 1.0)
-            last = {"step": step, "loss": window["loss"] / n_logged, "exact_accuracy": window["exact"] / count,
-                    "halt_steps": window["steps"] / count, "samples_per_s": window["samples"] / max(elapsed, 1e-9),
-                    "lr": opt.param_groups[0]["lr"], "epoch": sampler.epoch}
+            last = {"step": step, **window.summary(), "lr": opt.param_groups[0]["lr"], "epoch": sampler.epoch}
             if metrics_file is not None:
                 metrics_file.write(json.dumps(last) + "\n")
                 metrics_file.flush()
             bar.set_postfix(loss=f"{last['loss']:.3f}", exact=f"{last['exact_accuracy']:.2f}",
                             steps=f"{last['halt_steps']:.1f}", sps=f"{last['samples_per_s']:.0f}")
-            window = {"loss": 0.0, "count": 0.0, "exact": 0.0, "steps": 0.0, "samples": 0,
-                      "t0": time.perf_counter()}
+            window = LogWindow()
         bar.update(1)
         step_seconds = 0.9 * step_seconds + 0.1 * (time.perf_counter() - t_step) if step_seconds else \
             time.perf_counter() - t_step
@@ -357,7 +374,7 @@ def save_checkpoint(out: Path, step: int, cfg: RunConfig, model: TRM, ema: dict 
             "ema": None if ema is None else {k: v.detach().cpu() for k, v in ema.items()},
             "optim": opt.state_dict(),
             "sampler": sampler.state_dict(),
-            "rng": rng_state(explore),
+            "explore_rng": explore.get_state(),  # the only random draws in the loop besides the sampler
             "step": step,
             "config": config_json,
             "identifiers": id_map["identifiers"],

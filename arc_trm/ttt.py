@@ -215,7 +215,7 @@ def test_time_train(args: argparse.Namespace, tasks: list[Task], out: Path, sub_
     from arc_trm.train import build_model, load_or_build, pick_device, setup_distributed, train
     from submission.kaggle import write_json_atomic
 
-    d = setup_distributed("cuda" if torch.cuda.is_available() else "cpu")
+    d = setup_distributed()
     device = pick_device("auto", d.local_rank)
     progress = not args.no_progress and d.main
     cfg = preset(args.preset or ("kaggle" if torch.cuda.is_available() else "cpu-quick"))

@@ -219,8 +219,8 @@ def main() -> int:
           f"(<= {args.views or 'all'} per input), batch {batch_size}"
           + (f"; {len(untrained)} tasks untrained (fallback, unscored views)" if untrained else ""))
     print()
-    print(f"| mode | mean steps/view | wall s | pass@1 | pass@2 | steps histogram |")
-    print(f"|---|---|---|---|---|---|")
+    print("| mode | mean steps/view | wall s | pass@1 | pass@2 | steps histogram |")
+    print("|---|---|---|---|---|---|")
     for r in (fixed, halt):
         hist = ", ".join(f"{k}: {v}" for k, v in sorted(r.step_histogram.items()))
         print(f"| {r.mode} | {r.mean_steps:.2f} | {r.wall_s:.3f} | {r.pass1:.3f} ({r.solved1}/{r.scored}) | "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from augment.tasks import InputError, Task
 from submission.kaggle import submission_grids, write_text_atomic
-from submission.render import Panel, answer_rows, render_rows, render_task
+from submission.render import answer_rows, render_rows, render_task
 from submission.score import ScoreReport, evaluate, format_matched, predict_info
 
 THUMB_BOX = 72
