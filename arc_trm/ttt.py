@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import re
@@ -205,8 +206,6 @@ def write_ttt_tasks(tasks: list[Task], out: Path) -> str:
 
 def test_time_train(args: argparse.Namespace, tasks: list[Task], out: Path, sub_path: Path, start: float,
                     deadline: float) -> None:
-    import json
-
     import torch
 
     from arc_trm import checkpoint as ckpt
@@ -263,17 +262,20 @@ def test_time_train(args: argparse.Namespace, tasks: list[Task], out: Path, sub_
     predict_deadline = deadline - margin / 2
     for i, stop in enumerate(plan.stops):
         last = i == len(plan.stops) - 1
-        train(cfg, out, resume=i > 0, stop_at=stop, progress=progress, built=built,
-              init_weights=init if i == 0 else None,
-              deadline=deadline - margin - plan.predict_s - (0 if last else plan.quick_predict_s))
+        trained = train(cfg, out, resume=i > 0, stop_at=stop, progress=progress, built=built,
+                        init_weights=init if i == 0 else None,
+                        deadline=deadline - margin - plan.predict_s - (0 if last else plan.quick_predict_s))
+        last = last or trained.steps < stop  # the deadline cut this phase short: predict in full now
         loaded = load_model(out, device)
         summary = predict(loaded, tasks, sub_path, source=cfg.data.tasks,
                           max_views=0 if last else QUICK_VIEWS, batch_size=batch_size,
                           device=device, rank=d.rank, world=d.world, progress=progress,
                           deadline=predict_deadline)
         if summary is not None:
-            print(f"step {stop}: submission updated from {summary.views} views "
+            print(f"step {trained.steps}: submission updated from {summary.views} views "
                   f"({summary.mean_steps:.2f} steps per view), {time.time() - start:.0f} s since start")
+        if last:
+            break
     if not plan.stops and d.main:
         print("no time to train within the budget; the fallback submission stands")
     if d.main:

@@ -1,7 +1,7 @@
 """Benchmark: build the paper's ARC-AGI-2 recipe at 1000 augmentations and compare with the reference.
 
 Sources: arc-agi-2 (training trains, evaluation is tested) plus ConceptARC as a training source when
-/work/shared/data/conceptarc_challenges.json (or --conceptarc PATH) exists. The build runs as an
+../shared/data/conceptarc_challenges.json beside the checkout (or --conceptarc PATH) exists. The build runs as an
 `arc-trm build` subprocess; wall time is measured around it and peak memory two ways: the peak of
 the summed RSS of the whole process tree (sampled every 50 ms from /proc), and getrusage's
 RUSAGE_CHILDREN ru_maxrss (the largest single descendant that was waited for).
@@ -25,7 +25,8 @@ from pathlib import Path
 
 REFERENCE = {"wall_s": 1017.0, "peak_rss_gb": 21.7, "augmented_tasks": 1_191_729, "train_examples": 5_163_277}
 TARGET = {"wall_s": 254.0, "peak_rss_gb": 10.8}
-CONCEPTARC = Path("/work/shared/data/conceptarc_challenges.json")
+# The checkout sits beside shared/ (as in CI); --conceptarc points elsewhere.
+CONCEPTARC = Path(__file__).resolve().parents[2] / "shared" / "data" / "conceptarc_challenges.json"
 
 
 def tree_rss(root: int) -> int:

@@ -225,3 +225,21 @@ def test_cli_missing_and_malformed_file(tmp_path):
     r = _cli("--tasks", str(p), "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "malformed JSON" in r.stderr and str(p) in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+CONCEPTARC = Path(__file__).resolve().parents[2] / "shared" / "data" / "conceptarc_challenges.json"
+
+
+@pytest.mark.skipif(not CONCEPTARC.exists(), reason="ConceptARC is read from ../shared/data beside the checkout")
+def test_paper_recipe_combines_arc_agi_2_with_conceptarc_from_a_path(tmp_path):
+    tasks = load_tasks(f"arc-agi-2,{CONCEPTARC}")
+    concept = [t for t in tasks if t.source == str(CONCEPTARC)]
+    assert len(tasks) == 1000 + 120 + 160
+    assert len(concept) == 160 and all(t.role == "train" and t.has_solutions for t in concept)
+    assert sum(t.role == "test" for t in tasks) == 120  # ARC-AGI-2 evaluation is the test split
+    # A few of them build together into one set, ConceptARC solutions training as test pairs.
+    from augment.build import ensure_built
+
+    spec = f"arc-agi-2:evaluation/0934a4d8,{CONCEPTARC}/{concept[0].id}"
+    built = ensure_built(spec, tmp_path / "b", augmentations=2, progress=False)
+    assert {built.task_of_row(r)[0] for r in range(1, built.num_identifiers)} == {"0934a4d8", concept[0].id}

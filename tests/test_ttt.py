@@ -59,15 +59,15 @@ def test_transplant_gives_new_ids_the_mean_row_and_keeps_known_ones():
     assert torch.equal(out["puzzle_table"], torch.tensor([[0.0, 0.0], [3.0, 6.0], [2.0, 4.0], [2.0, 4.0]]))
 
 
-def ttt_command(out, budget: str) -> list[str]:
+def ttt_command(out, budget: str, max_steps: int) -> list[str]:
     return [sys.executable, "-m", "arc_trm.cli", "ttt", "--tasks", SMALL_TASKS, "--budget", budget, "--out", str(out),
-            "--no-progress", *sets(TINY + ["train.max_steps=40"])]
+            "--no-progress", *sets(TINY + [f"train.max_steps={max_steps}"])]
 
 
-def start_ttt(out, budget: str) -> subprocess.Popen:
+def start_ttt(out, budget: str, max_steps: int = 40) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(ttt_command(out, budget), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            text=True, start_new_session=True)
+    return subprocess.Popen(ttt_command(out, budget, max_steps), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env, text=True, start_new_session=True)
 
 
 def wait_for(path, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -107,6 +107,20 @@ def test_ttt_runs_to_the_end_within_its_budget(tmp_path):
     info = json.loads((out / "predict.json").read_text())
     assert info["views"] > 0 and info["untrained_tasks"] == []
     assert "fallback submission written" in log and "submission updated" in log
+
+
+def test_ttt_without_a_step_cap_plans_to_its_budget_and_stops_in_time(tmp_path):
+    out = tmp_path / "run"
+    start = time.time()
+    proc = start_ttt(out, "25s", max_steps=0)  # no cap: the plan and the deadline decide
+    log, _ = proc.communicate(timeout=120)
+    elapsed = time.time() - start
+    assert proc.returncode == 0, log
+    assert elapsed < 25 + 8, f"ttt took {elapsed:.0f} s on a 25 s budget"
+    plan = json.loads((out / "ttt_plan.json").read_text())
+    assert plan["steps"] > 40, "a tiny model on 2 cores fits far more than 40 steps into ~20 s"
+    validate_submission(load_submission(out / "submission.json"), load_tasks(SMALL_TASKS))
+    assert json.loads((out / "predict.json").read_text())["views"] > 0
 
 
 def test_ttt_from_a_pretrained_checkpoint(tmp_path, small_build):
