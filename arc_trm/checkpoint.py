@@ -15,7 +15,6 @@ is replaced atomically after that, so a killed run never leaves a half-written c
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -23,15 +22,8 @@ from pathlib import Path
 import torch
 
 from augment.tasks import InputError
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+# Re-exported for the run-folder code: one atomic writer and one JSON reader for every file.
+from submission.kaggle import read_json as read_json, write_text_atomic as write_text_atomic
 
 
 def torch_save_atomic(obj: object, path: Path) -> None:
@@ -95,12 +87,3 @@ def load_state(ckpt: Path, name: str = "state.pt", map_location: str | torch.dev
         return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError) as e:
         raise InputError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from None
-
-
-def read_json(path: Path) -> object:
-    if not path.exists():
-        raise InputError(f"{path}: file missing")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from None
