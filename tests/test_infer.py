@@ -137,6 +137,15 @@ def test_predict_cli_writes_valid_files_with_fallback_for_untrained_tasks(tmp_pa
     proc = run_cli("predict", "--checkpoint", tmp_path / "nowhere", "--tasks", tasks, "--out", sub)
     assert proc.returncode == 2 and "no checkpoint found" in proc.stderr and "Traceback" not in proc.stderr
 
+    # A truncated checkpoint (a copy cut short) is named in one line, and the old submission stays.
+    before = sub.read_text()
+    state = next((run / "checkpoints").glob("step_*")) / "state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    proc = run_cli("predict", "--checkpoint", run, "--tasks", tasks, "--out", sub)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot load checkpoint" in proc.stderr and str(state) in proc.stderr and "Traceback" not in proc.stderr
+    assert sub.read_text() == before
+
 
 def test_vectorised_augmentation_records_match_each_row(small_build):
     from augment.store import BuiltSet
