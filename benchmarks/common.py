@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -36,6 +38,25 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda given but torch sees no CUDA device")
     return torch.device(name)
+
+
+def add_device_arguments(ap: argparse.ArgumentParser) -> None:
+    """--device, --threads, --seed and --json, the same in every model benchmark."""
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda (default: cuda when available)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads (default: 1 on a CPU run, all cores on CUDA). On a shared machine more "
+                         "threads than free cores makes OpenMP barriers stall: 2 threads on 2 busy cores ran "
+                         "~30x slower than 1 here")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+
+
+def setup_device(args: argparse.Namespace) -> tuple[torch.device, int]:
+    """The device, and the CPU threads pinned: 1 on CPU unless --threads says otherwise (with 2
+    threads on 2 busy cores, OpenMP barriers stall a step about 30x)."""
+    device = pick_device(args.device)
+    threads = set_threads(args.threads if args.threads else (None if device.type == "cuda" else 1))
+    return device, threads
 
 
 def load_average() -> tuple[float, float, float]:

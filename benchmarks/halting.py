@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import machine_info, machine_line, pick_device, set_threads, synchronize  # noqa: E402
+from common import add_device_arguments, machine_info, machine_line, setup_device, synchronize  # noqa: E402
 
 # One augmentation: the family shares one rule, so 200 CPU steps learn it and the halt head has
 # something to be confident about (with 8 colour-permuted versions 200 steps learn nothing).
@@ -136,16 +136,11 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats per mode, alternating; best wall is kept")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="synthetic mode: extra training overrides, e.g. --set train.max_steps=400")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="CPU threads (default 1 on CPU: the machine is shared; all cores on CUDA)")
+    add_device_arguments(ap)
     ap.add_argument("--keep", type=Path, default=None, help="synthetic mode: keep build and run in this folder")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
-    device = pick_device(args.device)
-    threads = set_threads(args.threads if args.threads else (None if device.type == "cuda" else 1))
+    device, threads = setup_device(args)
     from arc_trm.infer import evaluate_built, load_model
     from augment.tasks import load_tasks
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from common import Timer, machine_info, machine_line, matmul_peak, pick_device, set_threads  # noqa: E402
+from common import Timer, add_device_arguments, machine_info, machine_line, matmul_peak, setup_device  # noqa: E402
 
 TARGET_MFU_H100 = 0.50
 
@@ -150,11 +150,7 @@ def is_oom(e: BaseException) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda (default: cuda when available)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="CPU threads (default: 1 on a CPU run, all cores on CUDA). On a shared machine more "
-                         "threads than free cores makes OpenMP barriers stall: 2 threads on 2 busy cores ran "
-                         "~30x slower than 1 here")
+    add_device_arguments(ap)
     ap.add_argument("--batch", type=int, default=None, help="per-device batch (default: 768 on CUDA, 32 on CPU)")
     ap.add_argument("--hidden", type=int, default=None, help="hidden size (default: 512 on CUDA, 128 on CPU)")
     ap.add_argument("--heads", type=int, default=None, help="attention heads (default: 8 on CUDA, 4 on CPU)")
@@ -175,12 +171,9 @@ def main() -> int:
                     help="torch.compile mode, e.g. max-autotune (default: torch's default, as the training loop)")
     ap.add_argument("--compile-only", action="store_true", help="with --compile: skip the eager measurement")
     ap.add_argument("--peak-size", type=int, default=None, help="matmul side for the peak (default: 8192 CUDA, 2048 CPU)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
-    device = pick_device(args.device)
-    threads = set_threads(args.threads if args.threads else (None if device.type == "cuda" else 1))
+    device, threads = setup_device(args)
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True  # float32 runs (--dtype float32) use TF32 as usual
