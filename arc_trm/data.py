@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from arc_trm.model import Batch
 from augment.encoding import IGNORE_LABEL, PAD
 from augment.store import BuiltSet
 
@@ -33,7 +34,7 @@ class GroupSampler:
     def for_built(cls, built: BuiltSet, seed: int) -> "GroupSampler":
         starts = np.array([g.start for g in built.groups], dtype=np.int64)
         ends = np.array([g.stop for g in built.groups], dtype=np.int64)
-        counts = np.array([built.num_train_examples(r) for r in range(built.num_identifiers)], dtype=np.int64)
+        counts = built.num_train_examples(np.arange(built.num_identifiers)).astype(np.int64)
         assert len(starts) > 0, "the built set has no training groups"
         return cls(starts, ends, counts, np.random.default_rng(seed))
 
@@ -67,13 +68,12 @@ class GroupSampler:
         self.order = None if state["order"] is None else np.asarray(state["order"], dtype=np.int64)
 
 
-def to_model_batch(inputs: np.ndarray, label_tokens: np.ndarray, rows: np.ndarray,
-                   device: torch.device) -> dict[str, torch.Tensor]:
-    """uint8 token canvases -> the model's batch tensors (PAD labels ignored, EOS supervised)."""
+def to_model_batch(inputs: np.ndarray, label_tokens: np.ndarray, rows: np.ndarray, device: torch.device) -> Batch:
+    """uint8 token canvases -> the model's batch (PAD labels ignored, EOS supervised)."""
     labels = torch.from_numpy(label_tokens.astype(np.int64))
     labels[labels == PAD] = IGNORE_LABEL
-    return {
-        "inputs": torch.from_numpy(inputs.astype(np.int32)).to(device, non_blocking=True),
-        "labels": labels.to(device, non_blocking=True),
-        "puzzle_identifiers": torch.from_numpy(rows.astype(np.int32)).to(device, non_blocking=True),
-    }
+    return Batch(
+        inputs=torch.from_numpy(inputs.astype(np.int32)).to(device, non_blocking=True),
+        labels=labels.to(device, non_blocking=True),
+        puzzle_identifiers=torch.from_numpy(rows.astype(np.int32)).to(device, non_blocking=True),
+    )

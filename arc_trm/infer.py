@@ -147,10 +147,10 @@ def run_views(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, *, batch_s
     free = np.ones(slots, dtype=bool)
     bar = tqdm(total=n, desc="views", unit="view", disable=not progress, dynamic_ncols=True)
     while done < n:
-        new_inputs = np.zeros((slots, length), dtype=np.int32)
-        new_ids = np.zeros(slots, dtype=np.int32)
         if deadline is not None and time.time() > deadline:
             break
+        new_inputs = np.zeros((slots, length), dtype=np.int32)
+        new_ids = np.zeros(slots, dtype=np.int32)
         for s in np.flatnonzero(free):
             if pending < n:
                 slot_view[s] = pending

@@ -290,7 +290,7 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
         rows, examples = sampler.next_batch(tcfg.global_batch_size)
         rows, examples = rows[rows_slice], examples[rows_slice]
         inputs, labels = built.train_batch(rows, examples)
-        batch = Batch(**to_model_batch(inputs, labels, rows, device))
+        batch = to_model_batch(inputs, labels, rows, device)
         if carry is None:
             carry = model.initial_carry(batch)
         min_steps = draw_min_halt_steps(tcfg.global_batch_size, cfg.model, explore)[rows_slice]

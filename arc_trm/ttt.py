@@ -127,7 +127,7 @@ def measure_throughput(model, built, cfg, batch_size: int, device, d) -> tuple[f
     local = cfg.train.global_batch_size // d.world
     rows = np.asarray([g.start for g in built.groups] * local, dtype=np.int64)[:local]
     inputs, labels = built.train_batch(rows, np.zeros(local, dtype=np.int64))
-    batch = Batch(**to_model_batch(inputs, labels, rows, device))
+    batch = to_model_batch(inputs, labels, rows, device)
 
     def train_step() -> None:
         model.train()
