@@ -12,6 +12,7 @@ from typing import Any
 
 POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("float32", "bfloat16")
+COMPILE_SETTINGS = ("auto", "on", "off")
 
 
 @dataclass
@@ -126,8 +127,15 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     save_carry: bool = True  # False: a resumed run starts every row afresh (documented reset)
-    compile: bool = False  # torch.compile the model (GPU)
+    compile: str = "auto"  # torch.compile the step: auto (on CUDA only) | on | off
+    compile_backend: str = "inductor"  # torch.compile backend; "eager" traces without generating code
     device: str = "auto"  # auto | cpu | cuda | mps
+
+    def __post_init__(self) -> None:
+        # `compile` was a bool before "auto" existed; true/false still mean on/off.
+        self.compile = {"true": "on", "false": "off", True: "on", False: "off"}.get(self.compile, self.compile)
+        if self.compile not in COMPILE_SETTINGS:
+            raise ValueError(f"compile must be one of {COMPILE_SETTINGS} (or true/false), got {self.compile!r}")
 
 
 @dataclass
@@ -233,4 +241,5 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         except ValueError as e:
             raise ValueError(f"override {item!r}: {e}") from None
     cfg.model.__post_init__()  # re-validate
+    cfg.train.__post_init__()
     return cfg

@@ -7,6 +7,8 @@ one process with batch B and k processes with batch B/k see exactly the same exa
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,12 +70,66 @@ class GroupSampler:
         self.order = None if state["order"] is None else np.asarray(state["order"], dtype=np.int64)
 
 
-def to_model_batch(inputs: np.ndarray, label_tokens: np.ndarray, rows: np.ndarray, device: torch.device) -> Batch:
-    """uint8 token canvases -> the model's batch (PAD labels ignored, EOS supervised)."""
+def host_batch(inputs: np.ndarray, label_tokens: np.ndarray, rows: np.ndarray, pin: bool = False) -> Batch:
+    """uint8 token canvases -> the model's batch on the host (PAD labels ignored, EOS supervised).
+    `pin`: page-locked memory, so that the copy to a GPU can be asynchronous."""
     labels = torch.from_numpy(label_tokens.astype(np.int64))
     labels[labels == PAD] = IGNORE_LABEL
-    return Batch(
-        inputs=torch.from_numpy(inputs.astype(np.int32)).to(device, non_blocking=True),
-        labels=labels.to(device, non_blocking=True),
-        puzzle_identifiers=torch.from_numpy(rows.astype(np.int32)).to(device, non_blocking=True),
-    )
+    batch = Batch(torch.from_numpy(inputs.astype(np.int32)), labels, torch.from_numpy(rows.astype(np.int32)))
+    return batch.map(lambda t: t.pin_memory()) if pin else batch
+
+
+def to_model_batch(inputs: np.ndarray, label_tokens: np.ndarray, rows: np.ndarray, device: torch.device) -> Batch:
+    return host_batch(inputs, label_tokens, rows).map(lambda t: t.to(device))
+
+
+@dataclass
+class Prefetched:
+    batch: Batch  # this rank's slice, on the host (pinned for a GPU)
+    sampler_state: dict  # the sampler just after drawing this batch: what a checkpoint saves
+
+
+class Prefetcher:
+    """Draws and assembles the next training batches on a background thread, so the loader's
+    CPU work (tens of ms per paper-size batch) overlaps the device's step. The sampler is used by
+    the thread alone; each batch carries the sampler state that follows it, so a checkpoint
+    resumes exactly after the last batch consumed, whatever was prefetched beyond it."""
+
+    def __init__(self, sampler: GroupSampler, built: BuiltSet, global_batch: int, rows: slice,
+                 pin: bool, depth: int = 3):
+        self._args = (sampler, built, global_batch, rows, pin)
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="batch-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        sampler, built, global_batch, rows_slice, pin = self._args
+        try:
+            while not self._stop.is_set():
+                rows, examples = sampler.next_batch(global_batch)
+                rows, examples = rows[rows_slice], examples[rows_slice]
+                inputs, labels = built.train_batch(rows, examples)
+                item: Prefetched | BaseException = Prefetched(host_batch(inputs, labels, rows, pin),
+                                                              sampler.state_dict())
+                self._put(item)
+        except Exception as e:  # handed to the training thread, which re-raises it
+            self._put(e)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next(self) -> Prefetched:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()

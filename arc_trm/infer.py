@@ -27,6 +27,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from arc_trm import checkpoint as ckpt
+from arc_trm.common import Dist, setup, teardown
 from arc_trm.config import RunConfig
 from arc_trm.model import TRM, Batch
 from augment.encoding import decode_grid, encode_grid
@@ -165,14 +166,16 @@ def run_views(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, *, batch_s
         carry.halted = torch.from_numpy(free).to(device)
         step = model(carry, batch, use_q_halt=halting)
         carry = step.carry
-        halted = carry.halted.cpu().numpy()
+        halted = carry.halted.cpu().numpy()  # the one read per step: which slots to refill
         finished = np.flatnonzero(halted & (slot_view >= 0))
         if finished.size:
             idx = torch.from_numpy(finished).to(device)
             views = slot_view[finished]
-            out.tokens[views] = step.logits[idx].argmax(-1).to(torch.uint8).cpu().numpy()
-            out.halt_prob[views] = torch.sigmoid(step.q_halt_logits[idx]).cpu().numpy()
-            out.steps[views] = carry.steps[idx].cpu().numpy()
+            tokens = step.logits[idx].argmax(-1).to(torch.uint8)
+            # One copy for the finished rows' halt probability and step count.
+            extra = torch.stack([torch.sigmoid(step.q_halt_logits[idx]), carry.steps[idx].float()]).cpu().numpy()
+            out.tokens[views] = tokens.cpu().numpy()
+            out.halt_prob[views], out.steps[views] = extra[0], extra[1].astype(np.int32)
             done += finished.size
             bar.update(finished.size)
         free = halted | (slot_view < 0)
@@ -206,9 +209,9 @@ class VotedResult:
 
 
 def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], *, canvas: int, batch_size: int,
-               halting: bool, device: torch.device, rank: int = 0, world: int = 1,
-               progress: bool = False, deadline: float | None = None) -> VotedResult | None:
+               halting: bool, d: Dist, progress: bool = False, deadline: float | None = None) -> VotedResult | None:
     """Run this rank's share of the views; rank 0 gathers every prediction and votes."""
+    device, rank, world = d.device, d.rank, d.world
     mine = views[rank::world]
     inputs, fits = encode_views(mine, tasks, canvas)
     ids = np.array([v.row for v in mine], dtype=np.int32)
@@ -240,17 +243,15 @@ def pass_at(ranked: dict[tuple[str, int], list[Candidate]], tasks: list[Task], k
     return solved, total
 
 
-def evaluate_built(model: TRM, built, *, views_per_input: int, device: torch.device, rank: int = 0,
-                   world: int = 1, batch_size: int = 256, halting: bool = True,
-                   progress: bool = False) -> dict[str, float] | None:
+def evaluate_built(model: TRM, built, *, views_per_input: int, d: Dist, batch_size: int = 256,
+                   halting: bool = True, progress: bool = False) -> dict[str, float] | None:
     """pass@1/pass@2 and mean halting steps on a built set's test split (None off rank 0)."""
     test_tasks = [t for t in built.tasks if t.role == "test"]
     if not test_tasks:
         return None
     views, _ = make_views(test_tasks, built.identifiers, built.augmentation_records(), views_per_input)
     result = vote_views(model, views, {t.id: t for t in test_tasks}, canvas=built.meta["canvas"],
-                        batch_size=batch_size, halting=halting, device=device, rank=rank, world=world,
-                        progress=progress)
+                        batch_size=batch_size, halting=halting, d=d, progress=progress)
     if result is None:
         return None
     metrics = {"mean_steps": result.mean_steps, "views": float(result.views)}
@@ -283,7 +284,7 @@ def predict(loaded: LoadedModel, tasks: list[Task], out: Path, *, source: str, m
         model.cfg.halt_max_steps = max_steps
     views, untrained = make_views(tasks, loaded.identifiers, loaded.augmentations, max_views)
     result = vote_views(model, views, {t.id: t for t in tasks}, canvas=canvas, batch_size=batch_size,
-                        halting=halting, device=device, rank=rank, world=world, progress=progress,
+                        halting=halting, d=Dist(rank, world, device=device), progress=progress,
                         deadline=deadline)
     if result is None:
         return None
@@ -321,10 +322,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arc_trm.train import pick_device, setup_distributed  # shared process setup
-
-    d = setup_distributed(args.device)
-    device = pick_device(args.device, d.local_rank)
+    d = setup(args.device)
+    device = d.device
     loaded = load_model(args.checkpoint, device, args.weights)
     tasks = load_tasks(args.tasks)
     summary = predict(loaded, tasks, Path(args.out), source=args.tasks, max_views=args.views,
@@ -338,6 +337,5 @@ def run(args: argparse.Namespace) -> int:
                   f"(run `arc-trm ttt` on them): {', '.join(summary.untrained[:5])}"
                   + (" ..." if len(summary.untrained) > 5 else ""))
         print(f"wrote {summary.submission} and {candidates_path(summary.submission).name}")
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    teardown()
     return 0

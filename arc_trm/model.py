@@ -14,11 +14,13 @@ Behaviour matches the reference implementation (see SPEC.md sections 4 and 5) to
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from arc_trm.config import ModelConfig
 from augment.encoding import IGNORE_LABEL
@@ -199,6 +201,9 @@ class Batch:
     labels: Tensor  # (B, L) int, IGNORE_LABEL where unsupervised
     puzzle_identifiers: Tensor  # (B,) int
 
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
+        return Batch(fn(self.inputs), fn(self.labels), fn(self.puzzle_identifiers))
+
     def where(self, mask: Tensor, other: Batch) -> Batch:
         """Rows where `mask` is set come from `other`, the rest from self."""
 
@@ -305,20 +310,27 @@ class TRM(nn.Module):
             x = 0.707106781 * (x + self.embed_pos.weight.to(self.forward_dtype))  # ~1/sqrt(2), as the reference
         return self.embed_scale * x
 
-    def cycle(self, y: Tensor, z: Tensor, x: Tensor, rope: Rotary | None) -> Latents:
+    def cast_net(self) -> Callable[[Tensor, Tensor, Rotary | None], Tensor]:
+        """`net` with its float32 master weights cast to the forward dtype once, not once per
+        application: T*(n+1) applications share one cast (and its backward) per step."""
+        weights = {name: p.to(self.forward_dtype) for name, p in self.net.named_parameters()}
+        return lambda h, injection, rope: functional_call(self.net, weights, (h, injection, rope))
+
+    def cycle(self, net: Callable, y: Tensor, z: Tensor, x: Tensor, rope: Rotary | None) -> Latents:
         for _ in range(self.cfg.L_cycles):  # n
-            z = self.net(z, y + x, rope)
-        y = self.net(y, z, rope)
+            z = net(z, y + x, rope)
+        y = net(y, z, rope)
         return Latents(y=y, z=z)
 
     def recurse(self, y: Tensor, z: Tensor, x: Tensor) -> Latents:
         """One supervision step: T cycles, gradient only through the last one."""
         rope = self.rotary()
+        net = self.cast_net()
         with torch.no_grad():
             for _ in range(self.cfg.H_cycles - 1):  # T - 1
-                latents = self.cycle(y, z, x, rope)
+                latents = self.cycle(net, y, z, x, rope)
                 y, z = latents.y, latents.z
-        return self.cycle(y, z, x, rope)
+        return self.cycle(net, y, z, x, rope)
 
     def heads(self, y: Tensor) -> Heads:
         logits = self.lm_head(y)[:, self.cfg.puzzle_emb_len :]  # (B, L, V): prefix dropped

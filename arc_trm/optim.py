@@ -71,12 +71,16 @@ def sparse_sign_sgd_update(table: Tensor, ids: Tensor, grad: Tensor, lr: float, 
     assert ids.dim() == 1 and grad.dim() == 2 and grad.shape[0] == ids.shape[0], (
         f"expected ids (N,) and grad (N, D), got {tuple(ids.shape)} and {tuple(grad.shape)}"
     )
-    unique_ids, inverse = ids.long().unique(return_inverse=True)
-    summed = torch.zeros(unique_ids.shape[0], grad.shape[1], dtype=grad.dtype, device=grad.device)
-    summed.index_add_(0, inverse, grad)
-    rows = table[unique_ids]
-    rows.mul_(1.0 - lr * weight_decay).add_(torch.sign(summed).to(rows.dtype), alpha=-lr)
-    table[unique_ids] = rows
+    # Fixed-size ops only (sort, cumsum, index_add): `unique` would make the GPU wait for the host.
+    order = ids.long().argsort(stable=True)
+    sorted_ids = ids.long()[order]  # (N,)
+    first = torch.ones_like(sorted_ids, dtype=torch.bool)
+    first[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    group = first.cumsum(0) - 1  # (N,) index of each id's run of duplicates
+    summed = torch.zeros_like(grad).index_add_(0, group, grad[order])  # (N, D), one row per run
+    rows = table[sorted_ids]
+    rows.mul_(1.0 - lr * weight_decay).add_(torch.sign(summed[group]).to(rows.dtype), alpha=-lr)
+    table[sorted_ids] = rows  # duplicates write identical rows
 
 
 @dataclass

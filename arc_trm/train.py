@@ -14,10 +14,8 @@ draws them.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +25,10 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from arc_trm import checkpoint as ckpt
+from arc_trm.common import CompiledOrEager, Dist, print0, setup, teardown, wants_compile
 from arc_trm.config import RunConfig, apply_overrides, preset
-from arc_trm.data import GroupSampler, to_model_batch
+from arc_trm.data import GroupSampler, Prefetcher
+from arc_trm.infer import evaluate_built
 from arc_trm.model import TRM, Batch, Carry, compute_loss, count_parameters, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from augment.build import ensure_built
@@ -37,43 +37,7 @@ from augment.tasks import InputError
 
 
 # ----------------------------------------------------------------------------------------------
-# Processes and devices
-
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device: str = "auto") -> Dist:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist()
-    on_gpu = device in ("auto", "cuda") and torch.cuda.is_available()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if on_gpu else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    if name == "cuda":
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+# The augmented set
 
 
 def default_build_dir(cfg: RunConfig) -> Path:
@@ -112,11 +76,15 @@ def total_steps(cfg: RunConfig, built: BuiltSet) -> int:
 
 
 def all_reduce_grads(model: torch.nn.Module, d: Dist) -> None:
+    """Sum the weights' gradients over ranks in one flat bucket (one collective, not one per
+    parameter). The puzzle table is a buffer: its rows are gathered by SparseSignSGD instead."""
     if d.world == 1:
         return
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    parts = flat.split([g.numel() for g in grads])
+    torch._foreach_copy_(grads, [f.view_as(g) for f, g in zip(parts, grads)])
 
 
 def ema_rate_at(step: int, rate: float) -> float:
@@ -128,8 +96,10 @@ def ema_rate_at(step: int, rate: float) -> float:
 
 @torch.no_grad()
 def ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, rate: float) -> None:
-    for name, p in model.named_parameters():
-        ema[name].mul_(rate).add_(p.detach(), alpha=1 - rate)
+    names = [name for name, _ in model.named_parameters()]
+    averages = [ema[name] for name in names]
+    torch._foreach_mul_(averages, rate)
+    torch._foreach_add_(averages, [p.detach() for p in model.parameters()], alpha=1 - rate)
 
 
 def carry_state(carry: Carry) -> dict[str, torch.Tensor]:
@@ -169,30 +139,58 @@ def check_compatible(saved: dict, cfg: RunConfig, path: Path) -> None:
 
 @dataclass
 class LogWindow:
-    """Sums over the steps since the last log line, over all ranks."""
+    """Sums over the steps since the last log line. The sums stay on the device and are read
+    (and all-reduced) once per log line, so other steps never wait for the host."""
 
-    loss: float = 0.0  # summed over samples
-    halted: float = 0.0  # rows that halted (the metrics are over those, as the reference)
-    exact: float = 0.0
-    halt_steps: float = 0.0
+    stats: torch.Tensor | None = None  # (4,) float64: loss sum, halted rows, exact rows, halt steps
     samples: int = 0
     steps: int = 0
     t0: float = field(default_factory=time.perf_counter)
 
-    def add(self, stats: list[float], batch_size: int) -> None:
-        loss, halted, exact, halt_steps = stats
-        self.loss += loss
-        self.halted += halted
-        self.exact += exact
-        self.halt_steps += halt_steps
+    def add(self, stats: torch.Tensor, batch_size: int) -> None:
+        self.stats = stats if self.stats is None else self.stats + stats
         self.samples += batch_size
         self.steps += 1
 
-    def summary(self) -> dict[str, float]:
-        halted = max(self.halted, 1.0)
-        return {"loss": self.loss / max(self.samples, 1), "exact_accuracy": self.exact / halted,
-                "halt_steps": self.halt_steps / halted,
+    def summary(self, d: Dist) -> dict[str, float]:
+        stats = self.stats.clone()
+        if d.world > 1:
+            dist.all_reduce(stats)
+        loss, halted, exact, halt_steps = stats.tolist()
+        halted = max(halted, 1.0)
+        return {"loss": loss / max(self.samples, 1), "exact_accuracy": exact / halted,
+                "halt_steps": halt_steps / halted,
                 "samples_per_s": self.samples / max(time.perf_counter() - self.t0, 1e-9)}
+
+
+@dataclass
+class Optimizers:
+    weights: AdamATan2  # every parameter
+    table: SparseSignSGD  # the rows of the puzzle table a batch touched
+
+
+@dataclass
+class StepResult:
+    carry: Carry
+    stats: torch.Tensor  # (4,) float64 on the device: loss sum, halted rows, exact rows, halt steps
+
+
+def train_step(model: TRM, carry: Carry, batch: Batch, min_halt_steps: torch.Tensor, opts: Optimizers,
+               d: Dist, global_batch: int, update_weights: bool = True) -> StepResult:
+    """One step of the loop: a supervision step on every row, loss / global batch backpropagated,
+    gradients summed over ranks, both optimisers stepped. No host synchronisation."""
+    out = model(carry, batch, min_halt_steps=min_halt_steps)
+    result = compute_loss(out)
+    (result.loss / global_batch).backward()
+    all_reduce_grads(model, d)
+    if update_weights:
+        opts.weights.step()
+    opts.table.step(out.carry.current.puzzle_identifiers, out.puzzle_rows.grad)
+    opts.weights.zero_grad(set_to_none=True)
+    m = result.metrics
+    stats = torch.stack([result.loss.detach().double(), m.count.double(), m.exact_accuracy.double(),
+                         m.steps.double()])
+    return StepResult(out.carry, stats)
 
 
 @dataclass
@@ -214,8 +212,8 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
         stops at the same step once the next step would overrun it.
     """
     out = Path(out)
-    d = setup_distributed(cfg.train.device)
-    device = pick_device(cfg.train.device, d.local_rank)
+    d = setup(cfg.train.device)
+    device = d.device
     built = built if built is not None else load_or_build(cfg, d, progress and d.main)
     tcfg = cfg.train
     if tcfg.global_batch_size % d.world:
@@ -226,11 +224,13 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
     model = build_model(cfg, built.num_identifiers, device)
     if init_weights is not None:
         model.load_state_dict(init_weights)
-    if tcfg.compile:
-        model.step = torch.compile(model.step)  # the tensor work; forward's reset stays eager
+    if wants_compile(tcfg.compile, device):
+        # Only the tensor work: forward's reset and the puzzle-row gather stay eager.
+        model.step = CompiledOrEager(model.step, backend=tcfg.compile_backend)
     ema = {n: p.detach().clone() for n, p in model.named_parameters()} if tcfg.ema_rate > 0 else None
-    opt = AdamATan2(model.parameters(), lr=0.0, betas=(tcfg.beta1, tcfg.beta2), weight_decay=tcfg.weight_decay)
-    emb_opt = SparseSignSGD(model.puzzle_table, lr=0.0, weight_decay=tcfg.puzzle_emb_weight_decay)
+    opts = Optimizers(
+        AdamATan2(model.parameters(), lr=0.0, betas=(tcfg.beta1, tcfg.beta2), weight_decay=tcfg.weight_decay),
+        SparseSignSGD(model.puzzle_table, lr=0.0, weight_decay=tcfg.puzzle_emb_weight_decay))
     sampler = GroupSampler.for_built(built, tcfg.seed)
     explore = torch.Generator().manual_seed(tcfg.seed + 1)
     carry: Carry | None = None
@@ -248,7 +248,7 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
         model.load_state_dict(state["model"])
         if ema is not None and state["ema"] is not None:
             ema = {k: v.to(device) for k, v in state["ema"].items()}
-        opt.load_state_dict(state["optim"])
+        opts.weights.load_state_dict(state["optim"])
         sampler.load_state_dict(state["sampler"])
         explore.set_state(state["explore_rng"])
         step = int(state["step"])
@@ -264,80 +264,77 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
     metrics_file = open(out / "metrics.jsonl", "a") if d.main else None
     bar = tqdm(total=end, initial=step, desc="train", unit="step", disable=not (progress and d.main),
                dynamic_ncols=True)
-    if d.main and step == 0:
-        print(f"training {count_parameters(model):,} parameters, {built.num_identifiers:,} puzzle ids, "
-              f"{steps_total:,} steps of global batch {tcfg.global_batch_size} on {device} x{d.world}")
+    if step == 0:
+        print0(d, f"training {count_parameters(model):,} parameters, {built.num_identifiers:,} puzzle ids, "
+                  f"{steps_total:,} steps of global batch {tcfg.global_batch_size} on {device} x{d.world}")
     last: dict[str, float] = {}
     window = LogWindow()
     final_dir = None
     step_seconds = 0.0  # running mean, for the deadline
+    batches = Prefetcher(sampler, built, tcfg.global_batch_size, rows_slice, pin=device.type == "cuda")
+    sampler_state = sampler.state_dict()  # of the last batch consumed: what a checkpoint saves
 
-    while step < end:
-        if deadline is not None and out_of_time(deadline, step_seconds, d, device):
-            if d.main:
-                print(f"stopping at step {step}: the deadline leaves no time for another step")
-            final_dir = save_checkpoint(out, step, cfg, model, ema, opt, sampler, explore, carry, id_map, d)
-            break
-        t_step = time.perf_counter()
-        step += 1
-        # 1. learning rates (warmup); the model's weights wait while only the table trains (TTT)
-        freeze = step <= tcfg.freeze_model_steps
-        for g in opt.param_groups:
-            g["lr"] = 0.0 if freeze else lr_at(step, tcfg.lr, tcfg.lr_warmup_steps)
-        emb_opt.param_groups[0]["lr"] = lr_at(step, tcfg.puzzle_emb_lr, tcfg.lr_warmup_steps)
+    def checkpoint() -> Path:
+        return save_checkpoint(out, step, cfg, SavedState(model, ema, opts.weights, sampler_state, explore, carry),
+                               id_map, d)
 
-        # 2. one supervision step on one batch (every rank samples the global batch, keeps its slice)
-        rows, examples = sampler.next_batch(tcfg.global_batch_size)
-        rows, examples = rows[rows_slice], examples[rows_slice]
-        inputs, labels = built.train_batch(rows, examples)
-        batch = to_model_batch(inputs, labels, rows, device)
-        if carry is None:
-            carry = model.initial_carry(batch)
-        min_steps = draw_min_halt_steps(tcfg.global_batch_size, cfg.model, explore)[rows_slice]
-        model.train()
-        out_step = model(carry, batch, min_halt_steps=min_steps)
-        result = compute_loss(out_step)
-        (result.loss / tcfg.global_batch_size).backward()
-        all_reduce_grads(model, d)
-        if not freeze:
-            opt.step()
-        emb_opt.step(out_step.carry.current.puzzle_identifiers, out_step.puzzle_rows.grad)
-        opt.zero_grad(set_to_none=True)
-        carry = out_step.carry
+    try:
+        while step < end:
+            if deadline is not None and out_of_time(deadline, step_seconds, d, device):
+                print0(d, f"stopping at step {step}: the deadline leaves no time for another step")
+                final_dir = checkpoint()
+                break
+            t_step = time.perf_counter()
+            step += 1
+            # 1. learning rates (warmup); the model's weights wait while only the table trains (TTT)
+            freeze = step <= tcfg.freeze_model_steps
+            for g in opts.weights.param_groups:
+                g["lr"] = 0.0 if freeze else lr_at(step, tcfg.lr, tcfg.lr_warmup_steps)
+            opts.table.param_groups[0]["lr"] = lr_at(step, tcfg.puzzle_emb_lr, tcfg.lr_warmup_steps)
 
-        # 3. EMA of the weights
-        if ema is not None:
-            ema_update(ema, model, ema_rate_at(step, tcfg.ema_rate))
+            # 2. one supervision step on one batch (every rank samples the global batch, keeps its slice)
+            fetched = batches.next()
+            sampler_state = fetched.sampler_state
+            batch = fetched.batch.map(lambda t: t.to(device, non_blocking=True))
+            if carry is None:
+                carry = model.initial_carry(batch)
+            min_steps = draw_min_halt_steps(tcfg.global_batch_size, cfg.model, explore)[rows_slice]
+            model.train()
+            result = train_step(model, carry, batch, min_steps.to(device, non_blocking=True), opts, d,
+                                tcfg.global_batch_size, update_weights=not freeze)
+            carry = result.carry
 
-        # 4. log
-        m = result.metrics
-        stats = torch.stack([result.loss.detach().double(), m.count.double(), m.exact_accuracy.double(),
-                             m.steps.double()])
-        if d.world > 1:
-            dist.all_reduce(stats)
-        window.add(stats.tolist(), tcfg.global_batch_size)
-        if step % tcfg.log_every == 0 or step == end:
-            last = {"step": step, **window.summary(), "lr": opt.param_groups[0]["lr"], "epoch": sampler.epoch}
-            if metrics_file is not None:
-                metrics_file.write(json.dumps(last) + "\n")
-                metrics_file.flush()
-            bar.set_postfix(loss=f"{last['loss']:.3f}", exact=f"{last['exact_accuracy']:.2f}",
-                            steps=f"{last['halt_steps']:.1f}", sps=f"{last['samples_per_s']:.0f}")
-            window = LogWindow()
-        bar.update(1)
-        step_seconds = 0.9 * step_seconds + 0.1 * (time.perf_counter() - t_step) if step_seconds else \
-            time.perf_counter() - t_step
+            # 3. EMA of the weights
+            if ema is not None:
+                ema_update(ema, model, ema_rate_at(step, tcfg.ema_rate))
 
-        # 5. evaluate on the test split
-        if tcfg.eval_every > 0 and (step % tcfg.eval_every == 0 or step == end):
-            evaluate_during_training(cfg, model, ema, built, device, d, step, metrics_file)
+            # 4. log (the only host synchronisation of a step, every log_every steps)
+            window.add(result.stats, tcfg.global_batch_size)
+            if step % tcfg.log_every == 0 or step == end:
+                last = {"step": step, **window.summary(d), "lr": opts.weights.param_groups[0]["lr"],
+                        "epoch": sampler_state["epoch"]}
+                if metrics_file is not None:
+                    metrics_file.write(json.dumps(last) + "\n")
+                    metrics_file.flush()
+                bar.set_postfix(loss=f"{last['loss']:.3f}", exact=f"{last['exact_accuracy']:.2f}",
+                                steps=f"{last['halt_steps']:.1f}", sps=f"{last['samples_per_s']:.0f}")
+                window = LogWindow()
+            bar.update(1)
+            seconds = time.perf_counter() - t_step
+            step_seconds = 0.9 * step_seconds + 0.1 * seconds if step_seconds else seconds
 
-        # 6. checkpoint
-        if step % tcfg.checkpoint_every == 0 or step == end:
-            final_dir = save_checkpoint(out, step, cfg, model, ema, opt, sampler, explore, carry, id_map, d)
-    bar.close()
-    if metrics_file is not None:
-        metrics_file.close()
+            # 5. evaluate on the test split
+            if tcfg.eval_every > 0 and (step % tcfg.eval_every == 0 or step == end):
+                evaluate_during_training(cfg, model, ema, built, d, step, metrics_file)
+
+            # 6. checkpoint
+            if step % tcfg.checkpoint_every == 0 or step == end:
+                final_dir = checkpoint()
+    finally:
+        batches.close()
+        bar.close()
+        if metrics_file is not None:
+            metrics_file.close()
     return TrainResult(out, step, final_dir, last)
 
 
@@ -355,26 +352,36 @@ def out_of_time(deadline: float, step_seconds: float, d: Dist, device: torch.dev
     return bool(late.item())
 
 
-def save_checkpoint(out: Path, step: int, cfg: RunConfig, model: TRM, ema: dict | None, opt: AdamATan2,
-                    sampler: GroupSampler, explore: torch.Generator, carry: Carry | None, id_map: dict,
-                    d: Dist) -> Path:
+@dataclass
+class SavedState:
+    """What a checkpoint holds besides the config and identifier map."""
+
+    model: TRM
+    ema: dict[str, torch.Tensor] | None
+    optim: AdamATan2
+    sampler: dict  # GroupSampler.state_dict() after the last batch consumed
+    explore: torch.Generator  # the only random draws in the loop besides the sampler
+    carry: Carry | None
+
+
+def save_checkpoint(out: Path, step: int, cfg: RunConfig, saved: SavedState, id_map: dict, d: Dist) -> Path:
     tcfg = cfg.train
     if d.main:
-        tmp = ckpt.begin_checkpoint(out, step)
+        ckpt.begin_checkpoint(out, step)
     if d.world > 1:
         dist.barrier()
     tmp = out / "checkpoints" / f".tmp_step_{step:07d}"
-    if tcfg.save_carry and carry is not None:
-        ckpt.torch_save_atomic({k: v.detach().cpu() for k, v in carry_state(carry).items()},
+    if tcfg.save_carry and saved.carry is not None:
+        ckpt.torch_save_atomic({k: v.detach().cpu() for k, v in carry_state(saved.carry).items()},
                                tmp / f"carry_rank{d.rank}.pt")
     if d.main:
         config_json = json.dumps(cfg.to_dict(), indent=2)
         state = {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "ema": None if ema is None else {k: v.detach().cpu() for k, v in ema.items()},
-            "optim": opt.state_dict(),
-            "sampler": sampler.state_dict(),
-            "explore_rng": explore.get_state(),  # the only random draws in the loop besides the sampler
+            "model": {k: v.detach().cpu() for k, v in saved.model.state_dict().items()},
+            "ema": None if saved.ema is None else {k: v.detach().cpu() for k, v in saved.ema.items()},
+            "optim": saved.optim.state_dict(),
+            "sampler": saved.sampler,
+            "explore_rng": saved.explore.get_state(),
             "step": step,
             "config": config_json,
             "identifiers": id_map["identifiers"],
@@ -392,17 +399,14 @@ def save_checkpoint(out: Path, step: int, cfg: RunConfig, model: TRM, ema: dict 
     return final
 
 
-def evaluate_during_training(cfg: RunConfig, model: TRM, ema: dict | None, built: BuiltSet,
-                             device: torch.device, d: Dist, step: int, metrics_file) -> None:
-    """Voted inference with halting on the test split, scored where solutions are known."""
-    from arc_trm.infer import evaluate_built  # late import: inference is not needed to train
-
-    eval_model = model
-    if ema is not None:
-        eval_model = copy.deepcopy(model)
-        eval_model.load_state_dict({**model.state_dict(), **ema})
-    result = evaluate_built(eval_model, built, views_per_input=cfg.train.eval_views, device=device,
-                            rank=d.rank, world=d.world, progress=False)
+def evaluate_during_training(cfg: RunConfig, model: TRM, ema: dict | None, built: BuiltSet, d: Dist, step: int,
+                             metrics_file) -> None:
+    """Voted inference with halting on the test split, scored where solutions are known. Runs a
+    fresh eager copy holding the EMA weights (a deep copy would keep a compiled `step` bound to
+    the training model, and so its raw weights)."""
+    eval_model = TRM(cfg.model).to(d.device)
+    eval_model.load_state_dict({**model.state_dict(), **(ema or {})})
+    result = evaluate_built(eval_model, built, views_per_input=cfg.train.eval_views, d=d, progress=False)
     if d.main and result is not None:
         line = {"step": step, **{f"eval_{k}": v for k, v in result.items()}}
         print(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
@@ -452,10 +456,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     result = train(cfg, Path(args.out), resume=args.resume, stop_at=args.stop_at, progress=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) == 0:
-        summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
-        print(f"trained to step {result.steps}: {summary}")
-        print(f"checkpoint: {result.final_checkpoint}")
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    d = setup(cfg.train.device)
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
+    print0(d, f"trained to step {result.steps}: {summary}")
+    print0(d, f"checkpoint: {result.final_checkpoint}")
+    teardown()
     return 0

@@ -211,11 +211,12 @@ def test_time_train(args: argparse.Namespace, tasks: list[Task], out: Path, sub_
     from arc_trm import checkpoint as ckpt
     from arc_trm.config import RunConfig, apply_overrides, preset
     from arc_trm.infer import load_model, predict
-    from arc_trm.train import build_model, load_or_build, pick_device, setup_distributed, train
+    from arc_trm.common import setup
+    from arc_trm.train import build_model, load_or_build, train
     from submission.kaggle import write_json_atomic
 
-    d = setup_distributed()
-    device = pick_device("auto", d.local_rank)
+    d = setup()
+    device = d.device
     progress = not args.no_progress and d.main
     cfg = preset(args.preset or ("kaggle" if torch.cuda.is_available() else "cpu-quick"))
     pre_state = None

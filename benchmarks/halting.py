@@ -141,6 +141,7 @@ def main() -> int:
     args = ap.parse_args()
 
     device, threads = setup_device(args)
+    from arc_trm.common import Dist
     from arc_trm.infer import evaluate_built, load_model
     from augment.tasks import load_tasks
 
@@ -196,7 +197,7 @@ def main() -> int:
 
     if built is not None:  # cross-check against the library's own evaluation entry point
         for halting, r in ((True, halt), (False, fixed)):
-            lib = evaluate_built(model, built, views_per_input=args.views, device=device, batch_size=batch_size,
+            lib = evaluate_built(model, built, views_per_input=args.views, d=Dist(device=device), batch_size=batch_size,
                                  halting=halting)
             assert abs(lib["mean_steps"] - r.mean_steps) < 1e-9 and abs(lib["pass@2"] - r.pass2) < 1e-9, (lib, r)
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from arc_trm.config import apply_overrides, preset
+from arc_trm.common import Dist
 from arc_trm.infer import evaluate_built, load_model
 from arc_trm.train import train
 from augment.build import build_set
@@ -39,10 +40,10 @@ def test_cpu_quick_learns_a_colour_rule_on_held_out_inputs(tmp_path):
     seconds = time.time() - start
 
     loaded = load_model(tmp_path / "run", torch.device("cpu"))  # EMA weights, as predict uses
-    result = evaluate_built(loaded.model, built, views_per_input=1, device=torch.device("cpu"))
+    result = evaluate_built(loaded.model, built, views_per_input=1, d=Dist())
     print(f"trained 150 steps in {seconds:.0f} s; held-out: {result}")
     assert result["pass@1"] >= 0.9, result
     # Before training, nothing is solved: the score comes from learning, not from the task.
     fresh = type(loaded.model)(loaded.model.cfg)
     fresh.puzzle_table.copy_(loaded.model.puzzle_table)
-    assert evaluate_built(fresh, built, views_per_input=1, device=torch.device("cpu"))["pass@1"] == 0.0
+    assert evaluate_built(fresh, built, views_per_input=1, d=Dist())["pass@1"] == 0.0

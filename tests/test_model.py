@@ -210,9 +210,10 @@ def test_only_last_cycle_is_backpropagated() -> None:
     x = model.input_embeddings(batch.inputs, rows_)
     y = model.y_init.expand_as(x)
     z = model.z_init.expand_as(x)
+    net = model.cast_net()
     with torch.no_grad():
-        pre = model.cycle(y, z, x, model.rotary())  # the T-1 = 1 no-grad cycle
-    last = model.cycle(pre.y, pre.z, x, model.rotary())
+        pre = model.cycle(net, y, z, x, model.rotary())  # the T-1 = 1 no-grad cycle
+    last = model.cycle(net, pre.y, pre.z, x, model.rotary())
     heads = model.heads(last.y)
     carry = replace(out.carry, y=last.y.detach(), z=last.z.detach())
     manual = StepOutput(carry, heads.logits, heads.q_halt, heads.q_continue, rows_, None)
