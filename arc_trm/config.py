@@ -104,6 +104,7 @@ class DataConfig:
     canvas: int = 30  # canvas side; the model's seq_len is canvas**2
     build_seed: int = 0
     build_dir: str = ""  # "" = data/built/<sources>-a<augmentations>-c<canvas>
+    bucketing: bool = False  # length buckets: small grids train and answer on small canvases (augment/buckets.py)
 
 
 @dataclass

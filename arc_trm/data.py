@@ -17,30 +17,60 @@ import torch
 from arc_trm.model import Batch
 from augment.encoding import IGNORE_LABEL, PAD
 from augment.store import BuiltSet
+from augment.tasks import InputError
+
+
+@dataclass
+class Draw:
+    """One global batch: puzzle rows and example indices, all on the canvas of side `side`."""
+
+    side: int
+    rows: np.ndarray  # (B,) puzzle ids
+    examples: np.ndarray  # (B,) training example index within each row
 
 
 @dataclass
 class GroupSampler:
     """Epochs permute the task groups; each group draws one random augmented version whose
-    examples (in random order) fill the batch. Batches run on across epoch boundaries."""
+    examples (in random order) fill the batch. Batches run on across epoch boundaries.
+    With `subsets`, a group contributes only those example indices (one length bucket)."""
 
     group_starts: np.ndarray  # (G,) first puzzle row of each group
     group_ends: np.ndarray  # (G,) one past the last row
     num_examples: np.ndarray  # (R,) training examples per puzzle row
     rng: np.random.Generator
+    side: int  # canvas side of every batch
+    subsets: list[np.ndarray] | None = None  # (G,) example indices each group may draw
     epoch: int = 0
     position: int = 0
     order: np.ndarray | None = None
 
     @classmethod
-    def for_built(cls, built: BuiltSet, seed: int) -> "GroupSampler":
+    def for_built(cls, built: BuiltSet, seed: int, side: int | None = None) -> "GroupSampler":
+        """Every example of the build, or (with `side`) those of one length bucket."""
         starts = np.array([g.start for g in built.groups], dtype=np.int64)
         ends = np.array([g.stop for g in built.groups], dtype=np.int64)
         counts = built.num_train_examples(np.arange(built.num_identifiers)).astype(np.int64)
-        assert len(starts) > 0, "the built set has no training groups"
-        return cls(starts, ends, counts, np.random.default_rng(seed))
+        if len(starts) == 0:
+            raise InputError(f"{built.path}: the build has no training examples")
+        if side is None:
+            return cls(starts, ends, counts, np.random.default_rng(seed), built.canvas)
+        subsets = built.group_examples(side)
+        keep = np.array([len(sub) > 0 for sub in subsets], dtype=bool)
+        return cls(starts[keep], ends[keep], counts, np.random.default_rng(seed), side,
+                   [sub for sub, k in zip(subsets, keep) if k])
 
-    def next_batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def __post_init__(self) -> None:
+        self.sizes = (np.array([len(sub) for sub in self.subsets], dtype=np.int64) if self.subsets is not None
+                      else self.num_examples[self.group_starts])  # (G,) examples per group
+
+    def remaining(self) -> int:
+        """Examples left in the current epoch; a finished (or unstarted) one counts as a whole new one."""
+        if self.order is None or self.position >= len(self.order):
+            return int(self.sizes.sum())
+        return int(self.sizes[self.order[self.position:]].sum())
+
+    def next_batch(self, batch_size: int) -> Draw:
         """Rows (puzzle ids) and example indices for one global batch."""
         rows: list[np.ndarray] = []
         examples: list[np.ndarray] = []
@@ -53,12 +83,13 @@ class GroupSampler:
             g = self.order[self.position]
             self.position += 1
             row = int(self.rng.integers(self.group_starts[g], self.group_ends[g]))
-            n = int(self.num_examples[row])
+            n = int(self.sizes[g]) if self.subsets is not None else int(self.num_examples[row])
             take = min(n, batch_size - filled)
-            examples.append(self.rng.choice(n, take, replace=False))
+            picked = self.rng.choice(n, take, replace=False)
+            examples.append(self.subsets[g][picked] if self.subsets is not None else picked)
             rows.append(np.full(take, row, dtype=np.int64))
             filled += take
-        return np.concatenate(rows), np.concatenate(examples)
+        return Draw(self.side, np.concatenate(rows), np.concatenate(examples))
 
     def state_dict(self) -> dict:
         return {"rng": json.dumps(self.rng.bit_generator.state), "epoch": self.epoch,
@@ -68,6 +99,50 @@ class GroupSampler:
         self.rng.bit_generator.state = json.loads(state["rng"])
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self.order = None if state["order"] is None else np.asarray(state["order"], dtype=np.int64)
+
+
+@dataclass
+class BucketSampler:
+    """Length bucketing: one GroupSampler per bucket canvas; each batch comes from one bucket,
+    picked with probability proportional to the examples left in that bucket's epoch."""
+
+    samplers: dict[int, GroupSampler]  # side -> sampler of that bucket's examples
+    rng: np.random.Generator
+
+    @classmethod
+    def for_built(cls, built: BuiltSet, seed: int) -> "BucketSampler":
+        sides = sorted(set(built.pair_sides().tolist()))
+        samplers = {s: GroupSampler.for_built(built, seed + 1 + i, side=s) for i, s in enumerate(sides)}
+        return cls(samplers, np.random.default_rng(seed))
+
+    @property
+    def epoch(self) -> int:
+        return min(s.epoch for s in self.samplers.values())
+
+    def next_batch(self, batch_size: int) -> Draw:
+        sides = sorted(self.samplers)
+        work = np.array([self.samplers[s].remaining() for s in sides], dtype=np.float64)
+        side = sides[int(self.rng.choice(len(sides), p=work / work.sum()))]
+        return self.samplers[side].next_batch(batch_size)
+
+    def state_dict(self) -> dict:
+        return {"rng": json.dumps(self.rng.bit_generator.state), "epoch": self.epoch,
+                "buckets": {str(s): sub.state_dict() for s, sub in self.samplers.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if sorted(state.get("buckets", {})) != sorted(str(s) for s in self.samplers):
+            raise InputError("the checkpoint's sampler has other length buckets than this run "
+                             "(data.bucketing or the build changed)")
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        for s, sub in self.samplers.items():
+            sub.load_state_dict(state["buckets"][str(s)])
+
+
+Sampler = GroupSampler | BucketSampler
+
+
+def make_sampler(built: BuiltSet, seed: int, bucketing: bool) -> Sampler:
+    return BucketSampler.for_built(built, seed) if bucketing else GroupSampler.for_built(built, seed)
 
 
 def host_batch(inputs: np.ndarray, label_tokens: np.ndarray, rows: np.ndarray, pin: bool = False) -> Batch:
@@ -85,6 +160,7 @@ def to_model_batch(inputs: np.ndarray, label_tokens: np.ndarray, rows: np.ndarra
 
 @dataclass
 class Prefetched:
+    side: int  # canvas side of the batch (the length bucket)
     batch: Batch  # this rank's slice, on the host (pinned for a GPU)
     sampler_state: dict  # the sampler just after drawing this batch: what a checkpoint saves
 
@@ -95,7 +171,7 @@ class Prefetcher:
     the thread alone; each batch carries the sampler state that follows it, so a checkpoint
     resumes exactly after the last batch consumed, whatever was prefetched beyond it."""
 
-    def __init__(self, sampler: GroupSampler, built: BuiltSet, global_batch: int, rows: slice,
+    def __init__(self, sampler: Sampler, built: BuiltSet, global_batch: int, rows: slice,
                  pin: bool, depth: int = 3):
         self._args = (sampler, built, global_batch, rows, pin)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -107,10 +183,10 @@ class Prefetcher:
         sampler, built, global_batch, rows_slice, pin = self._args
         try:
             while not self._stop.is_set():
-                rows, examples = sampler.next_batch(global_batch)
-                rows, examples = rows[rows_slice], examples[rows_slice]
-                inputs, labels = built.train_batch(rows, examples)
-                item: Prefetched | BaseException = Prefetched(host_batch(inputs, labels, rows, pin),
+                draw = sampler.next_batch(global_batch)
+                rows, examples = draw.rows[rows_slice], draw.examples[rows_slice]
+                inputs, labels = built.train_batch(rows, examples, draw.side)
+                item: Prefetched | BaseException = Prefetched(draw.side, host_batch(inputs, labels, rows, pin),
                                                               sampler.state_dict())
                 self._put(item)
         except Exception as e:  # handed to the training thread, which re-raises it

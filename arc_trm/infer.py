@@ -30,6 +30,7 @@ from arc_trm import checkpoint as ckpt
 from arc_trm.common import Dist, setup, teardown
 from arc_trm.config import RunConfig
 from arc_trm.model import TRM, Batch
+from augment.buckets import predicted_side
 from augment.encoding import decode_grid, encode_grid
 from augment.tasks import InputError, Task, load_tasks
 from augment.transforms import Augmentation
@@ -208,26 +209,56 @@ class VotedResult:
     seconds: float
 
 
-def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], *, canvas: int, batch_size: int,
-               halting: bool, d: Dist, progress: bool = False, deadline: float | None = None) -> VotedResult | None:
-    """Run this rank's share of the views; rank 0 gathers every prediction and votes."""
-    device, rank, world = d.device, d.rank, d.world
-    mine = views[rank::world]
-    inputs, fits = encode_views(mine, tasks, canvas)
-    ids = np.array([v.row for v in mine], dtype=np.int32)
-    outputs = run_views(model, inputs, ids, batch_size=batch_size, halting=halting, device=device,
-                        progress=progress and rank == 0, deadline=deadline)
-    preds = predictions_from(mine, outputs, fits, canvas)
-    steps = [int(s) for s in outputs.steps if s > 0]
-    if world > 1:
-        gathered: list = [None] * world
-        dist.all_gather_object(gathered, (preds, steps, outputs.seconds))
+@dataclass(frozen=True)
+class ViewRun:
+    """How views are run: the model's canvas, slots in flight, halting, length buckets."""
+
+    canvas: int
+    batch_size: int = 256
+    halting: bool = True  # False: every view runs the step cap (the reference)
+    bucketing: bool = False  # each test input on the smallest bucket canvas that fits its answer
+    progress: bool = False
+    deadline: float | None = None  # time.time() after which no view starts
+
+
+def view_sides(views: list[View], tasks: dict[str, Task], run: ViewRun) -> list[int]:
+    """Canvas side of each view: its length bucket, or the full canvas."""
+    if not run.bucketing:
+        return [run.canvas] * len(views)
+    memo: dict[tuple[str, int], int] = {}
+    for v in views:
+        key = (v.task_id, v.test_index)
+        if key not in memo:
+            memo[key] = predicted_side(tasks[v.task_id], v.test_index, run.canvas)
+    return [memo[(v.task_id, v.test_index)] for v in views]
+
+
+def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], run: ViewRun, d: Dist) -> VotedResult | None:
+    """Run this rank's share of the views (one length bucket at a time); rank 0 gathers every
+    prediction and votes."""
+    mine = views[d.rank::d.world]
+    sides = view_sides(mine, tasks, run)
+    preds: list[Prediction] = []
+    steps: list[int] = []
+    seconds = 0.0
+    for side in sorted(set(sides)):
+        group = [v for v, s in zip(mine, sides) if s == side]
+        inputs, fits = encode_views(group, tasks, side)
+        ids = np.array([v.row for v in group], dtype=np.int32)
+        outputs = run_views(model, inputs, ids, batch_size=run.batch_size, halting=run.halting, device=d.device,
+                            progress=run.progress and d.main, deadline=run.deadline)
+        preds += predictions_from(group, outputs, fits, side)
+        steps += [int(s) for s in outputs.steps if s > 0]
+        seconds += outputs.seconds
+    if d.world > 1:
+        gathered: list = [None] * d.world
+        dist.all_gather_object(gathered, (preds, steps, seconds))
         preds = [p for g in gathered for p in g[0]]
         steps = [s for g in gathered for s in g[1]]
-        outputs.seconds = max(g[2] for g in gathered)
-    if rank != 0:
+        seconds = max(g[2] for g in gathered)
+    if not d.main:
         return None
-    return VotedResult(rank_candidates(preds), float(np.mean(steps)) if steps else 0.0, len(preds), outputs.seconds)
+    return VotedResult(rank_candidates(preds), float(np.mean(steps)) if steps else 0.0, len(preds), seconds)
 
 
 def pass_at(ranked: dict[tuple[str, int], list[Candidate]], tasks: list[Task], k: int) -> tuple[int, int]:
@@ -243,15 +274,15 @@ def pass_at(ranked: dict[tuple[str, int], list[Candidate]], tasks: list[Task], k
     return solved, total
 
 
-def evaluate_built(model: TRM, built, *, views_per_input: int, d: Dist, batch_size: int = 256,
-                   halting: bool = True, progress: bool = False) -> dict[str, float] | None:
+def evaluate_built(model: TRM, built, *, views_per_input: int, d: Dist, run: ViewRun | None = None
+                   ) -> dict[str, float] | None:
     """pass@1/pass@2 and mean halting steps on a built set's test split (None off rank 0)."""
     test_tasks = [t for t in built.tasks if t.role == "test"]
     if not test_tasks:
         return None
     views, _ = make_views(test_tasks, built.identifiers, built.augmentation_records(), views_per_input)
-    result = vote_views(model, views, {t.id: t for t in test_tasks}, canvas=built.meta["canvas"],
-                        batch_size=batch_size, halting=halting, d=d, progress=progress)
+    run = run or ViewRun(canvas=built.canvas)
+    result = vote_views(model, views, {t.id: t for t in test_tasks}, run, d)
     if result is None:
         return None
     metrics = {"mean_steps": result.mean_steps, "views": float(result.views)}
@@ -283,9 +314,8 @@ def predict(loaded: LoadedModel, tasks: list[Task], out: Path, *, source: str, m
     if max_steps > 0:
         model.cfg.halt_max_steps = max_steps
     views, untrained = make_views(tasks, loaded.identifiers, loaded.augmentations, max_views)
-    result = vote_views(model, views, {t.id: t for t in tasks}, canvas=canvas, batch_size=batch_size,
-                        halting=halting, d=Dist(rank, world, device=device), progress=progress,
-                        deadline=deadline)
+    run = ViewRun(canvas, batch_size, halting, loaded.cfg.data.bucketing, progress, deadline)
+    result = vote_views(model, views, {t.id: t for t in tasks}, run, Dist(rank, world, device=device))
     if result is None:
         return None
     out = Path(out)

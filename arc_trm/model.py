@@ -288,10 +288,25 @@ class TRM(nn.Module):
 
     # -- pieces ---------------------------------------------------------------------------------
 
-    def rotary(self) -> Rotary | None:
+    def positions(self, length: int, device: torch.device) -> Tensor | None:
+        """(L_total,) rows of the full canvas's position tables for a sequence of `length` grid
+        tokens, or None for the full canvas. A bucket canvas of side s keeps the full canvas's
+        row stride: its cell (r, c) sits at position prefix + r * full_side + c (length bucketing)."""
+        if length == self.cfg.seq_len:
+            return None
+        if self.cfg.mlp_t:
+            raise ValueError("length bucketing needs attention: mlp_t mixes a fixed sequence length")
+        full, side = math.isqrt(self.cfg.seq_len), math.isqrt(length)
+        P = self.cfg.puzzle_emb_len
+        grid = (torch.arange(side, device=device)[:, None] * full + torch.arange(side, device=device)).reshape(-1)
+        return torch.cat((torch.arange(P, device=device), P + grid))
+
+    def rotary(self, positions: Tensor | None = None) -> Rotary | None:
         if self.cfg.pos_encodings != "rope":
             return None
-        return Rotary(cos=self.rope_cos, sin=self.rope_sin)
+        if positions is None:
+            return Rotary(cos=self.rope_cos, sin=self.rope_sin)
+        return Rotary(cos=self.rope_cos[positions], sin=self.rope_sin[positions])
 
     def gather_puzzle_rows(self, ids: Tensor) -> Tensor:
         """(B,) -> (B, D) float32. In training a fresh leaf that collects the rows' gradient."""
@@ -307,7 +322,9 @@ class TRM(nn.Module):
         pad = tokens.new_zeros(B, self.cfg.puzzle_emb_len - 1, tokens.shape[-1])
         x = torch.cat((puzzle_rows.to(self.forward_dtype).unsqueeze(1), pad, tokens), dim=1)  # (B, L_total, D)
         if self.cfg.pos_encodings == "learned":
-            x = 0.707106781 * (x + self.embed_pos.weight.to(self.forward_dtype))  # ~1/sqrt(2), as the reference
+            pos = self.embed_pos.weight.to(self.forward_dtype)  # (L_total, D)
+            positions = self.positions(inputs.shape[1], inputs.device)
+            x = 0.707106781 * (x + (pos if positions is None else pos[positions]))  # ~1/sqrt(2), as the reference
         return self.embed_scale * x
 
     def cast_net(self) -> Callable[[Tensor, Tensor, Rotary | None], Tensor]:
@@ -324,7 +341,7 @@ class TRM(nn.Module):
 
     def recurse(self, y: Tensor, z: Tensor, x: Tensor) -> Latents:
         """One supervision step: T cycles, gradient only through the last one."""
-        rope = self.rotary()
+        rope = self.rotary(self.positions(x.shape[1] - self.cfg.puzzle_emb_len, x.device))
         net = self.cast_net()
         with torch.no_grad():
             for _ in range(self.cfg.H_cycles - 1):  # T - 1
@@ -343,7 +360,7 @@ class TRM(nn.Module):
         """All rows halted, so the first step loads every row of its batch from the init vectors."""
         B = batch.inputs.shape[0]
         device = batch.inputs.device
-        shape = (B, self.cfg.total_len, self.cfg.hidden_size)
+        shape = (B, self.cfg.puzzle_emb_len + batch.inputs.shape[1], self.cfg.hidden_size)  # a bucket's length
         return Carry(
             y=torch.zeros(shape, dtype=self.forward_dtype, device=device),
             z=torch.zeros(shape, dtype=self.forward_dtype, device=device),
@@ -537,9 +554,10 @@ def _swiglu_matmul_params(dim: int, expansion: float) -> int:
     return 3 * dim * inter
 
 
-def net_flops(cfg: ModelConfig, batch_size: int) -> int:
-    """Matmul FLOPs of one application of `net` (2 per multiply-add)."""
-    B, L, D = batch_size, cfg.total_len, cfg.hidden_size
+def net_flops(cfg: ModelConfig, batch_size: int, length: int | None = None) -> int:
+    """Matmul FLOPs of one application of `net` (2 per multiply-add); `length` grid tokens
+    (default seq_len; fewer under length bucketing)."""
+    B, L, D = batch_size, cfg.puzzle_emb_len + (length or cfg.seq_len), cfg.hidden_size
     per_block = 2 * B * L * _swiglu_matmul_params(D, cfg.expansion)
     if cfg.mlp_t:
         per_block += 2 * B * D * _swiglu_matmul_params(L, cfg.expansion)  # over the sequence axis
@@ -549,13 +567,13 @@ def net_flops(cfg: ModelConfig, batch_size: int) -> int:
     return cfg.L_layers * per_block
 
 
-def flops_per_step(cfg: ModelConfig, batch_size: int, training: bool = True) -> StepFlops:
+def flops_per_step(cfg: ModelConfig, batch_size: int, training: bool = True, length: int | None = None) -> StepFlops:
     """Analytic matmul FLOPs of one supervision step: forward T*(n+1) applications of net plus
     the heads; backward (training only) = 2x the forward of the last cycle's n+1 applications
     and the heads. With no_ACT_continue False, training adds one more no-grad forward."""
     B, D = batch_size, cfg.hidden_size
-    net = net_flops(cfg, B)
-    heads = 2 * B * cfg.total_len * D * cfg.vocab_size + 2 * B * D * 2  # lm_head (full length) + q_head
+    net = net_flops(cfg, B, length)
+    heads = 2 * B * (cfg.puzzle_emb_len + (length or cfg.seq_len)) * D * cfg.vocab_size + 2 * B * D * 2  # lm + q heads
     applications = cfg.H_cycles * (cfg.L_cycles + 1)
     forward = applications * net + heads
     if not training:

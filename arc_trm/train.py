@@ -27,8 +27,8 @@ from tqdm import tqdm
 from arc_trm import checkpoint as ckpt
 from arc_trm.common import CompiledOrEager, Dist, print0, setup, teardown, wants_compile
 from arc_trm.config import RunConfig, apply_overrides, preset
-from arc_trm.data import GroupSampler, Prefetcher
-from arc_trm.infer import evaluate_built
+from arc_trm.data import Prefetcher, make_sampler
+from arc_trm.infer import ViewRun, evaluate_built
 from arc_trm.model import TRM, Batch, Carry, compute_loss, count_parameters, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from augment.build import ensure_built
@@ -102,15 +102,31 @@ def ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, rate: float
     torch._foreach_add_(averages, [p.detach() for p in model.parameters()], alpha=1 - rate)
 
 
-def carry_state(carry: Carry) -> dict[str, torch.Tensor]:
-    c = carry.current
-    return {"y": carry.y, "z": carry.z, "steps": carry.steps, "halted": carry.halted,
-            "inputs": c.inputs, "labels": c.labels, "puzzle_identifiers": c.puzzle_identifiers}
+CARRY_FIELDS = ("y", "z", "steps", "halted", "inputs", "labels", "puzzle_identifiers")
 
 
-def carry_from_state(s: dict[str, torch.Tensor], device: torch.device) -> Carry:
-    s = {k: v.to(device) for k, v in s.items()}
-    return Carry(s["y"], s["z"], s["steps"], s["halted"], Batch(s["inputs"], s["labels"], s["puzzle_identifiers"]))
+def carry_state(carries: dict[int, Carry]) -> dict[str, torch.Tensor]:
+    """Each length bucket's carry as flat `side.field` tensors (what carry_rank{r}.pt holds)."""
+    out = {}
+    for side, carry in carries.items():
+        c = carry.current
+        for name, t in zip(CARRY_FIELDS, (carry.y, carry.z, carry.steps, carry.halted, c.inputs, c.labels,
+                                          c.puzzle_identifiers)):
+            out[f"{side}.{name}"] = t.detach().cpu()
+    return out
+
+
+def carries_from_state(state: dict[str, torch.Tensor], canvas: int, device: torch.device) -> dict[int, Carry]:
+    """Inverse of carry_state; files written before bucketing hold one carry with bare field names."""
+    if "y" in state:
+        state = {f"{canvas}.{k}": v for k, v in state.items()}
+    sides = sorted({int(k.partition(".")[0]) for k in state})
+    carries = {}
+    for side in sides:
+        t = {name: state[f"{side}.{name}"].to(device) for name in CARRY_FIELDS}
+        carries[side] = Carry(t["y"], t["z"], t["steps"], t["halted"],
+                              Batch(t["inputs"], t["labels"], t["puzzle_identifiers"]))
+    return carries
 
 
 def build_model(cfg: RunConfig, num_puzzle_ids: int, device: torch.device) -> TRM:
@@ -231,9 +247,11 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
     opts = Optimizers(
         AdamATan2(model.parameters(), lr=0.0, betas=(tcfg.beta1, tcfg.beta2), weight_decay=tcfg.weight_decay),
         SparseSignSGD(model.puzzle_table, lr=0.0, weight_decay=tcfg.puzzle_emb_weight_decay))
-    sampler = GroupSampler.for_built(built, tcfg.seed)
+    if cfg.data.bucketing and cfg.model.mlp_t:
+        raise InputError("data.bucketing needs the attention model: mlp_t mixes a fixed sequence length")
+    sampler = make_sampler(built, tcfg.seed, cfg.data.bucketing)
     explore = torch.Generator().manual_seed(tcfg.seed + 1)
-    carry: Carry | None = None
+    carries: dict[int, Carry] = {}  # one per length bucket: a row's carry persists across batches
     step = 0
     id_map = identifier_map(built) if d.main else {}
 
@@ -254,7 +272,11 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
         step = int(state["step"])
         carry_file = found / f"carry_rank{d.rank}.pt"
         if tcfg.save_carry and carry_file.exists():
-            carry = carry_from_state(ckpt.load_state(found, carry_file.name, device), device)
+            carries = carries_from_state(ckpt.load_state(found, carry_file.name, device), built.canvas, device)
+            if any(c.steps.shape[0] != local_bs for c in carries.values()):
+                print0(d, f"the carry was saved at another local batch size (another number of processes); "
+                          f"every row restarts from the initial state (local batch now {local_bs})")
+                carries = {}
 
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -275,7 +297,7 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
     sampler_state = sampler.state_dict()  # of the last batch consumed: what a checkpoint saves
 
     def checkpoint() -> Path:
-        return save_checkpoint(out, step, cfg, SavedState(model, ema, opts.weights, sampler_state, explore, carry),
+        return save_checkpoint(out, step, cfg, SavedState(model, ema, opts.weights, sampler_state, explore, carries),
                                id_map, d)
 
     try:
@@ -296,13 +318,12 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
             fetched = batches.next()
             sampler_state = fetched.sampler_state
             batch = fetched.batch.map(lambda t: t.to(device, non_blocking=True))
-            if carry is None:
-                carry = model.initial_carry(batch)
+            carry = carries.get(fetched.side) or model.initial_carry(batch)
             min_steps = draw_min_halt_steps(tcfg.global_batch_size, cfg.model, explore)[rows_slice]
             model.train()
             result = train_step(model, carry, batch, min_steps.to(device, non_blocking=True), opts, d,
                                 tcfg.global_batch_size, update_weights=not freeze)
-            carry = result.carry
+            carries[fetched.side] = result.carry
 
             # 3. EMA of the weights
             if ema is not None:
@@ -359,9 +380,9 @@ class SavedState:
     model: TRM
     ema: dict[str, torch.Tensor] | None
     optim: AdamATan2
-    sampler: dict  # GroupSampler.state_dict() after the last batch consumed
+    sampler: dict  # the sampler's state_dict() after the last batch consumed
     explore: torch.Generator  # the only random draws in the loop besides the sampler
-    carry: Carry | None
+    carries: dict[int, Carry]  # per length bucket side
 
 
 def save_checkpoint(out: Path, step: int, cfg: RunConfig, saved: SavedState, id_map: dict, d: Dist) -> Path:
@@ -371,9 +392,8 @@ def save_checkpoint(out: Path, step: int, cfg: RunConfig, saved: SavedState, id_
     if d.world > 1:
         dist.barrier()
     tmp = out / "checkpoints" / f".tmp_step_{step:07d}"
-    if tcfg.save_carry and saved.carry is not None:
-        ckpt.torch_save_atomic({k: v.detach().cpu() for k, v in carry_state(saved.carry).items()},
-                               tmp / f"carry_rank{d.rank}.pt")
+    if tcfg.save_carry and saved.carries:
+        ckpt.torch_save_atomic(carry_state(saved.carries), tmp / f"carry_rank{d.rank}.pt")
     if d.main:
         config_json = json.dumps(cfg.to_dict(), indent=2)
         state = {
@@ -406,7 +426,8 @@ def evaluate_during_training(cfg: RunConfig, model: TRM, ema: dict | None, built
     the training model, and so its raw weights)."""
     eval_model = TRM(cfg.model).to(d.device)
     eval_model.load_state_dict({**model.state_dict(), **(ema or {})})
-    result = evaluate_built(eval_model, built, views_per_input=cfg.train.eval_views, d=d, progress=False)
+    run = ViewRun(canvas=built.canvas, bucketing=cfg.data.bucketing)
+    result = evaluate_built(eval_model, built, views_per_input=cfg.train.eval_views, d=d, run=run)
     if d.main and result is not None:
         line = {"step": step, **{f"eval_{k}": v for k, v in result.items()}}
         print(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))

@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .buckets import bucket_of, remap_offsets
 from .encoding import COLOUR_OFFSET, EOS
 from .tasks import InputError, Task, task_from_json
-from .transforms import Augmentation, dihedral
+from .transforms import TRANSPOSING, Augmentation, dihedral
 
 FORMAT = "arc-trm-build/1"
 ARRAYS = ("grids", "grid_shapes", "task_index", "train_pairs", "test_inputs", "row_task", "row_aug",
@@ -178,11 +179,13 @@ class BuiltSet:
         return int(n) if n.ndim == 0 else n
 
     # -- batches -----------------------------------------------------------------------------
-    def train_batch(self, rows, example_idx) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs and labels (B, canvas*canvas) uint8 tokens for (puzzle row, example index) pairs.
+    def train_batch(self, rows, example_idx, side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and labels (B, side*side) uint8 tokens for (puzzle row, example index) pairs.
 
         The augmentation of each row and the stored translation offset of each example are applied
         here. Labels are tokens; PAD positions are the ignored ones (encoding.labels_from_tokens).
+        `side`: a bucket canvas (buckets.py) that holds every pair of the batch; the offsets drawn
+        for the full canvas are moved onto it. Default: the full canvas.
         """
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         ex = np.asarray(example_idx, dtype=np.int64).reshape(-1)
@@ -200,9 +203,29 @@ class BuiltSet:
         pair = self._ram("task_index")[task, 2] + ex
         gids = self._ram("train_pairs")[pair]  # (B, 2)
         offs = np.asarray(self.array("offsets")[starts[rows] + ex], dtype=np.int64)
-        inputs = self._render(gids[:, 0], aug, offs)
-        labels = self._render(gids[:, 1], aug, offs)
+        side = self.canvas if side is None else side
+        if side != self.canvas:
+            shapes = self._ram("grid_shapes")[gids].astype(np.int64)  # (B, 2 grids, 2)
+            extent = shapes.max(axis=1)  # (B, 2) rows, columns before the dihedral
+            swap = np.asarray(TRANSPOSING)[aug[:, 0]]
+            extent = np.where(swap[:, None], extent[:, ::-1], extent)
+            if (extent.max(axis=1) > side).any():
+                raise ValueError(f"a grid pair of the batch does not fit the bucket canvas {side}")
+            offs = remap_offsets(offs, extent, side, self.canvas)
+        inputs = self._render(gids[:, 0], aug, offs, side)
+        labels = self._render(gids[:, 1], aug, offs, side)
         return inputs, labels
+
+    def pair_sides(self) -> np.ndarray:
+        """(NP,) bucket side of every training pair (the same under every augmentation)."""
+        shapes = self._ram("grid_shapes")[self._ram("train_pairs")]  # (NP, 2 grids, 2)
+        return bucket_of(shapes.reshape(len(shapes), -1).max(axis=1).astype(np.int64), self.canvas)
+
+    def group_examples(self, side: int) -> list[np.ndarray]:
+        """Per group (see `groups`), the example indices whose pair falls in bucket `side`."""
+        ti = self._ram("task_index")
+        sides = self.pair_sides()
+        return [np.flatnonzero(sides[ti[t, 2]:ti[t, 2] + ti[t, 3]] == side) for t in np.flatnonzero(ti[:, 3] > 0)]
 
     @cached_property
     def _test_table(self) -> list[tuple[int, int, int]]:
@@ -221,8 +244,9 @@ class BuiltSet:
                     out.append(TestView(first + k, tid, j, k))
         return out
 
-    def test_inputs(self, views) -> np.ndarray:
-        """(B, canvas*canvas) uint8 tokens of augmented test inputs at the top-left."""
+    def test_inputs(self, views, side: int | None = None) -> np.ndarray:
+        """(B, side*side) uint8 tokens of augmented test inputs at the top-left (side: the full
+        canvas by default)."""
         rows = np.asarray([v.row for v in views], dtype=np.int64)
         tix = np.asarray([v.test_index for v in views], dtype=np.int64)
         task = self._ram("row_task")[rows] if rows.size else np.zeros(0, np.int64)
@@ -231,19 +255,19 @@ class BuiltSet:
             raise IndexError("test index out of range for its task (or the task is not a test task)")
         gids = self._ram("test_inputs")[ti[task, 4] + tix] if rows.size else np.zeros(0, np.int64)
         aug = self._ram("row_aug")[rows] if rows.size else np.zeros((0, 11), np.uint8)
-        return self._render(gids, aug, np.zeros((len(rows), 2), np.int64))
+        return self._render(gids, aug, np.zeros((len(rows), 2), np.int64), side or self.canvas)
 
     def test_input_grid(self, view: TestView) -> np.ndarray:
         """The source (un-augmented) test input of a view."""
         return self.tasks[self._task_pos[view.task_id]].test[view.test_index].input
 
-    def _render(self, gids: np.ndarray, aug: np.ndarray, offs: np.ndarray) -> np.ndarray:
-        """Encode source grids `gids` under augmentations `aug` ((B, 11) rows) at offsets `offs`.
+    def _render(self, gids: np.ndarray, aug: np.ndarray, offs: np.ndarray, c: int) -> np.ndarray:
+        """Encode source grids `gids` under augmentations `aug` ((B, 11) rows) at offsets `offs`
+        on a canvas of side `c`.
 
         One small numpy step per grid: on ARC-sized grids this beats a whole-canvas vectorised
         gather (measured: about 2x), and 768 examples take a few tens of milliseconds on one core.
         """
-        c = self.canvas
         grids = self._ram("grids")
         shapes = self._ram("grid_shapes")
         out = np.zeros((len(gids), c, c), dtype=np.uint8)

@@ -142,7 +142,7 @@ def main() -> int:
 
     device, threads = setup_device(args)
     from arc_trm.common import Dist
-    from arc_trm.infer import evaluate_built, load_model
+    from arc_trm.infer import ViewRun, evaluate_built, load_model
     from augment.tasks import load_tasks
 
     info = machine_info(device)
@@ -197,8 +197,8 @@ def main() -> int:
 
     if built is not None:  # cross-check against the library's own evaluation entry point
         for halting, r in ((True, halt), (False, fixed)):
-            lib = evaluate_built(model, built, views_per_input=args.views, d=Dist(device=device), batch_size=batch_size,
-                                 halting=halting)
+            lib = evaluate_built(model, built, views_per_input=args.views, d=Dist(device=device),
+                                 run=ViewRun(built.canvas, batch_size, halting))
             assert abs(lib["mean_steps"] - r.mean_steps) < 1e-9 and abs(lib["pass@2"] - r.pass2) < 1e-9, (lib, r)
 
     untrained = extras["fixed"]["untrained_tasks"]

@@ -144,7 +144,8 @@ def test_prefetched_batches_and_states_match_the_sampler(small_build):
     prefetch = Prefetcher(threaded, built, global_batch=6, rows=slice(2, 5), pin=False)
     try:
         for _ in range(4):
-            rows, examples = direct.next_batch(6)
+            draw = direct.next_batch(6)
+            rows, examples = draw.rows, draw.examples
             inputs, _ = built.train_batch(rows[2:5], examples[2:5])
             got = prefetch.next()
             np.testing.assert_array_equal(got.batch.inputs.numpy(), inputs.astype(np.int32))
