@@ -1,0 +1,16 @@
+"""ARC task files to augmented training sets, with numpy alone (no torch).
+
+    import augment
+    tasks = augment.load_tasks("arc-agi-1:training")
+    built = augment.ensure_built("arc-agi-1", "data/built/agi1", augmentations=100)
+"""
+
+from .buckets import bucket_sides
+from .build import build_set, ensure_built
+from .encoding import CANVAS, VOCAB_SIZE, decode_grid, encode_grid
+from .store import BuiltSet
+from .tasks import InputError, Pair, Task, load_tasks, task_from_json
+from .transforms import Augmentation
+
+__all__ = ["Augmentation", "BuiltSet", "CANVAS", "InputError", "Pair", "Task", "VOCAB_SIZE", "bucket_sides",
+           "build_set", "decode_grid", "encode_grid", "ensure_built", "load_tasks", "task_from_json"]
