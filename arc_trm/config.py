@@ -1,6 +1,18 @@
 """Configuration dataclasses.
 
-`ModelConfig` defaults are the paper's ARC configuration (TRM-Att, 7M parameters).
+`ModelConfig` defaults are the paper's ARC configuration (TRM-Att, 7M parameters). Its keys keep
+the reference code's names, so that reference configs and checkpoints map across; the model code
+uses the paper's symbols. One vocabulary, two spellings:
+
+    config key        paper / model.py            meaning
+    H_cycles          T                           cycles per supervision step
+    L_cycles          n                           latent updates per cycle
+    L_layers          (blocks of `net`)           the one network's depth
+    halt_max_steps    N_sup                       supervision steps per example
+    z_H (reference)   y                           the answer state
+    z_L (reference)   z                           the latent state
+    puzzle_emb_*      puzzle vector / table       one learned vector per augmented task
+    no_ACT_continue   halt on q_halt > 0 alone    (False: also learn Q-continue)
 """
 
 from __future__ import annotations
