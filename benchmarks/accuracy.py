@@ -1,0 +1,177 @@
+"""Benchmark: accuracy at a fixed compute budget, counted in FLOPs (not seconds), so results
+compare across machines and runs.
+
+Suite: small published ARC tasks whose every grid is at most 10 x 10 (the cpu-quick canvas),
+drawn with a fixed seed from ARC-AGI-1 *training* and ConceptARC (../shared/data, or
+--conceptarc PATH). ARC-AGI-1 evaluation stays out: it is the held-out check. As `arc-trm ttt`
+does on unseen tasks, the demonstrations train and the test inputs are answered.
+
+Budget: training steps = budget / the analytic FLOPs of one training step (`flops_per_step`);
+the inference FLOPs of the views actually run are counted on top and reported. Reported: pass@1,
+pass@2 and pass@8 per test output and per task with Wilson 95% intervals, FLOPs, wall time, and
+a per-task table. Deterministic given --seed (one CPU thread).
+
+    python benchmarks/accuracy.py                        # default budget, ~10 min on 2 cores
+    python benchmarks/accuracy.py --set train.lr=3e-3 --label lr3e-3 --json arm.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from common import add_device_arguments, machine_info, machine_line, setup_device  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONCEPTARC = ROOT.parent / "shared" / "data" / "conceptarc_challenges.json"
+MAX_SIDE = 10
+DEFAULT_BUDGET_PFLOP = 15.0  # about 10 minutes of cpu-quick training on one core of this machine
+KS = (1, 2, 8)
+
+
+def small(task) -> bool:
+    grids = [g for p in task.train + task.test for g in (p.input, p.output) if g is not None]
+    return max(max(g.shape) for g in grids) <= MAX_SIDE
+
+
+def suite(seed: int, per_source: int, conceptarc: Path) -> list:
+    """`per_source` small tasks from each source, picked with a seeded shuffle, as test tasks."""
+    from arc_trm.ttt import as_test_tasks
+    from augment.tasks import load_tasks
+
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for spec in ("arc-agi-1:training", str(conceptarc)):
+        pool = [t for t in load_tasks(spec) if small(t) and all(p.output is not None for p in t.test)]
+        chosen += [pool[i] for i in sorted(rng.choice(len(pool), min(per_source, len(pool)), replace=False))]
+    return as_test_tasks(chosen)
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    z, p = 1.96, k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class Outcome:
+    per_output: dict[int, tuple[int, int]]  # k -> (solved, outputs)
+    per_task: dict[int, tuple[float, int]]  # k -> (sum of per-task scores, tasks)
+    table: list[dict]
+    train_flops: float
+    infer_flops: float
+    train_s: float
+    infer_s: float
+    steps: int
+
+
+def score(ranked: dict, tasks: list) -> tuple[dict, dict, list[dict]]:
+    from submission.score import same_grid
+
+    per_output = {k: [0, 0] for k in KS}
+    per_task = {k: [0.0, 0] for k in KS}
+    table = []
+    for t in tasks:
+        hits = {k: 0 for k in KS}
+        for i, pair in enumerate(t.test):
+            cands = ranked.get((t.id, i), [])
+            rank = next((r for r, c in enumerate(cands) if same_grid(c.grid, pair.output)), None)
+            for k in KS:
+                hits[k] += rank is not None and rank < k
+        for k in KS:
+            per_output[k][0] += hits[k]
+            per_output[k][1] += len(t.test)
+            per_task[k][0] += hits[k] / len(t.test)
+            per_task[k][1] += 1
+        table.append({"task": t.id, "outputs": len(t.test), **{f"pass@{k}": hits[k] for k in KS}})
+    return ({k: tuple(v) for k, v in per_output.items()}, {k: tuple(v) for k, v in per_task.items()}, table)
+
+
+def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: Path) -> Outcome:
+    import torch
+
+    from arc_trm.common import Dist
+    from arc_trm.config import apply_overrides, preset
+    from arc_trm.infer import ViewRun, load_model, make_views, vote_views
+    from arc_trm.model import flops_per_step
+    from arc_trm.train import train
+    from augment.build import build_set
+
+    cfg = apply_overrides(preset("cpu-quick"), [f"train.seed={seed}", "device=cpu", "train.eval_every=0",
+                                                "train.checkpoint_every=1000000", *overrides])
+    built = build_set(tasks, work / "build", augmentations=cfg.data.augmentations, seed=cfg.data.build_seed,
+                      canvas=cfg.data.canvas, progress=False)
+    step_flops = flops_per_step(cfg.model, cfg.train.global_batch_size).total
+    cfg.train.max_steps = max(1, int(budget_flop // step_flops))
+    start = time.perf_counter()
+    result = train(cfg, work / "run", built=built, progress=False)
+    train_s = time.perf_counter() - start
+
+    loaded = load_model(work / "run", torch.device("cpu"))
+    views, _ = make_views(tasks, loaded.identifiers, loaded.augmentations)
+    start = time.perf_counter()
+    voted = vote_views(loaded.model, views, {t.id: t for t in tasks},
+                       ViewRun(canvas=cfg.data.canvas, bucketing=cfg.data.bucketing), Dist())
+    infer_s = time.perf_counter() - start
+    per_view = flops_per_step(cfg.model, 1, training=False).total
+    per_output, per_task, table = score(voted.ranked, tasks)
+    return Outcome(per_output, per_task, table, result.steps * step_flops, voted.views * voted.mean_steps * per_view,
+                   train_s, infer_s, result.steps)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_device_arguments(ap)
+    ap.add_argument("--budget-pflop", type=float, default=DEFAULT_BUDGET_PFLOP,
+                    help=f"training budget in PFLOP (default {DEFAULT_BUDGET_PFLOP})")
+    ap.add_argument("--per-source", type=int, default=24, help="tasks from each source (default 24: 48 tasks)")
+    ap.add_argument("--conceptarc", type=Path, default=DEFAULT_CONCEPTARC, help="ConceptARC challenges file")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (an arm)")
+    ap.add_argument("--label", default="baseline", help="name of this arm in the output")
+    args = ap.parse_args()
+    device, _ = setup_device(args)
+    print(machine_line(machine_info(device)), flush=True)
+    if not args.conceptarc.exists():
+        raise SystemExit(f"{args.conceptarc}: ConceptARC challenges not found (give --conceptarc PATH)")
+    tasks = suite(args.seed, args.per_source, args.conceptarc)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = run(tasks, args.budget_pflop * 1e15, args.set, args.seed, Path(tmp))
+
+    print(f"\narm {args.label}: {len(tasks)} tasks, {out.per_output[1][1]} test outputs, {out.steps} training steps, "
+          f"{out.train_flops / 1e15:.2f} PFLOP training + {out.infer_flops / 1e15:.3f} PFLOP inference, "
+          f"{out.train_s:.0f} s training + {out.infer_s:.0f} s inference")
+    print("| task | outputs | " + " | ".join(f"pass@{k}" for k in KS) + " |")
+    print("|---|---|" + "---|" * len(KS))
+    for row in out.table:
+        print(f"| {row['task']} | {row['outputs']} | " + " | ".join(str(row[f'pass@{k}']) for k in KS) + " |")
+    print("\n| metric | per output (95% CI) | per task |")
+    print("|---|---|---|")
+    for k in KS:
+        solved, n = out.per_output[k]
+        lo, hi = wilson(solved, n)
+        total, tasks_n = out.per_task[k]
+        print(f"| pass@{k} | {solved}/{n} = {solved / n:.3f} [{lo:.3f}, {hi:.3f}] | {total / tasks_n:.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"label": args.label, "overrides": args.set, "seed": args.seed,
+                                         "per_output": out.per_output, "per_task": out.per_task,
+                                         "train_flops": out.train_flops, "infer_flops": out.infer_flops,
+                                         "train_s": out.train_s, "infer_s": out.infer_s, "steps": out.steps,
+                                         "tasks": out.table}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
