@@ -52,20 +52,13 @@ def split_identifier(identifier: str) -> tuple[str, int]:
 
 def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> LoadedModel:
     """A trained model from a run folder or checkpoint folder (EMA weights by default)."""
-    found = ckpt.resolve_checkpoint(path)
-    state = ckpt.load_state(found, map_location="cpu")
-    cfg = RunConfig.from_dict(json.loads(state["config"]))
+    found = ckpt.load_checkpoint(path)
+    state, cfg = found.state, found.config
     model = TRM(cfg.model)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise InputError(f"{found}: weights do not fit the saved config ({e})") from None
+    model.load_state_dict(state["model"])  # shapes were checked against the config by load_checkpoint
     if weights == "ema" and state.get("ema"):
         model.load_state_dict({**state["model"], **state["ema"]})
-    ids = ckpt.read_json(found / "identifiers.json")
-    if not isinstance(ids, dict) or len(ids.get("identifiers", [])) != cfg.model.num_puzzle_ids:
-        raise InputError(f"{found / 'identifiers.json'}: identifier map does not match the puzzle table")
-    return LoadedModel(model.to(device).eval(), cfg, ids["identifiers"], ids["augmentations"], found)
+    return LoadedModel(model.to(device).eval(), cfg, found.identifiers, found.augmentations, found.folder)
 
 
 # ----------------------------------------------------------------------------------------------

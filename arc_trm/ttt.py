@@ -220,9 +220,8 @@ def test_time_train(args: argparse.Namespace, tasks: list[Task], out: Path, sub_
     cfg = preset(args.preset or ("kaggle" if torch.cuda.is_available() else "cpu-quick"))
     pre_state = None
     if args.checkpoint:
-        found = ckpt.resolve_checkpoint(args.checkpoint)
-        pre_state = ckpt.load_state(found)
-        pre_cfg = RunConfig.from_dict(json.loads(pre_state["config"]))
+        found = ckpt.load_checkpoint(args.checkpoint)
+        pre_state, pre_cfg = found.state, found.config
         cfg.model, cfg.data.canvas = pre_cfg.model, pre_cfg.data.canvas  # the weights fix these
     cfg.data.tasks = write_ttt_tasks(tasks, out) if d.main else f"{out / 'ttt_challenges.json'}@test"
     cfg.data.build_dir = str(out / "build")
