@@ -27,7 +27,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from arc_trm import checkpoint as ckpt
-from arc_trm.config import RunConfig, apply_overrides, preset
+from arc_trm.config import RunConfig, apply_overrides, check_device_available, preset
 from arc_trm.data import GroupSampler, to_model_batch
 from arc_trm.model import TRM, Batch, Carry, compute_loss, count_parameters, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
@@ -416,22 +416,33 @@ def evaluate_during_training(cfg: RunConfig, model: TRM, ema: dict | None, built
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """Preset, then a resumed run's saved config, then --tasks/--augmentations, then --set."""
+    """Preset, then a resumed run's saved config, then --tasks/--augmentations, then --set; every
+    field validated (one line naming the field) before any work starts."""
     name = args.preset or ("paper" if torch.cuda.is_available() else "cpu-quick")
     cfg = preset(name)
     saved = Path(args.out) / "config.json"
     if args.resume and saved.exists():
-        cfg = RunConfig.from_dict(ckpt.read_json(saved))
+        data = ckpt.read_json(saved, "run config")
+        try:
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object with model, train and data sections")
+            cfg = RunConfig.from_dict(data)
+        except (ValueError, TypeError, KeyError) as e:
+            raise InputError(f"{saved}: run config is not one this arc-trm reads ({e})") from None
     if args.tasks:
         cfg.data.tasks = args.tasks
-    if args.augmentations:
+    if args.augmentations is not None:
         cfg.data.augmentations = args.augmentations
     if args.build:
         cfg.data.build_dir = args.build
+    if args.stop_at < 0:
+        raise InputError(f"--stop-at must be a step >= 0, got {args.stop_at}")
     try:
-        return apply_overrides(cfg, args.set or [])
+        cfg = apply_overrides(cfg, args.set or [])
+        check_device_available(cfg.train.device)
     except ValueError as e:
         raise InputError(str(e)) from None
+    return cfg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
