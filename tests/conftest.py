@@ -23,12 +23,12 @@ def sets(overrides: list[str]) -> list[str]:
     return [a for o in overrides for a in ("--set", o)]
 
 
-def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: list[str] | None = None
-            ) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: list[str] | None = None,
+            cwd: str | Path | None = None) -> subprocess.CompletedProcess:
     """Run `arc-trm ARGS` in a fresh process with one thread (the suite runs on 2 cores)."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     cmd = [sys.executable, *(module or ["-m", "arc_trm.cli"]), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
 
 
 def network_reachable(host: str = "pypi.org", port: int = 443, timeout: float = 5.0) -> bool:
