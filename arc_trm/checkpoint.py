@@ -1,4 +1,4 @@
-"""Run folders and atomic checkpoints.
+"""Run folders and atomic, validated checkpoints.
 
     RUN/config.json                  resolved config of the run
     RUN/metrics.jsonl                one JSON line per logged step
@@ -6,29 +6,52 @@
         state.pt                     model, EMA, optimisers, puzzle table, sampler, RNG, step
         carry_rank{r}.pt             each rank's ACT carry (exact resume)
         config.json, identifiers.json
+        manifest.json                format version, size and hash of every file (written last)
     RUN/checkpoints/latest           name of the newest complete checkpoint
 
 A checkpoint folder is written under a temporary name and renamed when complete, and `latest`
 is replaced atomically after that, so a killed run never leaves a half-written checkpoint that
-`--resume` would pick up. Everything loads with `torch.load(..., weights_only=True)`.
+`--resume` would pick up. Everything loads with `torch.load(..., weights_only=True)`, and every
+loader (train --resume, predict, ttt, kaggle) goes through `load_state`, which turns corrupt,
+foreign or incompatible files into one-line InputErrors.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
+import re
 import shutil
+import sys
+import warnings
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from augment.tasks import InputError
+from submission import checkpoint_manifest as manifest
 # Re-exported for the run-folder code: one atomic writer and one JSON reader for every file.
 from submission.kaggle import read_json as read_json, write_text_atomic as write_text_atomic
 
+FORMAT_VERSION = manifest.FORMAT_VERSION
+STATE = "state.pt"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+# What torch.load raises on files that are not a weights-only checkpoint (corrupt, truncated,
+# a pickle that would import or run code).
+_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError,
+                AttributeError, IndexError, ImportError, zipfile.BadZipFile, UnicodeDecodeError)
+
 
 def torch_save_atomic(obj: object, path: Path) -> None:
+    """torch.save to a temporary name, fsync, then rename into place."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -45,33 +68,51 @@ def begin_checkpoint(run: Path, step: int) -> Path:
     return tmp
 
 
+def step_of(folder: Path) -> int | None:
+    m = _STEP_DIR.match(folder.name)
+    return int(m.group(1)) if m else None
+
+
+def checkpoints_by_step(run: Path) -> list[Path]:
+    """The run's committed checkpoint folders, oldest step first (by number, not by name)."""
+    found = [(step_of(p), p) for p in (Path(run) / "checkpoints").glob("step_*") if p.is_dir()]
+    return [p for s, p in sorted((s, p) for s, p in found if s is not None)]
+
+
 def commit_checkpoint(run: Path, step: int, keep: int = 2) -> Path:
-    """Rename the temporary folder into place, point `latest` at it, prune old ones."""
+    """Write the manifest, rename the temporary folder into place, point `latest` at it, then
+    prune to the newest `keep` checkpoints by step (0 = keep all). The checkpoint just committed
+    is never pruned, and `latest` is written before anything is removed."""
     final = checkpoint_dir(run, step)
     tmp = run / "checkpoints" / f".tmp_step_{step:07d}"
+    manifest.write_manifest(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     write_text_atomic(run / "checkpoints" / "latest", final.name)
-    done = sorted(p for p in (run / "checkpoints").glob("step_*") if p.is_dir())
-    for old in done[:-keep] if keep > 0 else []:
-        shutil.rmtree(old)
+    if keep > 0:
+        older = [p for p in checkpoints_by_step(run) if p != final]
+        for old in older[:max(0, len(older) - (keep - 1))]:
+            shutil.rmtree(old)
     return final
 
 
 def latest_checkpoint(run: Path) -> Path | None:
-    """The newest complete checkpoint of a run folder, or None."""
+    """The newest complete checkpoint of a run folder, or None. When `latest` names a folder that
+    is gone, the newest complete one by step is used."""
     marker = Path(run) / "checkpoints" / "latest"
-    if not marker.exists():
-        return None
-    path = marker.parent / marker.read_text().strip()
-    return path if (path / "state.pt").exists() else None
+    if marker.is_file():
+        path = marker.parent / marker.read_text().strip()
+        if (path / STATE).is_file():
+            return path
+    done = [p for p in checkpoints_by_step(run) if (p / STATE).is_file()]
+    return done[-1] if done else None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """Accept a run folder or a checkpoint folder; return the checkpoint folder."""
     p = Path(path)
-    if (p / "state.pt").exists():
+    if (p / STATE).exists():
         return p
     found = latest_checkpoint(p)
     if found is None:
@@ -79,11 +120,137 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return found
 
 
-def load_state(ckpt: Path, name: str = "state.pt", map_location: str | torch.device = "cpu") -> dict:
+# ----------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def _torch_load(path: Path, map_location: str | torch.device) -> object:
+    try:
+        with warnings.catch_warnings():  # torch warns about legacy pickles; the error below says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except _LOAD_ERRORS as e:
+        text = str(e).strip()
+        first = text.splitlines()[0].split(". ")[0][:160] if text else ""
+        raise InputError(f"{path}: not a readable weights-only checkpoint ({type(e).__name__}: {first})") from None
+
+
+def _is_tensor_dict(obj: object) -> bool:
+    return isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def parse_config(text: object, path: Path):
+    """The RunConfig stored in a checkpoint; one line for JSON that is not one (version skew)."""
+    from arc_trm.config import RunConfig
+
+    try:
+        data = json.loads(text) if isinstance(text, str) else None
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("model", "train", "data")):
+            raise ValueError("expected a JSON object with model, train and data sections")
+        return RunConfig.from_dict(data)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"{path}: checkpoint config is not one this arc-trm reads ({e})") from None
+
+
+def expected_shapes(model_cfg) -> dict[str, tuple[int, ...]]:
+    """Parameter and buffer shapes of a TRM of this config (built on the meta device: no memory)."""
+    from arc_trm.model import TRM
+
+    with torch.device("meta"):
+        model = TRM(model_cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_weights_fit(weights: dict[str, torch.Tensor], model_cfg, path: Path, what: str = "weights") -> None:
+    """One line unless `weights` has exactly the names and shapes of a TRM of `model_cfg`."""
+    want = expected_shapes(model_cfg)
+    missing, extra = sorted(set(want) - set(weights)), sorted(set(weights) - set(want))
+    wrong = [f"{k} {tuple(weights[k].shape)} vs {want[k]}" for k in sorted(set(want) & set(weights))
+             if tuple(weights[k].shape) != want[k]]
+    if missing or extra or wrong:
+        detail = "; ".join(x for x in (f"missing {missing[:3]}" if missing else "",
+                                       f"unexpected {extra[:3]}" if extra else "",
+                                       f"shapes {', '.join(wrong[:3])}" if wrong else "") if x)
+        raise InputError(f"{path}: {what} do not fit the checkpoint's model config "
+                         f"(from another model config?): {detail}")
+
+
+def validate_state(state: object, path: Path) -> dict:
+    """A loaded state.pt: the keys and types every loader relies on, a config this version reads,
+    and weights that fit that config."""
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: holds a {type(state).__name__}, not an arc-trm checkpoint (a dict with "
+                         "model, config, identifiers, step)")
+    if _is_tensor_dict(state):
+        raise InputError(f"{path}: holds a plain state dict, not an arc-trm checkpoint; a reference TRM "
+                         "state dict is imported with `arc-trm import-checkpoint`")
+    missing = [k for k in ("model", "config", "identifiers", "step") if k not in state]
+    if missing:
+        raise InputError(f"{path}: not an arc-trm checkpoint (missing {', '.join(missing)})")
+    if not _is_tensor_dict(state["model"]) or not (state.get("ema") is None or _is_tensor_dict(state["ema"])):
+        raise InputError(f"{path}: 'model' and 'ema' must map names to tensors")
+    if not isinstance(state["step"], int) or state["step"] < 0:
+        raise InputError(f"{path}: 'step' must be a non-negative integer, got {state['step']!r}")
+    ids = state["identifiers"]
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise InputError(f"{path}: 'identifiers' must be a list of strings")
+    cfg = parse_config(state["config"], path)
+    if len(ids) != cfg.model.num_puzzle_ids:
+        raise InputError(f"{path}: {len(ids)} identifiers for a puzzle table of {cfg.model.num_puzzle_ids} rows")
+    check_weights_fit(state["model"], cfg.model, path)
+    if state.get("ema"):
+        check_weights_fit({**state["model"], **state["ema"]}, cfg.model, path, "EMA weights")
+    return state
+
+
+def load_state(ckpt: Path, name: str = STATE, map_location: str | torch.device = "cpu") -> dict:
+    """Load and validate one file of a checkpoint folder: its format version and size (manifest),
+    then the content (state.pt: see validate_state; carry files: names -> tensors)."""
     path = Path(ckpt) / name
     if not path.exists():
         raise InputError(f"{path}: checkpoint file missing")
+    manifest.verify(Path(ckpt), (name,))
+    obj = _torch_load(path, map_location)
+    if name == STATE:
+        return validate_state(obj, path)
+    if not _is_tensor_dict(obj):
+        raise InputError(f"{path}: expected a dict of tensors")
+    return obj  # type: ignore[return-value]
+
+
+@dataclass
+class Checkpoint:
+    folder: Path
+    state: dict
+    config: object  # RunConfig
+    identifiers: list[str]  # row -> "task_id#k" (row 0 blank)
+    augmentations: list[str]  # row -> Augmentation.to_str()
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """A run folder or checkpoint folder, fully validated (state.pt and identifiers.json)."""
+    folder = resolve_checkpoint(path)
+    state = load_state(folder, map_location=map_location)
+    cfg = parse_config(state["config"], folder / STATE)
+    manifest.verify(folder, ("identifiers.json",))
+    ids = read_json(folder / "identifiers.json", "identifier map")
+    idents = ids.get("identifiers") if isinstance(ids, dict) else None
+    augs = ids.get("augmentations") if isinstance(ids, dict) else None
+    if idents != state["identifiers"] or not isinstance(augs, list) or len(augs) != len(idents):
+        raise InputError(f"{folder / 'identifiers.json'}: identifier map does not match the puzzle table")
+    return Checkpoint(folder, state, cfg, idents, augs)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m arc_trm.checkpoint PATH`: check that PATH loads (used by `arc-trm kaggle`)."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError) as e:
-        raise InputError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from None
+        found = load_checkpoint(argv[0])
+    except InputError as e:
+        print(e, file=sys.stderr)
+        return 2
+    print(f"{found.folder}: checkpoint format {FORMAT_VERSION}, step {found.state['step']}, valid")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("float32", "bfloat16")
@@ -49,6 +50,7 @@ class ModelConfig:
     no_ACT_continue: bool = True  # halt on q_halt > 0 alone (no Q-continue target)
 
     def __post_init__(self) -> None:
+        check_section(self, "model")  # types and ranges first: the checks below divide and compare
         if self.hidden_size % self.num_heads != 0:
             raise ValueError(f"hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
         if self.pos_encodings not in POS_ENCODINGS:
@@ -169,8 +171,8 @@ class RunConfig:
             if unknown:
                 raise ValueError(f"unknown {kind.__name__} keys: {unknown}")
             return kind(**values)
-        return cls(ModelConfig.from_dict(d["model"]), section(TrainConfig, d["train"]),
-                   section(DataConfig, d["data"]))
+        return validate(cls(ModelConfig.from_dict(d["model"]), section(TrainConfig, d["train"]),
+                            section(DataConfig, d["data"])))
 
 
 def _preset_paper() -> RunConfig:
@@ -216,22 +218,135 @@ def preset(name: str) -> RunConfig:
     return PRESETS[name]()
 
 
-def _parse_value(text: str, current: Any) -> Any:
-    if isinstance(current, bool):
+# ----------------------------------------------------------------------------------------------
+# Validation: every numeric field is checked before any work starts.
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _positive(v: Any) -> bool:
+    return v >= 1
+
+
+def _non_negative(v: Any) -> bool:
+    return v >= 0 and math.isfinite(v)
+
+
+def _probability(v: Any) -> bool:
+    return 0.0 <= v <= 1.0
+
+
+def _rate(v: Any) -> bool:  # a decay/momentum rate: 0 <= v < 1
+    return 0.0 <= v < 1.0
+
+
+def _finite_positive(v: Any) -> bool:
+    return v > 0 and math.isfinite(v)
+
+
+def _device(v: Any) -> bool:
+    return v in DEVICES or bool(re.fullmatch(r"cuda:\d+", v))
+
+
+# (section, field) -> (check, what it must be)
+RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
+    **{("model", f): (_positive, "an integer >= 1") for f in (
+        "hidden_size", "num_heads", "L_layers", "H_cycles", "L_cycles", "halt_max_steps", "puzzle_emb_len",
+        "num_puzzle_ids", "vocab_size", "seq_len")},
+    ("model", "expansion"): (_finite_positive, "a number > 0"),
+    ("model", "halt_exploration_prob"): (_probability, "a probability in [0, 1]"),
+    ("model", "rope_theta"): (_finite_positive, "a number > 0"),
+    ("model", "rms_norm_eps"): (_finite_positive, "a number > 0"),
+    **{("train", f): (_positive, "an integer >= 1") for f in (
+        "global_batch_size", "epochs", "log_every", "eval_views", "checkpoint_every")},
+    **{("train", f): (_non_negative, "an integer >= 0") for f in (
+        "max_steps", "lr_warmup_steps", "freeze_model_steps", "seed", "eval_every", "keep_checkpoints")},
+    **{("train", f): (_non_negative, "a number >= 0") for f in (
+        "lr", "weight_decay", "puzzle_emb_lr", "puzzle_emb_weight_decay")},
+    **{("train", f): (_rate, "a number in [0, 1)") for f in ("beta1", "beta2", "ema_rate")},
+    ("train", "device"): (_device, f"one of {', '.join(DEVICES)} or cuda:N"),
+    ("data", "augmentations"): (_positive, "an integer >= 1"),
+    ("data", "canvas"): (lambda v: 1 <= v <= 30, "an integer from 1 to 30"),
+    ("data", "build_seed"): (_non_negative, "an integer >= 0"),
+}
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def check_section(obj: Any, section: str) -> None:
+    """ValueError naming the first field of `obj` (config section `section`) of the wrong type or
+    outside its range."""
+    for name, kind in _fields(obj).items():
+        value = getattr(obj, name)
+        wanted = _TYPES.get(str(kind), (object,))
+        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
+            raise ValueError(f"{section}.{name} must be of type {kind}, got {value!r}")
+        rule = RULES.get((section, name))
+        if rule is not None and not rule[0](value):
+            raise ValueError(f"{section}.{name} must be {rule[1]}, got {value!r}")
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """ValueError (one line naming the field) unless every field holds a usable value."""
+    for section in ("model", "train", "data"):
+        check_section(getattr(cfg, section), section)
+    cfg.model.__post_init__()
+    cfg.train.__post_init__()
+    return cfg
+
+
+def check_device_available(name: str) -> None:
+    """ValueError naming the devices this machine has, unless `name` is one of them."""
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    present = ["cpu"] + [f"cuda:{i}" for i in range(cuda)] + (["mps"] if mps else [])
+    kind, _, index = name.partition(":")
+    missing = ((kind == "cuda" and (not cuda or (index and int(index) >= cuda)))
+               or (kind == "mps" and not mps) or not _device(name))
+    if missing:
+        raise ValueError(f"device {name!r} is not available here; this machine has: "
+                         f"{', '.join(['auto'] + present)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Overrides
+
+
+def _parse_value(text: str, kind: Any) -> Any:
+    if kind in (bool, "bool"):
         if text.lower() in ("1", "true", "yes", "on"):
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"expected a boolean, got {text!r}")
-    if isinstance(current, int):
-        return int(float(text)) if "e" in text.lower() else int(text)
-    if isinstance(current, float):
-        return float(text)
+    if kind in (int, "int"):
+        try:
+            value = float(text) if "e" in text.lower() else int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+        if isinstance(value, float) and not (math.isfinite(value) and value == int(value)):
+            raise ValueError(f"expected an integer, got {text!r}")
+        return int(value)
+    if kind in (float, "float"):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
     return text
 
 
+def _fields(obj: Any) -> dict[str, Any]:
+    """Dataclass field name -> declared type (a string under `from __future__ import annotations`)."""
+    return {f.name: f.type for f in dataclasses.fields(obj)}
+
+
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply `key=value` overrides; key is `section.field` or a field name unique across sections."""
+    """Apply `key=value` overrides; key is `section.field` or a field name unique across sections.
+    Only real dataclass fields are accepted (not properties or methods), each value is parsed as
+    its field's type, and the result is validated."""
     sections = {"model": cfg.model, "train": cfg.train, "data": cfg.data}
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -240,19 +355,17 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         if "." in key:
             sec_name, _, field = key.partition(".")
             if sec_name not in sections:
-                raise ValueError(f"unknown config section {sec_name!r} in {item!r}")
-            owners = [sec_name] if hasattr(sections[sec_name], field) else []
+                raise ValueError(f"unknown config section {sec_name!r} in {item!r}; use model, train or data")
+            owners = [sec_name] if field in _fields(sections[sec_name]) else []
         else:
             field = key
-            owners = [n for n, s in sections.items() if field in {f.name for f in dataclasses.fields(s)}]
+            owners = [n for n, s in sections.items() if field in _fields(s)]
         if len(owners) != 1:
-            where = "no section" if not owners else f"several sections ({', '.join(owners)}); prefix one"
+            where = "no config field" if not owners else f"several sections ({', '.join(owners)}); prefix one"
             raise ValueError(f"config key {key!r} matches {where}")
         target = sections[owners[0]]
         try:
-            setattr(target, field, _parse_value(text, getattr(target, field)))
+            setattr(target, field, _parse_value(text.strip(), _fields(target)[field]))
         except ValueError as e:
             raise ValueError(f"override {item!r}: {e}") from None
-    cfg.model.__post_init__()  # re-validate
-    cfg.train.__post_init__()
-    return cfg
+    return validate(cfg)

@@ -372,15 +372,17 @@ def _summary(cfg: Any) -> str:
 
 
 def _load_reference_file(path: Path) -> dict[str, Tensor]:
+    """A reference state dict, loaded weights-only; one line for anything else (corrupt or
+    truncated files, pickles that would run code, modules, lists, arc-trm checkpoints)."""
+    from arc_trm.checkpoint import _torch_load
     from augment.tasks import InputError
 
     if not path.is_file():
         raise InputError(f"{path}: checkpoint file missing")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors have several types
-        msg = str(e).splitlines()[0] if str(e) else ""
-        raise InputError(f"{path}: cannot load as a state dict ({type(e).__name__}: {msg})") from None
+    obj = _torch_load(path, "cpu")
+    if isinstance(obj, dict) and "model" in obj and "config" in obj:
+        raise InputError(f"{path}: this is an arc-trm checkpoint, not a reference state dict; use it "
+                         "directly with --checkpoint / --resume")
     if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, Tensor)
                                                        for k, v in obj.items()):
         raise InputError(f"{path}: expected a state dict (names -> tensors), as saved by "

@@ -9,14 +9,13 @@ steps. `--halting off` runs every view for the full cap, as the reference evalua
 prediction is decoded, its augmentation inverted, and the views vote (SPEC section 7).
 
 Writes the submission (validated, atomically), `<name>.candidates.json` with every ranked
-candidate, and `predict.json` with what was run. Tasks whose puzzle embeddings were never
+candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose puzzle embeddings were never
 trained get the fallback answer (the test input); `arc-trm ttt` trains them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,9 @@ from arc_trm.config import RunConfig
 from arc_trm.model import TRM, Batch
 from augment.buckets import predicted_side
 from augment.encoding import decode_grid, encode_grid
-from augment.tasks import InputError, Task, load_tasks
+from augment.tasks import InputError, Task, absolute_spec, load_tasks
 from augment.transforms import Augmentation
+from submission.outputs import check_prediction_outputs, record_path
 from submission.kaggle import build_submission, candidates_path, write_candidates, write_json_atomic, write_submission
 from submission.vote import Candidate, Prediction, rank_candidates
 
@@ -54,20 +54,13 @@ def split_identifier(identifier: str) -> tuple[str, int]:
 
 def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> LoadedModel:
     """A trained model from a run folder or checkpoint folder (EMA weights by default)."""
-    found = ckpt.resolve_checkpoint(path)
-    state = ckpt.load_state(found, map_location="cpu")
-    cfg = RunConfig.from_dict(json.loads(state["config"]))
+    found = ckpt.load_checkpoint(path)
+    state, cfg = found.state, found.config
     model = TRM(cfg.model)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise InputError(f"{found}: weights do not fit the saved config ({e})") from None
+    model.load_state_dict(state["model"])  # shapes were checked against the config by load_checkpoint
     if weights == "ema" and state.get("ema"):
         model.load_state_dict({**state["model"], **state["ema"]})
-    ids = ckpt.read_json(found / "identifiers.json")
-    if not isinstance(ids, dict) or len(ids.get("identifiers", [])) != cfg.model.num_puzzle_ids:
-        raise InputError(f"{found / 'identifiers.json'}: identifier map does not match the puzzle table")
-    return LoadedModel(model.to(device).eval(), cfg, ids["identifiers"], ids["augmentations"], found)
+    return LoadedModel(model.to(device).eval(), cfg, found.identifiers, found.augmentations, found.folder)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,7 +302,8 @@ def predict(loaded: LoadedModel, tasks: list[Task], out: Path, *, source: str, m
             halting: bool = True, batch_size: int = 256, max_steps: int = 0, device: torch.device,
             rank: int = 0, world: int = 1, progress: bool = True,
             deadline: float | None = None) -> PredictSummary | None:
-    """Run voted inference on `tasks` and write submission, candidates and predict.json (rank 0)."""
+    """Run voted inference on `tasks` and write the submission, NAME.candidates.json and the
+    record NAME.predict.json beside it (rank 0). The folder of `out` must exist."""
     model, canvas = loaded.model, loaded.cfg.data.canvas
     if max_steps > 0:
         model.cfg.halt_max_steps = max_steps
@@ -319,13 +313,13 @@ def predict(loaded: LoadedModel, tasks: list[Task], out: Path, *, source: str, m
     if result is None:
         return None
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_submission(out, build_submission(tasks, result.ranked), tasks)
     write_candidates(candidates_path(out), result.ranked)
     summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), result.views, result.mean_steps,
                              result.seconds, untrained, result.ranked)
-    write_json_atomic(out.parent / "predict.json", {
-        "tasks": source, "checkpoint": str(loaded.checkpoint), "submission": out.name,
+    write_json_atomic(record_path(out), {
+        "tasks": absolute_spec(source), "checkpoint": str(Path(loaded.checkpoint).resolve()),
+        "submission": out.name, "candidates": candidates_path(out).name,  # beside this record
         "halting": halting, "max_steps": model.cfg.halt_max_steps, "views": result.views,
         "mean_steps": result.mean_steps, "seconds": result.seconds, "untrained_tasks": untrained,
     }, indent=2)
@@ -347,15 +341,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=0, help="step cap per view (default: the model's halt_max_steps)")
     p.add_argument("--batch-size", type=int, default=256, help="views in flight at once")
     p.add_argument("--weights", choices=["ema", "model"], default="ema", help="EMA weights (default) or raw weights")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps | cuda:N")
+    p.add_argument("--skip-bad-tasks", action="store_true",
+                   help="skip malformed tasks with a warning; those whose test inputs are readable get the "
+                        "fallback answer")
     p.add_argument("--no-progress", action="store_true")
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every numeric option, the device and the output paths, before any model or task loads."""
+    from arc_trm.config import check_device_available
+
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--views", args.views, 0),
+                             ("--max-steps", args.max_steps, 0)):
+        if value < low:
+            raise InputError(f"{flag} must be an integer >= {low}, got {value}")
+    try:
+        check_device_available(args.device)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    check_prediction_outputs(args.out)
+
+
+def load_prediction_tasks(spec: str, skip_bad: bool) -> list[Task]:
+    """The tasks to answer; with skip_bad, malformed ones are skipped with a warning and those
+    whose test inputs are readable come back without demonstrations (they get the fallback)."""
+    import sys
+
+    salvaged: list[Task] = []
+    warn = lambda m: print(f"warning: {m}", file=sys.stderr)  # noqa: E731
+    tasks = load_tasks(spec, on_error="skip" if skip_bad else "raise", warn=warn, salvaged=salvaged)
+    known = {t.id for t in tasks}
+    return sorted(tasks + [t for t in salvaged if t.id not in known], key=lambda t: t.id)
+
+
 def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    tasks = load_prediction_tasks(args.tasks, args.skip_bad_tasks)
     d = setup(args.device)
     device = d.device
     loaded = load_model(args.checkpoint, device, args.weights)
-    tasks = load_tasks(args.tasks)
     summary = predict(loaded, tasks, Path(args.out), source=args.tasks, max_views=args.views,
                       halting=args.halting == "on", batch_size=args.batch_size, max_steps=args.max_steps,
                       device=device, rank=d.rank, world=d.world, progress=not args.no_progress)

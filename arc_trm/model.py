@@ -448,6 +448,8 @@ class TRM(nn.Module):
 def draw_min_halt_steps(batch_size: int, cfg: ModelConfig, generator: torch.Generator) -> Tensor:
     """Exploration: with prob halt_exploration_prob a row may not halt before a step in 2..max."""
     explore = torch.rand(batch_size, generator=generator) < cfg.halt_exploration_prob
+    if cfg.halt_max_steps < 2:  # one step: nothing to explore
+        return torch.zeros(batch_size, dtype=torch.int32)
     floor = torch.randint(2, cfg.halt_max_steps + 1, (batch_size,), generator=generator, dtype=torch.int32)
     return explore.to(torch.int32) * floor
 

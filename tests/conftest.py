@@ -23,12 +23,12 @@ def sets(overrides: list[str]) -> list[str]:
     return [a for o in overrides for a in ("--set", o)]
 
 
-def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: list[str] | None = None
-            ) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: list[str] | None = None,
+            cwd: str | Path | None = None) -> subprocess.CompletedProcess:
     """Run `arc-trm ARGS` in a fresh process with one thread (the suite runs on 2 cores)."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     cmd = [sys.executable, *(module or ["-m", "arc_trm.cli"]), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
 
 
 def network_reachable(host: str = "pypi.org", port: int = 443, timeout: float = 5.0) -> bool:
@@ -47,3 +47,31 @@ def small_build(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("built") / "small"
     ensure_built(SMALL_TASKS, out, augmentations=4, canvas=6, progress=False)
     return out
+
+
+def write_tiny_checkpoint(run: Path, step: int = 10, state_patch: dict | None = None) -> Path:
+    """A valid arc-trm run folder with one untrained TINY checkpoint, written the way training
+    writes it (no training: fast). `state_patch` replaces entries of state.pt."""
+    import json
+
+    import torch
+
+    from arc_trm import checkpoint as ckpt
+    from arc_trm.config import apply_overrides, preset
+    from arc_trm.model import TRM
+
+    cfg = apply_overrides(preset("cpu-quick"), TINY)
+    cfg.model.num_puzzle_ids, cfg.model.seq_len = 3, cfg.data.canvas ** 2
+    cfg.model.forward_dtype = "float32"
+    torch.manual_seed(0)
+    model = TRM(cfg.model)
+    ids = {"identifiers": ["<blank>", "3c9b0459#0", "3c9b0459#1"], "augmentations": ["", "t0p0123456789", "t1p0123456789"]}
+    state = {"model": model.state_dict(), "ema": None, "optim": {}, "sampler": None, "step": step,
+             "config": json.dumps(cfg.to_dict()), "identifiers": ids["identifiers"], **(state_patch or {})}
+    run.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt.begin_checkpoint(run, step)
+    ckpt.torch_save_atomic(state, tmp / "state.pt")
+    (tmp / "config.json").write_text(state["config"] if isinstance(state["config"], str) else "{}")
+    (tmp / "identifiers.json").write_text(json.dumps(ids))
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    return ckpt.commit_checkpoint(run, step)

@@ -13,20 +13,17 @@ import pytest
 
 from submission import bundle as kb
 
-from conftest import network_reachable
+from conftest import network_reachable, write_tiny_checkpoint
 
 NETBLOCK = Path(__file__).parent / "netblock"
 CHECKPOINT_STEP = "step_0000010"
 
 
 def fake_run(root: Path) -> Path:
-    """A run folder laid out like `arc-trm train` writes it (file contents do not matter here)."""
-    ckpt = root / "checkpoints" / CHECKPOINT_STEP
-    ckpt.mkdir(parents=True)
-    for name in ("state.pt", "config.json", "identifiers.json", "carry_rank0.pt"):
-        (ckpt / name).write_text(name)
-    (root / "checkpoints" / "latest").write_text(CHECKPOINT_STEP + "\n")
-    (root / "config.json").write_text("{}")
+    """A run folder laid out like `arc-trm train` writes it (a valid, untrained TINY checkpoint,
+    with a carry file the bundle leaves out)."""
+    folder = write_tiny_checkpoint(root, int(CHECKPOINT_STEP.split("_")[1]))
+    (folder / "carry_rank0.pt").write_text("carry_rank0.pt")
     return root
 
 

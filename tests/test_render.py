@@ -128,13 +128,10 @@ def test_report_html(tmp_path):
     write_json_atomic(run / "submission.json", sub)
     write_candidates(candidates_path(run / "submission.json"),
                      {(solved.id, i): [Candidate(p.output, 2, 0.7)] for i, p in enumerate(solved.test)})
-    (run / "predict.json").write_text(json.dumps({"tasks": "arc-agi-1:evaluation"}))
-    with pytest.raises(InputError, match="missing"):  # predict.json names all 400 tasks
+    (run / "submission.predict.json").write_text(json.dumps({"tasks": "arc-agi-1:evaluation"}))
+    with pytest.raises(InputError, match="missing"):  # the record names all 400 tasks
         report.write_report(run)
-    (run / "predict.json").write_text(json.dumps({"tasks": "arc-agi-1:evaluation", "submission": "other.json"}))
-    with pytest.raises(InputError, match="other.json"):  # the submission predict.json names
-        report.write_report(run, partial=True)
-    (run / "predict.json").write_text(json.dumps({"tasks": "arc-agi-1:evaluation", "submission": "submission.json"}))
+    (run / "other.predict.json").write_text(json.dumps({"tasks": "nope"}))  # another submission's record
     out = report.write_report(run, partial=True)
     assert out == run / "report.html"
     page = out.read_text()

@@ -104,7 +104,7 @@ def test_ttt_runs_to_the_end_within_its_budget(tmp_path):
     validate_submission(load_submission(out / "submission.json"), tasks)
     plan = json.loads((out / "ttt_plan.json").read_text())
     assert plan["steps"] > 0 and plan["stops"][-1] == plan["steps"]
-    info = json.loads((out / "predict.json").read_text())
+    info = json.loads((out / "submission.predict.json").read_text())
     assert info["views"] > 0 and info["untrained_tasks"] == []
     assert "fallback submission written" in log and "submission updated" in log
 
@@ -120,7 +120,7 @@ def test_ttt_without_a_step_cap_plans_to_its_budget_and_stops_in_time(tmp_path):
     plan = json.loads((out / "ttt_plan.json").read_text())
     assert plan["steps"] > 40, "a tiny model on 2 cores fits far more than 40 steps into ~20 s"
     validate_submission(load_submission(out / "submission.json"), load_tasks(SMALL_TASKS))
-    assert json.loads((out / "predict.json").read_text())["views"] > 0
+    assert json.loads((out / "submission.predict.json").read_text())["views"] > 0
 
 
 def test_ttt_from_a_pretrained_checkpoint(tmp_path, small_build):

@@ -1,0 +1,52 @@
+"""Output files of a prediction: checks before any compute, and the per-submission record.
+
+    NAME.json              the submission
+    NAME.candidates.json   every ranked candidate
+    NAME.predict.json      what was run: task source, checkpoint (absolute), submission (relative)
+
+Torch-free: `score` and `report` read the record, `predict` and `ttt` check paths with it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from augment.tasks import InputError
+
+
+def record_path(submission: str | Path) -> Path:
+    """`dir/NAME.json` -> `dir/NAME.predict.json` (the record of the run that wrote it)."""
+    sub = Path(submission)
+    return sub.with_name(f"{sub.stem}.predict.json")
+
+
+def check_output_file(path: str | Path, flag: str = "--out") -> None:
+    """One line unless `path` can be written as a file: not a directory, its folder exists and
+    takes new files (probed with a temporary file, which also catches read-only mounts)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a directory; give a file name, e.g. {path / 'submission.json'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise InputError(f"{flag} {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: {parent} is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise InputError(f"{flag} {path}: cannot write in {parent} ({e.strerror or e})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{flag} {path}: file is not writable")
+
+
+def check_prediction_outputs(submission: str | Path, flag: str = "--out") -> None:
+    """The submission and the files written beside it."""
+    from submission.kaggle import candidates_path
+
+    check_output_file(submission, flag)
+    for extra in (candidates_path(Path(submission)), record_path(submission)):
+        if extra.is_dir():
+            raise InputError(f"{flag} {submission}: {extra} (written beside it) is a directory")

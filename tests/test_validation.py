@@ -1,0 +1,206 @@
+"""Bad options, config fields, output paths and task files are refused in one line before any
+work; submissions carry their own record; build folders are named by everything that defines them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from arc_trm import cli
+from arc_trm.config import apply_overrides, preset
+from arc_trm.train import default_build_dir
+from augment.tasks import load_tasks
+from conftest import SMALL_TASKS, TINY, run_cli, sets, write_tiny_checkpoint
+
+
+def one_error_line(proc) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+BAD_SETS = {  # the issue's list, and the override rules
+    "train.global_batch_size=0": "global_batch_size", "train.log_every=0": "log_every",
+    "train.checkpoint_every=0": "checkpoint_every", "model.num_heads=0": "num_heads",
+    "train.device=tpu": "tpu", "train.device=cuda": "not available here", "train.max_steps=-1": "max_steps",
+    "train.ema_rate=1.5": "ema_rate", "model.total_len=5": "total_len", "model.to_dict=1": "to_dict",
+    "no_such_key=1": "no_such_key", "model.hidden_size=1.5": "integer", "train.lr=nan": "lr",
+    "train.eval_views=0": "eval_views", "train.compile=maybe": "boolean", "data.canvas=0": "canvas",
+}
+
+
+@pytest.mark.parametrize("override", sorted(BAD_SETS))
+def test_train_refuses_a_bad_set_in_one_line_before_any_work(override, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", out, "--build",
+                   tmp_path / "build", "--no-progress", *sets(TINY + [override]), timeout=120)
+    assert BAD_SETS[override] in one_error_line(proc)
+    assert not out.exists() and not (tmp_path / "build").exists()
+
+
+def test_good_overrides_still_apply():
+    cfg = apply_overrides(preset("cpu-quick"), ["max_steps=1e3", "lr=3e-4", "compile=false", "device=cpu",
+                                                "model.halt_max_steps=1"])
+    assert (cfg.train.max_steps, cfg.train.lr, cfg.train.compile, cfg.model.halt_max_steps) == (1000, 3e-4, False, 1)
+
+
+def test_training_with_halt_max_steps_1_works(tmp_path, small_build):
+    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", tmp_path / "run", "--build",
+                   small_build, "--no-progress", *sets(TINY + ["model.halt_max_steps=1", "train.max_steps=2"]))
+    assert proc.returncode == 0, proc.stderr[-1500:]
+
+
+# ---------------------------------------------------------------------------------------------- predict
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    write_tiny_checkpoint(tmp_path / "run")
+    return tmp_path / "run"
+
+
+def predict_args(run: Path, out: Path | str, *extra: str) -> list:
+    return ["predict", "--checkpoint", run, "--tasks", SMALL_TASKS, "--out", out, "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--batch-size", "0"], "--batch-size"), (["--batch-size", "-1"], "--batch-size"),
+    (["--views", "-1"], "--views"), (["--max-steps", "-3"], "--max-steps"),
+    (["--device", "cuda"], "this machine has: auto, cpu"), (["--device", "tpu"], "tpu")])
+def test_predict_refuses_bad_numbers_and_devices_in_one_line(checkpoint, tmp_path, extra, expect):
+    proc = run_cli(*predict_args(checkpoint, tmp_path / "sub.json", *extra), timeout=60)
+    assert expect in one_error_line(proc)
+    assert not (tmp_path / "sub.json").exists()
+
+
+@pytest.mark.parametrize("where, expect", [("dir", "is a directory"), ("missing", "does not exist"),
+                                           ("unwritable", "cannot write")])
+def test_predict_checks_its_output_path_before_inference(checkpoint, tmp_path, where, expect):
+    if where == "unwritable" and os.geteuid() == 0:
+        out = Path("/proc/sub.json")  # root writes anywhere chmod allows none; /proc takes no files
+    else:
+        out = {"dir": tmp_path, "missing": tmp_path / "no" / "sub.json", "unwritable": tmp_path / "ro" / "sub.json"}[where]
+        if where == "unwritable":
+            out.parent.mkdir()
+            out.parent.chmod(0o500)
+    proc = run_cli(*predict_args(checkpoint, out), timeout=60)
+    line = one_error_line(proc)
+    assert expect in line and str(out) in line
+    assert "predicted" not in proc.stdout  # refused before inference
+
+
+def test_each_submission_has_its_own_record_and_scores_from_any_cwd(checkpoint, tmp_path):
+    tasks = load_tasks(SMALL_TASKS)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "x_challenges.json").write_text(json.dumps({t.id: t.to_json(False) for t in tasks}))
+    (data / "x_solutions.json").write_text(json.dumps({t.id: [p.output.tolist() for p in t.test] for t in tasks}))
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, views in (("a", "1"), ("b", "2")):
+        proc = run_cli("predict", "--checkpoint", checkpoint.resolve(), "--tasks", "data/x_challenges.json",
+                       "--out", f"subs/{name}.json", "--views", views, "--no-progress", timeout=60, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    a, b = (json.loads((subs / f"{n}.predict.json").read_text()) for n in "ab")
+    assert a["submission"] == "a.json" and b["submission"] == "b.json" and a["views"] != b["views"]
+    assert Path(a["checkpoint"]).is_absolute() and Path(a["tasks"]).is_absolute()
+    for name in "ab":  # from another cwd, with no --tasks: the record says where the tasks are
+        proc = run_cli("score", subs / f"{name}.json", timeout=60, cwd="/")
+        assert proc.returncode == 0 and "score" in proc.stdout.lower(), proc.stderr
+    proc = run_cli("report", subs, "--submission", subs / "a.json", timeout=60, cwd="/")
+    assert proc.returncode == 0 and (subs / "report.html").exists(), proc.stderr
+    assert "several submissions" in one_error_line(run_cli("report", subs, timeout=60, cwd="/"))
+
+
+# ---------------------------------------------------------------------------------------------- builds
+
+def test_default_build_folders_name_everything_that_defines_the_build():
+    def folder(tasks: str, *sets_: str) -> Path:
+        cfg = apply_overrides(preset("cpu-quick"), list(sets_))
+        cfg.data.tasks = tasks
+        return default_build_dir(cfg)
+
+    long = "arc-agi-1:training/" + "+".join(["3c9b0459"] * 8)
+    assert folder(long + "+6150a2bd") != folder(long + "+74dd1130")  # differ after 60 characters
+    assert folder(SMALL_TASKS) != folder(SMALL_TASKS.replace("@test", "@train"))  # the role
+    assert folder(SMALL_TASKS) != folder(SMALL_TASKS, "data.build_seed=1")
+    assert folder(SMALL_TASKS) == folder(SMALL_TASKS)
+    assert folder(SMALL_TASKS).name.startswith("arc-agi-1_training_3c9b0459")
+
+
+def test_a_build_folder_with_other_parameters_is_refused_not_rebuilt(tmp_path, small_build):
+    before = (small_build / "metadata.json").read_text()
+    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", tmp_path / "run", "--build",
+                   small_build, "--no-progress", *sets(TINY + ["data.augmentations=5"]), timeout=120)
+    assert "never rebuilt" in one_error_line(proc)
+    assert (small_build / "metadata.json").read_text() == before
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+
+def test_ttt_skips_a_malformed_task_keeps_its_fallback_and_trains_the_rest(tmp_path):
+    tasks = load_tasks("arc-agi-1:training/3c9b0459+6150a2bd")
+    challenges = {t.id: t.to_json(with_solutions=False) for t in tasks}
+    challenges["ragged"] = {"train": [{"input": [[1, 2], [3]], "output": [[1]]}], "test": [{"input": [[5, 5]]}]}
+    challenges["unreadable"] = {"train": "x", "test": [{"input": "nope"}]}
+    (tmp_path / "c.json").write_text(json.dumps(challenges))
+    proc = run_cli("ttt", "--tasks", tmp_path / "c.json", "--out", tmp_path / "run", "--budget", "60s",
+                   "--no-progress", *sets([o for o in TINY if not o.startswith("data.")] + ["max_steps=2"]),
+                   timeout=200)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "'ragged'" in proc.stderr and "keeps the fallback" in proc.stderr and "'unreadable'" in proc.stderr
+    assert "submission updated" in proc.stdout  # the good tasks trained and were predicted
+    sub = json.loads((tmp_path / "run" / "submission.json").read_text())
+    assert sorted(sub) == sorted([t.id for t in tasks] + ["ragged"])
+    assert sub["ragged"] == [{"attempt_1": [[5, 5]], "attempt_2": [[5, 5]]}]
+
+
+GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1], [1, 0]]}]}
+BAD_CELLS = [10, -1, 1.5, "1", True, None, [1]]
+
+
+@st.composite
+def malformed_task(draw) -> object:
+    """A valid task with one thing broken."""
+    task = json.loads(json.dumps(GOOD))
+    how = draw(st.sampled_from(["cell", "ragged", "empty grid", "wide", "split", "example", "no output",
+                                "no input", "not an object"]))
+    split = draw(st.sampled_from(["train", "test"]))
+    key = "output" if split == "train" and draw(st.booleans()) else "input"
+    if how == "cell":
+        task[split][0][key][draw(st.integers(0, 1))][draw(st.integers(0, 1))] = draw(st.sampled_from(BAD_CELLS))
+    elif how == "ragged":
+        task[split][0][key][1].append(0)
+    elif how == "empty grid":
+        task[split][0][key] = draw(st.sampled_from([[], [[]], "grid", 7]))
+    elif how == "wide":
+        task[split][0][key] = [[0] * draw(st.integers(31, 40))]
+    elif how == "split":
+        task[split] = draw(st.sampled_from([[], "x", None, {}]))
+    elif how == "example":
+        task[split][0] = draw(st.sampled_from([[], "x", 3]))
+    elif how == "no output":
+        del task["train"][0]["output"]
+    elif how == "no input":
+        del task[split][0]["input"]
+    else:
+        task = draw(st.sampled_from([[], "task", 3, None]))
+    return task
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(task=malformed_task(), task_id=st.text("abcdef0123456789", min_size=1, max_size=8))
+def test_malformed_task_json_gives_one_line_naming_file_and_task(task, task_id, tmp_path, capsys):
+    path = tmp_path / f"{task_id}_challenges.json"
+    path.write_text(json.dumps({"ok": GOOD, task_id: task} if task_id != "ok" else {task_id: task}))
+    out = tmp_path / f"built-{task_id}"
+    assert cli.main(["build", "--tasks", str(path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and f"task {task_id!r}" in err[0], err
+    assert not out.exists() and not list(tmp_path.glob(f".built-{task_id}*"))
