@@ -84,7 +84,7 @@ def bad_run(tmp_path, request) -> tuple[Path, Path]:
 
 def commands(run: Path, tmp: Path, build: Path) -> dict[str, list]:
     return {
-        "predict": ["predict", "--checkpoint", run, "--tasks", SMALL_TASKS, "--out", tmp / "p" / "sub.json",
+        "predict": ["predict", "--checkpoint", run, "--tasks", SMALL_TASKS, "--out", tmp / "sub.json",
                     "--no-progress"],
         "ttt": ["ttt", "--checkpoint", run, "--tasks", SMALL_TASKS, "--out", tmp / "t", "--budget", "60s",
                 "--no-progress"],

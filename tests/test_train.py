@@ -104,7 +104,7 @@ def test_presets_and_overrides():
     apply_overrides(cfg, ["lr=3e-4", "model.H_cycles=2", "train.compile=true", "tasks=arc-agi-1"])
     assert (cfg.train.lr, cfg.model.H_cycles, cfg.train.compile, cfg.data.tasks) == (3e-4, 2, "on", "arc-agi-1")
     assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    with pytest.raises(ValueError, match="no section"):
+    with pytest.raises(ValueError, match="no config field"):
         apply_overrides(cfg, ["nonsense=1"])
     with pytest.raises(ValueError, match="compile must be one of"):
         apply_overrides(cfg, ["compile=maybe"])

@@ -32,7 +32,7 @@ BAD_SETS = {  # the issue's list, and the override rules
     "train.device=tpu": "tpu", "train.device=cuda": "not available here", "train.max_steps=-1": "max_steps",
     "train.ema_rate=1.5": "ema_rate", "model.total_len=5": "total_len", "model.to_dict=1": "to_dict",
     "no_such_key=1": "no_such_key", "model.hidden_size=1.5": "integer", "train.lr=nan": "lr",
-    "train.eval_views=0": "eval_views", "train.compile=maybe": "boolean", "data.canvas=0": "canvas",
+    "train.eval_views=0": "eval_views", "train.compile=maybe": "compile must be one of", "data.canvas=0": "canvas",
 }
 
 
@@ -48,7 +48,7 @@ def test_train_refuses_a_bad_set_in_one_line_before_any_work(override, tmp_path)
 def test_good_overrides_still_apply():
     cfg = apply_overrides(preset("cpu-quick"), ["max_steps=1e3", "lr=3e-4", "compile=false", "device=cpu",
                                                 "model.halt_max_steps=1"])
-    assert (cfg.train.max_steps, cfg.train.lr, cfg.train.compile, cfg.model.halt_max_steps) == (1000, 3e-4, False, 1)
+    assert (cfg.train.max_steps, cfg.train.lr, cfg.train.compile, cfg.model.halt_max_steps) == (1000, 3e-4, "off", 1)
 
 
 def test_training_with_halt_max_steps_1_works(tmp_path, small_build):
