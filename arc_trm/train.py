@@ -4,11 +4,13 @@
   arc-trm train --preset cpu-quick --tasks arc-agi-1:training --out runs/quick
   torchrun --nproc_per_node 4 -m arc_trm.cli train --tasks arc-agi-2 --out runs/agi2
   arc-trm train --out runs/agi2 --resume                          continue where it stopped
+  arc-trm train --tasks arc-agi-2 --out runs/agi2 --force         new run; the old one moves to runs/agi2.old-<time>
+  arc-trm train --tasks arc-agi-2 --out runs/agi2 --set train.grad_accum_steps=4   768 in micro-batches of 192
 
 The augmented set is built on first use and cached (data/built/...). Overrides: `--set key=value`
 (e.g. `--set model.hidden_size=256 --set lr=2e-4`). The resolved config is saved as JSON in the
 run folder and beside every checkpoint. Metrics go to RUN/metrics.jsonl; `arc-trm plot RUN`
-draws them.
+draws them. A run folder holds one run: without --resume a folder that holds one is refused.
 """
 
 from __future__ import annotations
