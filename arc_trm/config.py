@@ -128,6 +128,7 @@ class TrainConfig:
     max_steps: int = 0
     lr: float = 1e-4
     lr_warmup_steps: int = 2000  # linear from 0, then constant
+    lr_min_ratio: float = 1.0  # the reference's cosine after warmup, down to lr * this (1.0 = constant)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -135,6 +136,9 @@ class TrainConfig:
     puzzle_emb_weight_decay: float = 0.1
     freeze_model_steps: int = 0  # train only the puzzle table for the first steps (test-time training)
     ema_rate: float = 0.999  # 0 disables the EMA
+    ema_warmup: bool = True  # False: the reference's constant EMA rate from the first step
+    drop_last: bool = False  # True: the reference's epoch boundary (an epoch's last incomplete batch is dropped)
+    grad_accum_steps: int = 1  # split each rank's batch into this many micro-batches (same gradient, less memory)
     seed: int = 0
     log_every: int = 10
     eval_every: int = 0  # evaluate on the test split every N steps and at the end (0 = never)
@@ -258,7 +262,8 @@ RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("model", "rope_theta"): (_finite_positive, "a number > 0"),
     ("model", "rms_norm_eps"): (_finite_positive, "a number > 0"),
     **{("train", f): (_positive, "an integer >= 1") for f in (
-        "global_batch_size", "epochs", "log_every", "eval_views", "checkpoint_every")},
+        "global_batch_size", "epochs", "log_every", "eval_views", "checkpoint_every", "grad_accum_steps")},
+    ("train", "lr_min_ratio"): (_probability, "a ratio in [0, 1]"),
     **{("train", f): (_non_negative, "an integer >= 0") for f in (
         "max_steps", "lr_warmup_steps", "freeze_model_steps", "seed", "eval_every", "keep_checkpoints")},
     **{("train", f): (_non_negative, "a number >= 0") for f in (

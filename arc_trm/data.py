@@ -41,12 +41,14 @@ class GroupSampler:
     rng: np.random.Generator
     side: int  # canvas side of every batch
     subsets: list[np.ndarray] | None = None  # (G,) example indices each group may draw
+    drop_last: bool = False  # the reference's epoch boundary: an epoch's last incomplete batch is dropped
     epoch: int = 0
     position: int = 0
     order: np.ndarray | None = None
 
     @classmethod
-    def for_built(cls, built: BuiltSet, seed: int, side: int | None = None) -> "GroupSampler":
+    def for_built(cls, built: BuiltSet, seed: int, side: int | None = None,
+                  drop_last: bool = False) -> "GroupSampler":
         """Every example of the build, or (with `side`) those of one length bucket."""
         starts = np.array([g.start for g in built.groups], dtype=np.int64)
         ends = np.array([g.stop for g in built.groups], dtype=np.int64)
@@ -54,11 +56,11 @@ class GroupSampler:
         if len(starts) == 0:
             raise InputError(f"{built.path}: the build has no training examples")
         if side is None:
-            return cls(starts, ends, counts, np.random.default_rng(seed), built.canvas)
+            return cls(starts, ends, counts, np.random.default_rng(seed), built.canvas, drop_last=drop_last)
         subsets = built.group_examples(side)
         keep = np.array([len(sub) > 0 for sub in subsets], dtype=bool)
         return cls(starts[keep], ends[keep], counts, np.random.default_rng(seed), side,
-                   [sub for sub, k in zip(subsets, keep) if k])
+                   [sub for sub, k in zip(subsets, keep) if k], drop_last=drop_last)
 
     def __post_init__(self) -> None:
         self.sizes = (np.array([len(sub) for sub in self.subsets], dtype=np.int64) if self.subsets is not None
@@ -71,12 +73,19 @@ class GroupSampler:
         return int(self.sizes[self.order[self.position:]].sum())
 
     def next_batch(self, batch_size: int) -> Draw:
-        """Rows (puzzle ids) and example indices for one global batch."""
+        """Rows (puzzle ids) and example indices for one global batch. Without drop_last a batch
+        runs on across an epoch boundary; with it, the reference's rule: the epoch's draws that do
+        not fill a whole batch are discarded and the batch starts afresh in the next epoch."""
+        if self.drop_last and self.sizes.sum() < batch_size:
+            raise InputError(f"train.drop_last: an epoch of the canvas-{self.side} examples holds "
+                             f"{int(self.sizes.sum())} examples, fewer than one batch of {batch_size}")
         rows: list[np.ndarray] = []
         examples: list[np.ndarray] = []
         filled = 0
         while filled < batch_size:
             if self.order is None or self.position >= len(self.order):
+                if self.drop_last and filled:
+                    rows, examples, filled = [], [], 0
                 self.order = self.rng.permutation(len(self.group_starts))
                 self.position = 0
                 self.epoch += 1
@@ -110,9 +119,10 @@ class BucketSampler:
     rng: np.random.Generator
 
     @classmethod
-    def for_built(cls, built: BuiltSet, seed: int) -> "BucketSampler":
+    def for_built(cls, built: BuiltSet, seed: int, drop_last: bool = False) -> "BucketSampler":
         sides = sorted(set(built.pair_sides().tolist()))
-        samplers = {s: GroupSampler.for_built(built, seed + 1 + i, side=s) for i, s in enumerate(sides)}
+        samplers = {s: GroupSampler.for_built(built, seed + 1 + i, side=s, drop_last=drop_last)
+                    for i, s in enumerate(sides)}
         return cls(samplers, np.random.default_rng(seed))
 
     @property
@@ -141,8 +151,10 @@ class BucketSampler:
 Sampler = GroupSampler | BucketSampler
 
 
-def make_sampler(built: BuiltSet, seed: int, bucketing: bool) -> Sampler:
-    return BucketSampler.for_built(built, seed) if bucketing else GroupSampler.for_built(built, seed)
+def make_sampler(built: BuiltSet, seed: int, bucketing: bool, drop_last: bool = False) -> Sampler:
+    if bucketing:
+        return BucketSampler.for_built(built, seed, drop_last=drop_last)
+    return GroupSampler.for_built(built, seed, drop_last=drop_last)
 
 
 def host_batch(inputs: np.ndarray, label_tokens: np.ndarray, rows: np.ndarray, pin: bool = False) -> Batch:

@@ -4,11 +4,13 @@
   arc-trm train --preset cpu-quick --tasks arc-agi-1:training --out runs/quick
   torchrun --nproc_per_node 4 -m arc_trm.cli train --tasks arc-agi-2 --out runs/agi2
   arc-trm train --out runs/agi2 --resume                          continue where it stopped
+  arc-trm train --tasks arc-agi-2 --out runs/agi2 --force         new run; the old one moves to runs/agi2.old-<time>
+  arc-trm train --tasks arc-agi-2 --out runs/agi2 --set train.grad_accum_steps=4   768 in micro-batches of 192
 
 The augmented set is built on first use and cached (data/built/...). Overrides: `--set key=value`
 (e.g. `--set model.hidden_size=256 --set lr=2e-4`). The resolved config is saved as JSON in the
 run folder and beside every checkpoint. Metrics go to RUN/metrics.jsonl; `arc-trm plot RUN`
-draws them.
+draws them. A run folder holds one run: without --resume a folder that holds one is refused.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from arc_trm import checkpoint as ckpt
+from arc_trm import runs
 from arc_trm.common import CompiledOrEager, Dist, print0, setup, teardown, wants_compile
-from arc_trm.config import RunConfig, apply_overrides, check_device_available, preset
+from arc_trm.config import RunConfig, TrainConfig, apply_overrides, check_device_available, preset
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import ViewRun, evaluate_built
-from arc_trm.model import TRM, Batch, Carry, compute_loss, count_parameters, draw_min_halt_steps
+from arc_trm.model import TRM, Carry, count_parameters, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
+from arc_trm.step import Optimizers, carries_from_state, carry_state, split_batch, split_carry, train_step
 from augment.build import ensure_built
 from augment.store import BuiltSet
 from augment.tasks import InputError
@@ -87,9 +91,24 @@ def load_or_build(cfg: RunConfig, d: Dist, progress: bool) -> BuiltSet:
 # Small pieces of the loop
 
 
-def lr_at(step: int, base: float, warmup: int) -> float:
-    """Linear warmup from 0 over `warmup` steps, then constant (step counts from 1)."""
-    return base * min(1.0, step / max(1, warmup))
+def lr_at(step: int, base: float, warmup: int, total: int = 0, min_ratio: float = 1.0) -> float:
+    """The reference's cosine schedule with warmup (step counts from 1): linear from 0 over
+    `warmup` steps, then a half cosine from `base` down to `base * min_ratio` at step `total`.
+    min_ratio 1.0 (the default) keeps the rate constant after warmup."""
+    if step < warmup:
+        return base * float(step) / float(max(1, warmup))
+    progress = float(step - warmup) / float(max(1, total - warmup))
+    return base * (min_ratio + max(0.0, (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))))
+
+
+def set_learning_rates(opts: Optimizers, tcfg: TrainConfig, step: int, total: int) -> None:
+    """Both optimisers' rates at `step` of `total`. The model's weights get 0 while only the
+    puzzle table trains (train.freeze_model_steps, test-time training)."""
+    def rate(base: float) -> float:
+        return lr_at(step, base, tcfg.lr_warmup_steps, total, tcfg.lr_min_ratio)
+    for g in opts.weights.param_groups:
+        g["lr"] = 0.0 if step <= tcfg.freeze_model_steps else rate(tcfg.lr)
+    opts.table.param_groups[0]["lr"] = rate(tcfg.puzzle_emb_lr)
 
 
 def total_steps(cfg: RunConfig, built: BuiltSet) -> int:
@@ -100,23 +119,11 @@ def total_steps(cfg: RunConfig, built: BuiltSet) -> int:
     return max(1, math.ceil(cfg.train.epochs * per_epoch / cfg.train.global_batch_size))
 
 
-def all_reduce_grads(model: torch.nn.Module, d: Dist) -> None:
-    """Sum the weights' gradients over ranks in one flat bucket (one collective, not one per
-    parameter). The puzzle table is a buffer: its rows are gathered by SparseSignSGD instead."""
-    if d.world == 1:
-        return
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    parts = flat.split([g.numel() for g in grads])
-    torch._foreach_copy_(grads, [f.view_as(g) for f, g in zip(parts, grads)])
-
-
-def ema_rate_at(step: int, rate: float) -> float:
+def ema_rate_at(step: int, rate: float, warmup: bool = True) -> float:
     """EMA rate warmed up over the first steps, so short runs are not dominated by the initial
     weights (0.99 over 150 steps would still hold 22% of them). Departs from the reference's
-    constant rate only for the first ~10 / (1 - rate) steps."""
-    return min(rate, (1 + step) / (10 + step))
+    constant rate only for the first ~10 / (1 - rate) steps; warmup=False is the reference."""
+    return min(rate, (1 + step) / (10 + step)) if warmup else rate
 
 
 @torch.no_grad()
@@ -125,33 +132,6 @@ def ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, rate: float
     averages = [ema[name] for name in names]
     torch._foreach_mul_(averages, rate)
     torch._foreach_add_(averages, [p.detach() for p in model.parameters()], alpha=1 - rate)
-
-
-CARRY_FIELDS = ("y", "z", "steps", "halted", "inputs", "labels", "puzzle_identifiers")
-
-
-def carry_state(carries: dict[int, Carry]) -> dict[str, torch.Tensor]:
-    """Each length bucket's carry as flat `side.field` tensors (what carry_rank{r}.pt holds)."""
-    out = {}
-    for side, carry in carries.items():
-        c = carry.current
-        for name, t in zip(CARRY_FIELDS, (carry.y, carry.z, carry.steps, carry.halted, c.inputs, c.labels,
-                                          c.puzzle_identifiers)):
-            out[f"{side}.{name}"] = t.detach().cpu()
-    return out
-
-
-def carries_from_state(state: dict[str, torch.Tensor], canvas: int, device: torch.device) -> dict[int, Carry]:
-    """Inverse of carry_state; files written before bucketing hold one carry with bare field names."""
-    if "y" in state:
-        state = {f"{canvas}.{k}": v for k, v in state.items()}
-    sides = sorted({int(k.partition(".")[0]) for k in state})
-    carries = {}
-    for side in sides:
-        t = {name: state[f"{side}.{name}"].to(device) for name in CARRY_FIELDS}
-        carries[side] = Carry(t["y"], t["z"], t["steps"], t["halted"],
-                              Batch(t["inputs"], t["labels"], t["puzzle_identifiers"]))
-    return carries
 
 
 def build_model(cfg: RunConfig, num_puzzle_ids: int, device: torch.device) -> TRM:
@@ -205,36 +185,6 @@ class LogWindow:
 
 
 @dataclass
-class Optimizers:
-    weights: AdamATan2  # every parameter
-    table: SparseSignSGD  # the rows of the puzzle table a batch touched
-
-
-@dataclass
-class StepResult:
-    carry: Carry
-    stats: torch.Tensor  # (4,) float64 on the device: loss sum, halted rows, exact rows, halt steps
-
-
-def train_step(model: TRM, carry: Carry, batch: Batch, min_halt_steps: torch.Tensor, opts: Optimizers,
-               d: Dist, global_batch: int, update_weights: bool = True) -> StepResult:
-    """One step of the loop: a supervision step on every row, loss / global batch backpropagated,
-    gradients summed over ranks, both optimisers stepped. No host synchronisation."""
-    out = model(carry, batch, min_halt_steps=min_halt_steps)
-    result = compute_loss(out)
-    (result.loss / global_batch).backward()
-    all_reduce_grads(model, d)
-    if update_weights:
-        opts.weights.step()
-    opts.table.step(out.carry.current.puzzle_identifiers, out.puzzle_rows.grad)
-    opts.weights.zero_grad(set_to_none=True)
-    m = result.metrics
-    stats = torch.stack([result.loss.detach().double(), m.count.double(), m.exact_accuracy.double(),
-                         m.steps.double()])
-    return StepResult(out.carry, stats)
-
-
-@dataclass
 class TrainResult:
     run: Path
     steps: int
@@ -255,11 +205,16 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
     out = Path(out)
     d = setup(cfg.train.device)
     device = d.device
+    if not resume:
+        runs.claim_run_folder(out, force=False, main=d.main)  # refuses a folder that holds a run
     built = built if built is not None else load_or_build(cfg, d, progress and d.main)
     tcfg = cfg.train
     if tcfg.global_batch_size % d.world:
         raise InputError(f"global_batch_size {tcfg.global_batch_size} is not divisible by {d.world} processes")
     local_bs = tcfg.global_batch_size // d.world
+    accum = tcfg.grad_accum_steps
+    if accum < 1 or local_bs % accum:
+        raise InputError(f"train.grad_accum_steps {accum} does not divide the local batch of {local_bs} rows")
     rows_slice = slice(d.rank * local_bs, (d.rank + 1) * local_bs)
 
     model = build_model(cfg, built.num_identifiers, device)
@@ -274,16 +229,18 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
         SparseSignSGD(model.puzzle_table, lr=0.0, weight_decay=tcfg.puzzle_emb_weight_decay))
     if cfg.data.bucketing and cfg.model.mlp_t:
         raise InputError("data.bucketing needs the attention model: mlp_t mixes a fixed sequence length")
-    sampler = make_sampler(built, tcfg.seed, cfg.data.bucketing)
+    sampler = make_sampler(built, tcfg.seed, cfg.data.bucketing, tcfg.drop_last)
     explore = torch.Generator().manual_seed(tcfg.seed + 1)
-    carries: dict[int, Carry] = {}  # one per length bucket: a row's carry persists across batches
+    carries: dict[int, list[Carry]] = {}  # per length bucket, one per micro-batch: a row's carry persists
     step = 0
     id_map = identifier_map(built) if d.main else {}
 
-    if resume:
-        found = ckpt.latest_checkpoint(out)
-        if found is None:
-            raise InputError(f"{out}: --resume given but the run has no checkpoint")
+    found = ckpt.latest_checkpoint(out) if resume else None
+    if resume and found is None:
+        if not out.is_dir():
+            raise InputError(f"{out}: --resume given but there is no such run folder")
+        print0(d, f"{out} has no checkpoint yet: starting from step 0")
+    if found is not None:
         state = ckpt.load_state(found, map_location=device)
         check_compatible(json.loads(state["config"]), cfg, found)
         if state["identifiers"] != built.identifiers:
@@ -297,8 +254,9 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
         step = int(state["step"])
         carry_file = found / f"carry_rank{d.rank}.pt"
         if tcfg.save_carry and carry_file.exists():
-            carries = carries_from_state(ckpt.load_state(found, carry_file.name, device), built.canvas, device)
-            if any(c.steps.shape[0] != local_bs for c in carries.values()):
+            joined = carries_from_state(ckpt.load_state(found, carry_file.name, device), built.canvas, device)
+            carries = {side: split_carry(c, accum) for side, c in joined.items()}
+            if any(c.steps.shape[0] != local_bs for c in joined.values()):
                 print0(d, f"the carry was saved at another local batch size (another number of processes); "
                           f"every row restarts from the initial state (local batch now {local_bs})")
                 carries = {}
@@ -306,6 +264,8 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         ckpt.write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        if resume:  # the steps logged after the checkpoint are run again: their lines go
+            runs.truncate_metrics(out / "metrics.jsonl", step)
     steps_total = total_steps(cfg, built)
     end = min(steps_total, stop_at) if stop_at > 0 else steps_total
     metrics_file = open(out / "metrics.jsonl", "a") if d.main else None
@@ -333,17 +293,16 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
                 break
             t_step = time.perf_counter()
             step += 1
-            # 1. learning rates (warmup); the model's weights wait while only the table trains (TTT)
+            # 1. learning rates (warmup, then constant or cosine); the weights may wait (TTT)
             freeze = step <= tcfg.freeze_model_steps
-            for g in opts.weights.param_groups:
-                g["lr"] = 0.0 if freeze else lr_at(step, tcfg.lr, tcfg.lr_warmup_steps)
-            opts.table.param_groups[0]["lr"] = lr_at(step, tcfg.puzzle_emb_lr, tcfg.lr_warmup_steps)
+            set_learning_rates(opts, tcfg, step, steps_total)
 
-            # 2. one supervision step on one batch (every rank samples the global batch, keeps its slice)
+            # 2. one supervision step on one batch (every rank samples the global batch, keeps its
+            #    slice, and runs it as `accum` micro-batches)
             fetched = batches.next()
             sampler_state = fetched.sampler_state
             batch = fetched.batch.map(lambda t: t.to(device, non_blocking=True))
-            carry = carries.get(fetched.side) or model.initial_carry(batch)
+            carry = carries.get(fetched.side) or [model.initial_carry(b) for b in split_batch(batch, accum)]
             min_steps = draw_min_halt_steps(tcfg.global_batch_size, cfg.model, explore)[rows_slice]
             model.train()
             result = train_step(model, carry, batch, min_steps.to(device, non_blocking=True), opts, d,
@@ -352,7 +311,7 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
 
             # 3. EMA of the weights
             if ema is not None:
-                ema_update(ema, model, ema_rate_at(step, tcfg.ema_rate))
+                ema_update(ema, model, ema_rate_at(step, tcfg.ema_rate, tcfg.ema_warmup))
 
             # 4. log (the only host synchronisation of a step, every log_every steps)
             window.add(result.stats, tcfg.global_batch_size)
@@ -407,7 +366,7 @@ class SavedState:
     optim: AdamATan2
     sampler: dict  # the sampler's state_dict() after the last batch consumed
     explore: torch.Generator  # the only random draws in the loop besides the sampler
-    carries: dict[int, Carry]  # per length bucket side
+    carries: dict[int, list[Carry]]  # per length bucket side, one per micro-batch
 
 
 def save_checkpoint(out: Path, step: int, cfg: RunConfig, saved: SavedState, id_map: dict, d: Dist) -> Path:
@@ -505,13 +464,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augmentations", type=int, help="augmented versions per task (default: preset)")
     p.add_argument("--build", help="use/create the augmented set in this folder")
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="--out holds another run: move it aside to OUT.old-<time> (never deleted) and start anew")
     p.add_argument("--stop-at", type=int, default=0, metavar="STEP",
                    help="stop after this step with a checkpoint (as if pre-empted); --resume continues")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.force and args.resume:
+        raise InputError("--force starts a new run in --out and --resume continues the one there: pass one")
     cfg = resolve_config(args)
+    if args.force:
+        d = setup(cfg.train.device)
+        runs.claim_run_folder(Path(args.out), force=True, main=d.main)
+        if d.world > 1:
+            dist.barrier()  # the old run is aside before any rank looks at the folder
     result = train(cfg, Path(args.out), resume=args.resume, stop_at=args.stop_at, progress=not args.no_progress)
     d = setup(cfg.train.device)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")

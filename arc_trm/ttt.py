@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from arc_trm import runs
 from augment.tasks import InputError, Task, load_tasks
 from submission.kaggle import fallback_submission, write_submission
 from submission.outputs import check_prediction_outputs
@@ -63,6 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="pretrained run or checkpoint folder (default: train from scratch)")
     p.add_argument("--budget", default="8h", help="wall-clock budget for the whole run, e.g. 90s, 30m, 8h (default 8h)")
     p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--force", action="store_true",
+                   help="--out holds another run: move it aside to OUT.old-<time> (never deleted) and start anew")
     p.add_argument("--submission", help="submission path to keep valid (default RUN/submission.json)")
     p.add_argument("--preset", choices=["paper", "kaggle", "cpu-quick"],
                    help="training hyperparameters (default: kaggle on a GPU, cpu-quick otherwise)")
@@ -113,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     tasks, fallback_only = load_answer_tasks(args.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)
     is_main = int(os.environ.get("RANK", "0")) == 0
+    runs.claim_run_folder(out, args.force, main=is_main, names=runs.TTT_FILES)  # before anything is written
     if is_main:
         # Before anything heavy can fail: a valid answer is on disk.
         out.mkdir(parents=True, exist_ok=True)

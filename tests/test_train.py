@@ -50,17 +50,31 @@ def test_resume_after_stop_is_exact(tmp_path, small_build):
     assert a["model"]["puzzle_table"].abs().sum() > 0
 
 
+def assert_same_weights(a: dict, b: dict, what: str) -> None:
+    for name, tensor in a["model"].items():
+        other = b["model"][name]
+        rel = (tensor - other).norm() / tensor.norm().clamp_min(1e-12)
+        assert rel < 1e-5, f"{name}: relative error {rel:.2e} between {what}"
+
+
 def test_two_gloo_processes_match_one(tmp_path, small_build):
     assert_ok(run_cli(*train_args(small_build, tmp_path / "one", 5)))
     two = run_cli("--standalone", "--nproc_per_node", "2", "-m", "arc_trm.cli",
                   *train_args(small_build, tmp_path / "two", 5), module=["-m", "torch.distributed.run"])
     assert_ok(two)
     a, b = final_state(tmp_path / "one"), final_state(tmp_path / "two")
-    for name, tensor in a["model"].items():
-        other = b["model"][name]
-        rel = (tensor - other).norm() / tensor.norm().clamp_min(1e-12)
-        assert rel < 1e-5, f"{name}: relative error {rel:.2e} between 1 and 2 processes"
+    assert_same_weights(a, b, "1 and 2 processes")
     assert (tmp_path / "two" / "checkpoints" / latest_checkpoint(tmp_path / "two").name / "carry_rank1.pt").exists()
+
+    # Gradient accumulation: 1 process with 2 micro-batches (each with its own carry) is the 2 ranks.
+    assert_ok(run_cli(*train_args(small_build, tmp_path / "accum", 5, "--set", "train.grad_accum_steps=2")))
+    accum = final_state(tmp_path / "accum")
+    assert_same_weights(accum, b, "1 process with grad_accum_steps=2 and 2 processes")
+    assert_same_weights(accum, a, "grad_accum_steps=2 and 1")
+    carry = torch.load(latest_checkpoint(tmp_path / "accum") / "carry_rank0.pt", weights_only=True)
+    assert carry["6.steps"].shape == (8,)  # the micro-batches' carries are saved joined: k can change on resume
+    bad = run_cli(*train_args(small_build, tmp_path / "bad", 5, "--set", "train.grad_accum_steps=3"))
+    assert bad.returncode == 2 and "does not divide" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_resume_with_another_model_config_is_refused(tmp_path, small_build):
@@ -120,6 +134,7 @@ def test_schedules():
     assert lr_at(2000, 1e-4, 2000) == lr_at(10**6, 1e-4, 2000) == 1e-4
     assert ema_rate_at(0, 0.999) == pytest.approx(0.1)
     assert ema_rate_at(10**6, 0.999) == 0.999
+    assert ema_rate_at(0, 0.999, warmup=False) == 0.999
 
 
 def test_frozen_phase_trains_only_the_puzzle_table(tmp_path, small_build):

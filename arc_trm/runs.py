@@ -1,0 +1,78 @@
+"""A run folder belongs to one run.
+
+`train --out RUN` without `--resume` refuses a folder that already holds a run; `--force` moves
+the old run aside to a timestamped sibling (RUN.old-20250101-120000) and never deletes it.
+`ttt --out` follows the same rule with its own files. A resumed run's metrics.jsonl is cut back
+to the checkpoint's step, so its steps only increase.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from augment.tasks import InputError
+from submission.kaggle import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
+
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")  # what `train` writes into a run folder
+TTT_FILES = RUN_FILES + ("submission.json", "ttt_plan.json", "ttt_challenges.json")  # and `ttt`
+
+
+def run_files(out: Path, names: tuple[str, ...] = RUN_FILES) -> list[str]:
+    """The names of a run's files that `out` already holds."""
+    return [name for name in names if (Path(out) / name).exists()]
+
+
+def aside_name(out: Path, now: float | None = None) -> Path:
+    """A free sibling name for an old run: RUN.old-YYYYmmdd-HHMMSS (with -2, -3... if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    base = out.with_name(f"{out.name}.old-{stamp}")
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def claim_run_folder(out: Path, force: bool, main: bool = True, names: tuple[str, ...] = RUN_FILES) -> Path | None:
+    """Make `out` free for a new run: refuse (one line) when it holds one, or with `force` move
+    the whole folder aside (on the main rank only). Returns where the old run went, or None.
+    Every rank may call this: without `force` all of them see the same files and refuse alike."""
+    out = Path(out)
+    found = run_files(out, names)
+    if not found:
+        return None
+    if not force:
+        raise InputError(f"{out} already holds a run ({', '.join(found)}): continue it with --resume, use "
+                         f"another --out, or pass --force to move it aside to {out.name}.old-<time>")
+    if not main:
+        return None
+    target = aside_name(out)
+    os.rename(out, target)
+    print(f"moved the previous run in {out} aside to {target}", flush=True)
+    return target
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop the lines of a metrics file logged after `step` (and a line cut short by a kill), so
+    that a resumed run continues the curve instead of repeating it. Returns lines dropped."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    text = path.read_text()
+    kept, dropped = [], 0
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if isinstance(record, dict) and int(record.get("step", 0)) > step:
+            dropped += 1
+            continue
+        kept.append(line)
+    if dropped or (text and not text.endswith("\n")):
+        write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+    return dropped

@@ -1,0 +1,180 @@
+"""The reference's behaviours behind options (constant EMA rate, dropping an epoch's last incomplete
+batch, cosine-with-warmup), and evaluation during a compiled run using the EMA weights."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import arc_trm.train as train_module
+from arc_trm.common import CompiledOrEager
+from arc_trm.config import RunConfig, apply_overrides, preset
+from arc_trm.data import GroupSampler, host_batch, make_sampler
+from arc_trm.model import TRM
+from arc_trm.train import build_model, ema_rate_at, lr_at, train
+from augment.store import BuiltSet
+from augment.tasks import InputError
+
+from conftest import SMALL_TASKS, TINY
+from test_train import final_state
+
+
+def tiny_config(*extra: str) -> RunConfig:
+    cfg = apply_overrides(preset("cpu-quick"), TINY + list(extra))
+    cfg.data.tasks = SMALL_TASKS
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------
+# lr_min_ratio: the reference's cosine_schedule_with_warmup_lr_lambda (pretrain.py)
+
+
+def reference_lr(current_step, *, base_lr, num_warmup_steps, num_training_steps, min_ratio=0.0, num_cycles=0.5):
+    if current_step < num_warmup_steps:
+        return base_lr * float(current_step) / float(max(1, num_warmup_steps))
+    progress = float(current_step - num_warmup_steps) / float(max(1, num_training_steps - num_warmup_steps))
+    return base_lr * (min_ratio + max(0.0, (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * float(num_cycles)
+                                                                                    * 2.0 * progress))))
+
+
+@pytest.mark.parametrize("min_ratio", [0.0, 0.1, 0.5, 1.0])
+def test_lr_schedule_is_the_references(min_ratio):
+    for step in range(1, 70):  # the reference increments its step before the rate: steps count from 1
+        expected = reference_lr(step, base_lr=1e-4, num_warmup_steps=7, num_training_steps=60, min_ratio=min_ratio)
+        assert lr_at(step, 1e-4, 7, 60, min_ratio) == expected, step
+    assert lr_at(60, 1e-4, 7, 60, min_ratio) == pytest.approx(1e-4 * min_ratio)
+    # 1.0, the default: linear warmup then constant, as before the option existed.
+    assert lr_at(3, 1e-4, 7, 60) == pytest.approx(1e-4 * 3 / 7) and lr_at(10**6, 1e-4, 7, 60) == 1e-4
+
+
+def test_the_loop_runs_the_cosine_and_the_constant_ema_rate(tmp_path, small_build):
+    """lr_min_ratio=0 logs the reference's rates; ema_warmup=false averages at the constant rate
+    from the first step: ema_1 = r init + (1 - r) w_1, ema_2 = r ema_1 + (1 - r) w_2."""
+    built = BuiltSet.open(small_build)
+    cfg = tiny_config("train.max_steps=6", "train.lr_warmup_steps=2", "train.lr_min_ratio=0",
+                      "train.ema_warmup=false", "train.ema_rate=0.9", "train.checkpoint_every=1")
+    run = tmp_path / "run"
+    init = build_model(cfg, built.num_identifiers, torch.device("cpu")).state_dict()
+    train(cfg, run, stop_at=1, progress=False, built=built)
+    first = final_state(run)
+    train(cfg, run, resume=True, stop_at=2, progress=False, built=built)
+    second = final_state(run)
+    r = 0.9
+    for name, ema1 in first["ema"].items():
+        torch.testing.assert_close(ema1, r * init[name] + (1 - r) * first["model"][name], rtol=0, atol=1e-7)
+        torch.testing.assert_close(second["ema"][name], r * ema1 + (1 - r) * second["model"][name],
+                                   rtol=0, atol=1e-7)
+    assert ema_rate_at(1, r) != r and ema_rate_at(1, r, warmup=False) == ema_rate_at(10**6, r) == r
+
+    train(cfg, run, resume=True, progress=False, built=built)
+    logged = {x["step"]: x["lr"] for x in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+    assert sorted(logged) == [1, 2, 3, 4, 5, 6]
+    for step, lr in logged.items():
+        assert lr == reference_lr(step, base_lr=cfg.train.lr, num_warmup_steps=2, num_training_steps=6, min_ratio=0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# drop_last: the reference's PuzzleDataset._iter_train / _sample_batch epoch boundary
+
+
+def reference_batches(rng, starts, ends, num_examples, batch_size, count, drop_last):
+    """The reference's rule, drawing from one generator in the same order as GroupSampler: each
+    epoch permutes the groups; a batch takes a random puzzle of each group in turn and up to the
+    batch's remaining room of its examples. With drop_last an epoch's incomplete last batch is
+    dropped (`if global_effective_batch_size < global_batch_size: break`); without it the batch
+    runs on into the next epoch."""
+    out, rows, examples, size, epoch = [], [], [], 0, 0
+    while len(out) < count:
+        order, i = rng.permutation(len(starts)), 0
+        epoch += 1
+        if drop_last:
+            rows, examples, size = [], [], 0
+        while i < len(order):
+            while i < len(order) and size < batch_size:
+                g = order[i]
+                row = int(rng.integers(starts[g], ends[g]))
+                i += 1
+                take = min(int(num_examples[row]), batch_size - size)
+                examples.append(rng.choice(int(num_examples[row]), take, replace=False))
+                rows.append(np.full(take, row))
+                size += take
+            if size < batch_size:
+                break
+            out.append((np.concatenate(rows), np.concatenate(examples), epoch))
+            rows, examples, size = [], [], 0
+    return out[:count]
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_drop_last_is_the_references_epoch_boundary(drop_last):
+    starts, ends = np.array([0, 2, 3, 6]), np.array([2, 3, 6, 8])
+    num_examples = np.array([3, 3, 2, 4, 4, 4, 1, 1])  # an epoch holds 3 + 2 + 4 + 1 = 10 examples
+    sampler = GroupSampler(starts, ends, num_examples, np.random.default_rng(7), side=6, drop_last=drop_last)
+    expected = reference_batches(np.random.default_rng(7), starts, ends, num_examples, 4, 12, drop_last)
+    for i, (rows, examples, epoch) in enumerate(expected):
+        draw = sampler.next_batch(4)
+        assert np.array_equal(draw.rows, rows) and np.array_equal(draw.examples, examples), f"batch {i}"
+        assert sampler.epoch == epoch, f"batch {i}"
+    if drop_last:  # an epoch smaller than a batch would never yield one: refused in one line
+        with pytest.raises(InputError, match="fewer than one batch"):
+            GroupSampler(starts, ends, num_examples, np.random.default_rng(7), side=6, drop_last=True).next_batch(11)
+
+
+def test_drop_last_reaches_the_samplers(small_build):
+    built = BuiltSet.open(small_build)
+    assert make_sampler(built, 0, False, drop_last=True).drop_last
+    assert all(s.drop_last for s in make_sampler(built, 0, True, drop_last=True).samplers.values())
+    assert not make_sampler(built, 0, False).drop_last
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation during a compiled run
+
+
+def test_evaluation_in_a_compiled_run_computes_with_the_ema_weights(tmp_path, small_build, monkeypatch):
+    """train.compile=on (eager backend on CPU): the model evaluate_built receives must compute with
+    the EMA weights. A deep copy of the compiled model would hold the EMA weights in its state
+    dict but run the training model's compiled `step`, and so the raw weights."""
+    built = BuiltSet.open(small_build)
+    compiled, evaluated = [], []
+
+    class Recording(CompiledOrEager):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            compiled.append(self)
+
+    real = train_module.evaluate_built
+
+    def spy(model, *args, **kwargs):
+        evaluated.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "CompiledOrEager", Recording)
+    monkeypatch.setattr(train_module, "evaluate_built", spy)
+    cfg = tiny_config("train.max_steps=2", "train.eval_every=2", "train.eval_views=2", "train.compile=on",
+                      "train.compile_backend=eager", "train.ema_rate=0.5")
+    train(cfg, tmp_path / "run", progress=False, built=built)
+    assert len(compiled) == 1 and not compiled[0].failed  # the training step did run compiled
+    assert len(evaluated) == 1
+    state = final_state(tmp_path / "run")  # the checkpoint of step 2, the step evaluated
+
+    def outputs(model: TRM) -> torch.Tensor:
+        model.eval()
+        sampler = make_sampler(built, 0, False)
+        draw = sampler.next_batch(8)
+        batch = host_batch(*built.train_batch(draw.rows, draw.examples, draw.side), draw.rows)
+        with torch.no_grad():
+            return model(model.initial_carry(batch), batch).logits
+
+    def fresh(weights: dict) -> TRM:
+        model = TRM(cfg.model)
+        model.load_state_dict({**state["model"], **weights})
+        return model
+
+    got = outputs(evaluated[0])
+    assert torch.equal(got, outputs(fresh(state["ema"])))
+    assert not torch.allclose(got, outputs(fresh({})), atol=1e-4)  # the raw weights answer otherwise
