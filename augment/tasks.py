@@ -335,6 +335,18 @@ def task_hash(task: Task) -> str:
     return h.hexdigest()
 
 
+def content_hash(task: Task) -> str:
+    """Hash of what a trained puzzle embedding depends on: demonstrations and test inputs (not the
+    test outputs, which a hidden test set lacks)."""
+    h = hashlib.blake2b(digest_size=16)
+    for pairs, with_outputs in ((task.train, True), (task.test, False)):
+        h.update(len(pairs).to_bytes(4, "little"))
+        for p in pairs:
+            h.update(grid_hash(p.input))
+            h.update(grid_hash(p.output) if with_outputs and p.output is not None else b"-")
+    return h.hexdigest()
+
+
 def absolute_spec(specs: str) -> str:
     """The same sources with every file or folder path made absolute (so a record of them works
     from any working directory); bundled dataset names are kept."""
