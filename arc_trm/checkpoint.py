@@ -11,10 +11,15 @@
 A checkpoint folder is written under a temporary name and renamed when complete, and `latest`
 is replaced atomically after that, so a killed run never leaves a half-written checkpoint that
 `--resume` would pick up. Everything loads with `torch.load(..., weights_only=True)`.
+
+An inference export (`arc-trm export`, arc_trm/export.py: model.safetensors, config.json,
+identifiers.json) is accepted wherever a checkpoint folder is read for inference; `load_state`
+returns it in the same shape as a state.pt (EMA already folded into "model", no optimiser).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +29,10 @@ import torch
 from augment.tasks import InputError
 # Re-exported for the run-folder code: one atomic writer and one JSON reader for every file.
 from submission.kaggle import read_json as read_json, write_text_atomic as write_text_atomic
+
+
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_FORMAT = "arc-trm-inference-export-1"
 
 
 def torch_save_atomic(obj: object, path: Path) -> None:
@@ -71,19 +80,39 @@ def latest_checkpoint(run: Path) -> Path | None:
 def resolve_checkpoint(path: str | Path) -> Path:
     """Accept a run folder or a checkpoint folder; return the checkpoint folder."""
     p = Path(path)
-    if (p / "state.pt").exists():
+    if (p / "state.pt").exists() or (p / EXPORT_WEIGHTS).exists():
         return p
     found = latest_checkpoint(p)
     if found is None:
-        raise InputError(f"{p}: no checkpoint found (expected RUN/checkpoints/latest or a folder with state.pt)")
+        raise InputError(f"{p}: no checkpoint found (expected RUN/checkpoints/latest, a folder with state.pt "
+                         f"or an inference export with {EXPORT_WEIGHTS})")
     return found
 
 
 def load_state(ckpt: Path, name: str = "state.pt", map_location: str | torch.device = "cpu") -> dict:
     path = Path(ckpt) / name
+    if name == "state.pt" and not path.exists() and (Path(ckpt) / EXPORT_WEIGHTS).exists():
+        return load_export(Path(ckpt))
     if not path.exists():
         raise InputError(f"{path}: checkpoint file missing")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError) as e:
         raise InputError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from None
+
+
+def load_export(folder: Path) -> dict:
+    """An inference export as a state dict: {"model", "ema": None, "config", "identifiers"}."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = folder / EXPORT_WEIGHTS
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot load inference export ({type(e).__name__}: {e})") from None
+    config = read_json(folder / "config.json", "config")
+    ids = read_json(folder / "identifiers.json", "identifier map")
+    if not isinstance(ids, dict) or not isinstance(ids.get("identifiers"), list):
+        raise InputError(f"{folder / 'identifiers.json'}: expected an object with an \"identifiers\" list")
+    return {"model": weights, "ema": None, "config": json.dumps(config, indent=2), "identifiers": ids["identifiers"]}
