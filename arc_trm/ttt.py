@@ -213,6 +213,7 @@ def test_time_train(args: argparse.Namespace, tasks: list[Task], out: Path, sub_
     from arc_trm.infer import load_model, predict
     from arc_trm.train import build_model, load_or_build, pick_device, setup_distributed, train
     from submission.kaggle import write_json_atomic
+    from submission.watchdog import shutdown_worker_pool
 
     d = setup_distributed()
     device = pick_device("auto", d.local_rank)
@@ -233,6 +234,7 @@ def test_time_train(args: argparse.Namespace, tasks: list[Task], out: Path, sub_
     if d.world > 1:
         torch.distributed.barrier()  # rank 0 has written the tasks file
     built = load_or_build(cfg, d, progress)
+    shutdown_worker_pool()  # the build's joblib workers would otherwise idle on (and hold our stdout)
     model = build_model(cfg, built.num_identifiers, device)
     init = None
     if pre_state is not None:
