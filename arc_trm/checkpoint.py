@@ -1,19 +1,20 @@
-"""Run folders and atomic, validated checkpoints.
+"""Atomic, validated checkpoints (the run-folder layout itself is submission/runfolder.py).
 
-    RUN/config.json                  resolved config of the run
-    RUN/metrics.jsonl                one JSON line per logged step
     RUN/checkpoints/step_000100/     one folder per checkpoint:
         state.pt                     model, EMA, optimisers, puzzle table, sampler, RNG, step
         carry_rank{r}.pt             each rank's ACT carry (exact resume)
         config.json, identifiers.json
         manifest.json                format version, size and hash of every file (written last)
-    RUN/checkpoints/latest           name of the newest complete checkpoint
 
 A checkpoint folder is written under a temporary name and renamed when complete, and `latest`
 is replaced atomically after that, so a killed run never leaves a half-written checkpoint that
 `--resume` would pick up. Everything loads with `torch.load(..., weights_only=True)`, and every
 loader (train --resume, predict, ttt, kaggle) goes through `load_state`, which turns corrupt,
 foreign or incompatible files into one-line InputErrors.
+
+An inference export (`arc-trm export`, arc_trm/export.py: model.safetensors, config.json,
+identifiers.json, manifest.json) is accepted wherever a checkpoint folder is read for inference;
+`load_state` returns it in the same shape as a state.pt (EMA folded into "model", no optimiser).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import re
 import shutil
 import sys
 import warnings
@@ -35,10 +35,14 @@ from augment.tasks import InputError
 from submission import checkpoint_manifest as manifest
 # Re-exported for the run-folder code: one atomic writer and one JSON reader for every file.
 from submission.kaggle import read_json as read_json, write_text_atomic as write_text_atomic
+from submission.runfolder import (EXPORT_WEIGHTS, STATE, checkpoint_dir, checkpoints_by_step, latest_checkpoint,
+                                  latest_marker, resolve_checkpoint, temporary_checkpoint_dir)
+
+__all__ = ["EXPORT_WEIGHTS", "STATE", "checkpoint_dir", "checkpoints_by_step", "latest_checkpoint",
+           "resolve_checkpoint", "load_state", "load_checkpoint", "torch_save_atomic"]
 
 FORMAT_VERSION = manifest.FORMAT_VERSION
-STATE = "state.pt"
-_STEP_DIR = re.compile(r"^step_(\d+)$")
+EXPORT_FORMAT = "arc-trm-inference-export-1"
 # What torch.load raises on files that are not a weights-only checkpoint (corrupt, truncated,
 # a pickle that would import or run code).
 _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError,
@@ -55,28 +59,13 @@ def torch_save_atomic(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def checkpoint_dir(run: Path, step: int) -> Path:
-    return run / "checkpoints" / f"step_{step:07d}"
-
-
 def begin_checkpoint(run: Path, step: int) -> Path:
     """A fresh temporary folder for the checkpoint of `step` (rank 0 calls this)."""
-    tmp = run / "checkpoints" / f".tmp_step_{step:07d}"
+    tmp = temporary_checkpoint_dir(run, step)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     return tmp
-
-
-def step_of(folder: Path) -> int | None:
-    m = _STEP_DIR.match(folder.name)
-    return int(m.group(1)) if m else None
-
-
-def checkpoints_by_step(run: Path) -> list[Path]:
-    """The run's committed checkpoint folders, oldest step first (by number, not by name)."""
-    found = [(step_of(p), p) for p in (Path(run) / "checkpoints").glob("step_*") if p.is_dir()]
-    return [p for s, p in sorted((s, p) for s, p in found if s is not None)]
 
 
 def commit_checkpoint(run: Path, step: int, keep: int = 2) -> Path:
@@ -84,40 +73,17 @@ def commit_checkpoint(run: Path, step: int, keep: int = 2) -> Path:
     prune to the newest `keep` checkpoints by step (0 = keep all). The checkpoint just committed
     is never pruned, and `latest` is written before anything is removed."""
     final = checkpoint_dir(run, step)
-    tmp = run / "checkpoints" / f".tmp_step_{step:07d}"
+    tmp = temporary_checkpoint_dir(run, step)
     manifest.write_manifest(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    write_text_atomic(run / "checkpoints" / "latest", final.name)
+    write_text_atomic(latest_marker(run), final.name)
     if keep > 0:
         older = [p for p in checkpoints_by_step(run) if p != final]
         for old in older[:max(0, len(older) - (keep - 1))]:
             shutil.rmtree(old)
     return final
-
-
-def latest_checkpoint(run: Path) -> Path | None:
-    """The newest complete checkpoint of a run folder, or None. When `latest` names a folder that
-    is gone, the newest complete one by step is used."""
-    marker = Path(run) / "checkpoints" / "latest"
-    if marker.is_file():
-        path = marker.parent / marker.read_text().strip()
-        if (path / STATE).is_file():
-            return path
-    done = [p for p in checkpoints_by_step(run) if (p / STATE).is_file()]
-    return done[-1] if done else None
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """Accept a run folder or a checkpoint folder; return the checkpoint folder."""
-    p = Path(path)
-    if (p / STATE).exists():
-        return p
-    found = latest_checkpoint(p)
-    if found is None:
-        raise InputError(f"{p}: no checkpoint found (expected RUN/checkpoints/latest or a folder with state.pt)")
-    return found
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,6 +173,9 @@ def load_state(ckpt: Path, name: str = STATE, map_location: str | torch.device =
     """Load and validate one file of a checkpoint folder: its format version and size (manifest),
     then the content (state.pt: see validate_state; carry files: names -> tensors)."""
     path = Path(ckpt) / name
+    if name == STATE and not path.exists() and (Path(ckpt) / EXPORT_WEIGHTS).exists():
+        manifest.verify(Path(ckpt), (EXPORT_WEIGHTS,))
+        return validate_state(load_export(Path(ckpt)), Path(ckpt) / EXPORT_WEIGHTS)
     if not path.exists():
         raise InputError(f"{path}: checkpoint file missing")
     manifest.verify(Path(ckpt), (name,))
@@ -216,6 +185,28 @@ def load_state(ckpt: Path, name: str = STATE, map_location: str | torch.device =
     if not _is_tensor_dict(obj):
         raise InputError(f"{path}: expected a dict of tensors")
     return obj  # type: ignore[return-value]
+
+
+def load_export(folder: Path) -> dict:
+    """An inference export as a state dict: {"model", "ema": None, "config", "identifiers", "step"}."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    path = folder / EXPORT_WEIGHTS
+    try:
+        weights = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot load inference export ({type(e).__name__}: {e})") from None
+    if meta.get("format") != EXPORT_FORMAT or not meta.get("step", "").isdigit():
+        raise InputError(f"{path}: not an arc-trm inference export (format {meta.get('format')!r})")
+    config = read_json(folder / "config.json", "config")
+    ids = read_json(folder / "identifiers.json", "identifier map")
+    if not isinstance(ids, dict) or not isinstance(ids.get("identifiers"), list):
+        raise InputError(f"{folder / 'identifiers.json'}: expected an object with an \"identifiers\" list")
+    return {"model": weights, "ema": None, "config": json.dumps(config, indent=2), "identifiers": ids["identifiers"],
+            "step": int(meta["step"])}
 
 
 @dataclass

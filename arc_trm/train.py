@@ -375,7 +375,7 @@ def save_checkpoint(out: Path, step: int, cfg: RunConfig, saved: SavedState, id_
         ckpt.begin_checkpoint(out, step)
     if d.world > 1:
         dist.barrier()
-    tmp = out / "checkpoints" / f".tmp_step_{step:07d}"
+    tmp = ckpt.temporary_checkpoint_dir(out, step)
     if tcfg.save_carry and saved.carries:
         ckpt.torch_save_atomic(carry_state(saved.carries), tmp / f"carry_rank{d.rank}.pt")
     if d.main:

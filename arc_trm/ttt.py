@@ -264,6 +264,7 @@ def test_time_train(args: argparse.Namespace, job: TTTJob, start: float, deadlin
     from arc_trm.common import setup
     from arc_trm.train import build_model, load_or_build, train
     from submission.kaggle import write_json_atomic
+    from submission.watchdog import shutdown_worker_pool
 
     tasks, out, sub_path = job.tasks, job.out, job.submission
     d = setup()
@@ -288,6 +289,7 @@ def test_time_train(args: argparse.Namespace, job: TTTJob, start: float, deadlin
     if d.world > 1:
         torch.distributed.barrier()  # rank 0 has written the tasks file
     built = load_or_build(cfg, d, progress)
+    shutdown_worker_pool()  # the build's joblib workers would otherwise idle on (and hold our stdout)
     model = build_model(cfg, built.num_identifiers, device)
     init = None
     if pre_state is not None:

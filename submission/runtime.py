@@ -1,0 +1,140 @@
+"""What the Kaggle notebook decides once arc-trm is installed (standard library only; torch runs in a
+subprocess): which device to train on, how long, on which tasks, and folding a partial run back into
+the full submission.
+
+Device: one small CUDA op runs in a child process before a preset is chosen. A GPU without native
+bf16 (T4, sm_75) trains in float32; a GPU the image's torch cannot run (P100, sm_60: no kernels in
+a cu128 build) or no GPU at all keeps the fallback submission, said in one line. ARC_TRM_ALLOW_CPU=1
+trains on CPU instead (tests); ARC_TRM_FAKE_DEVICE='{"gpus": 2, "name": "Tesla T4", ...}' replaces the
+probe's report (tests, and a dry run of the decision on any machine).
+
+Budget: Kaggle sets KAGGLE_IS_COMPETITION_RERUN only in the scoring rerun. There the notebook uses
+the full budget on every task; otherwise ("Save Version", interactive runs) a short smoke budget on
+a few tasks, merged into the fallback so the file stays complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from submission.kaggle import load_submission, read_json, write_json_atomic, write_submission
+
+PROBE = """
+import json, torch
+r = {"gpus": torch.cuda.device_count(), "name": "", "capability": None, "runs": False, "error": ""}
+if r["gpus"]:
+    try:
+        r["name"] = torch.cuda.get_device_name(0)
+        r["capability"] = list(torch.cuda.get_device_capability(0))
+        x = torch.arange(8, device="cuda", dtype=torch.float32)
+        r["runs"] = float((x * 2).sum().item()) == 56.0
+    except Exception as e:  # a GPU this torch build has no kernels for fails here
+        r["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+print(json.dumps(r))
+"""
+PROBE_TIMEOUT_S = 300
+
+
+@dataclass
+class DeviceReport:
+    gpus: int = 0
+    name: str = ""
+    capability: tuple[int, int] | None = None
+    runs: bool = False  # the small CUDA op gave the right answer
+    error: str = ""
+
+    @property
+    def bf16(self) -> bool:
+        """Native bf16 tensor cores: Ampere (sm_80) and later; a T4 (sm_75) has none."""
+        return self.capability is not None and self.capability >= (8, 0)
+
+
+@dataclass
+class RunChoice:
+    """What to run: preset None means keep the fallback submission."""
+
+    preset: str | None
+    gpus: int
+    message: str  # one line for the notebook
+    overrides: list[str] = field(default_factory=list)
+
+
+def parse_report(text: str) -> DeviceReport:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"device report must be a JSON object, got {text!r}")
+    cap = data.get("capability")
+    return DeviceReport(int(data.get("gpus", 0)), str(data.get("name", "")),
+                        tuple(int(c) for c in cap[:2]) if cap else None, bool(data.get("runs", False)),
+                        str(data.get("error", "")))
+
+
+def probe_device(python: str = sys.executable) -> DeviceReport:
+    """Run PROBE in a child process (or read ARC_TRM_FAKE_DEVICE); a failed probe reports no usable GPU."""
+    fake = os.environ.get("ARC_TRM_FAKE_DEVICE")
+    if fake:
+        return parse_report(fake)
+    try:
+        proc = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return DeviceReport(error=f"the device probe did not answer in {PROBE_TIMEOUT_S}s")
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        return DeviceReport(error=f"the device probe failed: {why}")
+    return parse_report(lines[-1])
+
+
+def choose_run(report: DeviceReport, allow_cpu: bool = False) -> RunChoice:
+    """Preset and overrides for this device, or None with the reason."""
+    sm = f"sm_{report.capability[0]}{report.capability[1]}" if report.capability else "unknown capability"
+    if report.gpus and report.runs:
+        label = f"{report.gpus} x {report.name} ({sm})"
+        if report.bf16:
+            return RunChoice("kaggle", report.gpus, f"device: {label}, bf16: preset kaggle")
+        return RunChoice("kaggle", report.gpus, f"device: {label} has no native bf16: preset kaggle in float32",
+                         ["model.forward_dtype=float32"])
+    if report.gpus:
+        return RunChoice(None, 0, f"device: {report.name or 'GPU'} ({sm}) cannot run this torch build "
+                                  f"({report.error or 'wrong result'}); keeping the fallback submission "
+                                  "(choose an L4 machine: machine_shape NvidiaL4)")
+    if allow_cpu:
+        return RunChoice("cpu-quick", 0, "device: no GPU; ARC_TRM_ALLOW_CPU is set: preset cpu-quick on CPU")
+    extra = f" ({report.error})" if report.error else ""
+    return RunChoice(None, 0, f"device: no GPU{extra}; keeping the fallback submission "
+                              "(set ARC_TRM_ALLOW_CPU=1 to train on CPU)")
+
+
+def seconds(text: str) -> int:
+    """'11h', '30m', '90s', '1h30m' -> seconds."""
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip())
+    if not m or not any(m.groups()):
+        raise ValueError(f"bad budget {text!r}: use e.g. 11h, 30m, 90s, 1h30m")
+    h, mi, s = (int(g or 0) for g in m.groups())
+    return 3600 * h + 60 * mi + s
+
+
+def smoke_subset(challenges: Path, count: int, out: Path) -> Path:
+    """The first `count` tasks (by id) of a challenges file, written to `out`."""
+    data = read_json(challenges, "challenges")
+    if not isinstance(data, dict):
+        raise ValueError(f"{challenges}: challenges must be a JSON object")
+    write_json_atomic(out, {k: data[k] for k in sorted(data)[:max(1, count)]})
+    return out
+
+
+def merge_into(submission: Path, partial: Path, challenges: Path) -> int:
+    """Replace the entries of `submission` with those of `partial` (a valid submission for some of the
+    tasks), keeping the whole file valid for `challenges`; the number of tasks taken."""
+    counts = {tid: len(task["test"]) for tid, task in read_json(challenges, "challenges").items()}
+    sub = load_submission(submission)
+    part = {k: v for k, v in load_submission(partial).items() if k in counts}
+    write_submission(submission, {**sub, **part}, counts)
+    return len(part)

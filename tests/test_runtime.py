@@ -1,0 +1,59 @@
+"""The notebook's decisions: device report -> preset, budgets, smoke subset merged into the fallback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from augment.tasks import InputError
+from submission import runtime as rt
+
+
+@pytest.mark.parametrize("report, preset, overrides, words", [
+    (rt.DeviceReport(4, "NVIDIA L4", (8, 9), True), "kaggle", [], "bf16: preset kaggle"),
+    (rt.DeviceReport(2, "Tesla T4", (7, 5), True), "kaggle", ["model.forward_dtype=float32"], "no native bf16"),
+    (rt.DeviceReport(1, "Tesla P100", (6, 0), False, "no kernel image"), None, [], "cannot run this torch build"),
+    (rt.DeviceReport(0), None, [], "no GPU; keeping the fallback"),
+])
+def test_choose_run(report: rt.DeviceReport, preset, overrides, words: str) -> None:
+    choice = rt.choose_run(report)
+    assert (choice.preset, choice.overrides) == (preset, overrides) and words in choice.message
+    assert "\n" not in choice.message
+
+
+def test_cpu_only_when_allowed_and_fake_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert rt.choose_run(rt.DeviceReport(0), allow_cpu=True).preset == "cpu-quick"
+    monkeypatch.setenv("ARC_TRM_FAKE_DEVICE", '{"gpus": 2, "name": "Tesla T4", "capability": [7, 5], "runs": true}')
+    assert rt.probe_device() == rt.DeviceReport(2, "Tesla T4", (7, 5), True)
+
+
+def test_the_real_probe_answers_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ARC_TRM_FAKE_DEVICE", raising=False)
+    report = rt.probe_device()
+    assert report.error == "" and (report.gpus == 0 or report.runs)
+
+
+def test_budgets() -> None:
+    assert rt.seconds("11h") == 39600 and rt.seconds("1h30m") == 5400 and rt.seconds("90s") == 90
+    with pytest.raises(ValueError, match="bad budget"):
+        rt.seconds("soon")
+
+
+def test_smoke_subset_is_merged_into_a_complete_submission(tmp_path: Path) -> None:
+    grid = [[1, 2], [3, 4]]
+    challenges = tmp_path / "c.json"
+    challenges.write_text(json.dumps({t: {"train": [], "test": [{"input": grid}]} for t in ("b", "a", "c")}))
+    subset = rt.smoke_subset(challenges, 2, tmp_path / "s.json")
+    assert sorted(json.loads(subset.read_text())) == ["a", "b"]
+    full, part = tmp_path / "sub.json", tmp_path / "part.json"
+    full.write_text(json.dumps({t: [{"attempt_1": grid, "attempt_2": grid}] for t in "abc"}))
+    part.write_text(json.dumps({"a": [{"attempt_1": [[7]], "attempt_2": [[8]]}]}))
+    assert rt.merge_into(full, part, challenges) == 1
+    merged = json.loads(full.read_text())
+    assert merged["a"] == [{"attempt_1": [[7]], "attempt_2": [[8]]}] and merged["b"][0]["attempt_1"] == grid
+    part.write_text(json.dumps({"a": [{"attempt_1": [[7]]}]}))  # a broken partial leaves the file alone
+    with pytest.raises(InputError):
+        rt.merge_into(full, part, challenges)
+    assert json.loads(full.read_text()) == merged
