@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from augment.store import IdentifierMap
 from augment.tasks import InputError
 from submission import checkpoint_manifest as manifest
 # Re-exported for the run-folder code: one atomic writer and one JSON reader for every file.
@@ -214,8 +215,15 @@ class Checkpoint:
     folder: Path
     state: dict
     config: object  # RunConfig
-    identifiers: list[str]  # row -> "task_id#k" (row 0 blank)
-    augmentations: list[str]  # row -> Augmentation.to_str()
+    id_map: IdentifierMap  # what each puzzle row means
+
+    @property
+    def identifiers(self) -> list[str]:
+        return self.id_map.identifiers
+
+    @property
+    def augmentations(self) -> list[str]:
+        return self.id_map.augmentations
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
@@ -227,9 +235,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     ids = read_json(folder / "identifiers.json", "identifier map")
     idents = ids.get("identifiers") if isinstance(ids, dict) else None
     augs = ids.get("augmentations") if isinstance(ids, dict) else None
-    if idents != state["identifiers"] or not isinstance(augs, list) or len(augs) != len(idents):
+    hashes = ids.get("task_hashes") if isinstance(ids, dict) else None
+    if (idents != state["identifiers"] or not isinstance(augs, list) or len(augs) != len(idents)
+            or not (hashes is None or (isinstance(hashes, list) and len(hashes) == len(idents)))):
         raise InputError(f"{folder / 'identifiers.json'}: identifier map does not match the puzzle table")
-    return Checkpoint(folder, state, cfg, idents, augs)
+    return Checkpoint(folder, state, cfg, IdentifierMap(idents, augs, hashes))
 
 
 def main(argv: list[str]) -> int:

@@ -31,7 +31,8 @@ from arc_trm.config import RunConfig
 from arc_trm.model import TRM, Batch
 from augment.buckets import predicted_side
 from augment.encoding import decode_grid, encode_grid
-from augment.tasks import InputError, Task, absolute_spec, load_tasks
+from augment.store import IdentifierMap
+from augment.tasks import InputError, Task, absolute_spec, content_hash, load_tasks
 from augment.transforms import Augmentation
 from submission.outputs import check_prediction_outputs, record_path
 from submission.kaggle import build_submission, candidates_path, write_candidates, write_json_atomic, write_submission
@@ -42,9 +43,16 @@ from submission.vote import Candidate, Prediction, rank_candidates
 class LoadedModel:
     model: TRM
     cfg: RunConfig
-    identifiers: list[str]  # row -> "task_id#k" (row 0 blank)
-    augmentations: list[str]  # row -> Augmentation.to_str() ("" for the blank)
+    id_map: IdentifierMap  # row -> identifier, augmentation and task hash
     checkpoint: Path
+
+    @property
+    def identifiers(self) -> list[str]:
+        return self.id_map.identifiers
+
+    @property
+    def augmentations(self) -> list[str]:
+        return self.id_map.augmentations
 
 
 def split_identifier(identifier: str) -> tuple[str, int]:
@@ -60,7 +68,7 @@ def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> 
     model.load_state_dict(state["model"])  # shapes were checked against the config by load_checkpoint
     if weights == "ema" and state.get("ema"):
         model.load_state_dict({**state["model"], **state["ema"]})
-    return LoadedModel(model.to(device).eval(), cfg, found.identifiers, found.augmentations, found.folder)
+    return LoadedModel(model.to(device).eval(), cfg, found.id_map, found.folder)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,17 +84,20 @@ class View:
 
 
 def make_views(tasks: list[Task], identifiers: list[str], augmentations: list[str],
-               max_views: int = 0) -> tuple[list[View], list[str]]:
+               max_views: int = 0, task_hashes: list[str] | None = None) -> tuple[list[View], list[str]]:
     """Views of every test input (at most `max_views` per input, lowest augmentation index first),
-    and the ids of tasks that have no trained identifier.
+    and the ids of tasks that have no trained identifier. With `task_hashes` (the checkpoint's
+    IdentifierMap), a row trained on other content than the task now has is not used.
 
     Views are ordered round by round (every input's first view, then every input's second, ...),
     so a run cut short by a deadline has still voted on every input.
     """
+    hashes = {t.id: content_hash(t) for t in tasks} if task_hashes is not None else {}
     rows_of: dict[str, list[tuple[int, int]]] = {}
     for row, ident in enumerate(identifiers[1:], start=1):
         task_id, k = split_identifier(ident)
-        rows_of.setdefault(task_id, []).append((k, row))
+        if task_hashes is None or hashes.get(task_id) == task_hashes[row]:
+            rows_of.setdefault(task_id, []).append((k, row))
     rounds: list[list[View]] = []
     untrained = []
     for task in tasks:
@@ -307,7 +318,8 @@ def predict(loaded: LoadedModel, tasks: list[Task], out: Path, *, source: str, m
     model, canvas = loaded.model, loaded.cfg.data.canvas
     if max_steps > 0:
         model.cfg.halt_max_steps = max_steps
-    views, untrained = make_views(tasks, loaded.identifiers, loaded.augmentations, max_views)
+    ids = loaded.id_map
+    views, untrained = make_views(tasks, ids.identifiers, ids.augmentations, max_views, ids.task_hashes)
     run = ViewRun(canvas, batch_size, halting, loaded.cfg.data.bucketing, progress, deadline)
     result = vote_views(model, views, {t.id: t for t in tasks}, run, Dist(rank, world, device=device))
     if result is None:
@@ -388,7 +400,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"predicted {summary.test_inputs} test inputs of {summary.tasks} tasks from {summary.views} views "
               f"in {summary.seconds:.1f} s, {summary.mean_steps:.2f} steps per view on average")
         if summary.untrained:
-            print(f"{len(summary.untrained)} tasks have no trained puzzle embedding and got the fallback answer "
+            print(f"{len(summary.untrained)} tasks have no puzzle embedding trained on their content and got the "
+                  f"fallback answer "
                   f"(run `arc-trm ttt` on them): {', '.join(summary.untrained[:5])}"
                   + (" ..." if len(summary.untrained) > 5 else ""))
         print(f"wrote {summary.submission} and {candidates_path(summary.submission).name}")

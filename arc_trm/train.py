@@ -37,7 +37,7 @@ from arc_trm.model import TRM, Carry, count_parameters, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.step import Optimizers, carries_from_state, carry_state, split_batch, split_carry, train_step
 from augment.build import ensure_built
-from augment.store import BuiltSet
+from augment.store import BuiltSet, IdentifierMap
 from augment.tasks import InputError
 
 
@@ -233,7 +233,7 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
     explore = torch.Generator().manual_seed(tcfg.seed + 1)
     carries: dict[int, list[Carry]] = {}  # per length bucket, one per micro-batch: a row's carry persists
     step = 0
-    id_map = identifier_map(built) if d.main else {}
+    id_map = built.identifier_map()
 
     found = ckpt.latest_checkpoint(out) if resume else None
     if resume and found is None:
@@ -241,10 +241,12 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
             raise InputError(f"{out}: --resume given but there is no such run folder")
         print0(d, f"{out} has no checkpoint yet: starting from step 0")
     if found is not None:
-        state = ckpt.load_state(found, map_location=device)
+        previous = ckpt.load_checkpoint(found, map_location=device)
+        state = previous.state
         check_compatible(json.loads(state["config"]), cfg, found)
-        if state["identifiers"] != built.identifiers:
-            raise InputError(f"{found}: checkpoint was trained on another build (identifier map differs)")
+        difference = previous.id_map.first_difference(id_map)
+        if difference is not None:
+            raise InputError(f"{found}: the checkpoint's puzzle rows mean other tasks than this build's: {difference}")
         model.load_state_dict(state["model"])
         if ema is not None and state["ema"] is not None:
             ema = {k: v.to(device) for k, v in state["ema"].items()}
@@ -343,11 +345,6 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
     return TrainResult(out, step, final_dir, last)
 
 
-def identifier_map(built: BuiltSet) -> dict[str, list[str]]:
-    """Row -> stable identifier and augmentation record, saved beside every checkpoint."""
-    return {"identifiers": list(built.identifiers), "augmentations": built.augmentation_records()}
-
-
 def out_of_time(deadline: float, step_seconds: float, d: Dist, device: torch.device) -> bool:
     """True on every rank when any rank would overrun the deadline with one more step (+ a margin
     for the checkpoint)."""
@@ -369,7 +366,8 @@ class SavedState:
     carries: dict[int, list[Carry]]  # per length bucket side, one per micro-batch
 
 
-def save_checkpoint(out: Path, step: int, cfg: RunConfig, saved: SavedState, id_map: dict, d: Dist) -> Path:
+def save_checkpoint(out: Path, step: int, cfg: RunConfig, saved: SavedState, id_map: IdentifierMap,
+                    d: Dist) -> Path:
     tcfg = cfg.train
     if d.main:
         ckpt.begin_checkpoint(out, step)
@@ -388,11 +386,11 @@ def save_checkpoint(out: Path, step: int, cfg: RunConfig, saved: SavedState, id_
             "explore_rng": saved.explore.get_state(),
             "step": step,
             "config": config_json,
-            "identifiers": id_map["identifiers"],
+            "identifiers": id_map.identifiers,
         }
         ckpt.torch_save_atomic(state, tmp / "state.pt")
         (tmp / "config.json").write_text(config_json)
-        (tmp / "identifiers.json").write_text(json.dumps(id_map))
+        (tmp / "identifiers.json").write_text(json.dumps(id_map.to_json()))
     if d.world > 1:
         dist.barrier()
     final = ckpt.checkpoint_dir(out, step)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from arc_trm import runs
+from augment.store import IdentifierMap
 from augment.tasks import InputError, Task, load_tasks
 from submission.kaggle import fallback_submission, write_submission
 from submission.outputs import check_prediction_outputs
@@ -225,20 +226,26 @@ def plan_phases(train_step_s: float, infer_step_s: float, *, views: int, world: 
     return Plan(train_step_s, infer_step_s, views, predict_s, quick_s, steps, freeze, stops)
 
 
-def transplant_weights(state: dict, old_ids: list[str], new_ids: list[str]) -> dict:
-    """Pretrained weights (EMA when present) with a puzzle table for the new identifiers: rows the
-    checkpoint knows are copied, the rest start at the mean of the pretrained rows."""
+def transplant_weights(state: dict, old: IdentifierMap, new: IdentifierMap) -> dict:
+    """Pretrained weights (EMA when present) with a puzzle table for the new rows: a row is copied
+    only when the checkpoint trained the same identifier, augmentation and task content; the rest
+    start at the mean of the pretrained rows."""
     import torch
 
     weights = {**state["model"], **(state.get("ema") or {})}
     old_table = state["model"]["puzzle_table"]
     mean = old_table[1:].mean(0) if old_table.shape[0] > 1 else torch.zeros(old_table.shape[1])
-    old_row = {ident: r for r, ident in enumerate(old_ids)}
-    table = mean.repeat(len(new_ids), 1)
+    old_rows = {old.row_key(r)[:2]: r for r in range(1, len(old.identifiers))}  # (identifier, augmentation)
+    table = mean.repeat(len(new.identifiers), 1)
     table[0] = 0  # the blank id
-    for r, ident in enumerate(new_ids[1:], start=1):
-        if ident in old_row:
-            table[r] = old_table[old_row[ident]]
+    for r in range(1, len(new.identifiers)):
+        ident, aug, content = new.row_key(r)
+        match = old_rows.get((ident, aug))
+        if match is None:
+            continue
+        old_content = old.row_key(match)[2]
+        if content is None or old_content is None or content == old_content:  # None: not recorded
+            table[r] = old_table[match]
     weights["puzzle_table"] = table
     return weights
 
@@ -293,7 +300,7 @@ def test_time_train(args: argparse.Namespace, job: TTTJob, start: float, deadlin
     model = build_model(cfg, built.num_identifiers, device)
     init = None
     if pre_state is not None:
-        init = transplant_weights(pre_state, pre_state["identifiers"], built.identifiers)
+        init = transplant_weights(pre_state, found.id_map, built.identifier_map())
         model.load_state_dict(init)
 
     views = len(built.test_views())
