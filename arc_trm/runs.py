@@ -55,6 +55,20 @@ def claim_run_folder(out: Path, force: bool, main: bool = True, names: tuple[str
     return target
 
 
+def make_output_folder(out: Path) -> None:
+    """Create the run folder `out` (parents included), or one line saying why it cannot be: a
+    file in the way, or a place that cannot be written. Called before any compute."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot create the run folder ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"--out {out}: the folder is not writable")
+
+
 def truncate_metrics(path: Path, step: int) -> int:
     """Drop the lines of a metrics file logged after `step` (and a line cut short by a kill), so
     that a resumed run continues the curve instead of repeating it. Returns lines dropped."""

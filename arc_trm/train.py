@@ -473,13 +473,14 @@ def run(args: argparse.Namespace) -> int:
     if args.force and args.resume:
         raise InputError("--force starts a new run in --out and --resume continues the one there: pass one")
     cfg = resolve_config(args)
+    d = setup(cfg.train.device)
     if args.force:
-        d = setup(cfg.train.device)
         runs.claim_run_folder(Path(args.out), force=True, main=d.main)
         if d.world > 1:
             dist.barrier()  # the old run is aside before any rank looks at the folder
+    if d.main and not args.resume:  # a resumed run's folder must exist already (train() says so)
+        runs.make_output_folder(Path(args.out))
     result = train(cfg, Path(args.out), resume=args.resume, stop_at=args.stop_at, progress=not args.no_progress)
-    d = setup(cfg.train.device)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
     print0(d, f"trained to step {result.steps}: {summary}")
     print0(d, f"checkpoint: {result.final_checkpoint}")

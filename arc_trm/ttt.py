@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     runs.claim_run_folder(out, args.force, main=is_main, names=runs.TTT_FILES)  # before anything is written
     if is_main:
         # Before anything heavy can fail: a valid answer is on disk.
-        out.mkdir(parents=True, exist_ok=True)
+        runs.make_output_folder(out)
         if args.submission is None:
             sub_path.parent.mkdir(parents=True, exist_ok=True)
         check_prediction_outputs(sub_path, "--submission")

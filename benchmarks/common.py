@@ -154,3 +154,28 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int, repeats: in
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return MatmulPeak(str(dtype).removeprefix("torch."), size, best, flop / best / 1e12)
+
+
+@dataclass
+class CopyBandwidth:
+    bytes_moved: float  # read + written per copy
+    seconds: float  # best copy
+    gb_per_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def copy_bandwidth(device: torch.device, megabytes: int = 256, repeats: int = 5) -> CopyBandwidth:
+    """Best-of-`repeats` device-memory bandwidth of one large copy, counting bytes read plus written."""
+    n = megabytes * 2**20 // 4
+    src = torch.rand(n, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(repeats):
+        with Timer(device) as t:
+            dst.copy_(src)
+        best = min(best, t.seconds)
+    moved = 2.0 * src.numel() * src.element_size()
+    return CopyBandwidth(moved, best, moved / best / 1e9)

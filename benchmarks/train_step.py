@@ -39,10 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from common import Timer, add_device_arguments, machine_info, machine_line, matmul_peak, setup_device  # noqa: E402
+from common import (Timer, add_device_arguments, copy_bandwidth, machine_info, machine_line, matmul_peak,  # noqa: E402
+                    setup_device)
 
 TARGET_MFU_H100 = 0.50
 TARGET_VS_REFERENCE = 1.5
+# NVIDIA L4 datasheet: 121 TFLOP/s dense bf16 tensor throughput, 300 GB/s GDDR6.
+L4_BF16_TFLOPS = 121.0
+L4_GB_PER_S = 300.0
 
 
 @dataclass
@@ -280,6 +284,8 @@ def main() -> int:
     peak_dtype = torch.bfloat16 if cuda and cfg.forward_dtype == "bfloat16" else torch.float32
     peak = matmul_peak(device, peak_dtype, 8192 if cuda else 2048, repeats=10 if cuda else 5)
     print(f"measured matmul peak: {peak.dtype} {peak.size}^3 -> {peak.tflops:.1f} TFLOP/s", flush=True)
+    bandwidth = copy_bandwidth(device)
+    print(f"measured copy bandwidth: {bandwidth.gb_per_s:.1f} GB/s (read + written)", flush=True)
     with torch.device("meta"):
         params = count_parameters(TRM(cfg))
     print(f"model: hidden {cfg.hidden_size}, {cfg.num_heads} heads, T={cfg.H_cycles}, n={cfg.L_cycles}, "
@@ -329,6 +335,14 @@ def main() -> int:
         mem = f"{m.peak_memory_gb:.1f} | {m.memory_per_sample_mb:.0f}" if m.peak_memory_gb else "- | -"
         print(f"| {m.impl} | {m.kind} | {m.mode} | {m.batch} | {1e3 * m.seconds_per_step:.1f} | {m.samples_per_s:,.0f} "
               f"| {m.tflops:.1f} | {100 * m.mfu:.1f}% | {mem} | {m.warmup_seconds:.1f} |")
+    print(f"\nan L4 (datasheet {L4_BF16_TFLOPS:.0f} TFLOP/s bf16, {L4_GB_PER_S:.0f} GB/s), scaled from this device "
+          f"({peak.tflops:.2f} TFLOP/s, {bandwidth.gb_per_s:.1f} GB/s measured): s/step x measured/L4")
+    print("| impl | step | mode | batch | here s/step | L4 if compute-bound | L4 if memory-bound |")
+    print("|---|---|---|---|---|---|---|")
+    for m in results:
+        compute = m.seconds_per_step * peak.tflops / L4_BF16_TFLOPS
+        memory = m.seconds_per_step * bandwidth.gb_per_s / L4_GB_PER_S
+        print(f"| {m.impl} | {m.kind} | {m.mode} | {m.batch} | {m.seconds_per_step:.4g} | {compute:.4g} | {memory:.4g} |")
     by_key = {(m.impl, m.kind, m.mode, m.batch): m for m in results}
     for m in results:
         if m.impl == "arc-trm" and m.kind == "train":
@@ -344,7 +358,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "machine": info, "threads": threads, "config": cfg.to_dict(), "parameters": params,
-            "peak": peak.to_dict(), "sdpa": backends, "results": [asdict(m) for m in results],
+            "peak": peak.to_dict(), "bandwidth": bandwidth.to_dict(), "sdpa": backends, "results": [asdict(m) for m in results],
             "targets": {"mfu_h100": TARGET_MFU_H100, "vs_reference": TARGET_VS_REFERENCE},
         }, indent=1))
     return 0

@@ -204,3 +204,14 @@ def test_malformed_task_json_gives_one_line_naming_file_and_task(task, task_id, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(path) in err[0] and f"task {task_id!r}" in err[0], err
     assert not out.exists() and not list(tmp_path.glob(f".built-{task_id}*"))
+
+
+@pytest.mark.parametrize("command", ["train", "ttt"])
+def test_an_unusable_out_folder_is_refused_before_any_work(command, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    extra = ["--budget", "5s"] if command == "ttt" else ["--preset", "cpu-quick"]
+    for out, words in ((a_file, "not a folder"), (Path("/proc/no/run"), "cannot create")):
+        proc = run_cli(command, "--tasks", SMALL_TASKS, "--out", out, "--no-progress", *extra, timeout=120)
+        assert proc.returncode == 2 and words in one_error_line(proc), proc.stderr
+    assert a_file.read_text() == "not a folder"
