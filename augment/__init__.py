@@ -9,7 +9,8 @@ from .buckets import bucket_sides
 from .build import build_set, ensure_built
 from .encoding import CANVAS, VOCAB_SIZE, decode_grid, encode_grid
 from .store import BuiltSet
-from .tasks import InputError, Pair, Task, load_tasks, task_from_json
+from .errors import InputError
+from .tasks import Pair, Task, load_tasks, task_from_json
 from .transforms import Augmentation
 
 __all__ = ["Augmentation", "BuiltSet", "CANVAS", "InputError", "Pair", "Task", "VOCAB_SIZE", "bucket_sides",

@@ -33,7 +33,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .store import ARRAYS, FORMAT, BuiltSet
-from .tasks import InputError, Task, grid_hash, load_tasks
+from .errors import InputError
+from .files import atomic_writer, read_json, write_text_atomic
+from .tasks import Task, grid_hash, load_tasks
 from .transforms import NUM_DIHEDRAL, TRANSPOSING, dihedral, dihedral_shape
 
 DRAW_CHUNK = 256  # random draws are made in fixed-size chunks (part of the draw definition)
@@ -239,7 +241,8 @@ def _clean_stale_temps(out: Path) -> None:
 
 def _save_npy(folder: Path, name: str, arr: np.ndarray, index: dict) -> None:
     arr = np.ascontiguousarray(arr)
-    np.save(folder / f"{name}.npy", arr, allow_pickle=False)
+    with atomic_writer(folder / f"{name}.npy", binary=True) as f:
+        np.save(f, arr, allow_pickle=False)
     index[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype), "shape": list(arr.shape)}
 
 
@@ -377,9 +380,9 @@ def build_set(tasks: Sequence[Task], out: str | Path, augmentations: int = 1000,
             _save_npy(tmp, name, arrays[name], index)
         meta["arrays"] = index
         tasks_json = {t.id: t.to_json(with_solutions=True) for t in kept}
-        (tmp / "tasks.json").write_text(json.dumps(tasks_json, separators=(",", ":")))
+        write_text_atomic(tmp / "tasks.json", json.dumps(tasks_json, separators=(",", ":")))
         meta["bytes"] = sum(p.stat().st_size for p in tmp.iterdir())
-        (tmp / "metadata.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        write_text_atomic(tmp / "metadata.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
         if _before_rename is not None:
             _before_rename(tmp)
         _replace(tmp, out)
@@ -407,14 +410,11 @@ def _replace(tmp: Path, out: Path) -> None:
 
 def is_up_to_date(out: str | Path, tasks: Sequence[Task], augmentations: int = 1000, seed: int = 0,
                   canvas: int = 30, max_tries: int = 5000) -> bool:
-    meta_path = Path(out) / "metadata.json"
-    if not meta_path.is_file():
-        return False
     try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        meta = read_json(Path(out) / "metadata.json", "build metadata")
+    except InputError:
         return False
-    return (meta.get("params") == _params(augmentations, seed, canvas, max_tries)
+    return isinstance(meta, dict) and (meta.get("params") == _params(augmentations, seed, canvas, max_tries)
             and meta.get("sources_hash") == sources_hash(tasks))
 
 

@@ -14,8 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
+from .grids import NUM_COLOURS
+
 NUM_DIHEDRAL = 8
-NUM_COLOURS = 10
 # SPEC ids: 0 identity, 1 rot90 (k=1), 2 rot180, 3 rot270, 4 fliplr, 5 flipud, 6 transpose,
 # 7 fliplr(rot90).
 INVERSE_DIHEDRAL = (0, 3, 2, 1, 4, 5, 6, 7)

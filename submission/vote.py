@@ -14,8 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-MAX_SIDE = 30
-NUM_COLOURS = 10
+from augment.grids import MAX_SIDE, NUM_COLOURS
 
 Key = tuple[str, int]
 

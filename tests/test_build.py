@@ -20,7 +20,8 @@ from augment.build import augment_task, build_set, ensure_built, hash_pairs
 from augment.build import run as build_run, add_arguments, is_up_to_date, task_key
 from augment.encoding import decode_grid, encode_grid
 from augment.store import BuiltSet, TestView
-from augment.tasks import InputError, Pair, Task, load_tasks
+from augment.errors import InputError
+from augment.tasks import Pair, Task, load_tasks
 from augment.transforms import Augmentation
 
 CANVAS = 10

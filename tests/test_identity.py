@@ -11,7 +11,8 @@ from arc_trm.config import apply_overrides, preset
 from arc_trm.train import train
 from augment.build import build_set
 from augment.store import BuiltSet
-from augment.tasks import InputError, load_tasks, task_from_json
+from augment.errors import InputError
+from augment.tasks import load_tasks, task_from_json
 
 from conftest import SMALL_TASKS, TINY, run_cli
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from augment.tasks import (InputError, TaskError, grid_hash, load_source, load_tasks, safe_name, task_from_json,
-                           task_hash)
+from augment.errors import InputError, TaskError
+from augment.tasks import grid_hash, load_source, load_tasks, safe_name, task_from_json, task_hash
 
 GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1]]}]}
 
