@@ -56,7 +56,7 @@ def hash_pairs(task: Task) -> list[tuple[np.ndarray, np.ndarray | None]]:
 
 
 def train_pairs(task: Task) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Training examples of a task (SPEC 3): all pairs for role train, demonstrations for role test."""
+    """Training examples of a task (REFERENCE §3): all pairs for role train, demonstrations for role test."""
     pairs = [(p.input, p.output) for p in task.train]
     if task.role == "train":
         pairs += [(p.input, p.output) for p in task.test if p.output is not None]

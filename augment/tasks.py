@@ -10,7 +10,7 @@ A source spec names where tasks come from and what role they play in a build:
     SPEC@train / SPEC@test    override the role
 
 Roles: `train` tasks train on every pair; `test` tasks train on their demonstrations and their
-test inputs form the test split (SPEC section 3).
+test inputs form the test split (REFERENCE §3).
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"]
 
 
 def grid_hash(grid: np.ndarray) -> bytes:
-    """Digest of a grid; the shape is part of it (SPEC section 2)."""
+    """Digest of a grid; the shape is part of it (REFERENCE §2)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(np.asarray(grid.shape, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(grid, dtype=np.uint8).tobytes())

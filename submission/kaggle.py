@@ -1,4 +1,4 @@
-"""Kaggle submission files (SPEC section 8): build, validate, write atomically, read back.
+"""Kaggle submission files (REFERENCE §8): build, validate, write atomically, read back.
 
 submission.json: {task_id: [{"attempt_1": grid, "attempt_2": grid} per test input, in order]}.
 Every task and every test input is present and both attempts are always there; anything the model

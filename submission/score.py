@@ -1,4 +1,4 @@
-"""Score a Kaggle submission.json against known solutions (SPEC section 8).
+"""Score a Kaggle submission.json against known solutions (REFERENCE §8).
 
 Reports the official score (each task scores the fraction of its test outputs that either attempt
 matches exactly, averaged over tasks), the per-output average with a 95% Wilson score interval
