@@ -299,10 +299,6 @@ class BuiltSet:
         aug = self._ram("row_aug")[rows] if rows.size else np.zeros((0, 11), np.uint8)
         return self._render(gids, aug, np.zeros((len(rows), 2), np.int64), side or self.canvas)
 
-    def test_input_grid(self, view: TestView) -> np.ndarray:
-        """The source (un-augmented) test input of a view."""
-        return self.tasks[self._task_pos[view.task_id]].test[view.test_index].input
-
     def _render(self, gids: np.ndarray, aug: np.ndarray, offs: np.ndarray, c: int) -> np.ndarray:
         """Encode source grids `gids` under augmentations `aug` ((B, 11) rows) at offsets `offs`
         on a canvas of side `c`.

@@ -25,7 +25,7 @@ TRANSPOSING = (False, True, False, True, False, False, True, True)
 
 # For each id, how a cell (a, c) of the transformed grid reads the source grid of shape (h, w):
 # (u, v) = (c, a) if swap else (a, c); source row = h-1-u if flip_r else u; column = w-1-v if flip_c
-# else v. Used by the vectorised loader; tests check it against `dihedral`.
+# else v. A reference table of the maps, which tests check against `dihedral`; no code path reads it.
 DIHEDRAL_GATHER = (
     # swap, flip_r, flip_c
     (0, 0, 0),  # identity
