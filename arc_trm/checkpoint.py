@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from augment.files import atomic_writer
 from augment.store import IdentifierMap
 from augment.tasks import InputError
 from submission import checkpoint_manifest as manifest
@@ -51,13 +52,9 @@ _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueEr
 
 
 def torch_save_atomic(obj: object, path: Path) -> None:
-    """torch.save to a temporary name, fsync, then rename into place."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    """torch.save through the one atomic writer: a temporary name, fsync, then rename into place."""
+    with atomic_writer(path, binary=True) as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def begin_checkpoint(run: Path, step: int) -> Path:

@@ -20,23 +20,25 @@ examples:
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .draw import DRAW_CHUNK, augment_task
+from .errors import InputError
+from .files import atomic_writer, read_json, write_text_atomic
+from .options import BuildOptions
 from .store import ARRAYS, FORMAT, BuiltSet
-from .tasks import InputError, Task, grid_hash, load_tasks
-from .transforms import NUM_DIHEDRAL, TRANSPOSING, dihedral, dihedral_shape
-
-DRAW_CHUNK = 256  # random draws are made in fixed-size chunks (part of the draw definition)
+from .tasks import Task, grid_hash, load_tasks
+from .transforms import Augmentation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,7 +56,7 @@ def hash_pairs(task: Task) -> list[tuple[np.ndarray, np.ndarray | None]]:
 
 
 def train_pairs(task: Task) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Training examples of a task (SPEC 3): all pairs for role train, demonstrations for role test."""
+    """Training examples of a task (REFERENCE §3): all pairs for role train, demonstrations for role test."""
     pairs = [(p.input, p.output) for p in task.train]
     if task.role == "train":
         pairs += [(p.input, p.output) for p in task.test if p.output is not None]
@@ -84,118 +86,6 @@ def max_side(task: Task) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Augmentation draw for one task (runs in worker processes)
-# ---------------------------------------------------------------------------------------------
-def augment_task(pairs: Sequence[tuple[np.ndarray, np.ndarray | None]], train_shapes: np.ndarray,
-                 n_aug: int, seed: int, key: str, canvas: int, max_tries: int) -> tuple[np.ndarray, np.ndarray]:
-    """Draw the augmented versions of one task and the translation offsets of their examples.
-
-    Returns (table (n, 11) uint8 rows [t, perm...], offsets (n * E, 2) uint8) where E is the number
-    of training pairs (``train_shapes``: (E, 2, 2) input/output shapes). Version 0 is the identity.
-    """
-    ss = np.random.SeedSequence([int(seed), int(key, 16)])
-    aug_rng, off_rng, keep_rng = (np.random.default_rng(s) for s in ss.spawn(3))
-
-    hashes, consts = _pair_hash_tables(pairs)
-
-    mix = _hash_weights()[0, :2 * len(pairs), 0].reshape(len(pairs), 2) | np.uint64(1)  # odd multipliers
-
-    def keys(ts: np.ndarray, luts: np.ndarray) -> list[int]:
-        """One 64-bit key per version: its pair hashes, sorted (a multiset), mixed into one word."""
-        h = (luts.astype(np.uint64)[:, None, :, None] * hashes[ts]).sum(axis=2, dtype=np.uint64)
-        h += consts[ts]  # (m, P, 2), arithmetic mod 2^64
-        order = np.lexsort((h[:, :, 1], h[:, :, 0]), axis=-1)
-        h = np.take_along_axis(h, order[:, :, None], axis=1)
-        return (h * mix).sum(axis=(1, 2), dtype=np.uint64).tolist()
-
-    identity = np.arange(-1, 10, dtype=np.int16).clip(0).astype(np.uint8)  # [t=0, 0, 1, ..., 9]
-    parts = [identity[None]]
-    count = 1
-    seen = set(keys(np.zeros(1, np.int64), identity[None, 1:]))
-    tries = 0
-    while count < n_aug and tries < max_tries:
-        ts = aug_rng.integers(NUM_DIHEDRAL, size=DRAW_CHUNK)
-        perms = aug_rng.permuted(np.tile(np.arange(1, 10, dtype=np.uint8), (DRAW_CHUNK, 1)), axis=1)
-        luts = np.concatenate([np.zeros((DRAW_CHUNK, 1), np.uint8), perms], axis=1)
-        chunk_keys = keys(ts, luts)
-        accepted = []
-        for j in range(min(DRAW_CHUNK, max_tries - tries)):
-            tries += 1
-            k = chunk_keys[j]
-            if k not in seen:
-                seen.add(k)
-                accepted.append(j)
-                count += 1
-                if count >= n_aug:
-                    break
-        parts.append(np.concatenate([ts[accepted, None].astype(np.uint8), luts[accepted]], axis=1))
-    table_arr = np.concatenate(parts).astype(np.uint8)
-
-    # Translation: one shared offset per pair so both grids fit; one random example stays at (0, 0).
-    n, e = len(table_arr), len(train_shapes)
-    extent = np.asarray(train_shapes, dtype=np.int64).reshape(e, 2, 2).max(axis=1)  # (E, 2) h, w
-    swap = np.asarray(TRANSPOSING)[table_arr[:, 0]]  # (n,)
-    ext = np.where(swap[:, None, None], extent[None, :, ::-1], extent[None])  # (n, E, 2)
-    offsets = off_rng.integers(0, canvas - ext + 1) if e else np.zeros((n, 0, 2), np.int64)
-    if e:
-        offsets[np.arange(n), keep_rng.integers(e, size=n)] = 0
-    return table_arr, offsets.reshape(n * e, 2).astype(np.uint8)
-
-
-_WEIGHTS: np.ndarray | None = None
-
-
-def _hash_weights() -> np.ndarray:
-    """(2 sides, 900 cells, 2 words) fixed random uint64 weights of the position-weighted grid hash."""
-    global _WEIGHTS
-    if _WEIGHTS is None:
-        rng = np.random.default_rng(0x6172632D74726D)  # fixed: part of the dedup definition
-        _WEIGHTS = rng.integers(0, 2**64 - 1, size=(2, 30 * 30, 2), dtype=np.uint64, endpoint=True)
-    return _WEIGHTS
-
-
-def _pair_hash_tables(pairs: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray]:
-    """Tables that give the 128-bit hash of every augmented pair without building the grids.
-
-    The hash of an augmented (input, output) pair is sum_j W[j] * grid[j] over its cells (mod 2^64,
-    two words, separate weights for input and output) plus a digest of both shapes. For a grid
-    ``lut[dihedral(x, t)]`` that sum is ``sum_c lut[c] * S[t, c]`` with ``S[t, c]`` the summed weights
-    of the cells of ``dihedral(x, t)`` holding colour c. Returns S as (8, P, 10, 2) and the shape
-    digests as (8, P, 2), both uint64. The hash is a function of the augmented pair's content and
-    shapes alone, so two draws that produce the same pair get the same hash.
-    """
-    w = _hash_weights()
-    n = len(pairs)
-    s = np.zeros((n, NUM_DIHEDRAL, 10, 2), np.uint64)
-    k = np.zeros((NUM_DIHEDRAL, n, 2), np.uint64)
-    colours = np.arange(10, dtype=np.uint8)[:, None]
-    for p, (i, o) in enumerate(pairs):
-        for side, g in enumerate((i, o)):
-            if g is not None:
-                onehot = (g.reshape(1, -1) == colours).astype(np.uint64)  # (10, cells)
-                s[p] += onehot[None] @ w[side][_cell_maps(g.shape)]  # (8, 10, 2)
-        for t in range(NUM_DIHEDRAL):
-            head = b"".join(bytes(dihedral_shape(g.shape, t)) if g is not None else b"\0\0" for g in (i, o))
-            k[t, p] = np.frombuffer(hashlib.blake2b(head, digest_size=16).digest(), dtype="<u8")
-    return np.ascontiguousarray(s.transpose(1, 0, 2, 3)), k
-
-
-@functools.lru_cache(maxsize=4096)
-def _cell_maps(shape: tuple[int, int]) -> np.ndarray:
-    """(8, h*w): for each dihedral id, the position in the transformed grid of each source cell."""
-    h, w = shape
-    src = np.arange(h * w).reshape(h, w)
-    out = np.empty((NUM_DIHEDRAL, h * w), np.int64)
-    for t in range(NUM_DIHEDRAL):
-        out[t, dihedral(src, t).ravel()] = np.arange(h * w)
-    return out
-
-
-def _work(payload):
-    return augment_task(*payload)
-
-
-# ---------------------------------------------------------------------------------------------
 # Building
 # ---------------------------------------------------------------------------------------------
 def _warn(msg: str) -> None:
@@ -209,20 +99,10 @@ def _default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _params(augmentations: int, seed: int, canvas: int, max_tries: int) -> dict:
-    return {"format": FORMAT, "augmentations": int(augmentations), "seed": int(seed), "canvas": int(canvas),
-            "max_tries": int(max_tries), "draw_chunk": DRAW_CHUNK}
-
-
-def _check_params(augmentations: int, seed: int, canvas: int, max_tries: int) -> None:
-    if augmentations < 1:
-        raise InputError(f"--augmentations must be at least 1 (the identity version), got {augmentations}")
-    if seed < 0:
-        raise InputError(f"--seed must be non-negative, got {seed}")
-    if not 1 <= canvas <= 255:
-        raise InputError(f"--canvas must be 1 to 255, got {canvas}")
-    if max_tries < 0:
-        raise InputError(f"--max-tries must be non-negative, got {max_tries}")
+def _params(options: BuildOptions) -> dict:
+    """The options a build's content depends on (workers and progress do not change it)."""
+    return {"format": FORMAT, "augmentations": int(options.augmentations), "seed": int(options.seed),
+            "canvas": int(options.canvas), "max_tries": int(options.max_tries), "draw_chunk": DRAW_CHUNK}
 
 
 def _clean_stale_temps(out: Path) -> None:
@@ -239,21 +119,37 @@ def _clean_stale_temps(out: Path) -> None:
 
 def _save_npy(folder: Path, name: str, arr: np.ndarray, index: dict) -> None:
     arr = np.ascontiguousarray(arr)
-    np.save(folder / f"{name}.npy", arr, allow_pickle=False)
+    with atomic_writer(folder / f"{name}.npy", binary=True) as f:
+        np.save(f, arr, allow_pickle=False)
     index[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype), "shape": list(arr.shape)}
 
 
-def build_set(tasks: Sequence[Task], out: str | Path, augmentations: int = 1000, seed: int = 0,
-              canvas: int = 30, workers: int | None = None, max_tries: int = 5000, progress: bool = True,
-              sources: Sequence[str] | None = None, warn: Callable[[str], None] = _warn,
-              _before_rename: Callable[[Path], None] | None = None) -> BuiltSet:
-    """Augment `tasks` and write the build to `out` (replacing an earlier build there).
+@dataclass
+class _Sources:
+    """The source grid pool and per-task tables of the tasks a build keeps."""
 
-    The output depends only on the tasks and the parameters: rebuilding, or building with another
-    number of workers, gives byte-identical files.
-    """
-    _check_params(augmentations, seed, canvas, max_tries)
-    out = Path(out)
+    kept: list[Task]
+    skipped: list[str]
+    grids: list[np.ndarray] = field(default_factory=list)
+    pair_rows: list[tuple[int, int]] = field(default_factory=list)
+    test_rows: list[int] = field(default_factory=list)
+    task_index: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.int64))
+    keys: dict[str, str] = field(default_factory=dict)
+    payloads: list[tuple] = field(default_factory=list)
+
+    def pool(self) -> tuple[np.ndarray, np.ndarray]:
+        """(G, S, S) uint8 grids at the top-left, zero padded, and their (G, 2) shapes."""
+        side = max(max(g.shape) for g in self.grids)
+        pool = np.zeros((len(self.grids), side, side), dtype=np.uint8)
+        shapes = np.zeros((len(self.grids), 2), dtype=np.uint8)
+        for gi, g in enumerate(self.grids):
+            pool[gi, :g.shape[0], :g.shape[1]] = g
+            shapes[gi] = g.shape
+        return pool, shapes
+
+
+def _select_tasks(tasks: Sequence[Task], canvas: int, warn: Callable[[str], None]) -> _Sources:
+    """Sorted tasks, unique ids, those that fit the canvas kept (the rest skipped with a warning)."""
     all_tasks = sorted(tasks, key=lambda t: t.id)
     ids = [t.id for t in all_tasks]
     if len(set(ids)) != len(ids):
@@ -261,7 +157,6 @@ def build_set(tasks: Sequence[Task], out: str | Path, augmentations: int = 1000,
         raise InputError(f"task id {dup!r} appears twice in the build")
     if not all_tasks:
         raise InputError("no tasks to build")
-    src_hash = sources_hash(all_tasks)
     kept, skipped = [], []
     for t in all_tasks:
         if max_side(t) > canvas:
@@ -271,41 +166,39 @@ def build_set(tasks: Sequence[Task], out: str | Path, augmentations: int = 1000,
             kept.append(t)
     if not kept:
         raise InputError(f"no task fits a {canvas}x{canvas} canvas")
+    return _Sources(kept, skipped)
 
-    # Source grid pool and per-task tables.
-    grids: list[np.ndarray] = []
-    pair_rows: list[tuple[int, int]] = []
-    test_rows: list[int] = []
-    task_index = np.zeros((len(kept), 6), dtype=np.int64)
-    payloads = []
-    keys: dict[str, str] = {}
-    for ti, t in enumerate(kept):
+
+def _index_sources(src: _Sources, options: BuildOptions) -> None:
+    """Fill the grid pool, the task table and one augmentation payload per kept task."""
+    src.task_index = np.zeros((len(src.kept), 6), dtype=np.int64)
+    for ti, t in enumerate(src.kept):
         tp = train_pairs(t)
-        task_index[ti, 2:4] = len(pair_rows), len(tp)
+        src.task_index[ti, 2:4] = len(src.pair_rows), len(tp)
         for i, o in tp:
-            pair_rows.append((len(grids), len(grids) + 1))
-            grids += [i, o]
+            src.pair_rows.append((len(src.grids), len(src.grids) + 1))
+            src.grids += [i, o]
         tests = t.test if t.role == "test" else ()
-        task_index[ti, 4:6] = len(test_rows), len(tests)
+        src.task_index[ti, 4:6] = len(src.test_rows), len(tests)
         for p in tests:
-            test_rows.append(len(grids))
-            grids.append(p.input)
+            src.test_rows.append(len(src.grids))
+            src.grids.append(p.input)
         shapes = np.asarray([(i.shape, o.shape) for i, o in tp], dtype=np.int64).reshape(-1, 2, 2)
-        keys[t.id] = task_key(t)
-        payloads.append((hash_pairs(t), shapes, augmentations, seed, keys[t.id], canvas, max_tries))
+        src.keys[t.id] = task_key(t)
+        src.payloads.append((hash_pairs(t), shapes, src.keys[t.id], options))
 
-    side = max(max(g.shape) for g in grids)
-    pool = np.zeros((len(grids), side, side), dtype=np.uint8)
-    grid_shapes = np.zeros((len(grids), 2), dtype=np.uint8)
-    for gi, g in enumerate(grids):
-        pool[gi, :g.shape[0], :g.shape[1]] = g
-        grid_shapes[gi] = g.shape
 
-    # Augment, in parallel. Results come back in task order whatever the number of workers.
-    workers = _default_workers() if workers is None or workers <= 0 else int(workers)
+def _work(payload):
+    return augment_task(*payload)
+
+
+def _augment_all(payloads: list[tuple], options: BuildOptions) -> list[tuple[np.ndarray, np.ndarray]]:
+    """augment_task of every payload, in parallel; results come back in task order whatever the
+    number of workers."""
+    workers = _default_workers() if options.workers is None or options.workers <= 0 else int(options.workers)
     workers = min(workers, len(payloads))
     from tqdm import tqdm
-    bar = tqdm(total=len(payloads), desc="augmenting", unit="task", disable=not progress, file=sys.stderr,
+    bar = tqdm(total=len(payloads), desc="augmenting", unit="task", disable=not options.progress, file=sys.stderr,
                dynamic_ncols=True)
     if workers <= 1:
         results_iter = map(_work, payloads)
@@ -318,74 +211,104 @@ def build_set(tasks: Sequence[Task], out: str | Path, augmentations: int = 1000,
         results.append(r)
         bar.update(1)
     bar.close()
+    return results
 
+
+def _row_arrays(src: _Sources, results: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Every array of the build (store.ARRAYS); fills the task table's row columns."""
     nums = np.asarray([len(tab) for tab, _ in results], dtype=np.int64)
-    first = 1 + np.concatenate(([0], np.cumsum(nums)[:-1]))
-    task_index[:, 0], task_index[:, 1] = first, nums
-    num_rows = int(nums.sum())
+    src.task_index[:, 0] = 1 + np.concatenate(([0], np.cumsum(nums)[:-1]))
+    src.task_index[:, 1] = nums
     row_task = np.concatenate([[-1]] + [np.full(n, i) for i, n in enumerate(nums)]).astype(np.int32)
-    row_aug = np.concatenate([np.asarray([[0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]], np.uint8)]
+    row_aug = np.concatenate([Augmentation.identity().to_array()[None]]
                              + [tab for tab, _ in results]).astype(np.uint8)
-    per_row = np.concatenate([[0], np.repeat(task_index[:, 3], nums)])
+    per_row = np.concatenate([[0], np.repeat(src.task_index[:, 3], nums)])
     row_examples = np.concatenate(([0], np.cumsum(per_row))).astype(np.int64)
     offsets = np.concatenate([np.zeros((0, 2), np.uint8)] + [o for _, o in results]).astype(np.uint8)
-    assert len(offsets) == row_examples[-1]
-    del results
+    if len(offsets) != row_examples[-1]:
+        raise RuntimeError(f"{len(offsets)} translation offsets for {row_examples[-1]} training examples")
+    pool, grid_shapes = src.pool()
+    arrays = {
+        "grids": pool, "grid_shapes": grid_shapes, "task_index": src.task_index,
+        "train_pairs": np.asarray(src.pair_rows, dtype=np.int32).reshape(-1, 2),
+        "test_inputs": np.asarray(src.test_rows, dtype=np.int32), "row_task": row_task, "row_aug": row_aug,
+        "row_examples": row_examples, "offsets": offsets,
+    }
+    return {name: arrays[name] for name in ARRAYS}
 
+
+def _metadata(src: _Sources, arrays: dict[str, np.ndarray], options: BuildOptions, sources: list[str],
+              src_hash: str) -> dict:
+    kept, ti = src.kept, src.task_index
     counts = {
         "tasks": len(kept),
         "train_tasks": sum(t.role == "train" for t in kept),
         "test_tasks": sum(t.role == "test" for t in kept),
-        "skipped_tasks": len(skipped),
-        "augmented_tasks": num_rows,
-        "train_examples": int(row_examples[-1]),
-        "test_inputs": len(test_rows),
-        "test_views": int(sum(task_index[i, 1] * task_index[i, 5] for i in range(len(kept)))),
-        "grids": len(grids),
+        "skipped_tasks": len(src.skipped),
+        "augmented_tasks": len(arrays["row_task"]) - 1,
+        "train_examples": int(arrays["row_examples"][-1]),
+        "test_inputs": len(src.test_rows),
+        "test_views": int(sum(ti[i, 1] * ti[i, 5] for i in range(len(kept)))),
+        "grids": len(src.grids),
     }
-    meta = {
+    return {
         "format": FORMAT,
-        "canvas": int(canvas),
-        "augmentations": int(augmentations),
-        "seed": int(seed),
-        "max_tries": int(max_tries),
-        "params": _params(augmentations, seed, canvas, max_tries),
-        "sources": list(sources) if sources is not None else sorted({t.source for t in all_tasks}),
+        "canvas": int(options.canvas),
+        "augmentations": int(options.augmentations),
+        "seed": int(options.seed),
+        "max_tries": int(options.max_tries),
+        "params": _params(options),
+        "sources": sources,
         "sources_hash": src_hash,
         "counts": counts,
-        "skipped": skipped,
+        "skipped": src.skipped,
         "identifier_format": "{task_id}#{k}; row 0 is the blank; task rows are [first_row, first_row + num_rows)",
-        "tasks": [{"id": t.id, "role": t.role, "hash": keys[t.id], "first_row": int(task_index[i, 0]),
-                   "num_rows": int(task_index[i, 1])} for i, t in enumerate(kept)],
+        "tasks": [{"id": t.id, "role": t.role, "hash": src.keys[t.id], "first_row": int(ti[i, 0]),
+                   "num_rows": int(ti[i, 1])} for i, t in enumerate(kept)],
     }
 
-    # Write into a temporary sibling folder, then rename into place.
+
+def _write_build(out: Path, arrays: dict[str, np.ndarray], meta: dict, kept: list[Task],
+                 before_rename: Callable[[Path], None] | None) -> None:
+    """Write into a temporary sibling folder, then rename it into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
     tmp.mkdir()
     try:
         index: dict = {}
-        arrays = {
-            "grids": pool, "grid_shapes": grid_shapes, "task_index": task_index,
-            "train_pairs": np.asarray(pair_rows, dtype=np.int32).reshape(-1, 2),
-            "test_inputs": np.asarray(test_rows, dtype=np.int32), "row_task": row_task, "row_aug": row_aug,
-            "row_examples": row_examples, "offsets": offsets,
-        }
-        assert set(arrays) == set(ARRAYS)
-        for name in ARRAYS:
-            _save_npy(tmp, name, arrays[name], index)
+        for name, arr in arrays.items():
+            _save_npy(tmp, name, arr, index)
         meta["arrays"] = index
         tasks_json = {t.id: t.to_json(with_solutions=True) for t in kept}
-        (tmp / "tasks.json").write_text(json.dumps(tasks_json, separators=(",", ":")))
+        write_text_atomic(tmp / "tasks.json", json.dumps(tasks_json, separators=(",", ":")))
         meta["bytes"] = sum(p.stat().st_size for p in tmp.iterdir())
-        (tmp / "metadata.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        if _before_rename is not None:
-            _before_rename(tmp)
+        write_text_atomic(tmp / "metadata.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        if before_rename is not None:
+            before_rename(tmp)
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def build_set(tasks: Sequence[Task], out: str | Path, options: BuildOptions = BuildOptions(), *,
+              sources: Sequence[str] | None = None, warn: Callable[[str], None] = _warn,
+              _before_rename: Callable[[Path], None] | None = None) -> BuiltSet:
+    """Augment `tasks` and write the build to `out` (replacing an earlier build there).
+
+    The output depends only on the tasks and the options: rebuilding, or building with another
+    number of workers, gives byte-identical files.
+    """
+    options.check()
+    out = Path(out)
+    src = _select_tasks(tasks, options.canvas, warn)
+    src_hash = sources_hash(tasks)
+    _index_sources(src, options)
+    arrays = _row_arrays(src, _augment_all(src.payloads, options))
+    recorded = list(sources) if sources is not None else sorted({t.source for t in tasks})
+    meta = _metadata(src, arrays, options, recorded, src_hash)
+    _write_build(out, arrays, meta, src.kept, _before_rename)
     return BuiltSet.open(out)
 
 
@@ -405,30 +328,25 @@ def _replace(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def is_up_to_date(out: str | Path, tasks: Sequence[Task], augmentations: int = 1000, seed: int = 0,
-                  canvas: int = 30, max_tries: int = 5000) -> bool:
-    meta_path = Path(out) / "metadata.json"
-    if not meta_path.is_file():
-        return False
+def is_up_to_date(out: str | Path, tasks: Sequence[Task], options: BuildOptions = BuildOptions()) -> bool:
+    """True when `out` holds a build of the same task content and options."""
     try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        meta = read_json(Path(out) / "metadata.json", "build metadata")
+    except InputError:
         return False
-    return (meta.get("params") == _params(augmentations, seed, canvas, max_tries)
+    return (isinstance(meta, dict) and meta.get("params") == _params(options)
             and meta.get("sources_hash") == sources_hash(tasks))
 
 
-def ensure_built(specs: str | Sequence[str], out: str | Path, augmentations: int = 1000, seed: int = 0,
-                 canvas: int = 30, workers: int | None = None, max_tries: int = 5000, progress: bool = True,
+def ensure_built(specs: str | Sequence[str], out: str | Path, options: BuildOptions = BuildOptions(), *,
                  on_error: str = "raise", force: bool = False, warn: Callable[[str], None] = _warn) -> BuiltSet:
-    """Open the build at `out` if it was made from the same task content and parameters, else build it."""
-    _check_params(augmentations, seed, canvas, max_tries)
+    """Open the build at `out` if it was made from the same task content and options, else build it."""
+    options.check()
     spec_list = [s.strip() for s in (specs.split(",") if isinstance(specs, str) else specs) if s.strip()]
     tasks = load_tasks(spec_list, on_error=on_error, warn=lambda m: warn(m))  # type: ignore[arg-type]
-    if not force and is_up_to_date(out, tasks, augmentations, seed, canvas, max_tries):
+    if not force and is_up_to_date(out, tasks, options):
         return BuiltSet.open(out)
-    return build_set(tasks, out, augmentations=augmentations, seed=seed, canvas=canvas, workers=workers,
-                     max_tries=max_tries, progress=progress, sources=spec_list, warn=warn)
+    return build_set(tasks, out, options, sources=spec_list, warn=warn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,17 +376,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     specs = [s.strip() for group in args.tasks for s in group.split(",") if s.strip()]
-    _check_params(args.augmentations, args.seed, args.canvas, args.max_tries)
+    options = BuildOptions(args.augmentations, args.seed, args.canvas, args.workers, args.max_tries,
+                           progress=not args.no_progress)
+    options.check()
     tasks = load_tasks(specs, on_error="skip" if args.skip_bad_tasks else "raise", warn=_warn)
-    if not args.force and is_up_to_date(args.out, tasks, args.augmentations, args.seed, args.canvas,
-                                        args.max_tries):
-        built = BuiltSet.open(args.out)
-        reused = True
-    else:
-        built = build_set(tasks, args.out, augmentations=args.augmentations, seed=args.seed, canvas=args.canvas,
-                          workers=args.workers, max_tries=args.max_tries, progress=not args.no_progress,
-                          sources=specs)
-        reused = False
+    reused = not args.force and is_up_to_date(args.out, tasks, options)
+    built = BuiltSet.open(args.out) if reused else build_set(tasks, args.out, options, sources=specs)
     c = built.counts
     secs = time.perf_counter() - start
     what = "up to date (reused; --force rebuilds)" if reused else "built"

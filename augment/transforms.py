@@ -1,4 +1,4 @@
-"""Task augmentations (SPEC section 2): dihedral maps, colour permutations, translations.
+"""Task augmentations (REFERENCE §2): dihedral maps, colour permutations, translations.
 
 An augmented grid is ``dihedral(perm[grid], t)``; its inverse is ``argsort(perm)[inverse_dihedral(g, t)]``.
 An :class:`Augmentation` is the compact, serialisable record of one such map (``"t3p0123456789"``).
@@ -14,9 +14,10 @@ from typing import Sequence
 
 import numpy as np
 
+from .grids import NUM_COLOURS
+
 NUM_DIHEDRAL = 8
-NUM_COLOURS = 10
-# SPEC ids: 0 identity, 1 rot90 (k=1), 2 rot180, 3 rot270, 4 fliplr, 5 flipud, 6 transpose,
+# Dihedral ids (REFERENCE §2): 0 identity, 1 rot90 (k=1), 2 rot180, 3 rot270, 4 fliplr, 5 flipud, 6 transpose,
 # 7 fliplr(rot90).
 INVERSE_DIHEDRAL = (0, 3, 2, 1, 4, 5, 6, 7)
 # Ids whose result has the source's height and width swapped.
@@ -24,7 +25,7 @@ TRANSPOSING = (False, True, False, True, False, False, True, True)
 
 # For each id, how a cell (a, c) of the transformed grid reads the source grid of shape (h, w):
 # (u, v) = (c, a) if swap else (a, c); source row = h-1-u if flip_r else u; column = w-1-v if flip_c
-# else v. Used by the vectorised loader; tests check it against `dihedral`.
+# else v. A reference table of the maps, which tests check against `dihedral`; no code path reads it.
 DIHEDRAL_GATHER = (
     # swap, flip_r, flip_c
     (0, 0, 0),  # identity
@@ -46,7 +47,7 @@ def _check_id(t: int) -> int:
 
 
 def dihedral(grid: np.ndarray, t: int) -> np.ndarray:
-    """Apply dihedral map ``t`` (SPEC ids). Returns a view where numpy allows it."""
+    """Apply dihedral map ``t`` (REFERENCE §2 ids). Returns a view where numpy allows it."""
     t = _check_id(t)
     if t == 0:
         return grid
@@ -153,7 +154,7 @@ def random_offsets(shapes: Sequence[tuple[tuple[int, int], tuple[int, int]]] | n
 
     ``shapes`` is a sequence of ((h_in, w_in), (h_out, w_out)) or an (n, 2, 2) array. Returns an
     (n, 2) int64 array. With ``keep_one`` one random pair (drawn after the offsets) stays at (0, 0),
-    as in the SPEC's training split.
+    as in the training split (REFERENCE §2).
     """
     s = np.asarray(shapes, dtype=np.int64).reshape(-1, 2, 2)
     extent = s.max(axis=1)  # (n, 2): the larger height and width of each pair

@@ -30,18 +30,17 @@ examples:
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from augment.tasks import InputError
+from augment.errors import InputError
 from submission import checkpoint_manifest
 from submission import push as kp
 from submission.checkpoint_manifest import MANIFEST
-from submission.kaggle import write_text_atomic
+from augment.files import write_json_atomic
 from submission.runfolder import EXPORT_WEIGHTS, STATE, resolve_checkpoint
 from submission.wheels import (KAGGLE_MISSING as KAGGLE_MISSING, KAGGLE_PLATFORMS, KAGGLE_PYTHON, PROJECT,
                                WheelTarget, build_project_wheel, collect_dependency_wheels as collect_dependency_wheels,
@@ -168,10 +167,6 @@ def kernel_metadata(spec: BundleSpec, code_file: str = NOTEBOOK_NAME) -> dict:
     }
 
 
-def write_json(path: Path, obj: object) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
-
-
 # ---------------------------------------------------------------- bundle
 
 def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str], object] = print) -> Bundle:
@@ -198,10 +193,10 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
         ship_checkpoint(ckpt, dataset / "checkpoint", spec.full_state)
         kind = "full training state" if spec.full_state else "inference export"
         log(f"checkpoint {ckpt} -> {dataset / 'checkpoint'} ({kind}, {folder_mb(dataset / 'checkpoint'):.1f} MB)")
-    write_json(dataset / "dataset-metadata.json", dataset_metadata(spec.user, spec.dataset_slug))
+    write_json_atomic(dataset / "dataset-metadata.json", dataset_metadata(spec.user, spec.dataset_slug), indent=2)
 
     shutil.copy2(notebook, kernel / NOTEBOOK_NAME)
-    write_json(kernel / "kernel-metadata.json", kernel_metadata(spec, NOTEBOOK_NAME))
+    write_json_atomic(kernel / "kernel-metadata.json", kernel_metadata(spec, NOTEBOOK_NAME), indent=2)
     return Bundle(dataset, kernel, wheels, deps.missing, ckpt, spec.user, spec.dataset_slug, spec.accelerator)
 
 

@@ -15,8 +15,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from augment.tasks import InputError
-from submission.kaggle import read_json, write_json_atomic
+from augment.errors import InputError
+from augment.files import read_json, write_json_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -1,4 +1,4 @@
-"""Kaggle submission files (SPEC section 8): build, validate, write atomically, read back.
+"""Kaggle submission files (REFERENCE §8): build, validate, write atomically, read back.
 
 submission.json: {task_id: [{"attempt_1": grid, "attempt_2": grid} per test input, in order]}.
 Every task and every test input is present and both attempts are always there; anything the model
@@ -10,16 +10,15 @@ Beside it, `<stem>.candidates.json` keeps every ranked candidate (see `write_can
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from augment.tasks import InputError, Task, TaskError, grid_from_json
+from augment.errors import InputError, TaskError
+# write_text_atomic is re-exported for arc_trm (checkpoint, runs) until its imports name augment.files.
+from augment.files import read_json, write_json_atomic, write_text_atomic  # noqa: F401
+from augment.tasks import Task, grid_from_json
 from submission.vote import Candidate, Key, choose_attempts
 
 ATTEMPTS = ("attempt_1", "attempt_2")
@@ -115,75 +114,10 @@ def validate_submission(sub: object, tasks: Iterable[Task] | Mapping[str, int], 
 
 # ---------------------------------------------------------------- files
 
-@contextmanager
-def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
-    """Open a temporary text file beside `path`; on a clean exit, fsync it and os.replace it onto
-    `path`. Any failure leaves the previous file (if any) untouched and removes the temporary."""
-    path = Path(path)
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates 0600; keep an existing file's mode, else the usual rw-r--r--.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename durable; not possible everywhere (e.g. Windows), so best effort
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def write_json_atomic(path: str | Path, obj: object, *, indent: int | None = None) -> None:
-    """Write JSON to a temporary file in the same folder, fsync it, then os.replace it into place."""
-    with atomic_writer(path) as f:
-        if indent is None:
-            json.dump(obj, f, separators=(",", ":"))
-        else:
-            json.dump(obj, f, indent=indent)
-        f.write("\n")
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write text atomically (see atomic_writer)."""
-    with atomic_writer(path) as f:
-        f.write(text)
-
-
 def write_submission(path: str | Path, sub: dict, tasks: Iterable[Task] | Mapping[str, int]) -> None:
     """Validate `sub` against `tasks`, then write it atomically."""
     validate_submission(sub, tasks)
     write_json_atomic(path, sub)
-
-
-def read_json(path: str | Path, what: str = "file") -> object:
-    """Parse a JSON file; InputError (one line) when it is missing, unreadable or malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: {what} is not UTF-8 text ({e.reason})") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read {what}: {e.strerror}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: malformed JSON in {what} at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
 def load_submission(path: str | Path) -> dict:

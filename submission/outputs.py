@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from augment.tasks import InputError
+from augment.errors import InputError
 
 
 def record_path(submission: str | Path) -> Path:

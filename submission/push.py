@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from augment.tasks import InputError
+from augment.errors import InputError
+from augment.files import read_json
 
 MIN_KAGGLE = (1, 8, 4)
 PLACEHOLDER_USER = "YOUR_KAGGLE_USERNAME"
@@ -86,8 +87,8 @@ def kaggle_username() -> str | None:
     if os.environ.get("KAGGLE_USERNAME"):
         return os.environ["KAGGLE_USERNAME"]
     try:
-        data = json.loads((kaggle_config_dir() / "kaggle.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(kaggle_config_dir() / "kaggle.json", "Kaggle credentials")
+    except InputError:
         return None
     name = data.get("username") if isinstance(data, dict) else None
     return name if isinstance(name, str) and name else None

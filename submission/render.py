@@ -17,7 +17,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from augment.tasks import InputError, Task, load_tasks, safe_name
+from augment.errors import InputError
+from augment.grids import same_grid
+from augment.tasks import Task, load_tasks, safe_name
 
 # ARC's standard palette, colours 0..9.
 PALETTE_HEX = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
@@ -32,7 +34,7 @@ WRONG = (213, 0, 0)
 NEUTRAL = (200, 200, 200)
 BORDER = 3
 LABEL_H = 14
-PAD = 10
+MARGIN = 10
 ARROW_W = 24
 
 Attempts = Sequence[tuple[np.ndarray, np.ndarray]]
@@ -73,21 +75,21 @@ def render_rows(rows: Sequence[Sequence[Panel]], *, box: int = 160, title: str |
     rendered = [[None if p.grid is None else grid_image(p.grid, cell) for p in row] for row in rows]
     slot = max([im.shape[1] for row in rendered for im in row if im is not None] or [box]) + 2 * BORDER
     slot = max(slot, 70)
-    gap = ARROW_W + PAD
+    gap = ARROW_W + MARGIN
     ncols = max(len(r) for r in rows)
-    width = PAD + ncols * slot + (ncols - 1) * gap + PAD
+    width = MARGIN + ncols * slot + (ncols - 1) * gap + MARGIN
     heights = [LABEL_H + max([im.shape[0] for im in row if im is not None] or [cell]) + 2 * BORDER
                for row in rendered]
-    top = PAD + (LABEL_H + 4 if title else 0)
-    height = top + sum(heights) + PAD * len(rows)
+    top = MARGIN + (LABEL_H + 4 if title else 0)
+    height = top + sum(heights) + MARGIN * len(rows)
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((PAD, PAD), title, fill=TEXT, font=font)
+        draw.text((MARGIN, MARGIN), title, fill=TEXT, font=font)
     y = top
     for r, (row, ims) in enumerate(zip(rows, rendered)):
         for c, (panel, im) in enumerate(zip(row, ims)):
-            x = PAD + c * (slot + gap)
+            x = MARGIN + c * (slot + gap)
             draw.text((x, y), panel.label, fill=TEXT, font=font)
             if im is None:
                 draw.text((x, y + LABEL_H + 2), "(none)", fill=NEUTRAL, font=font)
@@ -101,15 +103,14 @@ def render_rows(rows: Sequence[Sequence[Panel]], *, box: int = 160, title: str |
                 ax, ay = x + slot + 4, gy + min(im.shape[0] // 2, box // 2)
                 draw.line([ax, ay, ax + ARROW_W - 4, ay], fill=TEXT, width=2)
                 draw.polygon([(ax + ARROW_W, ay), (ax + ARROW_W - 7, ay - 5), (ax + ARROW_W - 7, ay + 5)], fill=TEXT)
-        y += heights[r] + PAD
+        y += heights[r] + MARGIN
     return canvas
 
 
 def _border(attempt: np.ndarray, solution: np.ndarray | None) -> tuple[int, int, int] | None:
     if solution is None:
         return None
-    ok = attempt.shape == solution.shape and np.array_equal(attempt, solution)
-    return CORRECT if ok else WRONG
+    return CORRECT if same_grid(attempt, solution) else WRONG
 
 
 def answer_rows(inputs: Sequence[np.ndarray | None], attempts: Attempts | None,

@@ -20,8 +20,10 @@ import html
 import io
 from pathlib import Path
 
-from augment.tasks import InputError, Task
-from submission.kaggle import read_json, submission_grids, write_text_atomic
+from augment.errors import InputError
+from augment.tasks import Task
+from augment.files import read_json, write_text_atomic
+from submission.kaggle import submission_grids
 from submission.render import answer_rows, render_rows, render_task
 from submission.score import ScoreReport, evaluate, format_matched, recorded_source
 

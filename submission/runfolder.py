@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from augment.tasks import InputError
+from augment.errors import InputError
 
 STATE = "state.pt"
 EXPORT_WEIGHTS = "model.safetensors"

@@ -23,7 +23,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from submission.kaggle import load_submission, read_json, write_json_atomic, write_submission
+from augment.files import read_json, write_json_atomic
+from submission.kaggle import load_submission, write_submission
 
 PROBE = """
 import json, torch

@@ -1,4 +1,4 @@
-"""Score a Kaggle submission.json against known solutions (SPEC section 8).
+"""Score a Kaggle submission.json against known solutions (REFERENCE §8).
 
 Reports the official score (each task scores the fraction of its test outputs that either attempt
 matches exactly, averaged over tasks), the per-output average with a 95% Wilson score interval
@@ -26,9 +26,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from augment.tasks import InputError, Task, load_tasks
+from augment.errors import InputError
+from augment.grids import Grid, same_grid
+from augment.tasks import Task, load_tasks
+from augment.files import read_json
 from submission.kaggle import (ATTEMPTS, candidates_path, load_solutions, load_submission, read_candidates,
-                               read_json, submission_grids, validate_submission)
+                               submission_grids, validate_submission)
 from submission.outputs import record_path
 from submission.vote import Candidate, Key
 
@@ -83,10 +86,6 @@ class ScoreReport:
         }
 
 
-def same_grid(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and bool(np.array_equal(a, b))
-
-
 def binomial_ci(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Wilson score interval for successes/n (scipy.stats.binomtest)."""
     if n <= 0:
@@ -115,7 +114,6 @@ def score_submission(sub: dict, solutions: Solutions, *, partial: bool = False,
     for task_id in sorted(counts):
         matched: list[int | None] = []
         for (a1, a2), sol in zip(grids[task_id], solutions[task_id]):
-            sol = np.asarray(sol)
             matched.append(1 if same_grid(a1, sol) else 2 if same_grid(a2, sol) else None)
         scores.append(TaskScore(task_id, sum(m is not None for m in matched), len(matched), matched))
     solved = sum(t.solved for t in scores)
@@ -125,26 +123,59 @@ def score_submission(sub: dict, solutions: Solutions, *, partial: bool = False,
                        low, high)
 
 
-def pass_at_k(ranked: Mapping[Key, Sequence[Candidate]], solutions: Solutions, k: int, *,
-              per: str = "output") -> float:
-    """Fraction of test outputs (per="output") or mean per-task fraction (per="task") whose solution
-    is among the top k candidates. Outputs without candidates count as unsolved."""
+def solution_rank(candidates: Sequence[Candidate], solution: Grid) -> int | None:
+    """0-based rank of the first candidate equal to `solution`; None when none is."""
+    return next((r for r, c in enumerate(candidates) if same_grid(c.grid, solution)), None)
+
+
+def task_solutions(tasks: Sequence[Task]) -> dict[str, list[Grid | None]]:
+    """{task_id: [test output per test input]} of tasks; None where an output is unknown (pass_count
+    leaves those out)."""
+    return {t.id: [p.output for p in t.test] for t in tasks}
+
+
+@dataclass(frozen=True)
+class PassCount:
+    """pass@k counts: test outputs solved within the top k of `total` with a known solution, and
+    the per-task fractions (tasks with at least one known solution)."""
+
+    k: int
+    solved: int
+    total: int
+    task_fractions: list[float]
+
+
+def pass_count(ranked: Mapping[Key, Sequence[Candidate]], solutions: Mapping[str, Sequence[Grid | None]],
+               k: int) -> PassCount:
+    """Which known solutions are among the top k candidates. Outputs without candidates count as
+    unsolved; unknown (None) solutions are left out."""
     if k < 1:
         raise ValueError("k must be at least 1")
-    fractions, hits, total = [], 0, 0
+    fractions, solved, total = [], 0, 0
     for task_id, sols in solutions.items():
-        h = 0
-        for i, sol in enumerate(sols):
-            sol = np.asarray(sol)
-            h += any(same_grid(np.asarray(c.grid), sol) for c in list(ranked.get((task_id, i), ()))[:k])
-        hits, total = hits + h, total + len(sols)
-        fractions.append(h / len(sols))
-    if not fractions:
+        known = [(i, s) for i, s in enumerate(sols) if s is not None]
+        hits = 0
+        for i, sol in known:
+            rank = solution_rank(ranked.get((task_id, i), ()), sol)
+            hits += rank is not None and rank < k
+        if known:
+            solved, total = solved + hits, total + len(known)
+            fractions.append(hits / len(known))
+    return PassCount(k, solved, total, fractions)
+
+
+def pass_at_k(ranked: Mapping[Key, Sequence[Candidate]], solutions: Mapping[str, Sequence[Grid | None]], k: int,
+              *, per: str = "output") -> float:
+    """Fraction of test outputs (per="output") or mean per-task fraction (per="task") whose solution
+    is among the top k candidates. Outputs without candidates count as unsolved; with
+    `task_solutions(tasks)` a task list scores against its known test outputs."""
+    count = pass_count(ranked, solutions, k)
+    if not count.task_fractions:
         return 0.0
     if per == "task":
-        return float(np.mean(fractions))
+        return float(np.mean(count.task_fractions))
     if per == "output":
-        return hits / total
+        return count.solved / count.total
     raise ValueError(f"per must be 'output' or 'task', not {per!r}")
 
 

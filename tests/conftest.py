@@ -42,10 +42,10 @@ def network_reachable(host: str = "pypi.org", port: int = 443, timeout: float = 
 @pytest.fixture(scope="session")
 def small_build(tmp_path_factory) -> Path:
     """The augmented set of SMALL_TASKS at the TINY data size, built once per session."""
-    from augment.build import ensure_built
+    from augment.build import BuildOptions, ensure_built
 
     out = tmp_path_factory.mktemp("built") / "small"
-    ensure_built(SMALL_TASKS, out, augmentations=4, canvas=6, progress=False)
+    ensure_built(SMALL_TASKS, out, BuildOptions(augmentations=4, canvas=6, progress=False))
     return out
 
 

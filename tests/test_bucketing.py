@@ -28,10 +28,10 @@ MIXED = [o for o in TINY if not o.startswith("data.canvas")] + ["data.canvas=15"
 
 @pytest.fixture(scope="module")
 def mixed_build(tmp_path_factory) -> Path:
-    from augment.build import ensure_built
+    from augment.build import BuildOptions, ensure_built
 
     out = tmp_path_factory.mktemp("built") / "mixed"
-    ensure_built(MIXED_TASKS, out, augmentations=4, canvas=15, progress=False)
+    ensure_built(MIXED_TASKS, out, BuildOptions(augmentations=4, canvas=15, progress=False))
     return out
 
 

@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 
 import augment.store as store_mod
-from augment.build import augment_task, build_set, ensure_built, hash_pairs
+from augment.build import BuildOptions, build_set, ensure_built, hash_pairs
+from augment.draw import augment_task
 from augment.build import run as build_run, add_arguments, is_up_to_date, task_key
 from augment.encoding import decode_grid, encode_grid
 from augment.store import BuiltSet, TestView
-from augment.tasks import InputError, Pair, Task, load_tasks
+from augment.errors import InputError
+from augment.tasks import Pair, Task, load_tasks
 from augment.transforms import Augmentation
 
 CANVAS = 10
@@ -71,21 +73,23 @@ def test_dedup_symmetric_single_colour():
     # permutation matters: 9 distinct versions (colour 5 -> any of 1..9).
     g = np.full((3, 3), 5, np.uint8)
     task = Task("sym", (Pair(g, g),), (Pair(g, g),), "train")
-    table, offsets = augment_task(hash_pairs(task), np.array([[(3, 3), (3, 3)]] * 2), 1000, 0, task_key(task),
-                                  CANVAS, 5000)
+    table, offsets = augment_task(hash_pairs(task), np.array([[(3, 3), (3, 3)]] * 2), task_key(task),
+                      BuildOptions(1000, 0, CANVAS, max_tries=5000))
     assert len(table) == 9
     assert sorted(table[:, 1:][:, 5].tolist()) == list(range(1, 10))
     # All-black: nothing can change it; only the identity survives.
     z = np.zeros((2, 2), np.uint8)
     task = Task("black", (Pair(z, z),), (Pair(z, z),), "train")
-    table, _ = augment_task(hash_pairs(task), np.array([[(2, 2), (2, 2)]] * 2), 1000, 0, task_key(task), CANVAS, 5000)
+    table, _ = augment_task(hash_pairs(task), np.array([[(2, 2), (2, 2)]] * 2), task_key(task),
+                      BuildOptions(1000, 0, CANVAS, max_tries=5000))
     assert len(table) == 1 and table[0].tolist() == [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 
 def test_augment_task_versions_distinct_and_capped():
     task = make_task("x", colours=3)  # colours 0..2: 8 maps x 72 ordered colour pairs at most
     shapes = np.array([[p.input.shape, p.output.shape] for p in task.train + task.test])
-    table, offsets = augment_task(hash_pairs(task), shapes, 50, 7, task_key(task), CANVAS, 5000)
+    table, offsets = augment_task(hash_pairs(task), shapes, task_key(task),
+                      BuildOptions(50, 7, CANVAS, max_tries=5000))
     assert len(table) == 50 and offsets.shape == (50 * 3, 2)
     assert Augmentation.from_array(table[0]).is_identity
     keys = set()
@@ -96,12 +100,15 @@ def test_augment_task_versions_distinct_and_capped():
         keys.add(tuple(pairs))
     assert len(keys) == 50
     # The tries cap limits the count; max_tries=0 leaves the identity only.
-    table, _ = augment_task(hash_pairs(task), shapes, 50, 7, task_key(task), CANVAS, 0)
+    table, _ = augment_task(hash_pairs(task), shapes, task_key(task),
+                      BuildOptions(50, 7, CANVAS, max_tries=0))
     assert len(table) == 1
-    table, _ = augment_task(hash_pairs(task), shapes, 50, 7, task_key(task), CANVAS, 10)
+    table, _ = augment_task(hash_pairs(task), shapes, task_key(task),
+                      BuildOptions(50, 7, CANVAS, max_tries=10))
     assert 1 < len(table) <= 11
     # Offsets fit the canvas, one example per version at the top-left.
-    table, offsets = augment_task(hash_pairs(task), shapes, 50, 7, task_key(task), CANVAS, 5000)
+    table, offsets = augment_task(hash_pairs(task), shapes, task_key(task),
+                      BuildOptions(50, 7, CANVAS, max_tries=5000))
     off = offsets.reshape(50, 3, 2)
     assert (off.max(axis=(1, 2)) <= CANVAS - 3).all()
     assert ((off == 0).all(axis=2).any(axis=1)).all()
@@ -111,7 +118,7 @@ def test_augment_task_versions_distinct_and_capped():
 def test_build_layout_splits_and_batches(tmp_path):
     tasks = [make_task("a", n_train=2, seed=1), make_task("b", n_train=3, role="test", seed=2, shape=(2, 5)),
              make_task("c", n_train=1, seed=3, shape=(4, 4))]
-    bs = build_set(tasks, tmp_path / "set", augmentations=20, seed=3, canvas=CANVAS, workers=1, progress=False)
+    bs = build_set(tasks, tmp_path / "set", BuildOptions(augmentations=20, seed=3, canvas=CANVAS, workers=1, progress=False))
     assert bs.canvas == CANVAS and bs.meta["augmentations"] == 20 and bs.meta["seed"] == 3
     assert bs.num_identifiers == 61 and bs.identifiers[0] == "<blank>"
     assert bs.identifiers[1:4] == ["a#0", "a#1", "a#2"] and bs.identifiers[21] == "b#0"
@@ -164,8 +171,8 @@ def test_build_layout_splits_and_batches(tmp_path):
 def test_test_task_without_solutions_augments_the_same(tmp_path):
     with_sol = make_task("e", role="test", seed=9)
     without = Task("e", with_sol.train, (Pair(with_sol.test[0].input, None),), "test")
-    a = build_set([with_sol], tmp_path / "a", augmentations=30, canvas=CANVAS, workers=1, progress=False)
-    b = build_set([without], tmp_path / "b", augmentations=30, canvas=CANVAS, workers=1, progress=False)
+    a = build_set([with_sol], tmp_path / "a", BuildOptions(augmentations=30, canvas=CANVAS, workers=1, progress=False))
+    b = build_set([without], tmp_path / "b", BuildOptions(augmentations=30, canvas=CANVAS, workers=1, progress=False))
     assert np.array_equal(a.array("row_aug"), b.array("row_aug"))
     assert np.array_equal(a.array("offsets"), b.array("offsets"))
     assert a.meta["sources_hash"] == b.meta["sources_hash"]
@@ -173,8 +180,8 @@ def test_test_task_without_solutions_augments_the_same(tmp_path):
 
 def test_stable_identifiers_and_examples(tmp_path, real_tasks):
     A, B, C = real_tasks[0], real_tasks[1], real_tasks[2]
-    ab = build_set([B, A], tmp_path / "ab", augmentations=40, seed=1, workers=1, progress=False)
-    ac = build_set([A, C], tmp_path / "ac", augmentations=40, seed=1, workers=1, progress=False)
+    ab = build_set([B, A], tmp_path / "ab", BuildOptions(augmentations=40, seed=1, workers=1, progress=False))
+    ac = build_set([A, C], tmp_path / "ac", BuildOptions(augmentations=40, seed=1, workers=1, progress=False))
 
     def rows_of(bs):
         return [r for r, i in enumerate(bs.identifiers) if i.startswith(A.id + "#")]
@@ -190,17 +197,17 @@ def test_stable_identifiers_and_examples(tmp_path, real_tasks):
     xc, yc = ac.train_batch(rows_c, ex)
     assert np.array_equal(xa, xc) and np.array_equal(ya, yc)
     # A different seed changes the draw.
-    other = build_set([A], tmp_path / "s2", augmentations=40, seed=2, workers=1, progress=False)
+    other = build_set([A], tmp_path / "s2", BuildOptions(augmentations=40, seed=2, workers=1, progress=False))
     assert [other.augmentation(r) for r in range(1, 41)] != [ab.augmentation(r) for r in ra]
 
 
 def test_byte_identical_rebuild_and_workers(tmp_path, real_tasks):
     kw = dict(augmentations=25, seed=0, canvas=30, progress=False)
-    build_set(real_tasks, tmp_path / "w1", workers=1, **kw)
+    build_set(real_tasks, tmp_path / "w1", BuildOptions(workers=1, **kw))
     d1 = files_digest(tmp_path / "w1")
-    build_set(real_tasks[::-1], tmp_path / "w2", workers=2, **kw)
+    build_set(real_tasks[::-1], tmp_path / "w2", BuildOptions(workers=2, **kw))
     assert files_digest(tmp_path / "w2") == d1
-    build_set(real_tasks, tmp_path / "w1", workers=1, **kw)  # rebuild in place
+    build_set(real_tasks, tmp_path / "w1", BuildOptions(workers=1, **kw))  # rebuild in place
     assert files_digest(tmp_path / "w1") == d1
     assert set(d1) == {"metadata.json", "tasks.json"} | {f"{n}.npy" for n in store_mod.ARRAYS}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries left
@@ -214,12 +221,12 @@ def test_failed_build_leaves_nothing_and_keeps_old_build(tmp_path):
         assert (tmp / "metadata.json").exists()
         raise RuntimeError("disk full")
     with pytest.raises(RuntimeError):
-        build_set(tasks, out, augmentations=5, canvas=CANVAS, workers=1, progress=False, _before_rename=boom)
+        build_set(tasks, out, BuildOptions(augmentations=5, canvas=CANVAS, workers=1, progress=False), _before_rename=boom)
     assert list(tmp_path.iterdir()) == []
-    build_set(tasks, out, augmentations=5, canvas=CANVAS, workers=1, progress=False)
+    build_set(tasks, out, BuildOptions(augmentations=5, canvas=CANVAS, workers=1, progress=False))
     before = files_digest(out)
     with pytest.raises(RuntimeError):
-        build_set(tasks, out, augmentations=7, canvas=CANVAS, workers=1, progress=False, _before_rename=boom)
+        build_set(tasks, out, BuildOptions(augmentations=7, canvas=CANVAS, workers=1, progress=False), _before_rename=boom)
     assert files_digest(out) == before and [p.name for p in tmp_path.iterdir()] == ["set"]
 
 
@@ -227,13 +234,12 @@ def test_killed_build_leaves_nothing_under_final_name(tmp_path):
     out = tmp_path / "set"
     code = textwrap.dedent(f"""
         import time
-        from augment.build import build_set
+        from augment.build import BuildOptions, build_set
         from augment.tasks import load_tasks
         def hang(tmp):
             print("ready", flush=True)
             time.sleep(60)
-        build_set(load_tasks("arc-agi-1:training")[:2], {str(out)!r}, augmentations=5, workers=1,
-                  progress=False, _before_rename=hang)
+        build_set(load_tasks("arc-agi-1:training")[:2], {str(out)!r}, BuildOptions(augmentations=5, workers=1, progress=False), _before_rename=hang)
     """)
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -247,12 +253,12 @@ def test_killed_build_leaves_nothing_under_final_name(tmp_path):
     leftovers = [q for q in tmp_path.iterdir()]
     assert all(q.name.startswith(".set.tmp-") for q in leftovers)
     # The next build cleans up the dead build's temporary folder.
-    build_set([make_task("a")], out, augmentations=2, canvas=CANVAS, workers=1, progress=False)
+    build_set([make_task("a")], out, BuildOptions(augmentations=2, canvas=CANVAS, workers=1, progress=False))
     assert [q.name for q in tmp_path.iterdir()] == ["set"]
 
 
 def test_open_reads_only_metadata(tmp_path, monkeypatch):
-    build_set([make_task("a")], tmp_path / "s", augmentations=3, canvas=CANVAS, workers=1, progress=False)
+    build_set([make_task("a")], tmp_path / "s", BuildOptions(augmentations=3, canvas=CANVAS, workers=1, progress=False))
     calls = []
     real_load = np.load
     monkeypatch.setattr(np, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
@@ -269,12 +275,10 @@ def test_open_reads_only_metadata(tmp_path, monkeypatch):
 def test_canvas_skips_large_tasks(tmp_path):
     big = make_task("big", shape=(11, 3))
     warnings = []
-    bs = build_set([big, make_task("ok")], tmp_path / "s", augmentations=2, canvas=CANVAS, workers=1,
-                   progress=False, warn=warnings.append)
+    bs = build_set([big, make_task("ok")], tmp_path / "s", BuildOptions(augmentations=2, canvas=CANVAS, workers=1, progress=False), warn=warnings.append)
     assert bs.task_ids == ["ok"] and bs.meta["skipped"] == ["big"] and "big" in warnings[0]
     with pytest.raises(InputError, match="no task fits"):
-        build_set([big], tmp_path / "t", augmentations=2, canvas=CANVAS, workers=1, progress=False,
-                  warn=warnings.append)
+        build_set([big], tmp_path / "t", BuildOptions(augmentations=2, canvas=CANVAS, workers=1, progress=False), warn=warnings.append)
 
 
 def test_ensure_built_reuses_and_rebuilds(tmp_path):
@@ -283,18 +287,18 @@ def test_ensure_built_reuses_and_rebuilds(tmp_path):
     src.write_text(json.dumps({"q": t.to_json(with_solutions=False)}))
     (tmp_path / "src_solutions.json").write_text(json.dumps({"q": [t.test[0].output.tolist()]}))
     out = tmp_path / "built"
-    bs = ensure_built(str(src), out, augmentations=4, canvas=CANVAS, workers=1, progress=False)
+    bs = ensure_built(str(src), out, BuildOptions(augmentations=4, canvas=CANVAS, workers=1, progress=False))
     stamp = (out / "metadata.json").stat().st_mtime_ns
-    assert bs.meta["sources"] == [str(src)] and is_up_to_date(out, bs.tasks, 4, 0, CANVAS, 5000)
+    assert bs.meta["sources"] == [str(src)] and is_up_to_date(out, bs.tasks, BuildOptions(4, 0, CANVAS, max_tries=5000))
     time.sleep(0.01)
-    ensure_built(str(src), out, augmentations=4, canvas=CANVAS, workers=1, progress=False)
+    ensure_built(str(src), out, BuildOptions(augmentations=4, canvas=CANVAS, workers=1, progress=False))
     assert (out / "metadata.json").stat().st_mtime_ns == stamp  # reused
-    bs = ensure_built(str(src), out, augmentations=6, canvas=CANVAS, workers=1, progress=False)
+    bs = ensure_built(str(src), out, BuildOptions(augmentations=6, canvas=CANVAS, workers=1, progress=False))
     assert bs.num_identifiers == 7  # parameters changed: rebuilt
     t2 = make_task("q", seed=5)
     src.write_text(json.dumps({"q": t2.to_json(with_solutions=False)}))
     (tmp_path / "src_solutions.json").write_text(json.dumps({"q": [t2.test[0].output.tolist()]}))
-    bs = ensure_built(str(src), out, augmentations=6, canvas=CANVAS, workers=1, progress=False)
+    bs = ensure_built(str(src), out, BuildOptions(augmentations=6, canvas=CANVAS, workers=1, progress=False))
     assert np.array_equal(bs.tasks[0].train[0].input, t2.train[0].input)  # content changed: rebuilt
 
 

@@ -15,7 +15,7 @@ import torch
 
 from arc_trm import checkpoint as ckpt
 from submission.runfolder import step_of
-from augment.tasks import InputError
+from augment.errors import InputError
 from submission import checkpoint_manifest
 from conftest import SMALL_TASKS, TINY, run_cli, sets, write_tiny_checkpoint
 

@@ -1,4 +1,4 @@
-"""Grid <-> token encoding (SPEC section 1; augment/encoding.py)."""
+"""Grid <-> token encoding (REFERENCE §1; augment/encoding.py)."""
 
 from __future__ import annotations
 

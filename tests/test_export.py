@@ -20,11 +20,11 @@ from conftest import SMALL_TASKS, TINY, run_cli, sets
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from augment.build import ensure_built
+    from augment.build import BuildOptions, ensure_built
 
     root = tmp_path_factory.mktemp("export")
     build = root / "built"
-    ensure_built(SMALL_TASKS, build, augmentations=4, canvas=6, progress=False)
+    ensure_built(SMALL_TASKS, build, BuildOptions(augmentations=4, canvas=6, progress=False))
     run = root / "run"
     # EMA on (the cpu-quick default may differ): the export must carry EMA values, not the raw ones.
     proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", build, "--out", run,

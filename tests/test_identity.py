@@ -9,9 +9,10 @@ import pytest
 
 from arc_trm.config import apply_overrides, preset
 from arc_trm.train import train
-from augment.build import build_set
+from augment.build import BuildOptions, build_set
 from augment.store import BuiltSet
-from augment.tasks import InputError, load_tasks, task_from_json
+from augment.errors import InputError
+from augment.tasks import load_tasks, task_from_json
 
 from conftest import SMALL_TASKS, TINY, run_cli
 
@@ -29,16 +30,14 @@ def changed_task(task):
 @pytest.mark.parametrize("what", ["build seed", "role", "content"])
 def test_resume_refuses_rows_that_mean_something_else(tmp_path, what):
     tasks = load_tasks(SMALL_TASKS)
-    first = build_set(tasks, tmp_path / "a", augmentations=4, canvas=6, progress=False)
+    first = build_set(tasks, tmp_path / "a", BuildOptions(augmentations=4, canvas=6, progress=False))
     train(tiny_cfg(), tmp_path / "run", stop_at=1, built=first, progress=False)
     if what == "build seed":
-        other = build_set(tasks, tmp_path / "b", augmentations=4, seed=1, canvas=6, progress=False)
+        other = build_set(tasks, tmp_path / "b", BuildOptions(augmentations=4, seed=1, canvas=6, progress=False))
     elif what == "role":
-        other = build_set(load_tasks(SMALL_TASKS.replace("@test", "@train")), tmp_path / "b", augmentations=4,
-                          canvas=6, progress=False)
+        other = build_set(load_tasks(SMALL_TASKS.replace("@test", "@train")), tmp_path / "b", BuildOptions(augmentations=4, canvas=6, progress=False))
     else:
-        other = build_set([changed_task(tasks[0])] + tasks[1:], tmp_path / "b", augmentations=4, canvas=6,
-                          progress=False)
+        other = build_set([changed_task(tasks[0])] + tasks[1:], tmp_path / "b", BuildOptions(augmentations=4, canvas=6, progress=False))
     with pytest.raises(InputError, match="mean other tasks") as err:
         train(tiny_cfg(), tmp_path / "run", resume=True, built=other, progress=False)
     assert {"build seed": "augmentation", "role": "augmentation", "content": "content changed"}[what] in str(err.value)

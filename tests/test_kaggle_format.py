@@ -9,11 +9,12 @@ import os
 import numpy as np
 import pytest
 
-import submission.kaggle as kaggle
-from augment.tasks import InputError, Pair, Task
+import augment.files as files
+from augment.errors import InputError
+from augment.tasks import Pair, Task
+from augment.files import write_json_atomic
 from submission.kaggle import (build_submission, candidates_path, fallback_submission, load_submission,
-                               read_candidates, validate_submission, write_candidates, write_json_atomic,
-                               write_submission)
+                               read_candidates, validate_submission, write_candidates, write_submission)
 from submission.vote import Candidate, Prediction, rank_candidates
 
 
@@ -127,9 +128,9 @@ def test_atomic_write_failure_keeps_old_file_and_no_temp(tmp_path, monkeypatch, 
         def partial_dump(obj, f, **k):
             f.write('{"new": [1, 2')  # half a file reaches the temporary, then the failure
             raise OSError("disk full")
-        monkeypatch.setattr(kaggle.json, "dump", partial_dump)
+        monkeypatch.setattr(files.json, "dump", partial_dump)
     else:
-        monkeypatch.setattr(kaggle.os, target, boom)
+        monkeypatch.setattr(files.os, target, boom)
     with pytest.raises(OSError, match="disk full"):
         write_json_atomic(path, {"new": list(range(1000))})
     monkeypatch.undo()
@@ -208,6 +209,6 @@ def test_os_replace_is_what_publishes(tmp_path, monkeypatch):
     # The final name only ever appears through os.replace (never written in place).
     seen = []
     real = os.replace
-    monkeypatch.setattr(kaggle.os, "replace", lambda a, b: (seen.append((a, b)), real(a, b)))
+    monkeypatch.setattr(files.os, "replace", lambda a, b: (seen.append((a, b)), real(a, b)))
     write_json_atomic(tmp_path / "x.json", [1])
     assert len(seen) == 1 and str(seen[0][1]).endswith("x.json") and str(seen[0][0]) != str(seen[0][1])

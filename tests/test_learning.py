@@ -12,7 +12,7 @@ from arc_trm.config import apply_overrides, preset
 from arc_trm.common import Dist
 from arc_trm.infer import evaluate_built, load_model
 from arc_trm.train import train
-from augment.build import build_set
+from augment.build import BuildOptions, build_set
 from augment.tasks import Task, task_from_json
 
 
@@ -34,7 +34,7 @@ def colour_rule_tasks(n: int, rng: np.random.Generator) -> list[Task]:
 def test_cpu_quick_learns_a_colour_rule_on_held_out_inputs(tmp_path):
     tasks = colour_rule_tasks(16, np.random.default_rng(0))
     cfg = apply_overrides(preset("cpu-quick"), ["data.canvas=8", "data.augmentations=1", "train.max_steps=150"])
-    built = build_set(tasks, tmp_path / "build", augmentations=1, canvas=8, progress=False)
+    built = build_set(tasks, tmp_path / "build", BuildOptions(augmentations=1, canvas=8, progress=False))
     start = time.time()
     train(cfg, tmp_path / "run", built=built, progress=False)
     seconds = time.time() - start

@@ -1,4 +1,4 @@
-"""Parity with the reference TRM implementation (fixtures produced by the reference code, SPEC 10)."""
+"""Parity with the reference TRM implementation (fixtures produced by the reference code, REFERENCE §10)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from arc_trm.optim import AdamATan2, SparseSignSGD, sparse_sign_sgd_update
 
 
 def _adam_atan2_reference(p0: torch.Tensor, grads: list[torch.Tensor], lrs: list[float], wd: float) -> torch.Tensor:
-    """Element-wise float64 transcription of SPEC 6."""
+    """Element-wise float64 transcription of REFERENCE §6."""
     b1, b2 = 0.9, 0.95
     p = p0.double().flatten().tolist()
     m = [0.0] * len(p)

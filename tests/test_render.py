@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augment.tasks import InputError, Pair, Task, load_tasks
+from augment.errors import InputError
+from augment.tasks import Pair, Task, load_tasks
 from submission import render, report
-from submission.kaggle import candidates_path, fallback_submission, write_candidates, write_json_atomic
+from augment.files import write_json_atomic
+from submission.kaggle import candidates_path, fallback_submission, write_candidates
 from submission.render import PALETTE_HEX, grid_image, render_task
 from submission.vote import Candidate
 

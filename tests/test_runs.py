@@ -17,7 +17,7 @@ import torch
 
 from arc_trm.checkpoint import latest_checkpoint
 from arc_trm.runs import TTT_FILES, claim_run_folder, truncate_metrics
-from augment.tasks import InputError
+from augment.errors import InputError
 
 from conftest import SMALL_TASKS, run_cli
 from test_train import assert_ok, final_state, train_args

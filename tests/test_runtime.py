@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from augment.tasks import InputError
+from augment.errors import InputError
 from submission import runtime as rt
 
 

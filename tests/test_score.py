@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from augment.tasks import InputError, load_tasks
-from submission.kaggle import candidates_path, write_candidates, write_json_atomic
+from augment.errors import InputError
+from augment.tasks import load_tasks
+from augment.files import write_json_atomic
+from submission.kaggle import candidates_path, write_candidates
 from submission.score import binomial_ci, pass_at_k, score_submission
 from submission.vote import Candidate
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from augment.tasks import (InputError, TaskError, grid_hash, load_source, load_tasks, safe_name, task_from_json,
-                           task_hash)
+from augment.errors import InputError, TaskError
+from augment.tasks import grid_hash, load_source, load_tasks, safe_name, task_from_json, task_hash
 
 GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1]]}]}
 
@@ -238,8 +238,8 @@ def test_paper_recipe_combines_arc_agi_2_with_conceptarc_from_a_path(tmp_path):
     assert len(concept) == 160 and all(t.role == "train" and t.has_solutions for t in concept)
     assert sum(t.role == "test" for t in tasks) == 120  # ARC-AGI-2 evaluation is the test split
     # A few of them build together into one set, ConceptARC solutions training as test pairs.
-    from augment.build import ensure_built
+    from augment.build import BuildOptions, ensure_built
 
     spec = f"arc-agi-2:evaluation/0934a4d8,{CONCEPTARC}/{concept[0].id}"
-    built = ensure_built(spec, tmp_path / "b", augmentations=2, progress=False)
+    built = ensure_built(spec, tmp_path / "b", BuildOptions(augmentations=2, progress=False))
     assert {built.task_of_row(r)[0] for r in range(1, built.num_identifiers)} == {"0934a4d8", concept[0].id}

@@ -17,7 +17,7 @@ from arc_trm.data import GroupSampler, host_batch, make_sampler
 from arc_trm.model import TRM
 from arc_trm.train import build_model, ema_rate_at, lr_at, train
 from augment.store import BuiltSet
-from augment.tasks import InputError
+from augment.errors import InputError
 
 from conftest import SMALL_TASKS, TINY
 from test_train import final_state

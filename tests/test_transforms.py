@@ -1,4 +1,4 @@
-"""Augmentations (SPEC section 2; augment/transforms.py)."""
+"""Augmentations (REFERENCE §2; augment/transforms.py)."""
 
 from __future__ import annotations
 

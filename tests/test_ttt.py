@@ -16,7 +16,8 @@ import torch
 
 from arc_trm.ttt import parse_budget, plan_phases, transplant_weights
 from augment.store import IdentifierMap
-from augment.tasks import InputError, load_tasks
+from augment.errors import InputError
+from augment.tasks import load_tasks
 from submission.kaggle import load_submission, validate_submission
 
 from conftest import SMALL_TASKS, TINY, sets

@@ -1,4 +1,4 @@
-"""Voting: grouping identical grids, ranking, and choosing two distinct attempts (SPEC 7)."""
+"""Voting: grouping identical grids, ranking, and choosing two distinct attempts (REFERENCE §7)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,108 @@
+"""Writing files atomically and reading JSON, for every package (torch-free).
+
+A writer goes to a temporary file beside its target, is flushed and fsynced, and is then renamed
+onto the target with os.replace, so a reader sees the old file or the new one and never half of
+one, whatever kills the process. Readers turn a missing or malformed file into a one-line
+InputError that names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+from .errors import InputError
+
+
+@contextmanager
+def atomic_writer(path: str | Path, *, binary: bool = False) -> Iterator[IO]:
+    """Open a temporary file beside `path` (text, or bytes with `binary`); on a clean exit, fsync it
+    and os.replace it onto `path`. Any failure leaves the previous file (if any) untouched and
+    removes the temporary."""
+    path = Path(path)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp creates 0600; keep an existing file's mode, else the usual rw-r--r--.
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable; not possible everywhere (e.g. Windows), so best effort."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def write_json_atomic(path: str | Path, obj: object, *, indent: int | None = None) -> None:
+    """Write `obj` as JSON plus a newline, atomically (compact unless `indent` is given)."""
+    with atomic_writer(path) as f:
+        if indent is None:
+            json.dump(obj, f, separators=(",", ":"))
+        else:
+            json.dump(obj, f, indent=indent)
+        f.write("\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text atomically (see atomic_writer)."""
+    with atomic_writer(path) as f:
+        f.write(text)
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file; InputError (one line) when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: {what} is not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read {what}: {e.strerror}") from None
+
+
+def read_json(path: str | Path, what: str = "file") -> object:
+    """Parse a JSON file; InputError (one line) when it is missing, unreadable or malformed."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: malformed JSON in {what} at line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+def read_jsonl(path: str | Path, what: str = "file") -> list[object]:
+    """Parse a JSON-lines file, one value per non-blank line; InputError (one line) naming the file
+    and the line when it is missing, unreadable or a line is not JSON."""
+    out = []
+    for n, line in enumerate(read_text(path, what).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}: line {n} of {what} is not JSON: {e.msg}") from None
+    return out

@@ -1,0 +1,36 @@
+"""The options of a build: how many augmented versions, the seed, the canvas and the workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .encoding import CANVAS
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What a build draws (augmentations, seed, canvas, max_tries) and how it runs (workers, progress).
+
+    augmentations: versions per task, the identity included (the paper's 1000);
+    max_tries: random draws per task before giving up on reaching `augmentations`;
+    canvas: canvas side (a task with a larger grid is skipped); workers: processes (None: all cores).
+    """
+
+    augmentations: int = 1000
+    seed: int = 0
+    canvas: int = CANVAS
+    workers: int | None = None
+    max_tries: int = 5000
+    progress: bool = True
+
+    def check(self) -> None:
+        """InputError (one line, naming the flag) for an option out of range."""
+        if self.augmentations < 1:
+            raise InputError(f"--augmentations must be at least 1 (the identity version), got {self.augmentations}")
+        if self.seed < 0:
+            raise InputError(f"--seed must be non-negative, got {self.seed}")
+        if not 1 <= self.canvas <= 255:
+            raise InputError(f"--canvas must be 1 to 255, got {self.canvas}")
+        if self.max_tries < 0:
+            raise InputError(f"--max-tries must be non-negative, got {self.max_tries}")
