@@ -31,11 +31,13 @@ from arc_trm.config import RunConfig
 from arc_trm.model import TRM, Batch
 from augment.buckets import predicted_side
 from augment.encoding import decode_grid, encode_grid
+from augment.grids import split_identifier
 from augment.store import IdentifierMap
 from augment.tasks import InputError, Task, absolute_spec, content_hash, load_tasks
 from augment.transforms import Augmentation
 from submission.outputs import check_prediction_outputs, record_path
 from submission.kaggle import build_submission, candidates_path, write_candidates, write_json_atomic, write_submission
+from submission.score import pass_count, task_solutions
 from submission.vote import Candidate, Prediction, rank_candidates
 
 
@@ -53,11 +55,6 @@ class LoadedModel:
     @property
     def augmentations(self) -> list[str]:
         return self.id_map.augmentations
-
-
-def split_identifier(identifier: str) -> tuple[str, int]:
-    task_id, _, k = identifier.rpartition("#")
-    return task_id, int(k)
 
 
 def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> LoadedModel:
@@ -263,19 +260,6 @@ def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], run: ViewR
     if not d.main:
         return None
     return VotedResult(rank_candidates(preds), float(np.mean(steps)) if steps else 0.0, len(preds), seconds)
-
-
-def pass_at(ranked: dict[tuple[str, int], list[Candidate]], tasks: list[Task], k: int) -> tuple[int, int]:
-    """(test outputs solved within the top k, test outputs with a known solution)."""
-    solved = total = 0
-    for task in tasks:
-        for i, pair in enumerate(task.test):
-            if pair.output is None:
-                continue
-            total += 1
-            top = ranked.get((task.id, i), [])[:k]
-            solved += any(c.grid.shape == pair.output.shape and np.array_equal(c.grid, pair.output) for c in top)
-    return solved, total
 
 
 def evaluate_built(model: TRM, built, *, views_per_input: int, d: Dist, run: ViewRun | None = None

@@ -37,6 +37,7 @@ from arc_trm.model import TRM, Carry, count_parameters, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.step import Optimizers, carries_from_state, carry_state, split_batch, split_carry, train_step
 from augment.build import ensure_built
+from augment.options import BuildOptions
 from augment.store import BuiltSet, IdentifierMap
 from augment.tasks import InputError
 
@@ -80,8 +81,9 @@ def load_or_build(cfg: RunConfig, d: Dist, progress: bool) -> BuiltSet:
     if d.main:
         if cfg.data.build_dir:
             check_own_build(out, cfg)
-        ensure_built(cfg.data.tasks, out, augmentations=cfg.data.augmentations, seed=cfg.data.build_seed,
-                     canvas=cfg.data.canvas, progress=progress)
+        ensure_built(cfg.data.tasks, out, BuildOptions(augmentations=cfg.data.augmentations,
+                                                       seed=cfg.data.build_seed, canvas=cfg.data.canvas,
+                                                       progress=progress))
     if d.world > 1:
         dist.barrier()
     return BuiltSet.open(out)

@@ -79,7 +79,7 @@ class Outcome:
 
 
 def score(ranked: dict, tasks: list) -> tuple[dict, dict, list[dict]]:
-    from submission.score import same_grid
+    from augment.grids import same_grid
 
     per_output = {k: [0, 0] for k in KS}
     per_task = {k: [0.0, 0] for k in KS}
@@ -109,11 +109,13 @@ def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: 
     from arc_trm.model import flops_per_step
     from arc_trm.train import train
     from augment.build import build_set
+    from augment.options import BuildOptions
 
     cfg = apply_overrides(preset("cpu-quick"), [f"train.seed={seed}", "device=cpu", "train.eval_every=0",
                                                 "train.checkpoint_every=1000000", *overrides])
-    built = build_set(tasks, work / "build", augmentations=cfg.data.augmentations, seed=cfg.data.build_seed,
-                      canvas=cfg.data.canvas, progress=False)
+    built = build_set(tasks, work / "build", BuildOptions(augmentations=cfg.data.augmentations,
+                                                          seed=cfg.data.build_seed, canvas=cfg.data.canvas,
+                                                          progress=False))
     step_flops = flops_per_step(cfg.model, cfg.train.global_batch_size).total
     cfg.train.max_steps = max(1, int(budget_flop // step_flops))
     start = time.perf_counter()

@@ -34,10 +34,11 @@ def examples_per_bucket(tasks: str, augmentations: int) -> dict[int, int]:
     """Training examples per bucket side in one sampler epoch (each pair of each task once)."""
     from arc_trm.data import BucketSampler
     from augment.build import ensure_built
+    from augment.options import BuildOptions
     from augment.store import BuiltSet
 
     with tempfile.TemporaryDirectory() as tmp:
-        ensure_built(tasks, Path(tmp) / "b", augmentations=augmentations, canvas=30, progress=False)
+        ensure_built(tasks, Path(tmp) / "b", BuildOptions(augmentations=augmentations, canvas=30, progress=False))
         built = BuiltSet.open(Path(tmp) / "b")
         sampler = BucketSampler.for_built(built, 0)
         return {side: int(sub.sizes.sum()) for side, sub in sampler.samplers.items()}

@@ -67,6 +67,7 @@ def run_arm(bucketing: bool, seed: int, steps: int, batch: int, work: Path) -> d
     from arc_trm.model import TRM
     from arc_trm.train import train
     from augment.build import build_set
+    from augment.options import BuildOptions
 
     tasks = mixed_size_tasks(seed=100)  # one suite; the seed varies the model and the sampling
     cfg = apply_overrides(preset("cpu-quick"), [
@@ -74,7 +75,7 @@ def run_arm(bucketing: bool, seed: int, steps: int, batch: int, work: Path) -> d
         f"train.global_batch_size={batch}",
         f"train.seed={seed}", f"data.bucketing={str(bucketing).lower()}", "train.checkpoint_every=100000",
         "train.log_every=10", "device=cpu"])
-    built = build_set(tasks, work / "build", augmentations=1, canvas=20, progress=False)
+    built = build_set(tasks, work / "build", BuildOptions(augmentations=1, canvas=20, progress=False))
     start = time.perf_counter()
     train(cfg, work / "run", built=built, progress=False)
     seconds = time.perf_counter() - start

@@ -83,13 +83,14 @@ def train_synthetic(work: Path, device: torch.device, extra: list[str], seed: in
     from arc_trm.config import apply_overrides, preset
     from arc_trm.train import train
     from augment.build import build_set
+    from augment.options import BuildOptions
 
     tasks = synthetic_tasks(16, seed)
     cfg = apply_overrides(preset("cpu-quick"), SYNTHETIC_OVERRIDES + list(extra))
     cfg.train.device = device.type
     cfg.data.build_dir = str(work / "build")
-    built = build_set(tasks, work / "build", augmentations=cfg.data.augmentations, canvas=cfg.data.canvas,
-                      progress=False)
+    built = build_set(tasks, work / "build", BuildOptions(augmentations=cfg.data.augmentations,
+                                                          canvas=cfg.data.canvas, progress=False))
     start = time.perf_counter()
     result = train(cfg, work / "run", built=built, progress=False)
     seconds = time.perf_counter() - start
@@ -100,8 +101,9 @@ def train_synthetic(work: Path, device: torch.device, extra: list[str], seed: in
 
 def evaluate(model, tasks, identifiers, augmentations, *, canvas: int, views_per_input: int, batch_size: int,
              halting: bool, device: torch.device) -> tuple[ModeResult, dict]:
-    """What infer.vote_views + pass_at do on one process, keeping the per-view step counts."""
-    from arc_trm.infer import encode_views, make_views, pass_at, predictions_from, run_views
+    """What infer.vote_views + pass@k do on one process, keeping the per-view step counts."""
+    from arc_trm.infer import encode_views, make_views, predictions_from, run_views
+    from submission.score import pass_count, task_solutions
     from submission.vote import rank_candidates
 
     synchronize(device)
@@ -112,8 +114,8 @@ def evaluate(model, tasks, identifiers, augmentations, *, canvas: int, views_per
     ids = np.array([v.row for v in views], dtype=np.int32)
     out = run_views(model, inputs, ids, batch_size=batch_size, halting=halting, device=device)
     ranked = rank_candidates(predictions_from(views, out, fits, canvas))
-    s1, total = pass_at(ranked, tasks, 1)
-    s2, _ = pass_at(ranked, tasks, 2)
+    first, second = (pass_count(ranked, task_solutions(tasks), k) for k in (1, 2))
+    s1, s2, total = first.solved, second.solved, first.total
     synchronize(device)
     wall = time.perf_counter() - start
     steps = out.steps[out.steps > 0]

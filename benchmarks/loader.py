@@ -56,6 +56,7 @@ def main() -> int:
     except (AttributeError, OSError):
         pass
     from augment.build import build_set
+    from augment.options import BuildOptions
     from augment.store import BuiltSet
     from augment.tasks import load_tasks
 
@@ -65,7 +66,7 @@ def main() -> int:
     else:
         tmp = tempfile.mkdtemp(prefix="arc-trm-loader-")
         print("building arc-agi-2 at 1000 augmentations into a temporary folder ...", flush=True)
-        bs = build_set(load_tasks("arc-agi-2"), Path(tmp) / "built", augmentations=1000, progress=False)
+        bs = build_set(load_tasks("arc-agi-2"), Path(tmp) / "built", BuildOptions(augmentations=1000, progress=False))
     print(bs)
     rng = np.random.default_rng(0)
     x, y = bs.train_batch(*sample_batch(bs, rng))  # warm up: memory-maps, caches
