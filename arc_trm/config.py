@@ -149,6 +149,7 @@ class TrainConfig:
     compile: str = "auto"  # torch.compile the step: auto (on CUDA only) | on | off
     compile_backend: str = "inductor"  # torch.compile backend; "eager" traces without generating code
     device: str = "auto"  # auto | cpu | cuda | mps
+    wandb_project: str = ""  # also log the metrics records to this Weights & Biases project (extra: wandb)
 
     def __post_init__(self) -> None:
         # `compile` was a bool before "auto" existed; true/false still mean on/off.

@@ -48,7 +48,7 @@ def step_seconds(cfg, side: int, batch: int, device: torch.device, steps: int) -
     from arc_trm.common import Dist
     from arc_trm.model import TRM, Batch, draw_min_halt_steps
     from arc_trm.optim import AdamATan2, SparseSignSGD
-    from arc_trm.train import Optimizers, train_step
+    from arc_trm.step import Optimizers, StepSetup, train_step
 
     torch.manual_seed(0)
     model = TRM(cfg).to(device).train()
@@ -62,8 +62,8 @@ def step_seconds(cfg, side: int, batch: int, device: torch.device, steps: int) -
 
     def one() -> None:
         nonlocal carry
-        carry = train_step(model, carry, b, draw_min_halt_steps(batch, cfg, explore).to(device), opts,
-                           Dist(device=device), batch).carry
+        carry = train_step(model, carry, b, draw_min_halt_steps(batch, cfg, explore).to(device),
+                           StepSetup(opts, Dist(device=device), batch)).carry
 
     one()
     with Timer(device) as t:

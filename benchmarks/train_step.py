@@ -100,7 +100,7 @@ def ours_train(cfg, batch: int, device: torch.device, compile: bool, seed: int) 
     from arc_trm.common import CompiledOrEager, Dist
     from arc_trm.model import TRM, draw_min_halt_steps
     from arc_trm.optim import AdamATan2, SparseSignSGD
-    from arc_trm.train import Optimizers, train_step
+    from arc_trm.step import Optimizers, StepSetup, train_step
 
     torch.manual_seed(seed)
     model = TRM(cfg).to(device).train()
@@ -117,7 +117,7 @@ def ours_train(cfg, batch: int, device: torch.device, compile: bool, seed: int) 
         b = batches[state["i"] % len(batches)]
         state["i"] += 1
         min_steps = draw_min_halt_steps(batch, cfg, explore).to(device, non_blocking=True)
-        state["carry"] = train_step(model, state["carry"], b, min_steps, opts, d, batch).carry
+        state["carry"] = train_step(model, state["carry"], b, min_steps, StepSetup(opts, d, batch)).carry
 
     return step
 
