@@ -14,7 +14,8 @@ import torch
 import torch.distributed as dist
 
 from arc_trm.common import Dist
-from arc_trm.model import TRM, Batch, Carry, compute_loss
+from arc_trm.loss import compute_loss
+from arc_trm.model import TRM, Batch, Carry
 from arc_trm.optim import AdamATan2, SparseSignSGD
 
 

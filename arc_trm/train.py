@@ -34,7 +34,8 @@ from arc_trm.builds import load_or_build
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import ViewRun, evaluate_built
 from arc_trm.metrics import METRICS_FILE, MetricsSink
-from arc_trm.model import TRM, count_parameters, draw_min_halt_steps
+from arc_trm.flops import count_parameters
+from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.snapshot import BatchLayout, TrainState, restore, save_checkpoint
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step

@@ -17,7 +17,8 @@ from arc_trm.common import Dist, setup, teardown
 from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.data import to_model_batch
 from arc_trm.infer import PredictOptions, load_model, predict
-from arc_trm.model import TRM, Batch, compute_loss
+from arc_trm.loss import compute_loss
+from arc_trm.model import TRM, Batch
 from arc_trm.builds import load_or_build
 from arc_trm.train import TrainOptions, build_model, train
 from arc_trm.ttt_plan import QUICK_VIEWS, Plan, PlanInputs, Throughput, TTTJob, TTTOptions, plan_phases

@@ -106,7 +106,7 @@ def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: 
     from arc_trm.common import Dist
     from arc_trm.config import apply_overrides, preset
     from arc_trm.infer import ViewRun, load_model, make_views, vote_views
-    from arc_trm.model import flops_per_step
+    from arc_trm.flops import flops_per_step
     from arc_trm.train import TrainOptions, train
     from augment.build import build_set
 

@@ -4,7 +4,7 @@ Without bucketing every example fills 16 + 900 = 916 positions. With `data.bucke
 sits on the smallest bucket canvas (10, 15, 20 or 30) that holds its grid pair and EOS, so it
 fills 16 + side^2 positions. Over one epoch of the sampler each task contributes each of its
 training pairs once, so the FLOPs per sample are the example-weighted mean over the build's
-pairs (analytic counter, `arc_trm.model.flops_per_step`, paper config).
+pairs (analytic counter, `arc_trm.flops.flops_per_step`, paper config).
 
 Measured wall time: one training step (`arc_trm.train.train_step`) of a reduced model on random
 tokens at each bucket length and at the full length, on this machine; per-sample time is the
@@ -86,7 +86,7 @@ def main() -> int:
     args = ap.parse_args()
     device, _ = setup_device(args)
     from arc_trm.config import ModelConfig
-    from arc_trm.model import flops_per_step
+    from arc_trm.flops import flops_per_step
 
     print(machine_line(machine_info(device)), flush=True)
     counts = examples_per_bucket(args.tasks, args.augmentations)
