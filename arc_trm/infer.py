@@ -6,7 +6,7 @@ Every test input is seen through the augmented views its task was trained under 
 trained puzzle identifier). Views run in batches; a view stops once its halt logit is above 0
 (or at the step cap) and its batch slot is refilled with a pending view, so easy views cost few
 steps. `--halting off` runs every view for the full cap, as the reference evaluation does. Each
-prediction is decoded, its augmentation inverted, and the views vote (SPEC section 7).
+prediction is decoded, its augmentation inverted, and the views vote (REFERENCE §7).
 
 Writes the submission (validated, atomically), `<name>.candidates.json` with every ranked
 candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose puzzle embeddings were never
