@@ -33,10 +33,10 @@ import torch
 
 from augment.files import atomic_writer
 from augment.store import IdentifierMap
-from augment.tasks import InputError
+from augment.errors import InputError
 from submission import checkpoint_manifest as manifest
 # Re-exported for the run-folder code: one atomic writer and one JSON reader for every file.
-from submission.kaggle import read_json as read_json, write_text_atomic as write_text_atomic
+from augment.files import read_json as read_json, write_text_atomic as write_text_atomic
 from submission.runfolder import (EXPORT_WEIGHTS, STATE, checkpoint_dir, checkpoints_by_step, latest_checkpoint,
                                   latest_marker, resolve_checkpoint, temporary_checkpoint_dir)
 

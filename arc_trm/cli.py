@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from augment.tasks import InputError
+from augment.errors import InputError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("submission.render", "write a PNG of a task (with attempts and solution when given)"),
     "train": ("arc_trm.train", "train TRM on a built task set (CPU, one GPU or torchrun)"),
     "plot": ("arc_trm.plot", "write a PNG of a run's training curves"),
-    "import-checkpoint": ("arc_trm.convert", "convert a reference TRM checkpoint into an arc-trm run"),
+    "import-checkpoint": ("arc_trm.import_reference", "convert a reference TRM checkpoint into an arc-trm run"),
     "export": ("arc_trm.export", "write a checkpoint's inference export (EMA weights in safetensors)"),
     "predict": ("arc_trm.infer", "voted inference with halting -> Kaggle submission.json"),
     "score": ("submission.score", "score a submission.json against solutions"),

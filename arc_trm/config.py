@@ -114,7 +114,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     tasks: str = "arc-agi-2"  # task sources (see `arc-trm build --help`)
-    augmentations: int = 1000  # augmented versions per task (SPEC 2), identity included
+    augmentations: int = 1000  # augmented versions per task (REFERENCE §2), identity included
     canvas: int = 30  # canvas side; the model's seq_len is canvas**2
     build_seed: int = 0
     build_dir: str = ""  # "" = data/built/<sources>-a<augmentations>-c<canvas>
@@ -149,6 +149,7 @@ class TrainConfig:
     compile: str = "auto"  # torch.compile the step: auto (on CUDA only) | on | off
     compile_backend: str = "inductor"  # torch.compile backend; "eager" traces without generating code
     device: str = "auto"  # auto | cpu | cuda | mps
+    wandb_project: str = ""  # also log the metrics records to this Weights & Biases project (extra: wandb)
 
     def __post_init__(self) -> None:
         # `compile` was a bool before "auto" existed; true/false still mean on/off.

@@ -1,4 +1,4 @@
-"""Batches for training: the group sampler of SPEC section 6 and the torch side of a built set.
+"""Batches for training: the group sampler of REFERENCE §6 and the torch side of a built set.
 
 Every rank runs the same sampler with the same seed and takes its slice of the global batch, so
 one process with batch B and k processes with batch B/k see exactly the same examples.
@@ -17,7 +17,7 @@ import torch
 from arc_trm.model import Batch
 from augment.encoding import IGNORE_LABEL, PAD
 from augment.store import BuiltSet
-from augment.tasks import InputError
+from augment.errors import InputError
 
 
 @dataclass

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arc_trm import checkpoint as ckpt
-from augment.tasks import InputError
+from augment.errors import InputError
 from submission import checkpoint_manifest as manifest
 
 

@@ -6,7 +6,7 @@ Every test input is seen through the augmented views its task was trained under 
 trained puzzle identifier). Views run in batches; a view stops once its halt logit is above 0
 (or at the step cap) and its batch slot is refilled with a pending view, so easy views cost few
 steps. `--halting off` runs every view for the full cap, as the reference evaluation does. Each
-prediction is decoded, its augmentation inverted, and the views vote (SPEC section 7).
+prediction is decoded, its augmentation inverted, and the views vote (REFERENCE §7).
 
 Writes the submission (validated, atomically), `<name>.candidates.json` with every ranked
 candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose puzzle embeddings were never
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +33,12 @@ from augment.buckets import predicted_side
 from augment.encoding import decode_grid, encode_grid
 from augment.grids import split_identifier
 from augment.store import IdentifierMap
-from augment.tasks import InputError, Task, absolute_spec, content_hash, load_tasks
+from augment.errors import InputError
+from augment.tasks import Task, absolute_spec, content_hash, load_tasks
 from augment.transforms import Augmentation
 from submission.outputs import check_prediction_outputs, record_path
-from submission.kaggle import build_submission, candidates_path, write_candidates, write_json_atomic, write_submission
+from submission.kaggle import build_submission, candidates_path, write_candidates, write_submission
+from augment.files import write_json_atomic
 from submission.score import pass_count, task_solutions
 from submission.vote import Candidate, Prediction, rank_candidates
 
@@ -55,6 +57,11 @@ class LoadedModel:
     @property
     def augmentations(self) -> list[str]:
         return self.id_map.augmentations
+
+    def view_run(self, batch_size: int = 256, halting: bool = True, progress: bool = True,
+                 deadline: float | None = None) -> ViewRun:
+        """How to run views of this model: its canvas and length buckets, and these settings."""
+        return ViewRun(self.cfg.data.canvas, batch_size, halting, self.cfg.data.bucketing, progress, deadline)
 
 
 def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> LoadedModel:
@@ -122,6 +129,18 @@ def encode_views(views: list[View], tasks: dict[str, Task], canvas: int) -> tupl
     return inputs, fits
 
 
+@dataclass(frozen=True)
+class ViewRun:
+    """How views are run: the model's canvas, slots in flight, halting, length buckets."""
+
+    canvas: int
+    batch_size: int = 256
+    halting: bool = True  # False: every view runs the step cap (the reference)
+    bucketing: bool = False  # each test input on the smallest bucket canvas that fits its answer
+    progress: bool = False
+    deadline: float | None = None  # time.time() after which no view starts
+
+
 @dataclass
 class ViewOutputs:
     tokens: np.ndarray  # (N, L) predicted tokens
@@ -131,11 +150,12 @@ class ViewOutputs:
 
 
 @torch.no_grad()
-def run_views(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, *, batch_size: int, halting: bool,
-              device: torch.device, progress: bool = False, deadline: float | None = None) -> ViewOutputs:
-    """Run views in slots; a halted slot records its answer and takes the next pending view.
+def run_views(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, run: ViewRun,
+              device: torch.device) -> ViewOutputs:
+    """Run views in `run.batch_size` slots; a halted slot records its answer and takes the next
+    pending view (with `run.halting` off, every view runs the step cap).
 
-    With a `deadline` (time.time()), no new view starts after it and views still running are
+    With a `run.deadline` (time.time()), no new view starts after it and views still running are
     dropped (their `steps` stay 0); the caller votes with the views that finished.
     """
     model.eval()
@@ -144,13 +164,13 @@ def run_views(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, *, batch_s
     if n == 0:
         return out
     start = time.perf_counter()
-    slots = min(batch_size, n)
+    slots = min(run.batch_size, n)
     slot_view = np.full(slots, -1)
     pending, done, carry = 0, 0, None
     free = np.ones(slots, dtype=bool)
-    bar = tqdm(total=n, desc="views", unit="view", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=n, desc="views", unit="view", disable=not run.progress, dynamic_ncols=True)
     while done < n:
-        if deadline is not None and time.time() > deadline:
+        if run.deadline is not None and time.time() > run.deadline:
             break
         new_inputs = np.zeros((slots, length), dtype=np.int32)
         new_ids = np.zeros(slots, dtype=np.int32)
@@ -166,7 +186,7 @@ def run_views(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, *, batch_s
         if carry is None:
             carry = model.initial_carry(batch)
         carry.halted = torch.from_numpy(free).to(device)
-        step = model(carry, batch, use_q_halt=halting)
+        step = model(carry, batch, use_q_halt=run.halting)
         carry = step.carry
         halted = carry.halted.cpu().numpy()  # the one read per step: which slots to refill
         finished = np.flatnonzero(halted & (slot_view >= 0))
@@ -210,18 +230,6 @@ class VotedResult:
     seconds: float
 
 
-@dataclass(frozen=True)
-class ViewRun:
-    """How views are run: the model's canvas, slots in flight, halting, length buckets."""
-
-    canvas: int
-    batch_size: int = 256
-    halting: bool = True  # False: every view runs the step cap (the reference)
-    bucketing: bool = False  # each test input on the smallest bucket canvas that fits its answer
-    progress: bool = False
-    deadline: float | None = None  # time.time() after which no view starts
-
-
 def view_sides(views: list[View], tasks: dict[str, Task], run: ViewRun) -> list[int]:
     """Canvas side of each view: its length bucket, or the full canvas."""
     if not run.bucketing:
@@ -246,8 +254,7 @@ def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], run: ViewR
         group = [v for v, s in zip(mine, sides) if s == side]
         inputs, fits = encode_views(group, tasks, side)
         ids = np.array([v.row for v in group], dtype=np.int32)
-        outputs = run_views(model, inputs, ids, batch_size=run.batch_size, halting=run.halting, device=d.device,
-                            progress=run.progress and d.main, deadline=run.deadline)
+        outputs = run_views(model, inputs, ids, replace(run, progress=run.progress and d.main), d.device)
         preds += predictions_from(group, outputs, fits, side)
         steps += [int(s) for s in outputs.steps if s > 0]
         seconds += outputs.seconds
@@ -293,19 +300,26 @@ class PredictSummary:
     ranked: dict[tuple[str, int], list[Candidate]]
 
 
-def predict(loaded: LoadedModel, tasks: list[Task], out: Path, *, source: str, max_views: int = 0,
-            halting: bool = True, batch_size: int = 256, max_steps: int = 0, device: torch.device,
-            rank: int = 0, world: int = 1, progress: bool = True,
-            deadline: float | None = None) -> PredictSummary | None:
+@dataclass(frozen=True)
+class PredictOptions:
+    """What `predict` answers with besides how views run (ViewRun)."""
+
+    source: str  # the task spec, recorded in NAME.predict.json
+    max_views: int = 0  # views per test input (0: every view the checkpoint trained)
+    max_steps: int = 0  # step cap per view (0: the model's halt_max_steps)
+
+
+def predict(loaded: LoadedModel, tasks: list[Task], out: Path, options: PredictOptions, run: ViewRun,
+            d: Dist) -> PredictSummary | None:
     """Run voted inference on `tasks` and write the submission, NAME.candidates.json and the
-    record NAME.predict.json beside it (rank 0). The folder of `out` must exist."""
-    model, canvas = loaded.model, loaded.cfg.data.canvas
-    if max_steps > 0:
-        model.cfg.halt_max_steps = max_steps
+    record NAME.predict.json beside it (rank 0). The folder of `out` must exist. `run` comes from
+    `loaded.view_run(...)` (the checkpoint's canvas and bucketing)."""
+    model = loaded.model
+    if options.max_steps > 0:
+        model.cfg.halt_max_steps = options.max_steps
     ids = loaded.id_map
-    views, untrained = make_views(tasks, ids.identifiers, ids.augmentations, max_views, ids.task_hashes)
-    run = ViewRun(canvas, batch_size, halting, loaded.cfg.data.bucketing, progress, deadline)
-    result = vote_views(model, views, {t.id: t for t in tasks}, run, Dist(rank, world, device=device))
+    views, untrained = make_views(tasks, ids.identifiers, ids.augmentations, options.max_views, ids.task_hashes)
+    result = vote_views(model, views, {t.id: t for t in tasks}, run, d)
     if result is None:
         return None
     out = Path(out)
@@ -314,9 +328,9 @@ def predict(loaded: LoadedModel, tasks: list[Task], out: Path, *, source: str, m
     summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), result.views, result.mean_steps,
                              result.seconds, untrained, result.ranked)
     write_json_atomic(record_path(out), {
-        "tasks": absolute_spec(source), "checkpoint": str(Path(loaded.checkpoint).resolve()),
+        "tasks": absolute_spec(options.source), "checkpoint": str(Path(loaded.checkpoint).resolve()),
         "submission": out.name, "candidates": candidates_path(out).name,  # beside this record
-        "halting": halting, "max_steps": model.cfg.halt_max_steps, "views": result.views,
+        "halting": run.halting, "max_steps": model.cfg.halt_max_steps, "views": result.views,
         "mean_steps": result.mean_steps, "seconds": result.seconds, "untrained_tasks": untrained,
     }, indent=2)
     return summary
@@ -375,11 +389,10 @@ def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     tasks = load_prediction_tasks(args.tasks, args.skip_bad_tasks)
     d = setup(args.device)
-    device = d.device
-    loaded = load_model(args.checkpoint, device, args.weights)
-    summary = predict(loaded, tasks, Path(args.out), source=args.tasks, max_views=args.views,
-                      halting=args.halting == "on", batch_size=args.batch_size, max_steps=args.max_steps,
-                      device=device, rank=d.rank, world=d.world, progress=not args.no_progress)
+    loaded = load_model(args.checkpoint, d.device, args.weights)
+    options = PredictOptions(args.tasks, max_views=args.views, max_steps=args.max_steps)
+    view_run = loaded.view_run(batch_size=args.batch_size, halting=args.halting == "on", progress=not args.no_progress)
+    summary = predict(loaded, tasks, Path(args.out), options, view_run, d)
     if summary is not None:
         print(f"predicted {summary.test_inputs} test inputs of {summary.tasks} tasks from {summary.views} views "
               f"in {summary.seconds:.1f} s, {summary.mean_steps:.2f} steps per view on average")

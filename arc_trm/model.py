@@ -8,7 +8,7 @@ One small network `net` (2 post-norm blocks) is applied recursively. Per supervi
 
 `y` is the answer state (the reference's z_H) and `z` the latent (the reference's z_L); both
 carry over between supervision steps, detached. A Q head on y[:, 0] learns when to halt.
-Behaviour matches the reference implementation (see SPEC.md sections 4 and 5) to float32 round-off.
+Behaviour matches the reference implementation (REFERENCE §4 and §5 in docs/REFERENCE.md) to float32 round-off.
 """
 
 from __future__ import annotations
@@ -23,10 +23,6 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from arc_trm.config import ModelConfig
-from augment.encoding import IGNORE_LABEL
-
-Q_HALT_LOSS_WEIGHT = 0.5
-
 
 # ----------------------------------------------------------------------------------------------
 # Initialisation and small building blocks
@@ -237,8 +233,8 @@ class Latents:
 @dataclass
 class Heads:
     logits: Tensor  # (B, L, V)
-    q_halt: Tensor  # (B,) float32
-    q_continue: Tensor  # (B,) float32
+    q_halt_logits: Tensor  # (B,) float32
+    q_continue_logits: Tensor  # (B,) float32
 
 
 @dataclass
@@ -352,7 +348,7 @@ class TRM(nn.Module):
     def heads(self, y: Tensor) -> Heads:
         logits = self.lm_head(y)[:, self.cfg.puzzle_emb_len :]  # (B, L, V): prefix dropped
         q = self.q_head(y[:, 0]).float()  # (B, 2)
-        return Heads(logits=logits, q_halt=q[:, 0], q_continue=q[:, 1])
+        return Heads(logits=logits, q_halt_logits=q[:, 0], q_continue_logits=q[:, 1])
 
     # -- carry and step -------------------------------------------------------------------------
 
@@ -388,7 +384,7 @@ class TRM(nn.Module):
         min_halt_steps: Tensor | None = None,
         use_q_halt: bool | None = None,
     ) -> StepOutput:
-        """One supervision step on every row (reference ACT semantics, SPEC 5).
+        """One supervision step on every row (reference ACT semantics, REFERENCE §5).
 
         min_halt_steps: (B,) int, exploration minimum per row (0 = none); see draw_min_halt_steps.
         use_q_halt: halt on the Q head; None = only in training (the reference evaluates with a
@@ -410,7 +406,7 @@ class TRM(nn.Module):
         x = self.input_embeddings(current.inputs, puzzle_rows)
         latents = self.recurse(y, z, x)
         heads = self.heads(latents.y)
-        q_halt, q_continue = heads.q_halt, heads.q_continue
+        q_halt, q_continue = heads.q_halt_logits, heads.q_continue_logits
 
         with torch.no_grad():
             steps = steps + 1
@@ -428,7 +424,7 @@ class TRM(nn.Module):
                     nxt = self.recurse(latents.y, latents.z, x)
                     nh = self.heads(nxt.y)
                     bootstrap = torch.where(
-                        steps >= cfg.halt_max_steps, nh.q_halt, torch.maximum(nh.q_halt, nh.q_continue)
+                        steps >= cfg.halt_max_steps, nh.q_halt_logits, torch.maximum(nh.q_halt_logits, nh.q_continue_logits)
                     )
                     target_q_continue = torch.sigmoid(bootstrap)
 
@@ -452,135 +448,3 @@ def draw_min_halt_steps(batch_size: int, cfg: ModelConfig, generator: torch.Gene
         return torch.zeros(batch_size, dtype=torch.int32)
     floor = torch.randint(2, cfg.halt_max_steps + 1, (batch_size,), generator=generator, dtype=torch.int32)
     return explore.to(torch.int32) * floor
-
-
-# ----------------------------------------------------------------------------------------------
-# Loss
-
-
-def stablemax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Per-token -log stablemax(logits)[label] in float64; 0 where label == IGNORE_LABEL."""
-    x = logits.double()
-    s = torch.where(x < 0, 1 / (1 - x + 1e-30), x + 1)
-    logprobs = torch.log(s / s.sum(-1, keepdim=True))
-    mask = labels != IGNORE_LABEL
-    target = torch.where(mask, labels, 0).long().unsqueeze(-1)
-    return -torch.where(mask, logprobs.gather(-1, target).squeeze(-1), 0)
-
-
-@dataclass
-class Metrics:
-    """Sums over rows that halted this step (and have any supervised token), as the reference.
-
-    Sums (not means) so that ranks can be all-reduced; `means()` divides by `count`.
-    """
-
-    count: Tensor
-    accuracy: Tensor  # sum of per-row token accuracy
-    exact_accuracy: Tensor  # rows fully correct
-    q_halt_accuracy: Tensor  # rows where (q_halt >= 0) == fully correct
-    steps: Tensor  # sum of step counts
-
-    def means(self) -> dict[str, float]:
-        n = max(int(self.count), 1)
-        return {
-            "count": float(self.count),
-            "accuracy": float(self.accuracy) / n,
-            "exact_accuracy": float(self.exact_accuracy) / n,
-            "q_halt_accuracy": float(self.q_halt_accuracy) / n,
-            "steps": float(self.steps) / n,
-        }
-
-
-@dataclass
-class LossOutput:
-    loss: Tensor  # lm_loss + 0.5 * (q_halt_loss + q_continue_loss), summed over the batch
-    lm_loss: Tensor  # float64
-    q_halt_loss: Tensor
-    q_continue_loss: Tensor
-    metrics: Metrics
-
-
-def compute_loss(out: StepOutput) -> LossOutput:
-    """Reference loss. Note: it is a SUM over the batch; the reference backprops loss / global batch."""
-    labels = out.carry.current.labels  # (B, L)
-    mask = labels != IGNORE_LABEL
-    with torch.no_grad():
-        counts = mask.sum(-1)  # (B,)
-        divisor = counts.clamp_min(1)
-        correct = mask & (out.logits.argmax(-1) == labels)
-        seq_correct = correct.sum(-1) == counts  # (B,)
-        valid = out.carry.halted & (counts > 0)
-        metrics = Metrics(
-            count=valid.sum(),
-            accuracy=torch.where(valid, correct.float().sum(-1) / divisor, 0).sum(),
-            exact_accuracy=(valid & seq_correct).sum(),
-            q_halt_accuracy=(valid & ((out.q_halt_logits >= 0) == seq_correct)).sum(),
-            steps=torch.where(valid, out.carry.steps, 0).sum(),
-        )
-
-    lm_loss = (stablemax_cross_entropy(out.logits, labels).sum(-1) / divisor).sum()
-    q_halt_loss = F.binary_cross_entropy_with_logits(
-        out.q_halt_logits, seq_correct.to(out.q_halt_logits.dtype), reduction="sum"
-    )
-    q_continue_loss = torch.zeros((), dtype=q_halt_loss.dtype, device=q_halt_loss.device)
-    if out.target_q_continue is not None:
-        q_continue_loss = F.binary_cross_entropy_with_logits(
-            out.q_continue_logits, out.target_q_continue, reduction="sum"
-        )
-    loss = lm_loss + Q_HALT_LOSS_WEIGHT * (q_halt_loss + q_continue_loss)
-    return LossOutput(loss=loss, lm_loss=lm_loss, q_halt_loss=q_halt_loss, q_continue_loss=q_continue_loss, metrics=metrics)
-
-
-# ----------------------------------------------------------------------------------------------
-# Accounting
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters (the puzzle table is a buffer and is not counted)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-@dataclass
-class StepFlops:
-    forward: int
-    backward: int
-
-    @property
-    def total(self) -> int:
-        return self.forward + self.backward
-
-
-def _swiglu_matmul_params(dim: int, expansion: float) -> int:
-    inter = ceil_to_multiple(round(expansion * dim * 2 / 3), 256)
-    return 3 * dim * inter
-
-
-def net_flops(cfg: ModelConfig, batch_size: int, length: int | None = None) -> int:
-    """Matmul FLOPs of one application of `net` (2 per multiply-add); `length` grid tokens
-    (default seq_len; fewer under length bucketing)."""
-    B, L, D = batch_size, cfg.puzzle_emb_len + (length or cfg.seq_len), cfg.hidden_size
-    per_block = 2 * B * L * _swiglu_matmul_params(D, cfg.expansion)
-    if cfg.mlp_t:
-        per_block += 2 * B * D * _swiglu_matmul_params(L, cfg.expansion)  # over the sequence axis
-    else:
-        per_block += 2 * B * L * 4 * D * D  # qkv + out projections
-        per_block += 2 * 2 * B * L * L * D  # scores q k^T and weights @ v
-    return cfg.L_layers * per_block
-
-
-def flops_per_step(cfg: ModelConfig, batch_size: int, training: bool = True, length: int | None = None) -> StepFlops:
-    """Analytic matmul FLOPs of one supervision step: forward T*(n+1) applications of net plus
-    the heads; backward (training only) = 2x the forward of the last cycle's n+1 applications
-    and the heads. With no_ACT_continue False, training adds one more no-grad forward."""
-    B, D = batch_size, cfg.hidden_size
-    net = net_flops(cfg, B, length)
-    heads = 2 * B * (cfg.puzzle_emb_len + (length or cfg.seq_len)) * D * cfg.vocab_size + 2 * B * D * 2  # lm + q heads
-    applications = cfg.H_cycles * (cfg.L_cycles + 1)
-    forward = applications * net + heads
-    if not training:
-        return StepFlops(forward=forward, backward=0)
-    if not cfg.no_ACT_continue:
-        forward *= 2
-    backward = 2 * ((cfg.L_cycles + 1) * net + heads)
-    return StepFlops(forward=forward, backward=backward)

@@ -1,4 +1,4 @@
-"""Optimisers of the reference ARC run (SPEC section 6).
+"""Optimisers of the reference ARC run (REFERENCE §6).
 
 - `AdamATan2` for all parameters: Adam whose update is atan2(m, sqrt(v)) instead of m / (sqrt(v) + eps).
 - `SparseSignSGD` for the puzzle-embedding table (a buffer): only the rows a batch touched move.

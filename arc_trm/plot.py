@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from augment.tasks import InputError
+from augment.errors import InputError
 
 PANELS = (("loss", "loss"), ("exact_accuracy", "exact accuracy (halted rows)"),
           ("halt_steps", "mean halting steps"), ("samples_per_s", "samples / s"))

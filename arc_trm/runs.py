@@ -13,8 +13,8 @@ import os
 import time
 from pathlib import Path
 
-from augment.tasks import InputError
-from submission.kaggle import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
+from augment.errors import InputError
+from augment.files import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")  # what `train` writes into a run folder
 TTT_FILES = RUN_FILES + ("submission.json", "ttt_plan.json", "ttt_challenges.json")  # and `ttt`

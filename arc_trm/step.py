@@ -14,7 +14,8 @@ import torch
 import torch.distributed as dist
 
 from arc_trm.common import Dist
-from arc_trm.model import TRM, Batch, Carry, compute_loss
+from arc_trm.loss import compute_loss
+from arc_trm.model import TRM, Batch, Carry
 from arc_trm.optim import AdamATan2, SparseSignSGD
 
 
@@ -87,13 +88,23 @@ class Optimizers:
 
 
 @dataclass
+class StepSetup:
+    """What every step of a run shares: the optimisers, the process group and the global batch
+    (the loss is divided by it, so the gradient summed over ranks and micro-batches is the mean)."""
+
+    opts: Optimizers
+    d: Dist
+    global_batch: int
+
+
+@dataclass
 class StepResult:
     carry: Carry | list[Carry]  # of the same kind as train_step's `carry`
     stats: torch.Tensor  # (4,) float64 on the device: loss sum, halted rows, exact rows, halt steps
 
 
 def train_step(model: TRM, carry: Carry | list[Carry], batch: Batch, min_halt_steps: torch.Tensor,
-               opts: Optimizers, d: Dist, global_batch: int, update_weights: bool = True) -> StepResult:
+               setup: StepSetup, update_weights: bool = True) -> StepResult:
     """One step of the loop: a supervision step on every row, loss / global batch backpropagated,
     gradients summed over ranks, both optimisers stepped. No host synchronisation.
 
@@ -101,19 +112,20 @@ def train_step(model: TRM, carry: Carry | list[Carry], batch: Batch, min_halt_st
     k micro-batches of consecutive rows, each run with its own carry and backpropagated as
     loss / global batch, so the summed gradient is the whole batch's; the puzzle rows of all
     micro-batches go to one sparse step, in row order as the ranks' would."""
+    opts = setup.opts
     parts = carry if isinstance(carry, list) else [carry]
     new_carries, ids, row_grads, stats = [], [], [], []
     for part, micro, floor in zip(parts, split_batch(batch, len(parts)), min_halt_steps.chunk(len(parts))):
         out = model(part, micro, min_halt_steps=floor)
         result = compute_loss(out)
-        (result.loss / global_batch).backward()
+        (result.loss / setup.global_batch).backward()
         new_carries.append(out.carry)
         ids.append(out.carry.current.puzzle_identifiers)
         row_grads.append(out.puzzle_rows.grad)
         m = result.metrics
         stats.append(torch.stack([result.loss.detach().double(), m.count.double(), m.exact_accuracy.double(),
                                   m.steps.double()]))
-    all_reduce_grads(model, d)
+    all_reduce_grads(model, setup.d)
     if update_weights:
         opts.weights.step()
     one = len(parts) == 1

@@ -16,7 +16,6 @@ draws them. A run folder holds one run: without --resume a folder that holds one
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
@@ -31,62 +30,17 @@ from arc_trm import checkpoint as ckpt
 from arc_trm import runs
 from arc_trm.common import CompiledOrEager, Dist, print0, setup, teardown, wants_compile
 from arc_trm.config import RunConfig, TrainConfig, apply_overrides, check_device_available, preset
+from arc_trm.builds import load_or_build
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import ViewRun, evaluate_built
-from arc_trm.model import TRM, Carry, count_parameters, draw_min_halt_steps
+from arc_trm.metrics import METRICS_FILE, MetricsSink
+from arc_trm.flops import count_parameters
+from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
-from arc_trm.step import Optimizers, carries_from_state, carry_state, split_batch, split_carry, train_step
-from augment.build import ensure_built
-from augment.options import BuildOptions
-from augment.store import BuiltSet, IdentifierMap
-from augment.tasks import InputError
-
-
-# ----------------------------------------------------------------------------------------------
-# The augmented set
-
-
-def default_build_dir(cfg: RunConfig) -> Path:
-    """data/built/<readable prefix>-<hash of the full source spec and the build parameters>."""
-    if cfg.data.build_dir:
-        return Path(cfg.data.build_dir)
-    d = cfg.data
-    key = json.dumps({"tasks": d.tasks, "augmentations": d.augmentations, "canvas": d.canvas,
-                      "build_seed": d.build_seed}, sort_keys=True)
-    digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
-    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in d.tasks)[:40].strip("_")
-    return Path("data/built") / f"{slug}-a{d.augmentations}-c{d.canvas}-{digest}"
-
-
-def check_own_build(out: Path, cfg: RunConfig) -> None:
-    """A --build folder that holds a build of other parameters or sources is refused, never
-    rebuilt over (the user's own build)."""
-    meta_path = out / "metadata.json"
-    if not meta_path.is_file():
-        return
-    meta = ckpt.read_json(meta_path, "build metadata")
-    params = meta.get("params", {}) if isinstance(meta, dict) else {}
-    want = {"augmentations": cfg.data.augmentations, "seed": cfg.data.build_seed, "canvas": cfg.data.canvas}
-    have = {k: params.get(k) for k in want} if isinstance(params, dict) else {}
-    specs = [s.strip() for s in cfg.data.tasks.split(",") if s.strip()]
-    sources = meta.get("sources") if isinstance(meta, dict) else None
-    if have != want or sources != specs:
-        raise InputError(f"--build {out}: holds a build of {sources} with {have}, not {specs} with {want}; "
-                         f"pass the same --tasks/--set data.* or another --build (it is never rebuilt over)")
-
-
-def load_or_build(cfg: RunConfig, d: Dist, progress: bool) -> BuiltSet:
-    """Rank 0 builds (or reuses) the cached augmented set; the others wait and open it."""
-    out = default_build_dir(cfg)
-    if d.main:
-        if cfg.data.build_dir:
-            check_own_build(out, cfg)
-        ensure_built(cfg.data.tasks, out, BuildOptions(augmentations=cfg.data.augmentations,
-                                                       seed=cfg.data.build_seed, canvas=cfg.data.canvas,
-                                                       progress=progress))
-    if d.world > 1:
-        dist.barrier()
-    return BuiltSet.open(out)
+from arc_trm.snapshot import BatchLayout, TrainState, restore, save_checkpoint
+from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
+from augment.store import BuiltSet
+from augment.errors import InputError
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,13 +101,46 @@ def build_model(cfg: RunConfig, num_puzzle_ids: int, device: torch.device) -> TR
     return model.to(device)
 
 
-def check_compatible(saved: dict, cfg: RunConfig, path: Path) -> None:
-    """A checkpoint from another model config cannot continue this run."""
-    mismatched = {k: (saved["model"].get(k), v) for k, v in cfg.model.to_dict().items()
-                  if saved["model"].get(k) != v}
-    if mismatched:
-        detail = ", ".join(f"{k}: checkpoint {a!r} vs run {b!r}" for k, (a, b) in sorted(mismatched.items()))
-        raise InputError(f"{path}: checkpoint is from another model config ({detail})")
+def batch_layout(cfg: RunConfig, d: Dist) -> BatchLayout:
+    """This rank's share of the global batch and its micro-batches, or a one-line error."""
+    tcfg = cfg.train
+    if tcfg.global_batch_size % d.world:
+        raise InputError(f"global_batch_size {tcfg.global_batch_size} is not divisible by {d.world} processes")
+    local = tcfg.global_batch_size // d.world
+    if tcfg.grad_accum_steps < 1 or local % tcfg.grad_accum_steps:
+        raise InputError(f"train.grad_accum_steps {tcfg.grad_accum_steps} does not divide the local batch of "
+                         f"{local} rows")
+    if cfg.data.bucketing and cfg.model.mlp_t:
+        raise InputError("data.bucketing needs the attention model: mlp_t mixes a fixed sequence length")
+    return BatchLayout(local, tcfg.grad_accum_steps, slice(d.rank * local, (d.rank + 1) * local))
+
+
+def initial_state(cfg: RunConfig, built: BuiltSet, d: Dist, init_weights: dict[str, torch.Tensor] | None
+                  ) -> TrainState:
+    """Model (compiled where wanted), EMA, both optimisers, sampler and exploration RNG at step 0."""
+    tcfg = cfg.train
+    model = build_model(cfg, built.num_identifiers, d.device)
+    if init_weights is not None:
+        model.load_state_dict(init_weights)
+    if wants_compile(tcfg.compile, d.device):
+        # Only the tensor work: forward's reset and the puzzle-row gather stay eager.
+        model.step = CompiledOrEager(model.step, backend=tcfg.compile_backend)
+    ema = {n: p.detach().clone() for n, p in model.named_parameters()} if tcfg.ema_rate > 0 else None
+    opts = Optimizers(
+        AdamATan2(model.parameters(), lr=0.0, betas=(tcfg.beta1, tcfg.beta2), weight_decay=tcfg.weight_decay),
+        SparseSignSGD(model.puzzle_table, lr=0.0, weight_decay=tcfg.puzzle_emb_weight_decay))
+    sampler = make_sampler(built, tcfg.seed, cfg.data.bucketing, tcfg.drop_last)
+    return TrainState(model, ema, opts, sampler, torch.Generator().manual_seed(tcfg.seed + 1))
+
+
+def start_run_folder(out: Path, cfg: RunConfig, step: int, resume: bool, d: Dist) -> None:
+    """The run's config.json; a resumed run drops the metrics lines logged after its checkpoint
+    (those steps run again)."""
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        if resume:
+            runs.truncate_metrics(out / METRICS_FILE, step)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -187,6 +174,25 @@ class LogWindow:
 
 
 @dataclass
+class TrainOptions:
+    """How `train` runs besides the config.
+
+    stop_at: end after this step with a checkpoint (as if pre-empted); `resume` continues.
+    built: the augmented set, when the caller has it open (else it is built or opened here).
+    init_weights: a state dict to start from (test-time training from a pretrained model).
+    deadline: a time.time() by which training must have stopped and checkpointed; every rank
+        stops at the same step once the next step would overrun it.
+    """
+
+    resume: bool = False
+    stop_at: int = 0
+    progress: bool = True
+    built: BuiltSet | None = None
+    init_weights: dict[str, torch.Tensor] | None = None
+    deadline: float | None = None
+
+
+@dataclass
 class TrainResult:
     run: Path
     steps: int
@@ -194,137 +200,71 @@ class TrainResult:
     metrics: dict[str, float]
 
 
-def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, progress: bool = True,
-          built: BuiltSet | None = None, init_weights: dict[str, torch.Tensor] | None = None,
-          deadline: float | None = None) -> TrainResult:
-    """Train for cfg.train.max_steps (or epochs).
-
-    stop_at: end after this step with a checkpoint (as if pre-empted); `resume` continues.
-    init_weights: a state dict to start from (test-time training from a pretrained model).
-    deadline: a time.time() by which training must have stopped and checkpointed; every rank
-        stops at the same step once the next step would overrun it.
-    """
-    out = Path(out)
-    d = setup(cfg.train.device)
+def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> TrainResult:
+    """Train for cfg.train.max_steps (or epochs) into the run folder `out`."""
+    options = options or TrainOptions()
+    out, tcfg = Path(out), cfg.train
+    d = setup(tcfg.device)
     device = d.device
-    if not resume:
+    if not options.resume:
         runs.claim_run_folder(out, force=False, main=d.main)  # refuses a folder that holds a run
-    built = built if built is not None else load_or_build(cfg, d, progress and d.main)
-    tcfg = cfg.train
-    if tcfg.global_batch_size % d.world:
-        raise InputError(f"global_batch_size {tcfg.global_batch_size} is not divisible by {d.world} processes")
-    local_bs = tcfg.global_batch_size // d.world
-    accum = tcfg.grad_accum_steps
-    if accum < 1 or local_bs % accum:
-        raise InputError(f"train.grad_accum_steps {accum} does not divide the local batch of {local_bs} rows")
-    rows_slice = slice(d.rank * local_bs, (d.rank + 1) * local_bs)
-
-    model = build_model(cfg, built.num_identifiers, device)
-    if init_weights is not None:
-        model.load_state_dict(init_weights)
-    if wants_compile(tcfg.compile, device):
-        # Only the tensor work: forward's reset and the puzzle-row gather stay eager.
-        model.step = CompiledOrEager(model.step, backend=tcfg.compile_backend)
-    ema = {n: p.detach().clone() for n, p in model.named_parameters()} if tcfg.ema_rate > 0 else None
-    opts = Optimizers(
-        AdamATan2(model.parameters(), lr=0.0, betas=(tcfg.beta1, tcfg.beta2), weight_decay=tcfg.weight_decay),
-        SparseSignSGD(model.puzzle_table, lr=0.0, weight_decay=tcfg.puzzle_emb_weight_decay))
-    if cfg.data.bucketing and cfg.model.mlp_t:
-        raise InputError("data.bucketing needs the attention model: mlp_t mixes a fixed sequence length")
-    sampler = make_sampler(built, tcfg.seed, cfg.data.bucketing, tcfg.drop_last)
-    explore = torch.Generator().manual_seed(tcfg.seed + 1)
-    carries: dict[int, list[Carry]] = {}  # per length bucket, one per micro-batch: a row's carry persists
-    step = 0
+    built = options.built if options.built is not None else load_or_build(cfg, d, options.progress and d.main)
+    layout = batch_layout(cfg, d)
+    state = initial_state(cfg, built, d, options.init_weights)
+    if options.resume:
+        restore(out, state, cfg, built, layout, d)
+    start_run_folder(out, cfg, state.step, options.resume, d)
     id_map = built.identifier_map()
-
-    found = ckpt.latest_checkpoint(out) if resume else None
-    if resume and found is None:
-        if not out.is_dir():
-            raise InputError(f"{out}: --resume given but there is no such run folder")
-        print0(d, f"{out} has no checkpoint yet: starting from step 0")
-    if found is not None:
-        previous = ckpt.load_checkpoint(found, map_location=device)
-        state = previous.state
-        check_compatible(json.loads(state["config"]), cfg, found)
-        difference = previous.id_map.first_difference(id_map)
-        if difference is not None:
-            raise InputError(f"{found}: the checkpoint's puzzle rows mean other tasks than this build's: {difference}")
-        model.load_state_dict(state["model"])
-        if ema is not None and state["ema"] is not None:
-            ema = {k: v.to(device) for k, v in state["ema"].items()}
-        opts.weights.load_state_dict(state["optim"])
-        sampler.load_state_dict(state["sampler"])
-        explore.set_state(state["explore_rng"])
-        step = int(state["step"])
-        carry_file = found / f"carry_rank{d.rank}.pt"
-        if tcfg.save_carry and carry_file.exists():
-            joined = carries_from_state(ckpt.load_state(found, carry_file.name, device), built.canvas, device)
-            carries = {side: split_carry(c, accum) for side, c in joined.items()}
-            if any(c.steps.shape[0] != local_bs for c in joined.values()):
-                print0(d, f"the carry was saved at another local batch size (another number of processes); "
-                          f"every row restarts from the initial state (local batch now {local_bs})")
-                carries = {}
-
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt.write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
-        if resume:  # the steps logged after the checkpoint are run again: their lines go
-            runs.truncate_metrics(out / "metrics.jsonl", step)
     steps_total = total_steps(cfg, built)
-    end = min(steps_total, stop_at) if stop_at > 0 else steps_total
-    metrics_file = open(out / "metrics.jsonl", "a") if d.main else None
-    bar = tqdm(total=end, initial=step, desc="train", unit="step", disable=not (progress and d.main),
-               dynamic_ncols=True)
-    if step == 0:
-        print0(d, f"training {count_parameters(model):,} parameters, {built.num_identifiers:,} puzzle ids, "
+    end = min(steps_total, options.stop_at) if options.stop_at > 0 else steps_total
+    if state.step == 0:
+        print0(d, f"training {count_parameters(state.model):,} parameters, {built.num_identifiers:,} puzzle ids, "
                   f"{steps_total:,} steps of global batch {tcfg.global_batch_size} on {device} x{d.world}")
+    sink = MetricsSink.open(out, cfg, d.main)
+    bar = tqdm(total=end, initial=state.step, desc="train", unit="step",
+               disable=not (options.progress and d.main), dynamic_ncols=True)
+    step_setup = StepSetup(state.opts, d, tcfg.global_batch_size)
     last: dict[str, float] = {}
     window = LogWindow()
     final_dir = None
     step_seconds = 0.0  # running mean, for the deadline
-    batches = Prefetcher(sampler, built, tcfg.global_batch_size, rows_slice, pin=device.type == "cuda")
-    sampler_state = sampler.state_dict()  # of the last batch consumed: what a checkpoint saves
-
-    def checkpoint() -> Path:
-        return save_checkpoint(out, step, cfg, SavedState(model, ema, opts.weights, sampler_state, explore, carries),
-                               id_map, d)
-
+    batches = Prefetcher(state.sampler, built, tcfg.global_batch_size, layout.rows, pin=device.type == "cuda")
+    state.sampler_state = state.sampler.state_dict()  # of the last batch consumed: what a checkpoint saves
     try:
-        while step < end:
-            if deadline is not None and out_of_time(deadline, step_seconds, d, device):
-                print0(d, f"stopping at step {step}: the deadline leaves no time for another step")
-                final_dir = checkpoint()
+        while state.step < end:
+            if options.deadline is not None and out_of_time(options.deadline, step_seconds, d):
+                print0(d, f"stopping at step {state.step}: the deadline leaves no time for another step")
+                final_dir = save_checkpoint(out, state, cfg, id_map, d)
                 break
             t_step = time.perf_counter()
-            step += 1
+            state.step += 1
+            step = state.step
             # 1. learning rates (warmup, then constant or cosine); the weights may wait (TTT)
-            freeze = step <= tcfg.freeze_model_steps
-            set_learning_rates(opts, tcfg, step, steps_total)
+            set_learning_rates(state.opts, tcfg, step, steps_total)
 
             # 2. one supervision step on one batch (every rank samples the global batch, keeps its
             #    slice, and runs it as `accum` micro-batches)
             fetched = batches.next()
-            sampler_state = fetched.sampler_state
+            state.sampler_state = fetched.sampler_state
             batch = fetched.batch.map(lambda t: t.to(device, non_blocking=True))
-            carry = carries.get(fetched.side) or [model.initial_carry(b) for b in split_batch(batch, accum)]
-            min_steps = draw_min_halt_steps(tcfg.global_batch_size, cfg.model, explore)[rows_slice]
-            model.train()
-            result = train_step(model, carry, batch, min_steps.to(device, non_blocking=True), opts, d,
-                                tcfg.global_batch_size, update_weights=not freeze)
-            carries[fetched.side] = result.carry
+            carry = state.carries.get(fetched.side) or [state.model.initial_carry(b)
+                                                        for b in split_batch(batch, layout.accum)]
+            min_steps = draw_min_halt_steps(tcfg.global_batch_size, cfg.model, state.explore)[layout.rows]
+            state.model.train()
+            result = train_step(state.model, carry, batch, min_steps.to(device, non_blocking=True), step_setup,
+                                update_weights=step > tcfg.freeze_model_steps)
+            state.carries[fetched.side] = result.carry
 
             # 3. EMA of the weights
-            if ema is not None:
-                ema_update(ema, model, ema_rate_at(step, tcfg.ema_rate, tcfg.ema_warmup))
+            if state.ema is not None:
+                ema_update(state.ema, state.model, ema_rate_at(step, tcfg.ema_rate, tcfg.ema_warmup))
 
             # 4. log (the only host synchronisation of a step, every log_every steps)
             window.add(result.stats, tcfg.global_batch_size)
             if step % tcfg.log_every == 0 or step == end:
-                last = {"step": step, **window.summary(d), "lr": opts.weights.param_groups[0]["lr"],
-                        "epoch": sampler_state["epoch"]}
-                if metrics_file is not None:
-                    metrics_file.write(json.dumps(last) + "\n")
-                    metrics_file.flush()
+                last = {"step": step, **window.summary(d), "lr": state.opts.weights.param_groups[0]["lr"],
+                        "epoch": state.sampler_state["epoch"]}
+                sink.log(last)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", exact=f"{last['exact_accuracy']:.2f}",
                                 steps=f"{last['halt_steps']:.1f}", sps=f"{last['samples_per_s']:.0f}")
                 window = LogWindow()
@@ -334,90 +274,38 @@ def train(cfg: RunConfig, out: Path, *, resume: bool = False, stop_at: int = 0, 
 
             # 5. evaluate on the test split
             if tcfg.eval_every > 0 and (step % tcfg.eval_every == 0 or step == end):
-                evaluate_during_training(cfg, model, ema, built, d, step, metrics_file)
+                evaluate_during_training(cfg, state, built, d, sink)
 
             # 6. checkpoint
             if step % tcfg.checkpoint_every == 0 or step == end:
-                final_dir = checkpoint()
+                final_dir = save_checkpoint(out, state, cfg, id_map, d)
     finally:
         batches.close()
         bar.close()
-        if metrics_file is not None:
-            metrics_file.close()
-    return TrainResult(out, step, final_dir, last)
+        sink.close()
+    return TrainResult(out, state.step, final_dir, last)
 
 
-def out_of_time(deadline: float, step_seconds: float, d: Dist, device: torch.device) -> bool:
+def out_of_time(deadline: float, step_seconds: float, d: Dist) -> bool:
     """True on every rank when any rank would overrun the deadline with one more step (+ a margin
     for the checkpoint)."""
-    late = torch.tensor([float(time.time() + 2 * step_seconds > deadline)], device=device)
+    late = torch.tensor([float(time.time() + 2 * step_seconds > deadline)], device=d.device)
     if d.world > 1:
         dist.all_reduce(late, op=dist.ReduceOp.MAX)
     return bool(late.item())
 
 
-@dataclass
-class SavedState:
-    """What a checkpoint holds besides the config and identifier map."""
-
-    model: TRM
-    ema: dict[str, torch.Tensor] | None
-    optim: AdamATan2
-    sampler: dict  # the sampler's state_dict() after the last batch consumed
-    explore: torch.Generator  # the only random draws in the loop besides the sampler
-    carries: dict[int, list[Carry]]  # per length bucket side, one per micro-batch
-
-
-def save_checkpoint(out: Path, step: int, cfg: RunConfig, saved: SavedState, id_map: IdentifierMap,
-                    d: Dist) -> Path:
-    tcfg = cfg.train
-    if d.main:
-        ckpt.begin_checkpoint(out, step)
-    if d.world > 1:
-        dist.barrier()
-    tmp = ckpt.temporary_checkpoint_dir(out, step)
-    if tcfg.save_carry and saved.carries:
-        ckpt.torch_save_atomic(carry_state(saved.carries), tmp / f"carry_rank{d.rank}.pt")
-    if d.main:
-        config_json = json.dumps(cfg.to_dict(), indent=2)
-        state = {
-            "model": {k: v.detach().cpu() for k, v in saved.model.state_dict().items()},
-            "ema": None if saved.ema is None else {k: v.detach().cpu() for k, v in saved.ema.items()},
-            "optim": saved.optim.state_dict(),
-            "sampler": saved.sampler,
-            "explore_rng": saved.explore.get_state(),
-            "step": step,
-            "config": config_json,
-            "identifiers": id_map.identifiers,
-        }
-        ckpt.torch_save_atomic(state, tmp / "state.pt")
-        (tmp / "config.json").write_text(config_json)
-        (tmp / "identifiers.json").write_text(json.dumps(id_map.to_json()))
-    if d.world > 1:
-        dist.barrier()
-    final = ckpt.checkpoint_dir(out, step)
-    if d.main:
-        final = ckpt.commit_checkpoint(out, step, keep=tcfg.keep_checkpoints)
-    if d.world > 1:
-        dist.barrier()
-    return final
-
-
-def evaluate_during_training(cfg: RunConfig, model: TRM, ema: dict | None, built: BuiltSet, d: Dist, step: int,
-                             metrics_file) -> None:
+def evaluate_during_training(cfg: RunConfig, state: TrainState, built: BuiltSet, d: Dist, sink: MetricsSink) -> None:
     """Voted inference with halting on the test split, scored where solutions are known. Runs a
     fresh eager copy holding the EMA weights (a deep copy would keep a compiled `step` bound to
     the training model, and so its raw weights)."""
     eval_model = TRM(cfg.model).to(d.device)
-    eval_model.load_state_dict({**model.state_dict(), **(ema or {})})
+    eval_model.load_state_dict({**state.model.state_dict(), **(state.ema or {})})
     run = ViewRun(canvas=built.canvas, bucketing=cfg.data.bucketing)
     result = evaluate_built(eval_model, built, views_per_input=cfg.train.eval_views, d=d, run=run)
     if d.main and result is not None:
-        line = {"step": step, **{f"eval_{k}": v for k, v in result.items()}}
-        print(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
-        if metrics_file is not None:
-            metrics_file.write(json.dumps(line) + "\n")
-            metrics_file.flush()
+        print(f"step {state.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
+        sink.log({"step": state.step, **{f"eval_{k}": v for k, v in result.items()}})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -480,9 +368,9 @@ def run(args: argparse.Namespace) -> int:
         runs.claim_run_folder(Path(args.out), force=True, main=d.main)
         if d.world > 1:
             dist.barrier()  # the old run is aside before any rank looks at the folder
-    if d.main and not args.resume:  # a resumed run's folder must exist already (train() says so)
-        runs.make_output_folder(Path(args.out))
-    result = train(cfg, Path(args.out), resume=args.resume, stop_at=args.stop_at, progress=not args.no_progress)
+    result = train(cfg, Path(args.out), TrainOptions(resume=args.resume, stop_at=args.stop_at,
+                                                      progress=not args.no_progress))
+    d = setup(cfg.train.device)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
     print0(d, f"trained to step {result.steps}: {summary}")
     print0(d, f"checkpoint: {result.final_checkpoint}")

@@ -106,8 +106,8 @@ def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: 
     from arc_trm.common import Dist
     from arc_trm.config import apply_overrides, preset
     from arc_trm.infer import ViewRun, load_model, make_views, vote_views
-    from arc_trm.model import flops_per_step
-    from arc_trm.train import train
+    from arc_trm.flops import flops_per_step
+    from arc_trm.train import TrainOptions, train
     from augment.build import build_set
     from augment.options import BuildOptions
 
@@ -119,7 +119,7 @@ def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: 
     step_flops = flops_per_step(cfg.model, cfg.train.global_batch_size).total
     cfg.train.max_steps = max(1, int(budget_flop // step_flops))
     start = time.perf_counter()
-    result = train(cfg, work / "run", built=built, progress=False)
+    result = train(cfg, work / "run", TrainOptions(built=built, progress=False))
     train_s = time.perf_counter() - start
 
     loaded = load_model(work / "run", torch.device("cpu"))

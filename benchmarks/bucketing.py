@@ -4,7 +4,7 @@ Without bucketing every example fills 16 + 900 = 916 positions. With `data.bucke
 sits on the smallest bucket canvas (10, 15, 20 or 30) that holds its grid pair and EOS, so it
 fills 16 + side^2 positions. Over one epoch of the sampler each task contributes each of its
 training pairs once, so the FLOPs per sample are the example-weighted mean over the build's
-pairs (analytic counter, `arc_trm.model.flops_per_step`, paper config).
+pairs (analytic counter, `arc_trm.flops.flops_per_step`, paper config).
 
 Measured wall time: one training step (`arc_trm.train.train_step`) of a reduced model on random
 tokens at each bucket length and at the full length, on this machine; per-sample time is the
@@ -49,7 +49,7 @@ def step_seconds(cfg, side: int, batch: int, device: torch.device, steps: int) -
     from arc_trm.common import Dist
     from arc_trm.model import TRM, Batch, draw_min_halt_steps
     from arc_trm.optim import AdamATan2, SparseSignSGD
-    from arc_trm.train import Optimizers, train_step
+    from arc_trm.step import Optimizers, StepSetup, train_step
 
     torch.manual_seed(0)
     model = TRM(cfg).to(device).train()
@@ -63,8 +63,8 @@ def step_seconds(cfg, side: int, batch: int, device: torch.device, steps: int) -
 
     def one() -> None:
         nonlocal carry
-        carry = train_step(model, carry, b, draw_min_halt_steps(batch, cfg, explore).to(device), opts,
-                           Dist(device=device), batch).carry
+        carry = train_step(model, carry, b, draw_min_halt_steps(batch, cfg, explore).to(device),
+                           StepSetup(opts, Dist(device=device), batch)).carry
 
     one()
     with Timer(device) as t:
@@ -87,7 +87,7 @@ def main() -> int:
     args = ap.parse_args()
     device, _ = setup_device(args)
     from arc_trm.config import ModelConfig
-    from arc_trm.model import flops_per_step
+    from arc_trm.flops import flops_per_step
 
     print(machine_line(machine_info(device)), flush=True)
     counts = examples_per_bucket(args.tasks, args.augmentations)

@@ -65,7 +65,7 @@ def run_arm(bucketing: bool, seed: int, steps: int, batch: int, work: Path) -> d
     from arc_trm.config import apply_overrides, preset
     from arc_trm.infer import ViewRun, evaluate_built
     from arc_trm.model import TRM
-    from arc_trm.train import train
+    from arc_trm.train import TrainOptions, train
     from augment.build import build_set
     from augment.options import BuildOptions
 
@@ -77,7 +77,7 @@ def run_arm(bucketing: bool, seed: int, steps: int, batch: int, work: Path) -> d
         "train.log_every=10", "device=cpu"])
     built = build_set(tasks, work / "build", BuildOptions(augmentations=1, canvas=20, progress=False))
     start = time.perf_counter()
-    train(cfg, work / "run", built=built, progress=False)
+    train(cfg, work / "run", TrainOptions(built=built, progress=False))
     seconds = time.perf_counter() - start
     losses = [json.loads(line)["loss"] for line in (work / "run" / "metrics.jsonl").read_text().splitlines()
               if "loss" in json.loads(line)]

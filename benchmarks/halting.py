@@ -81,7 +81,7 @@ def synthetic_tasks(n: int, seed: int):
 def train_synthetic(work: Path, device: torch.device, extra: list[str], seed: int):
     """Build the synthetic family, train on it, return (run folder, test tasks, train seconds)."""
     from arc_trm.config import apply_overrides, preset
-    from arc_trm.train import train
+    from arc_trm.train import TrainOptions, train
     from augment.build import build_set
     from augment.options import BuildOptions
 
@@ -92,7 +92,7 @@ def train_synthetic(work: Path, device: torch.device, extra: list[str], seed: in
     built = build_set(tasks, work / "build", BuildOptions(augmentations=cfg.data.augmentations,
                                                           canvas=cfg.data.canvas, progress=False))
     start = time.perf_counter()
-    result = train(cfg, work / "run", built=built, progress=False)
+    result = train(cfg, work / "run", TrainOptions(built=built, progress=False))
     seconds = time.perf_counter() - start
     print(f"trained {result.steps} steps in {seconds:.1f} s: "
           + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step"), flush=True)
@@ -102,7 +102,7 @@ def train_synthetic(work: Path, device: torch.device, extra: list[str], seed: in
 def evaluate(model, tasks, identifiers, augmentations, *, canvas: int, views_per_input: int, batch_size: int,
              halting: bool, device: torch.device) -> tuple[ModeResult, dict]:
     """What infer.vote_views + pass@k do on one process, keeping the per-view step counts."""
-    from arc_trm.infer import encode_views, make_views, predictions_from, run_views
+    from arc_trm.infer import ViewRun, encode_views, make_views, predictions_from, run_views
     from submission.score import pass_count, task_solutions
     from submission.vote import rank_candidates
 
@@ -112,7 +112,7 @@ def evaluate(model, tasks, identifiers, augmentations, *, canvas: int, views_per
     by_id = {t.id: t for t in tasks}
     inputs, fits = encode_views(views, by_id, canvas)
     ids = np.array([v.row for v in views], dtype=np.int32)
-    out = run_views(model, inputs, ids, batch_size=batch_size, halting=halting, device=device)
+    out = run_views(model, inputs, ids, ViewRun(canvas, batch_size, halting), device)
     ranked = rank_candidates(predictions_from(views, out, fits, canvas))
     first, second = (pass_count(ranked, task_solutions(tasks), k) for k in (1, 2))
     s1, s2, total = first.solved, second.solved, first.total

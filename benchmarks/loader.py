@@ -1,6 +1,6 @@
 """Benchmark: how fast the on-the-fly loader assembles training batches, against a GPU step.
 
-Batches are sampled as in training (SPEC 6): random task groups, one random augmented version per
+Batches are sampled as in training (REFERENCE §6): random task groups, one random augmented version per
 task, that version's examples fill the batch, up to 768 examples. The loader applies each row's
 dihedral map and colour permutation and each example's translation to the stored source grids.
 

@@ -7,7 +7,7 @@ touched puzzle rows. An inference step is one eval-mode supervision step (no gra
 decided by the Q head), what `predict` runs per slot refill. Batches are random tokens already
 on the device: this measures the model, not the loader.
 
-FLOPs are analytic (`arc_trm.model.flops_per_step`: matmul FLOPs). MFU is achieved FLOP/s over
+FLOPs are analytic (`arc_trm.flops.flops_per_step`: matmul FLOPs). MFU is achieved FLOP/s over
 a matmul peak MEASURED IN THE SAME RUN (bf16 8192^3 on a GPU, float32 2048^3 on a CPU).
 
 `--reference DIR` also runs the reference implementation (a checkout of
@@ -83,7 +83,8 @@ def model_config(args: argparse.Namespace, device: torch.device):
 
 def random_batches(cfg, batch: int, count: int, device: torch.device, seed: int):
     """`count` batches of random tokens; PAD (0) labels are ignored, as in real padded canvases."""
-    from arc_trm.model import IGNORE_LABEL, Batch
+    from arc_trm.model import Batch
+    from augment.encoding import IGNORE_LABEL
 
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -104,7 +105,7 @@ def ours_train(cfg, batch: int, device: torch.device, compile: bool, seed: int) 
     from arc_trm.common import CompiledOrEager, Dist
     from arc_trm.model import TRM, draw_min_halt_steps
     from arc_trm.optim import AdamATan2, SparseSignSGD
-    from arc_trm.train import Optimizers, train_step
+    from arc_trm.step import Optimizers, StepSetup, train_step
 
     torch.manual_seed(seed)
     model = TRM(cfg).to(device).train()
@@ -121,7 +122,7 @@ def ours_train(cfg, batch: int, device: torch.device, compile: bool, seed: int) 
         b = batches[state["i"] % len(batches)]
         state["i"] += 1
         min_steps = draw_min_halt_steps(batch, cfg, explore).to(device, non_blocking=True)
-        state["carry"] = train_step(model, state["carry"], b, min_steps, opts, d, batch).carry
+        state["carry"] = train_step(model, state["carry"], b, min_steps, StepSetup(opts, d, batch)).carry
 
     return step
 
@@ -276,7 +277,8 @@ def main() -> int:
 
     device, threads = setup_device(args)
     cuda = device.type == "cuda"
-    from arc_trm.model import TRM, count_parameters, flops_per_step
+    from arc_trm.flops import count_parameters, flops_per_step
+    from arc_trm.model import TRM
 
     cfg = model_config(args, device)
     info = machine_info(device)

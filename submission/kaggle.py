@@ -16,8 +16,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from augment.errors import InputError, TaskError
-# write_text_atomic is re-exported for arc_trm (checkpoint, runs) until its imports name augment.files.
-from augment.files import read_json, write_json_atomic, write_text_atomic  # noqa: F401
+from augment.files import read_json, write_json_atomic
 from augment.tasks import Task, grid_from_json
 from submission.vote import Candidate, Key, choose_attempts
 

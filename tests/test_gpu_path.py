@@ -16,7 +16,7 @@ from arc_trm.config import ModelConfig
 from arc_trm.data import GroupSampler, Prefetcher
 from arc_trm.model import TRM, Batch, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
-from arc_trm.train import Optimizers, train_step
+from arc_trm.step import Optimizers, StepSetup, train_step
 from augment.store import BuiltSet
 
 CFG = ModelConfig(hidden_size=32, num_heads=2, H_cycles=2, L_cycles=2, halt_max_steps=3, puzzle_emb_len=2,
@@ -99,7 +99,7 @@ def test_a_training_step_reads_nothing_back_to_the_host():
         # AdamATan2's step counters stay on the host (as torch's own Adam keeps them): exempt.
         counters = {s["step"].data_ptr() for s in opts.weights.state.values()}
         with HostReads(exempt=counters) as reads:
-            carry = train_step(model, carry, b, min_steps, opts, Dist(), 4).carry
+            carry = train_step(model, carry, b, min_steps, StepSetup(opts, Dist(), 4)).carry
     assert reads.reads == 0
 
 

@@ -8,8 +8,9 @@ import json
 import pytest
 
 from arc_trm.config import apply_overrides, preset
-from arc_trm.train import train
-from augment.build import BuildOptions, build_set
+from arc_trm.train import TrainOptions, train
+from augment.build import build_set
+from augment.options import BuildOptions
 from augment.store import BuiltSet
 from augment.errors import InputError
 from augment.tasks import load_tasks, task_from_json
@@ -31,7 +32,7 @@ def changed_task(task):
 def test_resume_refuses_rows_that_mean_something_else(tmp_path, what):
     tasks = load_tasks(SMALL_TASKS)
     first = build_set(tasks, tmp_path / "a", BuildOptions(augmentations=4, canvas=6, progress=False))
-    train(tiny_cfg(), tmp_path / "run", stop_at=1, built=first, progress=False)
+    train(tiny_cfg(), tmp_path / "run", TrainOptions(stop_at=1, built=first, progress=False))
     if what == "build seed":
         other = build_set(tasks, tmp_path / "b", BuildOptions(augmentations=4, seed=1, canvas=6, progress=False))
     elif what == "role":
@@ -39,13 +40,13 @@ def test_resume_refuses_rows_that_mean_something_else(tmp_path, what):
     else:
         other = build_set([changed_task(tasks[0])] + tasks[1:], tmp_path / "b", BuildOptions(augmentations=4, canvas=6, progress=False))
     with pytest.raises(InputError, match="mean other tasks") as err:
-        train(tiny_cfg(), tmp_path / "run", resume=True, built=other, progress=False)
+        train(tiny_cfg(), tmp_path / "run", TrainOptions(resume=True, built=other, progress=False))
     assert {"build seed": "augmentation", "role": "augmentation", "content": "content changed"}[what] in str(err.value)
 
 
 def test_predict_falls_back_for_a_task_whose_content_changed(tmp_path, small_build):
     run = tmp_path / "run"
-    train(tiny_cfg(), run, built=BuiltSet.open(small_build), progress=False)
+    train(tiny_cfg(), run, TrainOptions(built=BuiltSet.open(small_build), progress=False))
     tasks = load_tasks(SMALL_TASKS)
     edited = {t.id: (changed_task(t) if i == 0 else t).to_json(with_solutions=False) for i, t in enumerate(tasks)}
     challenges = tmp_path / "edited_challenges.json"

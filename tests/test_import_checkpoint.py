@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from arc_trm.convert import map_reference_identifiers
+from arc_trm.import_reference import map_reference_identifiers
 from arc_trm.infer import load_model
 from arc_trm.model import Batch
 from augment.transforms import Augmentation
@@ -195,7 +195,7 @@ lr: 0.0001
 
 
 def test_reference_yaml_config(tmp_path: Path) -> None:
-    from arc_trm.convert import read_reference_config
+    from arc_trm.import_reference import read_reference_config
 
     path = tmp_path / "all_config.yaml"
     path.write_text(ALL_CONFIG_YAML)
@@ -207,7 +207,7 @@ def test_reference_yaml_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("variant", ["mlp_t", "attn_learned"])
 def test_seq_len_read_from_weights(variant: str) -> None:
-    from arc_trm.convert import resolve_model_config
+    from arc_trm.import_reference import resolve_model_config
 
     fix = torch.load(FIXTURE.with_name(f"trm_reference_{variant}.pt"), weights_only=True)
     cfg, _ = resolve_model_config(fix["state_dict"], None, ["model.puzzle_emb_len=4"], canvas=30)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from arc_trm.config import ModelConfig
-from arc_trm.infer import View, ViewOutputs, make_views, predictions_from, run_views
+from arc_trm.infer import View, ViewOutputs, ViewRun, make_views, predictions_from, run_views
 from arc_trm.model import TRM, Batch
 from augment.encoding import encode_grid
 from augment.tasks import load_tasks
@@ -18,6 +18,8 @@ from submission.kaggle import candidates_path, load_submission, read_candidates,
 from submission.vote import rank_candidates
 
 from conftest import SMALL_TASKS, TINY, run_cli, sets
+
+CPU = torch.device("cpu")
 
 
 def tiny_model(seed: int = 0, **overrides) -> TRM:
@@ -65,8 +67,8 @@ def test_batched_halting_with_refill_matches_views_run_alone():
                       torch.from_numpy(ids))
         first = model(model.initial_carry(batch), batch).q_halt_logits
         model.q_head.bias[0] -= first.median() + 1e-3
-    batched = run_views(model, inputs, ids, batch_size=3, halting=True, device=torch.device("cpu"))
-    alone = [run_views(model, inputs[i:i + 1], ids[i:i + 1], batch_size=1, halting=True, device=torch.device("cpu"))
+    batched = run_views(model, inputs, ids, ViewRun(6, batch_size=3, halting=True), CPU)
+    alone = [run_views(model, inputs[i:i + 1], ids[i:i + 1], ViewRun(6, batch_size=1, halting=True), CPU)
              for i in range(n)]
     assert len(set(batched.steps.tolist())) > 1, "test needs views that halt at different steps"
     assert batched.steps.min() >= 1 and batched.steps.max() <= 5
@@ -86,8 +88,8 @@ def test_halting_off_runs_the_cap_and_on_stops_when_confident():
         model.q_head.bias.fill_(5.0)  # always confident
     inputs = np.stack([encode_grid(np.eye(3, dtype=np.uint8), 6)] * 5)
     ids = np.ones(5, np.int32)
-    on = run_views(model, inputs, ids, batch_size=2, halting=True, device=torch.device("cpu"))
-    off = run_views(model, inputs, ids, batch_size=2, halting=False, device=torch.device("cpu"))
+    on = run_views(model, inputs, ids, ViewRun(6, batch_size=2, halting=True), CPU)
+    off = run_views(model, inputs, ids, ViewRun(6, batch_size=2, halting=False), CPU)
     assert on.steps.tolist() == [1] * 5
     assert off.steps.tolist() == [5] * 5
 
@@ -95,8 +97,7 @@ def test_halting_off_runs_the_cap_and_on_stops_when_confident():
 def test_a_passed_deadline_runs_no_view():
     model = tiny_model()
     inputs = np.zeros((4, 36), np.uint8)
-    out = run_views(model, inputs, np.ones(4, np.int32), batch_size=2, halting=True, device=torch.device("cpu"),
-                    deadline=0.0)
+    out = run_views(model, inputs, np.ones(4, np.int32), ViewRun(6, batch_size=2, deadline=0.0), CPU)
     assert out.steps.tolist() == [0, 0, 0, 0]
 
 
@@ -123,7 +124,7 @@ def test_predict_cli_writes_valid_files_with_fallback_for_untrained_tasks(tmp_pa
     sub.parent.mkdir()
     proc = run_cli("predict", "--checkpoint", run, "--tasks", tasks, "--out", sub, "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "1 tasks have no trained puzzle embedding" in proc.stdout
+    assert "1 tasks have no puzzle embedding trained on their content" in proc.stdout
     loaded = load_tasks(tasks)
     data = load_submission(sub)
     validate_submission(data, loaded)

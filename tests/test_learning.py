@@ -11,8 +11,9 @@ import torch
 from arc_trm.config import apply_overrides, preset
 from arc_trm.common import Dist
 from arc_trm.infer import evaluate_built, load_model
-from arc_trm.train import train
-from augment.build import BuildOptions, build_set
+from arc_trm.train import TrainOptions, train
+from augment.build import build_set
+from augment.options import BuildOptions
 from augment.tasks import Task, task_from_json
 
 
@@ -36,7 +37,7 @@ def test_cpu_quick_learns_a_colour_rule_on_held_out_inputs(tmp_path):
     cfg = apply_overrides(preset("cpu-quick"), ["data.canvas=8", "data.augmentations=1", "train.max_steps=150"])
     built = build_set(tasks, tmp_path / "build", BuildOptions(augmentations=1, canvas=8, progress=False))
     start = time.time()
-    train(cfg, tmp_path / "run", built=built, progress=False)
+    train(cfg, tmp_path / "run", TrainOptions(built=built, progress=False))
     seconds = time.time() - start
 
     loaded = load_model(tmp_path / "run", torch.device("cpu"))  # EMA weights, as predict uses

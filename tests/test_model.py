@@ -11,19 +11,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from arc_trm.config import ModelConfig
-from arc_trm.model import (
-    IGNORE_LABEL,
-    TRM,
-    Batch,
-    Carry,
-    StepOutput,
-    compute_loss,
-    count_parameters,
-    draw_min_halt_steps,
-    flops_per_step,
-    stablemax_cross_entropy,
-    trunc_normal_,
-)
+from arc_trm.flops import count_parameters, flops_per_step
+from arc_trm.loss import compute_loss, stablemax_cross_entropy
+from arc_trm.model import TRM, Batch, Carry, StepOutput, draw_min_halt_steps, trunc_normal_
+from augment.encoding import IGNORE_LABEL
 
 TINY = ModelConfig(
     hidden_size=32,
@@ -216,7 +207,7 @@ def test_only_last_cycle_is_backpropagated() -> None:
     last = model.cycle(net, pre.y, pre.z, x, model.rotary())
     heads = model.heads(last.y)
     carry = replace(out.carry, y=last.y.detach(), z=last.z.detach())
-    manual = StepOutput(carry, heads.logits, heads.q_halt, heads.q_continue, rows_, None)
+    manual = StepOutput(carry, heads.logits, heads.q_halt_logits, heads.q_continue_logits, rows_, None)
     compute_loss(manual).loss.backward()
     torch.testing.assert_close(model.lm_head.weight.grad, grad_full)
     torch.testing.assert_close(model.embed_tokens.weight.grad, grad_embed)

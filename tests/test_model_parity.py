@@ -15,7 +15,8 @@ from arc_trm.convert import (
     reference_to_ours,
     to_reference_state_dict,
 )
-from arc_trm.model import TRM, Batch, compute_loss
+from arc_trm.loss import compute_loss
+from arc_trm.model import TRM, Batch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VARIANTS = ["attn_rope", "mlp_t", "attn_learned"]

@@ -15,7 +15,7 @@ from arc_trm.common import CompiledOrEager
 from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.data import GroupSampler, host_batch, make_sampler
 from arc_trm.model import TRM
-from arc_trm.train import build_model, ema_rate_at, lr_at, train
+from arc_trm.train import TrainOptions, build_model, ema_rate_at, lr_at, train
 from augment.store import BuiltSet
 from augment.errors import InputError
 
@@ -59,9 +59,9 @@ def test_the_loop_runs_the_cosine_and_the_constant_ema_rate(tmp_path, small_buil
                       "train.ema_warmup=false", "train.ema_rate=0.9", "train.checkpoint_every=1")
     run = tmp_path / "run"
     init = build_model(cfg, built.num_identifiers, torch.device("cpu")).state_dict()
-    train(cfg, run, stop_at=1, progress=False, built=built)
+    train(cfg, run, TrainOptions(stop_at=1, progress=False, built=built))
     first = final_state(run)
-    train(cfg, run, resume=True, stop_at=2, progress=False, built=built)
+    train(cfg, run, TrainOptions(resume=True, stop_at=2, progress=False, built=built))
     second = final_state(run)
     r = 0.9
     for name, ema1 in first["ema"].items():
@@ -70,7 +70,7 @@ def test_the_loop_runs_the_cosine_and_the_constant_ema_rate(tmp_path, small_buil
                                    rtol=0, atol=1e-7)
     assert ema_rate_at(1, r) != r and ema_rate_at(1, r, warmup=False) == ema_rate_at(10**6, r) == r
 
-    train(cfg, run, resume=True, progress=False, built=built)
+    train(cfg, run, TrainOptions(resume=True, progress=False, built=built))
     logged = {x["step"]: x["lr"] for x in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
     assert sorted(logged) == [1, 2, 3, 4, 5, 6]
     for step, lr in logged.items():
@@ -157,7 +157,7 @@ def test_evaluation_in_a_compiled_run_computes_with_the_ema_weights(tmp_path, sm
     monkeypatch.setattr(train_module, "evaluate_built", spy)
     cfg = tiny_config("train.max_steps=2", "train.eval_every=2", "train.eval_views=2", "train.compile=on",
                       "train.compile_backend=eager", "train.ema_rate=0.5")
-    train(cfg, tmp_path / "run", progress=False, built=built)
+    train(cfg, tmp_path / "run", TrainOptions(progress=False, built=built))
     assert len(compiled) == 1 and not compiled[0].failed  # the training step did run compiled
     assert len(evaluated) == 1
     state = final_state(tmp_path / "run")  # the checkpoint of step 2, the step evaluated

@@ -14,7 +14,8 @@ import time
 import pytest
 import torch
 
-from arc_trm.ttt import parse_budget, plan_phases, transplant_weights
+from arc_trm.ttt_phases import transplant_weights
+from arc_trm.ttt_plan import PlanInputs, Throughput, parse_budget, plan_phases
 from augment.store import IdentifierMap
 from augment.errors import InputError
 from augment.tasks import load_tasks
@@ -35,8 +36,8 @@ def test_parse_budget():
 
 
 def test_plan_reserves_prediction_time_and_splits_phases():
-    plan = plan_phases(0.5, 0.2, views=1000, world=2, batch_size=100, max_steps_cap=0, halt_max_steps=16,
-                       quick_views=80, seconds_left=1000.0, pretrained=True, embedding_fraction=0.25)
+    plan = plan_phases(Throughput(0.5, 0.2), PlanInputs(views=1000, world=2, batch_size=100, max_steps_cap=0, halt_max_steps=16,
+                       quick_views=80, seconds_left=1000.0, pretrained=True, embedding_fraction=0.25))
     # final prediction: ceil(1000 / 2 / 100) = 5 batches x 16 steps x 0.2 s x 1.25 = 20 s
     assert plan.predict_s == pytest.approx(20.0)
     assert plan.quick_predict_s == pytest.approx(4.0)  # 1 batch
@@ -44,12 +45,12 @@ def test_plan_reserves_prediction_time_and_splits_phases():
     assert plan.freeze_steps == round(0.25 * plan.steps)
     assert plan.stops == sorted({plan.freeze_steps, plan.steps // 2, plan.steps})
     # From scratch: no embeddings-only phase; a step cap wins over the time that is left.
-    plan = plan_phases(0.5, 0.2, views=1000, world=1, batch_size=100, max_steps_cap=50, halt_max_steps=16,
-                       quick_views=80, seconds_left=1000.0, pretrained=False, embedding_fraction=0.25)
+    plan = plan_phases(Throughput(0.5, 0.2), PlanInputs(views=1000, world=1, batch_size=100, max_steps_cap=50, halt_max_steps=16,
+                       quick_views=80, seconds_left=1000.0, pretrained=False, embedding_fraction=0.25))
     assert (plan.steps, plan.freeze_steps, plan.stops) == (50, 0, [25, 50])
     # No time left: no training at all.
-    plan = plan_phases(0.5, 0.2, views=1000, world=1, batch_size=100, max_steps_cap=0, halt_max_steps=16,
-                       quick_views=1000, seconds_left=10.0, pretrained=False, embedding_fraction=0.0)
+    plan = plan_phases(Throughput(0.5, 0.2), PlanInputs(views=1000, world=1, batch_size=100, max_steps_cap=0, halt_max_steps=16,
+                       quick_views=1000, seconds_left=10.0, pretrained=False, embedding_fraction=0.0))
     assert (plan.steps, plan.stops) == (0, [])
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from arc_trm import cli
 from arc_trm.config import apply_overrides, preset
-from arc_trm.train import default_build_dir
+from arc_trm.builds import default_build_dir
 from augment.tasks import load_tasks
 from conftest import SMALL_TASKS, TINY, run_cli, sets, write_tiny_checkpoint
 

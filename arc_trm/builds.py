@@ -1,0 +1,60 @@
+"""The augmented set a run trains on: where it is cached (data/built/...) and who builds it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch.distributed as dist
+
+from arc_trm import checkpoint as ckpt
+from arc_trm.common import Dist
+from arc_trm.config import RunConfig
+from augment.build import ensure_built
+from augment.options import BuildOptions
+from augment.store import BuiltSet
+from augment.errors import InputError
+
+
+def default_build_dir(cfg: RunConfig) -> Path:
+    """data/built/<readable prefix>-<hash of the full source spec and the build parameters>."""
+    if cfg.data.build_dir:
+        return Path(cfg.data.build_dir)
+    d = cfg.data
+    key = json.dumps({"tasks": d.tasks, "augmentations": d.augmentations, "canvas": d.canvas,
+                      "build_seed": d.build_seed}, sort_keys=True)
+    digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in d.tasks)[:40].strip("_")
+    return Path("data/built") / f"{slug}-a{d.augmentations}-c{d.canvas}-{digest}"
+
+
+def check_own_build(out: Path, cfg: RunConfig) -> None:
+    """A --build folder that holds a build of other parameters or sources is refused, never
+    rebuilt over (the user's own build)."""
+    meta_path = out / "metadata.json"
+    if not meta_path.is_file():
+        return
+    meta = ckpt.read_json(meta_path, "build metadata")
+    params = meta.get("params", {}) if isinstance(meta, dict) else {}
+    want = {"augmentations": cfg.data.augmentations, "seed": cfg.data.build_seed, "canvas": cfg.data.canvas}
+    have = {k: params.get(k) for k in want} if isinstance(params, dict) else {}
+    specs = [s.strip() for s in cfg.data.tasks.split(",") if s.strip()]
+    sources = meta.get("sources") if isinstance(meta, dict) else None
+    if have != want or sources != specs:
+        raise InputError(f"--build {out}: holds a build of {sources} with {have}, not {specs} with {want}; "
+                         f"pass the same --tasks/--set data.* or another --build (it is never rebuilt over)")
+
+
+def load_or_build(cfg: RunConfig, d: Dist, progress: bool) -> BuiltSet:
+    """Rank 0 builds (or reuses) the cached augmented set; the others wait and open it."""
+    out = default_build_dir(cfg)
+    if d.main:
+        if cfg.data.build_dir:
+            check_own_build(out, cfg)
+        ensure_built(cfg.data.tasks, out, BuildOptions(augmentations=cfg.data.augmentations,
+                                                       seed=cfg.data.build_seed, canvas=cfg.data.canvas,
+                                                       progress=progress))
+    if d.world > 1:
+        dist.barrier()
+    return BuiltSet.open(out)

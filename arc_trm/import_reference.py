@@ -1,0 +1,359 @@
+"""`arc-trm import-checkpoint`: a reference TinyRecursiveModels checkpoint as an arc-trm run folder.
+
+  arc-trm import-checkpoint ref/step_155718 --identifiers ref_data/identifiers.json \\
+      --config ref/all_config.yaml --out runs/imported
+  arc-trm predict --checkpoint runs/imported --tasks arc-agi-2:evaluation
+
+REF_CHECKPOINT is a file saved by the reference trainer with `torch.save(model.state_dict())`
+(the EMA copy when EMA was on); `_orig_mod.` / `model.` key prefixes are accepted. The model
+config comes from --config (the reference's all_config.yaml or a JSON copy, its `arch:` section
+or a bare arch dict; also an arc-trm config.json); whatever it does not give is read from the
+weights' shapes (hidden size, blocks, mlp_t, learned positions, vocabulary, puzzle ids, sequence
+length) or, failing that, taken from the paper preset. `--set model.X=Y` overrides.
+
+--identifiers is the reference data set's identifiers.json (puzzle id -> name, id 0 "<blank>").
+A plain name `task` becomes our `task#0` (identity augmentation); augmented names
+`task|||t<dihedral>|||<10-digit colour map>` become `task#1`, `task#2`, ... in order of puzzle
+id, keeping the reference's row order, so the puzzle table is copied unchanged.
+
+Writes OUT/config.json and OUT/checkpoints/step_N/ (N from a `step_N` file name, else 0) with
+the weights as both raw and EMA weights, atomically. Bad input (unknown or missing keys, shapes
+that do not fit, names that do not match the table) stops with a one-line error and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+from torch import Tensor
+
+from arc_trm import checkpoint as ckpt
+from arc_trm.config import ModelConfig, RunConfig, TrainConfig, apply_overrides, preset
+from arc_trm.convert import REF_BLOCK, load_reference_state_dict, strip_wrappers
+from arc_trm.model import TRM
+from arc_trm.optim import AdamATan2
+from augment.errors import InputError
+from augment.transforms import Augmentation
+
+REF_SEPARATOR = "|||"  # the reference's separator inside augmented puzzle names
+BLANK = "<blank>"
+_AUG_DIHEDRAL = re.compile(r"^t([0-7])$")
+_AUG_PERM = re.compile(r"^[0-9]{10}$")
+# Values no weight shape reveals: printed when they come from the paper preset.
+_UNSEEN_IN_WEIGHTS = ("num_heads", "H_cycles", "L_cycles", "halt_max_steps", "halt_exploration_prob",
+                      "expansion", "puzzle_emb_len", "forward_dtype", "rope_theta")
+
+
+def map_reference_identifiers(names: list[Any]) -> tuple[list[str], list[str], int]:
+    """Reference puzzle names (row = puzzle id) -> our identifiers and augmentation records.
+
+    Returns (identifiers, augmentations, max versions per task). Row order is kept: row r of the
+    result describes reference puzzle id r. Raises ValueError on a malformed or duplicated name.
+    """
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("expected a JSON list of puzzle names")
+    if not names or names[0] != BLANK:
+        raise ValueError(f"puzzle id 0 must be {BLANK!r}, got {names[0] if names else None!r}")
+    seen: dict[str, int] = {}
+    identifiers, augmentations = [BLANK], [""]
+    next_k: dict[str, int] = {}
+    versions: dict[str, int] = {}
+    for row, name in enumerate(names):
+        if name in seen:
+            raise ValueError(f"puzzle name {name!r} appears twice (ids {seen[name]} and {row})")
+        seen[name] = row
+        if row == 0:
+            continue
+        parts = name.split(REF_SEPARATOR)
+        if len(parts) == 1:
+            task_id, k, aug = name, 0, Augmentation.identity()
+        else:
+            bad = f"malformed puzzle name {name!r} (id {row}); expected 'task' or 'task|||t<0-7>|||<10 digits>'"
+            if len(parts) != 3 or not parts[0] or not _AUG_DIHEDRAL.match(parts[1]) \
+                    or not _AUG_PERM.match(parts[2]):
+                raise ValueError(bad)
+            try:
+                aug = Augmentation(int(parts[1][1]), tuple(int(c) for c in parts[2]))
+            except ValueError as e:
+                raise ValueError(f"{bad}: {e}") from None
+            task_id = parts[0]
+            k = next_k.get(task_id, 1)
+            next_k[task_id] = k + 1
+        if not task_id.strip() or task_id == BLANK:
+            raise ValueError(f"malformed puzzle name {name!r} (id {row}): empty or reserved task id")
+        identifiers.append(f"{task_id}#{k}")
+        augmentations.append(aug.to_str())
+        versions[task_id] = versions.get(task_id, 0) + 1
+    if not versions:
+        raise ValueError("names no puzzles besides the blank id 0")
+    return identifiers, augmentations, max(versions.values())
+
+
+def read_reference_config(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(model settings, our train section or None) from a config file.
+
+    Accepts the reference's all_config.yaml (or a JSON copy) with an `arch` section, a bare arch
+    dict, or an arc-trm run config.json (`model`/`train`/`data` sections).
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: config file missing")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except (yaml.YAMLError, ValueError) as e:  # JSONDecodeError is a ValueError
+        raise InputError(f"{path}: unreadable config ({type(e).__name__}: {e})".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping at the top level")
+    if isinstance(data.get("arch"), dict):
+        return dict(data["arch"]), None
+    if isinstance(data.get("model"), dict) and ("train" in data or "data" in data):
+        return dict(data["model"]), data.get("train") if isinstance(data.get("train"), dict) else None
+    if "hidden_size" in data or "H_cycles" in data or "L_layers" in data:
+        return dict(data), None
+    raise InputError(f"{path}: no `arch` section (nor a bare arch dict or an arc-trm `model` section)")
+
+
+def infer_from_state_dict(state_dict: dict[str, Tensor]) -> tuple[dict[str, Any], int | None]:
+    """Reference-named arch settings the tensor shapes reveal, and the full sequence length
+    (puzzle prefix + grid) when learned positions or mlp_t fix it (else None)."""
+    sd = {strip_wrappers(k): v for k, v in state_dict.items()}
+    found: dict[str, Any] = {}
+    total_len = None
+    if "inner.embed_tokens.embedding_weight" in sd:
+        vocab, hidden = sd["inner.embed_tokens.embedding_weight"].shape
+        found["vocab_size"], found["hidden_size"] = int(vocab), int(hidden)
+    if "inner.puzzle_emb.weights" in sd:
+        found["num_puzzle_identifiers"] = int(sd["inner.puzzle_emb.weights"].shape[0])
+    layers = {int(m.group(1)) for k in sd if (m := REF_BLOCK.match(k))}
+    if layers:
+        found["L_layers"] = max(layers) + 1
+    mlp_t = any(".mlp_t." in k for k in sd)
+    if layers:
+        found["mlp_t"] = mlp_t
+    if "inner.embed_pos.embedding_weight" in sd:
+        found["pos_encodings"] = "learned"
+        total_len = int(sd["inner.embed_pos.embedding_weight"].shape[0])
+    elif mlp_t:
+        found["pos_encodings"] = "none"  # what the reference's mlp_t configs use (no attention)
+    if mlp_t:
+        w = sd.get("inner.L_level.layers.0.mlp_t.down_proj.weight")
+        if w is not None:
+            total_len = int(w.shape[0])
+    return found, total_len
+
+
+def _override_keys(overrides: list[str]) -> set[str]:
+    return {item.partition("=")[0].rpartition(".")[2] for item in overrides}
+
+
+def resolve_model_config(state_dict: dict[str, Tensor], arch: dict[str, Any] | None, overrides: list[str],
+                         canvas: int) -> tuple[Any, list[str]]:
+    """ModelConfig for the checkpoint: paper preset < weight shapes < --config < --set.
+
+    Returns (config, names of settings that came from the paper preset unchecked)."""
+    base = preset("paper").model.to_dict()
+    base["num_puzzle_identifiers"] = base.pop("num_puzzle_ids")
+    inferred, total_len = infer_from_state_dict(state_dict)
+    given = dict(arch or {})
+    if "num_puzzle_ids" in given:  # an arc-trm model section
+        given["num_puzzle_identifiers"] = given.pop("num_puzzle_ids")
+    merged = {**base, **inferred, **given}
+    cfg = ModelConfig.from_reference(merged)
+    try:
+        cfg = apply_overrides(RunConfig(model=cfg), overrides).model  # other sections: applied later
+    except ValueError as e:
+        raise ValueError(f"--set: {e}") from None
+    set_keys = _override_keys(overrides)
+    if "seq_len" not in given and "seq_len" not in set_keys:
+        cfg.seq_len = total_len - cfg.puzzle_emb_len if total_len is not None else canvas * canvas
+        if cfg.seq_len < 1:
+            raise ValueError(f"the weights fix the sequence length at {total_len} positions, no room for "
+                             f"puzzle_emb_len {cfg.puzzle_emb_len}; set model.puzzle_emb_len")
+    cfg.__post_init__()
+    defaulted = [k for k in _UNSEEN_IN_WEIGHTS if k not in given and k not in set_keys]
+    return cfg, defaulted
+
+
+def _summary(cfg: Any) -> str:
+    mix = "mlp_t" if cfg.mlp_t else f"attention ({cfg.num_heads} heads)"
+    return (f"hidden {cfg.hidden_size}, {cfg.L_layers} blocks, {mix}, expansion {cfg.expansion:g}, "
+            f"T={cfg.H_cycles} n={cfg.L_cycles}, halt_max_steps {cfg.halt_max_steps}, "
+            f"puzzle_emb_len {cfg.puzzle_emb_len} + seq_len {cfg.seq_len}, pos {cfg.pos_encodings}, "
+            f"vocab {cfg.vocab_size}, {cfg.num_puzzle_ids} puzzle ids, forward {cfg.forward_dtype}")
+
+
+def _load_reference_file(path: Path) -> dict[str, Tensor]:
+    """A reference state dict, loaded weights-only; one line for anything else (corrupt or
+    truncated files, pickles that would run code, modules, lists, arc-trm checkpoints)."""
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint file missing")
+    obj = ckpt._torch_load(path, "cpu")
+    if isinstance(obj, dict) and "model" in obj and "config" in obj:
+        raise InputError(f"{path}: this is an arc-trm checkpoint, not a reference state dict; use it "
+                         "directly with --checkpoint / --resume")
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, Tensor)
+                                                       for k, v in obj.items()):
+        raise InputError(f"{path}: expected a state dict (names -> tensors), as saved by "
+                         "torch.save(model.state_dict())")
+    return obj
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """What `arc-trm import-checkpoint` is asked to do."""
+
+    reference: Path  # the reference's state dict file
+    identifiers: Path  # the reference data set's identifiers.json
+    out: Path  # run folder to write
+    config: Path | None = None  # all_config.yaml / JSON (None: weights' shapes, then the paper preset)
+    overrides: tuple[str, ...] = ()  # --set KEY=VALUE
+    canvas: int = 30  # canvas side the model was trained on
+    force: bool = False  # write even if `out` already holds a run
+
+
+@dataclass
+class ImportedNames:
+    identifiers: list[str]  # row -> our `task#k`
+    augmentations: list[str]  # row -> augmentation record
+    versions: int  # most versions of one task
+
+
+def read_identifiers(path: Path) -> ImportedNames:
+    """The reference's identifiers.json as our identifiers (a list, or {"identifiers": [...]})."""
+    names = ckpt.read_json(path)
+    if isinstance(names, dict) and isinstance(names.get("identifiers"), list):
+        names = names["identifiers"]
+    try:
+        return ImportedNames(*map_reference_identifiers(names))  # type: ignore[arg-type]
+    except ValueError as e:
+        raise InputError(f"{path}: {e}") from None
+
+
+def import_model_config(request: ImportRequest, state_dict: dict[str, Tensor], arch: dict[str, Any] | None,
+                        rows: int, log: Callable[[str], object]) -> ModelConfig:
+    """The model config, checked against the canvas and the identifiers' row count."""
+    config_path, canvas = request.config, request.canvas
+    try:
+        model_cfg, defaulted = resolve_model_config(state_dict, arch, list(request.overrides), canvas)
+    except ValueError as e:
+        where = f" ({config_path})" if config_path is not None and not str(e).startswith("--set") else ""
+        raise InputError(f"model config{where}: {e}".replace("\n", " ")) from None
+    if model_cfg.seq_len != canvas * canvas:
+        raise InputError(f"the model's grid length seq_len {model_cfg.seq_len} (= positions "
+                         f"{model_cfg.total_len} - puzzle_emb_len {model_cfg.puzzle_emb_len}) is not "
+                         f"--canvas {canvas} squared ({canvas * canvas}); pass the canvas the model was "
+                         "trained on, or fix puzzle_emb_len")
+    if rows != model_cfg.num_puzzle_ids:
+        raise InputError(f"{request.identifiers}: {rows} puzzle names (blank included) but the checkpoint's "
+                         f"puzzle table has {model_cfg.num_puzzle_ids} rows")
+    log(f"model: {_summary(model_cfg)}")
+    if config_path is None and defaulted:
+        log(f"note: no --config; {', '.join(defaulted)} are the paper's (weights do not show them)")
+    return model_cfg
+
+
+def import_run_config(request: ImportRequest, model_cfg: ModelConfig, train_section: dict[str, Any] | None,
+                      versions: int) -> RunConfig:
+    """The run config: the imported model, the reference's train section if given, then --set."""
+    try:
+        train_cfg = RunConfig.from_dict({"model": model_cfg.to_dict(), "train": train_section or {},
+                                         "data": {}}).train if train_section else TrainConfig()
+    except (ValueError, TypeError) as e:
+        raise InputError(f"{request.config}: train section: {e}") from None
+    run_cfg = RunConfig(model=model_cfg, train=train_cfg)
+    run_cfg.data.tasks = ""  # the reference's task sources are not recorded in its checkpoint
+    run_cfg.data.augmentations = versions
+    run_cfg.data.canvas = request.canvas
+    try:
+        apply_overrides(run_cfg, list(request.overrides))  # train/data keys; model keys are already in place
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    if run_cfg.data.canvas ** 2 != model_cfg.seq_len:
+        raise InputError(f"data.canvas {run_cfg.data.canvas} does not fit the model's seq_len {model_cfg.seq_len}")
+    return run_cfg
+
+
+def imported_state(model: TRM, run_cfg: RunConfig, identifiers: list[str], step: int) -> dict:
+    """The state.pt dict of an imported run: the weights as raw and EMA weights, fresh moments."""
+    tc = run_cfg.train
+    opt = AdamATan2(model.parameters(), lr=0.0, betas=(tc.beta1, tc.beta2), weight_decay=tc.weight_decay)
+    return {
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "ema": {n: p.detach().cpu().clone() for n, p in model.named_parameters()},  # the reference saves its EMA
+        "optim": opt.state_dict(),  # empty state: moments start afresh if training continues
+        "sampler": None,
+        "explore_rng": torch.Generator().manual_seed(tc.seed + 1).get_state(),
+        "step": step,
+        "config": json.dumps(run_cfg.to_dict(), indent=2),
+        "identifiers": identifiers,
+    }
+
+
+def write_imported_run(request: ImportRequest, state: dict, names: ImportedNames) -> Path:
+    """OUT/config.json, OUT/import.json and the checkpoint folder, atomically; returns the folder."""
+    out, step, config_json = request.out, state["step"], state["config"]
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt.begin_checkpoint(out, step)
+    ckpt.torch_save_atomic(state, tmp / "state.pt")
+    ckpt.write_text_atomic(tmp / "config.json", config_json)
+    ckpt.write_text_atomic(tmp / "identifiers.json",
+                           json.dumps({"identifiers": names.identifiers, "augmentations": names.augmentations}))
+    ckpt.write_text_atomic(out / "config.json", config_json)
+    ckpt.write_text_atomic(out / "import.json", json.dumps({
+        "reference_checkpoint": str(request.reference.resolve()), "identifiers": str(request.identifiers.resolve()),
+        "config": str(request.config.resolve()) if request.config is not None else None,
+        "overrides": list(request.overrides), "step": step}, indent=2))
+    return ckpt.commit_checkpoint(out, step, keep=0)
+
+
+def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], object] = print) -> Path:
+    """Write an arc-trm run folder for a reference checkpoint; returns the checkpoint folder."""
+    if request.canvas < 1:
+        raise InputError(f"--canvas must be positive, got {request.canvas}")
+    if (request.out / "checkpoints" / "latest").exists() and not request.force:
+        raise InputError(f"{request.out}: already holds a run (use another --out, or --force to add to it)")
+    state_dict = _load_reference_file(request.reference)
+    names = read_identifiers(request.identifiers)
+    arch, train_section = read_reference_config(request.config) if request.config is not None else (None, None)
+    model_cfg = import_model_config(request, state_dict, arch, len(names.identifiers), log)
+    model = TRM(model_cfg)
+    try:
+        load_reference_state_dict(model, state_dict)
+    except ValueError as e:
+        raise InputError(f"{request.reference}: {e}") from None
+    run_cfg = import_run_config(request, model_cfg, train_section, names.versions)
+    m = re.search(r"step_(\d+)", request.reference.name)
+    state = imported_state(model, run_cfg, names.identifiers, int(m.group(1)) if m else 0)
+    final = write_imported_run(request, state, names)
+    tasks = len({i.rpartition("#")[0] for i in names.identifiers[1:]})
+    log(f"imported {sum(p.numel() for p in model.parameters()):,} parameters and {len(names.identifiers) - 1:,} "
+        f"puzzle embeddings ({tasks:,} tasks, up to {names.versions} versions each) -> {final}")
+    return final
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="REF_CHECKPOINT",
+                   help="reference state dict file (torch.save(model.state_dict()))")
+    p.add_argument("--identifiers", required=True,
+                   help="the reference data set's identifiers.json (puzzle id -> name, id 0 '<blank>')")
+    p.add_argument("--out", required=True, help="run folder to write (usable by predict and ttt)")
+    p.add_argument("--config", help="reference all_config.yaml / JSON with an `arch` section, or a bare arch "
+                                     "dict (default: read the weights' shapes, paper preset for the rest)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set model.H_cycles=3 (repeatable)")
+    p.add_argument("--canvas", type=int, default=30, help="canvas side the model was trained on (default 30)")
+    p.add_argument("--force", action="store_true", help="write even if --out already holds a run")
+
+
+def run(args: argparse.Namespace) -> int:
+    import_reference_checkpoint(ImportRequest(Path(args.checkpoint), Path(args.identifiers), Path(args.out),
+                                              Path(args.config) if args.config else None, tuple(args.set),
+                                              args.canvas, args.force))
+    return 0

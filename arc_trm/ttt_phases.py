@@ -1,0 +1,211 @@
+"""Test-time training, the torch side: prepare the new tasks' set and weights, measure
+throughput, plan, then train and predict phase by phase (arc_trm.ttt runs it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from arc_trm import checkpoint as ckpt
+from arc_trm.common import Dist, setup, teardown
+from arc_trm.config import RunConfig, apply_overrides, preset
+from arc_trm.data import to_model_batch
+from arc_trm.infer import PredictOptions, load_model, predict
+from arc_trm.loss import compute_loss
+from arc_trm.model import TRM, Batch
+from arc_trm.builds import load_or_build
+from arc_trm.train import TrainOptions, build_model, train
+from arc_trm.ttt_plan import QUICK_VIEWS, Plan, PlanInputs, Throughput, TTTJob, TTTOptions, plan_phases
+from augment.store import BuiltSet, IdentifierMap
+from augment.errors import InputError
+from augment.tasks import Task
+from augment.files import write_json_atomic
+from submission.watchdog import shutdown_worker_pool
+
+
+def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: int, d: Dist) -> Throughput:
+    """Seconds per training step (local batch) and per inference step (full batch of views)."""
+    device = d.device
+
+    def timed(fn, repeats: int = 2) -> float:
+        fn()  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - t) / repeats
+
+    local = cfg.train.global_batch_size // d.world
+    rows = np.asarray([g.start for g in built.groups] * local, dtype=np.int64)[:local]
+    inputs, labels = built.train_batch(rows, np.zeros(local, dtype=np.int64))
+    batch = to_model_batch(inputs, labels, rows, device)
+
+    def train_step() -> None:
+        model.train()
+        out = model(model.initial_carry(batch), batch)
+        compute_loss(out).loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    views = Batch(batch.inputs[:1].repeat(batch_size, 1), batch.labels[:1].repeat(batch_size, 1),
+                  batch.puzzle_identifiers[:1].repeat(batch_size))
+
+    @torch.no_grad()
+    def infer_step() -> None:
+        model.eval()
+        model(model.initial_carry(views), views)
+
+    seconds = torch.tensor([timed(train_step), timed(infer_step)], device=device)
+    if d.world > 1:
+        dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
+    return Throughput(float(seconds[0]), float(seconds[1]))
+
+
+def transplant_weights(state: dict, old: IdentifierMap, new: IdentifierMap) -> dict:
+    """Pretrained weights (EMA when present) with a puzzle table for the new rows: a row is copied
+    only when the checkpoint trained the same identifier, augmentation and task content; the rest
+    start at the mean of the pretrained rows."""
+    weights = {**state["model"], **(state.get("ema") or {})}
+    old_table = state["model"]["puzzle_table"]
+    mean = old_table[1:].mean(0) if old_table.shape[0] > 1 else torch.zeros(old_table.shape[1])
+    old_rows = {old.row_key(r)[:2]: r for r in range(1, len(old.identifiers))}  # (identifier, augmentation)
+    table = mean.repeat(len(new.identifiers), 1)
+    table[0] = 0  # the blank id
+    for r in range(1, len(new.identifiers)):
+        ident, aug, content = new.row_key(r)
+        match = old_rows.get((ident, aug))
+        if match is None:
+            continue
+        old_content = old.row_key(match)[2]
+        if content is None or old_content is None or content == old_content:  # None: not recorded
+            table[r] = old_table[match]
+    weights["puzzle_table"] = table
+    return weights
+
+
+def write_ttt_tasks(tasks: list[Task], out: Path) -> str:
+    """The tasks as a Kaggle challenges file in the run (so the build and config name a source)."""
+    path = out / "ttt_challenges.json"
+    write_json_atomic(path, {t.id: t.to_json(with_solutions=False) for t in tasks})
+    if all(t.has_solutions for t in tasks):
+        write_json_atomic(out / "ttt_solutions.json",
+                          {t.id: [p.output.tolist() for p in t.test] for t in tasks})
+    return f"{path}@test"
+
+
+def ttt_config(options: TTTOptions, job: TTTJob, d: Dist) -> tuple[RunConfig, ckpt.Checkpoint | None]:
+    """The run's config: the preset, the pretrained model's shape, the run's own task file and
+    build, then --set (which may not change what the weights fix). Returns (config, pretrained)."""
+    cfg = preset(options.preset or ("kaggle" if torch.cuda.is_available() else "cpu-quick"))
+    pretrained = None
+    if options.checkpoint:
+        pretrained = ckpt.load_checkpoint(options.checkpoint)
+        cfg.model = pretrained.config.model  # the weights fix the model and the canvas
+        cfg.data.canvas = pretrained.config.data.canvas
+    cfg.data.tasks = write_ttt_tasks(job.tasks, job.out) if d.main else f"{job.out / 'ttt_challenges.json'}@test"
+    cfg.data.build_dir = str(job.out / "build")
+    fixed = dataclasses.replace(cfg.model) if pretrained is not None else None
+    try:
+        apply_overrides(cfg, list(options.overrides))
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    if fixed is not None and (fixed != cfg.model or cfg.data.canvas ** 2 != fixed.seq_len):
+        changed = [k for k, v in fixed.to_dict().items() if getattr(cfg.model, k) != v] or ["data.canvas"]
+        raise InputError(f"--set {', '.join(changed)}: fixed by the weights of --checkpoint {pretrained.folder}")
+    return cfg, pretrained
+
+
+@dataclasses.dataclass
+class TTTSetup:
+    cfg: RunConfig
+    built: BuiltSet
+    init: dict | None  # starting weights (transplanted from the checkpoint), None: from scratch
+    views: int  # all views of all test inputs
+    batch_size: int  # views in flight per process
+    margin: float  # seconds kept in reserve
+    progress: bool
+
+
+def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan:
+    """Measure throughput on the starting weights and fit the phases into the time left; the
+    config's step counts follow the plan."""
+    cfg, built = setup.cfg, setup.built
+    model = build_model(cfg, built.num_identifiers, d.device)
+    if setup.init is not None:
+        model.load_state_dict(setup.init)
+    speed = measure_throughput(model, built, cfg, setup.batch_size, d)
+    del model
+    plan = plan_phases(speed, PlanInputs(
+        views=setup.views, world=d.world, batch_size=setup.batch_size, max_steps_cap=cfg.train.max_steps,
+        halt_max_steps=cfg.model.halt_max_steps, quick_views=sum(len(t.test) for t in job.tasks) * QUICK_VIEWS,
+        seconds_left=job.deadline - time.time() - setup.margin, pretrained=setup.init is not None,
+        embedding_fraction=options.embedding_fraction))
+    cfg.train.max_steps = max(plan.steps, 1)
+    cfg.train.freeze_model_steps = plan.freeze_steps
+    cfg.train.checkpoint_every = cfg.train.max_steps  # checkpoints come from the phase stops
+    if d.main:
+        write_json_atomic(job.out / "ttt_plan.json", dataclasses.asdict(plan), indent=2)
+        print(f"plan: {plan.steps} training steps ({plan.freeze_steps} embeddings only) at "
+              f"{plan.train_step_s:.3f} s/step, predictions at steps {plan.stops}, "
+              f"{plan.predict_s:.0f} s reserved for the final prediction of {plan.views} views")
+    return plan
+
+
+def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup:
+    """Config, the augmented set of the new tasks and the starting weights."""
+    cfg, pretrained = ttt_config(options, job, d)
+    if d.world > 1:
+        dist.barrier()  # rank 0 has written the tasks file
+    progress = options.progress and d.main
+    built = load_or_build(cfg, d, progress)
+    shutdown_worker_pool()  # the build's joblib workers would otherwise idle on (and hold our stdout)
+    init = None if pretrained is None else transplant_weights(pretrained.state, pretrained.id_map,
+                                                               built.identifier_map())
+    views = len(built.test_views())
+    batch_size = max(1, min(options.batch_size, math.ceil(views / d.world)))
+    return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start), progress)
+
+
+def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> None:
+    """Each phase trains to its stop, then predicts (quickly, except after the last phase or when
+    the deadline cut a phase short); the submission is replaced each time."""
+    margin, cfg = setup.margin, setup.cfg
+    for i, stop in enumerate(plan.stops):
+        last = i == len(plan.stops) - 1
+        trained = train(cfg, job.out, TrainOptions(
+            resume=i > 0, stop_at=stop, progress=setup.progress, built=setup.built,
+            init_weights=setup.init if i == 0 else None,
+            deadline=job.deadline - margin - plan.predict_s - (0 if last else plan.quick_predict_s)))
+        last = last or trained.steps < stop  # the deadline cut this phase short: predict in full now
+        loaded = load_model(job.out, d.device)
+        view_run = loaded.view_run(batch_size=setup.batch_size, progress=setup.progress,
+                                   deadline=job.deadline - margin / 2)
+        options = PredictOptions(cfg.data.tasks, max_views=0 if last else QUICK_VIEWS)
+        summary = predict(loaded, job.answered, job.submission, options, view_run, d)
+        if summary is not None:
+            print(f"step {trained.steps}: submission updated from {summary.views} views "
+                  f"({summary.mean_steps:.2f} steps per view), {time.time() - job.start:.0f} s since start")
+        if last:
+            break
+
+
+def test_time_train(options: TTTOptions, job: TTTJob) -> None:
+    """The torch side of the run: prepare, plan, then train and predict phase by phase."""
+    d = setup()
+    prepared = prepare(options, job, d)
+    plan = plan_run(options, job, prepared, d)
+    train_and_predict(job, prepared, plan, d)
+    if not plan.stops and d.main:
+        print("no time to train within the budget; the fallback submission stands")
+    if d.main:
+        print(f"done in {time.time() - job.start:.0f} s of {job.deadline - job.start:.0f} s; "
+              f"submission at {job.submission}")
+    teardown()

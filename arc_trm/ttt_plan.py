@@ -1,0 +1,136 @@
+"""Test-time training, the torch-free part: the run's options, its time budget and the plan that
+fits training phases and predictions into it (arc_trm.ttt is the command, arc_trm.ttt_phases the
+torch side)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from pathlib import Path
+
+from arc_trm.config import apply_overrides, preset
+from augment.errors import InputError
+from augment.tasks import Task
+
+BUDGET_UNITS = {"h": 3600, "m": 60, "s": 1}
+QUICK_VIEWS = 8  # views per test input in the intermediate predictions
+
+
+def parse_budget(text: str) -> float:
+    """'90s', '30m', '8h', '1h30m' or plain seconds -> seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise InputError(f"cannot read budget {text!r}; use e.g. 90s, 30m, 8h or 1h30m")
+    return sum(float(n) * BUDGET_UNITS[u] for n, u in parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class TTTOptions:
+    """One test-time training run: what `arc-trm ttt` takes (run(args) builds one), callable from
+    Python as `ttt(TTTOptions(tasks=..., out=...))`."""
+
+    tasks: str  # a Kaggle challenges .json, a folder or a source name
+    out: Path  # run folder
+    checkpoint: str | None = None  # pretrained run or checkpoint folder (None: from scratch)
+    budget: str = "8h"  # wall clock for the whole run: 90s, 30m, 8h, 1h30m or plain seconds
+    submission: Path | None = None  # the submission kept valid (default OUT/submission.json)
+    preset: str | None = None  # default: kaggle on a GPU, cpu-quick otherwise
+    overrides: tuple[str, ...] = ()  # --set KEY=VALUE
+    embedding_fraction: float = 0.2  # with a checkpoint: share of steps training only the embeddings
+    margin: float = 0.05  # share of the budget kept in reserve
+    batch_size: int = 256  # views in flight during prediction
+    progress: bool = True
+    force: bool = False  # move a run already in `out` aside
+
+    @property
+    def submission_path(self) -> Path:
+        return Path(self.submission) if self.submission else Path(self.out) / "submission.json"
+
+
+def check_options(options: TTTOptions) -> float:
+    """Every option checked before any work; returns the budget in seconds."""
+    budget = parse_budget(str(options.budget))
+    if budget <= 0:
+        raise InputError(f"--budget must be more than 0 seconds, got {options.budget!r}")
+    if options.batch_size < 1:
+        raise InputError(f"--batch-size must be an integer >= 1, got {options.batch_size}")
+    if not 0 <= options.margin < 1:
+        raise InputError(f"--margin must be a fraction in [0, 1), got {options.margin}")
+    if not 0 <= options.embedding_fraction <= 1:
+        raise InputError(f"--embedding-fraction must be a fraction in [0, 1], got {options.embedding_fraction}")
+    try:
+        apply_overrides(preset(options.preset or "kaggle"), list(options.overrides))  # names, types, ranges
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    return budget
+
+
+@dataclasses.dataclass
+class TTTJob:
+    tasks: list[Task]  # well-formed tasks: trained and predicted
+    answered: list[Task]  # every task of the submission (malformed ones keep the fallback)
+    out: Path
+    submission: Path
+    start: float  # time.time() at the start of the run
+    deadline: float  # time.time() by which the run must be done
+
+
+@dataclasses.dataclass
+class Plan:
+    train_step_s: float  # measured seconds per training step
+    infer_step_s: float  # measured seconds per inference step of a full batch of views
+    views: int  # all views of all test inputs
+    predict_s: float  # reserved for the final prediction (every view at the step cap)
+    quick_predict_s: float  # reserved for each intermediate prediction
+    steps: int  # training steps that fit
+    freeze_steps: int  # of which embeddings only
+    stops: list[int]  # steps after which a submission is written
+
+
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    train_step_s: float  # measured seconds per training step (local batch)
+    infer_step_s: float  # measured seconds per inference step of a full batch of views
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanInputs:
+    """What the plan fits into the time left."""
+
+    views: int  # all views of all test inputs
+    world: int  # processes
+    batch_size: int  # views in flight per process
+    max_steps_cap: int  # train.max_steps (0: no cap)
+    halt_max_steps: int
+    quick_views: int  # views of each intermediate prediction
+    seconds_left: float
+    pretrained: bool  # an embeddings-only phase comes first
+    embedding_fraction: float
+
+
+def plan_phases(speed: Throughput, job: PlanInputs) -> Plan:
+    """Fit training into what is left after reserving time for the predictions.
+
+    speed.infer_step_s is the time of one inference step of `job.batch_size` views (or of all of
+    this rank's views, when fewer). Intermediate predictions use `job.quick_views` views and are
+    skipped when they would cost as much as the final one.
+    """
+    def predict_seconds(n_views: int) -> float:
+        batches = math.ceil(n_views / job.world / job.batch_size)
+        return 1.25 * batches * job.halt_max_steps * speed.infer_step_s  # worst case: no view halts early
+
+    predict_s = predict_seconds(job.views)
+    quick = job.quick_views < job.views
+    quick_s = predict_seconds(job.quick_views) if quick else 0.0
+    steps = max(0, int((job.seconds_left - predict_s - 2 * quick_s) / max(speed.train_step_s, 1e-9)))
+    if job.max_steps_cap > 0:
+        steps = min(steps, job.max_steps_cap)
+    freeze = int(round(job.embedding_fraction * steps)) if job.pretrained else 0
+    stops = sorted({s for s in ((freeze, steps // 2) if quick else ()) + (steps,) if s > 0})
+    return Plan(speed.train_step_s, speed.infer_step_s, job.views, predict_s, quick_s, steps, freeze, stops)
+
+

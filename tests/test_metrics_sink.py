@@ -1,0 +1,80 @@
+"""Metrics flow through one sink: metrics.jsonl is the source of truth, and train.wandb_project
+also logs the same records to Weights & Biases (here offline: no network)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from arc_trm.config import apply_overrides, preset
+from arc_trm.train import TrainOptions, train
+from augment.store import BuiltSet
+
+from conftest import SMALL_TASKS, TINY
+
+
+def tiny_config(*extra: str):
+    cfg = apply_overrides(preset("cpu-quick"), TINY + list(extra))
+    cfg.data.tasks = SMALL_TASKS
+    return cfg
+
+
+def wandb_records(path) -> list[bytes]:
+    """The records of a .wandb file: a 7-byte header (:W&B, magic, version), then LevelDB-log
+    blocks of 32 KiB whose chunks (crc32, length, type: 1 full, 2 first, 3 middle, 4 last) carry
+    one serialised Record each (wandb 0.2x/0.3x no longer ships a Python reader)."""
+    data, block, pos, records, pending = path.read_bytes(), 32768, 7, [], b""
+    assert data[:4] == b":W&B", "not a W&B datastore file"
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # the rest of a block is padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 0 and length == 0:
+            break
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            records.append(pending)
+    return records
+
+
+def offline_history(run_dir) -> list[dict]:
+    """The history rows of an offline W&B run, read back from its .wandb file."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    rows = []
+    for data in wandb_records(path):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        if record.WhichOneof("record_type") == "history":
+            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                         for item in record.history.item})
+    return rows
+
+
+def test_metrics_jsonl_without_wandb_never_imports_it(tmp_path, small_build):
+    train(tiny_config("train.max_steps=2", "train.log_every=1"), tmp_path / "run",
+          TrainOptions(built=BuiltSet.open(small_build), progress=False))
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2]
+    assert "wandb" not in sys.modules and not (tmp_path / "run" / "wandb").exists()
+
+
+def test_wandb_project_logs_the_same_records_offline(tmp_path, small_build, monkeypatch):
+    pytest.importorskip("wandb", reason="wandb is not installed (pip install 'arc-trm[wandb]')")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    run = tmp_path / "run"
+    cfg = tiny_config("train.max_steps=3", "train.log_every=1", "train.wandb_project=arc-trm-test")
+    train(cfg, run, TrainOptions(built=BuiltSet.open(small_build), progress=False))
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    history = offline_history(run)
+    assert [x["step"] for x in lines] == [1, 2, 3]
+    assert [h["_step"] for h in history] == [1, 2, 3]
+    for line, row in zip(lines, history):
+        assert row["loss"] == pytest.approx(line["loss"]) and row["lr"] == pytest.approx(line["lr"])
