@@ -214,14 +214,6 @@ class Checkpoint:
     config: object  # RunConfig
     id_map: IdentifierMap  # what each puzzle row means
 
-    @property
-    def identifiers(self) -> list[str]:
-        return self.id_map.identifiers
-
-    @property
-    def augmentations(self) -> list[str]:
-        return self.id_map.augmentations
-
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """A run folder or checkpoint folder, fully validated (state.pt and identifiers.json)."""

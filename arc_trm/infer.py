@@ -50,14 +50,6 @@ class LoadedModel:
     id_map: IdentifierMap  # row -> identifier, augmentation and task hash
     checkpoint: Path
 
-    @property
-    def identifiers(self) -> list[str]:
-        return self.id_map.identifiers
-
-    @property
-    def augmentations(self) -> list[str]:
-        return self.id_map.augmentations
-
     def view_run(self, batch_size: int = 256, halting: bool = True, progress: bool = True,
                  deadline: float | None = None) -> ViewRun:
         """How to run views of this model: its canvas and length buckets, and these settings."""

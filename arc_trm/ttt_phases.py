@@ -17,11 +17,13 @@ from arc_trm.common import Dist, setup, teardown
 from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.data import to_model_batch
 from arc_trm.infer import PredictOptions, load_model, predict
-from arc_trm.loss import compute_loss
 from arc_trm.model import TRM, Batch
+from arc_trm.optim import AdamATan2, SparseSignSGD
+from arc_trm.step import Optimizers, StepSetup, train_step
 from arc_trm.builds import load_or_build
 from arc_trm.train import TrainOptions, build_model, train
-from arc_trm.ttt_plan import QUICK_VIEWS, Plan, PlanInputs, Throughput, TTTJob, TTTOptions, plan_phases
+from arc_trm.ttt_plan import (QUICK_VIEWS, Plan, PlanInputs, Throughput, TTTJob, TTTOptions, fitted_warmup,
+                              plan_phases, user_step_cap)
 from augment.store import BuiltSet, IdentifierMap
 from augment.errors import InputError
 from augment.tasks import Task
@@ -49,11 +51,15 @@ def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: 
     inputs, labels = built.train_batch(rows, np.zeros(local, dtype=np.int64))
     batch = to_model_batch(inputs, labels, rows, device)
 
-    def train_step() -> None:
+    # The loop's own step, optimisers included, so the plan counts what a step really costs (the
+    # model is a throwaway copy: its weights may move).
+    step_setup = StepSetup(Optimizers(AdamATan2(model.parameters()), SparseSignSGD(model.puzzle_table)), d,
+                           cfg.train.global_batch_size)
+    no_floor = torch.zeros(local, dtype=torch.int32, device=device)
+
+    def one_train_step() -> None:
         model.train()
-        out = model(model.initial_carry(batch), batch)
-        compute_loss(out).loss.backward()
-        model.zero_grad(set_to_none=True)
+        train_step(model, model.initial_carry(batch), batch, no_floor, step_setup)
 
     views = Batch(batch.inputs[:1].repeat(batch_size, 1), batch.labels[:1].repeat(batch_size, 1),
                   batch.puzzle_identifiers[:1].repeat(batch_size))
@@ -63,7 +69,7 @@ def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: 
         model.eval()
         model(model.initial_carry(views), views)
 
-    seconds = torch.tensor([timed(train_step), timed(infer_step)], device=device)
+    seconds = torch.tensor([timed(one_train_step), timed(infer_step)], device=device)
     if d.world > 1:
         dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
     return Throughput(float(seconds[0]), float(seconds[1]))
@@ -144,11 +150,13 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
     speed = measure_throughput(model, built, cfg, setup.batch_size, d)
     del model
     plan = plan_phases(speed, PlanInputs(
-        views=setup.views, world=d.world, batch_size=setup.batch_size, max_steps_cap=cfg.train.max_steps,
+        views=setup.views, world=d.world, batch_size=setup.batch_size,
+        max_steps_cap=user_step_cap(options.overrides),
         halt_max_steps=cfg.model.halt_max_steps, quick_views=sum(len(t.test) for t in job.tasks) * QUICK_VIEWS,
         seconds_left=job.deadline - time.time() - setup.margin, pretrained=setup.init is not None,
         embedding_fraction=options.embedding_fraction))
-    cfg.train.max_steps = max(plan.steps, 1)
+    cfg.train.max_steps = max(plan.steps, 1)  # the schedule (warmup, cosine) is defined up to the planned end
+    cfg.train.lr_warmup_steps = fitted_warmup(cfg.train.lr_warmup_steps, cfg.train.max_steps)
     cfg.train.freeze_model_steps = plan.freeze_steps
     cfg.train.checkpoint_every = cfg.train.max_steps  # checkpoints come from the phase stops
     if d.main:

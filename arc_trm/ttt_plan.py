@@ -104,12 +104,28 @@ class PlanInputs:
     views: int  # all views of all test inputs
     world: int  # processes
     batch_size: int  # views in flight per process
-    max_steps_cap: int  # train.max_steps (0: no cap)
+    max_steps_cap: int  # train.max_steps when the user set it (a preset's value is no cap: 0)
     halt_max_steps: int
     quick_views: int  # views of each intermediate prediction
     seconds_left: float
     pretrained: bool  # an embeddings-only phase comes first
     embedding_fraction: float
+
+
+def user_step_cap(overrides: tuple[str, ...] | list[str]) -> int:
+    """train.max_steps if a --set names it, else 0: a preset's max_steps never caps a budgeted run."""
+    cap = 0
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.strip() in ("max_steps", "train.max_steps"):
+            cap = int(float(value))
+    return cap
+
+
+def fitted_warmup(warmup: int, steps: int) -> int:
+    """A warmup longer than a quarter of the planned steps is cut to a tenth of them, so that the
+    run spends most of its budget at the full learning rate."""
+    return warmup if warmup <= steps // 4 else max(1, steps // 10)
 
 
 def plan_phases(speed: Throughput, job: PlanInputs) -> Plan:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
+from submission.score import binomial_ci  # noqa: E402
 from common import add_device_arguments, machine_info, machine_line, setup_device  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,15 +55,6 @@ def suite(seed: int, per_source: int, conceptarc: Path) -> list:
         pool = [t for t in load_tasks(spec) if small(t) and all(p.output is not None for p in t.test)]
         chosen += [pool[i] for i in sorted(rng.choice(len(pool), min(per_source, len(pool)), replace=False))]
     return as_test_tasks(chosen)
-
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    z, p = 1.96, k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass
@@ -123,7 +114,7 @@ def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: 
     train_s = time.perf_counter() - start
 
     loaded = load_model(work / "run", torch.device("cpu"))
-    views, _ = make_views(tasks, loaded.identifiers, loaded.augmentations)
+    views, _ = make_views(tasks, loaded.id_map.identifiers, loaded.id_map.augmentations)
     start = time.perf_counter()
     voted = vote_views(loaded.model, views, {t.id: t for t in tasks},
                        ViewRun(canvas=cfg.data.canvas, bucketing=cfg.data.bucketing), Dist())
@@ -163,7 +154,7 @@ def main() -> int:
     print("|---|---|---|")
     for k in KS:
         solved, n = out.per_output[k]
-        lo, hi = wilson(solved, n)
+        lo, hi = binomial_ci(solved, n)
         total, tasks_n = out.per_task[k]
         print(f"| pass@{k} | {solved}/{n} = {solved / n:.3f} [{lo:.3f}, {hi:.3f}] | {total / tasks_n:.3f} |")
     if args.json:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
+from submission.score import binomial_ci  # noqa: E402
 from common import add_device_arguments, machine_info, machine_line, setup_device  # noqa: E402
 
 SIZE_CLASSES = ((4, 6), (7, 9), (11, 13), (15, 18))
@@ -49,15 +50,6 @@ def mixed_size_tasks(seed: int):
                     "test": [{"input": grids[3].tolist(), "output": rule(grids[3]).tolist()}]}
             tasks.append(task_from_json(f"size{c}_{i}", data, role="test"))
     return tasks
-
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    z, p = 1.96, k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def run_arm(bucketing: bool, seed: int, steps: int, batch: int, work: Path) -> dict:
@@ -118,8 +110,8 @@ def main() -> int:
         k1, k2 = sum(r["solved1"] for r in arm), sum(r["solved2"] for r in arm)
         loss = np.array([r["final_loss"] for r in arm])
         half = T95.get(len(loss) - 1, 2.0) * loss.std(ddof=1) / math.sqrt(len(loss)) if len(loss) > 1 else float("nan")
-        lo1, hi1 = wilson(k1, n)
-        lo2, hi2 = wilson(k2, n)
+        lo1, hi1 = binomial_ci(k1, n)
+        lo2, hi2 = binomial_ci(k2, n)
         print(f"| {'bucketing' if bucketing else 'fixed canvas'} | {k1}/{n} [{lo1:.2f}, {hi1:.2f}] "
               f"| {k2}/{n} [{lo2:.2f}, {hi2:.2f}] | {loss.mean():.4f} ± {half:.4f} "
               f"| {np.mean([r['seconds'] for r in arm]):.0f} |")

@@ -187,12 +187,12 @@ def main() -> int:
     kw = dict(canvas=canvas, views_per_input=args.views, batch_size=batch_size, device=device)
 
     # Warm-up (first-call allocations), then alternate the modes so load changes hit both alike.
-    evaluate(model, tasks, loaded.identifiers, loaded.augmentations, halting=True, **kw)
+    evaluate(model, tasks, loaded.id_map.identifiers, loaded.id_map.augmentations, halting=True, **kw)
     best: dict[str, ModeResult] = {}
     extras: dict[str, dict] = {}
     for _ in range(max(1, args.repeats)):
         for halting in (False, True):
-            r, extra = evaluate(model, tasks, loaded.identifiers, loaded.augmentations, halting=halting, **kw)
+            r, extra = evaluate(model, tasks, loaded.id_map.identifiers, loaded.id_map.augmentations, halting=halting, **kw)
             if r.mode not in best or r.wall_s < best[r.mode].wall_s:
                 best[r.mode], extras[r.mode] = r, extra
     fixed, halt = best["fixed"], best["halting"]

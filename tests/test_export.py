@@ -55,7 +55,7 @@ def test_export_holds_ema_weights_and_loads_like_the_run(trained_run: Path, tmp_
     from_export = load_model(result.folder, torch.device("cpu"))
     for (name, a), (_, b) in zip(from_run.model.state_dict().items(), from_export.model.state_dict().items()):
         assert torch.equal(a, b), name
-    assert from_export.identifiers == from_run.identifiers and from_export.augmentations == from_run.augmentations
+    assert from_export.id_map.identifiers == from_run.id_map.identifiers and from_export.id_map.augmentations == from_run.id_map.augmentations
     # No optimiser moments, no raw copy: the export is well under the full state.
     assert result.bytes < 0.6 * ckpt.resolve_checkpoint(trained_run).joinpath("state.pt").stat().st_size
 

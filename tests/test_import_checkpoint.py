@@ -72,9 +72,9 @@ def test_import_matches_reference(tmp_path: Path, fix: dict[str, Any]) -> None:
 
     ref_table = fix["state_dict"]["inner.puzzle_emb.weights"]
     assert torch.equal(loaded.model.puzzle_table, ref_table.float()), "table rows copied in reference order"
-    assert loaded.identifiers == OUR_IDS
-    augs = [Augmentation.from_str(a) for a in loaded.augmentations[1:]]
-    assert loaded.augmentations[0] == ""
+    assert loaded.id_map.identifiers == OUR_IDS
+    augs = [Augmentation.from_str(a) for a in loaded.id_map.augmentations[1:]]
+    assert loaded.id_map.augmentations[0] == ""
     assert [(a.dihedral, a.perm) for a in augs] == [
         (0, tuple(range(10))), (3, (0, 9, 8, 7, 6, 5, 4, 3, 2, 1)),
         (0, tuple(range(10))), (5, (0, 2, 1, 3, 4, 5, 6, 7, 8, 9))]
