@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from arc_trm.model import Batch
-from augment.encoding import IGNORE_LABEL, PAD
+from augment.encoding import labels_from_tokens
 from augment.store import BuiltSet
 from augment.errors import InputError
 
@@ -160,8 +160,7 @@ def make_sampler(built: BuiltSet, seed: int, bucketing: bool, drop_last: bool = 
 def host_batch(inputs: np.ndarray, label_tokens: np.ndarray, rows: np.ndarray, pin: bool = False) -> Batch:
     """uint8 token canvases -> the model's batch on the host (PAD labels ignored, EOS supervised).
     `pin`: page-locked memory, so that the copy to a GPU can be asynchronous."""
-    labels = torch.from_numpy(label_tokens.astype(np.int64))
-    labels[labels == PAD] = IGNORE_LABEL
+    labels = torch.from_numpy(labels_from_tokens(label_tokens))
     batch = Batch(torch.from_numpy(inputs.astype(np.int32)), labels, torch.from_numpy(rows.astype(np.int32)))
     return batch.map(lambda t: t.pin_memory()) if pin else batch
 

@@ -20,8 +20,8 @@ def encode_grid(grid: np.ndarray, canvas: int = CANVAS, offset: tuple[int, int] 
     """Encode one grid into a flat (canvas*canvas,) uint8 token array."""
     h, w = grid.shape
     r0, c0 = offset
-    assert r0 >= 0 and c0 >= 0 and r0 + h <= canvas and c0 + w <= canvas, \
-        f"grid {h}x{w} at offset {offset} does not fit a {canvas}x{canvas} canvas"
+    if not (r0 >= 0 and c0 >= 0 and r0 + h <= canvas and c0 + w <= canvas):
+        raise ValueError(f"grid {h}x{w} at offset {offset} does not fit a {canvas}x{canvas} canvas")
     out = np.zeros((canvas, canvas), dtype=np.uint8)
     out[r0:r0 + h, c0:c0 + w] = grid.astype(np.uint8) + COLOUR_OFFSET
     if r0 + h < canvas:

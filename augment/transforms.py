@@ -135,34 +135,3 @@ class Augmentation:
 
     def __str__(self) -> str:
         return self.to_str()
-
-
-def random_perm(rng: np.random.Generator) -> np.ndarray:
-    """A colour permutation (uint8 lookup table) with 0 fixed."""
-    return np.concatenate(([0], rng.permutation(np.arange(1, NUM_COLOURS)))).astype(np.uint8)
-
-
-def random_augmentation(rng: np.random.Generator) -> Augmentation:
-    """Uniform dihedral id, then a uniform permutation of colours 1..9 (the draw order is fixed)."""
-    t = int(rng.integers(NUM_DIHEDRAL))
-    return Augmentation(t, tuple(int(x) for x in random_perm(rng)))
-
-
-def random_offsets(shapes: Sequence[tuple[tuple[int, int], tuple[int, int]]] | np.ndarray, canvas: int,
-                   rng: np.random.Generator, keep_one: bool = False) -> np.ndarray:
-    """One shared (r0, c0) per (input shape, output shape) pair so both grids fit the canvas.
-
-    ``shapes`` is a sequence of ((h_in, w_in), (h_out, w_out)) or an (n, 2, 2) array. Returns an
-    (n, 2) int64 array. With ``keep_one`` one random pair (drawn after the offsets) stays at (0, 0),
-    as in the training split (REFERENCE §2).
-    """
-    s = np.asarray(shapes, dtype=np.int64).reshape(-1, 2, 2)
-    extent = s.max(axis=1)  # (n, 2): the larger height and width of each pair
-    room = canvas - extent
-    if (room < 0).any():
-        raise ValueError(f"a grid pair of extent {extent[room.min(axis=1).argmin()].tolist()} "
-                         f"does not fit a {canvas}x{canvas} canvas")
-    offsets = rng.integers(0, room + 1)
-    if keep_one and len(offsets):
-        offsets[int(rng.integers(len(offsets)))] = 0
-    return offsets.reshape(-1, 2)

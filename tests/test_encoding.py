@@ -48,7 +48,7 @@ def test_no_eos_outside_canvas():
 
 
 def test_encode_rejects_grid_that_does_not_fit():
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match="does not fit"):
         encode_grid(np.zeros((3, 3), np.uint8), canvas=5, offset=(3, 0))
 
 
