@@ -30,6 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+
+from arc_trm.config import RunConfig
+from arc_trm.model import TRM
 
 from augment.files import atomic_writer
 from augment.store import IdentifierMap
@@ -105,8 +110,6 @@ def _is_tensor_dict(obj: object) -> bool:
 
 def parse_config(text: object, path: Path):
     """The RunConfig stored in a checkpoint; one line for JSON that is not one (version skew)."""
-    from arc_trm.config import RunConfig
-
     try:
         data = json.loads(text) if isinstance(text, str) else None
         if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("model", "train", "data")):
@@ -118,8 +121,6 @@ def parse_config(text: object, path: Path):
 
 def expected_shapes(model_cfg) -> dict[str, tuple[int, ...]]:
     """Parameter and buffer shapes of a TRM of this config (built on the meta device: no memory)."""
-    from arc_trm.model import TRM
-
     with torch.device("meta"):
         model = TRM(model_cfg)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -187,9 +188,6 @@ def load_state(ckpt: Path, name: str = STATE, map_location: str | torch.device =
 
 def load_export(folder: Path) -> dict:
     """An inference export as a state dict: {"model", "ema": None, "config", "identifiers", "step"}."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
     path = folder / EXPORT_WEIGHTS
     try:
         weights = load_file(str(path))

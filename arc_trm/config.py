@@ -304,7 +304,7 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 def check_device_available(name: str) -> None:
     """ValueError naming the devices this machine has, unless `name` is one of them."""
-    import torch
+    import torch  # config.py stays torch-free: ttt checks its options before torch loads
 
     cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()

@@ -24,6 +24,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 from arc_trm import checkpoint as ckpt
 from augment.errors import InputError
 from submission import checkpoint_manifest as manifest
@@ -51,8 +53,6 @@ def folder_bytes(folder: Path) -> int:
 
 def export_inference(source: str | Path, out: str | Path) -> Export:
     """Write the inference export of `source` (run folder or checkpoint folder) to `out`."""
-    from safetensors.torch import save_file
-
     found = ckpt.resolve_checkpoint(source)
     state = ckpt.load_state(found)
     ids = ckpt.read_json(found / "identifiers.json", "identifier map")

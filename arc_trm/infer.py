@@ -16,6 +16,7 @@ trained get the fallback answer (the test input); `arc-trm ttt` trains them.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from arc_trm import checkpoint as ckpt
 from arc_trm.common import Dist, setup, teardown
-from arc_trm.config import RunConfig
+from arc_trm.config import RunConfig, check_device_available
 from arc_trm.model import TRM, Batch
 from augment.buckets import predicted_side
 from augment.encoding import decode_grid, encode_grid
@@ -352,8 +353,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Every numeric option, the device and the output paths, before any model or task loads."""
-    from arc_trm.config import check_device_available
-
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--views", args.views, 0),
                              ("--max-steps", args.max_steps, 0)):
         if value < low:
@@ -368,8 +367,6 @@ def check_arguments(args: argparse.Namespace) -> None:
 def load_prediction_tasks(spec: str, skip_bad: bool) -> list[Task]:
     """The tasks to answer; with skip_bad, malformed ones are skipped with a warning and those
     whose test inputs are readable come back without demonstrations (they get the fallback)."""
-    import sys
-
     salvaged: list[Task] = []
     warn = lambda m: print(f"warning: {m}", file=sys.stderr)  # noqa: E731
     tasks = load_tasks(spec, on_error="skip" if skip_bad else "raise", warn=warn, salvaged=salvaged)

@@ -9,6 +9,11 @@ import argparse
 import json
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display: before pyplot loads
+import matplotlib.pyplot as plt  # noqa: E402
+
 from augment.errors import InputError
 
 PANELS = (("loss", "loss"), ("exact_accuracy", "exact accuracy (halted rows)"),
@@ -33,11 +38,6 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
 
 
 def plot_run(run: Path, out: Path | None = None) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
     train, evals = read_metrics(run)
     if not train:
         raise InputError(f"{run / 'metrics.jsonl'}: no training lines yet")

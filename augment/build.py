@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from joblib import Parallel, delayed
+from tqdm import tqdm
 
 from .draw import DRAW_CHUNK, augment_task
 from .errors import InputError
@@ -197,13 +199,11 @@ def _augment_all(payloads: list[tuple], options: BuildOptions) -> list[tuple[np.
     number of workers."""
     workers = _default_workers() if options.workers is None or options.workers <= 0 else int(options.workers)
     workers = min(workers, len(payloads))
-    from tqdm import tqdm
     bar = tqdm(total=len(payloads), desc="augmenting", unit="task", disable=not options.progress, file=sys.stderr,
                dynamic_ncols=True)
     if workers <= 1:
         results_iter = map(_work, payloads)
     else:
-        from joblib import Parallel, delayed
         results_iter = Parallel(n_jobs=workers, return_as="generator", batch_size=4, pre_dispatch="8*n_jobs")(
             delayed(_work)(p) for p in payloads)
     results = []

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from augment.errors import InputError
+from submission.kaggle import candidates_path
 
 
 def record_path(submission: str | Path) -> Path:
@@ -44,8 +45,6 @@ def check_output_file(path: str | Path, flag: str = "--out") -> None:
 
 def check_prediction_outputs(submission: str | Path, flag: str = "--out") -> None:
     """The submission and the files written beside it."""
-    from submission.kaggle import candidates_path
-
     check_output_file(submission, flag)
     for extra in (candidates_path(Path(submission)), record_path(submission)):
         if extra.is_dir():

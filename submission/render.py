@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from augment.errors import InputError
 from augment.grids import same_grid
 from augment.tasks import Task, load_tasks, safe_name
+from submission.kaggle import load_submission, submission_grids, validate_submission
 
 # ARC's standard palette, colours 0..9.
 PALETTE_HEX = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
@@ -173,8 +174,6 @@ def find_task(task_id: str, source: str) -> Task:
 
 def attempts_for(task: Task, sub_path: str | Path) -> Attempts | None:
     """The (validated) attempts of `task` in a submission file, or None when the task is absent."""
-    from submission.kaggle import load_submission, submission_grids, validate_submission
-
     sub = load_submission(sub_path)
     if task.id not in sub:
         return None
