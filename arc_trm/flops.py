@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from arc_trm.config import ModelConfig
-from arc_trm.model import ceil_to_multiple
+from arc_trm.layers import ceil_to_multiple
 
 
 

@@ -275,9 +275,9 @@ def evaluate_built(model: TRM, built, *, views_per_input: int, d: Dist, run: Vie
         return None
     metrics = {"mean_steps": result.mean_steps, "views": float(result.views)}
     for k in (1, 2):
-        solved, total = pass_at(result.ranked, test_tasks, k)
-        if total:
-            metrics[f"pass@{k}"] = solved / total
+        count = pass_count(result.ranked, task_solutions(test_tasks), k)
+        if count.total:
+            metrics[f"pass@{k}"] = count.solved / count.total
     return metrics
 
 

@@ -9,7 +9,6 @@ with KAGGLE_KEY. `kernels push --accelerator` needs kaggle >= 1.8.4.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil

@@ -13,7 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from arc_trm.config import ModelConfig
 from arc_trm.flops import count_parameters, flops_per_step
 from arc_trm.loss import compute_loss, stablemax_cross_entropy
-from arc_trm.model import TRM, Batch, Carry, StepOutput, draw_min_halt_steps, trunc_normal_
+from arc_trm.layers import trunc_normal_
+from arc_trm.model import TRM, Batch, Carry, StepOutput, draw_min_halt_steps
 from augment.encoding import IGNORE_LABEL
 
 TINY = ModelConfig(
