@@ -368,9 +368,10 @@ def run(args: argparse.Namespace) -> int:
         runs.claim_run_folder(Path(args.out), force=True, main=d.main)
         if d.world > 1:
             dist.barrier()  # the old run is aside before any rank looks at the folder
+    if d.main and not args.resume:  # a resumed run's folder must exist already (train() says so)
+        runs.make_output_folder(Path(args.out))
     result = train(cfg, Path(args.out), TrainOptions(resume=args.resume, stop_at=args.stop_at,
                                                       progress=not args.no_progress))
-    d = setup(cfg.train.device)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
     print0(d, f"trained to step {result.steps}: {summary}")
     print0(d, f"checkpoint: {result.final_checkpoint}")

@@ -31,6 +31,24 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: l
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
 
 
+def cli_in_process(*args: str) -> subprocess.CompletedProcess:
+    """`arc-trm ARGS` through the console script's own entry point, in this process: for the many
+    one-line-error cases, where a new interpreter (and torch import) per case costs seconds. An
+    uncaught exception fails the calling test, as a traceback would."""
+    import contextlib
+    import io
+
+    from arc_trm.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own usage errors
+            code = e.code if isinstance(e.code, int) else 2
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def network_reachable(host: str = "pypi.org", port: int = 443, timeout: float = 5.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

@@ -14,7 +14,7 @@ from arc_trm import cli
 from arc_trm.config import apply_overrides, preset
 from arc_trm.builds import default_build_dir
 from augment.tasks import load_tasks
-from conftest import SMALL_TASKS, TINY, run_cli, sets, write_tiny_checkpoint
+from conftest import SMALL_TASKS, TINY, cli_in_process, run_cli, sets, write_tiny_checkpoint
 
 
 def one_error_line(proc) -> str:
@@ -39,8 +39,8 @@ BAD_SETS = {  # the issue's list, and the override rules
 @pytest.mark.parametrize("override", sorted(BAD_SETS))
 def test_train_refuses_a_bad_set_in_one_line_before_any_work(override, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", out, "--build",
-                   tmp_path / "build", "--no-progress", *sets(TINY + [override]), timeout=120)
+    proc = cli_in_process("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", out, "--build",
+                          tmp_path / "build", "--no-progress", *sets(TINY + [override]))
     assert BAD_SETS[override] in one_error_line(proc)
     assert not out.exists() and not (tmp_path / "build").exists()
 
@@ -74,7 +74,7 @@ def predict_args(run: Path, out: Path | str, *extra: str) -> list:
     (["--views", "-1"], "--views"), (["--max-steps", "-3"], "--max-steps"),
     (["--device", "cuda"], "this machine has: auto, cpu"), (["--device", "tpu"], "tpu")])
 def test_predict_refuses_bad_numbers_and_devices_in_one_line(checkpoint, tmp_path, extra, expect):
-    proc = run_cli(*predict_args(checkpoint, tmp_path / "sub.json", *extra), timeout=60)
+    proc = cli_in_process(*predict_args(checkpoint, tmp_path / "sub.json", *extra))
     assert expect in one_error_line(proc)
     assert not (tmp_path / "sub.json").exists()
 
