@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+from scipy.stats import binomtest
 
 from augment.errors import InputError
 from augment.grids import Grid, same_grid
@@ -90,8 +91,6 @@ def binomial_ci(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple
     """Wilson score interval for successes/n (scipy.stats.binomtest)."""
     if n <= 0:
         return 0.0, 1.0
-    from scipy.stats import binomtest  # imported here: scipy.stats takes a moment to load
-
     ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method=CI_METHOD)
     return float(max(0.0, ci.low)), float(min(1.0, ci.high))
 

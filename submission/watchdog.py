@@ -226,7 +226,7 @@ def run_watched(cmd: Sequence[str], *, timeout_s: float, grace_s: float,
 def shutdown_worker_pool() -> None:
     """Stop joblib's reusable loky workers, if any were started, so none outlive their use."""
     try:
-        from joblib.externals.loky import reusable_executor  # the notebook's watchdog runs without joblib
+        from joblib.externals.loky import reusable_executor  # watchdog.py stays standard-library only (it guards the notebook)
     except ImportError:
         return
     executor = getattr(reusable_executor, "_executor", None)
