@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
-from arc_trm.common import Dist, setup, teardown
+from arc_trm.common import Dist, setup, synchronize, teardown
 from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.data import to_model_batch
 from arc_trm.infer import PredictOptions, load_model, predict
@@ -37,13 +37,11 @@ def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: 
 
     def timed(fn, repeats: int = 2) -> float:
         fn()  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         t = time.perf_counter()
         for _ in range(repeats):
             fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         return (time.perf_counter() - t) / repeats
 
     local = cfg.train.global_batch_size // d.world

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from arc_trm.common import synchronize  # re-exported for the benchmarks
+
 
 def set_threads(n: int | None) -> int:
     """Use `n` CPU threads (default: all cores the process may run on). Returns the count used."""
@@ -87,11 +89,6 @@ def machine_line(info: dict) -> str:
     la = info["loadavg_1_5_15"]
     return (f"device {info['device']}, torch {info['torch']}, {info['threads']} CPU threads of "
             f"{info['cpu_count']}, load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} (1 / 5 / 15 min)")
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class Timer:
