@@ -92,7 +92,7 @@ class GroupSampler:
             g = self.order[self.position]
             self.position += 1
             row = int(self.rng.integers(self.group_starts[g], self.group_ends[g]))
-            n = int(self.sizes[g]) if self.subsets is not None else int(self.num_examples[row])
+            n = int(self.sizes[g])  # every augmented version of a task has its examples
             take = min(n, batch_size - filled)
             picked = self.rng.choice(n, take, replace=False)
             examples.append(self.subsets[g][picked] if self.subsets is not None else picked)
