@@ -91,7 +91,8 @@ def score(ranked: dict, tasks: list) -> tuple[dict, dict, list[dict]]:
     return ({k: tuple(v) for k, v in per_output.items()}, {k: tuple(v) for k, v in per_task.items()}, table)
 
 
-def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: Path) -> Outcome:
+def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: Path,
+        predict_only: bool = False) -> Outcome:
     import torch
 
     from arc_trm.common import Dist
@@ -110,7 +111,10 @@ def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: 
     step_flops = flops_per_step(cfg.model, cfg.train.global_batch_size).total
     cfg.train.max_steps = max(1, int(budget_flop // step_flops))
     start = time.perf_counter()
-    result = train(cfg, work / "run", TrainOptions(built=built, progress=False))
+    if predict_only:  # an inference-side arm: the model trained by an earlier run with this --work
+        steps = cfg.train.max_steps
+    else:
+        steps = train(cfg, work / "run", TrainOptions(built=built, progress=False)).steps
     train_s = time.perf_counter() - start
 
     loaded = load_model(work / "run", torch.device("cpu"))
@@ -121,8 +125,8 @@ def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: 
     infer_s = time.perf_counter() - start
     per_view = flops_per_step(cfg.model, 1, training=False).total
     per_output, per_task, table = score(voted.ranked, tasks)
-    return Outcome(per_output, per_task, table, result.steps * step_flops, voted.views * voted.mean_steps * per_view,
-                   train_s, infer_s, result.steps)
+    return Outcome(per_output, per_task, table, steps * step_flops, voted.views * voted.mean_steps * per_view,
+                   train_s, infer_s, steps)
 
 
 def main() -> int:
@@ -134,14 +138,23 @@ def main() -> int:
     ap.add_argument("--conceptarc", type=Path, default=DEFAULT_CONCEPTARC, help="ConceptARC challenges file")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (an arm)")
     ap.add_argument("--label", default="baseline", help="name of this arm in the output")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="keep the build and the trained run here (default: a temporary folder)")
+    ap.add_argument("--predict-only", action="store_true",
+                    help="reuse the model trained in --work by an earlier run with the same --set (inference arms)")
     args = ap.parse_args()
     device, _ = setup_device(args)
     print(machine_line(machine_info(device)), flush=True)
     if not args.conceptarc.exists():
         raise SystemExit(f"{args.conceptarc}: ConceptARC challenges not found (give --conceptarc PATH)")
     tasks = suite(args.seed, args.per_source, args.conceptarc)
+    if args.predict_only and not (args.work and (args.work / "run").is_dir()):
+        raise SystemExit("--predict-only needs --work DIR holding a trained run")
     with tempfile.TemporaryDirectory() as tmp:
-        out = run(tasks, args.budget_pflop * 1e15, args.set, args.seed, Path(tmp))
+        work = args.work or Path(tmp)
+        if args.work and not args.predict_only and (work / "run").exists():
+            raise SystemExit(f"{work / 'run'} exists: pass --predict-only to reuse it, or another --work")
+        out = run(tasks, args.budget_pflop * 1e15, args.set, args.seed, work, args.predict_only)
 
     print(f"\narm {args.label}: {len(tasks)} tasks, {out.per_output[1][1]} test outputs, {out.steps} training steps, "
           f"{out.train_flops / 1e15:.2f} PFLOP training + {out.infer_flops / 1e15:.3f} PFLOP inference, "
