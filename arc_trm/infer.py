@@ -6,7 +6,9 @@ Every test input is seen through the augmented views its task was trained under 
 trained puzzle identifier). Views run in batches; a view stops once its halt logit is above 0
 (or at the step cap) and its batch slot is refilled with a pending view, so easy views cost few
 steps. `--halting off` runs every view for the full cap, as the reference evaluation does. Each
-prediction is decoded, its augmentation inverted, and the views vote (REFERENCE §7).
+prediction is decoded, its augmentation inverted, and the views vote (REFERENCE §7). With
+`--scoring consistency` the candidates are then reranked by their log-probability under every
+view (arc_trm.consistency).
 
 Writes the submission (validated, atomically), `<name>.candidates.json` with every ranked
 candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose puzzle embeddings were never
@@ -17,31 +19,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from arc_trm import checkpoint as ckpt
 from arc_trm.common import Dist, setup, teardown
 from arc_trm.config import RunConfig, check_device_available
-from arc_trm.model import TRM, Batch
-from augment.buckets import predicted_side
-from augment.encoding import decode_grid, encode_grid
-from augment.grids import split_identifier
+from arc_trm.consistency import InputStream, ViewRecord, add_scoring_argument, best_trajectories
+from arc_trm.model import TRM
+from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, make_views, prediction_of, run_views,
+                           view_sides, with_trajectories)
 from augment.store import IdentifierMap
 from augment.errors import InputError
-from augment.tasks import Task, absolute_spec, content_hash, load_tasks
-from augment.transforms import Augmentation
+from augment.tasks import Task, absolute_spec, load_tasks
 from submission.outputs import check_prediction_outputs, record_path
 from submission.kaggle import build_submission, candidates_path, write_candidates, write_submission
 from augment.files import write_json_atomic
 from submission.score import pass_count, task_solutions
-from submission.vote import Candidate, Prediction, rank_candidates
+from submission.vote import Candidate, rank_candidates
 
 
 @dataclass
@@ -52,9 +51,10 @@ class LoadedModel:
     checkpoint: Path
 
     def view_run(self, batch_size: int = 256, halting: bool = True, progress: bool = True,
-                 deadline: float | None = None) -> ViewRun:
+                 deadline: float | None = None, scoring: str = "votes") -> ViewRun:
         """How to run views of this model: its canvas and length buckets, and these settings."""
-        return ViewRun(self.cfg.data.canvas, batch_size, halting, self.cfg.data.bucketing, progress, deadline)
+        return ViewRun(self.cfg.data.canvas, batch_size, halting, self.cfg.data.bucketing, progress, deadline,
+                       scoring)
 
 
 def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> LoadedModel:
@@ -69,149 +69,6 @@ def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> 
 
 
 # ----------------------------------------------------------------------------------------------
-# Views
-
-
-@dataclass(frozen=True)
-class View:
-    task_id: str
-    test_index: int
-    row: int  # puzzle identifier
-    augmentation: Augmentation
-
-
-def make_views(tasks: list[Task], identifiers: list[str], augmentations: list[str],
-               max_views: int = 0, task_hashes: list[str] | None = None) -> tuple[list[View], list[str]]:
-    """Views of every test input (at most `max_views` per input, lowest augmentation index first),
-    and the ids of tasks that have no trained identifier. With `task_hashes` (the checkpoint's
-    IdentifierMap), a row trained on other content than the task now has is not used.
-
-    Views are ordered round by round (every input's first view, then every input's second, ...),
-    so a run cut short by a deadline has still voted on every input.
-    """
-    hashes = {t.id: content_hash(t) for t in tasks} if task_hashes is not None else {}
-    rows_of: dict[str, list[tuple[int, int]]] = {}
-    for row, ident in enumerate(identifiers[1:], start=1):
-        task_id, k = split_identifier(ident)
-        if task_hashes is None or hashes.get(task_id) == task_hashes[row]:
-            rows_of.setdefault(task_id, []).append((k, row))
-    rounds: list[list[View]] = []
-    untrained = []
-    for task in tasks:
-        rows = sorted(rows_of.get(task.id, []))
-        if not rows:
-            untrained.append(task.id)
-            continue
-        for j, (_, row) in enumerate(rows[:max_views] if max_views > 0 else rows):
-            if j == len(rounds):
-                rounds.append([])
-            aug = Augmentation.from_str(augmentations[row])
-            rounds[j] += [View(task.id, i, row, aug) for i in range(len(task.test))]
-    return [v for r in rounds for v in r], untrained
-
-
-def encode_views(views: list[View], tasks: dict[str, Task], canvas: int) -> tuple[np.ndarray, np.ndarray]:
-    """(N, canvas*canvas) input tokens at the top-left and a mask of views that fit the canvas."""
-    inputs = np.zeros((len(views), canvas * canvas), dtype=np.uint8)
-    fits = np.zeros(len(views), dtype=bool)
-    for j, v in enumerate(views):
-        grid = v.augmentation.apply(tasks[v.task_id].test[v.test_index].input)
-        if max(grid.shape) <= canvas:
-            inputs[j] = encode_grid(grid, canvas)
-            fits[j] = True
-    return inputs, fits
-
-
-@dataclass(frozen=True)
-class ViewRun:
-    """How views are run: the model's canvas, slots in flight, halting, length buckets."""
-
-    canvas: int
-    batch_size: int = 256
-    halting: bool = True  # False: every view runs the step cap (the reference)
-    bucketing: bool = False  # each test input on the smallest bucket canvas that fits its answer
-    progress: bool = False
-    deadline: float | None = None  # time.time() after which no view starts
-
-
-@dataclass
-class ViewOutputs:
-    tokens: np.ndarray  # (N, L) predicted tokens
-    halt_prob: np.ndarray  # (N,) sigmoid(q_halt) at the step the view stopped
-    steps: np.ndarray  # (N,) supervision steps the view ran
-    seconds: float
-
-
-@torch.no_grad()
-def run_views(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, run: ViewRun,
-              device: torch.device) -> ViewOutputs:
-    """Run views in `run.batch_size` slots; a halted slot records its answer and takes the next
-    pending view (with `run.halting` off, every view runs the step cap).
-
-    With a `run.deadline` (time.time()), no new view starts after it and views still running are
-    dropped (their `steps` stay 0); the caller votes with the views that finished.
-    """
-    model.eval()
-    n, length = inputs.shape
-    out = ViewOutputs(np.zeros((n, length), np.uint8), np.zeros(n, np.float32), np.zeros(n, np.int32), 0.0)
-    if n == 0:
-        return out
-    start = time.perf_counter()
-    slots = min(run.batch_size, n)
-    slot_view = np.full(slots, -1)
-    pending, done, carry = 0, 0, None
-    free = np.ones(slots, dtype=bool)
-    bar = tqdm(total=n, desc="views", unit="view", disable=not run.progress, dynamic_ncols=True)
-    while done < n:
-        if run.deadline is not None and time.time() > run.deadline:
-            break
-        new_inputs = np.zeros((slots, length), dtype=np.int32)
-        new_ids = np.zeros(slots, dtype=np.int32)
-        for s in np.flatnonzero(free):
-            if pending < n:
-                slot_view[s] = pending
-                new_inputs[s], new_ids[s] = inputs[pending], puzzle_ids[pending]
-                pending += 1
-            else:
-                slot_view[s] = -1  # idle: computes on a blank row, result ignored
-        batch = Batch(torch.from_numpy(new_inputs).to(device), torch.zeros(slots, length, dtype=torch.long, device=device),
-                      torch.from_numpy(new_ids).to(device))
-        if carry is None:
-            carry = model.initial_carry(batch)
-        carry.halted = torch.from_numpy(free).to(device)
-        step = model(carry, batch, use_q_halt=run.halting)
-        carry = step.carry
-        halted = carry.halted.cpu().numpy()  # the one read per step: which slots to refill
-        finished = np.flatnonzero(halted & (slot_view >= 0))
-        if finished.size:
-            idx = torch.from_numpy(finished).to(device)
-            views = slot_view[finished]
-            tokens = step.logits[idx].argmax(-1).to(torch.uint8)
-            # One copy for the finished rows' halt probability and step count.
-            extra = torch.stack([torch.sigmoid(step.q_halt_logits[idx]), carry.steps[idx].float()]).cpu().numpy()
-            out.tokens[views] = tokens.cpu().numpy()
-            out.halt_prob[views], out.steps[views] = extra[0], extra[1].astype(np.int32)
-            done += finished.size
-            bar.update(finished.size)
-        free = halted | (slot_view < 0)
-    bar.close()
-    out.seconds = time.perf_counter() - start
-    return out
-
-
-def predictions_from(views: list[View], outputs: ViewOutputs, fits: np.ndarray, canvas: int) -> list[Prediction]:
-    """Decode each view's tokens and undo its augmentation."""
-    preds = []
-    for j, v in enumerate(views):
-        if outputs.steps[j] == 0:
-            continue  # never ran (deadline)
-        grid = decode_grid(outputs.tokens[j], canvas) if fits[j] else None
-        preds.append(Prediction(v.task_id, v.test_index, None if grid is None else v.augmentation.invert(grid),
-                                float(outputs.halt_prob[j])))
-    return preds
-
-
-# ----------------------------------------------------------------------------------------------
 # Running views over ranks, and the two callers: predict and evaluation during training
 
 
@@ -223,43 +80,65 @@ class VotedResult:
     seconds: float
 
 
-def view_sides(views: list[View], tasks: dict[str, Task], run: ViewRun) -> list[int]:
-    """Canvas side of each view: its length bucket, or the full canvas."""
-    if not run.bucketing:
-        return [run.canvas] * len(views)
-    memo: dict[tuple[str, int], int] = {}
-    for v in views:
-        key = (v.task_id, v.test_index)
-        if key not in memo:
-            memo[key] = predicted_side(tasks[v.task_id], v.test_index, run.canvas)
-    return [memo[(v.task_id, v.test_index)] for v in views]
-
-
 def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], run: ViewRun, d: Dist) -> VotedResult | None:
-    """Run this rank's share of the views (one length bucket at a time); rank 0 gathers every
-    prediction and votes."""
-    mine = views[d.rank::d.world]
+    """Run this rank's share of the views (one length bucket at a time) and rank the candidates
+    of every test input on rank 0: by votes, or by consistency. Consistency needs all views of an
+    input on one rank, so it splits the work by test input and runs an input's views together.
+    With noisy trajectories, each view's surest trajectory stands for it (best_trajectories)."""
+    consistency = run.scoring == "consistency"
+    if consistency:
+        inputs_order = sorted({(v.task_id, v.test_index) for v in views})
+        mine_inputs = set(inputs_order[d.rank::d.world])
+        mine = sorted((v for v in views if (v.task_id, v.test_index) in mine_inputs),
+                      key=lambda v: (v.task_id, v.test_index))  # stable: lowest augmentation first
+    else:
+        mine = views[d.rank::d.world]
     sides = view_sides(mine, tasks, run)
-    preds: list[Prediction] = []
+    records: list[ViewRecord] = []  # votes: one per view (the best trajectory)
+    ranked: dict = {}
     steps: list[int] = []
     seconds = 0.0
     for side in sorted(set(sides)):
         group = [v for v, s in zip(mine, sides) if s == side]
-        inputs, fits = encode_views(group, tasks, side)
-        ids = np.array([v.row for v in group], dtype=np.int32)
-        outputs = run_views(model, inputs, ids, replace(run, progress=run.progress and d.main), d.device)
-        preds += predictions_from(group, outputs, fits, side)
+        rows, noise, owner = with_trajectories(group, run)
+        if consistency:  # an input's rows together, so the stream frees each input early
+            order = sorted(range(len(rows)), key=lambda j: (rows[j].task_id, rows[j].test_index))
+            rows, noise, owner = [rows[j] for j in order], noise[order], owner[order]
+        inputs, fits = encode_views(rows, tasks, side)
+        ids = np.array([v.row for v in rows], dtype=np.int32)
+        stream = InputStream([(v.task_id, v.test_index) for v in rows], side) if consistency else None
+
+        def record(outputs: ViewOutputs, j: int, logprobs: np.ndarray | None) -> ViewRecord:
+            view = int(owner[j]) if run.trajectories > 1 else None
+            return ViewRecord(prediction_of(rows[j], outputs, j, fits[j], side), rows[j].augmentation,
+                              logprobs if fits[j] else None, view)
+
+        def stream_views(outputs: ViewOutputs, finished: np.ndarray, logprobs: np.ndarray) -> None:
+            for j, lp in zip(finished, logprobs):
+                stream.add(record(outputs, j, lp))
+
+        outputs = run_views(model, inputs, ids, replace(run, progress=run.progress and d.main), d.device,
+                            on_finished=stream_views if consistency else None,
+                            noise=noise if run.trajectories > 1 else None)
+        if consistency:
+            ranked.update(stream.close())
+        else:
+            records += best_trajectories([record(outputs, j, None) for j in range(len(rows)) if outputs.steps[j] > 0])
         steps += [int(s) for s in outputs.steps if s > 0]
         seconds += outputs.seconds
+    preds = [r.prediction for r in records]
     if d.world > 1:
         gathered: list = [None] * d.world
-        dist.all_gather_object(gathered, (preds, steps, seconds))
+        dist.all_gather_object(gathered, (preds, ranked, steps, seconds))
         preds = [p for g in gathered for p in g[0]]
-        steps = [s for g in gathered for s in g[1]]
-        seconds = max(g[2] for g in gathered)
+        ranked = {k: c for g in gathered for k, c in g[1].items()}
+        steps = [s for g in gathered for s in g[2]]
+        seconds = max(g[3] for g in gathered)
     if not d.main:
         return None
-    return VotedResult(rank_candidates(preds), float(np.mean(steps)) if steps else 0.0, len(preds), seconds)
+    if not consistency:
+        ranked = rank_candidates(preds)
+    return VotedResult(ranked, float(np.mean(steps)) if steps else 0.0, len(steps), seconds)
 
 
 def evaluate_built(model: TRM, built, *, views_per_input: int, d: Dist, run: ViewRun | None = None
@@ -323,7 +202,8 @@ def predict(loaded: LoadedModel, tasks: list[Task], out: Path, options: PredictO
     write_json_atomic(record_path(out), {
         "tasks": absolute_spec(options.source), "checkpoint": str(Path(loaded.checkpoint).resolve()),
         "submission": out.name, "candidates": candidates_path(out).name,  # beside this record
-        "halting": run.halting, "max_steps": model.cfg.halt_max_steps, "views": result.views,
+        "halting": run.halting, "scoring": run.scoring, "trajectories": run.trajectories, "noise": run.noise,
+        "max_steps": model.cfg.halt_max_steps, "views": result.views,
         "mean_steps": result.mean_steps, "seconds": result.seconds, "untrained_tasks": untrained,
     }, indent=2)
     return summary
@@ -343,6 +223,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="on: a view stops when its halt logit > 0; off: always run the step cap (reference)")
     p.add_argument("--max-steps", type=int, default=0, help="step cap per view (default: the model's halt_max_steps)")
     p.add_argument("--batch-size", type=int, default=256, help="views in flight at once")
+    add_scoring_argument(p)
+    p.add_argument("--trajectories", type=int, default=1,
+                   help="runs of each view: the first clean, the others with --noise in the latent; the Q head "
+                        "picks each view's surest run (PTRM; default 1)")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="std of the Gaussian noise added to the latent before each cycle (default 0)")
     p.add_argument("--weights", choices=["ema", "model"], default="ema", help="EMA weights (default) or raw weights")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps | cuda:N")
     p.add_argument("--skip-bad-tasks", action="store_true",
@@ -354,9 +240,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def check_arguments(args: argparse.Namespace) -> None:
     """Every numeric option, the device and the output paths, before any model or task loads."""
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--views", args.views, 0),
-                             ("--max-steps", args.max_steps, 0)):
+                             ("--max-steps", args.max_steps, 0), ("--trajectories", args.trajectories, 1)):
         if value < low:
             raise InputError(f"{flag} must be an integer >= {low}, got {value}")
+    if not args.noise >= 0:
+        raise InputError(f"--noise must be a number >= 0, got {args.noise}")
+    if args.trajectories > 1 and args.noise == 0:
+        raise InputError("--trajectories > 1 needs --noise > 0 (clean runs of a view are identical)")
     try:
         check_device_available(args.device)
     except ValueError as e:
@@ -380,7 +270,9 @@ def run(args: argparse.Namespace) -> int:
     d = setup(args.device)
     loaded = load_model(args.checkpoint, d.device, args.weights)
     options = PredictOptions(args.tasks, max_views=args.views, max_steps=args.max_steps)
-    view_run = loaded.view_run(batch_size=args.batch_size, halting=args.halting == "on", progress=not args.no_progress)
+    view_run = loaded.view_run(batch_size=args.batch_size, halting=args.halting == "on",
+                               progress=not args.no_progress, scoring=args.scoring)
+    view_run = replace(view_run, trajectories=args.trajectories, noise=args.noise)
     summary = predict(loaded, tasks, Path(args.out), options, view_run, d)
     if summary is not None:
         print(f"predicted {summary.test_inputs} test inputs of {summary.tasks} tasks from {summary.views} views "

@@ -216,15 +216,16 @@ class TRM(nn.Module):
         y = net(y, z, rope)
         return Latents(y=y, z=z)
 
-    def recurse(self, y: Tensor, z: Tensor, x: Tensor) -> Latents:
-        """One supervision step: T cycles, gradient only through the last one."""
+    def recurse(self, y: Tensor, z: Tensor, x: Tensor, noise: Tensor | None = None) -> Latents:
+        """One supervision step: T cycles, gradient only through the last one. `noise` (T, B, L, D),
+        added to the latent before each cycle, makes a noisy trajectory (PTRM; inference only)."""
         rope = self.rotary(self.positions(x.shape[1] - self.cfg.puzzle_emb_len, x.device))
         net = self.cast_net()
         with torch.no_grad():
-            for _ in range(self.cfg.H_cycles - 1):  # T - 1
-                latents = self.cycle(net, y, z, x, rope)
+            for t in range(self.cfg.H_cycles - 1):  # T - 1
+                latents = self.cycle(net, y, z if noise is None else z + noise[t], x, rope)
                 y, z = latents.y, latents.z
-        return self.cycle(net, y, z, x, rope)
+        return self.cycle(net, y, z if noise is None else z + noise[-1], x, rope)
 
     def heads(self, y: Tensor) -> Heads:
         logits = self.lm_head(y)[:, self.cfg.puzzle_emb_len :]  # (B, L, V): prefix dropped
@@ -264,12 +265,14 @@ class TRM(nn.Module):
         batch: Batch,
         min_halt_steps: Tensor | None = None,
         use_q_halt: bool | None = None,
+        noise: Tensor | None = None,
     ) -> StepOutput:
         """One supervision step on every row (reference ACT semantics, REFERENCE §5).
 
         min_halt_steps: (B,) int, exploration minimum per row (0 = none); see draw_min_halt_steps.
         use_q_halt: halt on the Q head; None = only in training (the reference evaluates with a
             fixed halt_max_steps).
+        noise: (T, B, L_total, D) added to the latent z before each cycle (noisy trajectories).
 
         The eager part (reset, gathering the puzzle rows as a grad leaf) lives here; the tensor
         work is `step`, which compiles without graph breaks: `model.step = torch.compile(model.step)`.
@@ -278,14 +281,15 @@ class TRM(nn.Module):
         puzzle_rows = self.gather_puzzle_rows(state.current.puzzle_identifiers)  # (B, D)
         if use_q_halt is None:
             use_q_halt = self.training
-        return self.step(state, puzzle_rows, min_halt_steps, use_q_halt)
+        return self.step(state, puzzle_rows, min_halt_steps, use_q_halt, noise)
 
-    def step(self, state: Carry, puzzle_rows: Tensor, min_halt_steps: Tensor | None, use_q_halt: bool) -> StepOutput:
+    def step(self, state: Carry, puzzle_rows: Tensor, min_halt_steps: Tensor | None, use_q_halt: bool,
+             noise: Tensor | None = None) -> StepOutput:
         """Recursion, heads and halting decision for a carry already reset by `reset`."""
         cfg = self.cfg
         y, z, steps, current = state.y, state.z, state.steps, state.current
         x = self.input_embeddings(current.inputs, puzzle_rows)
-        latents = self.recurse(y, z, x)
+        latents = self.recurse(y, z, x, noise)
         heads = self.heads(latents.y)
         q_halt, q_continue = heads.q_halt_logits, heads.q_continue_logits
 

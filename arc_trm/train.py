@@ -32,7 +32,8 @@ from arc_trm.common import CompiledOrEager, Dist, print0, setup, teardown, wants
 from arc_trm.config import RunConfig, TrainConfig, apply_overrides, check_device_available, preset
 from arc_trm.builds import load_or_build
 from arc_trm.data import Prefetcher, make_sampler
-from arc_trm.infer import ViewRun, evaluate_built
+from arc_trm.infer import evaluate_built
+from arc_trm.views import ViewRun
 from arc_trm.metrics import METRICS_FILE, MetricsSink
 from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps

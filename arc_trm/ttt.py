@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from arc_trm import runs
+from arc_trm.consistency import add_scoring_argument
 from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options
 from augment.tasks import Task, load_tasks
 from submission.kaggle import fallback_submission, write_submission
@@ -58,13 +59,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.05,
                    help="share of the budget kept in reserve (default 0.05)")
     p.add_argument("--batch-size", type=int, default=256, help="views in flight during prediction")
+    add_scoring_argument(p)
     p.add_argument("--no-progress", action="store_true")
 
 
 def options_from_args(args: argparse.Namespace) -> TTTOptions:
     return TTTOptions(args.tasks, Path(args.out), args.checkpoint, args.budget,
                       Path(args.submission) if args.submission else None, args.preset, tuple(args.set or ()),
-                      args.embedding_fraction, args.margin, args.batch_size, not args.no_progress, args.force)
+                      args.embedding_fraction, args.margin, args.batch_size, args.scoring, not args.no_progress,
+                      args.force)
 
 
 def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:

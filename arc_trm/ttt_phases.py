@@ -136,6 +136,7 @@ class TTTSetup:
     batch_size: int  # views in flight per process
     margin: float  # seconds kept in reserve
     progress: bool
+    scoring: str  # votes | consistency
 
 
 def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan:
@@ -177,7 +178,8 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup:
                                                                built.identifier_map())
     views = len(built.test_views())
     batch_size = max(1, min(options.batch_size, math.ceil(views / d.world)))
-    return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start), progress)
+    return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start), progress,
+                    options.scoring)
 
 
 def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> None:
@@ -193,7 +195,7 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> None
         last = last or trained.steps < stop  # the deadline cut this phase short: predict in full now
         loaded = load_model(job.out, d.device)
         view_run = loaded.view_run(batch_size=setup.batch_size, progress=setup.progress,
-                                   deadline=job.deadline - margin / 2)
+                                   deadline=job.deadline - margin / 2, scoring=setup.scoring)
         options = PredictOptions(cfg.data.tasks, max_views=0 if last else QUICK_VIEWS)
         summary = predict(loaded, job.answered, job.submission, options, view_run, d)
         if summary is not None:

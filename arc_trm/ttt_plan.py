@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from arc_trm.config import apply_overrides, preset
+from arc_trm.consistency import SCORINGS
 from augment.errors import InputError
 from augment.tasks import Task
 
@@ -43,6 +44,7 @@ class TTTOptions:
     embedding_fraction: float = 0.2  # with a checkpoint: share of steps training only the embeddings
     margin: float = 0.05  # share of the budget kept in reserve
     batch_size: int = 256  # views in flight during prediction
+    scoring: str = "votes"  # votes | consistency (arc_trm.consistency)
     progress: bool = True
     force: bool = False  # move a run already in `out` aside
 
@@ -60,6 +62,8 @@ def check_options(options: TTTOptions) -> float:
         raise InputError(f"--batch-size must be an integer >= 1, got {options.batch_size}")
     if not 0 <= options.margin < 1:
         raise InputError(f"--margin must be a fraction in [0, 1), got {options.margin}")
+    if options.scoring not in SCORINGS:
+        raise InputError(f"--scoring must be one of {', '.join(SCORINGS)}, got {options.scoring!r}")
     if not 0 <= options.embedding_fraction <= 1:
         raise InputError(f"--embedding-fraction must be a fraction in [0, 1], got {options.embedding_fraction}")
     try:

@@ -9,10 +9,14 @@ does on unseen tasks, the demonstrations train and the test inputs are answered.
 Budget: training steps = budget / the analytic FLOPs of one training step (`flops_per_step`);
 the inference FLOPs of the views actually run are counted on top and reported. Reported: pass@1,
 pass@2 and pass@8 per test output and per task with Wilson 95% intervals, FLOPs, wall time, and
-a per-task table. Deterministic given --seed (one CPU thread).
+a per-task table, for two rankings of the same views: votes, and consistency rescoring (the
+rescoring reuses the views' logits, so both come from one run). Deterministic given --seed (one
+CPU thread).
 
     python benchmarks/accuracy.py                        # default budget, ~10 min on 2 cores
     python benchmarks/accuracy.py --set train.lr=3e-3 --label lr3e-3 --json arm.json
+    python benchmarks/accuracy.py --work arms/base                       # keep the trained run
+    python benchmarks/accuracy.py --work arms/base --predict-only --trajectories 4 --noise 0.3
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,10 +63,15 @@ def suite(seed: int, per_source: int, conceptarc: Path) -> list:
 
 
 @dataclass
-class Outcome:
+class Scores:
     per_output: dict[int, tuple[int, int]]  # k -> (solved, outputs)
     per_task: dict[int, tuple[float, int]]  # k -> (sum of per-task scores, tasks)
     table: list[dict]
+
+
+@dataclass
+class Outcome:
+    scores: dict[str, Scores]  # by ranking rule: votes, consistency
     train_flops: float
     infer_flops: float
     train_s: float
@@ -69,7 +79,7 @@ class Outcome:
     steps: int
 
 
-def score(ranked: dict, tasks: list) -> tuple[dict, dict, list[dict]]:
+def score(ranked: dict, tasks: list) -> Scores:
     from augment.grids import same_grid
 
     per_output = {k: [0, 0] for k in KS}
@@ -88,23 +98,37 @@ def score(ranked: dict, tasks: list) -> tuple[dict, dict, list[dict]]:
             per_task[k][0] += hits[k] / len(t.test)
             per_task[k][1] += 1
         table.append({"task": t.id, "outputs": len(t.test), **{f"pass@{k}": hits[k] for k in KS}})
-    return ({k: tuple(v) for k, v in per_output.items()}, {k: tuple(v) for k, v in per_task.items()}, table)
+    return Scores({k: tuple(v) for k, v in per_output.items()}, {k: tuple(v) for k, v in per_task.items()}, table)
 
 
-def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: Path,
-        predict_only: bool = False) -> Outcome:
+def votes_order(ranked: dict) -> dict:
+    """The same candidates ranked by votes alone (the rescoring only reorders them)."""
+    from submission.vote import sort_candidates
+
+    return {key: sort_candidates(replace(c, mean_logprob=None) for c in cands) for key, cands in ranked.items()}
+
+
+@dataclass(frozen=True)
+class Arm:
+    overrides: list[str]  # --set KEY=VALUE: the training config
+    trajectories: int = 1  # inference: runs of each view (PTRM)
+    noise: float = 0.0
+
+
+def run(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predict_only: bool = False) -> Outcome:
     import torch
 
     from arc_trm.common import Dist
     from arc_trm.config import apply_overrides, preset
-    from arc_trm.infer import ViewRun, load_model, make_views, vote_views
+    from arc_trm.infer import load_model, vote_views
+    from arc_trm.views import ViewRun, make_views
     from arc_trm.flops import flops_per_step
     from arc_trm.train import TrainOptions, train
     from augment.build import build_set
     from augment.options import BuildOptions
 
     cfg = apply_overrides(preset("cpu-quick"), [f"train.seed={seed}", "device=cpu", "train.eval_every=0",
-                                                "train.checkpoint_every=1000000", *overrides])
+                                                "train.checkpoint_every=1000000", *arm.overrides])
     built = build_set(tasks, work / "build", BuildOptions(augmentations=cfg.data.augmentations,
                                                           seed=cfg.data.build_seed, canvas=cfg.data.canvas,
                                                           progress=False))
@@ -120,13 +144,30 @@ def run(tasks: list, budget_flop: float, overrides: list[str], seed: int, work: 
     loaded = load_model(work / "run", torch.device("cpu"))
     views, _ = make_views(tasks, loaded.id_map.identifiers, loaded.id_map.augmentations)
     start = time.perf_counter()
-    voted = vote_views(loaded.model, views, {t.id: t for t in tasks},
-                       ViewRun(canvas=cfg.data.canvas, bucketing=cfg.data.bucketing), Dist())
+    view_run = ViewRun(canvas=cfg.data.canvas, bucketing=cfg.data.bucketing, scoring="consistency",
+                       trajectories=arm.trajectories, noise=arm.noise, noise_seed=seed)
+    voted = vote_views(loaded.model, views, {t.id: t for t in tasks}, view_run, Dist())
     infer_s = time.perf_counter() - start
     per_view = flops_per_step(cfg.model, 1, training=False).total
-    per_output, per_task, table = score(voted.ranked, tasks)
-    return Outcome(per_output, per_task, table, steps * step_flops, voted.views * voted.mean_steps * per_view,
-                   train_s, infer_s, steps)
+    scores = {"votes": score(votes_order(voted.ranked), tasks), "consistency": score(voted.ranked, tasks)}
+    return Outcome(scores, steps * step_flops, voted.views * voted.mean_steps * per_view, train_s, infer_s, steps)
+
+
+def print_scores(name: str, scores: Scores) -> None:
+    print(f"\nranked by {name}")
+    print("| task | outputs | " + " | ".join(f"pass@{k}" for k in KS) + " |")
+    print("|---|---|" + "---|" * len(KS))
+    for row in scores.table:
+        if any(row[f"pass@{k}"] for k in KS):
+            print(f"| {row['task']} | {row['outputs']} | " + " | ".join(str(row[f'pass@{k}']) for k in KS) + " |")
+    print(f"(tasks with no output solved at pass@{KS[-1]} left out)\n")
+    print("| metric | per output (95% CI) | per task |")
+    print("|---|---|---|")
+    for k in KS:
+        solved, n = scores.per_output[k]
+        lo, hi = binomial_ci(solved, n)
+        total, tasks_n = scores.per_task[k]
+        print(f"| pass@{k} | {solved}/{n} = {solved / n:.3f} [{lo:.3f}, {hi:.3f}] | {total / tasks_n:.3f} |")
 
 
 def main() -> int:
@@ -138,6 +179,8 @@ def main() -> int:
     ap.add_argument("--conceptarc", type=Path, default=DEFAULT_CONCEPTARC, help="ConceptARC challenges file")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (an arm)")
     ap.add_argument("--label", default="baseline", help="name of this arm in the output")
+    ap.add_argument("--trajectories", type=int, default=1, help="runs of each view at inference (PTRM, default 1)")
+    ap.add_argument("--noise", type=float, default=0.0, help="latent noise std of the extra trajectories")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep the build and the trained run here (default: a temporary folder)")
     ap.add_argument("--predict-only", action="store_true",
@@ -154,28 +197,21 @@ def main() -> int:
         work = args.work or Path(tmp)
         if args.work and not args.predict_only and (work / "run").exists():
             raise SystemExit(f"{work / 'run'} exists: pass --predict-only to reuse it, or another --work")
-        out = run(tasks, args.budget_pflop * 1e15, args.set, args.seed, work, args.predict_only)
+        out = run(tasks, args.budget_pflop * 1e15, Arm(args.set, args.trajectories, args.noise), args.seed, work,
+                  args.predict_only)
 
-    print(f"\narm {args.label}: {len(tasks)} tasks, {out.per_output[1][1]} test outputs, {out.steps} training steps, "
+    outputs = out.scores["votes"].per_output[1][1]
+    print(f"\narm {args.label}: {len(tasks)} tasks, {outputs} test outputs, {out.steps} training steps, "
           f"{out.train_flops / 1e15:.2f} PFLOP training + {out.infer_flops / 1e15:.3f} PFLOP inference, "
           f"{out.train_s:.0f} s training + {out.infer_s:.0f} s inference")
-    print("| task | outputs | " + " | ".join(f"pass@{k}" for k in KS) + " |")
-    print("|---|---|" + "---|" * len(KS))
-    for row in out.table:
-        print(f"| {row['task']} | {row['outputs']} | " + " | ".join(str(row[f'pass@{k}']) for k in KS) + " |")
-    print("\n| metric | per output (95% CI) | per task |")
-    print("|---|---|---|")
-    for k in KS:
-        solved, n = out.per_output[k]
-        lo, hi = binomial_ci(solved, n)
-        total, tasks_n = out.per_task[k]
-        print(f"| pass@{k} | {solved}/{n} = {solved / n:.3f} [{lo:.3f}, {hi:.3f}] | {total / tasks_n:.3f} |")
+    for name, scores in out.scores.items():
+        print_scores(name, scores)
     if args.json:
-        args.json.write_text(json.dumps({"label": args.label, "overrides": args.set, "seed": args.seed,
-                                         "per_output": out.per_output, "per_task": out.per_task,
-                                         "train_flops": out.train_flops, "infer_flops": out.infer_flops,
-                                         "train_s": out.train_s, "infer_s": out.infer_s, "steps": out.steps,
-                                         "tasks": out.table}, indent=1))
+        args.json.write_text(json.dumps({
+            "label": args.label, "overrides": args.set, "trajectories": args.trajectories, "noise": args.noise,
+            "seed": args.seed, "train_flops": out.train_flops, "infer_flops": out.infer_flops,
+            "train_s": out.train_s, "infer_s": out.infer_s, "steps": out.steps,
+            "scores": {name: dataclasses.asdict(s) for name, s in out.scores.items()}}, indent=1))
     return 0
 
 

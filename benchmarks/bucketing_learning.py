@@ -55,7 +55,8 @@ def mixed_size_tasks(seed: int):
 def run_arm(bucketing: bool, seed: int, steps: int, batch: int, work: Path) -> dict:
     from arc_trm.common import Dist
     from arc_trm.config import apply_overrides, preset
-    from arc_trm.infer import ViewRun, evaluate_built
+    from arc_trm.infer import evaluate_built
+    from arc_trm.views import ViewRun
     from arc_trm.model import TRM
     from arc_trm.train import TrainOptions, train
     from augment.build import build_set

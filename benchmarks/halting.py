@@ -102,7 +102,7 @@ def train_synthetic(work: Path, device: torch.device, extra: list[str], seed: in
 def evaluate(model, tasks, identifiers, augmentations, *, canvas: int, views_per_input: int, batch_size: int,
              halting: bool, device: torch.device) -> tuple[ModeResult, dict]:
     """What infer.vote_views + pass@k do on one process, keeping the per-view step counts."""
-    from arc_trm.infer import ViewRun, encode_views, make_views, predictions_from, run_views
+    from arc_trm.views import ViewRun, encode_views, make_views, predictions_from, run_views
     from submission.score import pass_count, task_solutions
     from submission.vote import rank_candidates
 
@@ -144,7 +144,8 @@ def main() -> int:
 
     device, threads = setup_device(args)
     from arc_trm.common import Dist
-    from arc_trm.infer import ViewRun, evaluate_built, load_model
+    from arc_trm.infer import evaluate_built, load_model
+    from arc_trm.views import ViewRun
     from augment.tasks import load_tasks
 
     info = machine_info(device)

@@ -157,12 +157,14 @@ def write_candidates(path: str | Path, ranked: Mapping[Key, Sequence[Candidate]]
 
     Schema: {"format": "arc-trm-candidates", "version": 1,
              "tasks": {task_id: {"<test index>": [{"grid": [[...]], "votes": int,
-                                                  "mean_halt_prob": float}, ...]}}}
+                                                  "mean_halt_prob": float,
+                                                  "mean_logprob": float (rescored only)}, ...]}}}
     """
     tasks: dict[str, dict[str, list]] = {}
     for (task_id, index), cands in sorted(ranked.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         tasks.setdefault(task_id, {})[str(int(index))] = [
-            {"grid": grid_to_list(c.grid), "votes": int(c.votes), "mean_halt_prob": float(c.mean_halt_prob)}
+            {"grid": grid_to_list(c.grid), "votes": int(c.votes), "mean_halt_prob": float(c.mean_halt_prob),
+             **({} if c.mean_logprob is None else {"mean_logprob": float(c.mean_logprob)})}
             for c in cands
         ]
     write_json_atomic(path, {"format": CANDIDATES_FORMAT, "version": CANDIDATES_VERSION, "tasks": tasks})
@@ -194,7 +196,11 @@ def read_candidates(path: str | Path) -> dict[Key, list[Candidate]]:
                 if not isinstance(prob, (int, float)) or isinstance(prob, bool):
                     raise TaskError(f"mean_halt_prob must be a number, got {prob!r}", path=path,
                                     task_id=task_id, where=where)
+                logprob = c.get("mean_logprob")
+                if logprob is not None and (not isinstance(logprob, (int, float)) or isinstance(logprob, bool)):
+                    raise TaskError(f"mean_logprob must be a number, got {logprob!r}", path=path,
+                                    task_id=task_id, where=where)
                 grid = grid_from_json(c.get("grid"), path=path, task_id=task_id, where=f"{where}.grid")
-                lst.append(Candidate(grid, votes, float(prob)))
+                lst.append(Candidate(grid, votes, float(prob), None if logprob is None else float(logprob)))
             out[(task_id, int(index))] = lst
     return out

@@ -4,6 +4,10 @@ Every augmented view of a test input yields one `Prediction` (already mapped bac
 orientation and colours). Identical grids (same shape and cells) pool their votes; candidates of one
 (task, test index) are ranked by vote count, then by mean halt probability, then by a fixed
 tie-break on the grid itself, so the ranking never depends on the order predictions arrive in.
+
+Consistency rescoring (arc_trm.consistency) also gives each candidate its mean log-probability
+under the views; such candidates rank by `consistency_score` first (votes times the geometric mean
+of the views' probabilities), then as above.
 """
 
 from __future__ import annotations
@@ -36,6 +40,14 @@ class Candidate:
     grid: np.ndarray
     votes: int
     mean_halt_prob: float
+    mean_logprob: float | None = None  # mean over views of log p(grid | view); None: votes only
+
+
+def consistency_score(c: Candidate) -> float:
+    """log(votes) + mean log-probability: the log of votes x the geometric mean probability."""
+    if c.mean_logprob is None:
+        raise ValueError("consistency_score needs a rescored candidate (mean_logprob set)")
+    return math.log(c.votes) + c.mean_logprob
 
 
 def is_valid_grid(grid: object) -> bool:
@@ -62,12 +74,15 @@ def _finite(x: float) -> float:
 
 
 def _sort_key(c: Candidate) -> tuple:
-    # Descending votes, descending mean halt probability, then ascending grid key (deterministic).
-    return (-c.votes, -c.mean_halt_prob, grid_key(c.grid))
+    # Descending consistency score (rescored candidates first), descending votes, descending mean
+    # halt probability, then ascending grid key (deterministic).
+    score = -consistency_score(c) if c.mean_logprob is not None else math.inf
+    return (score, -c.votes, -c.mean_halt_prob, grid_key(c.grid))
 
 
 def sort_candidates(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Candidates in rank order (votes, then mean halt probability, then grid bytes)."""
+    """Candidates in rank order: consistency score where rescored, then votes, then mean halt
+    probability, then grid bytes."""
     return sorted(candidates, key=_sort_key)
 
 

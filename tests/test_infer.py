@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from arc_trm.config import ModelConfig
-from arc_trm.infer import View, ViewOutputs, ViewRun, make_views, predictions_from, run_views
+from arc_trm.views import View, ViewOutputs, ViewRun, make_views, predictions_from, run_views
 from arc_trm.model import TRM, Batch
 from augment.encoding import encode_grid
 from augment.tasks import load_tasks
