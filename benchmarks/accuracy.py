@@ -113,17 +113,29 @@ class Arm:
     overrides: list[str]  # --set KEY=VALUE: the training config
     trajectories: int = 1  # inference: runs of each view (PTRM)
     noise: float = 0.0
+    per_task: bool = False  # one model per task, the budget split by demonstrations
 
 
-def run(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predict_only: bool = False) -> Outcome:
+@dataclass
+class Trained:
+    ranked: dict
+    steps: int
+    views: int
+    mean_steps: float
+    train_s: float
+    infer_s: float
+
+
+def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predict_only: bool) -> Trained:
+    """One model trained on `tasks` for the budget, then every view of their test inputs voted."""
     import torch
 
     from arc_trm.common import Dist
     from arc_trm.config import apply_overrides, preset
-    from arc_trm.infer import load_model, vote_views
-    from arc_trm.views import ViewRun, make_views
     from arc_trm.flops import flops_per_step
+    from arc_trm.infer import load_model, vote_views
     from arc_trm.train import TrainOptions, train
+    from arc_trm.views import ViewRun, make_views
     from augment.build import build_set
     from augment.options import BuildOptions
 
@@ -132,8 +144,7 @@ def run(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predic
     built = build_set(tasks, work / "build", BuildOptions(augmentations=cfg.data.augmentations,
                                                           seed=cfg.data.build_seed, canvas=cfg.data.canvas,
                                                           progress=False))
-    step_flops = flops_per_step(cfg.model, cfg.train.global_batch_size).total
-    cfg.train.max_steps = max(1, int(budget_flop // step_flops))
+    cfg.train.max_steps = max(1, int(budget_flop // flops_per_step(cfg.model, cfg.train.global_batch_size).total))
     start = time.perf_counter()
     if predict_only:  # an inference-side arm: the model trained by an earlier run with this --work
         steps = cfg.train.max_steps
@@ -147,10 +158,29 @@ def run(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predic
     view_run = ViewRun(canvas=cfg.data.canvas, bucketing=cfg.data.bucketing, scoring="consistency",
                        trajectories=arm.trajectories, noise=arm.noise, noise_seed=seed)
     voted = vote_views(loaded.model, views, {t.id: t for t in tasks}, view_run, Dist())
-    infer_s = time.perf_counter() - start
-    per_view = flops_per_step(cfg.model, 1, training=False).total
-    scores = {"votes": score(votes_order(voted.ranked), tasks), "consistency": score(voted.ranked, tasks)}
-    return Outcome(scores, steps * step_flops, voted.views * voted.mean_steps * per_view, train_s, infer_s, steps)
+    return Trained(voted.ranked, steps, voted.views, voted.mean_steps, train_s, time.perf_counter() - start)
+
+
+def run(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predict_only: bool = False) -> Outcome:
+    """The arm on the suite: one model for all tasks, or one per task (`arm.per_task`) with the
+    budget split in proportion to each task's demonstrations."""
+    from arc_trm.config import apply_overrides, preset
+    from arc_trm.flops import flops_per_step
+
+    if arm.per_task:
+        demos = sum(len(t.train) for t in tasks)
+        parts = [train_and_vote([t], budget_flop * len(t.train) / demos, arm, seed, work / t.id, predict_only)
+                 for t in tasks]
+    else:
+        parts = [train_and_vote(tasks, budget_flop, arm, seed, work, predict_only)]
+    ranked = {k: v for p in parts for k, v in p.ranked.items()}
+    model = apply_overrides(preset("cpu-quick"), arm.overrides)
+    step_flops = flops_per_step(model.model, model.train.global_batch_size).total
+    per_view = flops_per_step(model.model, 1, training=False).total
+    scores = {"votes": score(votes_order(ranked), tasks), "consistency": score(ranked, tasks)}
+    return Outcome(scores, sum(p.steps for p in parts) * step_flops,
+                   sum(p.views * p.mean_steps for p in parts) * per_view,
+                   sum(p.train_s for p in parts), sum(p.infer_s for p in parts), sum(p.steps for p in parts))
 
 
 def print_scores(name: str, scores: Scores) -> None:
@@ -181,6 +211,8 @@ def main() -> int:
     ap.add_argument("--label", default="baseline", help="name of this arm in the output")
     ap.add_argument("--trajectories", type=int, default=1, help="runs of each view at inference (PTRM, default 1)")
     ap.add_argument("--noise", type=float, default=0.0, help="latent noise std of the extra trajectories")
+    ap.add_argument("--per-task", action="store_true",
+                    help="one model per task, the budget split in proportion to its demonstrations")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep the build and the trained run here (default: a temporary folder)")
     ap.add_argument("--predict-only", action="store_true",
@@ -191,13 +223,13 @@ def main() -> int:
     if not args.conceptarc.exists():
         raise SystemExit(f"{args.conceptarc}: ConceptARC challenges not found (give --conceptarc PATH)")
     tasks = suite(args.seed, args.per_source, args.conceptarc)
-    if args.predict_only and not (args.work and (args.work / "run").is_dir()):
+    if args.predict_only and not (args.work and args.work.is_dir()):
         raise SystemExit("--predict-only needs --work DIR holding a trained run")
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         if args.work and not args.predict_only and (work / "run").exists():
             raise SystemExit(f"{work / 'run'} exists: pass --predict-only to reuse it, or another --work")
-        out = run(tasks, args.budget_pflop * 1e15, Arm(args.set, args.trajectories, args.noise), args.seed, work,
+        out = run(tasks, args.budget_pflop * 1e15, Arm(args.set, args.trajectories, args.noise, args.per_task), args.seed, work,
                   args.predict_only)
 
     outputs = out.scores["votes"].per_output[1][1]
@@ -209,7 +241,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "label": args.label, "overrides": args.set, "trajectories": args.trajectories, "noise": args.noise,
-            "seed": args.seed, "train_flops": out.train_flops, "infer_flops": out.infer_flops,
+            "per_task": args.per_task, "seed": args.seed, "train_flops": out.train_flops, "infer_flops": out.infer_flops,
             "train_s": out.train_s, "infer_s": out.infer_s, "steps": out.steps,
             "scores": {name: dataclasses.asdict(s) for name, s in out.scores.items()}}, indent=1))
     return 0
