@@ -16,6 +16,11 @@ their demonstrations first. The run:
   5. predicts after each phase, replacing the submission atomically as better answers arrive,
      and stops training in time to predict.
 Without --checkpoint it trains from scratch (useful on CPU and in tests).
+
+With --per-task each task gets its own copy of the model, trained and predicted alone in
+RUN/tasks/<id>, under a share of the time left in proportion to its demonstrations (recomputed
+after each task, so time one task leaves unused goes to the rest); the run's submission takes each
+task's answers as they come.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
 from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options
 from augment.tasks import Task, load_tasks
-from submission.kaggle import fallback_submission, write_submission
+from submission.kaggle import fallback_submission, load_submission, write_submission
 from submission.outputs import check_prediction_outputs
 
 
@@ -60,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of the budget kept in reserve (default 0.05)")
     p.add_argument("--batch-size", type=int, default=256, help="views in flight during prediction")
     add_scoring_argument(p)
+    p.add_argument("--per-task", action="store_true",
+                   help="train and predict each task with its own model copy, the budget split by demonstrations "
+                        "(one process only)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -67,7 +75,7 @@ def options_from_args(args: argparse.Namespace) -> TTTOptions:
     return TTTOptions(args.tasks, Path(args.out), args.checkpoint, args.budget,
                       Path(args.submission) if args.submission else None, args.preset, tuple(args.set or ()),
                       args.embedding_fraction, args.margin, args.batch_size, args.scoring, not args.no_progress,
-                      args.force)
+                      args.force, args.per_task)
 
 
 def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:
@@ -107,7 +115,35 @@ def ttt(options: TTTOptions) -> None:
         return
     from arc_trm.ttt_phases import test_time_train  # torch loads after the fallback is on disk
 
-    test_time_train(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
+    if options.per_task:
+        per_task(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
+    else:
+        test_time_train(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
+
+
+def time_share(seconds_left: float, demonstrations: list[int]) -> float:
+    """The next task's share of the time left: its demonstrations over those of every task left
+    (the next task first)."""
+    return seconds_left * demonstrations[0] / sum(demonstrations)
+
+
+def per_task(options: TTTOptions, job: TTTJob) -> None:
+    """Each task alone, with its own model copy, in RUN/tasks/<id>; the run's submission takes
+    each task's answers once its prediction is written."""
+    from arc_trm.ttt_phases import test_time_train
+
+    for i, task in enumerate(job.tasks):
+        now = time.time()
+        share = time_share(job.deadline - now, [len(t.train) for t in job.tasks[i:]])
+        folder = job.out / "tasks" / task.id
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"task {i + 1}/{len(job.tasks)} {task.id}: {share:.0f} s")
+        answer = folder / "submission.json"
+        test_time_train(options, TTTJob([task], [task], folder, answer, now, now + share))
+        if answer.exists():  # else no time to predict: the task keeps its fallback answer
+            merged = load_submission(job.submission)
+            merged[task.id] = load_submission(answer)[task.id]
+            write_submission(job.submission, merged, job.answered)
 
 
 def run(args: argparse.Namespace) -> int:

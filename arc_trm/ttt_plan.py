@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class TTTOptions:
     scoring: str = "votes"  # votes | consistency (arc_trm.consistency)
     progress: bool = True
     force: bool = False  # move a run already in `out` aside
+    per_task: bool = False  # each task with its own model copy, the budget split by demonstrations
 
     @property
     def submission_path(self) -> Path:
@@ -62,6 +64,8 @@ def check_options(options: TTTOptions) -> float:
         raise InputError(f"--batch-size must be an integer >= 1, got {options.batch_size}")
     if not 0 <= options.margin < 1:
         raise InputError(f"--margin must be a fraction in [0, 1), got {options.margin}")
+    if options.per_task and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError("--per-task runs in one process; start it without torchrun")
     if options.scoring not in SCORINGS:
         raise InputError(f"--scoring must be one of {', '.join(SCORINGS)}, got {options.scoring!r}")
     if not 0 <= options.embedding_fraction <= 1:
