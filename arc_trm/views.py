@@ -17,14 +17,13 @@ import torch
 from tqdm import tqdm
 
 from arc_trm.consistency import SCORINGS
-from arc_trm.model import TRM, Batch
+from arc_trm.model import TRM, Batch, Carry
 from augment.buckets import predicted_side
 from augment.encoding import decode_grid, encode_grid
 from augment.grids import split_identifier
 from augment.tasks import Task, content_hash
 from augment.transforms import Augmentation
 from submission.vote import Prediction
-
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,7 @@ def run_views(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, run: ViewR
     return out
 
 
-def latent_noise(model: TRM, carry, sigma: np.ndarray, generator: torch.Generator | None) -> torch.Tensor | None:
+def latent_noise(model: TRM, carry: Carry, sigma: np.ndarray, generator: torch.Generator | None) -> torch.Tensor | None:
     """(T, B, L_total, D) Gaussian noise scaled per row by `sigma`, or None when every row is clean."""
     if generator is None or not sigma.any():
         return None
