@@ -101,6 +101,13 @@ def score(ranked: dict, tasks: list) -> Scores:
     return Scores({k: tuple(v) for k, v in per_output.items()}, {k: tuple(v) for k, v in per_task.items()}, table)
 
 
+def copy_the_input(tasks: list) -> int:
+    """Test outputs solved by answering the test input itself (the floor any learner must beat)."""
+    from augment.grids import same_grid
+
+    return sum(same_grid(p.input, p.output) for t in tasks for p in t.test)
+
+
 def votes_order(ranked: dict) -> dict:
     """The same candidates ranked by votes alone (the rescoring only reorders them)."""
     from submission.vote import sort_candidates
@@ -236,6 +243,7 @@ def main() -> int:
     print(f"\narm {args.label}: {len(tasks)} tasks, {outputs} test outputs, {out.steps} training steps, "
           f"{out.train_flops / 1e15:.2f} PFLOP training + {out.infer_flops / 1e15:.3f} PFLOP inference, "
           f"{out.train_s:.0f} s training + {out.infer_s:.0f} s inference")
+    print(f"copy-the-input solves {copy_the_input(tasks)}/{outputs} test outputs")
     for name, scores in out.scores.items():
         print_scores(name, scores)
     if args.json:
