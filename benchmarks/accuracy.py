@@ -6,8 +6,9 @@ drawn with a fixed seed from ARC-AGI-1 *training* and ConceptARC (../shared/data
 --conceptarc PATH). ARC-AGI-1 evaluation stays out: it is the held-out check. As `arc-trm ttt`
 does on unseen tasks, the demonstrations train and the test inputs are answered.
 
-Budget: training steps = budget / the analytic FLOPs of one training step (`flops_per_step`);
-the inference FLOPs of the views actually run are counted on top and reported. Reported: pass@1,
+Budget: training steps = budget / the analytic FLOPs of one training step (`flops_per_step` at the
+canvas's sequence length); the inference FLOPs of the views actually run are counted on top and
+reported. Reported: pass@1,
 pass@2 and pass@8 per test output and per task with Wilson 95% intervals, FLOPs, wall time, and
 a per-task table, for two rankings of the same views: votes, and consistency rescoring (the
 rescoring reuses the views' logits, so both come from one run). Deterministic given --seed (one
@@ -40,7 +41,9 @@ from common import add_device_arguments, machine_info, machine_line, setup_devic
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONCEPTARC = ROOT.parent / "shared" / "data" / "conceptarc_challenges.json"
 MAX_SIDE = 10
-DEFAULT_BUDGET_PFLOP = 0.6  # 1,190 cpu-quick steps of batch 64: about 10 minutes on one core of this machine
+# 1,191 cpu-quick steps of batch 64 on the 10 x 10 canvas, about 10 minutes on one idle core. (The
+# first baseline called this budget 0.6 PFLOP: it counted the FLOPs of a 900-token canvas.)
+DEFAULT_BUDGET_PFLOP = 0.03004
 KS = (1, 2, 8)
 
 
@@ -133,12 +136,21 @@ class Trained:
     infer_s: float
 
 
+def arm_config(arm: Arm, seed: int):
+    """The cpu-quick config with the arm's overrides, its sequence length that of its canvas."""
+    from arc_trm.config import apply_overrides, preset
+
+    cfg = apply_overrides(preset("cpu-quick"), [f"train.seed={seed}", "device=cpu", "train.eval_every=0",
+                                                "train.checkpoint_every=1000000", *arm.overrides])
+    cfg.model.seq_len = cfg.data.canvas ** 2  # what training sets; the FLOPs depend on it
+    return cfg
+
+
 def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predict_only: bool) -> Trained:
     """One model trained on `tasks` for the budget, then every view of their test inputs voted."""
     import torch
 
     from arc_trm.common import Dist
-    from arc_trm.config import apply_overrides, preset
     from arc_trm.flops import flops_per_step
     from arc_trm.infer import load_model, vote_views
     from arc_trm.train import TrainOptions, train
@@ -146,8 +158,7 @@ def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: P
     from augment.build import build_set
     from augment.options import BuildOptions
 
-    cfg = apply_overrides(preset("cpu-quick"), [f"train.seed={seed}", "device=cpu", "train.eval_every=0",
-                                                "train.checkpoint_every=1000000", *arm.overrides])
+    cfg = arm_config(arm, seed)
     built = build_set(tasks, work / "build", BuildOptions(augmentations=cfg.data.augmentations,
                                                           seed=cfg.data.build_seed, canvas=cfg.data.canvas,
                                                           progress=False))
@@ -171,7 +182,6 @@ def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: P
 def run(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predict_only: bool = False) -> Outcome:
     """The arm on the suite: one model for all tasks, or one per task (`arm.per_task`) with the
     budget split in proportion to each task's demonstrations."""
-    from arc_trm.config import apply_overrides, preset
     from arc_trm.flops import flops_per_step
 
     if arm.per_task:
@@ -181,9 +191,9 @@ def run(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predic
     else:
         parts = [train_and_vote(tasks, budget_flop, arm, seed, work, predict_only)]
     ranked = {k: v for p in parts for k, v in p.ranked.items()}
-    model = apply_overrides(preset("cpu-quick"), arm.overrides)
-    step_flops = flops_per_step(model.model, model.train.global_batch_size).total
-    per_view = flops_per_step(model.model, 1, training=False).total
+    cfg = arm_config(arm, seed)
+    step_flops = flops_per_step(cfg.model, cfg.train.global_batch_size).total
+    per_view = flops_per_step(cfg.model, 1, training=False).total
     scores = {"votes": score(votes_order(ranked), tasks), "consistency": score(ranked, tasks)}
     return Outcome(scores, sum(p.steps for p in parts) * step_flops,
                    sum(p.views * p.mean_steps for p in parts) * per_view,
