@@ -199,6 +199,7 @@ class TrainResult:
     steps: int
     final_checkpoint: Path | None
     metrics: dict[str, float]
+    step_s: float  # mean seconds per step of this call, its first step (which may compile) aside
 
 
 def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> TrainResult:
@@ -229,6 +230,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     window = LogWindow()
     final_dir = None
     step_seconds = 0.0  # running mean, for the deadline
+    first_step, timed_s = state.step + 1, 0.0  # the seconds of the steps after this call's first
     batches = Prefetcher(state.sampler, built, tcfg.global_batch_size, layout.rows, pin=device.type == "cuda")
     state.sampler_state = state.sampler.state_dict()  # of the last batch consumed: what a checkpoint saves
     try:
@@ -272,6 +274,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
             bar.update(1)
             seconds = time.perf_counter() - t_step
             step_seconds = 0.9 * step_seconds + 0.1 * seconds if step_seconds else seconds
+            timed_s += seconds if step > first_step else 0.0
 
             # 5. evaluate on the test split
             if tcfg.eval_every > 0 and (step % tcfg.eval_every == 0 or step == end):
@@ -284,7 +287,8 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
         batches.close()
         bar.close()
         sink.close()
-    return TrainResult(out, state.step, final_dir, last)
+    timed_steps = state.step - first_step
+    return TrainResult(out, state.step, final_dir, last, timed_s / timed_steps if timed_steps > 0 else step_seconds)
 
 
 def out_of_time(deadline: float, step_seconds: float, d: Dist) -> bool:

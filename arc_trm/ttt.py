@@ -12,9 +12,11 @@ their demonstrations first. The run:
   3. with --checkpoint, starts from the pretrained weights and gives every new puzzle id the mean
      of the pretrained table (ids the checkpoint already knows keep their trained row);
   4. measures its own throughput and plans the phases to fit the budget: embeddings alone for a
-     first fraction of the steps (with a checkpoint), then the whole model, then prediction;
-  5. predicts after each phase, replacing the submission atomically as better answers arrive,
-     and stops training in time to predict.
+     first fraction of the steps (with a checkpoint), then the whole model, then prediction; as
+     phases end it re-plans the steps left from the step time training measured;
+  5. predicts quickly after the embeddings-only phase and at the half, and in full at the end,
+     replacing the submission atomically as better answers arrive, and stops training in time to
+     predict.
 Without --checkpoint it trains from scratch (useful on CPU and in tests).
 
 With --per-task each task gets its own copy of the model, trained and predicted alone in

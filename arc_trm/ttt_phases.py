@@ -1,5 +1,6 @@
 """Test-time training, the torch side: prepare the new tasks' set and weights, measure
-throughput, plan, then train and predict phase by phase (arc_trm.ttt runs it)."""
+throughput, plan, then train and predict phase by phase, re-planning from the step time each
+phase measured (arc_trm.ttt runs it)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from arc_trm.model import TRM, Batch
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.step import Optimizers, StepSetup, train_step
 from arc_trm.builds import load_or_build
-from arc_trm.train import TrainOptions, build_model, train
-from arc_trm.ttt_plan import (QUICK_VIEWS, Plan, PlanInputs, Throughput, TTTJob, TTTOptions, fitted_warmup,
-                              plan_phases, user_step_cap)
+from arc_trm.train import TrainOptions, TrainResult, build_model, train
+from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
+                              fitted_warmup, plan_phases, replan, user_step_cap)
 from augment.store import BuiltSet, IdentifierMap
 from augment.errors import InputError
 from augment.tasks import Task
@@ -35,14 +36,18 @@ def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: 
     """Seconds per training step (local batch) and per inference step (full batch of views)."""
     device = d.device
 
-    def timed(fn, repeats: int = 2) -> float:
+    def timed(fn, repeats: int = 3) -> float:
+        """The fastest of a few timed calls after a warm-up: on a busy machine one call can stall
+        many times over (a probe once read 6.2 s/step for a loop that ran at 0.75)."""
         fn()  # warm-up
-        synchronize(device)
-        t = time.perf_counter()
+        best = math.inf
         for _ in range(repeats):
+            synchronize(device)
+            t = time.perf_counter()
             fn()
-        synchronize(device)
-        return (time.perf_counter() - t) / repeats
+            synchronize(device)
+            best = min(best, time.perf_counter() - t)
+        return best
 
     local = cfg.train.global_batch_size // d.world
     rows = np.asarray([g.start for g in built.groups] * local, dtype=np.int64)[:local]
@@ -135,13 +140,21 @@ class TTTSetup:
     views: int  # all views of all test inputs
     batch_size: int  # views in flight per process
     margin: float  # seconds kept in reserve
+    step_cap: int  # train.max_steps when the user set it, else 0
     progress: bool
     scoring: str  # votes | consistency
 
 
+def apply_plan(cfg: RunConfig, plan: Plan) -> None:
+    """The config's step counts follow the plan; a phase resumed after a re-plan reads them."""
+    cfg.train.max_steps = max(plan.steps, 1)  # the schedule (warmup, cosine) is defined up to the planned end
+    cfg.train.lr_warmup_steps = fitted_warmup(cfg.train.lr_warmup_steps, cfg.train.max_steps)
+    cfg.train.freeze_model_steps = plan.freeze_steps
+    cfg.train.checkpoint_every = cfg.train.max_steps  # checkpoints come from the phase stops
+
+
 def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan:
-    """Measure throughput on the starting weights and fit the phases into the time left; the
-    config's step counts follow the plan."""
+    """Measure throughput on the starting weights and fit the phases into the time left."""
     cfg, built = setup.cfg, setup.built
     model = build_model(cfg, built.num_identifiers, d.device)
     if setup.init is not None:
@@ -150,19 +163,16 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
     del model
     plan = plan_phases(speed, PlanInputs(
         views=setup.views, world=d.world, batch_size=setup.batch_size,
-        max_steps_cap=user_step_cap(options.overrides),
+        max_steps_cap=setup.step_cap,
         halt_max_steps=cfg.model.halt_max_steps, quick_views=sum(len(t.test) for t in job.tasks) * QUICK_VIEWS,
         seconds_left=job.deadline - time.time() - setup.margin, pretrained=setup.init is not None,
         embedding_fraction=options.embedding_fraction))
-    cfg.train.max_steps = max(plan.steps, 1)  # the schedule (warmup, cosine) is defined up to the planned end
-    cfg.train.lr_warmup_steps = fitted_warmup(cfg.train.lr_warmup_steps, cfg.train.max_steps)
-    cfg.train.freeze_model_steps = plan.freeze_steps
-    cfg.train.checkpoint_every = cfg.train.max_steps  # checkpoints come from the phase stops
+    apply_plan(cfg, plan)
     if d.main:
         write_json_atomic(job.out / "ttt_plan.json", dataclasses.asdict(plan), indent=2)
         print(f"plan: {plan.steps} training steps ({plan.freeze_steps} embeddings only) at "
-              f"{plan.train_step_s:.3f} s/step, predictions at steps {plan.stops}, "
-              f"{plan.predict_s:.0f} s reserved for the final prediction of {plan.views} views")
+              f"{plan.train_step_s:.3f} s/step, phases end at steps {plan.stops} (quick predictions at "
+              f"{plan.quick_stops}), {plan.predict_s:.0f} s reserved for the final prediction of {plan.views} views")
     return plan
 
 
@@ -178,39 +188,79 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup:
                                                                built.identifier_map())
     views = len(built.test_views())
     batch_size = max(1, min(options.batch_size, math.ceil(views / d.world)))
-    return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start), progress,
-                    options.scoring)
+    return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start),
+                    user_step_cap(options.overrides), progress, options.scoring)
 
 
-def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> None:
-    """Each phase trains to its stop, then predicts (quickly, except after the last phase or when
-    the deadline cut a phase short); the submission is replaced each time."""
+def phase_timing(trained: TrainResult, phase_steps: int, phase_s: float, quick_s: float, seconds_left: float,
+                 d: Dist) -> PhaseTiming:
+    """A phase's measurements, each the slowest process's (so that every process re-plans alike)."""
+    overhead_s = max(0.0, phase_s - phase_steps * trained.step_s)
+    worst = torch.tensor([trained.step_s, overhead_s, quick_s, -seconds_left], device=d.device)
+    if d.world > 1:
+        dist.all_reduce(worst, op=dist.ReduceOp.MAX)
+    step_s, overhead_s, quick_s, minus_left = worst.tolist()
+    return PhaseTiming(trained.steps, phase_steps, step_s, overhead_s, quick_s, -minus_left)
+
+
+def record_replan(job: TTTJob, old: Plan, new: Plan, d: Dist) -> None:
+    if d.main:
+        write_json_atomic(job.out / "ttt_plan.json", dataclasses.asdict(new), indent=2)
+        r = new.replans[-1]
+        print(f"re-plan at step {r.at_step}: {r.step_s:.3f} s/step measured (probe {new.train_step_s:.3f}), "
+              f"{old.steps} -> {new.steps} steps, phases end at steps {new.stops}")
+
+
+def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist) -> None:
+    """Predict from the latest checkpoint (every view, or a few per test input) into the submission."""
+    loaded = load_model(job.out, d.device)
+    view_run = loaded.view_run(batch_size=setup.batch_size, progress=setup.progress,
+                               deadline=job.deadline - setup.margin / 2, scoring=setup.scoring)
+    options = PredictOptions(setup.cfg.data.tasks, max_views=0 if full else QUICK_VIEWS)
+    summary = predict(loaded, job.answered, job.submission, options, view_run, d)
+    if summary is not None:
+        print(f"step {step}: submission updated from {summary.views} views "
+              f"({summary.mean_steps:.2f} steps per view), {time.time() - job.start:.0f} s since start")
+
+
+def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> Plan:
+    """Each phase trains to its stop and re-plans the rest from the step time it measured, then
+    predicts: quickly at a quick stop, in full after the last phase (or when the deadline cut a
+    phase short); the submission is replaced each time. Returns the plan as re-planned."""
     margin, cfg = setup.margin, setup.cfg
-    for i, stop in enumerate(plan.stops):
-        last = i == len(plan.stops) - 1
+    done, quick_s = 0, 0.0  # quick_s: the latest quick prediction's seconds
+    while stop := next((s for s in plan.stops if s > done), 0):
+        final = stop == plan.steps
+        began = time.time()
         trained = train(cfg, job.out, TrainOptions(
-            resume=i > 0, stop_at=stop, progress=setup.progress, built=setup.built,
-            init_weights=setup.init if i == 0 else None,
-            deadline=job.deadline - margin - plan.predict_s - (0 if last else plan.quick_predict_s)))
-        last = last or trained.steps < stop  # the deadline cut this phase short: predict in full now
-        loaded = load_model(job.out, d.device)
-        view_run = loaded.view_run(batch_size=setup.batch_size, progress=setup.progress,
-                                   deadline=job.deadline - margin / 2, scoring=setup.scoring)
-        options = PredictOptions(cfg.data.tasks, max_views=0 if last else QUICK_VIEWS)
-        summary = predict(loaded, job.answered, job.submission, options, view_run, d)
-        if summary is not None:
-            print(f"step {trained.steps}: submission updated from {summary.views} views "
-                  f"({summary.mean_steps:.2f} steps per view), {time.time() - job.start:.0f} s since start")
+            resume=done > 0, stop_at=stop, progress=setup.progress, built=setup.built,
+            init_weights=setup.init if done == 0 else None,
+            deadline=job.deadline - margin - plan.predict_s - (0 if final else plan.quick_predict_s)))
+        cut = trained.steps < stop  # the deadline cut this phase short: predict in full now
+        if not (final or cut):
+            timing = phase_timing(trained, trained.steps - done, time.time() - began, quick_s,
+                                  job.deadline - margin - time.time(), d)
+            replanned = replan(plan, timing, setup.step_cap)
+            if replanned is not plan:
+                apply_plan(cfg, replanned)
+                record_replan(job, plan, replanned, d)
+                plan = replanned
+        last = final or cut or plan.steps == trained.steps
+        if last or stop in plan.quick_stops:
+            began = time.time()
+            predict_now(job, setup, trained.steps, last, d)
+            quick_s = time.time() - began
         if last:
             break
+        done = trained.steps
+    return plan
 
 
 def test_time_train(options: TTTOptions, job: TTTJob) -> None:
     """The torch side of the run: prepare, plan, then train and predict phase by phase."""
     d = setup()
     prepared = prepare(options, job, d)
-    plan = plan_run(options, job, prepared, d)
-    train_and_predict(job, prepared, plan, d)
+    plan = train_and_predict(job, prepared, plan_run(options, job, prepared, d), d)
     if not plan.stops and d.main:
         print("no time to train within the budget; the fallback submission stands")
     if d.main:

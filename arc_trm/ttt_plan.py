@@ -17,6 +17,11 @@ from augment.tasks import Task
 
 BUDGET_UNITS = {"h": 3600, "m": 60, "s": 1}
 QUICK_VIEWS = 8  # views per test input in the intermediate predictions
+# Shares of the plan at which a phase ends, without prediction, to re-plan from the step time measured:
+# early (the probe misjudges a loaded machine), then late, so that a later change of load moves only
+# the last fifth of training.
+REPLAN_FRACTIONS = (0.1, 0.5, 0.8)
+MIN_TIMED_STEPS = 10  # a shorter phase times its steps too roughly to re-plan from
 
 
 def parse_budget(text: str) -> float:
@@ -87,16 +92,29 @@ class TTTJob:
     deadline: float  # time.time() by which the run must be done
 
 
+@dataclasses.dataclass(frozen=True)
+class Replan:
+    """One re-plan, recorded in ttt_plan.json."""
+
+    at_step: int
+    step_s: float  # seconds per training step measured in the phase that ended there
+    overhead_s: float  # seconds of that phase's train() call besides its steps
+    seconds_left: float  # until the deadline less the margin
+    steps: int  # the new planned total
+
+
 @dataclasses.dataclass
 class Plan:
-    train_step_s: float  # measured seconds per training step
+    train_step_s: float  # seconds per training step, from the probe before training
     infer_step_s: float  # measured seconds per inference step of a full batch of views
     views: int  # all views of all test inputs
     predict_s: float  # reserved for the final prediction (every view at the step cap)
-    quick_predict_s: float  # reserved for each intermediate prediction
-    steps: int  # training steps that fit
+    quick_predict_s: float  # reserved for each intermediate prediction (measured once one ran)
+    steps: int  # training steps that fit (re-planned as phases end)
     freeze_steps: int  # of which embeddings only
-    stops: list[int]  # steps after which a submission is written
+    stops: list[int]  # steps at which a phase ends; the last is followed by the final prediction
+    quick_stops: list[int]  # those followed by a quick prediction (the others only re-plan)
+    replans: list[Replan] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +172,53 @@ def plan_phases(speed: Throughput, job: PlanInputs) -> Plan:
     if job.max_steps_cap > 0:
         steps = min(steps, job.max_steps_cap)
     freeze = int(round(job.embedding_fraction * steps)) if job.pretrained else 0
-    stops = sorted({s for s in ((freeze, steps // 2) if quick else ()) + (steps,) if s > 0})
-    return Plan(speed.train_step_s, speed.infer_step_s, job.views, predict_s, quick_s, steps, freeze, stops)
+    quick_stops = sorted({s for s in ((freeze, steps // 2) if quick else ()) if 0 < s < steps})
+    # Only a plan whose shortest phase, the first, is long enough to time re-plans.
+    timed = {int(f * steps) for f in REPLAN_FRACTIONS} if REPLAN_FRACTIONS[0] * steps >= MIN_TIMED_STEPS else set()
+    stops = sorted(set(quick_stops) | timed | ({steps} if steps > 0 else set()))
+    return Plan(speed.train_step_s, speed.infer_step_s, job.views, predict_s, quick_s, steps, freeze, stops,
+                quick_stops)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseTiming:
+    """What the phase that just ended measured (on many processes: the slowest one's figures)."""
+
+    step: int  # the run's step at the end of the phase
+    phase_steps: int  # steps the phase ran
+    step_s: float  # seconds per training step
+    overhead_s: float  # the rest of the phase's train() call: set-up, first step, checkpoint
+    quick_predict_s: float  # the latest quick prediction's seconds (0: none ran yet)
+    seconds_left: float  # until the deadline less the margin
+
+
+def replan(plan: Plan, timing: PhaseTiming, step_cap: int) -> Plan:
+    """The plan re-fitted to the step time the run measured (a probe before training misjudges a
+    loaded machine): training ends when the time left, less the predictions and the set-up of the
+    phases still to come, runs out, never before the step reached nor past a user's cap. Stops
+    and embeddings-only steps not reached yet keep their share of the plan."""
+    done = timing.step
+    if timing.phase_steps < MIN_TIMED_STEPS or plan.steps <= done:
+        return plan
+    quick_s = timing.quick_predict_s or plan.quick_predict_s
+    later = [s for s in plan.stops if s > done]
+    reserve = (plan.predict_s + quick_s * sum(1 for s in plan.quick_stops if s >= done)
+               + timing.overhead_s * len(later))
+    steps = done + int(max(0.0, timing.seconds_left - reserve) / max(timing.step_s, 1e-9))
+    steps = max(done, min(steps, step_cap) if step_cap > 0 else steps)
+
+    def moved(s: int) -> int:
+        return round(s * steps / plan.steps)
+
+    def kept(stops: list[int]) -> list[int]:  # those passed, and those ahead moved (while before the end)
+        ahead = {moved(s) for s in stops if s > done}
+        return sorted({s for s in stops if s <= done} | {m for m in ahead if done < m < steps})
+
+    return dataclasses.replace(
+        plan, quick_predict_s=quick_s, steps=steps,
+        freeze_steps=plan.freeze_steps if plan.freeze_steps <= done else moved(plan.freeze_steps),
+        stops=kept(plan.stops[:-1]) + ([steps] if steps > done else []),
+        quick_stops=kept(plan.quick_stops),
+        replans=[*plan.replans, Replan(done, timing.step_s, timing.overhead_s, timing.seconds_left, steps)])
 
 

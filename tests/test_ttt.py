@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from arc_trm.ttt_phases import transplant_weights
-from arc_trm.ttt_plan import PlanInputs, Throughput, fitted_warmup, parse_budget, plan_phases, user_step_cap
+from arc_trm.ttt_plan import (PhaseTiming, PlanInputs, Throughput, fitted_warmup, parse_budget, plan_phases, replan,
+                              user_step_cap)
 from augment.store import IdentifierMap
 from augment.errors import InputError
 from augment.tasks import load_tasks
@@ -44,15 +45,66 @@ def test_plan_reserves_prediction_time_and_splits_phases():
     assert plan.quick_predict_s == pytest.approx(4.0)  # 1 batch
     assert plan.steps == int((1000 - 20 - 8) / 0.5)
     assert plan.freeze_steps == round(0.25 * plan.steps)
-    assert plan.stops == sorted({plan.freeze_steps, plan.steps // 2, plan.steps})
+    # Stops at a tenth and at four fifths only re-plan; the embeddings-only end and the half predict quickly.
+    assert plan.quick_stops == [plan.freeze_steps, plan.steps // 2]
+    assert plan.stops == [plan.steps // 10, plan.freeze_steps, plan.steps // 2, int(0.8 * plan.steps),
+                          plan.steps]
     # From scratch: no embeddings-only phase; a step cap wins over the time that is left.
     plan = plan_phases(Throughput(0.5, 0.2), PlanInputs(views=1000, world=1, batch_size=100, max_steps_cap=50, halt_max_steps=16,
                        quick_views=80, seconds_left=1000.0, pretrained=False, embedding_fraction=0.25))
-    assert (plan.steps, plan.freeze_steps, plan.stops) == (50, 0, [25, 50])
+    assert (plan.steps, plan.freeze_steps, plan.stops) == (50, 0, [25, 50])  # a first phase of 5 steps: no re-plans
     # No time left: no training at all.
     plan = plan_phases(Throughput(0.5, 0.2), PlanInputs(views=1000, world=1, batch_size=100, max_steps_cap=0, halt_max_steps=16,
                        quick_views=1000, seconds_left=10.0, pretrained=False, embedding_fraction=0.0))
     assert (plan.steps, plan.stops) == (0, [])
+
+
+def planned(steps_cap: int = 0, pretrained: bool = False):
+    """1000 s at a probed 0.5 s/step: 2000 steps (no intermediate prediction: 8 views of 8)."""
+    return plan_phases(Throughput(0.5, 0.0), PlanInputs(views=8, world=1, batch_size=8, max_steps_cap=steps_cap,
+                       halt_max_steps=16, quick_views=8, seconds_left=1000.0, pretrained=pretrained,
+                       embedding_fraction=0.2))
+
+
+def test_replan_fills_the_time_left_at_the_measured_step_time():
+    plan = planned()
+    assert (plan.steps, plan.stops, plan.quick_stops) == (2000, [200, 1000, 1600, 2000], [])
+    # The first 200 steps took 100 s as probed, plus 2 s of set-up (898 s left); the set-up of the three
+    # phases to come is reserved too. The later stops keep their share.
+    same = replan(plan, PhaseTiming(200, 200, 0.5, 2.0, 0.0, 898.0), 0)
+    assert same.steps == 200 + int((898 - 6) / 0.5)
+    assert same.stops == [200, round(1000 * same.steps / 2000), round(1600 * same.steps / 2000), same.steps]
+    # Twice as fast as probed: the plan grows; twice as slow: it shrinks.
+    faster = replan(plan, PhaseTiming(200, 200, 0.25, 2.0, 0.0, 948.0), 0)
+    slower = replan(plan, PhaseTiming(200, 200, 1.0, 2.0, 0.0, 798.0), 0)
+    assert faster.steps == 200 + int(942 / 0.25) > plan.steps > slower.steps == 200 + int(792 / 1.0)
+    assert faster.stops == [200, round(1000 * faster.steps / 2000), round(1600 * faster.steps / 2000), faster.steps]
+    assert [r.steps for r in faster.replans] == [faster.steps] and faster.replans[0].at_step == 200
+    # ... but never below the steps done, and never past a user's cap.
+    assert replan(plan, PhaseTiming(200, 200, 1.0, 2.0, 0.0, 1.0), 0).steps == 200
+    assert replan(plan, PhaseTiming(200, 200, 1.0, 2.0, 0.0, 1.0), 0).stops == [200]  # the final prediction now
+    assert replan(planned(steps_cap=500), PhaseTiming(50, 50, 0.125, 2.0, 0.0, 900.0), 500).steps == 500
+    # A phase too short to time does not re-plan.
+    assert replan(plan, PhaseTiming(5, 5, 0.125, 2.0, 0.0, 900.0), 0) is plan
+
+
+def test_replan_moves_the_stops_not_reached_and_reserves_the_predictions():
+    plan = plan_phases(Throughput(0.5, 0.2), PlanInputs(views=1000, world=1, batch_size=100, max_steps_cap=0,
+                       halt_max_steps=16, quick_views=80, seconds_left=1000.0, pretrained=True,
+                       embedding_fraction=0.2))
+    assert plan.stops == [190, 381, 952, 1523, 1904] and plan.quick_stops == [381, 952]
+    # Measured at the first stop: 0.25 s/step, 1 s of set-up per phase, a quick prediction of 3 s.
+    new = replan(plan, PhaseTiming(190, 190, 0.25, 1.0, 3.0, 700.0), 0)
+    # Reserved: the final prediction (40 s), two quick ones (3 s each) and four phases' set-up (1 s each).
+    assert new.steps == 190 + int((700 - 40 - 6 - 4) / 0.25) and new.quick_predict_s == 3.0
+    scale = new.steps / plan.steps
+    assert new.freeze_steps == round(381 * scale)
+    assert new.quick_stops == [round(381 * scale), round(952 * scale)]
+    assert new.stops == [190, *new.quick_stops, round(1523 * scale), new.steps]
+    # At a quick stop, its own prediction is still to come: it is reserved too.
+    at_half = replan(new, PhaseTiming(new.quick_stops[1], 100, 0.25, 1.0, 3.0, 100.0), 0)
+    assert at_half.steps == new.quick_stops[1] + int((100 - 40 - 3 - 2) / 0.25)
+    assert at_half.freeze_steps == new.freeze_steps  # passed: stays
 
 
 def test_only_an_explicit_max_steps_caps_the_plan_and_a_long_warmup_is_cut():
@@ -129,7 +181,8 @@ def test_ttt_runs_to_the_end_within_its_budget(tmp_path):
 
 def test_ttt_without_a_step_cap_fills_its_budget_and_stops_in_time(tmp_path):
     """A 60 s CPU budget: the plan comes from measured throughput (a preset's max_steps does not cap
-    it), and the run ends between 85% and 100% of the budget with a valid submission."""
+    it) and is re-planned from the step time training measures, and the run ends between 85% and 100%
+    of the budget with a valid submission."""
     out = tmp_path / "run"
     start = time.time()
     proc = start_ttt(out, "60s", max_steps=0)  # train.max_steps=0: no cap; the plan and the deadline decide
@@ -139,12 +192,14 @@ def test_ttt_without_a_step_cap_fills_its_budget_and_stops_in_time(tmp_path):
     done = re.search(r"done in (\d+) s of (\d+) s", log)
     assert done is not None, log
     used, budget = int(done.group(1)), int(done.group(2))
-    # 85-100% on an idle machine (57 s measured); the throughput probe can misjudge under load, so the
-    # suite only holds the run to the budget and to most of it.
-    assert budget == 60 and 0.6 * budget <= used <= budget, log
+    # The probe before training misjudges a loaded machine (49 s of 60 once); the re-plans from the
+    # step time measured while training correct it, so the load does not widen the bounds.
+    assert budget == 60 and 0.85 * budget <= used <= budget, log
+    assert "re-plan at step" in log, log
     assert elapsed < 60 + 10, f"ttt took {elapsed:.0f} s on a 60 s budget"
     plan = json.loads((out / "ttt_plan.json").read_text())
     assert plan["steps"] > 40, "a tiny model on 2 cores fits far more than 40 steps into a minute"
+    assert plan["replans"] and plan["replans"][-1]["steps"] == plan["steps"] == plan["stops"][-1]
     validate_submission(load_submission(out / "submission.json"), load_tasks(SMALL_TASKS))
     assert json.loads((out / "submission.predict.json").read_text())["views"] > 0
 
