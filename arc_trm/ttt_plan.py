@@ -168,7 +168,13 @@ def plan_phases(speed: Throughput, job: PlanInputs) -> Plan:
     predict_s = predict_seconds(job.views)
     quick = job.quick_views < job.views
     quick_s = predict_seconds(job.quick_views) if quick else 0.0
-    steps = max(0, int((job.seconds_left - predict_s - 2 * quick_s) / max(speed.train_step_s, 1e-9)))
+    spare = job.seconds_left - predict_s - 2 * quick_s
+    steps = max(0, int(spare / max(speed.train_step_s, 1e-9)))
+    if spare > 0:
+        # A probe on a busy machine can read many times slow (6.3 s/step for a loop that ran at
+        # 0.75): with any time to spare, a first phase long enough to time runs, the re-plan after
+        # it fits the rest, and train's deadline guard stops it in time if the probe was right.
+        steps = max(steps, round(MIN_TIMED_STEPS / REPLAN_FRACTIONS[0]))
     if job.max_steps_cap > 0:
         steps = min(steps, job.max_steps_cap)
     freeze = int(round(job.embedding_fraction * steps)) if job.pretrained else 0

@@ -57,6 +57,15 @@ def test_plan_reserves_prediction_time_and_splits_phases():
     plan = plan_phases(Throughput(0.5, 0.2), PlanInputs(views=1000, world=1, batch_size=100, max_steps_cap=0, halt_max_steps=16,
                        quick_views=1000, seconds_left=10.0, pretrained=False, embedding_fraction=0.0))
     assert (plan.steps, plan.stops) == (0, [])
+    # Some time to spare but a probe too slow to fit a step (a busy machine): a phase long enough to
+    # time runs first, and the re-plan after it fits the rest; a user's cap still holds.
+    slow = Throughput(60.0, 0.2)
+    plan = plan_phases(slow, PlanInputs(views=1000, world=1, batch_size=100, max_steps_cap=0, halt_max_steps=16,
+                       quick_views=1000, seconds_left=50.0, pretrained=False, embedding_fraction=0.0))
+    assert (plan.steps, plan.stops) == (100, [10, 50, 80, 100])
+    plan = plan_phases(slow, PlanInputs(views=1000, world=1, batch_size=100, max_steps_cap=30, halt_max_steps=16,
+                       quick_views=1000, seconds_left=50.0, pretrained=False, embedding_fraction=0.0))
+    assert (plan.steps, plan.stops) == (30, [30])
 
 
 def planned(steps_cap: int = 0, pretrained: bool = False):
