@@ -89,8 +89,7 @@ def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], run: ViewR
     if consistency:
         inputs_order = sorted({(v.task_id, v.test_index) for v in views})
         mine_inputs = set(inputs_order[d.rank::d.world])
-        mine = sorted((v for v in views if (v.task_id, v.test_index) in mine_inputs),
-                      key=lambda v: (v.task_id, v.test_index))  # stable: lowest augmentation first
+        mine = [v for v in views if (v.task_id, v.test_index) in mine_inputs]
     else:
         mine = views[d.rank::d.world]
     sides = view_sides(mine, tasks, run)
@@ -101,7 +100,7 @@ def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], run: ViewR
     for side in sorted(set(sides)):
         group = [v for v, s in zip(mine, sides) if s == side]
         rows, noise, owner = with_trajectories(group, run)
-        if consistency:  # an input's rows together, so the stream frees each input early
+        if consistency:  # an input's rows together (stable), so the stream frees each input early
             order = sorted(range(len(rows)), key=lambda j: (rows[j].task_id, rows[j].test_index))
             rows, noise, owner = [rows[j] for j in order], noise[order], owner[order]
         inputs, fits = encode_views(rows, tasks, side)

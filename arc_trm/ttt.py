@@ -74,10 +74,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> TTTOptions:
-    return TTTOptions(args.tasks, Path(args.out), args.checkpoint, args.budget,
-                      Path(args.submission) if args.submission else None, args.preset, tuple(args.set or ()),
-                      args.embedding_fraction, args.margin, args.batch_size, args.scoring, not args.no_progress,
-                      args.force, args.per_task)
+    return TTTOptions(tasks=args.tasks, out=Path(args.out), checkpoint=args.checkpoint, budget=args.budget,
+                      submission=Path(args.submission) if args.submission else None, preset=args.preset,
+                      overrides=tuple(args.set or ()), embedding_fraction=args.embedding_fraction,
+                      margin=args.margin, batch_size=args.batch_size, scoring=args.scoring,
+                      progress=not args.no_progress, force=args.force, per_task=args.per_task)
 
 
 def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:

@@ -168,8 +168,8 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
         seconds_left=job.deadline - time.time() - setup.margin, pretrained=setup.init is not None,
         embedding_fraction=options.embedding_fraction))
     apply_plan(cfg, plan)
+    save_plan(job, plan, d)
     if d.main:
-        write_json_atomic(job.out / "ttt_plan.json", dataclasses.asdict(plan), indent=2)
         print(f"plan: {plan.steps} training steps ({plan.freeze_steps} embeddings only) at "
               f"{plan.train_step_s:.3f} s/step, phases end at steps {plan.stops} (quick predictions at "
               f"{plan.quick_stops}), {plan.predict_s:.0f} s reserved for the final prediction of {plan.views} views")
@@ -203,9 +203,15 @@ def phase_timing(trained: TrainResult, phase_steps: int, phase_s: float, quick_s
     return PhaseTiming(trained.steps, phase_steps, step_s, overhead_s, quick_s, -minus_left)
 
 
-def record_replan(job: TTTJob, old: Plan, new: Plan, d: Dist) -> None:
+def save_plan(job: TTTJob, plan: Plan, d: Dist) -> None:
+    """RUN/ttt_plan.json: the plan as it stands (rank 0)."""
     if d.main:
-        write_json_atomic(job.out / "ttt_plan.json", dataclasses.asdict(new), indent=2)
+        write_json_atomic(job.out / "ttt_plan.json", dataclasses.asdict(plan), indent=2)
+
+
+def record_replan(job: TTTJob, old: Plan, new: Plan, d: Dist) -> None:
+    save_plan(job, new, d)
+    if d.main:
         r = new.replans[-1]
         print(f"re-plan at step {r.at_step}: {r.step_s:.3f} s/step measured (probe {new.train_step_s:.3f}), "
               f"{old.steps} -> {new.steps} steps, phases end at steps {new.stops}")

@@ -130,8 +130,8 @@ class Arm:
 class Trained:
     ranked: dict
     steps: int
-    views: int
-    mean_steps: float
+    train_flops: float
+    infer_flops: float  # the views actually run, at the steps each ran
     train_s: float
     infer_s: float
 
@@ -162,7 +162,8 @@ def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: P
     built = build_set(tasks, work / "build", BuildOptions(augmentations=cfg.data.augmentations,
                                                           seed=cfg.data.build_seed, canvas=cfg.data.canvas,
                                                           progress=False))
-    cfg.train.max_steps = max(1, int(budget_flop // flops_per_step(cfg.model, cfg.train.global_batch_size).total))
+    step_flops = flops_per_step(cfg.model, cfg.train.global_batch_size).total
+    cfg.train.max_steps = max(1, int(budget_flop // step_flops))
     start = time.perf_counter()
     if predict_only:  # an inference-side arm: the model trained by an earlier run with this --work
         steps = cfg.train.max_steps
@@ -176,14 +177,14 @@ def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: P
     view_run = ViewRun(canvas=cfg.data.canvas, bucketing=cfg.data.bucketing, scoring="consistency",
                        trajectories=arm.trajectories, noise=arm.noise, noise_seed=seed)
     voted = vote_views(loaded.model, views, {t.id: t for t in tasks}, view_run, Dist())
-    return Trained(voted.ranked, steps, voted.views, voted.mean_steps, train_s, time.perf_counter() - start)
+    view_step_flops = flops_per_step(cfg.model, 1, training=False).total
+    return Trained(voted.ranked, steps, steps * step_flops, voted.views * voted.mean_steps * view_step_flops,
+                   train_s, time.perf_counter() - start)
 
 
 def run(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predict_only: bool = False) -> Outcome:
     """The arm on the suite: one model for all tasks, or one per task (`arm.per_task`) with the
     budget split in proportion to each task's demonstrations."""
-    from arc_trm.flops import flops_per_step
-
     if arm.per_task:
         demos = sum(len(t.train) for t in tasks)
         parts = [train_and_vote([t], budget_flop * len(t.train) / demos, arm, seed, work / t.id, predict_only)
@@ -191,12 +192,8 @@ def run(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predic
     else:
         parts = [train_and_vote(tasks, budget_flop, arm, seed, work, predict_only)]
     ranked = {k: v for p in parts for k, v in p.ranked.items()}
-    cfg = arm_config(arm, seed)
-    step_flops = flops_per_step(cfg.model, cfg.train.global_batch_size).total
-    per_view = flops_per_step(cfg.model, 1, training=False).total
     scores = {"votes": score(votes_order(ranked), tasks), "consistency": score(ranked, tasks)}
-    return Outcome(scores, sum(p.steps for p in parts) * step_flops,
-                   sum(p.views * p.mean_steps for p in parts) * per_view,
+    return Outcome(scores, sum(p.train_flops for p in parts), sum(p.infer_flops for p in parts),
                    sum(p.train_s for p in parts), sum(p.infer_s for p in parts), sum(p.steps for p in parts))
 
 

@@ -189,18 +189,22 @@ def read_candidates(path: str | Path) -> dict[Key, list[Candidate]]:
                 where = f"test[{index}].candidates[{j}]"
                 if not isinstance(c, dict):
                     raise TaskError("candidate must be an object", path=path, task_id=task_id, where=where)
-                votes, prob = c.get("votes"), c.get("mean_halt_prob")
+                votes = c.get("votes")
                 if not isinstance(votes, int) or isinstance(votes, bool) or votes < 1:
                     raise TaskError(f"votes must be a positive integer, got {votes!r}", path=path,
                                     task_id=task_id, where=where)
-                if not isinstance(prob, (int, float)) or isinstance(prob, bool):
-                    raise TaskError(f"mean_halt_prob must be a number, got {prob!r}", path=path,
-                                    task_id=task_id, where=where)
-                logprob = c.get("mean_logprob")
-                if logprob is not None and (not isinstance(logprob, (int, float)) or isinstance(logprob, bool)):
-                    raise TaskError(f"mean_logprob must be a number, got {logprob!r}", path=path,
-                                    task_id=task_id, where=where)
+
+                def number(name: str, optional: bool = False) -> float | None:
+                    value = c.get(name)
+                    if optional and value is None:
+                        return None
+                    if not isinstance(value, (int, float)) or isinstance(value, bool):
+                        raise TaskError(f"{name} must be a number, got {value!r}", path=path, task_id=task_id,
+                                        where=where)
+                    return float(value)
+
+                prob, logprob = number("mean_halt_prob"), number("mean_logprob", optional=True)
                 grid = grid_from_json(c.get("grid"), path=path, task_id=task_id, where=f"{where}.grid")
-                lst.append(Candidate(grid, votes, float(prob), None if logprob is None else float(logprob)))
+                lst.append(Candidate(grid, votes, prob, logprob))
             out[(task_id, int(index))] = lst
     return out

@@ -197,6 +197,11 @@ def test_read_candidates_rejects_bad_files(tmp_path):
                                 "tasks": {"t": {"0": [{"grid": [[11]], "votes": 1, "mean_halt_prob": 0.1}]}}}))
     with pytest.raises(InputError, match="colours"):
         read_candidates(path)
+    for bad in ({"mean_halt_prob": "high"}, {"mean_halt_prob": True}, {"mean_halt_prob": 0.1, "mean_logprob": "x"}):
+        path.write_text(json.dumps({"format": "arc-trm-candidates", "version": 1,
+                                    "tasks": {"t": {"0": [{"grid": [[1]], "votes": 1, **bad}]}}}))
+        with pytest.raises(InputError, match=f"{list(bad)[-1]} must be a number"):
+            read_candidates(path)
 
 
 def test_validation_against_counts_mapping(good):
