@@ -52,17 +52,29 @@ def small(task) -> bool:
     return max(max(g.shape) for g in grids) <= MAX_SIDE
 
 
+def small_tasks(spec: str) -> list:
+    from augment.tasks import load_tasks
+
+    return [t for t in load_tasks(spec) if small(t) and all(p.output is not None for p in t.test)]
+
+
 def suite(seed: int, per_source: int, conceptarc: Path) -> list:
     """`per_source` small tasks from each source, picked with a seeded shuffle, as test tasks."""
     from arc_trm.ttt import as_test_tasks
-    from augment.tasks import load_tasks
 
     rng = np.random.default_rng(seed)
     chosen = []
     for spec in ("arc-agi-1:training", str(conceptarc)):
-        pool = [t for t in load_tasks(spec) if small(t) and all(p.output is not None for p in t.test)]
+        pool = small_tasks(spec)
         chosen += [pool[i] for i in sorted(rng.choice(len(pool), min(per_source, len(pool)), replace=False))]
     return as_test_tasks(chosen)
+
+
+def pretraining_tasks(suite_tasks: list, conceptarc: Path) -> list:
+    """Every other small task of the two sources, all pairs known (a pretraining set disjoint from
+    the suite)."""
+    held = {t.id for t in suite_tasks}
+    return [t for spec in ("arc-agi-1:training", str(conceptarc)) for t in small_tasks(spec) if t.id not in held]
 
 
 @dataclass
@@ -75,6 +87,7 @@ class Scores:
 @dataclass
 class Outcome:
     scores: dict[str, Scores]  # by ranking rule: votes, consistency
+    ranked: dict  # (task id, test index) -> candidates in consistency order
     train_flops: float
     infer_flops: float
     train_s: float
@@ -111,6 +124,18 @@ def copy_the_input(tasks: list) -> int:
     return sum(same_grid(p.input, p.output) for t in tasks for p in t.test)
 
 
+def candidate_records(ranked: dict, tasks: list) -> list[dict]:
+    """Every rescored candidate of every test output with its signals and whether it is right, for
+    comparing ranking rules offline (benchmarks/rank_rules.py)."""
+    from augment.grids import same_grid
+
+    return [{"task": t.id, "test_index": i,
+             "candidates": [{"votes": c.votes, "mean_halt_prob": c.mean_halt_prob, "mean_logprob": c.mean_logprob,
+                             "cells": int(c.grid.size), "correct": bool(same_grid(c.grid, pair.output))}
+                            for c in ranked.get((t.id, i), [])]}
+            for t in tasks for i, pair in enumerate(t.test)]
+
+
 def votes_order(ranked: dict) -> dict:
     """The same candidates ranked by votes alone (the rescoring only reorders them)."""
     from submission.vote import sort_candidates
@@ -124,6 +149,8 @@ class Arm:
     trajectories: int = 1  # inference: runs of each view (PTRM)
     noise: float = 0.0
     per_task: bool = False  # one model per task, the budget split by demonstrations
+    pretrain_share: float = 0.0  # of the budget, spent first on pretraining_tasks (then TTT from it)
+    freeze_share: float = 0.0  # of the TTT steps after pretraining, the puzzle table trains alone
 
 
 @dataclass
@@ -146,29 +173,63 @@ def arm_config(arm: Arm, seed: int):
     return cfg
 
 
-def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predict_only: bool) -> Trained:
-    """One model trained on `tasks` for the budget, then every view of their test inputs voted."""
+def build(tasks: list, cfg, folder: Path):
+    from augment.build import build_set
+    from augment.options import BuildOptions
+
+    return build_set(tasks, folder, BuildOptions(augmentations=cfg.data.augmentations, seed=cfg.data.build_seed,
+                                                 canvas=cfg.data.canvas, progress=False))
+
+
+def step_flops(cfg) -> float:
+    """Analytic FLOPs of one training step of the config."""
+    from arc_trm.flops import flops_per_step
+
+    return flops_per_step(cfg.model, cfg.train.global_batch_size).total
+
+
+def budget_steps(cfg, budget_flop: float) -> int:
+    return max(1, int(budget_flop // step_flops(cfg)))
+
+
+def pretrain(pool: list, budget_flop: float, arm: Arm, seed: int, work: Path):
+    """The arm's model trained on the pretraining pool for `budget_flop` (kept in WORK/pretrain and
+    reused by a later run); its checkpoint."""
+    from arc_trm.checkpoint import load_checkpoint
+    from arc_trm.train import TrainOptions, train
+
+    cfg = arm_config(arm, seed)
+    cfg.train.max_steps = budget_steps(cfg, budget_flop)
+    if not (work / "pretrain").exists():
+        train(cfg, work / "pretrain", TrainOptions(built=build(pool, cfg, work / "pretrain-build"), progress=False))
+    return load_checkpoint(work / "pretrain")
+
+
+def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predict_only: bool,
+                   pretrained=None) -> Trained:
+    """One model trained on `tasks` for the budget (from the `pretrained` checkpoint when given,
+    its puzzle table trained alone for the arm's freeze share), then every view of their test
+    inputs voted."""
     import torch
 
     from arc_trm.common import Dist
     from arc_trm.flops import flops_per_step
     from arc_trm.infer import load_model, vote_views
     from arc_trm.train import TrainOptions, train
+    from arc_trm.ttt_phases import transplant_weights
     from arc_trm.views import ViewRun, make_views
-    from augment.build import build_set
-    from augment.options import BuildOptions
 
     cfg = arm_config(arm, seed)
-    built = build_set(tasks, work / "build", BuildOptions(augmentations=cfg.data.augmentations,
-                                                          seed=cfg.data.build_seed, canvas=cfg.data.canvas,
-                                                          progress=False))
-    step_flops = flops_per_step(cfg.model, cfg.train.global_batch_size).total
-    cfg.train.max_steps = max(1, int(budget_flop // step_flops))
+    built = build(tasks, cfg, work / "build")
+    cfg.train.max_steps = budget_steps(cfg, budget_flop)
+    cfg.train.freeze_model_steps = int(cfg.train.max_steps * arm.freeze_share)
+    init = None if pretrained is None else transplant_weights(pretrained.state, pretrained.id_map,
+                                                                built.identifier_map())
     start = time.perf_counter()
     if predict_only:  # an inference-side arm: the model trained by an earlier run with this --work
         steps = cfg.train.max_steps
     else:
-        steps = train(cfg, work / "run", TrainOptions(built=built, progress=False)).steps
+        steps = train(cfg, work / "run", TrainOptions(built=built, progress=False, init_weights=init)).steps
     train_s = time.perf_counter() - start
 
     loaded = load_model(work / "run", torch.device("cpu"))
@@ -178,22 +239,32 @@ def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: P
                        trajectories=arm.trajectories, noise=arm.noise, noise_seed=seed)
     voted = vote_views(loaded.model, views, {t.id: t for t in tasks}, view_run, Dist())
     view_step_flops = flops_per_step(cfg.model, 1, training=False).total
-    return Trained(voted.ranked, steps, steps * step_flops, voted.views * voted.mean_steps * view_step_flops,
+    return Trained(voted.ranked, steps, steps * step_flops(cfg), voted.views * voted.mean_steps * view_step_flops,
                    train_s, time.perf_counter() - start)
 
 
-def run(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predict_only: bool = False) -> Outcome:
-    """The arm on the suite: one model for all tasks, or one per task (`arm.per_task`) with the
-    budget split in proportion to each task's demonstrations."""
+def run(tasks: list, budget_flop: float, arm: Arm, seed: int, work: Path, predict_only: bool = False,
+        pool: list = ()) -> Outcome:
+    """The arm on the suite: the arm's share of the budget pretrains on `pool`, then one model for
+    all tasks, or one per task (`arm.per_task`) with the rest split in proportion to each task's
+    demonstrations."""
+    pretrained, pre = None, Trained({}, 0, 0.0, 0.0, 0.0, 0.0)
+    if arm.pretrain_share > 0:
+        start = time.perf_counter()
+        pretrained = pretrain(list(pool), budget_flop * arm.pretrain_share, arm, seed, work)
+        steps = pretrained.state["step"]
+        pre = Trained({}, steps, steps * step_flops(arm_config(arm, seed)), 0.0, time.perf_counter() - start, 0.0)
+    budget_flop -= pre.train_flops
     if arm.per_task:
         demos = sum(len(t.train) for t in tasks)
-        parts = [train_and_vote([t], budget_flop * len(t.train) / demos, arm, seed, work / t.id, predict_only)
-                 for t in tasks]
+        parts = [train_and_vote([t], budget_flop * len(t.train) / demos, arm, seed, work / t.id, predict_only,
+                                pretrained) for t in tasks]
     else:
-        parts = [train_and_vote(tasks, budget_flop, arm, seed, work, predict_only)]
+        parts = [train_and_vote(tasks, budget_flop, arm, seed, work, predict_only, pretrained)]
+    parts.append(pre)
     ranked = {k: v for p in parts for k, v in p.ranked.items()}
     scores = {"votes": score(votes_order(ranked), tasks), "consistency": score(ranked, tasks)}
-    return Outcome(scores, sum(p.train_flops for p in parts), sum(p.infer_flops for p in parts),
+    return Outcome(scores, ranked, sum(p.train_flops for p in parts), sum(p.infer_flops for p in parts),
                    sum(p.train_s for p in parts), sum(p.infer_s for p in parts), sum(p.steps for p in parts))
 
 
@@ -227,10 +298,18 @@ def main() -> int:
     ap.add_argument("--noise", type=float, default=0.0, help="latent noise std of the extra trajectories")
     ap.add_argument("--per-task", action="store_true",
                     help="one model per task, the budget split in proportion to its demonstrations")
+    ap.add_argument("--pretrain-share", type=float, default=0.0,
+                    help="spend this share of the budget first pretraining on every other small task of the two "
+                         "sources (all pairs), then test-time train from it (puzzle rows at the pretrained mean)")
+    ap.add_argument("--freeze-share", type=float, default=0.0,
+                    help="after pretraining, this share of the test-time steps trains the puzzle table alone")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep the build and the trained run here (default: a temporary folder)")
     ap.add_argument("--predict-only", action="store_true",
                     help="reuse the model trained in --work by an earlier run with the same --set (inference arms)")
+    ap.add_argument("--candidates", type=Path, default=None,
+                    help="also write every candidate's votes, log-probability and correctness here "
+                         "(input of benchmarks/rank_rules.py)")
     args = ap.parse_args()
     device, _ = setup_device(args)
     print(machine_line(machine_info(device)), flush=True)
@@ -243,8 +322,9 @@ def main() -> int:
         work = args.work or Path(tmp)
         if args.work and not args.predict_only and (work / "run").exists():
             raise SystemExit(f"{work / 'run'} exists: pass --predict-only to reuse it, or another --work")
-        out = run(tasks, args.budget_pflop * 1e15, Arm(args.set, args.trajectories, args.noise, args.per_task), args.seed, work,
-                  args.predict_only)
+        arm = Arm(args.set, args.trajectories, args.noise, args.per_task, args.pretrain_share, args.freeze_share)
+        pool = pretraining_tasks(tasks, args.conceptarc) if args.pretrain_share > 0 else []
+        out = run(tasks, args.budget_pflop * 1e15, arm, args.seed, work, args.predict_only, pool)
 
     outputs = out.scores["votes"].per_output[1][1]
     print(f"\narm {args.label}: {len(tasks)} tasks, {outputs} test outputs, {out.steps} training steps, "
@@ -256,9 +336,13 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "label": args.label, "overrides": args.set, "trajectories": args.trajectories, "noise": args.noise,
-            "per_task": args.per_task, "seed": args.seed, "train_flops": out.train_flops, "infer_flops": out.infer_flops,
+            "per_task": args.per_task, "pretrain_share": args.pretrain_share, "freeze_share": args.freeze_share,
+            "seed": args.seed, "train_flops": out.train_flops, "infer_flops": out.infer_flops,
             "train_s": out.train_s, "infer_s": out.infer_s, "steps": out.steps,
             "scores": {name: dataclasses.asdict(s) for name, s in out.scores.items()}}, indent=1))
+    if args.candidates:
+        args.candidates.write_text(json.dumps({"label": args.label, "seed": args.seed,
+                                               "outputs": candidate_records(out.ranked, tasks)}))
     return 0
 
 

@@ -1,0 +1,70 @@
+"""Compare ranking rules on the candidates of accuracy runs (benchmarks/accuracy.py --candidates).
+
+    python benchmarks/rank_rules.py baseline.cands.json emblr.cands.json [--k 2]
+
+The candidates are those the views decoded; a rule only reorders them, so every rule of one file
+has the same pass@all. For each file and rule: pass@k per test output with its Wilson 95%
+interval, and the change against votes over the same outputs (gained, lost, exact McNemar p).
+Choosing a rule on one suite and reading its score on the same suite overstates it: confirm on a
+suite drawn with another --seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scipy.stats import binomtest  # noqa: E402
+
+from submission.score import binomial_ci  # noqa: E402
+
+# Higher ranks first; ties fall to votes, then the halt probability, as in submission.vote.
+RULES: dict[str, Callable[[dict], float]] = {
+    "votes": lambda c: 0.0,
+    "consistency": lambda c: math.log(c["votes"]) + c["mean_logprob"],  # the shipped rule
+    "product of experts": lambda c: c["mean_logprob"],
+    "per-cell product of experts": lambda c: c["mean_logprob"] / c["cells"],
+    "halt probability": lambda c: c["mean_halt_prob"],
+}
+
+
+def rank_of_answer(candidates: list[dict], rule: Callable[[dict], float]) -> int | None:
+    order = sorted(candidates, key=lambda c: (-rule(c), -c["votes"], -c["mean_halt_prob"]))
+    return next((r for r, c in enumerate(order) if c["correct"]), None)
+
+
+def solved(outputs: list[dict], rule: Callable[[dict], float], k: int) -> list[bool]:
+    ranks = [rank_of_answer([c for c in o["candidates"] if c["mean_logprob"] is not None], rule) for o in outputs]
+    return [r is not None and r < k for r in ranks]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+", type=Path, help="accuracy.py --candidates files")
+    ap.add_argument("--k", type=int, default=2, help="pass@k compared (default 2)")
+    args = ap.parse_args()
+    print(f"| run | seed | rule | pass@{args.k} (95% CI) | vs votes: +gained -lost, p |")
+    print("|---|---|---|---|---|")
+    for path in args.files:
+        run = json.loads(path.read_text())
+        base = solved(run["outputs"], RULES["votes"], args.k)
+        for name, rule in RULES.items():
+            hits = solved(run["outputs"], rule, args.k)
+            n, s = len(hits), sum(hits)
+            lo, hi = binomial_ci(s, n)
+            gained = sum(h and not b for h, b in zip(hits, base))
+            lost = sum(b and not h for h, b in zip(hits, base))
+            p = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
+            print(f"| {run['label']} | {run['seed']} | {name} | {s}/{n} = {s / n:.3f} [{lo:.3f}, {hi:.3f}] "
+                  f"| +{gained} -{lost}, p = {p:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
