@@ -18,6 +18,13 @@ CPU thread).
     python benchmarks/accuracy.py --set train.lr=3e-3 --label lr3e-3 --json arm.json
     python benchmarks/accuracy.py --work arms/base                       # keep the trained run
     python benchmarks/accuracy.py --work arms/base --predict-only --trajectories 4 --noise 0.3
+    python benchmarks/accuracy.py --pretrain-share 0.5 --freeze-share 0.25    # pretrain, then TTT
+    python benchmarks/accuracy.py --candidates base.cands.json   # for benchmarks/rank_rules.py
+
+With --pretrain-share, that share of the budget first trains on every other small task of the
+two sources (disjoint from the suite, all pairs known); the suite's puzzle rows then start at the
+mean of the pretrained rows, and --freeze-share of the remaining steps train them alone (the
+test-time recipe of `arc-trm ttt --checkpoint`).
 """
 
 from __future__ import annotations
