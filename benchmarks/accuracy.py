@@ -323,6 +323,8 @@ def main() -> int:
     if not args.conceptarc.exists():
         raise SystemExit(f"{args.conceptarc}: ConceptARC challenges not found (give --conceptarc PATH)")
     tasks = suite(args.seed, args.per_source, args.conceptarc)
+    if not (0 <= args.pretrain_share < 1 and 0 <= args.freeze_share < 1):
+        raise SystemExit("--pretrain-share and --freeze-share are shares: 0 <= share < 1")
     if args.predict_only and not (args.work and args.work.is_dir()):
         raise SystemExit("--predict-only needs --work DIR holding a trained run")
     with tempfile.TemporaryDirectory() as tmp:
