@@ -46,15 +46,19 @@ def check_own_build(out: Path, cfg: RunConfig) -> None:
                          f"pass the same --tasks/--set data.* or another --build (it is never rebuilt over)")
 
 
+def build_options(cfg: RunConfig, progress: bool = False) -> BuildOptions:
+    """How the config's augmented set is built."""
+    return BuildOptions(augmentations=cfg.data.augmentations, seed=cfg.data.build_seed, canvas=cfg.data.canvas,
+                        progress=progress)
+
+
 def load_or_build(cfg: RunConfig, d: Dist, progress: bool) -> BuiltSet:
     """Rank 0 builds (or reuses) the cached augmented set; the others wait and open it."""
     out = default_build_dir(cfg)
     if d.main:
         if cfg.data.build_dir:
             check_own_build(out, cfg)
-        ensure_built(cfg.data.tasks, out, BuildOptions(augmentations=cfg.data.augmentations,
-                                                       seed=cfg.data.build_seed, canvas=cfg.data.canvas,
-                                                       progress=progress))
+        ensure_built(cfg.data.tasks, out, build_options(cfg, progress))
     if d.world > 1:
         dist.barrier()
     return BuiltSet.open(out)

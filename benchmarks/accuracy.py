@@ -181,11 +181,10 @@ def arm_config(arm: Arm, seed: int):
 
 
 def build(tasks: list, cfg, folder: Path):
+    from arc_trm.builds import build_options
     from augment.build import build_set
-    from augment.options import BuildOptions
 
-    return build_set(tasks, folder, BuildOptions(augmentations=cfg.data.augmentations, seed=cfg.data.build_seed,
-                                                 canvas=cfg.data.canvas, progress=False))
+    return build_set(tasks, folder, build_options(cfg))
 
 
 def step_flops(cfg) -> float:
@@ -230,12 +229,12 @@ def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: P
     built = build(tasks, cfg, work / "build")
     cfg.train.max_steps = budget_steps(cfg, budget_flop)
     cfg.train.freeze_model_steps = int(cfg.train.max_steps * arm.freeze_share)
-    init = None if pretrained is None else transplant_weights(pretrained.state, pretrained.id_map,
-                                                                built.identifier_map())
     start = time.perf_counter()
     if predict_only:  # an inference-side arm: the model trained by an earlier run with this --work
         steps = cfg.train.max_steps
     else:
+        init = None if pretrained is None else transplant_weights(pretrained.state, pretrained.id_map,
+                                                                    built.identifier_map())
         steps = train(cfg, work / "run", TrainOptions(built=built, progress=False, init_weights=init)).steps
     train_s = time.perf_counter() - start
 

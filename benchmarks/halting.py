@@ -82,15 +82,14 @@ def train_synthetic(work: Path, device: torch.device, extra: list[str], seed: in
     """Build the synthetic family, train on it, return (run folder, test tasks, train seconds)."""
     from arc_trm.config import apply_overrides, preset
     from arc_trm.train import TrainOptions, train
+    from arc_trm.builds import build_options
     from augment.build import build_set
-    from augment.options import BuildOptions
 
     tasks = synthetic_tasks(16, seed)
     cfg = apply_overrides(preset("cpu-quick"), SYNTHETIC_OVERRIDES + list(extra))
     cfg.train.device = device.type
     cfg.data.build_dir = str(work / "build")
-    built = build_set(tasks, work / "build", BuildOptions(augmentations=cfg.data.augmentations,
-                                                          canvas=cfg.data.canvas, progress=False))
+    built = build_set(tasks, work / "build", build_options(cfg))
     start = time.perf_counter()
     result = train(cfg, work / "run", TrainOptions(built=built, progress=False))
     seconds = time.perf_counter() - start

@@ -13,21 +13,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Callable
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scipy.stats import binomtest  # noqa: E402
+import numpy as np  # noqa: E402
 
+from compare_arms import paired  # noqa: E402
 from submission.score import binomial_ci  # noqa: E402
+from submission.vote import Candidate, consistency_score  # noqa: E402
+
+
+def shipped_consistency(c: dict) -> float:
+    """submission.vote's rule on a recorded candidate (the grid does not enter the score)."""
+    return consistency_score(Candidate(np.zeros((1, 1), np.uint8), c["votes"], c["mean_halt_prob"], c["mean_logprob"]))
+
 
 # Higher ranks first; ties fall to votes, then the halt probability, as in submission.vote.
 RULES: dict[str, Callable[[dict], float]] = {
     "votes": lambda c: 0.0,
-    "consistency": lambda c: math.log(c["votes"]) + c["mean_logprob"],  # the shipped rule
+    "consistency": shipped_consistency,
     "product of experts": lambda c: c["mean_logprob"],
     "per-cell product of experts": lambda c: c["mean_logprob"] / c["cells"],
     "halt probability": lambda c: c["mean_halt_prob"],
@@ -52,15 +60,15 @@ def main() -> int:
     print(f"| run | seed | rule | pass@{args.k} (95% CI) | vs votes: +gained -lost, p |")
     print("|---|---|---|---|---|")
     for path in args.files:
+        if not path.is_file():
+            raise SystemExit(f"{path}: no such candidates file (write one with accuracy.py --candidates)")
         run = json.loads(path.read_text())
         base = solved(run["outputs"], RULES["votes"], args.k)
         for name, rule in RULES.items():
             hits = solved(run["outputs"], rule, args.k)
             n, s = len(hits), sum(hits)
             lo, hi = binomial_ci(s, n)
-            gained = sum(h and not b for h, b in zip(hits, base))
-            lost = sum(b and not h for h, b in zip(hits, base))
-            p = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
+            gained, lost, p = paired(dict(enumerate(map(int, base))), dict(enumerate(map(int, hits))))
             print(f"| {run['label']} | {run['seed']} | {name} | {s}/{n} = {s / n:.3f} [{lo:.3f}, {hi:.3f}] "
                   f"| +{gained} -{lost}, p = {p:.2f} |")
     return 0
