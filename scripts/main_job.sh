@@ -11,10 +11,10 @@ RUN=${1:-runs/main}
 TASKS="arc-agi-1:training/0d3d703e+b1948b0a+c8f0f002+d511f180+5582e5ca+3c9b0459+6150a2bd+74dd1130+ed36ccf7+25ff71a9+44f52bb0+a85d4709+6d0aefbc+67a3c6ac+68b16354+3aa6fb7a@test"
 BUILD=data/built/main-job
 STEPS=${MAIN_JOB_STEPS:-1200}
-SETTINGS=(--set data.canvas=8 --set data.augmentations=16 --set train.max_steps="$STEPS" --set train.checkpoint_every=400)
+SETTINGS=(--set data.canvas=8 --set data.augmentations=8 --set train.max_steps="$STEPS" --set train.checkpoint_every=400)
 
 echo "== 1/5 build the augmented task set"
-arc-trm build --tasks "$TASKS" --augmentations 16 --canvas 8 --out "$BUILD"
+arc-trm build --tasks "$TASKS" --augmentations 8 --canvas 8 --out "$BUILD"
 echo "== 2/5 train TRM (cpu-quick preset, $STEPS steps)"
 rm -rf "$RUN"
 arc-trm train --preset cpu-quick --tasks "$TASKS" --build "$BUILD" --out "$RUN" "${SETTINGS[@]}"
