@@ -29,6 +29,12 @@ from scipy.stats import binomtest  # noqa: E402
 from submission.score import binomial_ci  # noqa: E402
 
 
+def load(path: Path) -> dict:
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such accuracy file (write one with accuracy.py --json)")
+    return json.loads(path.read_text())
+
+
 def solved_by_task(scores: dict, k: int) -> dict[str, int]:
     return {row["task"]: row[f"pass@{k}"] for row in scores["table"]}
 
@@ -37,8 +43,12 @@ def paired(base: dict[str, int], arm: dict[str, int]) -> tuple[int, int, float]:
     """(outputs gained, outputs lost, McNemar exact p) over the tasks both scored."""
     gained = sum(max(0, arm[t] - base[t]) for t in base)
     lost = sum(max(0, base[t] - arm[t]) for t in base)
-    p = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
-    return gained, lost, p
+    return gained, lost, split_p(gained, lost)
+
+
+def split_p(up: int, down: int) -> float:
+    """Exact two-sided p of an up/down split under no effect (McNemar, sign test); 1 when empty."""
+    return binomtest(up, up + down).pvalue if up + down else 1.0
 
 
 def pooled(pairs: list[tuple[dict, dict]], k: int, rule: str) -> dict:
@@ -57,13 +67,12 @@ def pooled(pairs: list[tuple[dict, dict]], k: int, rule: str) -> dict:
         base_total, arm_total = base_total + sum(b.values()), arm_total + sum(a.values())
         outputs += base["scores"]["votes"]["per_output"][str(k)][1]
     better, worse = sum(c > 0 for c in change.values()), sum(c < 0 for c in change.values())
-    p = binomtest(better, better + worse).pvalue if better + worse else 1.0
     return {"tasks": len(change), "outputs": outputs, "base": base_total, "arm": arm_total,
-            "better": better, "worse": worse, "p": p}
+            "better": better, "worse": worse, "p": split_p(better, worse)}
 
 
 def print_pooled(files: list[tuple[Path, Path]], k: int) -> None:
-    pairs = [(json.loads(b.read_text()), json.loads(a.read_text())) for b, a in files]
+    pairs = [(load(b), load(a)) for b, a in files]
     rows = {rule: pooled(pairs, k, rule) for rule in pairs[0][1]["scores"]}
     print(f"| arm ranking | suites | distinct tasks | outputs, all suites | baseline (votes) pass@{k} | arm pass@{k} "
           f"| tasks better / worse, sign-test p |")
@@ -89,7 +98,7 @@ def main() -> int:
             print(f"compare_arms.py: {e}", file=sys.stderr)
             return 2
         return 0
-    runs = [json.loads(p.read_text()) for p in args.arms]
+    runs = [load(p) for p in args.arms]
     base = solved_by_task(runs[0]["scores"]["votes"], args.k)
     print(f"| arm | ranking | steps | pass@{args.k} (95% CI) | vs {runs[0]['label']} (votes): +gained -lost, p |")
     print("|---|---|---|---|---|")
