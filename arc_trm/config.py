@@ -26,6 +26,7 @@ from typing import Any, Callable
 POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("float32", "bfloat16")
 COMPILE_SETTINGS = ("auto", "on", "off")
+TOKEN_LOSSES = ("stablemax", "softmax")  # arc_trm.loss
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ModelConfig:
     halt_max_steps: int = 16  # N_sup
     halt_exploration_prob: float = 0.1
     puzzle_emb_len: int = 16  # prefix positions; the puzzle vector sits in position 0
+    puzzle_vectors: int = 1  # prefix positions holding learned puzzle vectors (the reference: 1)
     num_puzzle_ids: int = 1  # rows of the puzzle-embedding table (id 0 = blank)
     vocab_size: int = 12
     seq_len: int = 900  # grid tokens, prefix excluded
@@ -59,6 +61,9 @@ class ModelConfig:
             raise ValueError(f"forward_dtype must be one of {FORWARD_DTYPES}, got {self.forward_dtype!r}")
         if self.puzzle_emb_len < 1:
             raise ValueError("puzzle_emb_len must be >= 1 (the puzzle embedding occupies position 0)")
+        if not 1 <= self.puzzle_vectors <= self.puzzle_emb_len:
+            raise ValueError(f"puzzle_vectors must be from 1 to puzzle_emb_len ({self.puzzle_emb_len}), "
+                             f"got {self.puzzle_vectors}")
         if self.H_cycles < 1 or self.L_cycles < 1 or self.L_layers < 1 or self.halt_max_steps < 1:
             raise ValueError("H_cycles, L_cycles, L_layers and halt_max_steps must all be >= 1")
         if self.num_puzzle_ids < 1:
@@ -137,6 +142,7 @@ class TrainConfig:
     freeze_model_steps: int = 0  # train only the puzzle table for the first steps (test-time training)
     ema_rate: float = 0.999  # 0 disables the EMA
     ema_warmup: bool = True  # False: the reference's constant EMA rate from the first step
+    token_loss: str = "stablemax"  # stablemax (the reference) | softmax: the grid tokens' cross-entropy
     drop_last: bool = False  # True: the reference's epoch boundary (an epoch's last incomplete batch is dropped)
     grad_accum_steps: int = 1  # split each rank's batch into this many micro-batches (same gradient, less memory)
     seed: int = 0
@@ -154,6 +160,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # `compile` was a bool before "auto" existed; true/false still mean on/off.
         self.compile = {"true": "on", "false": "off", True: "on", False: "off"}.get(self.compile, self.compile)
+        if self.token_loss not in TOKEN_LOSSES:
+            raise ValueError(f"token_loss must be one of {TOKEN_LOSSES}, got {self.token_loss!r}")
         if self.compile not in COMPILE_SETTINGS:
             raise ValueError(f"compile must be one of {COMPILE_SETTINGS} (or true/false), got {self.compile!r}")
 
@@ -256,7 +264,7 @@ def _device(v: Any) -> bool:
 # (section, field) -> (check, what it must be)
 RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     **{("model", f): (_positive, "an integer >= 1") for f in (
-        "hidden_size", "num_heads", "L_layers", "H_cycles", "L_cycles", "halt_max_steps", "puzzle_emb_len",
+        "hidden_size", "num_heads", "L_layers", "H_cycles", "L_cycles", "halt_max_steps", "puzzle_emb_len", "puzzle_vectors",
         "num_puzzle_ids", "vocab_size", "seq_len")},
     ("model", "expansion"): (_finite_positive, "a number > 0"),
     ("model", "halt_exploration_prob"): (_probability, "a probability in [0, 1]"),

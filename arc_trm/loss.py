@@ -1,6 +1,6 @@
-"""The reference loss of one supervision step: stablemax cross-entropy on the grid tokens plus the
-halting heads' binary cross-entropies (REFERENCE §5 in docs/REFERENCE.md), and the halted rows'
-metrics."""
+"""The loss of one supervision step: cross-entropy on the grid tokens plus the halting heads' binary
+cross-entropies (REFERENCE §5 in docs/REFERENCE.md), and the halted rows' metrics. The token loss
+is the reference's stablemax by default; `train.token_loss=softmax` swaps in the usual softmax."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from augment.encoding import IGNORE_LABEL
 Q_HALT_LOSS_WEIGHT = 0.5
 
 
-
 def stablemax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Per-token -log stablemax(logits)[label] in float64; 0 where label == IGNORE_LABEL."""
     x = logits.double()
@@ -25,6 +24,12 @@ def stablemax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     mask = labels != IGNORE_LABEL
     target = torch.where(mask, labels, 0).long().unsqueeze(-1)
     return -torch.where(mask, logprobs.gather(-1, target).squeeze(-1), 0)
+
+
+def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Per-token -log softmax(logits)[label] in float32; 0 where label == IGNORE_LABEL."""
+    return F.cross_entropy(logits.float().transpose(1, -1), labels.long(), ignore_index=IGNORE_LABEL,
+                           reduction="none")
 
 
 @dataclass
@@ -60,8 +65,8 @@ class LossOutput:
     metrics: Metrics
 
 
-def compute_loss(out: StepOutput) -> LossOutput:
-    """Reference loss. Note: it is a SUM over the batch; the reference backprops loss / global batch."""
+def compute_loss(out: StepOutput, token_loss: str = "stablemax") -> LossOutput:
+    """The step's loss, a SUM over the batch (the reference backprops loss / global batch)."""
     labels = out.carry.current.labels  # (B, L)
     mask = labels != IGNORE_LABEL
     with torch.no_grad():
@@ -78,7 +83,8 @@ def compute_loss(out: StepOutput) -> LossOutput:
             steps=torch.where(valid, out.carry.steps, 0).sum(),
         )
 
-    lm_loss = (stablemax_cross_entropy(out.logits, labels).sum(-1) / divisor).sum()
+    per_token = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_entropy}[token_loss]
+    lm_loss = (per_token(out.logits, labels).sum(-1) / divisor).sum()
     q_halt_loss = F.binary_cross_entropy_with_logits(
         out.q_halt_logits, seq_correct.to(out.q_halt_logits.dtype), reduction="sum"
     )

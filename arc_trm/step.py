@@ -95,6 +95,7 @@ class StepSetup:
     opts: Optimizers
     d: Dist
     global_batch: int
+    token_loss: str = "stablemax"  # train.token_loss
 
 
 @dataclass
@@ -117,7 +118,7 @@ def train_step(model: TRM, carry: Carry | list[Carry], batch: Batch, min_halt_st
     new_carries, ids, row_grads, stats = [], [], [], []
     for part, micro, floor in zip(parts, split_batch(batch, len(parts)), min_halt_steps.chunk(len(parts))):
         out = model(part, micro, min_halt_steps=floor)
-        result = compute_loss(out)
+        result = compute_loss(out, setup.token_loss)
         (result.loss / setup.global_batch).backward()
         new_carries.append(out.carry)
         ids.append(out.carry.current.puzzle_identifiers)

@@ -225,7 +225,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     sink = MetricsSink.open(out, cfg, d.main)
     bar = tqdm(total=end, initial=state.step, desc="train", unit="step",
                disable=not (options.progress and d.main), dynamic_ncols=True)
-    step_setup = StepSetup(state.opts, d, tcfg.global_batch_size)
+    step_setup = StepSetup(state.opts, d, tcfg.global_batch_size, tcfg.token_loss)
     last: dict[str, float] = {}
     window = LogWindow()
     final_dir = None

@@ -57,7 +57,7 @@ def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: 
     # The loop's own step, optimisers included, so the plan counts what a step really costs (the
     # model is a throwaway copy: its weights may move).
     step_setup = StepSetup(Optimizers(AdamATan2(model.parameters()), SparseSignSGD(model.puzzle_table)), d,
-                           cfg.train.global_batch_size)
+                           cfg.train.global_batch_size, cfg.train.token_loss)
     no_floor = torch.zeros(local, dtype=torch.int32, device=device)
 
     def one_train_step() -> None:

@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from arc_trm.config import ModelConfig
 from arc_trm.flops import count_parameters, flops_per_step
-from arc_trm.loss import compute_loss, stablemax_cross_entropy
+from arc_trm.loss import compute_loss, softmax_cross_entropy, stablemax_cross_entropy
 from arc_trm.layers import trunc_normal_
 from arc_trm.model import TRM, Batch, Carry, StepOutput, draw_min_halt_steps
 from augment.encoding import IGNORE_LABEL
@@ -188,6 +188,27 @@ def test_carry_detached_and_grads_reach_params_and_puzzle_rows() -> None:
         assert model(model.initial_carry(batch), batch).puzzle_rows is None, "no leaf without grad"
 
 
+def test_several_puzzle_vectors_fill_the_prefix() -> None:
+    """puzzle_vectors=2: each row holds two vectors, placed at prefix positions 0 and 1 (scaled
+    like tokens), and both get a gradient."""
+    cfg = replace(TINY, puzzle_vectors=2, puzzle_emb_len=3)
+    model = make_model(cfg).train()
+    assert model.puzzle_table.shape == (cfg.num_puzzle_ids, 2 * cfg.hidden_size)
+    batch = make_batch(cfg, 2, seed=5)
+    rows_ = model.puzzle_table[batch.puzzle_identifiers.long()]
+    x = model.input_embeddings(batch.inputs, rows_)
+    D = cfg.hidden_size
+    torch.testing.assert_close(x[:, 0], model.embed_scale * rows_[:, :D])
+    torch.testing.assert_close(x[:, 1], model.embed_scale * rows_[:, D:])
+    assert not x[:, 2].any()
+    out = model(model.initial_carry(batch), batch)
+    compute_loss(out).loss.backward()
+    grad = out.puzzle_rows.grad.view(2, 2, D)
+    assert (grad.abs().sum(-1) > 0).all(), "every vector of the row gets a gradient"
+    with pytest.raises(ValueError, match="puzzle_vectors"):
+        replace(TINY, puzzle_vectors=3)  # more than puzzle_emb_len (2)
+
+
 def test_only_last_cycle_is_backpropagated() -> None:
     """With T cycles the gradient equals the 1-cycle gradient started from T-1 detached cycles."""
     model = make_model().train()
@@ -267,6 +288,17 @@ def test_stablemax_cross_entropy_by_hand() -> None:
         dtype=torch.float64,
     )
     torch.testing.assert_close(per_token, expected)
+
+
+def test_softmax_cross_entropy_by_hand() -> None:
+    out = _loss_case()
+    nll = lambda xs, k: math.log(sum(math.exp(x) for x in xs)) - xs[k]  # noqa: E731
+    expected = torch.tensor([[nll([2.0, -1.0, 0.5], 0), nll([-3.0, 0.0, 1.0], 2)],
+                             [nll([0.1, 0.2, -0.4], 1), 0.0], [0.0, 0.0]])
+    torch.testing.assert_close(softmax_cross_entropy(out.logits, out.carry.current.labels), expected)
+    # The choice reaches the step's loss: only row 0 and row 1's first token are supervised.
+    lm = compute_loss(out, "softmax").lm_loss
+    torch.testing.assert_close(lm.double(), (expected[0].sum() / 2 + expected[1, 0]).double())
 
 
 def test_loss_and_metrics_by_hand() -> None:
