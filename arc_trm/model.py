@@ -160,9 +160,8 @@ class TRM(nn.Module):
         # Fixed (never trained) initial answer and latent, broadcast over positions.
         self.register_buffer("y_init", trunc_normal_(torch.empty(D), std=1.0))
         self.register_buffer("z_init", trunc_normal_(torch.empty(D), std=1.0))
-        # One row per augmented puzzle: `puzzle_vectors` vectors of D side by side; a buffer trained
-        # by sparse sign-SGD (optim.py).
-        self.register_buffer("puzzle_table", torch.zeros(cfg.num_puzzle_ids, cfg.puzzle_vectors * D))
+        # One vector per augmented puzzle; a buffer trained by sparse sign-SGD (optim.py).
+        self.register_buffer("puzzle_table", torch.zeros(cfg.num_puzzle_ids, D))
 
     # -- pieces ---------------------------------------------------------------------------------
 
@@ -187,19 +186,18 @@ class TRM(nn.Module):
         return Rotary(cos=self.rope_cos[positions], sin=self.rope_sin[positions])
 
     def gather_puzzle_rows(self, ids: Tensor) -> Tensor:
-        """(B,) -> (B, V*D) float32. In training a fresh leaf that collects the rows' gradient."""
+        """(B,) -> (B, D) float32. In training a fresh leaf that collects the rows' gradient."""
         rows = self.puzzle_table[ids.long()].detach()
         if self.training and torch.is_grad_enabled():
             rows.requires_grad_(True)
         return rows
 
     def input_embeddings(self, inputs: Tensor, puzzle_rows: Tensor) -> Tensor:
-        """x = sqrt(D) * [V puzzle vectors, 0, ..., 0, token embeddings]  -> (B, L_total, D)."""
+        """x = sqrt(D) * [puzzle vector, 0, ..., 0, token embeddings]  -> (B, L_total, D)."""
         B = inputs.shape[0]
         tokens = self.embed_tokens(inputs, self.forward_dtype)  # (B, L, D)
-        vectors = puzzle_rows.to(self.forward_dtype).view(B, self.cfg.puzzle_vectors, -1)  # (B, V, D)
-        pad = tokens.new_zeros(B, self.cfg.puzzle_emb_len - self.cfg.puzzle_vectors, tokens.shape[-1])
-        x = torch.cat((vectors, pad, tokens), dim=1)  # (B, L_total, D)
+        pad = tokens.new_zeros(B, self.cfg.puzzle_emb_len - 1, tokens.shape[-1])
+        x = torch.cat((puzzle_rows.to(self.forward_dtype).unsqueeze(1), pad, tokens), dim=1)  # (B, L_total, D)
         if self.cfg.pos_encodings == "learned":
             pos = self.embed_pos.weight.to(self.forward_dtype)  # (L_total, D)
             positions = self.positions(inputs.shape[1], inputs.device)
@@ -280,7 +278,7 @@ class TRM(nn.Module):
         work is `step`, which compiles without graph breaks: `model.step = torch.compile(model.step)`.
         """
         state = self.reset(carry, batch)
-        puzzle_rows = self.gather_puzzle_rows(state.current.puzzle_identifiers)  # (B, V*D)
+        puzzle_rows = self.gather_puzzle_rows(state.current.puzzle_identifiers)  # (B, D)
         if use_q_halt is None:
             use_q_halt = self.training
         return self.step(state, puzzle_rows, min_halt_steps, use_q_halt, noise)

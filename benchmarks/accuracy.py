@@ -15,6 +15,8 @@ rescoring reuses the views' logits, so both come from one run). Deterministic gi
 CPU thread).
 
     python benchmarks/accuracy.py                        # default budget, ~10 min on 2 cores
+    python benchmarks/accuracy.py --label baseline --set data.augmentations=64 \
+        --set train.puzzle_emb_lr=0.01 --set train.token_loss=stablemax   # cpu-quick before session 6
     python benchmarks/accuracy.py --set train.lr=3e-3 --label lr3e-3 --json arm.json
     python benchmarks/accuracy.py --work arms/base                       # keep the trained run
     python benchmarks/accuracy.py --work arms/base --predict-only --trajectories 4 --noise 0.3

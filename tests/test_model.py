@@ -188,27 +188,6 @@ def test_carry_detached_and_grads_reach_params_and_puzzle_rows() -> None:
         assert model(model.initial_carry(batch), batch).puzzle_rows is None, "no leaf without grad"
 
 
-def test_several_puzzle_vectors_fill_the_prefix() -> None:
-    """puzzle_vectors=2: each row holds two vectors, placed at prefix positions 0 and 1 (scaled
-    like tokens), and both get a gradient."""
-    cfg = replace(TINY, puzzle_vectors=2, puzzle_emb_len=3)
-    model = make_model(cfg).train()
-    assert model.puzzle_table.shape == (cfg.num_puzzle_ids, 2 * cfg.hidden_size)
-    batch = make_batch(cfg, 2, seed=5)
-    rows_ = model.puzzle_table[batch.puzzle_identifiers.long()]
-    x = model.input_embeddings(batch.inputs, rows_)
-    D = cfg.hidden_size
-    torch.testing.assert_close(x[:, 0], model.embed_scale * rows_[:, :D])
-    torch.testing.assert_close(x[:, 1], model.embed_scale * rows_[:, D:])
-    assert not x[:, 2].any()
-    out = model(model.initial_carry(batch), batch)
-    compute_loss(out).loss.backward()
-    grad = out.puzzle_rows.grad.view(2, 2, D)
-    assert (grad.abs().sum(-1) > 0).all(), "every vector of the row gets a gradient"
-    with pytest.raises(ValueError, match="puzzle_vectors"):
-        replace(TINY, puzzle_vectors=3)  # more than puzzle_emb_len (2)
-
-
 def test_only_last_cycle_is_backpropagated() -> None:
     """With T cycles the gradient equals the 1-cycle gradient started from T-1 detached cycles."""
     model = make_model().train()
