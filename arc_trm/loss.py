@@ -32,6 +32,9 @@ def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
                            reduction="none")
 
 
+TOKEN_LOSS = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_entropy}  # config.TOKEN_LOSSES
+
+
 @dataclass
 class Metrics:
     """Sums over rows that halted this step (and have any supervised token), as the reference.
@@ -83,8 +86,7 @@ def compute_loss(out: StepOutput, token_loss: str = "stablemax") -> LossOutput:
             steps=torch.where(valid, out.carry.steps, 0).sum(),
         )
 
-    per_token = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_entropy}[token_loss]
-    lm_loss = (per_token(out.logits, labels).sum(-1) / divisor).sum()
+    lm_loss = (TOKEN_LOSS[token_loss](out.logits, labels).sum(-1) / divisor).sum()
     q_halt_loss = F.binary_cross_entropy_with_logits(
         out.q_halt_logits, seq_correct.to(out.q_halt_logits.dtype), reduction="sum"
     )

@@ -10,9 +10,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from arc_trm.config import ModelConfig
+from arc_trm.config import TOKEN_LOSSES, ModelConfig
 from arc_trm.flops import count_parameters, flops_per_step
-from arc_trm.loss import compute_loss, softmax_cross_entropy, stablemax_cross_entropy
+from arc_trm.loss import TOKEN_LOSS, compute_loss, softmax_cross_entropy, stablemax_cross_entropy
 from arc_trm.layers import trunc_normal_
 from arc_trm.model import TRM, Batch, Carry, StepOutput, draw_min_halt_steps
 from augment.encoding import IGNORE_LABEL
@@ -278,6 +278,7 @@ def test_softmax_cross_entropy_by_hand() -> None:
     # The choice reaches the step's loss: only row 0 and row 1's first token are supervised.
     lm = compute_loss(out, "softmax").lm_loss
     torch.testing.assert_close(lm.double(), (expected[0].sum() / 2 + expected[1, 0]).double())
+    assert tuple(TOKEN_LOSS) == TOKEN_LOSSES, "every name the config accepts has a loss"
 
 
 def test_loss_and_metrics_by_hand() -> None:

@@ -33,6 +33,7 @@ BAD_SETS = {  # the issue's list, and the override rules
     "train.ema_rate=1.5": "ema_rate", "model.total_len=5": "total_len", "model.to_dict=1": "to_dict",
     "no_such_key=1": "no_such_key", "model.hidden_size=1.5": "integer", "train.lr=nan": "lr",
     "train.eval_views=0": "eval_views", "train.compile=maybe": "compile must be one of", "data.canvas=0": "canvas",
+    "train.token_loss=crossentropy": "token_loss must be one of",
 }
 
 
