@@ -12,7 +12,8 @@ reported. Reported: pass@1,
 pass@2 and pass@8 per test output and per task with Wilson 95% intervals, FLOPs, wall time, and
 a per-task table, for two rankings of the same views: votes, and consistency rescoring (the
 rescoring reuses the views' logits, so both come from one run). Deterministic given --seed (one
-CPU thread).
+CPU thread) on one machine; a CPU with another instruction set (the device line names it) rounds
+differently, and 1,191 steps turn that into a different model: compare arms run on one machine.
 
     python benchmarks/accuracy.py                        # default budget, ~10 min on 2 cores
     python benchmarks/accuracy.py --label baseline --set data.augmentations=64 \
@@ -320,7 +321,8 @@ def main() -> int:
                          "(input of benchmarks/rank_rules.py)")
     args = ap.parse_args()
     device, _ = setup_device(args)
-    print(machine_line(machine_info(device)), flush=True)
+    machine = machine_info(device)
+    print(machine_line(machine), flush=True)
     if not args.conceptarc.exists():
         raise SystemExit(f"{args.conceptarc}: ConceptARC challenges not found (give --conceptarc PATH)")
     tasks = suite(args.seed, args.per_source, args.conceptarc)
@@ -343,9 +345,14 @@ def main() -> int:
     print(f"copy-the-input solves {copy_the_input(tasks)}/{outputs} test outputs")
     for name, scores in out.scores.items():
         print_scores(name, scores)
+    # One last line with both rankings, so a log's tail is never read as votes alone.
+    print(f"\nsummary {args.label} (seed {args.seed}), of {outputs} outputs: " + "; ".join(
+        f"{name} pass@1/2/8 " + "/".join(str(s.per_output[k][0]) for k in (1, 2, 8))
+        for name, s in out.scores.items()))
     if args.json:
         args.json.write_text(json.dumps({
-            "label": args.label, "overrides": args.set, "trajectories": args.trajectories, "noise": args.noise,
+            "label": args.label, "machine": machine, "overrides": args.set,
+            "trajectories": args.trajectories, "noise": args.noise,
             "per_task": args.per_task, "pretrain_share": args.pretrain_share, "freeze_share": args.freeze_share,
             "seed": args.seed, "train_flops": out.train_flops, "infer_flops": out.infer_flops,
             "train_s": out.train_s, "infer_s": out.infer_s, "steps": out.steps,

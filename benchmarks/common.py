@@ -68,10 +68,24 @@ def load_average() -> tuple[float, float, float]:
         return (float("nan"),) * 3
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {platform.machine()} ({os.cpu_count()} logical cores)"
+    # The kernels torch picks (AVX2, AVX512, ...) change float round-off, so a run repeats bit for
+    # bit only on a machine with the same capability.
+    return (f"CPU {cpu_model()} {platform.machine()}, {torch.backends.cpu.get_cpu_capability()} "
+            f"({os.cpu_count()} logical cores)")
 
 
 def machine_info(device: torch.device) -> dict:
