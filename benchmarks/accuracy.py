@@ -347,7 +347,7 @@ def main() -> int:
         print_scores(name, scores)
     # One last line with both rankings, so a log's tail is never read as votes alone.
     print(f"\nsummary {args.label} (seed {args.seed}), of {outputs} outputs: " + "; ".join(
-        f"{name} pass@1/2/8 " + "/".join(str(s.per_output[k][0]) for k in (1, 2, 8))
+        f"{name} pass@{'/'.join(map(str, KS))} " + "/".join(str(s.per_output[k][0]) for k in KS)
         for name, s in out.scores.items()))
     if args.json:
         args.json.write_text(json.dumps({

@@ -13,6 +13,9 @@ import pytest
 # Three real ARC-AGI-1 training tasks with 3x3 grids, tested on their test inputs.
 SMALL_TASKS = "arc-agi-1:training/3c9b0459+6150a2bd+74dd1130@test"
 
+# ConceptARC is not committed: tests read it beside the checkout, as CI has it, and skip without it.
+CONCEPTARC = Path(__file__).resolve().parents[2] / "shared" / "data" / "conceptarc_challenges.json"
+
 # A model and data size that trains a step in well under a second on one CPU core.
 TINY = ["model.hidden_size=32", "model.num_heads=2", "model.H_cycles=2", "model.L_cycles=1",
         "model.halt_max_steps=3", "model.puzzle_emb_len=2", "data.canvas=6", "data.augmentations=4",

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import CONCEPTARC
+
 ROOT = Path(__file__).resolve().parents[1]
-CONCEPTARC = ROOT.parent / "shared" / "data" / "conceptarc_challenges.json"
 
 
 def _run(tmp_path: Path, name: str) -> tuple[str, dict, str]:

@@ -13,6 +13,7 @@ import pytest
 
 from augment.errors import InputError, TaskError
 from augment.tasks import grid_hash, load_source, load_tasks, safe_name, task_from_json, task_hash
+from conftest import CONCEPTARC
 
 GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1]]}]}
 
@@ -225,9 +226,6 @@ def test_cli_missing_and_malformed_file(tmp_path):
     r = _cli("--tasks", str(p), "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "malformed JSON" in r.stderr and str(p) in r.stderr and len(r.stderr.strip().splitlines()) == 1
-
-
-CONCEPTARC = Path(__file__).resolve().parents[2] / "shared" / "data" / "conceptarc_challenges.json"
 
 
 @pytest.mark.skipif(not CONCEPTARC.exists(), reason="ConceptARC is read from ../shared/data beside the checkout")
