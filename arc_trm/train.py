@@ -249,13 +249,16 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
             #    slice, and runs it as `accum` micro-batches)
             fetched = batches.next()
             state.sampler_state = fetched.sampler_state
-            batch = fetched.batch.map(lambda t: t.to(device, non_blocking=True))
-            carry = state.carries.get(fetched.side) or [state.model.initial_carry(b)
-                                                        for b in split_batch(batch, layout.accum)]
-            min_steps = draw_min_halt_steps(tcfg.global_batch_size, cfg.model, state.explore)[layout.rows]
-            state.model.train()
-            result = train_step(state.model, carry, batch, min_steps.to(device, non_blocking=True), step_setup,
-                                update_weights=step > tcfg.freeze_model_steps)
+            try:
+                batch = fetched.batch.map(lambda t: t.to(device, non_blocking=True))
+                carry = state.carries.get(fetched.side) or [state.model.initial_carry(b)
+                                                            for b in split_batch(batch, layout.accum)]
+                min_steps = draw_min_halt_steps(tcfg.global_batch_size, cfg.model, state.explore)[layout.rows]
+                state.model.train()
+                result = train_step(state.model, carry, batch, min_steps.to(device, non_blocking=True), step_setup,
+                                    update_weights=step > tcfg.freeze_model_steps)
+            except torch.OutOfMemoryError:
+                raise InputError(out_of_memory_line(layout, str(device))) from None
             state.carries[fetched.side] = result.carry
 
             # 3. EMA of the weights
@@ -289,6 +292,15 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
         sink.close()
     timed_steps = state.step - first_step
     return TrainResult(out, state.step, final_dir, last, timed_s / timed_steps if timed_steps > 0 else step_seconds)
+
+
+def out_of_memory_line(layout: BatchLayout, device: str) -> str:
+    """What to change when a step runs out of device memory: more micro-batches of fewer rows."""
+    micro = layout.local // layout.accum
+    more = next((k for k in range(layout.accum + 1, layout.local + 1) if layout.local % k == 0), layout.local)
+    return (f"out of memory on {device} at a micro-batch of {micro} rows (train.grad_accum_steps {layout.accum}); "
+            f"split the batch further, e.g. --set train.grad_accum_steps={more} (micro-batches of "
+            f"{layout.local // more} rows), or lower train.global_batch_size")
 
 
 def out_of_time(deadline: float, step_seconds: float, d: Dist) -> bool:

@@ -101,7 +101,8 @@ def random_batches(cfg, batch: int, count: int, device: torch.device, seed: int)
 # Step functions: each returns a zero-argument callable that runs one step
 
 
-def ours_train(cfg, batch: int, device: torch.device, compile: bool, seed: int) -> Callable[[], None]:
+def ours_train(cfg, batch: int, device: torch.device, compile: bool, seed: int,
+               backend: str = "inductor") -> Callable[[], None]:
     from arc_trm.common import CompiledOrEager, Dist
     from arc_trm.model import TRM, draw_min_halt_steps
     from arc_trm.optim import AdamATan2, SparseSignSGD
@@ -110,7 +111,7 @@ def ours_train(cfg, batch: int, device: torch.device, compile: bool, seed: int) 
     torch.manual_seed(seed)
     model = TRM(cfg).to(device).train()
     if compile:
-        model.step = CompiledOrEager(model.step)  # as the loop does
+        model.step = CompiledOrEager(model.step, backend=backend)  # as the loop does
     opts = Optimizers(AdamATan2(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1),
                       SparseSignSGD(model.puzzle_table, lr=1e-2, weight_decay=0.1))
     explore = torch.Generator().manual_seed(seed + 1)
@@ -124,6 +125,7 @@ def ours_train(cfg, batch: int, device: torch.device, compile: bool, seed: int) 
         min_steps = draw_min_halt_steps(batch, cfg, explore).to(device, non_blocking=True)
         state["carry"] = train_step(model, state["carry"], b, min_steps, StepSetup(opts, d, batch)).carry
 
+    step.model = model  # the suite reads model.step.failed (a compile that fell back to eager)
     return step
 
 
@@ -148,7 +150,7 @@ def ours_infer(cfg, batch: int, device: torch.device, compile: bool, seed: int) 
 
 
 def reference_train(cfg, batch: int, device: torch.device, compile: bool, seed: int,
-                    reference: Path) -> Callable[[], None]:
+                    reference: Path, backend: str = "inductor") -> Callable[[], None]:
     """The reference's model + loss head and its train_batch body, on our random batches."""
     sys.path.insert(0, str(reference))
     from models.losses import ACTLossHead  # noqa: E402  (the reference checkout)
@@ -168,7 +170,7 @@ def reference_train(cfg, batch: int, device: torch.device, compile: bool, seed: 
     with torch.device(device):
         model = ACTLossHead(TinyRecursiveReasoningModel_ACTV1(ref_cfg), loss_type="stablemax_cross_entropy")
         if compile:
-            model = torch.compile(model)
+            model = torch.compile(model, backend=backend)
     opts = [CastedSparseEmbeddingSignSGD_Distributed(model.model.puzzle_emb.buffers(), lr=1e-2, weight_decay=0.1,
                                                      world_size=1),
             AdamATan2(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)]
