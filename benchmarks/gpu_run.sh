@@ -21,4 +21,4 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 REF=()
 [ -d .ref/models ] && REF=(--reference .ref)
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,temperature.gpu --format=csv || true
-PYTHONUNBUFFERED=1 exec "$PY" benchmarks/gpu_suite.py --out "$OUT_DIR" "${REF[@]}" "$@"
+PYTHONUNBUFFERED=1 exec "$PY" benchmarks/gpu_suite.py --out "$OUT_DIR" ${REF[@]+"${REF[@]}"} "$@"
