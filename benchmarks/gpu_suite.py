@@ -108,7 +108,9 @@ def run_one_part(args: argparse.Namespace) -> int:
         time.sleep(10 * 3600)
     import torch
 
-    from gpu_parts import PARTS, Context, Recorder, sizes
+    import gpu_learning
+    import gpu_parts
+    from gpu_parts import Context, Recorder, sizes
 
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -116,7 +118,7 @@ def run_one_part(args: argparse.Namespace) -> int:
     torch.set_num_threads(1 if device.type == "cpu" else torch.get_num_threads())
     ctx = Context(device, args.tiny, sizes(device, args.tiny), args.work, args.part_cap, args.reference,
                   args.peak_tflops, tuple(args.learn_set))
-    PARTS[args.part](ctx, Recorder(args.part_file))
+    {**gpu_parts.PARTS, **gpu_learning.PARTS}[args.part](ctx, Recorder(args.part_file))
     return 0
 
 
