@@ -103,8 +103,10 @@ def load_subset(subset: tuple[str, str] | str, conceptarc: Path) -> list[SourceT
     return [SourceTask(k, _pairs(k, v, None, where)) for k, v in data[split].items()]  # type: ignore[index]
 
 
-def _name(task: str, dihedral: int, mapping: np.ndarray) -> str:
-    return f"{task}{SEPARATOR}t{dihedral}{SEPARATOR}{''.join(map(str, mapping.tolist()))}"
+def augmented_names(task: str, dihedral: np.ndarray, mapping: np.ndarray) -> list[str]:
+    """`TASK|||t<dihedral>|||<colour map digits>` for each draw."""
+    digits = np.ascontiguousarray(mapping.astype(np.uint8) + ord("0")).view("S10").ravel()
+    return [f"{task}{SEPARATOR}t{t}{SEPARATOR}{m.decode()}" for t, m in zip(dihedral.tolist(), digits.tolist())]
 
 
 def _first_new(keys: np.ndarray, known: int, wanted: int) -> np.ndarray:
@@ -139,7 +141,7 @@ def augment_task(task: SourceTask, stream: LegacyStream, augmentations: int) -> 
             break
     draws = int(kept[-1]) + 1 if len(kept) == augmentations else most
     stream.skip(int(trials.ends[draws - 1]))
-    names = [task.name] + [_name(task.name, int(trials.dihedral[i]), trials.mapping[i]) for i in kept]
+    names = [task.name] + augmented_names(task.name, trials.dihedral[kept], trials.mapping[kept])
     return KeptVersions(names, draws, symmetry is None)
 
 
@@ -158,6 +160,11 @@ def reference_identifiers(recipe: str, conceptarc: Path, augmentations: int = 10
     if augmentations < 0:
         raise InputError(f"--augmentations must be 0 or more, got {augmentations}")
     subsets = [load_subset(s, conceptarc) for s in RECIPES[recipe]]  # read all first: fail before drawing
+    return identifiers_for_subsets(subsets, augmentations, seed)
+
+
+def identifiers_for_subsets(subsets: list[list[SourceTask]], augmentations: int, seed: int) -> ReferenceIds:
+    """The identifier list for subsets of tasks in file order, drawn as the reference draws."""
     stream = LegacyStream(seed)
     names: dict[str, None] = {BLANK_IDENTIFIER: None}
     tasks = short = exact = 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .grids import NUM_COLOURS
-from .transforms import NUM_DIHEDRAL, dihedral
+from .transforms import NUM_DIHEDRAL, TRANSPOSING, dihedral
 
 Pairs = tuple[tuple[np.ndarray, np.ndarray], ...]
 _SEARCH_BUDGET = 20_000  # search nodes per task before falling back to exact keys
@@ -70,6 +70,14 @@ class _Transformed:
         mapped = lut[self.cells]
         return tuple(sorted(h + mapped[self.bounds[i]:self.bounds[i + 1]].tobytes()
                             for i, h in enumerate(self.headers)))
+
+
+def _shapes_fit(pairs: Pairs, t: int) -> bool:
+    """Whether dihedral map t can be a symmetry as far as the pairs' shapes go."""
+    if not TRANSPOSING[t]:
+        return True
+    shapes = sorted((a.shape, b.shape) for a, b in pairs)
+    return shapes == sorted((a.shape[::-1], b.shape[::-1]) for a, b in pairs)
 
 
 class _BudgetSpent(Exception):
@@ -129,9 +137,8 @@ class TaskSymmetry:
 
         try:
             for t in range(NUM_DIHEDRAL):
-                moved = _Transformed.of(pairs, t)
-                if sorted(moved.headers) == sorted(base.headers):
-                    search(moved, t, 0, {0: 0}, {0: 0}, [True] * len(pairs))
+                if t == 0 or _shapes_fit(pairs, t):
+                    search(_Transformed.of(pairs, t), t, 0, {0: 0}, {0: 0}, [True] * len(pairs))
         except _BudgetSpent:
             return None
         return cls(colours, tuple(found.values()))
