@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -47,63 +46,14 @@ from arc_trm.config import ModelConfig, RunConfig, TrainConfig, apply_overrides,
 from arc_trm.convert import REF_BLOCK, load_reference_state_dict, strip_wrappers
 from arc_trm.model import TRM
 from arc_trm.optim import AdamATan2
-from arc_trm.published import Located, locate, recipe_from_config
+from arc_trm.published import (ImportedNames, Located, NamesWanted, locate, map_reference_identifiers,  # noqa: F401
+                                resolve_names)
 from augment.errors import InputError
-from augment.reference_ids import RECIPES, WHERE_CONCEPTARC, reference_identifiers
-from augment.transforms import Augmentation
+from augment.reference_ids import RECIPES
 
-REF_SEPARATOR = "|||"  # the reference's separator inside augmented puzzle names
-BLANK = "<blank>"
-_AUG_DIHEDRAL = re.compile(r"^t([0-7])$")
-_AUG_PERM = re.compile(r"^[0-9]{10}$")
 # Values no weight shape reveals: printed when they come from the paper preset.
 _UNSEEN_IN_WEIGHTS = ("num_heads", "H_cycles", "L_cycles", "halt_max_steps", "halt_exploration_prob",
                       "expansion", "puzzle_emb_len", "forward_dtype", "rope_theta")
-
-
-def map_reference_identifiers(names: list[Any]) -> tuple[list[str], list[str], int]:
-    """Reference puzzle names (row = puzzle id) -> our identifiers and augmentation records.
-
-    Returns (identifiers, augmentations, max versions per task). Row order is kept: row r of the
-    result describes reference puzzle id r. Raises ValueError on a malformed or duplicated name.
-    """
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ValueError("expected a JSON list of puzzle names")
-    if not names or names[0] != BLANK:
-        raise ValueError(f"puzzle id 0 must be {BLANK!r}, got {names[0] if names else None!r}")
-    seen: dict[str, int] = {}
-    identifiers, augmentations = [BLANK], [""]
-    next_k: dict[str, int] = {}
-    versions: dict[str, int] = {}
-    for row, name in enumerate(names):
-        if name in seen:
-            raise ValueError(f"puzzle name {name!r} appears twice (ids {seen[name]} and {row})")
-        seen[name] = row
-        if row == 0:
-            continue
-        parts = name.split(REF_SEPARATOR)
-        if len(parts) == 1:
-            task_id, k, aug = name, 0, Augmentation.identity()
-        else:
-            bad = f"malformed puzzle name {name!r} (id {row}); expected 'task' or 'task|||t<0-7>|||<10 digits>'"
-            if len(parts) != 3 or not parts[0] or not _AUG_DIHEDRAL.match(parts[1]) \
-                    or not _AUG_PERM.match(parts[2]):
-                raise ValueError(bad)
-            try:
-                aug = Augmentation(int(parts[1][1]), tuple(int(c) for c in parts[2]))
-            except ValueError as e:
-                raise ValueError(f"{bad}: {e}") from None
-            task_id = parts[0]
-            k = next_k.get(task_id, 1)
-            next_k[task_id] = k + 1
-        if not task_id.strip() or task_id == BLANK:
-            raise ValueError(f"malformed puzzle name {name!r} (id {row}): empty or reserved task id")
-        identifiers.append(f"{task_id}#{k}")
-        augmentations.append(aug.to_str())
-        versions[task_id] = versions.get(task_id, 0) + 1
-    if not versions:
-        raise ValueError("names no puzzles besides the blank id 0")
-    return identifiers, augmentations, max(versions.values())
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -233,58 +183,12 @@ class ImportRequest:
 
     reference: str  # a step_N file, a folder of them, or hf://OWNER/REPO/FOLDER
     out: Path  # run folder to write
-    identifiers: Path | None = None  # the reference data set's identifiers.json (None: rebuilt)
     config: Path | None = None  # all_config.yaml / JSON (None: beside the weights, else their shapes)
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE
     canvas: int = 30  # canvas side the model was trained on
     force: bool = False  # write even if `out` already holds a run
     step: int | None = None  # which step_N of a folder (None: the latest)
-    recipe: str | None = None  # rebuild the identifiers for this recipe (None: from the config)
-    augmentations: int | None = None  # ... at this count (None: from the config, else 1000)
-    seed: int = 42  # the reference builder's seed
-    conceptarc: Path | None = None  # ConceptARC challenges JSON, for rebuilding
-
-
-@dataclass
-class ImportedNames:
-    identifiers: list[str]  # row -> our `task#k`
-    augmentations: list[str]  # row -> augmentation record
-    versions: int  # most versions of one task
-    source: str = ""  # where the names came from, for messages and import.json
-
-
-def read_identifiers(path: Path) -> ImportedNames:
-    """The reference's identifiers.json as our identifiers (a list, or {"identifiers": [...]})."""
-    names = ckpt.read_json(path)
-    if isinstance(names, dict) and isinstance(names.get("identifiers"), list):
-        names = names["identifiers"]
-    try:
-        return ImportedNames(*map_reference_identifiers(names), source=str(path))  # type: ignore[arg-type]
-    except ValueError as e:
-        raise InputError(f"{path}: {e}") from None
-
-
-def resolve_names(request: ImportRequest, config: dict[str, Any] | None, config_path: Path | None,
-                  log: Callable[[str], object]) -> ImportedNames:
-    """--identifiers, else the reference's list rebuilt for the recipe (flags, then config)."""
-    if request.identifiers is not None:
-        return read_identifiers(request.identifiers)
-    found = recipe_from_config(config, str(config_path)) if config is not None else None
-    recipe = request.recipe or (found.name if found else None)
-    if recipe is None:
-        raise InputError("no identifiers: pass --identifiers FILE, or --recipe " + "|".join(RECIPES) +
-                         (" (no all_config.yaml beside the weights)" if config is None
-                          else f" ({config_path} names no known recipe in its data path)"))
-    augmentations = request.augmentations if request.augmentations is not None else (
-        found.augmentations if found and found.name == recipe else 1000)
-    if request.conceptarc is None:
-        raise InputError(WHERE_CONCEPTARC)
-    where = found.where if found and request.recipe is None else "--recipe"
-    log(f"identifiers: the reference builder's list for {recipe}, {augmentations} augmentations, seed "
-        f"{request.seed} ({where})")
-    built = reference_identifiers(recipe, request.conceptarc, augmentations, request.seed)
-    source = f"recipe {recipe} at {augmentations} augmentations (seed {request.seed})"
-    return ImportedNames(*map_reference_identifiers(built.names), source=source)
+    names: NamesWanted = NamesWanted()  # --identifiers, or the recipe to rebuild them for
 
 
 def import_model_config(request: ImportRequest, state_dict: dict[str, Tensor], arch: dict[str, Any] | None,
@@ -388,7 +292,7 @@ def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], obj
     located = locate(request.reference, request.step)
     config_path = request.config or located.config
     raw_config = read_config_file(config_path) if config_path is not None else None
-    names = resolve_names(request, raw_config, config_path, log)
+    names = resolve_names(request.names, raw_config, config_path, log)
     state_dict = _load_reference_file(located.weights)
     arch, train_section = read_reference_config(config_path) if config_path is not None else (None, None)
     model_cfg = import_model_config(request, state_dict, arch, names, config_path, log)
@@ -432,8 +336,8 @@ def run(args: argparse.Namespace) -> int:
     def path(value: str | None) -> Path | None:
         return Path(value) if value else None
 
+    names = NamesWanted(path(args.identifiers), args.recipe, args.augmentations, args.seed, path(args.conceptarc))
     import_reference_checkpoint(ImportRequest(
-        reference=args.checkpoint, out=Path(args.out), identifiers=path(args.identifiers), config=path(args.config),
-        overrides=tuple(args.set), canvas=args.canvas, force=args.force, step=args.step, recipe=args.recipe,
-        augmentations=args.augmentations, seed=args.seed, conceptarc=path(args.conceptarc)))
+        reference=args.checkpoint, out=Path(args.out), config=path(args.config), overrides=tuple(args.set),
+        canvas=args.canvas, force=args.force, step=args.step, names=names))
     return 0

@@ -172,3 +172,15 @@ def test_hub_reference_from_an_offline_cache(tmp_path: Path, fix: dict[str, Any]
     res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v2_public", "--conceptarc", CONCEPTARC, "--out",
                   tmp_path / "v2", "--canvas", "6", env=env, timeout=300)
     one_line_error(res, "arc_v2_public", "no step_N")
+
+
+def test_legacy_format_file_without_mmap_still_imports(tmp_path: Path, fix: dict[str, Any]) -> None:
+    """torch's pre-zip format cannot be memory-mapped: the ordinary load takes over."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    torch.save(weights(fix), folder / "step_9", _use_new_zipfile_serialization=False)
+    (folder / "all_config.yaml").write_text(config_yaml(fix, "data/arc1concept-aug-0"))
+    res = cli_in_process("import-checkpoint", folder, "--conceptarc", CONCEPTARC, "--out", tmp_path / "run",
+                         "--canvas", "6")
+    assert res.returncode == 0, res.stderr
+    assert saved(tmp_path / "run")["step"] == 9
