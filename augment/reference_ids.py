@@ -159,7 +159,8 @@ def reference_identifiers(recipe: str, conceptarc: Path, augmentations: int = 10
         raise InputError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
     if augmentations < 0:
         raise InputError(f"--augmentations must be 0 or more, got {augmentations}")
-    subsets = [load_subset(s, conceptarc) for s in RECIPES[recipe]]  # read all first: fail before drawing
+    concept = load_conceptarc(conceptarc)  # the file most likely to be wrong: checked first
+    subsets = [concept if s == CONCEPT else load_subset(s, conceptarc) for s in RECIPES[recipe]]
     return identifiers_for_subsets(subsets, augmentations, seed)
 
 
