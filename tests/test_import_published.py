@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from arc_trm.import_reference import map_reference_identifiers
+from arc_trm.published import Recipe, recipe_from_config
 from augment.reference_ids import reference_identifiers
 from conftest import CONCEPTARC, cli_in_process, run_cli
 
@@ -184,3 +185,11 @@ def test_legacy_format_file_without_mmap_still_imports(tmp_path: Path, fix: dict
                          "--canvas", "6")
     assert res.returncode == 0, res.stderr
     assert saved(tmp_path / "run")["step"] == 9
+
+
+def test_recipe_read_from_the_data_path() -> None:
+    assert recipe_from_config({"data_paths": ["data/arc2concept-aug-300/"]}, "cfg") == \
+        Recipe("arc2concept", 300, "cfg: data path data/arc2concept-aug-300/")
+    assert recipe_from_config({"data_paths": ["data/arc-aug-1000"]}, "cfg") is None, "not a known recipe"
+    assert recipe_from_config({"data_paths": ["data/arc1concept-aug-9", "data/arc2concept-aug-9"]}, "cfg") is None
+    assert recipe_from_config({"lr": 1e-4}, "cfg") is None
