@@ -8,6 +8,7 @@ huggingface_hub lays it out (refs/main, snapshots/<commit>/..., blobs/)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -66,6 +67,7 @@ def published_folder(folder: Path, fix: dict[str, Any], steps=(10, 20),
     return folder
 
 
+@functools.lru_cache(maxsize=1)
 def expected_identifiers() -> list[str]:
     return map_reference_identifiers(reference_identifiers("arc1concept", CONCEPTARC, 0).names)[0]
 
