@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("submission.render", "write a PNG of a task (with attempts and solution when given)"),
     "train": ("arc_trm.train", "train TRM on a built task set (CPU, one GPU or torchrun)"),
     "plot": ("arc_trm.plot", "write a PNG of a run's training curves"),
+    "reference-ids": ("augment.reference_ids", "write the reference builder's puzzle identifier list for a recipe"),
     "import-checkpoint": ("arc_trm.import_reference", "convert a reference TRM checkpoint into an arc-trm run"),
     "export": ("arc_trm.export", "write a checkpoint's inference export (EMA weights in safetensors)"),
     "predict": ("arc_trm.infer", "voted inference with halting -> Kaggle submission.json"),

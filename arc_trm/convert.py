@@ -109,8 +109,9 @@ def to_reference_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def load_reference_state_dict(model: nn.Module, state_dict: dict[str, Tensor]) -> None:
-    """Load a reference checkpoint into `model`, checking keys and shapes strictly."""
+def load_reference_state_dict(model: nn.Module, state_dict: dict[str, Tensor], assign: bool = False) -> None:
+    """Load a reference checkpoint into `model`, checking keys and shapes strictly. With `assign`
+    the model takes the checkpoint's tensors themselves (no copy; its own may be on "meta")."""
     converted = convert_reference_state_dict(state_dict)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(converted))
@@ -129,4 +130,4 @@ def load_reference_state_dict(model: nn.Module, state_dict: dict[str, Tensor]) -
         problems.append(f"shape mismatches: {mismatched}")
     if problems:
         raise ValueError("cannot load reference state dict; " + "; ".join(problems))
-    model.load_state_dict(converted, strict=True)
+    model.load_state_dict(converted, strict=True, assign=assign)

@@ -1,16 +1,23 @@
 """`arc-trm import-checkpoint`: a reference TinyRecursiveModels checkpoint as an arc-trm run folder.
 
-  arc-trm import-checkpoint ref/step_155718 --identifiers ref_data/identifiers.json \\
-      --config ref/all_config.yaml --out runs/imported
-  arc-trm predict --checkpoint runs/imported --tasks arc-agi-2:evaluation
+  arc-trm import-checkpoint hf://arcprize/trm_arc_prize_verification/arc_v1_public \\
+      --conceptarc kaggle/combined/arc-agi_concept_challenges.json --out runs/arc1-published
+  arc-trm import-checkpoint ref/step_155718 --identifiers ref_data/identifiers.json --out runs/imported
+  arc-trm predict --checkpoint runs/imported --tasks arc-agi-1:evaluation
 
 REF_CHECKPOINT is a file saved by the reference trainer with `torch.save(model.state_dict())`
-(the EMA copy when EMA was on); `_orig_mod.` / `model.` key prefixes are accepted. The model
-config comes from --config (the reference's all_config.yaml or a JSON copy, its `arch:` section
-or a bare arch dict; also an arc-trm config.json); whatever it does not give is read from the
-weights' shapes (hidden size, blocks, mlp_t, learned positions, vocabulary, puzzle ids, sequence
-length) or, failing that, taken from the paper preset. `--set model.X=Y` overrides.
+(the EMA copy when EMA was on; `_orig_mod.` / `model.` key prefixes are accepted), a folder of
+`step_N` files as published (the latest step unless --step), or `hf://OWNER/REPO/FOLDER` on the
+Hugging Face Hub (needs `pip install 'arc-trm[hub]'`; HF_HOME and HF_HUB_OFFLINE are honoured).
+The model config comes from --config, else the all_config.yaml beside the weights (its `arch:`
+section, or a bare arch dict, or an arc-trm config.json); whatever it does not give is read from
+the weights' shapes (hidden size, blocks, mlp_t, learned positions, vocabulary, puzzle ids,
+sequence length) or, failing that, taken from the paper preset. `--set model.X=Y` overrides.
 
+The puzzle table's rows mean something only through the reference builder's identifier list.
+Without --identifiers it is rebuilt (augment.reference_ids) for the recipe and augmentation count
+named by the config's data path (`data/arc1concept-aug-1000`) or by --recipe / --augmentations,
+with ConceptARC from --conceptarc. Its length must equal the table's rows.
 --identifiers is the reference data set's identifiers.json (puzzle id -> name, id 0 "<blank>").
 A plain name `task` becomes our `task#0` (identity augmentation); augmented names
 `task|||t<dihedral>|||<10-digit colour map>` become `task#1`, `task#2`, ... in order of puzzle
@@ -24,8 +31,8 @@ that do not fit, names that do not match the table) stops with a one-line error 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -39,69 +46,18 @@ from arc_trm.config import ModelConfig, RunConfig, TrainConfig, apply_overrides,
 from arc_trm.convert import REF_BLOCK, load_reference_state_dict, strip_wrappers
 from arc_trm.model import TRM
 from arc_trm.optim import AdamATan2
+from arc_trm.published import (ImportedNames, Located, NamesWanted, locate, map_reference_identifiers,  # noqa: F401
+                                resolve_names)
 from augment.errors import InputError
-from augment.transforms import Augmentation
+from augment.reference_ids import RECIPES
 
-REF_SEPARATOR = "|||"  # the reference's separator inside augmented puzzle names
-BLANK = "<blank>"
-_AUG_DIHEDRAL = re.compile(r"^t([0-7])$")
-_AUG_PERM = re.compile(r"^[0-9]{10}$")
 # Values no weight shape reveals: printed when they come from the paper preset.
 _UNSEEN_IN_WEIGHTS = ("num_heads", "H_cycles", "L_cycles", "halt_max_steps", "halt_exploration_prob",
                       "expansion", "puzzle_emb_len", "forward_dtype", "rope_theta")
 
 
-def map_reference_identifiers(names: list[Any]) -> tuple[list[str], list[str], int]:
-    """Reference puzzle names (row = puzzle id) -> our identifiers and augmentation records.
-
-    Returns (identifiers, augmentations, max versions per task). Row order is kept: row r of the
-    result describes reference puzzle id r. Raises ValueError on a malformed or duplicated name.
-    """
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ValueError("expected a JSON list of puzzle names")
-    if not names or names[0] != BLANK:
-        raise ValueError(f"puzzle id 0 must be {BLANK!r}, got {names[0] if names else None!r}")
-    seen: dict[str, int] = {}
-    identifiers, augmentations = [BLANK], [""]
-    next_k: dict[str, int] = {}
-    versions: dict[str, int] = {}
-    for row, name in enumerate(names):
-        if name in seen:
-            raise ValueError(f"puzzle name {name!r} appears twice (ids {seen[name]} and {row})")
-        seen[name] = row
-        if row == 0:
-            continue
-        parts = name.split(REF_SEPARATOR)
-        if len(parts) == 1:
-            task_id, k, aug = name, 0, Augmentation.identity()
-        else:
-            bad = f"malformed puzzle name {name!r} (id {row}); expected 'task' or 'task|||t<0-7>|||<10 digits>'"
-            if len(parts) != 3 or not parts[0] or not _AUG_DIHEDRAL.match(parts[1]) \
-                    or not _AUG_PERM.match(parts[2]):
-                raise ValueError(bad)
-            try:
-                aug = Augmentation(int(parts[1][1]), tuple(int(c) for c in parts[2]))
-            except ValueError as e:
-                raise ValueError(f"{bad}: {e}") from None
-            task_id = parts[0]
-            k = next_k.get(task_id, 1)
-            next_k[task_id] = k + 1
-        if not task_id.strip() or task_id == BLANK:
-            raise ValueError(f"malformed puzzle name {name!r} (id {row}): empty or reserved task id")
-        identifiers.append(f"{task_id}#{k}")
-        augmentations.append(aug.to_str())
-        versions[task_id] = versions.get(task_id, 0) + 1
-    if not versions:
-        raise ValueError("names no puzzles besides the blank id 0")
-    return identifiers, augmentations, max(versions.values())
-
-
-def read_reference_config(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(model settings, our train section or None) from a config file.
-
-    Accepts the reference's all_config.yaml (or a JSON copy) with an `arch` section, a bare arch
-    dict, or an arc-trm run config.json (`model`/`train`/`data` sections).
-    """
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A YAML or JSON config file as a mapping."""
     if not path.is_file():
         raise InputError(f"{path}: config file missing")
     text = path.read_text()
@@ -111,6 +67,16 @@ def read_reference_config(path: Path) -> tuple[dict[str, Any], dict[str, Any] | 
         raise InputError(f"{path}: unreadable config ({type(e).__name__}: {e})".splitlines()[0]) from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def read_reference_config(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(model settings, our train section or None) from a config file.
+
+    Accepts the reference's all_config.yaml (or a JSON copy) with an `arch` section, a bare arch
+    dict, or an arc-trm run config.json (`model`/`train`/`data` sections).
+    """
+    data = read_config_file(path)
     if isinstance(data.get("arch"), dict):
         return dict(data["arch"]), None
     if isinstance(data.get("model"), dict) and ("train" in data or "data" in data):
@@ -191,10 +157,16 @@ def _summary(cfg: Any) -> str:
 
 def _load_reference_file(path: Path) -> dict[str, Tensor]:
     """A reference state dict, loaded weights-only; one line for anything else (corrupt or
-    truncated files, pickles that would run code, modules, lists, arc-trm checkpoints)."""
+    truncated files, pickles that would run code, modules, lists, arc-trm checkpoints).
+
+    Memory-mapped where the file allows: the 1.8-2.5 GB puzzle table is then read from the file
+    as it is written out, not held twice."""
     if not path.is_file():
         raise InputError(f"{path}: checkpoint file missing")
-    obj = ckpt._torch_load(path, "cpu")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except ckpt._LOAD_ERRORS:  # an old-format or unreadable file: the ordinary load, or its one-line error
+        obj = ckpt._torch_load(path, "cpu")
     if isinstance(obj, dict) and "model" in obj and "config" in obj:
         raise InputError(f"{path}: this is an arc-trm checkpoint, not a reference state dict; use it "
                          "directly with --checkpoint / --resume")
@@ -209,37 +181,20 @@ def _load_reference_file(path: Path) -> dict[str, Tensor]:
 class ImportRequest:
     """What `arc-trm import-checkpoint` is asked to do."""
 
-    reference: Path  # the reference's state dict file
-    identifiers: Path  # the reference data set's identifiers.json
+    reference: str  # a step_N file, a folder of them, or hf://OWNER/REPO/FOLDER
     out: Path  # run folder to write
-    config: Path | None = None  # all_config.yaml / JSON (None: weights' shapes, then the paper preset)
+    config: Path | None = None  # all_config.yaml / JSON (None: beside the weights, else their shapes)
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE
     canvas: int = 30  # canvas side the model was trained on
     force: bool = False  # write even if `out` already holds a run
-
-
-@dataclass
-class ImportedNames:
-    identifiers: list[str]  # row -> our `task#k`
-    augmentations: list[str]  # row -> augmentation record
-    versions: int  # most versions of one task
-
-
-def read_identifiers(path: Path) -> ImportedNames:
-    """The reference's identifiers.json as our identifiers (a list, or {"identifiers": [...]})."""
-    names = ckpt.read_json(path)
-    if isinstance(names, dict) and isinstance(names.get("identifiers"), list):
-        names = names["identifiers"]
-    try:
-        return ImportedNames(*map_reference_identifiers(names))  # type: ignore[arg-type]
-    except ValueError as e:
-        raise InputError(f"{path}: {e}") from None
+    step: int | None = None  # which step_N of a folder (None: the latest)
+    names: NamesWanted = NamesWanted()  # --identifiers, or the recipe to rebuild them for
 
 
 def import_model_config(request: ImportRequest, state_dict: dict[str, Tensor], arch: dict[str, Any] | None,
-                        rows: int, log: Callable[[str], object]) -> ModelConfig:
+                        names: ImportedNames, config_path: Path | None, log: Callable[[str], object]) -> ModelConfig:
     """The model config, checked against the canvas and the identifiers' row count."""
-    config_path, canvas = request.config, request.canvas
+    canvas, rows = request.canvas, len(names.identifiers)
     try:
         model_cfg, defaulted = resolve_model_config(state_dict, arch, list(request.overrides), canvas)
     except ValueError as e:
@@ -251,7 +206,7 @@ def import_model_config(request: ImportRequest, state_dict: dict[str, Tensor], a
                          f"--canvas {canvas} squared ({canvas * canvas}); pass the canvas the model was "
                          "trained on, or fix puzzle_emb_len")
     if rows != model_cfg.num_puzzle_ids:
-        raise InputError(f"{request.identifiers}: {rows} puzzle names (blank included) but the checkpoint's "
+        raise InputError(f"{names.source}: {rows} puzzle names (blank included) but the checkpoint's "
                          f"puzzle table has {model_cfg.num_puzzle_ids} rows")
     log(f"model: {_summary(model_cfg)}")
     if config_path is None and defaulted:
@@ -281,12 +236,13 @@ def import_run_config(request: ImportRequest, model_cfg: ModelConfig, train_sect
 
 
 def imported_state(model: TRM, run_cfg: RunConfig, identifiers: list[str], step: int) -> dict:
-    """The state.pt dict of an imported run: the weights as raw and EMA weights, fresh moments."""
+    """The state.pt dict of an imported run: the weights as raw and EMA weights, fresh moments.
+    The model's own tensors go in uncopied (the puzzle table is most of a published checkpoint)."""
     tc = run_cfg.train
     opt = AdamATan2(model.parameters(), lr=0.0, betas=(tc.beta1, tc.beta2), weight_decay=tc.weight_decay)
     return {
-        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "ema": {n: p.detach().cpu().clone() for n, p in model.named_parameters()},  # the reference saves its EMA
+        "model": {k: v.detach() for k, v in model.state_dict().items()},
+        "ema": {n: p.detach().clone() for n, p in model.named_parameters()},  # the reference saves its EMA
         "optim": opt.state_dict(),  # empty state: moments start afresh if training continues
         "sampler": None,
         "explore_rng": torch.Generator().manual_seed(tc.seed + 1).get_state(),
@@ -296,7 +252,8 @@ def imported_state(model: TRM, run_cfg: RunConfig, identifiers: list[str], step:
     }
 
 
-def write_imported_run(request: ImportRequest, state: dict, names: ImportedNames) -> Path:
+def write_imported_run(request: ImportRequest, located: Located, config: Path | None, state: dict,
+                       names: ImportedNames) -> Path:
     """OUT/config.json, OUT/import.json and the checkpoint folder, atomically; returns the folder."""
     out, step, config_json = request.out, state["step"], state["config"]
     out.mkdir(parents=True, exist_ok=True)
@@ -307,10 +264,23 @@ def write_imported_run(request: ImportRequest, state: dict, names: ImportedNames
                            json.dumps({"identifiers": names.identifiers, "augmentations": names.augmentations}))
     ckpt.write_text_atomic(out / "config.json", config_json)
     ckpt.write_text_atomic(out / "import.json", json.dumps({
-        "reference_checkpoint": str(request.reference.resolve()), "identifiers": str(request.identifiers.resolve()),
-        "config": str(request.config.resolve()) if request.config is not None else None,
+        "source": request.reference, "reference_checkpoint": str(located.weights.resolve()),
+        "identifiers": names.source, "config": str(config.resolve()) if config is not None else None,
         "overrides": list(request.overrides), "step": step}, indent=2))
     return ckpt.commit_checkpoint(out, step, keep=0)
+
+
+def build_model(model_cfg: ModelConfig, state_dict: dict[str, Tensor], where: str) -> TRM:
+    """The model holding the checkpoint's own tensors: built with a one-row table, whose real
+    shape is then declared on the meta device and filled by assignment, never allocated twice."""
+    model = TRM(dataclasses.replace(model_cfg, num_puzzle_ids=1))
+    model.cfg = model_cfg
+    model.puzzle_table = torch.empty(model_cfg.num_puzzle_ids, model_cfg.hidden_size, device="meta")
+    try:
+        load_reference_state_dict(model, state_dict, assign=True)
+    except ValueError as e:
+        raise InputError(f"{where}: {e}") from None
+    return model
 
 
 def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], object] = print) -> Path:
@@ -319,19 +289,17 @@ def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], obj
         raise InputError(f"--canvas must be positive, got {request.canvas}")
     if (request.out / "checkpoints" / "latest").exists() and not request.force:
         raise InputError(f"{request.out}: already holds a run (use another --out, or --force to add to it)")
-    state_dict = _load_reference_file(request.reference)
-    names = read_identifiers(request.identifiers)
-    arch, train_section = read_reference_config(request.config) if request.config is not None else (None, None)
-    model_cfg = import_model_config(request, state_dict, arch, len(names.identifiers), log)
-    model = TRM(model_cfg)
-    try:
-        load_reference_state_dict(model, state_dict)
-    except ValueError as e:
-        raise InputError(f"{request.reference}: {e}") from None
+    located = locate(request.reference, request.step)
+    config_path = request.config or located.config
+    raw_config = read_config_file(config_path) if config_path is not None else None
+    names = resolve_names(request.names, raw_config, config_path, log)
+    state_dict = _load_reference_file(located.weights)
+    arch, train_section = read_reference_config(config_path) if config_path is not None else (None, None)
+    model_cfg = import_model_config(request, state_dict, arch, names, config_path, log)
+    model = build_model(model_cfg, state_dict, str(located.weights))
     run_cfg = import_run_config(request, model_cfg, train_section, names.versions)
-    m = re.search(r"step_(\d+)", request.reference.name)
-    state = imported_state(model, run_cfg, names.identifiers, int(m.group(1)) if m else 0)
-    final = write_imported_run(request, state, names)
+    state = imported_state(model, run_cfg, names.identifiers, located.step or 0)
+    final = write_imported_run(request, located, config_path, state, names)
     tasks = len({i.rpartition("#")[0] for i in names.identifiers[1:]})
     log(f"imported {sum(p.numel() for p in model.parameters()):,} parameters and {len(names.identifiers) - 1:,} "
         f"puzzle embeddings ({tasks:,} tasks, up to {names.versions} versions each) -> {final}")
@@ -340,12 +308,24 @@ def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], obj
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="REF_CHECKPOINT",
-                   help="reference state dict file (torch.save(model.state_dict()))")
-    p.add_argument("--identifiers", required=True,
-                   help="the reference data set's identifiers.json (puzzle id -> name, id 0 '<blank>')")
+                   help="a reference state dict file (step_N), a folder of them as published (the latest step "
+                        "unless --step), or hf://OWNER/REPO/FOLDER, e.g. "
+                        "hf://arcprize/trm_arc_prize_verification/arc_v1_public")
     p.add_argument("--out", required=True, help="run folder to write (usable by predict and ttt)")
+    p.add_argument("--step", type=int, help="the step_N of a folder to import (default: the latest)")
+    p.add_argument("--identifiers",
+                   help="the reference data set's identifiers.json (puzzle id -> name, id 0 '<blank>'); default: "
+                        "rebuilt for the recipe, as `arc-trm reference-ids` does")
+    p.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="the recipe the weights were trained on (default: from the config's data path)")
+    p.add_argument("--augmentations", type=int,
+                   help="its augmentation count (default: from the config's data path, else 1000)")
+    p.add_argument("--seed", type=int, default=42, help="the reference builder's seed (default 42)")
+    p.add_argument("--conceptarc", help="ConceptARC challenges JSON with its _solutions.json beside it "
+                                        "(needed to rebuild the identifiers)")
     p.add_argument("--config", help="reference all_config.yaml / JSON with an `arch` section, or a bare arch "
-                                     "dict (default: read the weights' shapes, paper preset for the rest)")
+                                     "dict (default: all_config.yaml beside the weights, else read the weights' "
+                                     "shapes, paper preset for the rest)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set model.H_cycles=3 (repeatable)")
     p.add_argument("--canvas", type=int, default=30, help="canvas side the model was trained on (default 30)")
@@ -353,7 +333,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import_reference_checkpoint(ImportRequest(Path(args.checkpoint), Path(args.identifiers), Path(args.out),
-                                              Path(args.config) if args.config else None, tuple(args.set),
-                                              args.canvas, args.force))
+    def path(value: str | None) -> Path | None:
+        return Path(value) if value else None
+
+    names = NamesWanted(path(args.identifiers), args.recipe, args.augmentations, args.seed, path(args.conceptarc))
+    import_reference_checkpoint(ImportRequest(
+        reference=args.checkpoint, out=Path(args.out), config=path(args.config), overrides=tuple(args.set),
+        canvas=args.canvas, force=args.force, step=args.step, names=names))
     return 0

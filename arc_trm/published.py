@@ -1,0 +1,221 @@
+"""Published reference checkpoints: where their weights are and which identifier list they need.
+
+A published checkpoint (ARC Prize's `arcprize/trm_arc_prize_verification`, and the same format
+elsewhere) is a folder of `step_N` weight files plus the reference's `all_config.yaml`, without
+identifiers.json. `locate` finds the weights (a `step_N` file, a folder, whose latest step is
+taken unless --step says otherwise, or `hf://OWNER/REPO/FOLDER` through huggingface_hub), and
+`recipe_from_config` reads which data set they were trained on from the config's data path
+(`data/arc1concept-aug-1000` is recipe arc1concept at 1000 augmentations), so that
+augment.reference_ids can rebuild the identifier list (REFERENCE §2b).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from augment.errors import InputError
+from augment.files import read_json
+from augment.reference_ids import RECIPES, WHERE_CONCEPTARC, reference_identifiers
+from augment.transforms import Augmentation
+
+REF_SEPARATOR = "|||"  # the reference's separator inside augmented puzzle names
+BLANK = "<blank>"
+_AUG_DIHEDRAL = re.compile(r"^t([0-7])$")
+_AUG_PERM = re.compile(r"^[0-9]{10}$")
+HUB_PREFIX = "hf://"
+CONFIG_NAME = "all_config.yaml"
+_STEP = re.compile(r"^step_(\d+)$")
+_DATA_PATH = re.compile(r"(arc[12]concept)-aug-(\d+)$")
+
+
+@dataclass(frozen=True)
+class Located:
+    weights: Path  # the step_N file
+    config: Path | None  # all_config.yaml beside it, if there is one
+    step: int | None  # N of step_N, None for another file name
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # a key of augment.reference_ids.RECIPES
+    augmentations: int
+    where: str  # what said so, for messages
+
+
+def _pick_step(steps: dict[int, str], wanted: int | None, where: str) -> int:
+    if not steps:
+        raise InputError(f"{where}: no step_N weight files")
+    if wanted is None:
+        return max(steps)
+    if wanted not in steps:
+        raise InputError(f"{where}: no step_{wanted} (steps here: {', '.join(map(str, sorted(steps)))})")
+    return wanted
+
+
+def _step_files(names: list[str]) -> dict[int, str]:
+    return {int(m.group(1)): n for n in names if (m := _STEP.match(n))}
+
+
+def locate(source: str, step: int | None = None) -> Located:
+    """The weights and config of a step_N file, a folder of them, or an hf:// folder."""
+    if source.startswith(HUB_PREFIX):
+        return locate_on_hub(source, step)
+    path = Path(source)
+    if path.is_dir():
+        files = _step_files([p.name for p in path.iterdir() if p.is_file()])
+        chosen = _pick_step(files, step, str(path))
+        config = path / CONFIG_NAME
+        return Located(path / files[chosen], config if config.is_file() else None, chosen)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint file missing")
+    m = _STEP.match(path.name)
+    if step is not None and (m is None or int(m.group(1)) != step):
+        raise InputError(f"--step {step} names a step of a folder; {path} is one file")
+    config = path.with_name(CONFIG_NAME)
+    return Located(path, config if config.is_file() else None, int(m.group(1)) if m else None)
+
+
+def _hub():
+    try:
+        import huggingface_hub
+        from huggingface_hub import constants
+    except ImportError:
+        raise InputError("hf:// sources need huggingface_hub: pip install 'arc-trm[hub]'") from None
+    return huggingface_hub, constants.HF_HUB_OFFLINE
+
+
+def locate_on_hub(source: str, step: int | None) -> Located:
+    """hf://OWNER/REPO/FOLDER through huggingface_hub's cache (HF_HOME, HF_HUB_OFFLINE honoured)."""
+    parts = source[len(HUB_PREFIX):].strip("/").split("/")
+    if len(parts) < 2 or not all(parts):
+        raise InputError(f"{source}: expected hf://OWNER/REPO[/FOLDER]")
+    repo_id, folder = "/".join(parts[:2]), "/".join(parts[2:])
+    hub, offline = _hub()
+    prefix = f"{folder}/" if folder else ""
+    try:
+        if offline:  # only what the cache holds
+            snapshot = Path(hub.snapshot_download(repo_id, allow_patterns=[f"{prefix}{CONFIG_NAME}"]))
+            here = snapshot / folder
+            names = [p.name for p in here.iterdir()] if here.is_dir() else []
+        else:
+            names = [f[len(prefix):] for f in hub.list_repo_files(repo_id) if f.startswith(prefix)]
+        files = _step_files(names)
+        chosen = _pick_step(files, step, source)
+        weights = Path(hub.hf_hub_download(repo_id, f"{prefix}{files[chosen]}"))
+        config = Path(hub.hf_hub_download(repo_id, f"{prefix}{CONFIG_NAME}")) if CONFIG_NAME in names else None
+    except (OSError, ValueError) as e:  # the hub's errors derive from these (HTTP, not cached, offline)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{source}: {first}") from None
+    return Located(weights, config, chosen)
+
+
+def recipe_from_config(config: dict[str, Any], where: str) -> Recipe | None:
+    """The recipe a reference all_config.yaml trained on, from its data path(s); None if unknown."""
+    paths = config.get("data_paths") or config.get("data_path") or []
+    paths = [paths] if isinstance(paths, str) else [p for p in paths if isinstance(p, str)]
+    found = {(m.group(1), int(m.group(2))) for p in paths if (m := _DATA_PATH.search(p.rstrip("/")))}
+    if len(found) != 1 or len(paths) != 1:
+        return None
+    name, augmentations = found.pop()
+    return Recipe(name, augmentations, f"{where}: data path {paths[0]}") if name in RECIPES else None
+
+
+def map_reference_identifiers(names: list[Any]) -> tuple[list[str], list[str], int]:
+    """Reference puzzle names (row = puzzle id) -> our identifiers and augmentation records.
+
+    Returns (identifiers, augmentations, max versions per task). Row order is kept: row r of the
+    result describes reference puzzle id r. Raises ValueError on a malformed or duplicated name.
+    """
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("expected a JSON list of puzzle names")
+    if not names or names[0] != BLANK:
+        raise ValueError(f"puzzle id 0 must be {BLANK!r}, got {names[0] if names else None!r}")
+    seen: dict[str, int] = {}
+    identifiers, augmentations = [BLANK], [""]
+    next_k: dict[str, int] = {}
+    versions: dict[str, int] = {}
+    for row, name in enumerate(names):
+        if name in seen:
+            raise ValueError(f"puzzle name {name!r} appears twice (ids {seen[name]} and {row})")
+        seen[name] = row
+        if row == 0:
+            continue
+        parts = name.split(REF_SEPARATOR)
+        if len(parts) == 1:
+            task_id, k, aug = name, 0, Augmentation.identity()
+        else:
+            bad = f"malformed puzzle name {name!r} (id {row}); expected 'task' or 'task|||t<0-7>|||<10 digits>'"
+            if len(parts) != 3 or not parts[0] or not _AUG_DIHEDRAL.match(parts[1]) \
+                    or not _AUG_PERM.match(parts[2]):
+                raise ValueError(bad)
+            try:
+                aug = Augmentation(int(parts[1][1]), tuple(int(c) for c in parts[2]))
+            except ValueError as e:
+                raise ValueError(f"{bad}: {e}") from None
+            task_id = parts[0]
+            k = next_k.get(task_id, 1)
+            next_k[task_id] = k + 1
+        if not task_id.strip() or task_id == BLANK:
+            raise ValueError(f"malformed puzzle name {name!r} (id {row}): empty or reserved task id")
+        identifiers.append(f"{task_id}#{k}")
+        augmentations.append(aug.to_str())
+        versions[task_id] = versions.get(task_id, 0) + 1
+    if not versions:
+        raise ValueError("names no puzzles besides the blank id 0")
+    return identifiers, augmentations, max(versions.values())
+
+
+@dataclass
+class ImportedNames:
+    identifiers: list[str]  # row -> our `task#k`
+    augmentations: list[str]  # row -> augmentation record
+    versions: int  # most versions of one task
+    source: str = ""  # where the names came from, for messages and import.json
+
+
+def read_identifiers(path: Path) -> ImportedNames:
+    """The reference's identifiers.json as our identifiers (a list, or {"identifiers": [...]})."""
+    names = read_json(path, "identifiers file")
+    if isinstance(names, dict) and isinstance(names.get("identifiers"), list):
+        names = names["identifiers"]
+    try:
+        return ImportedNames(*map_reference_identifiers(names), source=str(path))  # type: ignore[arg-type]
+    except ValueError as e:
+        raise InputError(f"{path}: {e}") from None
+
+
+@dataclass(frozen=True)
+class NamesWanted:
+    """Where the identifier list comes from: a file, else the recipe rebuilt (flags, then config)."""
+
+    identifiers: Path | None = None  # the reference data set's identifiers.json
+    recipe: str | None = None  # None: from the config's data path
+    augmentations: int | None = None  # None: from the config's data path, else 1000
+    seed: int = 42  # the reference builder's seed
+    conceptarc: Path | None = None  # ConceptARC challenges JSON, for rebuilding
+
+
+def resolve_names(request: NamesWanted, config: dict[str, Any] | None, config_path: Path | None,
+                  log: Callable[[str], object]) -> ImportedNames:
+    """--identifiers, else the reference's list rebuilt for the recipe (flags, then config)."""
+    if request.identifiers is not None:
+        return read_identifiers(request.identifiers)
+    found = recipe_from_config(config, str(config_path)) if config is not None else None
+    recipe = request.recipe or (found.name if found else None)
+    if recipe is None:
+        raise InputError("no identifiers: pass --identifiers FILE, or --recipe " + "|".join(RECIPES) +
+                         (" (no all_config.yaml beside the weights)" if config is None
+                          else f" ({config_path} names no known recipe in its data path)"))
+    augmentations = request.augmentations if request.augmentations is not None else (
+        found.augmentations if found and found.name == recipe else 1000)
+    if request.conceptarc is None:
+        raise InputError(WHERE_CONCEPTARC)
+    where = found.where if found and request.recipe is None else "--recipe"
+    log(f"identifiers: the reference builder's list for {recipe}, {augmentations} augmentations, seed "
+        f"{request.seed} ({where})")
+    built = reference_identifiers(recipe, request.conceptarc, augmentations, request.seed)
+    source = f"recipe {recipe} at {augmentations} augmentations (seed {request.seed})"
+    return ImportedNames(*map_reference_identifiers(built.names), source=source)

@@ -1,0 +1,197 @@
+"""`arc-trm import-checkpoint` on checkpoints laid out as published: a folder of step_N files with
+all_config.yaml and no identifiers.json, or an hf:// folder read from a Hugging Face cache.
+
+The weights are the small reference fixture with a puzzle table sized for the arc1concept recipe
+at 0 augmentations (961 rows: the blank and 960 tasks), so the identifiers are rebuilt for real.
+No test touches the network: the Hub tests run with HF_HUB_OFFLINE=1 on a cache laid out as
+huggingface_hub lays it out (refs/main, snapshots/<commit>/..., blobs/)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from arc_trm.import_reference import map_reference_identifiers
+from arc_trm.published import Recipe, recipe_from_config
+from augment.reference_ids import reference_identifiers
+from conftest import CONCEPTARC, cli_in_process, run_cli
+
+FIXTURE = Path(__file__).parent / "fixtures" / "trm_reference_attn_rope.pt"
+PREFIX = "_orig_mod.model."
+ROWS = 961  # arc1concept at 0 augmentations
+REPO = "arcprize/trm_arc_prize_verification"
+pytestmark = pytest.mark.skipif(not CONCEPTARC.exists(), reason="ConceptARC is read from ../shared/data")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def fix() -> dict[str, Any]:
+    return torch.load(FIXTURE, weights_only=True)
+
+
+def weights(fix: dict[str, Any], rows: int = ROWS, seed: int = 0) -> dict[str, torch.Tensor]:
+    sd = {PREFIX + k: v.clone() for k, v in fix["state_dict"].items()}
+    sd[PREFIX + "inner.puzzle_emb.weights"] = torch.randn(rows, fix["config"]["hidden_size"],
+                                                          generator=torch.Generator().manual_seed(seed))
+    return sd
+
+
+def config_yaml(fix: dict[str, Any], data_path: str | None) -> str:
+    arch = {k: v for k, v in fix["config"].items() if k not in ("seq_len", "num_puzzle_identifiers", "vocab_size",
+                                                                 "batch_size")}
+    arch["name"] = "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1"
+    data = {"arch": arch, "lr": 1e-4}
+    if data_path:
+        data["data_paths"] = [data_path]
+    return yaml.safe_dump(data)
+
+
+def published_folder(folder: Path, fix: dict[str, Any], steps=(10, 20),
+                     data_path: str | None = "data/arc1concept-aug-0") -> Path:
+    folder.mkdir(parents=True)
+    for n, step in enumerate(steps):
+        torch.save(weights(fix, seed=n), folder / f"step_{step}")
+    (folder / "all_config.yaml").write_text(config_yaml(fix, data_path))
+    return folder
+
+
+@functools.lru_cache(maxsize=1)
+def expected_identifiers() -> list[str]:
+    return map_reference_identifiers(reference_identifiers("arc1concept", CONCEPTARC, 0).names)[0]
+
+
+def one_line_error(res, *needles: str) -> str:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    line, = res.stderr.strip().splitlines()
+    for needle in needles:
+        assert needle in line, line
+    return line
+
+
+def saved(out: Path) -> dict:
+    latest = (out / "checkpoints" / "latest").read_text().strip()
+    return torch.load(out / "checkpoints" / latest / "state.pt", weights_only=True)
+
+
+def test_folder_imports_latest_step_with_rebuilt_identifiers(tmp_path: Path, fix: dict[str, Any]) -> None:
+    folder = published_folder(tmp_path / "arc_v1_public", fix)
+    out = tmp_path / "run"
+    res = cli_in_process("import-checkpoint", folder, "--conceptarc", CONCEPTARC, "--out", out, "--canvas", "6")
+    assert res.returncode == 0, res.stderr
+    assert "arc1concept, 0 augmentations" in res.stdout and "data/arc1concept-aug-0" in res.stdout
+    state = saved(out)
+    assert state["step"] == 20, "the latest step of the folder"
+    assert state["identifiers"] == expected_identifiers()
+    source = torch.load(folder / "step_20", weights_only=True)[PREFIX + "inner.puzzle_emb.weights"]
+    assert torch.equal(state["model"]["puzzle_table"], source), "table rows copied unchanged"
+    record = json.loads((out / "import.json").read_text())
+    assert record["identifiers"].startswith("recipe arc1concept at 0 augmentations")
+
+    res = cli_in_process("import-checkpoint", folder, "--step", "10", "--conceptarc", CONCEPTARC, "--out",
+                         tmp_path / "run10", "--canvas", "6")
+    assert res.returncode == 0, res.stderr
+    state = saved(tmp_path / "run10")
+    assert state["step"] == 10
+    source = torch.load(folder / "step_10", weights_only=True)[PREFIX + "inner.puzzle_emb.weights"]
+    assert torch.equal(state["model"]["puzzle_table"], source)
+
+
+def test_flags_name_the_recipe_when_the_config_does_not(tmp_path: Path, fix: dict[str, Any]) -> None:
+    folder = published_folder(tmp_path / "ckpt", fix, steps=(7,), data_path=None)
+    res = cli_in_process("import-checkpoint", folder / "step_7", "--conceptarc", CONCEPTARC, "--out",
+                         tmp_path / "a", "--canvas", "6")
+    one_line_error(res, "--identifiers", "--recipe", "all_config.yaml")
+    res = cli_in_process("import-checkpoint", folder / "step_7", "--recipe", "arc1concept", "--augmentations", "0",
+                         "--conceptarc", CONCEPTARC, "--out", tmp_path / "b", "--canvas", "6")
+    assert res.returncode == 0, res.stderr
+    assert saved(tmp_path / "b")["identifiers"] == expected_identifiers()
+
+
+def test_row_count_mismatch_names_both_numbers(tmp_path: Path, fix: dict[str, Any]) -> None:
+    folder = published_folder(tmp_path / "ckpt", fix, steps=(3,), data_path="data/arc1concept-aug-1")
+    out = tmp_path / "run"
+    res = cli_in_process("import-checkpoint", folder, "--conceptarc", CONCEPTARC, "--out", out, "--canvas", "6")
+    expected = len(reference_identifiers("arc1concept", CONCEPTARC, 1).names)
+    one_line_error(res, f"{expected} puzzle names", f"{ROWS} rows", "recipe arc1concept at 1 augmentations")
+    assert not out.exists() or not any(out.iterdir()), "nothing is written"
+
+
+def test_missing_conceptarc_and_missing_step_are_one_line(tmp_path: Path, fix: dict[str, Any]) -> None:
+    folder = published_folder(tmp_path / "ckpt", fix, steps=(3,))
+    one_line_error(cli_in_process("import-checkpoint", folder, "--out", tmp_path / "r", "--canvas", "6"),
+                   "kaggle/combined", "victorvikram/ConceptARC")
+    one_line_error(cli_in_process("import-checkpoint", folder, "--step", "4", "--conceptarc", CONCEPTARC,
+                                  "--out", tmp_path / "r", "--canvas", "6"), "no step_4", "3")
+
+
+def hub_cache(home: Path, fix: dict[str, Any], steps=(5,)) -> Path:
+    """HF_HOME/hub as huggingface_hub leaves it after downloading REPO's arc_v1_public folder."""
+    repo = home / "hub" / f"models--{REPO.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    files = {"arc_v1_public/all_config.yaml": config_yaml(fix, "data/arc1concept-aug-0").encode()}
+    home.mkdir(parents=True, exist_ok=True)
+    for step in steps:
+        tmp = home / f"step_{step}.tmp"
+        torch.save(weights(fix), tmp)
+        files[f"arc_v1_public/step_{step}"] = tmp.read_bytes()
+        tmp.unlink()
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "blobs").mkdir()
+    for name, blob in files.items():
+        digest = hashlib.sha256(blob).hexdigest()
+        (repo / "blobs" / digest).write_bytes(blob)
+        link = repo / "snapshots" / commit / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(repo / "blobs" / digest, link.parent))
+    return repo
+
+
+def test_hub_reference_from_an_offline_cache(tmp_path: Path, fix: dict[str, Any]) -> None:
+    pytest.importorskip("huggingface_hub")
+    hub_cache(tmp_path / "hf", fix, steps=(5, 12))
+    out = tmp_path / "run"
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v1_public", "--conceptarc", CONCEPTARC, "--out", out,
+                  "--canvas", "6", env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    state = saved(out)
+    assert state["step"] == 12 and state["identifiers"] == expected_identifiers()
+    record = json.loads((out / "import.json").read_text())
+    assert record["source"] == f"hf://{REPO}/arc_v1_public" and "/blobs/" in record["reference_checkpoint"]
+
+    res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v2_public", "--conceptarc", CONCEPTARC, "--out",
+                  tmp_path / "v2", "--canvas", "6", env=env, timeout=300)
+    one_line_error(res, "arc_v2_public", "no step_N")
+
+
+def test_legacy_format_file_without_mmap_still_imports(tmp_path: Path, fix: dict[str, Any]) -> None:
+    """torch's pre-zip format cannot be memory-mapped: the ordinary load takes over."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    torch.save(weights(fix), folder / "step_9", _use_new_zipfile_serialization=False)
+    (folder / "all_config.yaml").write_text(config_yaml(fix, "data/arc1concept-aug-0"))
+    res = cli_in_process("import-checkpoint", folder, "--conceptarc", CONCEPTARC, "--out", tmp_path / "run",
+                         "--canvas", "6")
+    assert res.returncode == 0, res.stderr
+    assert saved(tmp_path / "run")["step"] == 9
+
+
+def test_recipe_read_from_the_data_path() -> None:
+    assert recipe_from_config({"data_paths": ["data/arc2concept-aug-300/"]}, "cfg") == \
+        Recipe("arc2concept", 300, "cfg: data path data/arc2concept-aug-300/")
+    assert recipe_from_config({"data_paths": ["data/arc-aug-1000"]}, "cfg") is None, "not a known recipe"
+    assert recipe_from_config({"data_paths": ["data/arc1concept-aug-9", "data/arc2concept-aug-9"]}, "cfg") is None
+    assert recipe_from_config({"lr": 1e-4}, "cfg") is None
