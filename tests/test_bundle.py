@@ -248,24 +248,70 @@ def test_wheels_are_fetched_for_kaggles_python(tmp_path: Path, monkeypatch: pyte
     assert not kw.WheelTarget("3.11").accepts("pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl")
 
 
-def test_the_bundle_ships_the_inference_export_unless_full_state(tmp_path: Path) -> None:
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TINY run trained 2 steps: its puzzle rows differ from each other and from zero."""
+    run = tmp_path_factory.mktemp("trained") / "run"
     proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", run, "--no-progress",
                    *sets(TINY + ["train.max_steps=2"]))
     assert proc.returncode == 0, proc.stderr
-    found = kb.resolve_checkpoint(run)
-    kb.ship_checkpoint(found, tmp_path / "export", full_state=False)
-    kb.ship_checkpoint(found, tmp_path / "full", full_state=True)
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == sorted(kb.EXPORT_FILES)
-    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == sorted(kb.CHECKPOINT_FILES)
-    export_mb, full_mb = kb.folder_mb(tmp_path / "export"), kb.folder_mb(tmp_path / "full")
-    print(f"tiny checkpoint: inference export {export_mb:.3f} MB, full state {full_mb:.3f} MB")
-    assert export_mb < 0.6 * full_mb
-    # An export can be bundled again as it is, but it has no full state to ship.
-    kb.ship_checkpoint(kb.resolve_checkpoint(tmp_path / "export"), tmp_path / "again", full_state=False)
-    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == sorted(kb.EXPORT_FILES)
+    return run
+
+
+def test_the_bundle_ships_a_lean_export_unless_asked_for_more(trained_run: Path, tmp_path: Path) -> None:
+    found = kb.resolve_checkpoint(trained_run)
+    for name, flags in (("lean", {}), ("table", {"full_table": True}), ("state", {"full_state": True})):
+        kb.ship_checkpoint(found, tmp_path / name, **flags)
+    for name in ("lean", "table"):
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == sorted(kb.EXPORT_FILES)
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == sorted(kb.CHECKPOINT_FILES)
+    mb = {name: kb.folder_mb(tmp_path / name) for name in ("lean", "table", "state")}
+    print(f"tiny checkpoint: lean {mb['lean']:.3f} MB, whole table {mb['table']:.3f} MB, full state {mb['state']:.3f} MB")
+    assert mb["lean"] < mb["table"] < 0.6 * mb["state"]
+    # An export is bundled again as it is with --full-table, leaned by default; it has no full state.
+    kb.ship_checkpoint(tmp_path / "table", tmp_path / "again", full_table=True)
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (tmp_path / "table" / "model.safetensors").read_bytes()
+    kb.ship_checkpoint(tmp_path / "table", tmp_path / "relean")
+    assert json.loads((tmp_path / "relean" / "identifiers.json").read_text())["identifiers"] == ["<blank>", "<mean>"]
     with pytest.raises(kb.InputError, match="no full training state"):
-        kb.ship_checkpoint(tmp_path / "export", tmp_path / "nope", full_state=True)
+        kb.ship_checkpoint(tmp_path / "table", tmp_path / "nope", full_state=True)
+
+
+def test_ttt_starts_from_the_same_weights_with_the_lean_export(trained_run: Path, tmp_path: Path) -> None:
+    """The lean table is the blank row and the mean trained row; every other tensor is the full
+    export's; and ttt's transplant gives new tasks the same starting table from either export."""
+    import torch
+
+    from arc_trm.checkpoint import load_checkpoint
+    from arc_trm.export import export_inference, export_lean
+    from arc_trm.ttt_phases import transplant_weights
+    from augment.store import IdentifierMap
+
+    full = load_checkpoint(export_inference(trained_run, tmp_path / "full").folder)
+    lean = load_checkpoint(export_lean(trained_run, tmp_path / "lean").folder)
+    table = full.state["model"]["puzzle_table"]
+    assert table.shape[0] > 3 and lean.config.model.num_puzzle_ids == 2
+    assert torch.equal(lean.state["model"]["puzzle_table"], torch.stack([torch.zeros(table.shape[1]), table[1:].mean(0)]))
+    assert {k for k in full.state["model"]} == {k for k in lean.state["model"]}
+    assert all(torch.equal(v, lean.state["model"][k]) for k, v in full.state["model"].items() if k != "puzzle_table")
+    known = full.id_map.row_key(1)
+    new = IdentifierMap(["<blank>", "newtask#0", "newtask#1", known[0]], ["", "t0p0123456789", "t1p0123456789", known[1]],
+                        None)
+    from_full = transplant_weights(full.state, full.id_map, new)["puzzle_table"]
+    from_lean = transplant_weights(lean.state, lean.id_map, new)["puzzle_table"]
+    assert torch.equal(from_full[:3], from_lean[:3]) and from_lean[1].abs().sum() > 0
+    # A task the checkpoint trained keeps its row only with the whole table; the lean export seeds it with the mean.
+    assert torch.equal(from_full[3], table[1]) and torch.equal(from_lean[3], from_lean[1])
+    # Leaning a lean export changes nothing.
+    again = load_checkpoint(export_lean(tmp_path / "lean", tmp_path / "again").folder)
+    assert torch.equal(again.state["model"]["puzzle_table"], lean.state["model"]["puzzle_table"])
+
+
+def test_full_table_flag_is_in_the_help() -> None:
+    proc = cli("kaggle", "bundle", "--help")
+    assert proc.returncode == 0 and "--full-table" in proc.stdout and "--full-state" in proc.stdout
+    proc = cli("export", "--help")
+    assert proc.returncode == 0 and "--lean" in proc.stdout
 
 
 def test_missing_wheels_are_named(tmp_path: Path) -> None:
