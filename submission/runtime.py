@@ -81,6 +81,8 @@ def check_imports(modules: tuple[str, ...] = NEEDED_MODULES, python: str = sys.e
                               timeout=IMPORT_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         return ImportCheck([f"the import check did not finish in {IMPORT_TIMEOUT_S}s"])
+    except OSError as e:
+        return ImportCheck([f"the import check could not start {python}: {e}"])
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         return ImportCheck([(proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]])

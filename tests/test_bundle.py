@@ -114,27 +114,40 @@ def test_push_without_credentials_explains(tmp_path: Path) -> None:
     proc = cli("kaggle", "bundle", "--out", str(tmp_path / "dist"), "--user", "tester", "--push",
                env=no_kaggle_env(tmp_path))
     assert proc.returncode != 0
-    err = proc.stderr
-    assert "no Kaggle credentials" in err
-    for way in ("kaggle auth login", "access_token", "KAGGLE_API_TOKEN", "kaggle.json", "KAGGLE_USERNAME"):
-        assert way in err, way
+    line = next(ln for ln in proc.stderr.splitlines() if "no Kaggle credentials" in ln)  # one line says it all
+    for way in ("kaggle auth login", f"{tmp_path}/.kaggle/credentials.json", f"{tmp_path}/.kaggle/access_token",
+                "KAGGLE_API_TOKEN", "kaggle.json", "KAGGLE_USERNAME"):
+        assert way in line, way
     if kp.find_cli() is None:
-        assert "pip install 'arc-trm[kaggle]'" in err
+        assert "pip install kaggle six" in proc.stderr and "pip install -e '.[kaggle]'" in proc.stderr
+        assert "pip install 'arc-trm[kaggle]'" not in proc.stderr  # not on PyPI
     assert not (tmp_path / "dist").exists()  # checked before building anything
 
 
-@pytest.mark.parametrize("kind", ["api_token", "access_token", "kaggle_json", "username_key"])
-def test_every_kind_of_credentials_is_accepted(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty HOME and no KAGGLE_* variables: no credentials anywhere."""
     for key in [k for k in os.environ if k.startswith("KAGGLE_")]:
         monkeypatch.delenv(key)
-    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    (tmp_path / "home").mkdir()
     assert kp.credential_source() is None
-    config = tmp_path / ".kaggle"
+    return tmp_path / "home"
+
+
+@pytest.mark.parametrize("kind", ["auth_login", "api_token", "access_token", "kaggle_json", "username_key"])
+def test_every_kind_of_credentials_is_accepted(kind: str, fake_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = fake_home / ".kaggle"
     config.mkdir()
-    if kind == "api_token":
+    if kind == "auth_login":  # what `kaggle auth login` (kaggle 2.x, kagglesdk) writes
+        (config / "credentials.json").write_text(json.dumps({
+            "refresh_token": "r", "access_token": "", "access_token_expiration": "", "username": "alice",
+            "scopes": ["resources.admin:*"]}))
+    elif kind == "api_token":
         monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_x")
     elif kind == "access_token":
-        (config / "access_token").write_text("KGAT_x")
+        (config / "access_token").write_text("KGAT_x\n")
     elif kind == "kaggle_json":
         (config / "kaggle.json").write_text('{"username": "alice", "key": "k"}')
     else:
@@ -142,6 +155,41 @@ def test_every_kind_of_credentials_is_accepted(kind: str, tmp_path: Path, monkey
         monkeypatch.setenv("KAGGLE_KEY", "k")
     assert kp.credential_source() is not None
     assert not [p for p in kp.push_problems("alice") if "credentials" in p]
+    if kind in ("auth_login", "kaggle_json", "username_key"):
+        assert kp.kaggle_username() == "alice"  # the --user default
+
+
+def test_only_the_token_places_kagglesdk_reads_count(fake_home: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """kagglesdk reads ~/.kaggle/access_token, never $KAGGLE_CONFIG_DIR/access_token; a kaggle.json
+    of settings only (no key), or credentials.json without a refresh token, is no credential either."""
+    elsewhere = tmp_path / "config"
+    elsewhere.mkdir()
+    (elsewhere / "access_token").write_text("KGAT_x")
+    (elsewhere / "kaggle.json").write_text('{"competition": "arc-prize-2026-arc-agi-2"}')
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(elsewhere))
+    (fake_home / ".kaggle").mkdir()
+    (fake_home / ".kaggle" / "credentials.json").write_text('{"refresh_token": "", "username": "alice"}')
+    assert kp.credential_source() is None
+    message = kp.missing_credentials()
+    assert "\n" not in message and f"{elsewhere / 'access_token'} is not read" in message
+    assert f"KAGGLE_API_TOKEN={elsewhere / 'access_token'}" in message  # a file path there is read
+    assert f"as {fake_home / '.kaggle' / 'access_token'}" in message and f"as {elsewhere / 'access_token'}" not in message
+    (fake_home / ".kaggle" / "access_token").write_text("KGAT_x")
+    assert kp.credential_source() == str(fake_home / ".kaggle" / "access_token")
+
+
+def test_an_older_cli_is_refused_for_auth_login_credentials(fake_home: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    (fake_home / ".kaggle").mkdir()
+    (fake_home / ".kaggle" / "credentials.json").write_text('{"refresh_token": "r", "username": "alice"}')
+    bin_dir = tmp_path / "bin"
+    write_fake_kaggle(bin_dir, tmp_path / "state", version="2.0.2")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    problems = kp.push_problems("alice")
+    assert len(problems) == 1 and "2.0.2" in problems[0] and "kaggle>=2.1.1" in problems[0]
+    write_fake_kaggle(bin_dir, tmp_path / "state", version="2.2.3")
+    assert kp.push_problems("alice") == []
 
 
 def write_fake_kaggle(bin_dir: Path, state: Path, version: str = "1.8.4") -> Path:
