@@ -128,7 +128,9 @@ def check_checkpoint(folder: Path) -> None:
 def checkpoint_kind(full_state: bool, full_table: bool) -> str:
     if full_state:
         return "full training state"
-    return "inference export, whole puzzle table" if full_table else "lean inference export: network and mean puzzle row"
+    if full_table:
+        return "inference export, whole puzzle table"
+    return "lean inference export: network and mean puzzle row"
 
 
 def ship_checkpoint(src: Path, dest: Path, full_state: bool = False, full_table: bool = False) -> None:
@@ -220,8 +222,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="run folder, checkpoint folder or inference export to ship (its latest checkpoint); "
                         "without it the notebook trains from scratch")
     b.add_argument("--full-table", action="store_true",
-                   help="keep every puzzle row in the exported checkpoint (default off: only the network and the "
-                        "mean row that seeds new tasks' rows; the rows of pretraining tasks are never read on new tasks)")
+                   help="keep every puzzle row in the exported checkpoint (default off: only the network and "
+                        "the mean row that seeds new tasks' rows; ttt on new tasks never reads the others)")
     b.add_argument("--full-state", action="store_true",
                    help="ship the whole training checkpoint (state.pt) instead of the inference export (default off)")
     b.add_argument("--out", required=True, metavar="DIR", help="output folder, e.g. dist/kaggle")
@@ -266,8 +268,12 @@ def run(args: argparse.Namespace) -> int:
             print("  (run without --push to only write the bundle)", file=sys.stderr)
             return 1
     bundle = write_bundle(Path(args.out), spec_from(args, user))
-    print(f"dataset: {bundle.dataset}  ({len(bundle.wheels)} wheels"
-          f"{', checkpoint' if bundle.checkpoint else ', no checkpoint: the notebook trains from scratch'})")
+    shipped = bundle.dataset / "checkpoint"
+    checkpoint = (f"{checkpoint_kind(args.full_state, args.full_table)} {folder_mb(shipped):.1f} MB"
+                  if bundle.checkpoint else "no checkpoint: the notebook trains from scratch")
+    # The first wheel is arc-trm's: its name carries arc_trm.__version__ (setuptools reads it from there).
+    print(f"dataset: {bundle.dataset}  ({', '.join(w.name for w in bundle.wheels)}; {checkpoint}; "
+          f"{folder_mb(bundle.dataset):.1f} MB)")
     print(f"kernel:  {bundle.kernel}  (machine_shape {bundle.accelerator})")
     if user == PLACEHOLDER_USER:
         print(f"note: ids use {PLACEHOLDER_USER!r}; pass --user to set your Kaggle username")

@@ -114,9 +114,10 @@ def credential_source() -> str | None:
     for name in ("access_token", "access_token.txt"):
         if _has_text(home_kaggle() / name):
             return str(home_kaggle() / name)
-    legacy = _json_object(kaggle_config_dir() / "kaggle.json")
-    if (os.environ.get("KAGGLE_USERNAME") or legacy.get("username")) and (os.environ.get("KAGGLE_KEY")
-                                                                             or legacy.get("key")):
+    legacy = _json_object(kaggle_config_dir() / "kaggle.json")  # the environment overrides it, key by key
+    username = os.environ.get("KAGGLE_USERNAME") or legacy.get("username")
+    key = os.environ.get("KAGGLE_KEY") or legacy.get("key")
+    if username and key:
         return "KAGGLE_USERNAME + KAGGLE_KEY" if os.environ.get("KAGGLE_KEY") else str(kaggle_config_dir() / "kaggle.json")
     if _json_object(home_kaggle() / OAUTH_FILE).get("refresh_token"):
         return str(home_kaggle() / OAUTH_FILE)

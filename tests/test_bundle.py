@@ -233,6 +233,9 @@ def test_push_waits_for_the_dataset_then_pushes_the_kernel(bundled: kb.Bundle, t
         status, status, status,  # processing, processing, ready
         f"kernels push -p {out / 'kernel'} --accelerator NvidiaTeslaT4"]
     assert proc.stdout.count("processing; waiting") == 2 and "ready" in proc.stdout
+    from arc_trm import __version__  # the wheel's version, as the bundle reports it
+
+    assert f"arc_trm-{__version__}-py3-none-any.whl" in proc.stdout and "no checkpoint" in proc.stdout
     meta = json.loads((out / "kernel" / "kernel-metadata.json").read_text())
     assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["competition_sources"] == ["arc-prize-2026-arc-agi-2"]
 

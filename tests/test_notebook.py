@@ -109,8 +109,11 @@ def write_kaggle_input(tmp: Path, folder: str) -> tuple[Path, Path]:
     return challenges, solutions
 
 
+PRETRAINED_HIDDEN = 32  # not cpu-quick's 64: a ttt run's config shows which network it started from
+
+
 def write_pretrained(run: Path, rows: int = 9) -> Path:
-    """A run folder with one checkpoint of the cpu-quick network (canvas 10: the test grids fit) and a
+    """A run folder with one checkpoint of a small network (canvas 10: the test grids fit) and a
     random puzzle table, standing in for imported or pretrained weights (no training: fast)."""
     import torch
 
@@ -120,6 +123,7 @@ def write_pretrained(run: Path, rows: int = 9) -> Path:
 
     cfg = preset("cpu-quick")
     cfg.model.num_puzzle_ids, cfg.model.seq_len = rows, cfg.data.canvas ** 2
+    cfg.model.hidden_size, cfg.model.num_heads = PRETRAINED_HIDDEN, 2
     torch.manual_seed(0)
     model = TRM(cfg.model)
     model.puzzle_table.normal_(0, 0.02)
@@ -129,7 +133,8 @@ def write_pretrained(run: Path, rows: int = 9) -> Path:
     tmp = ckpt.begin_checkpoint(run, 100)
     ckpt.torch_save_atomic(state, tmp / "state.pt")
     (tmp / "config.json").write_text(state["config"])
-    (tmp / "identifiers.json").write_text(json.dumps({"identifiers": ids, "augmentations": [""] + ["t0p0123456789"] * (rows - 1)}))
+    augmentations = [""] + ["t0p0123456789"] * (rows - 1)
+    (tmp / "identifiers.json").write_text(json.dumps({"identifiers": ids, "augmentations": augmentations}))
     return ckpt.commit_checkpoint(run, 100)
 
 
@@ -244,8 +249,8 @@ def test_notebook_end_to_end(layout: str, built_dataset: Path, tmp_path: Path,
     working = tmp_path / "working"
     record_before = metadata.distribution("arc-trm").read_text("RECORD")
     settings = {"ARC_TRM_ALLOW_CPU": "1"}
-    if rerun:
-        settings["KAGGLE_IS_COMPETITION_RERUN"] = "Batch"
+    if rerun:  # loading the checkpoint and the embeddings-only phase need a little more time than from scratch
+        settings.update(KAGGLE_IS_COMPETITION_RERUN="Batch", ARC_TRM_BUDGET="90s")
     else:
         settings.update(ARC_TRM_COMPETITION="arc-prize-2025", ARC_TRM_BUDGET="11h", ARC_TRM_SMOKE_BUDGET="60s",
                         ARC_TRM_SMOKE_TASKS="2")
@@ -262,17 +267,19 @@ def test_notebook_end_to_end(layout: str, built_dataset: Path, tmp_path: Path,
     assert "ttt exit code: 0" in text, text[-4000:]
     assert "valid submission: 3 tasks" in text
     plan = json.loads((working / "ttt_run" / "ttt_plan.json").read_text())
+    hidden = json.loads((working / "ttt_run" / "config.json").read_text())["model"]["hidden_size"]
     if rerun:
-        assert "scoring rerun: full budget 60s on 3 tasks" in text
+        assert "scoring rerun: full budget 90s on 3 tasks" in text
         lean = next(input_dataset(tmp_path).glob("checkpoint"))
         assert f"checkpoint {lean}" in text  # ttt ran from the lean export
         assert json.loads((lean / "identifiers.json").read_text())["identifiers"] == ["<blank>", "<mean>"]
-        assert plan["freeze_steps"] > 0  # the embeddings-only phase of a pretrained start
+        assert hidden == PRETRAINED_HIDDEN  # the network came from the checkpoint
+        assert plan["steps"] < 3 or plan["freeze_steps"] > 0  # embeddings-only first, as from any checkpoint
     else:
         assert "not the scoring rerun: smoke budget 60s on 2 tasks" in text and "checkpoint None" in text
         assert "smoke run: 2 tasks answered by ttt" in text
         assert len(json.loads((working / "smoke_challenges.json").read_text())) == 2
-        assert plan["freeze_steps"] == 0
+        assert plan["freeze_steps"] == 0 and hidden == 64  # from scratch: cpu-quick's network
     check_scored(working, challenges, solutions)
     # ttt really trained (a checkpoint) in the working folder.
     assert (working / "ttt_run" / "checkpoints" / "latest").is_file(), text[-4000:]
