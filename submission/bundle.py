@@ -227,9 +227,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--full-state", action="store_true",
                    help="ship the whole training checkpoint (state.pt) instead of the inference export (default off)")
     b.add_argument("--out", required=True, metavar="DIR", help="output folder, e.g. dist/kaggle")
-    b.add_argument("--user", help="Kaggle username (default: KAGGLE_USERNAME or kaggle.json)")
-    b.add_argument("--dataset-slug", default=DEFAULT_DATASET_SLUG)
-    b.add_argument("--kernel-slug", default=DEFAULT_KERNEL_SLUG)
+    b.add_argument("--user", help="Kaggle username (default: KAGGLE_USERNAME, else the username in kaggle.json "
+                                   "or in ~/.kaggle/credentials.json from `kaggle auth login`)")
+    b.add_argument("--dataset-slug", default=DEFAULT_DATASET_SLUG, help="dataset id USER/SLUG (default %(default)s)")
+    b.add_argument("--kernel-slug", default=DEFAULT_KERNEL_SLUG, help="kernel id USER/SLUG (default %(default)s)")
     b.add_argument("--competition", default=DEFAULT_COMPETITION,
                    help=f"competition slug (default {DEFAULT_COMPETITION}; e.g. arc-prize-2025)")
     b.add_argument("--accelerator", default=kp.DEFAULT_ACCELERATOR, choices=list(kp.ACCELERATORS), metavar="ID",
