@@ -19,6 +19,7 @@ leaves a folder that looks complete.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -80,11 +81,67 @@ def export_inference(source: str | Path, out: str | Path) -> Export:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="run folder (its latest checkpoint) or checkpoint folder")
     p.add_argument("--out", required=True, help="export folder (replaced)")
+    p.add_argument("--lean", action="store_true",
+                   help="keep only the network and the mean puzzle row (what ttt on new tasks reads); "
+                        "predict then knows no task (default: the whole puzzle table)")
 
 
 def run(args: argparse.Namespace) -> int:
-    result = export_inference(args.checkpoint, args.out)
+    result = (export_lean if args.lean else export_inference)(args.checkpoint, args.out)
     full = folder_bytes(result.source)
     print(f"exported {result.source} -> {result.folder}: {result.tensors} tensors, "
           f"{result.bytes / 1e6:.2f} MB (checkpoint folder: {full / 1e6:.2f} MB)")
     return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Lean export: what test-time training on new tasks reads, without the pretraining puzzle table.
+
+LEAN_IDENTIFIER = "<mean>"  # never a build row's identifier (those are "task#k")
+
+
+def lean_table(table):
+    """The blank row (zeros) and, when the table has trained rows, their mean: ttt seeds every new
+    puzzle row with the mean of rows 1..N (ttt_phases.transplant_weights), and the mean of this
+    one-row rest is that same row, so ttt starts from identical weights."""
+    lean = table.new_zeros(min(2, table.shape[0]), table.shape[1])
+    if table.shape[0] > 1:
+        lean[1] = table[1:].mean(0)
+    return lean
+
+
+def export_lean(source: str | Path, out: str | Path) -> Export:
+    """Write a lean inference export of `source` (run folder, checkpoint folder or export) to `out`:
+    the network (EMA values) and a puzzle table of the blank row plus the mean trained row. Rows of
+    the tasks the checkpoint trained on are dropped, so `predict` from it answers no task and ttt
+    seeds every puzzle row with the mean (as it does for any task the checkpoint did not train)."""
+    found = ckpt.resolve_checkpoint(source)
+    state = ckpt.load_state(found)
+    out = Path(out)
+    if out.resolve() == found.resolve():
+        raise InputError(f"{out}: the export must go to another folder than the checkpoint")
+    weights = inference_weights(state)
+    weights["puzzle_table"] = lean_table(state["model"]["puzzle_table"])  # the table ttt averages
+    rows = int(weights["puzzle_table"].shape[0])
+    identifiers = ["<blank>", LEAN_IDENTIFIER][:rows]
+    config = json.loads(state["config"])
+    config["model"]["num_puzzle_ids"] = rows
+    ids = ckpt.read_json(found / "identifiers.json", "identifier map")
+    had_hashes = isinstance(ids, dict) and ids.get("task_hashes") is not None
+    id_map = {"identifiers": identifiers, "augmentations": [""] * rows,
+              "task_hashes": [""] * rows if had_hashes else None}
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    source_rows = int(state["model"]["puzzle_table"].shape[0])
+    save_file(weights, str(tmp / ckpt.EXPORT_WEIGHTS),
+              metadata={"format": ckpt.EXPORT_FORMAT, "step": str(int(state["step"])), "table": "lean",
+                        "source_rows": str(source_rows)})
+    ckpt.write_text_atomic(tmp / "config.json", json.dumps(config, indent=2))
+    ckpt.write_text_atomic(tmp / "identifiers.json", json.dumps(id_map))
+    manifest.write_manifest(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return Export(out, found, len(weights), folder_bytes(out))

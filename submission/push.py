@@ -2,9 +2,16 @@
 Kaggle has processed it, then the kernel. arc-trm never imports `kaggle` (it authenticates at
 import time); it runs the CLI, found on PATH or beside this Python.
 
-Credentials, any of (what kaggle CLI 2.x accepts): KAGGLE_API_TOKEN, KAGGLE_CONFIG_DIR (default
-~/.kaggle)/access_token (written by `kaggle auth login`), kaggle.json there, or KAGGLE_USERNAME
-with KAGGLE_KEY. `kernels push --accelerator` needs kaggle >= 1.8.4.
+Credentials, in the order kaggle CLI 2.2 tries them (kaggle_api_extended.authenticate):
+  1. an API token, read by kagglesdk: KAGGLE_API_TOKEN (the token, or a file holding it), else
+     ~/.kaggle/access_token (or access_token.txt). kagglesdk reads that path under the home folder
+     only, never under KAGGLE_CONFIG_DIR;
+  2. a legacy key: KAGGLE_USERNAME and KAGGLE_KEY, each from the environment or from kaggle.json in
+     the config folder (KAGGLE_CONFIG_DIR, else ~/.kaggle, else on Linux $XDG_CONFIG_HOME/kaggle);
+  3. OAuth: ~/.kaggle/credentials.json with a refresh token, which `kaggle auth login` writes (read
+     by default from kaggle 2.1.1 on).
+`kernels push --accelerator` needs kaggle >= 1.8.4. The kaggle CLI is not a dependency of arc-trm:
+from a checkout, `pip install -e '.[kaggle]'`; with a built wheel, `pip install kaggle six`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from augment.errors import InputError
 from augment.files import read_json
 
 MIN_KAGGLE = (1, 8, 4)
+MIN_KAGGLE_OAUTH = (2, 1, 1)  # the first release that reads credentials.json without KAGGLE_ENABLE_OAUTH=1
+INSTALL_CLI = "pip install kaggle six  (from an arc-trm checkout: pip install -e '.[kaggle]')"
+OAUTH_FILE = "credentials.json"  # written by `kaggle auth login`, under ~/.kaggle
 PLACEHOLDER_USER = "YOUR_KAGGLE_USERNAME"
 DEFAULT_POLL_S = 15.0
 DEFAULT_WAIT_S = 1800.0
@@ -33,7 +43,7 @@ ACCELERATORS: dict[str, str] = {
     "NvidiaL4X1": "1 x NVIDIA L4 (24 GB, bf16)",
     "NvidiaTeslaT4": "2 x NVIDIA T4 (16 GB each): no native bf16, the notebook trains in float32",
     "NvidiaTeslaT4Highmem": "2 x NVIDIA T4 with more host memory: no native bf16",
-    "NvidiaTeslaP100": "1 x P100 (Kaggle's default GPU): sm_60, which the image's torch cannot run",
+    "NvidiaTeslaP100": "retired: a session asking for it gets Kaggle's default GPU, 2 x T4",
     "NvidiaTeslaA100": "NVIDIA A100 (restricted availability)",
     "NvidiaH100": "NVIDIA H100 (restricted availability)",
     "NvidiaRtxPro6000": "NVIDIA RTX PRO 6000 (restricted availability)",
@@ -63,34 +73,80 @@ class Polling:
     max_wait_s: float = DEFAULT_WAIT_S
 
 
+def home_kaggle() -> Path:
+    """~/.kaggle: where kagglesdk reads access_token and `kaggle auth login` writes credentials.json
+    (both ignore KAGGLE_CONFIG_DIR)."""
+    return Path.home() / ".kaggle"
+
+
 def kaggle_config_dir() -> Path:
-    return Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
+    """Where the CLI reads kaggle.json: KAGGLE_CONFIG_DIR, else ~/.kaggle, else on Linux (when
+    ~/.kaggle does not exist) $XDG_CONFIG_HOME/kaggle."""
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(os.environ["KAGGLE_CONFIG_DIR"])
+    if home_kaggle().exists() or not sys.platform.startswith("linux"):
+        return home_kaggle()
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
+
+
+def _json_object(path: Path) -> dict:
+    """A JSON object from `path`, or {} when it is missing or not one (the CLI skips it too)."""
+    if not path.is_file():
+        return {}
+    try:
+        data = read_json(path, "Kaggle credentials")
+    except InputError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _has_text(path: Path) -> bool:
+    try:
+        return path.is_file() and bool(path.read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def credential_source() -> str | None:
-    """Which credentials the kaggle CLI will find, or None."""
-    config = kaggle_config_dir()
+    """Which credentials the kaggle CLI will use (the first it tries that is there), or None."""
     if os.environ.get("KAGGLE_API_TOKEN"):
         return "KAGGLE_API_TOKEN"
-    if (config / "access_token").is_file():
-        return str(config / "access_token")
-    if (config / "kaggle.json").is_file():
-        return str(config / "kaggle.json")
-    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
-        return "KAGGLE_USERNAME + KAGGLE_KEY"
+    for name in ("access_token", "access_token.txt"):
+        if _has_text(home_kaggle() / name):
+            return str(home_kaggle() / name)
+    legacy = _json_object(kaggle_config_dir() / "kaggle.json")  # the environment overrides it, key by key
+    username = os.environ.get("KAGGLE_USERNAME") or legacy.get("username")
+    key = os.environ.get("KAGGLE_KEY") or legacy.get("key")
+    if username and key:
+        return "KAGGLE_USERNAME + KAGGLE_KEY" if os.environ.get("KAGGLE_KEY") else str(kaggle_config_dir() / "kaggle.json")
+    if _json_object(home_kaggle() / OAUTH_FILE).get("refresh_token"):
+        return str(home_kaggle() / OAUTH_FILE)
     return None
 
 
+def missing_credentials() -> str:
+    """One line: where to put credentials, naming only the places the CLI reads."""
+    home = home_kaggle()
+    line = (f"no Kaggle credentials: run `kaggle auth login` (writes {home / OAUTH_FILE}), or save an API token "
+            f"from https://www.kaggle.com/settings/api as {home / 'access_token'} (chmod 600) or export it as "
+            f"KAGGLE_API_TOKEN, or set KAGGLE_USERNAME and KAGGLE_KEY (legacy key; or kaggle.json in "
+            f"{kaggle_config_dir()})")
+    stray = Path(os.environ.get("KAGGLE_CONFIG_DIR") or home) / "access_token"
+    if stray.parent != home and stray.is_file():
+        line += (f"; {stray} is not read (kagglesdk reads {home / 'access_token'} only): move it there or "
+                 f"export KAGGLE_API_TOKEN={stray}")
+    return line
+
+
 def kaggle_username() -> str | None:
-    """The username from KAGGLE_USERNAME or kaggle.json, if either is there (used as --user default)."""
+    """The username from KAGGLE_USERNAME, kaggle.json or the `kaggle auth login` credentials (the --user default)."""
     if os.environ.get("KAGGLE_USERNAME"):
         return os.environ["KAGGLE_USERNAME"]
-    try:
-        data = read_json(kaggle_config_dir() / "kaggle.json", "Kaggle credentials")
-    except InputError:
-        return None
-    name = data.get("username") if isinstance(data, dict) else None
-    return name if isinstance(name, str) and name else None
+    for path in (kaggle_config_dir() / "kaggle.json", home_kaggle() / OAUTH_FILE):
+        name = _json_object(path).get("username")
+        if isinstance(name, str) and name:
+            return name
+    return None
 
 
 def find_cli() -> Path | None:
@@ -112,25 +168,29 @@ def cli_version(cli: Path) -> tuple[int, ...] | None:
     return tuple(int(g or 0) for g in m.groups()) if proc.returncode == 0 and m else None
 
 
+def version_text(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
 def push_problems(user: str) -> list[str]:
-    """What stops a push, each with its fix; empty when the CLI, its version and credentials are fine."""
+    """What stops a push, one line each with its fix; empty when the CLI, its version and credentials are fine."""
     problems = []
-    need = ".".join(map(str, MIN_KAGGLE))
     cli = find_cli()
+    version = cli_version(cli) if cli is not None else None
+    source = credential_source()
     if cli is None:
-        problems.append("the `kaggle` command is not installed: run  pip install 'arc-trm[kaggle]'  "
-                        "(it brings the kaggle CLI and `six`, which kaggle imports without declaring)")
-    else:
-        version = cli_version(cli)
-        if version is None or version < MIN_KAGGLE:
-            have = ".".join(map(str, version)) if version else "an unknown version"
-            problems.append(f"{cli} is {have}; --accelerator needs kaggle >= {need}: "
-                            f"run  pip install -U 'kaggle>={need}'")
-    if credential_source() is None:
-        config = kaggle_config_dir()
-        problems.append(f"no Kaggle credentials: run `kaggle auth login` (writes {config / 'access_token'}), "
-                        f"or set KAGGLE_API_TOKEN, or save an API token as {config / 'kaggle.json'} (chmod 600), "
-                        "or set KAGGLE_USERNAME and KAGGLE_KEY")
+        problems.append(f"the `kaggle` command is not installed: run  {INSTALL_CLI}  "
+                        "(kaggle imports `six` without declaring it)")
+    elif version is None or version < MIN_KAGGLE:
+        have = version_text(version) if version else "an unknown version"
+        problems.append(f"{cli} is {have}; --accelerator needs kaggle >= {version_text(MIN_KAGGLE)}: "
+                        f"run  pip install -U 'kaggle>={version_text(MIN_KAGGLE)}'")
+    elif source == str(home_kaggle() / OAUTH_FILE) and version < MIN_KAGGLE_OAUTH \
+            and os.environ.get("KAGGLE_ENABLE_OAUTH") not in ("1", "true", "yes"):
+        problems.append(f"{cli} is {version_text(version)}, which reads {source} (from `kaggle auth login`) only "
+                        f"with KAGGLE_ENABLE_OAUTH=1: run  pip install -U 'kaggle>={version_text(MIN_KAGGLE_OAUTH)}'")
+    if source is None:
+        problems.append(missing_credentials())
     if user == PLACEHOLDER_USER:
         problems.append("no Kaggle username: pass --user USER (or set KAGGLE_USERNAME)")
     return problems
@@ -172,7 +232,7 @@ def push(target: Target, polling: Polling = Polling(), log: Callable[[str], obje
     """Upload the dataset (create or new version), wait until it is ready, push the kernel; an exit code."""
     cli = find_cli()
     if cli is None:
-        raise InputError("the `kaggle` command is not installed: run  pip install 'arc-trm[kaggle]'")
+        raise InputError(f"the `kaggle` command is not installed: run  {INSTALL_CLI}")
     # Folders (wheels/, checkpoint/) are skipped by the CLI unless uploaded as archives; Kaggle unpacks zips.
     if dataset_exists(cli, target.dataset_id):
         args = ["datasets", "version", "-p", str(target.dataset), "-m", target.message, "--dir-mode", "zip"]

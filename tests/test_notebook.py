@@ -2,7 +2,9 @@
 
 The Kaggle folders are simulated in tmp_path (ARC_TRM_INPUT / ARC_TRM_WORKING) in both layouts (2026:
 competitions/<slug>/ and datasets/<owner>/<slug>/; older: <slug>/): a competition folder with three
-small tasks whose test outputs are removed, and the dataset written by the real bundle code. The
+small tasks whose test outputs are removed, and the dataset written by the real bundle code (with a
+lean export of a pretrained-like checkpoint, or without a checkpoint). An unrelated conflict in the
+image (sympy 1.12 under torch's sympy>=1.13.3 pin) is reproduced with a shadow distribution. The
 device report is faked (ARC_TRM_FAKE_DEVICE) to show the T4 / P100 / no-GPU decisions, and a fake ttt
 whose workers ignore SIGTERM shows that the watchdog ends the whole tree. The kernel and every process it starts run with tests/netblock on PYTHONPATH, so nothing can
 reach the network. The solutions stay outside the input folder and score the result afterwards.
@@ -107,10 +109,51 @@ def write_kaggle_input(tmp: Path, folder: str) -> tuple[Path, Path]:
     return challenges, solutions
 
 
+PRETRAINED_HIDDEN = 32  # not cpu-quick's 64: a ttt run's config shows which network it started from
+
+
+def write_pretrained(run: Path, rows: int = 9) -> Path:
+    """A run folder with one checkpoint of a small network (canvas 10: the test grids fit) and a
+    random puzzle table, standing in for imported or pretrained weights (no training: fast)."""
+    import torch
+
+    from arc_trm import checkpoint as ckpt
+    from arc_trm.config import preset
+    from arc_trm.model import TRM
+
+    cfg = preset("cpu-quick")
+    cfg.model.num_puzzle_ids, cfg.model.seq_len = rows, cfg.data.canvas ** 2
+    cfg.model.hidden_size, cfg.model.num_heads = PRETRAINED_HIDDEN, 2
+    torch.manual_seed(0)
+    model = TRM(cfg.model)
+    model.puzzle_table.normal_(0, 0.02)
+    ids = ["<blank>"] + [f"pretrain{r}#0" for r in range(1, rows)]
+    state = {"model": model.state_dict(), "ema": None, "optim": {}, "sampler": None, "step": 100,
+             "config": json.dumps(cfg.to_dict()), "identifiers": ids}
+    tmp = ckpt.begin_checkpoint(run, 100)
+    ckpt.torch_save_atomic(state, tmp / "state.pt")
+    (tmp / "config.json").write_text(state["config"])
+    augmentations = [""] + ["t0p0123456789"] * (rows - 1)
+    (tmp / "identifiers.json").write_text(json.dumps({"identifiers": ids, "augmentations": augmentations}))
+    return ckpt.commit_checkpoint(run, 100)
+
+
+def write_sympy_conflict(folder: Path) -> Path:
+    """A distribution record claiming sympy 1.12 (torch pins sympy>=1.13.3): on sys.path first, it is
+    what pip's resolver sees; the real sympy still imports, as in an image with a stale record."""
+    record = folder / "sympy-1.12.dist-info"
+    record.mkdir(parents=True)
+    (record / "METADATA").write_text("Metadata-Version: 2.1\nName: sympy\nVersion: 1.12\n")
+    (record / "RECORD").write_text("")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def built_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The attached dataset as `arc-trm kaggle bundle` makes it (no checkpoint: train from scratch), once."""
-    result = kb.write_bundle(tmp_path_factory.mktemp("bundle") / "dist", kb.BundleSpec(user="tester"),
+    """The attached dataset as `arc-trm kaggle bundle --checkpoint RUN` makes it (a lean export), once."""
+    root = tmp_path_factory.mktemp("bundle")
+    write_pretrained(root / "pretrained")
+    result = kb.write_bundle(root / "dist", kb.BundleSpec(checkpoint=root / "pretrained", user="tester"),
                              log=lambda *_: None)
     if result.missing:
         if not network_reachable():
@@ -120,9 +163,10 @@ def built_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return result.dataset
 
 
-def attach(dataset: Path, tmp: Path, folder: str) -> Path:
+def attach(dataset: Path, tmp: Path, folder: str, checkpoint: bool = True) -> Path:
+    """The dataset under input/FOLDER; without `checkpoint` the notebook trains from scratch."""
     target = tmp / "input" / folder
-    shutil.copytree(dataset, target)
+    shutil.copytree(dataset, target, ignore=None if checkpoint else shutil.ignore_patterns("checkpoint"))
     return target
 
 
@@ -147,16 +191,18 @@ def cell_seconds(cell) -> float:
     return (end - start).total_seconds()
 
 
-def execute_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: str) -> list:
+def execute_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path_first: Path | None = None,
+                     **settings: str) -> list:
     """Run the notebook offline against tmp_path/input; the executed code cells, the last one being a
-    probe that shows the kernel cannot reach the network. `settings` are extra environment variables."""
+    probe that shows the kernel cannot reach the network. `settings` are extra environment variables;
+    `path_first` goes first on the kernel's PYTHONPATH (what the image has installed)."""
     for key in ("KAGGLE_IS_COMPETITION_RERUN", "ARC_TRM_FAKE_DEVICE", "ARC_TRM_ALLOW_CPU", "ARC_TRM_TTT_COMMAND",
                 "ARC_TRM_COMPETITION"):
         monkeypatch.delenv(key, raising=False)
     for key, value in {
         "JUPYTER_PATH": str(install_kernelspec(tmp_path)),
         "IPYTHONDIR": str(tmp_path / "ipython"),
-        "PYTHONPATH": blocked_env()["PYTHONPATH"],
+        "PYTHONPATH": (f"{path_first}{os.pathsep}" if path_first else "") + blocked_env()["PYTHONPATH"],
         "ARC_TRM_INPUT": str(tmp_path / "input"),
         "ARC_TRM_WORKING": str(tmp_path / "working"),
         "ARC_TRM_BUDGET": "60s",
@@ -193,39 +239,68 @@ def check_scored(working: Path, challenges: Path, solutions: Path) -> None:
 @pytest.mark.parametrize("layout", ["2026", "2025"])
 def test_notebook_end_to_end(layout: str, built_dataset: Path, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """2026 layout inside the scoring rerun (full budget, every task); the older layout, named by
-    ARC_TRM_COMPETITION, outside it (smoke budget on 2 of the 3 tasks, merged into the fallback)."""
+    """2026 layout inside the scoring rerun (full budget, every task), from the lean export, in an
+    image whose sympy conflicts with torch's pin; the older layout, named by ARC_TRM_COMPETITION,
+    outside it (smoke budget on 2 of the 3 tasks, merged into the fallback), from scratch."""
     comp_folder, data_folder = LAYOUTS[layout]
     challenges, solutions = write_kaggle_input(tmp_path, comp_folder)
-    attach(built_dataset, tmp_path, data_folder)
+    rerun = layout == "2026"
+    attach(built_dataset, tmp_path, data_folder, checkpoint=rerun)
     working = tmp_path / "working"
     record_before = metadata.distribution("arc-trm").read_text("RECORD")
-    rerun = layout == "2026"
     settings = {"ARC_TRM_ALLOW_CPU": "1"}
-    if rerun:
-        settings["KAGGLE_IS_COMPETITION_RERUN"] = "Batch"
+    if rerun:  # loading the checkpoint and the embeddings-only phase need a little more time than from scratch
+        settings.update(KAGGLE_IS_COMPETITION_RERUN="Batch", ARC_TRM_BUDGET="90s")
     else:
         settings.update(ARC_TRM_COMPETITION="arc-prize-2025", ARC_TRM_BUDGET="11h", ARC_TRM_SMOKE_BUDGET="60s",
                         ARC_TRM_SMOKE_TASKS="2")
+    conflict = write_sympy_conflict(tmp_path / "image") if rerun else None
 
-    text = notebook_text(execute_notebook(tmp_path, monkeypatch, **settings))
+    text = notebook_text(execute_notebook(tmp_path, monkeypatch, path_first=conflict, **settings))
     assert f"challenges: {challenges}" in text
     assert "fallback submission: 3 tasks" in text
     # The package is already installed here: pip must leave the test environment alone.
     assert "already satisfied: arc-trm" in text.lower()
     assert metadata.distribution("arc-trm").read_text("RECORD") == record_before
+    assert "imports: ok" in text and "installed: True" in text
     assert "no GPU; ARC_TRM_ALLOW_CPU is set: preset cpu-quick" in text
     assert "ttt exit code: 0" in text, text[-4000:]
     assert "valid submission: 3 tasks" in text
+    plan = json.loads((working / "ttt_run" / "ttt_plan.json").read_text())
+    hidden = json.loads((working / "ttt_run" / "config.json").read_text())["model"]["hidden_size"]
     if rerun:
-        assert "scoring rerun: full budget 60s on 3 tasks" in text
+        assert "scoring rerun: full budget 90s on 3 tasks" in text
+        lean = next(input_dataset(tmp_path).glob("checkpoint"))
+        assert f"checkpoint {lean}" in text  # ttt ran from the lean export
+        assert json.loads((lean / "identifiers.json").read_text())["identifiers"] == ["<blank>", "<mean>"]
+        assert hidden == PRETRAINED_HIDDEN  # the network came from the checkpoint
+        assert plan["steps"] < 3 or plan["freeze_steps"] > 0  # embeddings-only first, as from any checkpoint
     else:
-        assert "not the scoring rerun: smoke budget 60s on 2 tasks" in text
+        assert "not the scoring rerun: smoke budget 60s on 2 tasks" in text and "checkpoint None" in text
         assert "smoke run: 2 tasks answered by ttt" in text
         assert len(json.loads((working / "smoke_challenges.json").read_text())) == 2
+        assert plan["freeze_steps"] == 0 and hidden == 64  # from scratch: cpu-quick's network
     check_scored(working, challenges, solutions)
     # ttt really trained (a checkpoint) in the working folder.
     assert (working / "ttt_run" / "checkpoints" / "latest").is_file(), text[-4000:]
+
+
+def input_dataset(tmp: Path) -> Path:
+    return next(p.parent for p in (tmp / "input").rglob("wheels"))
+
+
+def test_the_conflict_sinks_an_install_that_resolves(built_dataset: Path, tmp_path: Path) -> None:
+    """The reproduction is real: with the sympy 1.12 record first on the path, pip's resolver refuses the
+    install the notebook used to run (so the run fell back); the notebook's --no-deps install passes."""
+    env = {**blocked_env(), "PYTHONPATH": f"{write_sympy_conflict(tmp_path / 'image')}{os.pathsep}{NETBLOCK}"}
+    wheels = built_dataset / "wheels"
+    base = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--disable-pip-version-check",
+            "--find-links", str(wheels)]
+    old = subprocess.run([*base, "arc-trm"], capture_output=True, text=True, env=env, timeout=300)
+    assert old.returncode != 0 and "sympy>=1.13.3" in old.stdout + old.stderr
+    pins = [f"{w.name.split('-')[0].replace('_', '-')}=={w.name.split('-')[1]}" for w in sorted(wheels.glob("*.whl"))]
+    new = subprocess.run([*base, "--no-deps", *pins], capture_output=True, text=True, env=env, timeout=300)
+    assert new.returncode == 0, new.stdout + new.stderr
 
 
 def test_notebook_without_dataset_keeps_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -295,7 +370,7 @@ def test_the_watchdog_ends_a_hung_ttt_and_its_workers(built_dataset: Path, tmp_p
     attach(built_dataset, tmp_path, LAYOUTS["2026"][1])
     script, pids = tmp_path / "fake_ttt.py", tmp_path / "pids.txt"
     script.write_text(FAKE_TTT)
-    budget, slack, grace = 20, 1, 3
+    budget, slack, grace = 40, 1, 3  # the install and its import check (torch) come out of the budget
     try:
         cells = execute_notebook(tmp_path, monkeypatch, ARC_TRM_ALLOW_CPU="1", KAGGLE_IS_COMPETITION_RERUN="1",
                                  ARC_TRM_BUDGET=f"{budget}s", ARC_TRM_WATCHDOG_SLACK=str(slack),

@@ -57,3 +57,17 @@ def test_smoke_subset_is_merged_into_a_complete_submission(tmp_path: Path) -> No
     with pytest.raises(InputError):
         rt.merge_into(full, part, challenges)
     assert json.loads(full.read_text()) == merged
+
+
+def test_the_import_check_names_what_does_not_import() -> None:
+    ok = rt.check_imports(("json", "submission.kaggle"))
+    assert ok.ok and ok.message() == "imports: ok"
+    bad = rt.check_imports(("json", "no_such_module_arc_trm", "submission.kaggle"))
+    assert not bad.ok and len(bad.failed) == 1
+    assert bad.failed[0].startswith("no_such_module_arc_trm: ModuleNotFoundError") and "\n" not in bad.message()
+    assert rt.check_imports(python="/nonexistent/python").failed  # a child that cannot start is a failure too
+
+
+def test_the_retired_p100_message_points_at_a_machine_that_runs() -> None:
+    msg = rt.choose_run(rt.DeviceReport(1, "Tesla P100", (6, 0), False, "no kernel image")).message
+    assert "NvidiaL4" in msg and "T4 x2" in msg
