@@ -29,6 +29,12 @@ COMPILE_SETTINGS = ("auto", "on", "off")
 TOKEN_LOSSES = ("stablemax", "softmax")  # arc_trm.loss
 
 
+def mlp_width(dim: int, expansion: float) -> int:
+    """Hidden units of the SwiGLU over `dim` features: 2/3 of expansion * dim (the gate and up
+    projections share that budget), rounded up to a multiple of 256 as in the reference."""
+    return -(-round(expansion * dim * 2 / 3) // 256) * 256
+
+
 @dataclass
 class ModelConfig:
     hidden_size: int = 512
@@ -52,10 +58,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_section(self, "model")  # types and ranges first: the checks below divide and compare
-        if self.hidden_size % self.num_heads != 0:
+        if self.hidden_size % self.num_heads != 0 and not self.mlp_t:  # mlp_t has no attention heads
             raise ValueError(f"hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
         if self.pos_encodings not in POS_ENCODINGS:
             raise ValueError(f"pos_encodings must be one of {POS_ENCODINGS}, got {self.pos_encodings!r}")
+        self.check_shapes()
         if self.forward_dtype not in FORWARD_DTYPES:
             raise ValueError(f"forward_dtype must be one of {FORWARD_DTYPES}, got {self.forward_dtype!r}")
         if self.puzzle_emb_len < 1:
@@ -64,6 +71,19 @@ class ModelConfig:
             raise ValueError("H_cycles, L_cycles, L_layers and halt_max_steps must all be >= 1")
         if self.num_puzzle_ids < 1:
             raise ValueError("num_puzzle_ids must be >= 1")
+
+    def check_shapes(self) -> None:
+        """ValueError naming the keys of a shape the first forward pass would fail on."""
+        head_dim = self.hidden_size // self.num_heads
+        if self.pos_encodings == "rope" and not self.mlp_t and head_dim % 2:
+            raise ValueError(f"model.hidden_size {self.hidden_size} / model.num_heads {self.num_heads} is a head "
+                             f"dim of {head_dim}; rope rotates pairs of dims, so the head dim must be even")
+        mixed = [("model.hidden_size", self.hidden_size)] + (
+            [("model.puzzle_emb_len + model.seq_len", self.total_len)] if self.mlp_t else [])
+        for name, dim in mixed:
+            if mlp_width(dim, self.expansion) < 1:
+                raise ValueError(f"model.expansion {self.expansion} leaves the SwiGLU over {name} {dim} no hidden "
+                                 f"units (round(expansion * {dim} * 2/3) is 0); raise model.expansion")
 
     @property
     def total_len(self) -> int:

@@ -105,6 +105,9 @@ class GroupSampler:
                 "position": self.position, "order": None if self.order is None else self.order.tolist()}
 
     def load_state_dict(self, state: dict) -> None:
+        if "buckets" in state:
+            raise InputError("the checkpoint's sampler draws length buckets and this run does not: "
+                             "data.bucketing was true when the run started; resume with data.bucketing=true")
         self.rng.bit_generator.state = json.loads(state["rng"])
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self.order = None if state["order"] is None else np.asarray(state["order"], dtype=np.int64)

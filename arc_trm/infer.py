@@ -246,6 +246,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise InputError(f"--noise must be a number >= 0, got {args.noise}")
     if args.trajectories > 1 and args.noise == 0:
         raise InputError("--trajectories > 1 needs --noise > 0 (clean runs of a view are identical)")
+    if args.noise > 0 and args.trajectories == 1:
+        raise InputError("--noise acts only on the extra runs of --trajectories N (the first run of a view is clean); "
+                         "pass --trajectories 2 or more")
     try:
         check_device_available(args.device)
     except ValueError as e:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from arc_trm.config import ModelConfig
+from arc_trm.config import ModelConfig, mlp_width
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ class SwiGLU(nn.Module):
 
     def __init__(self, dim: int, expansion: float):
         super().__init__()
-        inter = ceil_to_multiple(round(expansion * dim * 2 / 3), 256)
+        inter = mlp_width(dim, expansion)
         self.gate_up = Linear(dim, 2 * inter)
         self.down = Linear(inter, dim)
 

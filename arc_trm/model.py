@@ -68,6 +68,21 @@ class Net(nn.Module):
         return h
 
 
+class SharedCast(torch.autograd.Function):
+    """One use of a weight's cached low-precision copy: forward hands out the copy (no new cast);
+    backward returns this use's gradient in the weight's own dtype. Autograd sums the gradients
+    of several uses where they meet, so with one node per use they meet, and are summed, in float32."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, cast: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.dtype = weight.dtype
+        return cast.view_as(cast)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return grad.to(ctx.dtype), None
+
+
 # ----------------------------------------------------------------------------------------------
 # Named inputs and outputs
 
@@ -206,9 +221,20 @@ class TRM(nn.Module):
 
     def cast_net(self) -> Callable[[Tensor, Tensor, Rotary | None], Tensor]:
         """`net` with its float32 master weights cast to the forward dtype once, not once per
-        application: T*(n+1) applications share one cast (and its backward) per step."""
-        weights = {name: p.to(self.forward_dtype) for name, p in self.net.named_parameters()}
-        return lambda h, injection, rope: functional_call(self.net, weights, (h, injection, rope))
+        application: T*(n+1) applications share one cast per step. With gradients, each
+        application takes the copy through its own SharedCast, so the applications' weight
+        gradients are summed in float32, as with a cast per use (the reference), not in bf16."""
+        params = dict(self.net.named_parameters())
+        cast = {name: p.detach().to(self.forward_dtype) for name, p in params.items()}
+
+        def net(h: Tensor, injection: Tensor, rope: Rotary | None) -> Tensor:
+            weights = cast
+            if torch.is_grad_enabled():
+                weights = {name: p if p.dtype == self.forward_dtype else SharedCast.apply(p, cast[name])
+                           for name, p in params.items()}
+            return functional_call(self.net, weights, (h, injection, rope))
+
+        return net
 
     def cycle(self, net: Callable, y: Tensor, z: Tensor, x: Tensor, rope: Rotary | None) -> Latents:
         for _ in range(self.cfg.L_cycles):  # n

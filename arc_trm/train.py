@@ -231,8 +231,10 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     final_dir = None
     step_seconds = 0.0  # running mean, for the deadline
     first_step, timed_s = state.step + 1, 0.0  # the seconds of the steps after this call's first
+    # The state of the last batch consumed (what a checkpoint saves), read before the prefetch
+    # thread starts drawing: a stop before the first step must not skip the batches it drew.
+    state.sampler_state = state.sampler.state_dict()
     batches = Prefetcher(state.sampler, built, tcfg.global_batch_size, layout.rows, pin=device.type == "cuda")
-    state.sampler_state = state.sampler.state_dict()  # of the last batch consumed: what a checkpoint saves
     try:
         while state.step < end:
             if options.deadline is not None and out_of_time(options.deadline, step_seconds, d):

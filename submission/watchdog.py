@@ -146,6 +146,13 @@ class Pump:
             got = True
             self.echo(self.decoder.decode(chunk))
 
+    def wait(self, wait_s: float) -> None:
+        """One poll interval: pump, or once the pipe is closed (select would return at once) sleep."""
+        if self.open:
+            self.pump(wait_s)
+        else:
+            time.sleep(wait_s)
+
 
 def _echo(text: str) -> None:
     if text:
@@ -174,7 +181,7 @@ class Tree:
         while time.monotonic() < until:
             if self.root.poll() is not None and not self.track(with_tokens=True):
                 return []
-            pump.pump(POLL_S)
+            pump.wait(POLL_S)
         rest = self.track(with_tokens=True)
         if self.root.poll() is None:
             rest[self.root.pid] = -1
@@ -197,7 +204,7 @@ def run_watched(cmd: Sequence[str], *, timeout_s: float, grace_s: float,
     pump, tree = Pump(proc.stdout.fileno(), echo), Tree(proc, token)
     timed_out = False
     while proc.poll() is None and time.monotonic() - start < timeout_s:
-        pump.pump(POLL_S)
+        pump.wait(POLL_S)
         tree.track()
     if proc.poll() is None:
         timed_out = True

@@ -18,7 +18,7 @@ from augment.encoding import encode_grid
 from augment.store import BuiltSet
 from augment.tasks import load_tasks
 
-from conftest import TINY, run_cli, sets
+from conftest import TINY, cli_in_process, run_cli, sets
 from test_train import assert_ok, final_state
 
 # Three ARC-AGI-1 training tasks whose pairs fall in both buckets of a 15 x 15 canvas (10 and 15).
@@ -159,3 +159,13 @@ def test_predict_and_ttt_with_buckets(tmp_path, mixed_build):
                   *sets(MIXED + ["train.eval_every=0"]))
     assert_ok(ttt)
     assert json.loads((tmp_path / "ttt" / "submission.json").read_text()).keys() == submission.keys()
+
+
+def test_resuming_a_bucketed_run_without_bucketing_is_one_line(tmp_path, mixed_build):
+    run = tmp_path / "run"
+    assert cli_in_process(*bucket_train_args(mixed_build, run, 2)).returncode == 0
+    proc = cli_in_process(*bucket_train_args(mixed_build, run, 4, "--resume", "--set", "data.bucketing=false"))
+    assert proc.returncode == 2, proc.stderr
+    assert "data.bucketing=true" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert final_state(run)["step"] == 2  # the checkpoint was left alone

@@ -3,6 +3,7 @@ training step, the prefetch thread, one weight cast per step, bf16 attention inp
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -14,6 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from arc_trm.common import CompiledOrEager, Dist, wants_compile
 from arc_trm.config import ModelConfig
 from arc_trm.data import GroupSampler, Prefetcher
+from arc_trm.loss import compute_loss
 from arc_trm.model import TRM, Batch, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.step import Optimizers, StepSetup, train_step
@@ -120,6 +122,43 @@ def test_weights_are_cast_once_per_step_not_once_per_application():
         model(model.initial_carry(b), b)
     applications = CFG.H_cycles * (CFG.L_cycles + 1)
     assert Casts.count == len(net_weights), f"{Casts.count} casts for {len(net_weights)} weights, {applications} applications"
+
+
+def bf16_gradients(model: TRM, b: Batch) -> dict[str, torch.Tensor]:
+    compute_loss(model(model.initial_carry(b), b)).loss.backward()
+    return {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_bf16_weight_gradients_are_summed_in_float32_as_with_a_cast_per_use():
+    """The step's one bf16 copy of each `net` weight serves T*(n+1) applications. Each application's
+    gradient must reach the float32 weight in float32 and be summed there, as the reference's cast at
+    every use does: the same gradients to the last bit (summed in bf16 they differed in ~88% of elements)."""
+    cfg = replace(CFG, forward_dtype="bfloat16", L_cycles=3)
+    torch.manual_seed(0)
+    model = TRM(cfg).train()
+    per_use = copy.deepcopy(model)
+    per_use.cast_net = lambda: per_use.net  # every Linear casts its weight at each use
+    b = batch(cfg, 4, seed=5)
+    got, expected = bf16_gradients(model, b), bf16_gradients(per_use, b)
+    assert got.keys() == expected.keys() and any(name.startswith("net.") for name in got)
+    for name, grad in expected.items():
+        assert grad.dtype == torch.float32 and grad.abs().sum() > 0
+        assert torch.equal(got[name], grad), name
+
+
+def test_bf16_gradients_compile_to_the_same_bits():
+    """The cast-once path traces (the eager step's backward through aot_autograd) to the same gradients."""
+    torch._dynamo.reset()
+    cfg = replace(CFG, forward_dtype="bfloat16", L_cycles=1, H_cycles=1)
+    torch.manual_seed(0)
+    model = TRM(cfg).train()
+    compiled = copy.deepcopy(model)
+    compiled.step = CompiledOrEager(compiled.step, backend="aot_eager")
+    b = batch(cfg, 2, seed=6)
+    expected, got = bf16_gradients(model, b), bf16_gradients(compiled, b)
+    assert not compiled.step.failed
+    for name, grad in expected.items():
+        assert torch.equal(got[name], grad), name
 
 
 def test_attention_runs_sdpa_on_bf16_inputs(monkeypatch):

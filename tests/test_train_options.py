@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -178,3 +179,24 @@ def test_evaluation_in_a_compiled_run_computes_with_the_ema_weights(tmp_path, sm
     got = outputs(evaluated[0])
     assert torch.equal(got, outputs(fresh(state["ema"])))
     assert not torch.allclose(got, outputs(fresh({})), atol=1e-4)  # the raw weights answer otherwise
+
+
+# ----------------------------------------------------------------------------------------------
+# A deadline stop before the first step resumes exactly
+
+
+def test_a_deadline_stop_before_the_first_step_resumes_bit_identically(tmp_path, small_build):
+    """The step-0 checkpoint of a deadline stop holds the untouched sampler (the prefetch thread had
+    not yet drawn when its state was read), so the resumed run is the uninterrupted one."""
+    built = BuiltSet.open(small_build)
+    cfg = tiny_config("train.max_steps=4", "train.checkpoint_every=1000")
+    train(cfg, tmp_path / "straight", TrainOptions(progress=False, built=built))
+    stopped = train(cfg, tmp_path / "resumed", TrainOptions(progress=False, built=built, deadline=time.time() - 1))
+    assert stopped.steps == 0
+    assert final_state(tmp_path / "resumed")["sampler"] == make_sampler(built, cfg.train.seed, False).state_dict()
+    train(cfg, tmp_path / "resumed", TrainOptions(resume=True, progress=False, built=built))
+    a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
+    assert a["step"] == b["step"] == 4 and a["sampler"] == b["sampler"]
+    for part in ("model", "ema"):
+        for name, tensor in a[part].items():
+            assert torch.equal(tensor, b[part][name]), f"{part}.{name} differs after resume"

@@ -120,3 +120,17 @@ def test_descendants_and_token_holders_are_found(tmp_path: Path) -> None:
     assert stats[me].ppid == os.getppid()
     assert me in wd.descendants(stats[me].ppid, stats)
     assert wd.token_holders("no-such-token", stats) == {}
+
+
+def test_waiting_on_a_closed_pipe_sleeps_instead_of_spinning() -> None:
+    """A command that closes its output and ignores SIGTERM: the watchdog waits out the timeout and
+    the grace period on a closed pipe. It polls the tree every POLL_S there; spinning on the
+    closed pipe used about half a core. A bound on the watchdog's own CPU time, not on wall time."""
+    code = ("import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "os.close(1); os.close(2); time.sleep(60)")
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    result = wd.run_watched([sys.executable, "-c", code], timeout_s=1.0, grace_s=2.0, echo=lambda _: None)
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    assert result.timed_out and result.returncode == -signal.SIGKILL and result.leftovers == []
+    assert wall >= 3.0  # the timeout and the whole grace period were waited out
+    assert cpu < 0.2 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s"
