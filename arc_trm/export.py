@@ -13,7 +13,8 @@ EMA) and the puzzle table. The export folder holds:
 
 `arc-trm predict --checkpoint OUT` and `arc-trm ttt --checkpoint OUT` load it like a run folder.
 Files are written under temporary names and renamed into place, so an interrupted export never
-leaves a folder that looks complete.
+leaves a folder that looks complete. OUT must be new, empty or an earlier export: a run, a
+checkpoint, a folder above one or any other files are refused (the build's guard), never deleted.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from arc_trm import checkpoint as ckpt
+from arc_trm import runs
 from augment.errors import InputError
+from augment.files import check_replaceable, replace_folder
 from submission import checkpoint_manifest as manifest
+from submission.runfolder import is_export
 
 
 @dataclass
@@ -51,35 +55,48 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
+def check_export_folder(out: Path, found: Path) -> None:
+    """One line unless `out` is new, empty or an earlier export (nothing is deleted otherwise)."""
+    if out.resolve() == found.resolve():
+        raise InputError(f"{out}: the export must go to another folder than the checkpoint")
+    held = [] if is_export(out) else runs.run_files(out, runs.TTT_FILES)
+    if held:
+        raise InputError(f"--out {out} holds a run ({', '.join(held)}); an export never replaces one: "
+                         f"use a new or empty folder")
+    check_replaceable(out, is_export, "an inference export")
+
+
 def export_inference(source: str | Path, out: str | Path) -> Export:
     """Write the inference export of `source` (run folder or checkpoint folder) to `out`."""
     found = ckpt.resolve_checkpoint(source)
+    out = Path(out)
+    check_export_folder(out, found)  # before the weights load: a refusal is quick and writes nothing
     state = ckpt.load_state(found)
     ids = ckpt.read_json(found / "identifiers.json", "identifier map")
     if not isinstance(ids, dict) or ids.get("identifiers") != state["identifiers"]:
         raise InputError(f"{found / 'identifiers.json'}: does not match the identifiers in state.pt")
     weights = inference_weights(state)
-    out = Path(out)
-    if out.resolve() == found.resolve():
-        raise InputError(f"{out}: the export must go to another folder than the checkpoint")
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_file(weights, str(tmp / ckpt.EXPORT_WEIGHTS),
-              metadata={"format": ckpt.EXPORT_FORMAT, "step": str(int(state["step"]))})
-    ckpt.write_text_atomic(tmp / "config.json", state["config"])
-    ckpt.write_text_atomic(tmp / "identifiers.json", (found / "identifiers.json").read_text(encoding="utf-8"))
-    manifest.write_manifest(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    try:
+        save_file(weights, str(tmp / ckpt.EXPORT_WEIGHTS),
+                  metadata={"format": ckpt.EXPORT_FORMAT, "step": str(int(state["step"]))})
+        ckpt.write_text_atomic(tmp / "config.json", state["config"])
+        ckpt.write_text_atomic(tmp / "identifiers.json", (found / "identifiers.json").read_text(encoding="utf-8"))
+        manifest.write_manifest(tmp)
+        replace_folder(tmp, out, is_export, "an inference export")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return Export(out, found, len(weights), folder_bytes(out))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="run folder (its latest checkpoint) or checkpoint folder")
-    p.add_argument("--out", required=True, help="export folder (replaced)")
+    p.add_argument("--out", required=True,
+                   help="export folder: new, empty or an earlier export (replaced); anything else is refused")
 
 
 def run(args: argparse.Namespace) -> int:
