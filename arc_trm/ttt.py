@@ -153,8 +153,12 @@ def ttt(options: TTTOptions) -> None:
     begin_run(options, answered, main=int(os.environ.get("RANK", "0")) == 0, barrier=process_barrier if many else None)
     if not tasks:
         print("no well-formed task to train on; the fallback submission stands")
+        if many:
+            from arc_trm.common import teardown
+
+            teardown()  # process_barrier joined the process group
         return
-    from arc_trm.ttt_phases import test_time_train  # torch loads after the fallback is on disk
+    from arc_trm.ttt_phases import test_time_train  # in one process, torch loads after the fallback is on disk
 
     if options.per_task:
         per_task(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))

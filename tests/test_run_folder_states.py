@@ -207,3 +207,24 @@ def test_the_guard_continues_with_resume_and_refuses_it_with_force(tmp_path):
         runs.claim_run_folder(tmp_path, force=True, resume=True)
     with pytest.raises(InputError, match="already holds a run"):
         runs.claim_run_folder(tmp_path, force=False)
+
+
+def test_build_and_export_share_one_replace_guard(tmp_path):
+    """`build` replaces only an earlier build, `export` only an earlier export; each refuses the
+    other's folder, a run and other files in one line, and deletes nothing."""
+    from augment.build import BuildOptions, build_set
+
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    build, export = tmp_path / "build", tmp_path / "export"
+    build_set(TASKS[:1], build, BuildOptions(augmentations=2, canvas=6, progress=False))
+    build_set(TASKS[:1], build, BuildOptions(augmentations=2, canvas=6, progress=False))  # replaced
+    export_inference(run, export)
+    export_inference(run, export)  # replaced
+    before = tree(tmp_path)
+    for out in (run, export):
+        with pytest.raises(InputError, match="is not a build; refusing to replace it"):
+            build_set(TASKS[:1], out, BuildOptions(augmentations=2, canvas=6, progress=False))
+    with pytest.raises(InputError, match="is not an inference export; refusing to replace it"):
+        export_inference(run, build)
+    assert tree(tmp_path) == before
