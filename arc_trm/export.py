@@ -13,7 +13,8 @@ EMA) and the puzzle table. The export folder holds:
 
 `arc-trm predict --checkpoint OUT` and `arc-trm ttt --checkpoint OUT` load it like a run folder.
 Files are written under temporary names and renamed into place, so an interrupted export never
-leaves a folder that looks complete.
+leaves a folder that looks complete. OUT must be new, empty or an earlier export: a run, a
+checkpoint, a folder above one or any other files are refused (the build's guard), never deleted.
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from arc_trm import checkpoint as ckpt
+from arc_trm import runs
 from augment.errors import InputError
+from augment.files import check_replaceable, replace_folder
 from submission import checkpoint_manifest as manifest
+from submission.runfolder import is_export
 
 
 @dataclass
@@ -52,50 +56,60 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-def export_inference(source: str | Path, out: str | Path) -> Export:
-    """Write the inference export of `source` (run folder or checkpoint folder) to `out`."""
+def check_export_folder(out: Path, found: Path) -> None:
+    """One line unless `out` is new, empty or an earlier export (nothing is deleted otherwise)."""
+    if out.resolve() == found.resolve():
+        raise InputError(f"{out}: the export must go to another folder than the checkpoint")
+    held = [] if is_export(out) else runs.run_files(out, runs.TTT_FILES)
+    if held:
+        raise InputError(f"--out {out} holds a run ({', '.join(held)}); an export never replaces one: "
+                         f"use a new or empty folder")
+    check_replaceable(out, is_export, "an inference export")
+
+
+def export_inference(source: str | Path, out: str | Path, lean: bool = False) -> Export:
+    """Write the inference export of `source` (run folder, checkpoint folder or export) to `out`.
+    With `lean`, the puzzle table keeps only the blank row and the mean trained row (see
+    lean_table): ttt on new tasks starts from the same weights, and predict knows no task."""
     found = ckpt.resolve_checkpoint(source)
+    out = Path(out)
+    check_export_folder(out, found)  # before the weights load: a refusal is quick and writes nothing
     state = ckpt.load_state(found)
     ids = ckpt.read_json(found / "identifiers.json", "identifier map")
     if not isinstance(ids, dict) or ids.get("identifiers") != state["identifiers"]:
         raise InputError(f"{found / 'identifiers.json'}: does not match the identifiers in state.pt")
     weights = inference_weights(state)
-    out = Path(out)
-    if out.resolve() == found.resolve():
-        raise InputError(f"{out}: the export must go to another folder than the checkpoint")
+    metadata = {"format": ckpt.EXPORT_FORMAT, "step": str(int(state["step"]))}
+    config_text, ids_text = state["config"], (found / "identifiers.json").read_text(encoding="utf-8")
+    if lean:
+        metadata.update(table="lean", source_rows=str(int(weights["puzzle_table"].shape[0])))
+        weights["puzzle_table"] = lean_table(weights["puzzle_table"])
+        rows = int(weights["puzzle_table"].shape[0])
+        config = json.loads(config_text)
+        config["model"]["num_puzzle_ids"] = rows
+        config_text = json.dumps(config, indent=2)
+        hashes = [""] * rows if ids.get("task_hashes") is not None else None
+        ids_text = json.dumps({"identifiers": ["<blank>", LEAN_IDENTIFIER][:rows], "augmentations": [""] * rows,
+                               "task_hashes": hashes})
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_file(weights, str(tmp / ckpt.EXPORT_WEIGHTS),
-              metadata={"format": ckpt.EXPORT_FORMAT, "step": str(int(state["step"]))})
-    ckpt.write_text_atomic(tmp / "config.json", state["config"])
-    ckpt.write_text_atomic(tmp / "identifiers.json", (found / "identifiers.json").read_text(encoding="utf-8"))
-    manifest.write_manifest(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    try:
+        save_file(weights, str(tmp / ckpt.EXPORT_WEIGHTS), metadata=metadata)
+        ckpt.write_text_atomic(tmp / "config.json", config_text)
+        ckpt.write_text_atomic(tmp / "identifiers.json", ids_text)
+        manifest.write_manifest(tmp)
+        replace_folder(tmp, out, is_export, "an inference export")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return Export(out, found, len(weights), folder_bytes(out))
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="run folder (its latest checkpoint) or checkpoint folder")
-    p.add_argument("--out", required=True, help="export folder (replaced)")
-    p.add_argument("--lean", action="store_true",
-                   help="keep only the network and the mean puzzle row (what ttt on new tasks reads); "
-                        "predict then knows no task (default: the whole puzzle table)")
+def export_lean(source: str | Path, out: str | Path) -> Export:
+    return export_inference(source, out, lean=True)
 
-
-def run(args: argparse.Namespace) -> int:
-    result = (export_lean if args.lean else export_inference)(args.checkpoint, args.out)
-    full = folder_bytes(result.source)
-    print(f"exported {result.source} -> {result.folder}: {result.tensors} tensors, "
-          f"{result.bytes / 1e6:.2f} MB (checkpoint folder: {full / 1e6:.2f} MB)")
-    return 0
-
-
-# ----------------------------------------------------------------------------------------------
-# Lean export: what test-time training on new tasks reads, without the pretraining puzzle table.
 
 LEAN_IDENTIFIER = "<mean>"  # never a build row's identifier (those are "task#k")
 
@@ -110,38 +124,18 @@ def lean_table(table):
     return lean
 
 
-def export_lean(source: str | Path, out: str | Path) -> Export:
-    """Write a lean inference export of `source` (run folder, checkpoint folder or export) to `out`:
-    the network (EMA values) and a puzzle table of the blank row plus the mean trained row. Rows of
-    the tasks the checkpoint trained on are dropped, so `predict` from it answers no task and ttt
-    seeds every puzzle row with the mean (as it does for any task the checkpoint did not train)."""
-    found = ckpt.resolve_checkpoint(source)
-    state = ckpt.load_state(found)
-    out = Path(out)
-    if out.resolve() == found.resolve():
-        raise InputError(f"{out}: the export must go to another folder than the checkpoint")
-    weights = inference_weights(state)
-    weights["puzzle_table"] = lean_table(state["model"]["puzzle_table"])  # the table ttt averages
-    rows = int(weights["puzzle_table"].shape[0])
-    identifiers = ["<blank>", LEAN_IDENTIFIER][:rows]
-    config = json.loads(state["config"])
-    config["model"]["num_puzzle_ids"] = rows
-    ids = ckpt.read_json(found / "identifiers.json", "identifier map")
-    had_hashes = isinstance(ids, dict) and ids.get("task_hashes") is not None
-    id_map = {"identifiers": identifiers, "augmentations": [""] * rows,
-              "task_hashes": [""] * rows if had_hashes else None}
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    source_rows = int(state["model"]["puzzle_table"].shape[0])
-    save_file(weights, str(tmp / ckpt.EXPORT_WEIGHTS),
-              metadata={"format": ckpt.EXPORT_FORMAT, "step": str(int(state["step"])), "table": "lean",
-                        "source_rows": str(source_rows)})
-    ckpt.write_text_atomic(tmp / "config.json", json.dumps(config, indent=2))
-    ckpt.write_text_atomic(tmp / "identifiers.json", json.dumps(id_map))
-    manifest.write_manifest(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return Export(out, found, len(weights), folder_bytes(out))
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="run folder (its latest checkpoint) or checkpoint folder")
+    p.add_argument("--out", required=True,
+                   help="export folder: new, empty or an earlier export (replaced); anything else is refused")
+    p.add_argument("--lean", action="store_true",
+                   help="keep only the network and the mean puzzle row (what ttt on new tasks reads); "
+                        "predict then knows no task (default: the whole puzzle table)")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = export_inference(args.checkpoint, args.out, lean=args.lean)
+    full = folder_bytes(result.source)
+    print(f"exported {result.source} -> {result.folder}: {result.tensors} tensors, "
+          f"{result.bytes / 1e6:.2f} MB (checkpoint folder: {full / 1e6:.2f} MB)")
+    return 0

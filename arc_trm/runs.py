@@ -2,8 +2,9 @@
 
 `train --out RUN` without `--resume` refuses a folder that already holds a run; `--force` moves
 the old run aside to a timestamped sibling (RUN.old-20250101-120000) and never deletes it.
-`ttt --out` follows the same rule with its own files. A resumed run's metrics.jsonl is cut back
-to the checkpoint's step, so its steps only increase.
+`ttt --out` follows the same rule with its own files (--per-task's RUN/tasks/ included), checked on
+every rank before any rank writes. `export` replaces only an earlier export. A resumed run's
+metrics.jsonl is cut back to the checkpoint's step, so its steps only increase.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from augment.errors import InputError
 from augment.files import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")  # what `train` writes into a run folder
-TTT_FILES = RUN_FILES + ("submission.json", "ttt_plan.json", "ttt_challenges.json")  # and `ttt`
+TTT_FILES = RUN_FILES + ("submission.json", "ttt_plan.json", "ttt_challenges.json",
+                         "tasks")  # and `ttt` (tasks/<id>/: one run per task with --per-task)
 
 
 def run_files(out: Path, names: tuple[str, ...] = RUN_FILES) -> list[str]:
@@ -36,13 +38,17 @@ def aside_name(out: Path, now: float | None = None) -> Path:
     return candidate
 
 
-def claim_run_folder(out: Path, force: bool, main: bool = True, names: tuple[str, ...] = RUN_FILES) -> Path | None:
+def claim_run_folder(out: Path, force: bool, main: bool = True, names: tuple[str, ...] = RUN_FILES,
+                     resume: bool = False) -> Path | None:
     """Make `out` free for a new run: refuse (one line) when it holds one, or with `force` move
-    the whole folder aside (on the main rank only). Returns where the old run went, or None.
-    Every rank may call this: without `force` all of them see the same files and refuse alike."""
+    the whole folder aside (on the main rank only); with `resume` the run there is continued.
+    Returns where the old run went, or None. Every rank calls this before any rank writes into
+    `out` (then a barrier): without `force` all of them see the same files and refuse alike."""
+    if force and resume:
+        raise InputError("--force starts a new run in --out and --resume continues the one there: pass one")
     out = Path(out)
     found = run_files(out, names)
-    if not found:
+    if not found or resume:
         return None
     if not force:
         raise InputError(f"{out} already holds a run ({', '.join(found)}): continue it with --resume, use "

@@ -20,9 +20,13 @@ their demonstrations first. The run:
 Without --checkpoint it trains from scratch (useful on CPU and in tests).
 
 With --per-task each task gets its own copy of the model, trained and predicted alone in
-RUN/tasks/<id>, under a share of the time left in proportion to its demonstrations (recomputed
+RUN/tasks/<safe id>, under a share of the time left in proportion to its demonstrations (recomputed
 after each task, so time one task leaves unused goes to the rest); the run's submission takes each
-task's answers as they come.
+task's answers as they come. A task that fits no canvas keeps its fallback answer, and past the
+deadline the tasks left keep theirs.
+
+A folder that holds a run is refused before anything is written (the submission included), on
+every process of a torchrun before any writes, unless --force moves it aside or --resume continues it.
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
-from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options
-from augment.tasks import Task, load_tasks
-from submission.kaggle import fallback_submission, load_submission, write_submission
+from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options, seconds_left
+from augment.errors import InputError
+from augment.tasks import Task, load_tasks, safe_name
+from submission.kaggle import fallback_submission, load_submission, validate_submission, write_submission
 from submission.outputs import check_prediction_outputs
 
 
@@ -78,7 +84,8 @@ def options_from_args(args: argparse.Namespace) -> TTTOptions:
                       submission=Path(args.submission) if args.submission else None, preset=args.preset,
                       overrides=tuple(args.set or ()), embedding_fraction=args.embedding_fraction,
                       margin=args.margin, batch_size=args.batch_size, scoring=args.scoring,
-                      progress=not args.no_progress, force=args.force, per_task=args.per_task)
+                      progress=not args.no_progress, force=args.force, per_task=args.per_task,
+                      resume=getattr(args, "resume", False))
 
 
 def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:
@@ -91,15 +98,48 @@ def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:
     return as_test_tasks(tasks), as_test_tasks([t for t in salvaged if t.id not in known])
 
 
+def holds_answers(path: Path, tasks: list[Task]) -> bool:
+    """True when `path` is a valid submission for `tasks` (a resumed run keeps it)."""
+    try:
+        validate_submission(load_submission(path), tasks)
+    except InputError:
+        return False
+    return True
+
+
 def write_fallback(options: TTTOptions, answered: list[Task]) -> None:
-    """Before anything heavy can fail: a valid answer is on disk (rank 0)."""
+    """Before anything heavy can fail: a valid answer is on disk (rank 0). A resumed run keeps
+    the answers it has."""
     out, sub_path = Path(options.out), options.submission_path
     runs.make_output_folder(out)
     if options.submission is None:
         sub_path.parent.mkdir(parents=True, exist_ok=True)
     check_prediction_outputs(sub_path, "--submission")
+    if options.resume and holds_answers(sub_path, answered):
+        print(f"resuming: the submission at {sub_path} is kept")
+        return
     write_submission(sub_path, fallback_submission(answered), answered)
     print(f"fallback submission written to {sub_path} ({len(answered)} tasks)")
+
+
+def process_barrier() -> None:
+    """Wait for every torchrun process (torch loads here, so only under torchrun)."""
+    import torch.distributed as dist
+
+    from arc_trm.common import setup
+
+    setup()
+    dist.barrier()
+
+
+def begin_run(options: TTTOptions, answered: list[Task], main: bool, barrier: Callable[[], None] | None) -> None:
+    """Claim --out on every process, wait for all of them, then write the fallback (main process):
+    no process may see a folder another has already written into."""
+    runs.claim_run_folder(Path(options.out), options.force, main=main, names=runs.TTT_FILES, resume=options.resume)
+    if barrier is not None:
+        barrier()
+    if main:
+        write_fallback(options, answered)
 
 
 def ttt(options: TTTOptions) -> None:
@@ -109,14 +149,16 @@ def ttt(options: TTTOptions) -> None:
     out = Path(options.out)
     tasks, fallback_only = load_answer_tasks(options.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    runs.claim_run_folder(out, options.force, main=is_main, names=runs.TTT_FILES)  # before anything is written
-    if is_main:
-        write_fallback(options, answered)
+    many = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    begin_run(options, answered, main=int(os.environ.get("RANK", "0")) == 0, barrier=process_barrier if many else None)
     if not tasks:
         print("no well-formed task to train on; the fallback submission stands")
+        if many:
+            from arc_trm.common import teardown
+
+            teardown()  # process_barrier joined the process group
         return
-    from arc_trm.ttt_phases import test_time_train  # torch loads after the fallback is on disk
+    from arc_trm.ttt_phases import test_time_train  # in one process, torch loads after the fallback is on disk
 
     if options.per_task:
         per_task(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
@@ -130,23 +172,50 @@ def time_share(seconds_left: float, demonstrations: list[int]) -> float:
     return seconds_left * demonstrations[0] / sum(demonstrations)
 
 
+def task_folder_names(tasks: list[Task]) -> list[str]:
+    """RUN/tasks/<name> of each task: its id made safe for a file name, unique."""
+    names: list[str] = []
+    for task in tasks:
+        name, n = safe_name(task.id), 1
+        while name in names:
+            n += 1
+            name = f"{safe_name(task.id)}-{n}"
+        names.append(name)
+    return names
+
+
+def merge_answer(job: TTTJob, task: Task, answer: Path) -> None:
+    merged = load_submission(job.submission)
+    merged[task.id] = load_submission(answer)[task.id]
+    write_submission(job.submission, merged, job.answered)
+
+
 def per_task(options: TTTOptions, job: TTTJob) -> None:
-    """Each task alone, with its own model copy, in RUN/tasks/<id>; the run's submission takes
-    each task's answers once its prediction is written."""
+    """Each task alone, with its own model copy, in RUN/tasks/<safe id>; the run's submission
+    takes each task's answers once its prediction is written. Past the deadline (the main path's
+    check) the tasks left keep their fallback answers; resumed, a task answered earlier is kept."""
     from arc_trm.ttt_phases import test_time_train
 
-    for i, task in enumerate(job.tasks):
+    margin = options.margin * (job.deadline - job.start)
+    for i, (task, name) in enumerate(zip(job.tasks, task_folder_names(job.tasks))):
         now = time.time()
+        if seconds_left(job.deadline, margin, now) <= 0:
+            print(f"deadline reached: {len(job.tasks) - i} of {len(job.tasks)} tasks keep their fallback answers")
+            break
+        folder = job.out / "tasks" / name
+        answer = folder / "submission.json"
+        if options.resume and holds_answers(answer, [task]):
+            merge_answer(job, task, answer)
+            print(f"task {i + 1}/{len(job.tasks)} {task.id}: answered by the earlier run")
+            continue
         share = time_share(job.deadline - now, [len(t.train) for t in job.tasks[i:]])
-        folder = job.out / "tasks" / task.id
         folder.mkdir(parents=True, exist_ok=True)
         print(f"task {i + 1}/{len(job.tasks)} {task.id}: {share:.0f} s")
-        answer = folder / "submission.json"
-        test_time_train(options, TTTJob([task], [task], folder, answer, now, now + share))
-        if answer.exists():  # else no time to predict: the task keeps its fallback answer
-            merged = load_submission(job.submission)
-            merged[task.id] = load_submission(answer)[task.id]
-            write_submission(job.submission, merged, job.answered)
+        resume = options.resume and bool(runs.run_files(folder, runs.TTT_FILES))  # continue its own run
+        test_time_train(dataclasses.replace(options, resume=resume),
+                        TTTJob([task], [task], folder, answer, now, now + share))
+        if answer.exists():  # else no time to predict (or no canvas fits): the task keeps its fallback answer
+            merge_answer(job, task, answer)
 
 
 def run(args: argparse.Namespace) -> int:

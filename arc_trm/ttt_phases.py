@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -14,17 +15,18 @@ import torch
 import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
-from arc_trm.common import Dist, setup, synchronize, teardown
+from arc_trm.common import Dist, print0, setup, synchronize, teardown
 from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.data import to_model_batch
 from arc_trm.infer import PredictOptions, load_model, predict
 from arc_trm.model import TRM, Batch
 from arc_trm.optim import AdamATan2, SparseSignSGD
-from arc_trm.step import Optimizers, StepSetup, train_step
+from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from arc_trm.builds import load_or_build
-from arc_trm.train import TrainOptions, TrainResult, build_model, train
+from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, train
 from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
-                              fitted_warmup, plan_phases, replan, user_step_cap)
+                              fitted_warmup, plan_phases, replan, seconds_left, user_step_cap)
+from augment.build import max_side
 from augment.store import BuiltSet, IdentifierMap
 from augment.errors import InputError
 from augment.tasks import Task
@@ -33,7 +35,9 @@ from submission.watchdog import shutdown_worker_pool
 
 
 def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: int, d: Dist) -> Throughput:
-    """Seconds per training step (local batch) and per inference step (full batch of views)."""
+    """Seconds per training step (local batch, run as training runs it: in train.grad_accum_steps
+    micro-batches, so the probe fits in memory where training does) and per inference step (full
+    batch of views)."""
     device = d.device
 
     def timed(fn, repeats: int = 3) -> float:
@@ -49,7 +53,8 @@ def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: 
             best = min(best, time.perf_counter() - t)
         return best
 
-    local = cfg.train.global_batch_size // d.world
+    layout = batch_layout(cfg, d)
+    local = layout.local
     rows = np.asarray([g.start for g in built.groups] * local, dtype=np.int64)[:local]
     inputs, labels = built.train_batch(rows, np.zeros(local, dtype=np.int64))
     batch = to_model_batch(inputs, labels, rows, device)
@@ -62,7 +67,8 @@ def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: 
 
     def one_train_step() -> None:
         model.train()
-        train_step(model, model.initial_carry(batch), batch, no_floor, step_setup)
+        carries = [model.initial_carry(micro) for micro in split_batch(batch, layout.accum)]
+        train_step(model, carries, batch, no_floor, step_setup)
 
     views = Batch(batch.inputs[:1].repeat(batch_size, 1), batch.labels[:1].repeat(batch_size, 1),
                   batch.puzzle_identifiers[:1].repeat(batch_size))
@@ -165,7 +171,7 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
         views=setup.views, world=d.world, batch_size=setup.batch_size,
         max_steps_cap=setup.step_cap,
         halt_max_steps=cfg.model.halt_max_steps, quick_views=sum(len(t.test) for t in job.tasks) * QUICK_VIEWS,
-        seconds_left=job.deadline - time.time() - setup.margin, pretrained=setup.init is not None,
+        seconds_left=seconds_left(job.deadline, setup.margin), pretrained=setup.init is not None,
         embedding_fraction=options.embedding_fraction))
     apply_plan(cfg, plan)
     save_plan(job, plan, d)
@@ -176,9 +182,22 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
     return plan
 
 
-def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup:
-    """Config, the augmented set of the new tasks and the starting weights."""
+def fits_canvas(tasks: list[Task], canvas: int) -> bool:
+    """True when some task fits the canvas (the build skips the others with a warning); else each
+    is skipped here with the build's warning and keeps its fallback answer."""
+    if any(max_side(t) <= canvas for t in tasks):
+        return True
+    for t in tasks:
+        print(f"warning: skipping task {t.id!r}: a grid side of {max_side(t)} does not fit the {canvas}x{canvas} "
+              f"canvas; it keeps its fallback answer", file=sys.stderr, flush=True)
+    return False
+
+
+def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
+    """Config, the augmented set of the new tasks and the starting weights (None: no task fits)."""
     cfg, pretrained = ttt_config(options, job, d)
+    if not fits_canvas(job.tasks, cfg.data.canvas):
+        return None
     if d.world > 1:
         dist.barrier()  # rank 0 has written the tasks file
     progress = options.progress and d.main
@@ -245,7 +264,7 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> Plan
         cut = trained.steps < stop  # the deadline cut this phase short: predict in full now
         if not (final or cut):
             timing = phase_timing(trained, trained.steps - done, time.time() - began, quick_s,
-                                  job.deadline - margin - time.time(), d)
+                                  seconds_left(job.deadline, margin), d)
             replanned = replan(plan, timing, setup.step_cap)
             if replanned is not plan:
                 apply_plan(cfg, replanned)
@@ -262,13 +281,25 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> Plan
     return plan
 
 
+def time_is_left(options: TTTOptions, job: TTTJob, d: Dist) -> bool:
+    """The deadline check (less the margin) before any loading, building or probing; every
+    process takes the earliest clock's answer, so all go on or none."""
+    left = torch.tensor([seconds_left(job.deadline, options.margin * (job.deadline - job.start))])
+    if d.world > 1:
+        left = left.to(d.device)
+        dist.all_reduce(left, op=dist.ReduceOp.MIN)
+    return float(left) > 0
+
+
 def test_time_train(options: TTTOptions, job: TTTJob) -> None:
     """The torch side of the run: prepare, plan, then train and predict phase by phase."""
     d = setup()
-    prepared = prepare(options, job, d)
-    plan = train_and_predict(job, prepared, plan_run(options, job, prepared, d), d)
-    if not plan.stops and d.main:
-        print("no time to train within the budget; the fallback submission stands")
+    if not time_is_left(options, job, d):
+        print0(d, "the deadline has passed: nothing more is trained; the fallback submission stands")
+    elif (prepared := prepare(options, job, d)) is not None:
+        plan = train_and_predict(job, prepared, plan_run(options, job, prepared, d), d)
+        if not plan.stops:
+            print0(d, "no time to train within the budget; the fallback submission stands")
     if d.main:
         print(f"done in {time.time() - job.start:.0f} s of {job.deadline - job.start:.0f} s; "
               f"submission at {job.submission}")

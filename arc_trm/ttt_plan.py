@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 import re
+import time
 from pathlib import Path
 
 from arc_trm.config import apply_overrides, preset
@@ -54,6 +55,7 @@ class TTTOptions:
     progress: bool = True
     force: bool = False  # move a run already in `out` aside
     per_task: bool = False  # each task with its own model copy, the budget split by demonstrations
+    resume: bool = False  # continue the run in `out` (its submission kept) instead of refusing it
 
     @property
     def submission_path(self) -> Path:
@@ -80,6 +82,12 @@ def check_options(options: TTTOptions) -> float:
     except ValueError as e:
         raise InputError(str(e)) from None
     return budget
+
+
+def seconds_left(deadline: float, reserve_s: float = 0.0, now: float | None = None) -> float:
+    """Seconds until `deadline` less `reserve_s` (the margin kept back). At or below 0 nothing new
+    starts: the one deadline check of the main path and of each --per-task task."""
+    return deadline - reserve_s - (time.time() if now is None else now)
 
 
 @dataclasses.dataclass

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from .draw import DRAW_CHUNK, augment_task
 from .errors import InputError
-from .files import atomic_writer, read_json, write_text_atomic
+from .files import atomic_writer, read_json, replace_folder, write_text_atomic
 from .options import BuildOptions
 from .store import ARRAYS, FORMAT, BuiltSet
 from .tasks import Task, grid_hash, load_tasks
@@ -314,18 +314,7 @@ def build_set(tasks: Sequence[Task], out: str | Path, options: BuildOptions = Bu
 
 def _replace(tmp: Path, out: Path) -> None:
     """Move the finished build into place; an earlier build there is removed only afterwards."""
-    old = None
-    if out.exists():
-        if out.is_dir() and (out / "metadata.json").is_file():
-            old = out.parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-            out.rename(old)
-        elif out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        else:
-            raise InputError(f"{out} exists and is not a build; refusing to replace it")
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_folder(tmp, out, lambda p: (p / "metadata.json").is_file(), "a build")
 
 
 def is_up_to_date(out: str | Path, tasks: Sequence[Task], options: BuildOptions = BuildOptions()) -> bool:

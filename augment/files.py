@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from .errors import InputError
 
@@ -106,3 +108,28 @@ def read_jsonl(path: str | Path, what: str = "file") -> list[object]:
         except json.JSONDecodeError as e:
             raise InputError(f"{path}: line {n} of {what} is not JSON: {e.msg}") from None
     return out
+
+
+def check_replaceable(out: str | Path, is_previous: Callable[[Path], bool], what: str) -> None:
+    """One line unless `out` is absent, an empty folder, or an earlier `what` (is_previous): the
+    guard of every command that replaces a whole folder (build, export), so none deletes a run."""
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and (is_previous(out) or not any(out.iterdir()))):
+        raise InputError(f"{out} exists and is not {what}; refusing to replace it (use a new or empty folder)")
+
+
+def replace_folder(tmp: str | Path, out: str | Path, is_previous: Callable[[Path], bool], what: str) -> None:
+    """Move the finished folder `tmp` to `out`. An earlier `what` there is removed only afterwards;
+    anything else but an empty folder is refused (check_replaceable)."""
+    tmp, out = Path(tmp), Path(out)
+    check_replaceable(out, is_previous, what)
+    old = None
+    if out.exists():
+        if any(out.iterdir()):
+            old = out.parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
+            out.rename(old)
+        else:
+            out.rmdir()
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -7,19 +7,35 @@
     RUN/checkpoints/.tmp_step_0000100/   the same while it is being written
     RUN/checkpoints/latest           name of the newest complete checkpoint
 
-An inference export (`arc-trm export`) is a folder with model.safetensors instead of state.pt.
+An inference export (`arc-trm export`) is a folder with model.safetensors instead of state.pt,
+and nothing besides the files its manifest.json lists.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from augment.errors import InputError
+from submission.checkpoint_manifest import MANIFEST
 
 STATE = "state.pt"
 EXPORT_WEIGHTS = "model.safetensors"
 _STEP_DIR = re.compile(r"step_(\d+)$")
+
+
+def is_export(folder: Path) -> bool:
+    """True when `folder` holds an inference export and nothing else: the only folder `export`
+    replaces (a run, a checkpoint or a folder with other files never is one)."""
+    folder = Path(folder)
+    try:
+        files = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files")
+        entries = {p.name: p.is_file() for p in folder.iterdir()}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (isinstance(files, dict) and EXPORT_WEIGHTS in files and STATE not in files and all(entries.values())
+            and set(entries) == set(files) | {MANIFEST})
 
 
 def checkpoint_dir(run: Path, step: int) -> Path:

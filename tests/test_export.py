@@ -88,3 +88,40 @@ def test_a_broken_export_is_one_line(tmp_path: Path, trained_run: Path) -> None:
     proc = run_cli("predict", "--checkpoint", export, "--tasks", SMALL_TASKS, "--out", tmp_path / "s.json")
     assert proc.returncode == 2 and ckpt.EXPORT_WEIGHTS in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_export_refuses_a_run_a_folder_above_it_or_other_files_and_deletes_nothing(tmp_path: Path) -> None:
+    from conftest import cli_in_process, write_tiny_checkpoint
+
+    run = tmp_path / "runs" / "run"
+    step = write_tiny_checkpoint(run)
+    (run / "metrics.jsonl").write_text('{"step": 10, "loss": 1.0}\n')
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    earlier = tmp_path / "earlier"
+    export_inference(run, earlier)
+    (earlier / "notes.txt").write_text("an export and something else is no longer only an export")
+    before = tree(tmp_path)
+    for out in (run, run.parent, tmp_path, run / "checkpoints", step, other, earlier):
+        proc = cli_in_process("export", "--checkpoint", run, "--out", out)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, (out, proc.stderr)
+        assert tree(tmp_path) == before, f"export --out {out} changed files"
+    assert "holds a run" in cli_in_process("export", "--checkpoint", run, "--out", run).stderr
+
+    # An earlier export (its manifest's files and nothing else) is replaced; an empty folder is used.
+    again = tmp_path / "again"
+    first = export_inference(run, again)
+    (again / ckpt.EXPORT_WEIGHTS).write_bytes(b"stale")
+    export_inference(run, again)
+    assert (again / ckpt.EXPORT_WEIGHTS).read_bytes() != b"stale" and first.tensors > 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_in_process("export", "--checkpoint", step, "--out", empty).returncode == 0
+    assert sorted(p.name for p in empty.iterdir()) == sorted(p.name for p in again.iterdir())
+    assert tree(run) == {k[len("runs/run/"):]: v for k, v in before.items() if k.startswith("runs/run/")}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "a temporary folder was left"

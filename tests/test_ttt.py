@@ -231,3 +231,48 @@ def test_ttt_from_a_pretrained_checkpoint(tmp_path, small_build):
     # The model kept the pretrained architecture (hidden 32 from TINY, not cpu-quick's 64).
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"]["hidden_size"] == 32 and saved["train"]["freeze_model_steps"] == 2
+
+
+def test_the_speed_probe_trains_at_the_micro_batch(small_build):
+    """With train.grad_accum_steps = k the probe runs k micro-batches, as training does: a GPU that
+    needs accumulation to fit its batch must not run out of memory in the probe."""
+    from arc_trm.common import Dist
+    from arc_trm.config import apply_overrides, preset
+    from arc_trm.train import build_model
+    from arc_trm.ttt_phases import measure_throughput
+    from augment.store import BuiltSet
+
+    cfg = apply_overrides(preset("cpu-quick"), TINY + ["train.grad_accum_steps=4"])  # a batch of 8 as 4 x 2
+    built = BuiltSet.open(small_build)
+    model = build_model(cfg, built.num_identifiers, torch.device("cpu"))
+    trained_rows: list[int] = []
+    forward = model.forward
+
+    def recording(carry, batch, *args, **kwargs):
+        if model.training:
+            trained_rows.append(batch.inputs.shape[0])
+        return forward(carry, batch, *args, **kwargs)
+
+    model.forward = recording
+    speed = measure_throughput(model, built, cfg, 4, Dist())
+    assert speed.train_step_s > 0 and trained_rows == [2] * 4 * 4  # a warm-up and 3 timed steps of 4 micro-batches
+
+
+def test_ttt_under_torchrun_checks_the_folder_on_every_rank_before_any_writes(tmp_path):
+    """Two gloo processes without --submission: rank 0 may write the fallback into --out only once
+    rank 1 has checked the folder, or rank 1 finds rank 0's fallback there and refuses. Rank 1
+    starts late here (a sitecustomize that sleeps), the order that failed 2 runs of 3."""
+    from conftest import run_cli
+
+    late = tmp_path / "late_rank"
+    late.mkdir()
+    (late / "sitecustomize.py").write_text("import os, time\nif os.environ.get('RANK') == '1':\n    time.sleep(3)\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(late), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "run"
+    proc = run_cli("--standalone", "--nproc_per_node", "2", "-m", "arc_trm.cli", "ttt", "--tasks", SMALL_TASKS,
+                   "--out", out, "--budget", "60s", "--no-progress", *sets(TINY + ["train.max_steps=2"]),
+                   module=["-m", "torch.distributed.run"], env=env, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "already holds a run" not in proc.stderr
+    validate_submission(load_submission(out / "submission.json"), load_tasks(SMALL_TASKS))
+    assert json.loads((out / "ttt_plan.json").read_text())["steps"] == 2

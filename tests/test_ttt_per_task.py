@@ -3,14 +3,19 @@ split by demonstrations, the run's submission assembled from the tasks' answers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
+from pathlib import Path
 
 import pytest
 
-from arc_trm.ttt import time_share, ttt
-from arc_trm.ttt_plan import TTTOptions
-from augment.tasks import load_tasks
-from submission.kaggle import load_submission, validate_submission
+from arc_trm import runs
+from arc_trm.ttt import as_test_tasks, per_task, time_share, ttt
+from arc_trm.ttt_plan import TTTJob, TTTOptions
+from augment.errors import InputError
+from augment.tasks import load_tasks, safe_name
+from submission.kaggle import fallback_submission, load_submission, validate_submission, write_submission
 
 from conftest import SMALL_TASKS, TINY, cli_in_process
 
@@ -41,3 +46,123 @@ def test_per_task_is_refused_under_torchrun(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     proc = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", tmp_path / "run", "--per-task", "--budget", "30s")
     assert proc.returncode == 2 and "--per-task runs in one process" in proc.stderr
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_second_per_task_run_is_refused_before_it_writes_and_resume_keeps_the_answers(tmp_path, monkeypatch):
+    """The first run's answers live in RUN/tasks/ and in a submission outside RUN: a second run
+    refuses before writing anything, S included; --resume keeps every task answered; --force
+    moves the run aside."""
+    started = stand_in_runs(monkeypatch)
+    out, sub = tmp_path / "run", tmp_path / "submission.json"
+    options = TTTOptions(tasks=SMALL_TASKS, out=out, submission=sub, budget="60s", progress=False, per_task=True)
+    ttt(options)
+    assert len(started) == 3 and sorted(p.name for p in out.iterdir()) == ["tasks"]
+    before = tree(tmp_path)
+    proc = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--submission", sub, "--per-task",
+                          "--budget", "60s", "--no-progress")
+    assert proc.returncode == 2 and "already holds a run (tasks)" in proc.stderr, proc.stderr
+    assert tree(tmp_path) == before and len(started) == 3, "the refused run wrote or trained"
+
+    with pytest.raises(InputError, match="pass one"):
+        ttt(dataclasses.replace(options, resume=True, force=True))
+    ttt(dataclasses.replace(options, resume=True))  # every task answered: none is trained again
+    assert tree(tmp_path) == before and len(started) == 3
+    ttt(dataclasses.replace(options, force=True))
+    [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+    assert {k: v for k, v in tree(aside).items()} == {k[4:]: v for k, v in before.items() if k.startswith("run/")}
+    assert len(started) == 6
+
+
+def test_per_task_skips_a_task_that_fits_no_canvas_and_trains_the_rest(tmp_path, capsys):
+    big, small = "007bbfb7", "3c9b0459"  # a 9x9 grid against the 6x6 canvas of TINY; 3x3 grids
+    out = tmp_path / "run"
+    ttt(TTTOptions(tasks=f"arc-agi-1:training/{big}+{small}@test", out=out, budget="60s", preset="cpu-quick",
+                   progress=False, per_task=True, overrides=(*TINY, "train.max_steps=2")))
+    assert f"skipping task '{big}'" in capsys.readouterr().err
+    tasks = {t.id: t for t in load_tasks(f"arc-agi-1:training/{big}+{small}@test")}
+    merged = load_submission(out / "submission.json")
+    validate_submission(merged, list(tasks.values()))
+    assert merged[big] == fallback_submission([tasks[big]])[big]  # the skipped task keeps its fallback
+    assert merged[small] == load_submission(out / "tasks" / small / "submission.json")[small]  # trained after it
+
+
+class Clock:
+    """time.time() for arc_trm.ttt, moved on by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+def stand_in_runs(monkeypatch, clock: Clock | None = None, after: float = 0.0) -> list[TTTJob]:
+    """test_time_train replaced by a run that answers its task with the fallback (and moves the
+    clock on by `after` seconds): the per-task loop alone, without torch's cost."""
+    import arc_trm.ttt as ttt_module
+    import arc_trm.ttt_phases as phases
+
+    started: list[TTTJob] = []
+
+    def stand_in(options, job):
+        started.append(job)
+        runs.claim_run_folder(job.out, force=False, resume=getattr(options, "resume", False))  # as train()
+        job.out.mkdir(parents=True, exist_ok=True)
+        (job.out / "config.json").write_text("{}")
+        write_submission(job.submission, fallback_submission(job.answered), job.answered)
+        if clock is not None:
+            clock.now += after
+
+    monkeypatch.setattr(phases, "test_time_train", stand_in)
+    if clock is not None:
+        monkeypatch.setattr(ttt_module, "time", clock)
+    return started
+
+
+def per_task_job(tmp_path, tasks, start: float, budget: float) -> TTTJob:
+    sub = tmp_path / "run" / "submission.json"
+    sub.parent.mkdir(parents=True, exist_ok=True)
+    write_submission(sub, fallback_submission(tasks), tasks)
+    return TTTJob(tasks, tasks, tmp_path / "run", sub, start, start + budget)
+
+
+def test_per_task_stops_at_the_deadline_and_keeps_what_it_has(tmp_path, monkeypatch, capsys):
+    tasks = as_test_tasks(load_tasks(SMALL_TASKS))
+    clock = Clock(1000.0)
+    started = stand_in_runs(monkeypatch, clock, after=60.0)  # the first task runs past the 50 s deadline
+    job = per_task_job(tmp_path, tasks, 1000.0, 50.0)
+    per_task(TTTOptions(tasks=SMALL_TASKS, out=job.out, per_task=True), job)
+    assert [j.tasks[0].id for j in started] == [tasks[0].id], "a task was started past the deadline"
+    assert "deadline reached: 2 of 3 tasks keep their fallback answers" in capsys.readouterr().out
+    validate_submission(load_submission(job.submission), tasks)
+    assert sorted(p.name for p in (job.out / "tasks").iterdir()) == [tasks[0].id]
+
+
+def test_the_main_path_loads_nothing_past_the_deadline(tmp_path, capsys):
+    from arc_trm.ttt_phases import test_time_train
+
+    tasks = as_test_tasks(load_tasks(SMALL_TASKS))
+    now = time.time()
+    job = per_task_job(tmp_path, tasks, now - 100.0, 99.0)
+    before = tree(tmp_path)
+    test_time_train(TTTOptions(tasks=SMALL_TASKS, out=job.out, overrides=tuple(TINY)), job)
+    assert "the deadline has passed" in capsys.readouterr().out
+    assert tree(tmp_path) == before, "past the deadline the run still built, probed or wrote"
+
+
+def test_per_task_folders_are_safe_names_inside_the_run(tmp_path, monkeypatch):
+    base = as_test_tasks(load_tasks(SMALL_TASKS))
+    ids = ["../escape", "a/b", "a_b"]  # safe_name maps the last two alike: the folders stay apart
+    tasks = [dataclasses.replace(t, id=i) for t, i in zip(base, ids)]
+    started = stand_in_runs(monkeypatch)
+    job = per_task_job(tmp_path, tasks, time.time(), 600.0)
+    per_task(TTTOptions(tasks=SMALL_TASKS, out=job.out, per_task=True), job)
+    folders = [j.out for j in started]
+    assert [f.name for f in folders] == [safe_name("../escape"), "a_b", "a_b-2"]
+    assert all(f.parent == job.out / "tasks" for f in folders)
+    assert not (tmp_path / "escape").exists() and not (job.out / "a").exists()
+    assert load_submission(job.submission).keys() == set(ids)
