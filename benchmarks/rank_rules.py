@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Callable
@@ -32,12 +33,22 @@ def shipped_consistency(c: dict) -> float:
     return consistency_score(Candidate(np.zeros((1, 1), np.uint8), c["votes"], c["mean_halt_prob"], c["mean_logprob"]))
 
 
+def supervised_cells(c: dict, canvas: int = 10) -> int:
+    """Positions a candidate's log-probability sums over: its colours and the EOS row and column
+    that fit the canvas (accuracy.py's 10 x 10; its grid size alone in files without the shape)."""
+    if "shape" not in c:
+        return c["cells"]
+    h, w = c["shape"]
+    return h * w + (w if h < canvas else 0) + (h if w < canvas else 0)
+
+
 # Higher ranks first; ties fall to votes, then the halt probability, as in submission.vote.
 RULES: dict[str, Callable[[dict], float]] = {
     "votes": lambda c: 0.0,
     "consistency": shipped_consistency,
     "product of experts": lambda c: c["mean_logprob"],
     "per-cell product of experts": lambda c: c["mean_logprob"] / c["cells"],
+    "consistency per supervised cell": lambda c: math.log(c["votes"]) + c["mean_logprob"] / supervised_cells(c),
     "halt probability": lambda c: c["mean_halt_prob"],
 }
 
