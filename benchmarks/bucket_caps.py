@@ -128,9 +128,9 @@ def edge_counts(tasks: list[Task], canvas: int = CANVAS) -> dict[int, EdgeCount]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--splits", nargs="+", default=list(SPLITS), help="task sources whose test outputs are counted")
-    ap.add_argument("--training", nargs="+", default=list(TRAINING_SETS), help="sets whose pairs the edge count reads")
-    ap.add_argument("--json", type=Path, default=None, help="also write the counts here")
+    ap.add_argument("--splits", nargs="+", default=list(SPLITS), help=f"task sources whose test outputs are counted (default: {' '.join(SPLITS)})")
+    ap.add_argument("--training", nargs="+", default=list(TRAINING_SETS), help=f"sets whose pairs the edge count reads (default: {' '.join(TRAINING_SETS)})")
+    ap.add_argument("--json", type=Path, default=None, help="also write the counts here (default: none)")
     args = ap.parse_args()
     result: dict = {"caps": {}, "edges": {}}
     print("| split | outputs | rule | capped | fill their bucket | outputs per canvas 10/15/20/30 | "
