@@ -12,7 +12,9 @@ view (arc_trm.consistency).
 
 Writes the submission (validated, atomically), `<name>.candidates.json` with every ranked
 candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose puzzle embeddings were never
-trained get the fallback answer (the test input); `arc-trm ttt` trains them.
+trained get the fallback answer (the test input); `arc-trm ttt` trains them. Only answers produced replace
+those of an earlier submission at the same path: a test input no view answered (a deadline) keeps its
+earlier entry and candidates, and with no answer at all a valid earlier submission is not rewritten.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from augment.store import IdentifierMap
 from augment.errors import InputError
 from augment.tasks import Task, absolute_spec, load_tasks
 from submission.outputs import check_prediction_outputs, record_path
-from submission.kaggle import build_submission, candidates_path, write_candidates, write_submission
+from submission.kaggle import (candidates_path, earlier_entries, is_submission_of, merge_candidates, merge_submission,
+                               write_candidates, write_submission)
 from augment.files import write_json_atomic
 from submission.score import pass_count, task_solutions
 from submission.vote import Candidate, rank_candidates
@@ -194,10 +197,15 @@ def predict(loaded: LoadedModel, tasks: list[Task], out: Path, options: PredictO
     if result is None:
         return None
     out = Path(out)
-    write_submission(out, build_submission(tasks, result.ranked), tasks)
-    write_candidates(candidates_path(out), result.ranked)
     summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), result.views, result.mean_steps,
                              result.seconds, untrained, result.ranked)
+    # Only answers produced replace an earlier file's; with none (a deadline before any view
+    # finished), a valid earlier submission is left as it was, byte for byte.
+    if not any(result.ranked.values()) and is_submission_of(out, tasks):
+        print(f"no view finished: {out} keeps its answers")
+        return summary
+    write_submission(out, merge_submission(tasks, result.ranked, earlier_entries(out, tasks)), tasks)
+    write_candidates(candidates_path(out), merge_candidates(candidates_path(out), result.ranked, tasks))
     write_json_atomic(record_path(out), {
         "tasks": absolute_spec(options.source), "checkpoint": str(Path(loaded.checkpoint).resolve()),
         "submission": out.name, "candidates": candidates_path(out).name,  # beside this record

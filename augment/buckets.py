@@ -10,6 +10,7 @@ translation offset is drawn inside that canvas. The model keeps the full canvas'
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -43,12 +44,53 @@ def remap_offsets(offsets: np.ndarray, extent: np.ndarray, side: int, canvas: in
     return offsets * room // room_full
 
 
-def predicted_side(task: Task, test_index: int, canvas: int) -> int:
-    """Bucket side for answering a test input, whose output size is unknown: large enough for
-    every grid of the task and for the test input scaled by the largest output/input ratio of
-    the demonstrations."""
+def scaled_need(task: Task, test_index: int) -> int:
+    """The largest side of every grid of the task and of the test input scaled by the largest
+    output/input ratio of the demonstrations. Alone, this caps answers whose size depends on the
+    grids' content (ARC-AGI-2 bf45cf4b: 25 x 25 against 20; benchmarks/bucket_caps.py)."""
     test_in = max(task.test[test_index].input.shape)
     sides = [test_in] + [max(g.shape) for p in task.train for g in (p.input, p.output)]
     ratio = max((max(p.output.shape) / max(p.input.shape) for p in task.train), default=1.0)
-    need = max(max(sides), math.ceil(test_in * ratio))
-    return int(bucket_of(min(need, canvas), canvas))
+    return max(max(sides), math.ceil(test_in * ratio))
+
+
+def _axis_rules(ins: list[int], outs: list[int], x: int) -> list[int]:
+    """What each rule that every (input side, output side) pair obeys predicts for input side x:
+    a constant, a fixed ratio, a fixed difference (empty when none holds)."""
+    found = []
+    if len(set(outs)) == 1:
+        found.append(outs[0])
+    if len({Fraction(o, i) for i, o in zip(ins, outs)}) == 1:
+        found.append(math.ceil(x * Fraction(outs[0], ins[0])))
+    if len({o - i for i, o in zip(ins, outs)}) == 1:
+        found.append(x + outs[0] - ins[0])
+    return found
+
+
+def predicted_output_side(task: Task, test_index: int) -> int | None:
+    """The test output's largest side when every demonstration's output shape follows its input's
+    shape by a simple rule (per output axis, from either input axis: see _axis_rules; the largest
+    prediction of the rules that hold), or None when the output size is not a function of the
+    input size that way (it depends on the content: no bucket below the full canvas is safe)."""
+    if not task.train:
+        return None
+    test_in = task.test[test_index].input.shape
+    need = 0
+    for out_axis in (0, 1):
+        outs = [p.output.shape[out_axis] for p in task.train]
+        found = [y for in_axis in (0, 1)
+                 for y in _axis_rules([p.input.shape[in_axis] for p in task.train], outs, test_in[in_axis])]
+        if not found:
+            return None
+        need = max(need, *found)
+    return need
+
+
+def predicted_side(task: Task, test_index: int, canvas: int) -> int:
+    """Bucket side for answering a test input, whose output size is unknown: the full canvas when
+    the demonstrations' output sizes follow no simple rule of their input sizes; otherwise large
+    enough for the rule's answer, every grid of the task and the scaled test input (scaled_need)."""
+    ruled = predicted_output_side(task, test_index)
+    if ruled is None:
+        return canvas
+    return int(bucket_of(min(max(ruled, scaled_need(task, test_index)), canvas), canvas))

@@ -141,7 +141,7 @@ def candidate_records(ranked: dict, tasks: list) -> list[dict]:
 
     return [{"task": t.id, "test_index": i,
              "candidates": [{"votes": c.votes, "mean_halt_prob": c.mean_halt_prob, "mean_logprob": c.mean_logprob,
-                             "cells": int(c.grid.size), "correct": bool(same_grid(c.grid, pair.output))}
+                             "cells": int(c.grid.size), "shape": list(c.grid.shape), "correct": bool(same_grid(c.grid, pair.output))}
                             for c in ranked.get((t.id, i), [])]}
             for t in tasks for i, pair in enumerate(t.test)]
 

@@ -56,6 +56,64 @@ def fallback_submission(tasks: Iterable[Task]) -> dict:
     return build_submission(tasks, None)
 
 
+def merge_submission(tasks: Iterable[Task], ranked: Mapping[Key, Sequence[Candidate]],
+                     earlier: Mapping[str, list]) -> dict:
+    """The submission for `tasks` where each test input `ranked` answers (one candidate or more)
+    takes the new attempts and every other keeps its entry in `earlier` (an earlier file's valid
+    entries by task, see earlier_entries), else the fallback: a prediction cut short by its
+    deadline never replaces answers it did not produce."""
+    tasks = list(tasks)
+    sub = build_submission(tasks, ranked)
+    for task in tasks:
+        kept = earlier.get(task.id)
+        for i in range(len(task.test) if kept is not None else 0):
+            if not ranked.get((task.id, i)):
+                sub[task.id][i] = kept[i]
+    return sub
+
+
+def earlier_entries(path: str | Path, tasks: Iterable[Task]) -> dict[str, list]:
+    """The entries of the submission file at `path` that are valid for `tasks`, by task ({} when
+    the file is missing or not a submission)."""
+    try:
+        sub = load_submission(path)
+    except InputError:
+        return {}
+    kept = {}
+    for task in tasks:
+        try:
+            validate_submission({task.id: sub.get(task.id)}, {task.id: len(task.test)})
+        except InputError:
+            continue
+        kept[task.id] = sub[task.id]
+    return kept
+
+
+def is_submission_of(path: str | Path, tasks: Iterable[Task]) -> bool:
+    """Whether the file at `path` is a valid submission for exactly `tasks`."""
+    try:
+        validate_submission(load_submission(path), list(tasks))
+    except InputError:
+        return False
+    return True
+
+
+def merge_candidates(path: str | Path, ranked: Mapping[Key, Sequence[Candidate]],
+                     tasks: Iterable[Task]) -> dict[Key, Sequence[Candidate]]:
+    """`ranked`, plus the candidates the candidates file at `path` holds for test inputs of `tasks`
+    that `ranked` leaves without any (a missing or unreadable file adds none)."""
+    try:
+        earlier = read_candidates(path)
+    except InputError:
+        earlier = {}
+    keys = {(t.id, i) for t in tasks for i in range(len(t.test))}
+    merged = dict(ranked)
+    for key, cands in earlier.items():
+        if key in keys and not merged.get(key):
+            merged[key] = cands
+    return merged
+
+
 # ---------------------------------------------------------------- validation
 
 def expected_counts(tasks: Iterable[Task] | Mapping[str, int]) -> dict[str, int]:

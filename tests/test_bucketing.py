@@ -4,6 +4,7 @@ exact resume, 2 gloo processes == 1, inference and TTT with buckets."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,44 @@ def test_answer_side_covers_every_grid_and_the_scaled_test_input():
     assert predicted_side(task, 0, 30) == 10
     big = load_tasks("arc-agi-1:training/2dc579da")[0]
     assert predicted_side(big, 0, 15) == 15
+
+
+@pytest.mark.parametrize("spec", ["arc-agi-2:evaluation/bf45cf4b",  # 14x13 -> 25x25, demonstrations <= 17
+                                  "arc-agi-1:training/91413438",  # 3x3 -> 21x21, demonstrations <= 18
+                                  "arc-agi-2:training/5587a8d0"])  # 8x8 -> 11x11, demonstrations <= 9
+def test_answer_side_holds_answers_whose_size_depends_on_the_content(spec):
+    task = load_tasks(spec)[0]
+    assert predicted_side(task, 0, 30) >= max(task.test[0].output.shape)
+
+
+def _caps_benchmark():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bucket_caps.py"
+    spec = importlib.util.spec_from_file_location("bucket_caps", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_caps_benchmark_counts_outputs_larger_than_their_canvas():
+    from augment.tasks import Pair, Task
+
+    bench = _caps_benchmark()
+    grid = lambda n: np.zeros((n, n), np.uint8)  # noqa: E731
+    tasks = [Task("a", (Pair(grid(2), grid(2)),), (Pair(grid(3), grid(3)), Pair(grid(3), grid(12)))),
+             Task("b", (Pair(grid(2), grid(2)),), (Pair(grid(3), grid(10)), Pair(grid(3), None)))]
+    count = bench.count_caps(tasks, lambda task, i, canvas: 10, canvas=30, flops=lambda side: side * side)
+    assert count.outputs == 3 and count.capped == ["a/1"] and count.filled == 1
+    assert count.sides == {10: 3} and count.flops_share == pytest.approx(100 / 900)
+    # A 7-wide grid filling its pair in bucket 10 touches the edge at 6 of the 24 full-canvas offsets.
+    assert bench.touch_probability(7, 7, 10, 30) == pytest.approx(6 / 24)
+    assert bench.touch_probability(7, 7, 30, 30) == pytest.approx(1 / 24) and bench.touch_probability(5, 7, 10, 30) == 0
+    # The old rule capped the three named tasks' outputs; the shipped one caps none of them.
+    named = load_tasks("arc-agi-1:training/91413438")
+    assert bench.count_caps(named, bench.rule_before, flops=float).capped == ["91413438/0"]
+    assert bench.count_caps(named, predicted_side, flops=float).capped == []
 
 
 def test_bucket_batches_are_the_full_canvas_crop_at_the_moved_offsets(mixed_build):

@@ -157,3 +157,59 @@ def test_vectorised_augmentation_records_match_each_row(small_build):
     assert records[0] == "" and len(records) == built.num_identifiers
     assert records[1:] == [built.augmentation(r).to_str() for r in range(1, built.num_identifiers)]
     assert len(set(records[1:5])) > 1  # not all identity
+
+
+def _solutions_submission(tasks) -> dict:
+    return {t.id: [{"attempt_1": p.output.tolist(), "attempt_2": p.output.tolist()} for p in t.test] for t in tasks}
+
+
+def test_a_prediction_cut_before_any_view_leaves_the_submission_byte_identical(tmp_path, small_build):
+    from arc_trm.common import Dist
+    from arc_trm.config import apply_overrides, preset
+    from arc_trm.infer import LoadedModel, PredictOptions, predict
+    from augment.store import BuiltSet
+    from submission.kaggle import write_candidates, write_submission
+    from submission.vote import Candidate
+
+    built = BuiltSet.open(small_build)
+    cfg = apply_overrides(preset("cpu-quick"), TINY)
+    cfg.model.num_puzzle_ids, cfg.model.seq_len = built.num_identifiers, cfg.data.canvas ** 2
+    loaded = LoadedModel(TRM(cfg.model).eval(), cfg, built.identifier_map(), tmp_path)
+    tasks = load_tasks(SMALL_TASKS)
+    sub = tmp_path / "submission.json"
+    write_submission(sub, _solutions_submission(tasks), tasks)  # real answers, not the fallback
+    write_candidates(candidates_path(sub), {(t.id, i): [Candidate(p.output, 3, 0.9)]
+                                            for t in tasks for i, p in enumerate(t.test)})
+    before = sub.read_bytes(), candidates_path(sub).read_bytes()
+    expired = loaded.view_run(progress=False, deadline=0.0)
+    summary = predict(loaded, tasks, sub, PredictOptions(SMALL_TASKS), expired, Dist())
+    assert summary.views == 0
+    assert (sub.read_bytes(), candidates_path(sub).read_bytes()) == before
+    # Without an earlier file the same cut prediction still writes a valid (fallback) submission.
+    fresh = tmp_path / "fresh.json"
+    predict(loaded, tasks, fresh, PredictOptions(SMALL_TASKS), expired, Dist())
+    validate_submission(load_submission(fresh), tasks)
+
+
+def test_only_answered_test_inputs_replace_earlier_entries(tmp_path):
+    from submission.kaggle import earlier_entries, merge_candidates, merge_submission, write_candidates
+    from submission.vote import Candidate
+
+    tasks = load_tasks("arc-agi-1:training/25ff71a9+a85d4709")  # 25ff71a9 has two test inputs
+    path = tmp_path / "sub.json"
+    earlier = _solutions_submission(tasks)
+    earlier["a85d4709"] = "not a list"  # an invalid task entry is not kept: it falls back
+    path.write_text(json.dumps(earlier))
+    new = np.full((2, 2), 7, np.uint8)
+    ranked = {("25ff71a9", 1): [Candidate(new, 2, 0.5)], ("25ff71a9", 0): []}  # input 0: no view decoded a grid
+    merged = merge_submission(tasks, ranked, earlier_entries(path, tasks))
+    validate_submission(merged, tasks)
+    assert merged["25ff71a9"][0] == earlier["25ff71a9"][0] and merged["25ff71a9"][1]["attempt_1"] == new.tolist()
+    fallback = [t for t in tasks if t.id == "a85d4709"][0].test[0].input.tolist()
+    assert merged["a85d4709"][0] == {"attempt_1": fallback, "attempt_2": fallback}
+    cands = tmp_path / "sub.candidates.json"
+    old = Candidate(np.ones((3, 3), np.uint8), 4, 0.8)
+    write_candidates(cands, {("25ff71a9", 0): [old], ("25ff71a9", 1): [old], ("gone", 0): [old]})
+    kept = merge_candidates(cands, ranked, tasks)
+    assert [c.votes for c in kept[("25ff71a9", 0)]] == [4] and kept[("25ff71a9", 1)] is ranked[("25ff71a9", 1)]
+    assert ("gone", 0) not in kept
