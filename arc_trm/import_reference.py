@@ -31,7 +31,6 @@ that do not fit, names that do not match the table) stops with a one-line error 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ from arc_trm.config import ModelConfig, RunConfig, TrainConfig, apply_overrides,
 from arc_trm.convert import REF_BLOCK, load_reference_state_dict, strip_wrappers
 from arc_trm.model import TRM
 from arc_trm.optim import AdamATan2
-from arc_trm.published import (ImportedNames, Located, NamesWanted, locate, map_reference_identifiers,  # noqa: F401
+from arc_trm.published import (ImportedNames, Located, NamesWanted, locate,
                                 resolve_names)
 from augment.errors import InputError
 from augment.reference_ids import RECIPES
@@ -273,9 +272,7 @@ def write_imported_run(request: ImportRequest, located: Located, config: Path | 
 def build_model(model_cfg: ModelConfig, state_dict: dict[str, Tensor], where: str) -> TRM:
     """The model holding the checkpoint's own tensors: built with a one-row table, whose real
     shape is then declared on the meta device and filled by assignment, never allocated twice."""
-    model = TRM(dataclasses.replace(model_cfg, num_puzzle_ids=1))
-    model.cfg = model_cfg
-    model.puzzle_table = torch.empty(model_cfg.num_puzzle_ids, model_cfg.hidden_size, device="meta")
+    model = TRM.to_assign(model_cfg)
     try:
         load_reference_state_dict(model, state_dict, assign=True)
     except ValueError as e:

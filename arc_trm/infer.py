@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from submission.kaggle import (candidates_path, earlier_entries, is_submission_o
                                write_candidates, write_submission)
 from augment.files import write_json_atomic
 from submission.score import pass_count, task_solutions
-from submission.vote import Candidate, rank_candidates
+from submission.vote import Candidate, pool_candidates, rank_candidates
 
 
 @dataclass
@@ -61,13 +62,13 @@ class LoadedModel:
 
 
 def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> LoadedModel:
-    """A trained model from a run folder or checkpoint folder (EMA weights by default)."""
+    """A trained model from a run folder or checkpoint folder (EMA weights by default). The model
+    takes the checkpoint's own tensors, so a large puzzle table is held once, not twice."""
     found = ckpt.load_checkpoint(path)
     state, cfg = found.state, found.config
-    model = TRM(cfg.model)
-    model.load_state_dict(state["model"])  # shapes were checked against the config by load_checkpoint
-    if weights == "ema" and state.get("ema"):
-        model.load_state_dict({**state["model"], **state["ema"]})
+    model = TRM.to_assign(cfg.model)
+    chosen = {**state["model"], **state["ema"]} if weights == "ema" and state.get("ema") else state["model"]
+    model.load_state_dict(chosen, assign=True)  # shapes were checked against the config by load_checkpoint
     return LoadedModel(model.to(device).eval(), cfg, found.id_map, found.folder)
 
 
@@ -183,35 +184,54 @@ class PredictOptions:
     max_steps: int = 0  # step cap per view (0: the model's halt_max_steps)
 
 
-def predict(loaded: LoadedModel, tasks: list[Task], out: Path, options: PredictOptions, run: ViewRun,
+def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options: PredictOptions, run: ViewRun,
             d: Dist) -> PredictSummary | None:
     """Run voted inference on `tasks` and write the submission, NAME.candidates.json and the
-    record NAME.predict.json beside it (rank 0). The folder of `out` must exist. `run` comes from
-    `loaded.view_run(...)` (the checkpoint's canvas and bucketing)."""
-    model = loaded.model
-    if options.max_steps > 0:
-        model.cfg.halt_max_steps = options.max_steps
-    ids = loaded.id_map
-    views, untrained = make_views(tasks, ids.identifiers, ids.augmentations, options.max_views, ids.task_hashes)
-    result = vote_views(model, views, {t.id: t for t in tasks}, run, d)
-    if result is None:
+    record NAME.predict.json beside it (rank 0). The folder of `out` must exist. Several models
+    (an ensemble) pool their votes: each view votes once per model. Pass a generator to hold one
+    model at a time. `run` gives the settings; each model's own canvas and bucketing replace its."""
+    results: list[VotedResult] = []
+    untrained: set[str] | None = None
+    checkpoints: list[str] = []
+    max_steps = 0
+    for loaded in models:
+        if options.max_steps > 0:
+            loaded.model.cfg.halt_max_steps = options.max_steps
+        max_steps = loaded.model.cfg.halt_max_steps
+        ids = loaded.id_map
+        views, missing = make_views(tasks, ids.identifiers, ids.augmentations, options.max_views, ids.task_hashes)
+        untrained = set(missing) if untrained is None else untrained & set(missing)
+        result = vote_views(loaded.model, views, {t.id: t for t in tasks},
+                            replace(run, canvas=loaded.cfg.data.canvas, bucketing=loaded.cfg.data.bucketing), d)
+        results += [result] if result is not None else []
+        checkpoints.append(str(Path(loaded.checkpoint).resolve()))
+        del loaded  # before the next model loads
+    if not checkpoints:
+        raise ValueError("predict needs at least one model")
+    if not d.main:
         return None
+    ranked = results[0].ranked if len(results) == 1 else pool_candidates(r.ranked for r in results)
+    views_run = sum(r.views for r in results)
+    mean_steps = sum(r.mean_steps * r.views for r in results) / views_run if views_run else 0.0
+    seconds = sum(r.seconds for r in results)
+    untrained_tasks = sorted(untrained or ())
     out = Path(out)
-    summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), result.views, result.mean_steps,
-                             result.seconds, untrained, result.ranked)
+    summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), views_run, mean_steps,
+                             seconds, untrained_tasks, ranked)
     # Only answers produced replace an earlier file's; with none (a deadline before any view
     # finished), a valid earlier submission is left as it was, byte for byte.
-    if not any(result.ranked.values()) and is_submission_of(out, tasks):
+    if not any(ranked.values()) and is_submission_of(out, tasks):
         print(f"no view finished: {out} keeps its answers")
         return summary
-    write_submission(out, merge_submission(tasks, result.ranked, earlier_entries(out, tasks)), tasks)
-    write_candidates(candidates_path(out), merge_candidates(candidates_path(out), result.ranked, tasks))
+    write_submission(out, merge_submission(tasks, ranked, earlier_entries(out, tasks)), tasks)
+    write_candidates(candidates_path(out), merge_candidates(candidates_path(out), ranked, tasks))
     write_json_atomic(record_path(out), {
-        "tasks": absolute_spec(options.source), "checkpoint": str(Path(loaded.checkpoint).resolve()),
+        "tasks": absolute_spec(options.source), "checkpoint": checkpoints[0],
+        **({"checkpoints": checkpoints} if len(checkpoints) > 1 else {}),
         "submission": out.name, "candidates": candidates_path(out).name,  # beside this record
         "halting": run.halting, "scoring": run.scoring, "trajectories": run.trajectories, "noise": run.noise,
-        "max_steps": model.cfg.halt_max_steps, "views": result.views,
-        "mean_steps": result.mean_steps, "seconds": result.seconds, "untrained_tasks": untrained,
+        "max_steps": max_steps, "views": views_run,
+        "mean_steps": mean_steps, "seconds": seconds, "untrained_tasks": untrained_tasks,
     }, indent=2)
     return summary
 
@@ -221,7 +241,9 @@ def predict(loaded: LoadedModel, tasks: list[Task], out: Path, options: PredictO
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="run folder (uses its latest checkpoint) or checkpoint folder")
+    p.add_argument("--checkpoint", required=True, action="append", metavar="RUN",
+                   help="run folder (its latest checkpoint), checkpoint folder or export; repeat it for an "
+                        "ensemble whose votes pool (one model in memory at a time)")
     p.add_argument("--tasks", required=True, help="tasks to answer, e.g. arc-agi-2:evaluation or a challenges .json")
     p.add_argument("--out", default="submission.json", help="submission file (default: submission.json)")
     p.add_argument("--views", type=int, default=0,
@@ -252,6 +274,9 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise InputError(f"{flag} must be an integer >= {low}, got {value}")
     if not args.noise >= 0:
         raise InputError(f"--noise must be a number >= 0, got {args.noise}")
+    if len(args.checkpoint) > 1 and args.scoring == "consistency":
+        raise InputError("--scoring consistency ranks by one model's probabilities: give one --checkpoint, "
+                         "or pool several with --scoring votes")
     if args.trajectories > 1 and args.noise == 0:
         raise InputError("--trajectories > 1 needs --noise > 0 (clean runs of a view are identical)")
     if args.noise > 0 and args.trajectories == 1:
@@ -278,12 +303,11 @@ def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     tasks = load_prediction_tasks(args.tasks, args.skip_bad_tasks)
     d = setup(args.device)
-    loaded = load_model(args.checkpoint, d.device, args.weights)
+    models = (load_model(path, d.device, args.weights) for path in args.checkpoint)  # one at a time
     options = PredictOptions(args.tasks, max_views=args.views, max_steps=args.max_steps)
-    view_run = loaded.view_run(batch_size=args.batch_size, halting=args.halting == "on",
-                               progress=not args.no_progress, scoring=args.scoring)
-    view_run = replace(view_run, trajectories=args.trajectories, noise=args.noise)
-    summary = predict(loaded, tasks, Path(args.out), options, view_run, d)
+    view_run = ViewRun(0, batch_size=args.batch_size, halting=args.halting == "on", progress=not args.no_progress,
+                       scoring=args.scoring, trajectories=args.trajectories, noise=args.noise)
+    summary = predict(models, tasks, Path(args.out), options, view_run, d)
     if summary is not None:
         print(f"predicted {summary.test_inputs} test inputs of {summary.tasks} tasks from {summary.views} views "
               f"in {summary.seconds:.1f} s, {summary.mean_steps:.2f} steps per view on average")

@@ -13,6 +13,7 @@ Behaviour matches the reference implementation (REFERENCE §4 and §5 in docs/RE
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -177,6 +178,15 @@ class TRM(nn.Module):
         self.register_buffer("z_init", trunc_normal_(torch.empty(D), std=1.0))
         # One vector per augmented puzzle; a buffer trained by sparse sign-SGD (optim.py).
         self.register_buffer("puzzle_table", torch.zeros(cfg.num_puzzle_ids, D))
+
+    @classmethod
+    def to_assign(cls, cfg: ModelConfig) -> "TRM":
+        """A TRM whose puzzle table is only declared (meta device), to be filled by
+        `load_state_dict(..., assign=True)`: a published table (1.8 GB) is never allocated twice."""
+        model = cls(dataclasses.replace(cfg, num_puzzle_ids=1))
+        model.cfg = cfg
+        model.puzzle_table = torch.empty(cfg.num_puzzle_ids, cfg.hidden_size, device="meta")
+        return model
 
     # -- pieces ---------------------------------------------------------------------------------
 

@@ -242,7 +242,7 @@ def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist) ->
     view_run = loaded.view_run(batch_size=setup.batch_size, progress=setup.progress,
                                deadline=job.deadline - setup.margin / 2, scoring=setup.scoring)
     options = PredictOptions(setup.cfg.data.tasks, max_views=0 if full else QUICK_VIEWS)
-    summary = predict(loaded, job.answered, job.submission, options, view_run, d)
+    summary = predict([loaded], job.answered, job.submission, options, view_run, d)
     if summary is not None:
         print(f"step {step}: submission updated from {summary.views} views "
               f"({summary.mean_steps:.2f} steps per view), {time.time() - job.start:.0f} s since start")

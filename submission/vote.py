@@ -114,6 +114,26 @@ def rank_candidates(preds: Iterable[Prediction]) -> dict[Key, list[Candidate]]:
     }
 
 
+def pool_candidates(rankings: Iterable[dict[Key, list[Candidate]]]) -> dict[Key, list[Candidate]]:
+    """Several models' vote rankings as one: identical grids add their votes and average their halt
+    probabilities weighted by votes, as if all predictions had been ranked together.
+    Consistency-scored candidates do not pool (their log-probabilities belong to one model)."""
+    groups: dict[Key, dict[bytes, list]] = {}
+    for ranked in rankings:
+        for key, candidates in ranked.items():
+            bucket = groups.setdefault(key, {})
+            for c in candidates:
+                if c.mean_logprob is not None:
+                    raise ValueError("consistency-scored candidates cannot be pooled across models")
+                entry = bucket.setdefault(grid_key(c.grid), [c.grid, 0, 0.0])
+                entry[1] += c.votes
+                entry[2] += c.mean_halt_prob * c.votes
+    return {
+        key: sort_candidates(Candidate(g, n, s / n) for g, n, s in bucket.values())
+        for key, bucket in groups.items()
+    }
+
+
 def choose_attempts(candidates: Sequence[Candidate], fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """attempt_1 and attempt_2 for one test input.
 

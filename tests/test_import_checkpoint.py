@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from arc_trm.import_reference import map_reference_identifiers
+from arc_trm.published import map_reference_identifiers
 from arc_trm.infer import load_model
 from arc_trm.model import Batch
 from augment.transforms import Augmentation

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from arc_trm.import_reference import map_reference_identifiers
+from arc_trm.published import map_reference_identifiers
 from arc_trm.published import Recipe, recipe_from_config
 from augment.reference_ids import reference_identifiers
 from conftest import CONCEPTARC, cli_in_process, run_cli

@@ -182,12 +182,12 @@ def test_a_prediction_cut_before_any_view_leaves_the_submission_byte_identical(t
                                             for t in tasks for i, p in enumerate(t.test)})
     before = sub.read_bytes(), candidates_path(sub).read_bytes()
     expired = loaded.view_run(progress=False, deadline=0.0)
-    summary = predict(loaded, tasks, sub, PredictOptions(SMALL_TASKS), expired, Dist())
+    summary = predict([loaded], tasks, sub, PredictOptions(SMALL_TASKS), expired, Dist())
     assert summary.views == 0
     assert (sub.read_bytes(), candidates_path(sub).read_bytes()) == before
     # Without an earlier file the same cut prediction still writes a valid (fallback) submission.
     fresh = tmp_path / "fresh.json"
-    predict(loaded, tasks, fresh, PredictOptions(SMALL_TASKS), expired, Dist())
+    predict([loaded], tasks, fresh, PredictOptions(SMALL_TASKS), expired, Dist())
     validate_submission(load_submission(fresh), tasks)
 
 
@@ -213,3 +213,53 @@ def test_only_answered_test_inputs_replace_earlier_entries(tmp_path):
     kept = merge_candidates(cands, ranked, tasks)
     assert [c.votes for c in kept[("25ff71a9", 0)]] == [4] and kept[("25ff71a9", 1)] is ranked[("25ff71a9", 1)]
     assert ("gone", 0) not in kept
+
+
+def _votes_by_grid(path) -> dict:
+    return {key: {c.grid.tobytes() + bytes(c.grid.shape): c.votes for c in cands}
+            for key, cands in read_candidates(path).items()}
+
+
+def test_an_ensemble_pools_each_checkpoints_votes(tmp_path):
+    """Two checkpoints given to predict: each view votes once per checkpoint, so every candidate's
+    votes are the sum of its votes under each checkpoint alone."""
+    from conftest import write_tiny_checkpoint
+
+    write_tiny_checkpoint(tmp_path / "a")
+    state = torch.load(next((tmp_path / "a" / "checkpoints").glob("step_*")) / "state.pt", weights_only=True)
+    g = torch.Generator().manual_seed(1)
+    other = {k: v + 0.5 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+             for k, v in state["model"].items()}
+    write_tiny_checkpoint(tmp_path / "b", state_patch={"model": other})
+    tasks = "arc-agi-1:training/3c9b0459@test"
+    subs = {}
+    for name, runs in (("a", ["a"]), ("b", ["b"]), ("ab", ["a", "b"])):
+        subs[name] = tmp_path / name / "submission.json" if name != "ab" else tmp_path / "ab.json"
+        flags = [arg for r in runs for arg in ("--checkpoint", tmp_path / r)]
+        proc = run_cli("predict", *flags, "--tasks", tasks, "--out", subs[name], "--no-progress", "--halting", "off")
+        assert proc.returncode == 0, proc.stderr
+    a, b, ab = (_votes_by_grid(candidates_path(subs[n])) for n in ("a", "b", "ab"))
+    total = {n: sum(sum(v.values()) for v in votes.values()) for n, votes in (("a", a), ("b", b), ("ab", ab))}
+    assert total["ab"] == total["a"] + total["b"] >= 1  # at most 2 views x 2 checkpoints (undecodable ones abstain)
+    for key in ab:
+        for grid in set(a.get(key, {})) | set(b.get(key, {})) | set(ab[key]):
+            assert ab[key].get(grid, 0) == a.get(key, {}).get(grid, 0) + b.get(key, {}).get(grid, 0)
+    record = json.loads(subs["ab"].with_name("ab.predict.json").read_text())
+    assert record["views"] == 4 and len(record["checkpoints"]) == 2
+    proc = run_cli("predict", "--checkpoint", tmp_path / "a", "--checkpoint", tmp_path / "b", "--tasks", tasks,
+                   "--out", tmp_path / "c.json", "--scoring", "consistency")
+    assert proc.returncode == 2 and "one --checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pooled_rankings_equal_one_ranking_of_all_predictions():
+    from submission.vote import Prediction, pool_candidates
+
+    rng = np.random.default_rng(0)
+    grids = [rng.integers(0, 10, (2, 3)) for _ in range(3)]
+    preds = [Prediction("t", i % 2, grids[rng.integers(0, 3)], float(rng.random())) for i in range(40)]
+    pooled = pool_candidates([rank_candidates(preds[:15]), rank_candidates(preds[15:])])
+    whole = rank_candidates(preds)
+    assert pooled.keys() == whole.keys()
+    for key in whole:
+        assert [(c.grid.tobytes(), c.votes) for c in pooled[key]] == [(c.grid.tobytes(), c.votes) for c in whole[key]]
+        assert np.allclose([c.mean_halt_prob for c in pooled[key]], [c.mean_halt_prob for c in whole[key]])
