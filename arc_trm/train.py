@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.snapshot import BatchLayout, TrainState, restore, save_checkpoint
+from arc_trm.stopping import StopRequest, continue_command, exit_code, signal_name, stopped_line
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from augment.store import BuiltSet
 from augment.errors import InputError
@@ -183,6 +186,8 @@ class TrainOptions:
     init_weights: a state dict to start from (test-time training from a pretrained model).
     deadline: a time.time() by which training must have stopped and checkpointed; every rank
         stops at the same step once the next step would overrun it.
+    stop: the caller's installed StopRequest (else train() installs one over its loop): on SIGINT
+        or SIGTERM every rank finishes its step, checkpoints and returns (TrainResult.stopped_by).
     """
 
     resume: bool = False
@@ -191,6 +196,7 @@ class TrainOptions:
     built: BuiltSet | None = None
     init_weights: dict[str, torch.Tensor] | None = None
     deadline: float | None = None
+    stop: StopRequest | None = None
 
 
 @dataclass
@@ -200,6 +206,7 @@ class TrainResult:
     final_checkpoint: Path | None
     metrics: dict[str, float]
     step_s: float  # mean seconds per step of this call, its first step (which may compile) aside
+    stopped_by: str | None = None  # the signal that stopped training early (a checkpoint holds the step)
 
 
 def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> TrainResult:
@@ -233,11 +240,27 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     first_step, timed_s = state.step + 1, 0.0  # the seconds of the steps after this call's first
     batches = Prefetcher(state.sampler, built, tcfg.global_batch_size, layout.rows, pin=device.type == "cuda")
     state.sampler_state = state.sampler.state_dict()  # of the last batch consumed: what a checkpoint saves
+    stop, stopped_by = options.stop or StopRequest(), None
+    saved_step = state.step if state.step > 0 else -1  # a resumed run's checkpoint holds its first step
+    if state.step >= steps_total:
+        final_dir = ckpt.latest_checkpoint(out)
+        print0(d, f"nothing to train: {out} is already at step {state.step}, the run's last of {steps_total} "
+                  f"(to train further, raise train.max_steps with --set)")
+    handlers = ExitStack()
     try:
+        if options.stop is None:
+            handlers.enter_context(stop.installed())
+        handlers.enter_context(stop.polled())
         while state.step < end:
-            if options.deadline is not None and out_of_time(options.deadline, step_seconds, d):
-                print0(d, f"stopping at step {state.step}: the deadline leaves no time for another step")
-                final_dir = save_checkpoint(out, state, cfg, id_map, d)
+            reason = stop_reason(options.deadline, step_seconds, stop, d)
+            if reason is not None:
+                if reason == DEADLINE:
+                    print0(d, f"stopping at step {state.step}: the deadline leaves no time for another step")
+                else:
+                    stopped_by = reason
+                saved = saved_step == state.step
+                final_dir = ckpt.checkpoint_dir(out, state.step) if saved else save_checkpoint(out, state, cfg,
+                                                                                              id_map, d)
                 break
             t_step = time.perf_counter()
             state.step += 1
@@ -282,22 +305,35 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
 
             # 6. checkpoint
             if step % tcfg.checkpoint_every == 0 or step == end:
-                final_dir = save_checkpoint(out, state, cfg, id_map, d)
+                final_dir, saved_step = save_checkpoint(out, state, cfg, id_map, d), step
     finally:
+        handlers.close()
         batches.close()
         bar.close()
         sink.close()
     timed_steps = state.step - first_step
-    return TrainResult(out, state.step, final_dir, last, timed_s / timed_steps if timed_steps > 0 else step_seconds)
+    return TrainResult(out, state.step, final_dir, last, timed_s / timed_steps if timed_steps > 0 else step_seconds,
+                       stopped_by)
 
 
-def out_of_time(deadline: float, step_seconds: float, d: Dist) -> bool:
-    """True on every rank when any rank would overrun the deadline with one more step (+ a margin
-    for the checkpoint)."""
-    late = torch.tensor([float(time.time() + 2 * step_seconds > deadline)], device=d.device)
+DEADLINE = "deadline"
+
+
+def stop_reason(deadline: float | None, step_seconds: float, stop: StopRequest, d: Dist) -> str | None:
+    """Why training stops before the next step, the same on every rank: a signal's name when any
+    rank received one, DEADLINE when any rank would overrun the deadline with one more step (+ a
+    margin for the checkpoint), else None. One all-reduce per step decides both (a signal may
+    reach one process only); a single process without a deadline reads its own flag."""
+    if d.world == 1 and deadline is None:
+        return stop.name
+    late = deadline is not None and time.time() + 2 * step_seconds > deadline
+    flags = torch.tensor([float(stop.signum or 0), float(late)], device=d.device)
     if d.world > 1:
-        dist.all_reduce(late, op=dist.ReduceOp.MAX)
-    return bool(late.item())
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    signum, late = flags.tolist()
+    if signum:
+        return signal_name(int(signum))
+    return DEADLINE if late else None
 
 
 def evaluate_during_training(cfg: RunConfig, state: TrainState, built: BuiltSet, d: Dist, sink: MetricsSink) -> None:
@@ -375,10 +411,18 @@ def run(args: argparse.Namespace) -> int:
             dist.barrier()  # the old run is aside before any rank looks at the folder
     if d.main and not args.resume:  # a resumed run's folder must exist already (train() says so)
         runs.make_output_folder(Path(args.out))
-    result = train(cfg, Path(args.out), TrainOptions(resume=args.resume, stop_at=args.stop_at,
-                                                      progress=not args.no_progress))
-    summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
-    print0(d, f"trained to step {result.steps}: {summary}")
-    print0(d, f"checkpoint: {result.final_checkpoint}")
+    stop = StopRequest()
+    with stop.installed():  # a signal before the loop stops at once; in the loop, after the step
+        result = train(cfg, Path(args.out), TrainOptions(resume=args.resume, stop_at=args.stop_at,
+                                                          progress=not args.no_progress, stop=stop))
     teardown()
+    if result.stopped_by is not None:
+        if d.main:
+            print(stopped_line(result.stopped_by, result.steps, result.final_checkpoint,
+                               continue_command("train", Path(args.out))), file=sys.stderr, flush=True)
+        return exit_code(result.stopped_by)
+    if result.metrics:
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
+        print0(d, f"trained to step {result.steps}: {summary}")
+    print0(d, f"checkpoint: {result.final_checkpoint}")
     return 0

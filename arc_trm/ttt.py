@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -36,9 +37,11 @@ from pathlib import Path
 
 from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
+from arc_trm.stopping import continue_command, exit_code, stopped_line
 from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options
+from augment.errors import InputError
 from augment.tasks import Task, load_tasks
-from submission.kaggle import fallback_submission, load_submission, write_submission
+from submission.kaggle import fallback_submission, load_submission, validate_submission, write_submission
 from submission.outputs import check_prediction_outputs
 
 
@@ -57,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--force", action="store_true",
                    help="--out holds another run: move it aside to OUT.old-<time> (never deleted) and start anew")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint, under --budget anew (pass the "
+                        "run's other options again)")
     p.add_argument("--submission", help="submission path to keep valid (default RUN/submission.json)")
     p.add_argument("--preset", choices=["paper", "kaggle", "cpu-quick"],
                    help="training hyperparameters (default: kaggle on a GPU, cpu-quick otherwise)")
@@ -78,7 +84,8 @@ def options_from_args(args: argparse.Namespace) -> TTTOptions:
                       submission=Path(args.submission) if args.submission else None, preset=args.preset,
                       overrides=tuple(args.set or ()), embedding_fraction=args.embedding_fraction,
                       margin=args.margin, batch_size=args.batch_size, scoring=args.scoring,
-                      progress=not args.no_progress, force=args.force, per_task=args.per_task)
+                      progress=not args.no_progress, force=args.force, per_task=args.per_task,
+                      resume=args.resume)
 
 
 def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:
@@ -92,36 +99,70 @@ def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:
 
 
 def write_fallback(options: TTTOptions, answered: list[Task]) -> None:
-    """Before anything heavy can fail: a valid answer is on disk (rank 0)."""
+    """Before anything heavy can fail: a valid answer is on disk (rank 0). A resumed run keeps the
+    answers its submission already holds when they are for these tasks."""
     out, sub_path = Path(options.out), options.submission_path
     runs.make_output_folder(out)
     if options.submission is None:
         sub_path.parent.mkdir(parents=True, exist_ok=True)
     check_prediction_outputs(sub_path, "--submission")
+    if options.resume and sub_path.is_file():
+        try:
+            validate_submission(load_submission(sub_path), answered, path=sub_path)
+            print(f"resuming: keeping the submission in {sub_path} ({len(answered)} tasks)")
+            return
+        except InputError as e:
+            print(f"warning: the run's submission cannot be kept ({e}); writing the fallback", file=sys.stderr)
     write_submission(sub_path, fallback_submission(answered), answered)
     print(f"fallback submission written to {sub_path} ({len(answered)} tasks)")
 
 
-def ttt(options: TTTOptions) -> None:
-    """The whole run: fallback submission at once, then training and predictions under the budget."""
+def resume_command(options: TTTOptions, seconds_left: float) -> str:
+    """The command that continues this run with the budget it had left (a user may give more)."""
+    default = TTTOptions(tasks="", out=Path())
+    flags = [("--tasks", options.tasks), ("--checkpoint", options.checkpoint),
+             ("--budget", f"{max(1, math.ceil(seconds_left))}s"), ("--submission", options.submission),
+             ("--preset", options.preset), *(("--set", item) for item in options.overrides)]
+    for name in ("embedding_fraction", "margin", "batch_size", "scoring"):
+        if getattr(options, name) != getattr(default, name):
+            flags.append((f"--{name.replace('_', '-')}", getattr(options, name)))
+    args = [str(a) for flag, value in flags if value is not None for a in (flag, value)]
+    return continue_command("ttt", Path(options.out), *args, *([] if options.progress else ["--no-progress"]))
+
+
+def ttt(options: TTTOptions) -> int:
+    """The whole run: fallback submission at once, then training and predictions under the budget.
+    Returns the exit status: 0, or 128 + the signal that stopped training (with a checkpoint)."""
     start = time.time()
     deadline = start + check_options(options)
     out = Path(options.out)
     tasks, fallback_only = load_answer_tasks(options.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)
     is_main = int(os.environ.get("RANK", "0")) == 0
-    runs.claim_run_folder(out, options.force, main=is_main, names=runs.TTT_FILES)  # before anything is written
+    if not options.resume:
+        runs.claim_run_folder(out, options.force, main=is_main, names=runs.TTT_FILES)  # before anything is written
     if is_main:
         write_fallback(options, answered)
     if not tasks:
         print("no well-formed task to train on; the fallback submission stands")
-        return
+        return 0
     from arc_trm.ttt_phases import test_time_train  # torch loads after the fallback is on disk
 
     if options.per_task:
-        per_task(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
-    else:
-        test_time_train(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
+        stopped_by = per_task(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
+        if stopped_by is not None and is_main:
+            print(f"{stopped_by}: stopped; submission {options.submission_path} holds the answers so far "
+                  f"(a --per-task run does not resume)", file=sys.stderr, flush=True)
+        return 0 if stopped_by is None else exit_code(stopped_by)
+    outcome = test_time_train(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
+    if outcome.stopped_by is None:
+        return 0
+    if is_main:
+        print(stopped_line(outcome.stopped_by, outcome.step, outcome.checkpoint,
+                           resume_command(options, deadline - time.time()),
+                           f", the best submission so far in {options.submission_path}"),
+              file=sys.stderr, flush=True)
+    return exit_code(outcome.stopped_by)
 
 
 def time_share(seconds_left: float, demonstrations: list[int]) -> float:
@@ -130,9 +171,9 @@ def time_share(seconds_left: float, demonstrations: list[int]) -> float:
     return seconds_left * demonstrations[0] / sum(demonstrations)
 
 
-def per_task(options: TTTOptions, job: TTTJob) -> None:
+def per_task(options: TTTOptions, job: TTTJob) -> str | None:
     """Each task alone, with its own model copy, in RUN/tasks/<id>; the run's submission takes
-    each task's answers once its prediction is written."""
+    each task's answers once its prediction is written. Returns the signal that stopped it, if any."""
     from arc_trm.ttt_phases import test_time_train
 
     for i, task in enumerate(job.tasks):
@@ -142,15 +183,17 @@ def per_task(options: TTTOptions, job: TTTJob) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         print(f"task {i + 1}/{len(job.tasks)} {task.id}: {share:.0f} s")
         answer = folder / "submission.json"
-        test_time_train(options, TTTJob([task], [task], folder, answer, now, now + share))
+        outcome = test_time_train(options, TTTJob([task], [task], folder, answer, now, now + share))
         if answer.exists():  # else no time to predict: the task keeps its fallback answer
             merged = load_submission(job.submission)
             merged[task.id] = load_submission(answer)[task.id]
             write_submission(job.submission, merged, job.answered)
+        if outcome.stopped_by is not None:
+            return outcome.stopped_by
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    ttt(options_from_args(args))
-    return 0
+    return ttt(options_from_args(args))
 
 

@@ -22,9 +22,10 @@ from arc_trm.model import TRM, Batch
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.step import Optimizers, StepSetup, train_step
 from arc_trm.builds import load_or_build
+from arc_trm.stopping import StopRequest
 from arc_trm.train import TrainOptions, TrainResult, build_model, train
 from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
-                              fitted_warmup, plan_phases, replan, user_step_cap)
+                              fitted_warmup, plan_phases, replan, resumed_plan, user_step_cap)
 from augment.store import BuiltSet, IdentifierMap
 from augment.errors import InputError
 from augment.tasks import Task
@@ -143,6 +144,28 @@ class TTTSetup:
     step_cap: int  # train.max_steps when the user set it, else 0
     progress: bool
     scoring: str  # votes | consistency
+    start: int = 0  # the step of the checkpoint a resumed run continues from (0: a new run)
+    frozen: bool = False  # that checkpoint is still in the embeddings-only phase
+
+
+@dataclasses.dataclass(frozen=True)
+class TTTOutcome:
+    """How the torch side ended: normally, or stopped by a signal with a checkpoint."""
+
+    step: int = 0
+    stopped_by: str | None = None  # the signal's name
+    checkpoint: Path | None = None
+
+
+def resume_point(out: Path) -> tuple[int, bool]:
+    """(step, still embeddings-only) of the run's latest checkpoint; (0, False) when it has none."""
+    found = ckpt.latest_checkpoint(out)
+    if found is None:
+        return 0, False
+    step = int(found.name.rpartition("_")[2])
+    saved = ckpt.read_json(found / "config.json", "checkpoint config")
+    freeze = saved.get("train", {}).get("freeze_model_steps", 0) if isinstance(saved, dict) else 0
+    return step, step < int(freeze)
 
 
 def apply_plan(cfg: RunConfig, plan: Plan) -> None:
@@ -165,8 +188,10 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
         views=setup.views, world=d.world, batch_size=setup.batch_size,
         max_steps_cap=setup.step_cap,
         halt_max_steps=cfg.model.halt_max_steps, quick_views=sum(len(t.test) for t in job.tasks) * QUICK_VIEWS,
-        seconds_left=job.deadline - time.time() - setup.margin, pretrained=setup.init is not None,
+        seconds_left=job.deadline - time.time() - setup.margin,
+        pretrained=setup.init is not None and (setup.start == 0 or setup.frozen),
         embedding_fraction=options.embedding_fraction))
+    plan = resumed_plan(plan, setup.start, setup.step_cap)
     apply_plan(cfg, plan)
     save_plan(job, plan, d)
     if d.main:
@@ -188,8 +213,9 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup:
                                                                built.identifier_map())
     views = len(built.test_views())
     batch_size = max(1, min(options.batch_size, math.ceil(views / d.world)))
+    start, frozen = resume_point(job.out) if options.resume else (0, False)
     return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start),
-                    user_step_cap(options.overrides), progress, options.scoring)
+                    user_step_cap(options.overrides), progress, options.scoring, start, frozen)
 
 
 def phase_timing(trained: TrainResult, phase_steps: int, phase_s: float, quick_s: float, seconds_left: float,
@@ -229,19 +255,23 @@ def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist) ->
               f"({summary.mean_steps:.2f} steps per view), {time.time() - job.start:.0f} s since start")
 
 
-def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> Plan:
+def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals: StopRequest) -> TTTOutcome:
     """Each phase trains to its stop and re-plans the rest from the step time it measured, then
     predicts: quickly at a quick stop, in full after the last phase (or when the deadline cut a
-    phase short); the submission is replaced each time. Returns the plan as re-planned."""
+    phase short); the submission is replaced each time. A signal ends the phase with a checkpoint
+    and the run without another prediction (the submission holds the latest one)."""
     margin, cfg = setup.margin, setup.cfg
-    done, quick_s = 0, 0.0  # quick_s: the latest quick prediction's seconds
+    done, quick_s = setup.start, 0.0  # quick_s: the latest quick prediction's seconds
+    resumed = ckpt.latest_checkpoint(job.out) is not None  # a new run has none (its folder was claimed)
     while stop := next((s for s in plan.stops if s > done), 0):
         final = stop == plan.steps
         began = time.time()
         trained = train(cfg, job.out, TrainOptions(
-            resume=done > 0, stop_at=stop, progress=setup.progress, built=setup.built,
-            init_weights=setup.init if done == 0 else None,
+            resume=done > 0 or resumed, stop_at=stop, progress=setup.progress, built=setup.built,
+            init_weights=setup.init if done == 0 else None, stop=signals,
             deadline=job.deadline - margin - plan.predict_s - (0 if final else plan.quick_predict_s)))
+        if trained.stopped_by is not None:
+            return TTTOutcome(trained.steps, trained.stopped_by, trained.final_checkpoint)
         cut = trained.steps < stop  # the deadline cut this phase short: predict in full now
         if not (final or cut):
             timing = phase_timing(trained, trained.steps - done, time.time() - began, quick_s,
@@ -259,17 +289,25 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> Plan
         if last:
             break
         done = trained.steps
-    return plan
-
-
-def test_time_train(options: TTTOptions, job: TTTJob) -> None:
-    """The torch side of the run: prepare, plan, then train and predict phase by phase."""
-    d = setup()
-    prepared = prepare(options, job, d)
-    plan = train_and_predict(job, prepared, plan_run(options, job, prepared, d), d)
-    if not plan.stops and d.main:
+    if not plan.stops and setup.start > 0:  # a resumed run with no step left to train: its final prediction
+        predict_now(job, setup, setup.start, True, d)
+    elif not plan.stops and d.main:
         print("no time to train within the budget; the fallback submission stands")
-    if d.main:
+    return TTTOutcome(done)
+
+
+def test_time_train(options: TTTOptions, job: TTTJob) -> TTTOutcome:
+    """The torch side of the run: prepare, plan, then train and predict phase by phase. SIGINT or
+    SIGTERM while it trains ends the step with a checkpoint (a signal before that stops at once)."""
+    d = setup()
+    signals = StopRequest()
+    with signals.installed():
+        prepared = prepare(options, job, d)
+        plan = plan_run(options, job, prepared, d)
+        with signals.polled():
+            outcome = train_and_predict(job, prepared, plan, d, signals)
+    if d.main and outcome.stopped_by is None:
         print(f"done in {time.time() - job.start:.0f} s of {job.deadline - job.start:.0f} s; "
               f"submission at {job.submission}")
     teardown()
+    return outcome
