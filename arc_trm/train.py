@@ -359,6 +359,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     name = args.preset or ("paper" if torch.cuda.is_available() else "cpu-quick")
     cfg = preset(name)
     saved = Path(args.out) / "config.json"
+    if args.resume and not Path(args.out).is_dir():  # before any build: a typo in --out costs nothing
+        raise InputError(f"--resume: there is no run folder {args.out} to continue (start it without --resume)")
     if args.resume and saved.exists():
         data = ckpt.read_json(saved, "run config")
         try:
@@ -367,6 +369,9 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
             cfg = RunConfig.from_dict(data)
         except (ValueError, TypeError, KeyError) as e:
             raise InputError(f"{saved}: run config is not one this arc-trm reads ({e})") from None
+        if args.tasks and task_list(args.tasks) != task_list(cfg.data.tasks):
+            raise InputError(f"the run was trained on {cfg.data.tasks}; you asked for {args.tasks} (leave out "
+                             f"--tasks to continue it, or train a new run in another --out)")
     if args.tasks:
         cfg.data.tasks = args.tasks
     if args.augmentations is not None:
@@ -381,6 +386,11 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     except ValueError as e:
         raise InputError(str(e)) from None
     return cfg
+
+
+def task_list(spec: str) -> list[str]:
+    """A --tasks value as its comma-separated sources, spaces aside."""
+    return [part.strip() for part in spec.split(",") if part.strip()]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -40,6 +40,7 @@ from arc_trm.consistency import add_scoring_argument
 from arc_trm.stopping import continue_command, exit_code, stopped_line
 from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options
 from augment.errors import InputError
+from augment.files import read_json
 from augment.tasks import Task, load_tasks
 from submission.kaggle import fallback_submission, load_submission, validate_submission, write_submission
 from submission.outputs import check_prediction_outputs
@@ -117,6 +118,21 @@ def write_fallback(options: TTTOptions, answered: list[Task]) -> None:
     print(f"fallback submission written to {sub_path} ({len(answered)} tasks)")
 
 
+def check_same_tasks(out: Path, tasks: list[Task]) -> None:
+    """A resumed run trains the tasks it was trained on: one line, before any build, if not."""
+    saved = out / "ttt_challenges.json"
+    if not saved.is_file():
+        return
+    data = read_json(saved, "the run's task file")
+    trained = sorted(data) if isinstance(data, dict) else []
+    asked = sorted(t.id for t in tasks)
+    if trained != asked:
+        def few(ids: list[str]) -> str:
+            return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        raise InputError(f"the run in {out} was trained on {len(trained)} tasks ({few(trained)}); you asked for "
+                         f"{len(asked)} ({few(asked)})")
+
+
 def resume_command(options: TTTOptions, seconds_left: float) -> str:
     """The command that continues this run with the budget it had left (a user may give more)."""
     default = TTTOptions(tasks="", out=Path())
@@ -138,6 +154,8 @@ def ttt(options: TTTOptions) -> int:
     out = Path(options.out)
     tasks, fallback_only = load_answer_tasks(options.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)
+    if options.resume:
+        check_same_tasks(out, tasks)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if not options.resume:
         runs.claim_run_folder(out, options.force, main=is_main, names=runs.TTT_FILES)  # before anything is written

@@ -195,7 +195,8 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
     apply_plan(cfg, plan)
     save_plan(job, plan, d)
     if d.main:
-        print(f"plan: {plan.steps} training steps ({plan.freeze_steps} embeddings only) at "
+        resumed = f", {plan.steps - setup.start} after the resumed step {setup.start}" if setup.start else ""
+        print(f"plan: {plan.steps} training steps ({plan.freeze_steps} embeddings only{resumed}) at "
               f"{plan.train_step_s:.3f} s/step, phases end at steps {plan.stops} (quick predictions at "
               f"{plan.quick_stops}), {plan.predict_s:.0f} s reserved for the final prediction of {plan.views} views")
     return plan
