@@ -380,8 +380,10 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         cfg.data.build_dir = args.build
     if args.stop_at < 0:
         raise InputError(f"--stop-at must be a step >= 0, got {args.stop_at}")
+    flags = [f"train.{name}={value}" for name, value in (("seed", args.seed), ("device", args.device))
+             if value is not None]
     try:
-        cfg = apply_overrides(cfg, args.set or [])
+        cfg = apply_overrides(cfg, flags + (args.set or []))  # ranges checked once, as for --set
         check_device_available(cfg.train.device)
     except ValueError as e:
         raise InputError(str(e)) from None
@@ -401,6 +403,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, e.g. --set lr=3e-4 --set model.H_cycles=2 (repeatable)")
     p.add_argument("--augmentations", type=int, help="augmented versions per task (default: preset)")
+    p.add_argument("--seed", type=int, help="seed of the initial weights and the sampler, train.seed (default: preset, 0)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps, train.device (default: preset, auto)")
     p.add_argument("--build", help="use/create the augmented set in this folder")
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     p.add_argument("--force", action="store_true",
