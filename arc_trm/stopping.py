@@ -2,8 +2,9 @@
 
 While a `StopRequest` is installed, the first SIGINT or SIGTERM only records the signal; the
 training loop reads it at the next step boundary (through the same all-reduce as its deadline,
-so that every rank stops at the same step), writes a checkpoint and returns. A second signal, or
-one that arrives outside a graceful section (a build, a plan), raises `Interrupted` at once.
+so that every rank stops at the same step), writes a checkpoint and returns. A second SIGINT, or
+a signal outside a graceful section (a build, a plan), raises `Interrupted` at once. A later
+SIGTERM is ignored: on Ctrl-C, torchrun forwards one to its workers (and waits 30 s for them).
 
 Torch-free: `arc-trm ttt` imports this before torch loads.
 """
@@ -44,13 +45,17 @@ class StopRequest:
         return signal_name(self.signum) if self.signum else None
 
     def handle(self, signum: int, frame: object = None) -> None:
-        if not self.graceful or self.signum is not None:
+        if not self.graceful:
             raise Interrupted(signum)
+        if self.signum is not None:
+            if signum == signal.SIGINT:  # Ctrl-C again: the user will not wait for the step
+                raise Interrupted(signum)
+            return  # torchrun sends its workers SIGTERM after the terminal's SIGINT: already stopping
         self.signum = signum
         # os.write, not print: a handler may run while the main thread is inside a buffered write
         # (tqdm's bar), and a second write into the same buffer raises.
         os.write(2, f"\n{signal_name(signum)}: stopping after the current step with a checkpoint "
-                    f"(send it again to stop at once)\n".encode())
+                    f"(Ctrl-C again stops at once)\n".encode())
 
     @contextmanager
     def installed(self) -> Iterator[StopRequest]:

@@ -360,7 +360,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     cfg = preset(name)
     saved = Path(args.out) / "config.json"
     if args.resume and not Path(args.out).is_dir():  # before any build: a typo in --out costs nothing
-        raise InputError(f"--resume: there is no run folder {args.out} to continue (start it without --resume)")
+        raise InputError(f"{args.out}: --resume given but there is no such run folder (start it without --resume)")
     if args.resume and saved.exists():
         data = ckpt.read_json(saved, "run config")
         try:
@@ -369,7 +369,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
             cfg = RunConfig.from_dict(data)
         except (ValueError, TypeError, KeyError) as e:
             raise InputError(f"{saved}: run config is not one this arc-trm reads ({e})") from None
-        if args.tasks and task_list(args.tasks) != task_list(cfg.data.tasks):
+        if args.tasks and cfg.data.tasks and task_list(args.tasks) != task_list(cfg.data.tasks):  # "": imported
             raise InputError(f"the run was trained on {cfg.data.tasks}; you asked for {args.tasks} (leave out "
                              f"--tasks to continue it, or train a new run in another --out)")
     if args.tasks:

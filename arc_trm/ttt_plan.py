@@ -75,7 +75,7 @@ def check_options(options: TTTOptions) -> float:
     if options.resume and options.per_task:
         raise InputError("--resume continues a run of the whole task set; a --per-task run does not resume")
     if options.resume and not Path(options.out).is_dir():
-        raise InputError(f"--resume: there is no run folder {options.out} to continue (start it without --resume)")
+        raise InputError(f"{options.out}: --resume given but there is no such run folder (start it without --resume)")
     if options.per_task and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InputError("--per-task runs in one process; start it without torchrun")
     if options.scoring not in SCORINGS:

@@ -62,18 +62,18 @@ def stopped(stderr: str, signum: int, run: Path) -> tuple[int, list[str]]:
     assert Path(m.group(2)) == latest_checkpoint(run) and (Path(m.group(2)) / "state.pt").is_file()
     assert torch.load(Path(m.group(2)) / "state.pt", weights_only=True)["step"] == step
     command = shlex.split(m.group(4))
-    assert command[0] == "arc-trm" and command[-1] == "--resume", command
-    return step, command[1:]
+    assert command[-1] == "--resume", command
+    return step, command[1:] if command[0] == "arc-trm" else command
 
 
 def final_state(run: Path) -> dict:
     return torch.load(latest_checkpoint(run) / "state.pt", map_location="cpu", weights_only=True)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_to_train_checkpoints_the_step_and_the_printed_command_continues_exactly(
-        tmp_path, small_build, straight_run, signum):
-    run = tmp_path / "run"
+def test_ctrl_c_in_train_checkpoints_the_step_and_the_printed_command_continues_exactly(
+        tmp_path, small_build, straight_run):
+    """SIGINT here; SIGTERM goes to one torchrun worker and to ttt below."""
+    run, signum = tmp_path / "run", signal.SIGINT
     proc = start(train_args(small_build, run))
     out, err = interrupt_after_first_step(proc, run, signum)
     assert proc.returncode == 128 + signum, err
@@ -91,11 +91,10 @@ def test_a_signal_to_train_checkpoints_the_step_and_the_printed_command_continue
             assert torch.equal(tensor, b[part][name]), f"{part}.{name} differs from the uninterrupted run"
     assert a["sampler"] == b["sampler"]
 
-    if signum == signal.SIGINT:  # once is enough: a run already at its last step says so
-        again = cli_in_process(*command)
-        assert again.returncode == 0, again.stderr
-        assert f"nothing to train: {run} is already at step {STEPS}" in again.stdout
-        assert f"checkpoint: {latest_checkpoint(run)}" in again.stdout and "trained to step" not in again.stdout
+    again = cli_in_process(*command)  # a run already at its last step says so
+    assert again.returncode == 0, again.stderr
+    assert f"nothing to train: {run} is already at step {STEPS}" in again.stdout
+    assert f"checkpoint: {latest_checkpoint(run)}" in again.stdout and "trained to step" not in again.stdout
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +103,49 @@ def straight_run(tmp_path_factory, small_build) -> Path:
     proc = run_cli(*train_args(small_build, run))
     assert proc.returncode == 0, proc.stderr
     return run
+
+
+def worker_of_rank(launcher: int, rank: int) -> int:
+    """The pid of torchrun's worker process of `rank` (Linux /proc)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
+        if ppid == launcher and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    pytest.fail(f"no worker of rank {rank} under {launcher}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds torchrun's workers through /proc")
+def test_under_torchrun_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path, small_build, straight_run):
+    run = tmp_path / "two"
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "arc_trm.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, *torchrun, *train_args(small_build, run)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, text=True, start_new_session=True)
+    metrics = run / "metrics.jsonl"
+    while not (metrics.exists() and metrics.read_text().strip()):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    os.kill(worker_of_rank(proc.pid, 1), signal.SIGTERM)  # the rank that does not print or write state.pt
+    out, err = proc.communicate(timeout=240)
+    step, _ = stopped(err, signal.SIGTERM, run)  # rank 0 stopped too, and said so
+    assert 0 < step < STEPS
+    assert (latest_checkpoint(run) / "carry_rank1.pt").is_file()  # both ranks wrote the same step's checkpoint
+    launcher = "torchrun --nproc_per_node 2 -m arc_trm.cli"
+    assert f"continue with: {launcher} train --out {run} --resume" in err
+
+    resumed = run_cli("train", "--out", run, "--resume", "--no-progress", module=torchrun)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = final_state(straight_run), final_state(run)
+    assert b["step"] == STEPS
+    for name, tensor in a["model"].items():  # two processes reduce in another order than one: not bit-equal
+        rel = (tensor - b["model"][name]).norm() / tensor.norm().clamp_min(1e-12)
+        assert rel < 1e-5, f"{name}: relative error {rel:.2e}"
 
 
 def test_a_signal_to_ttt_keeps_the_submission_and_ttt_resume_continues(tmp_path):
@@ -138,6 +180,9 @@ def test_a_first_signal_waits_for_the_step_and_a_second_stops_at_once():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.1)  # a handler runs between bytecodes
             assert stop.name == "SIGINT"
+            os.kill(os.getpid(), signal.SIGTERM)  # torchrun's forward of the same Ctrl-C: still stopping
+            time.sleep(0.1)
+            assert stop.name == "SIGINT"
             with pytest.raises(Interrupted) as caught:
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(1)
@@ -162,16 +207,16 @@ def test_resume_checks_come_before_any_build(tmp_path):
     build = tmp_path / "build"
     proc = cli_in_process("train", "--out", tmp_path / "nowhere", "--resume", "--tasks", SMALL_TASKS,
                           "--build", build)
-    assert proc.returncode == 2 and f"no run folder {tmp_path / 'nowhere'} to continue" in proc.stderr
+    assert proc.returncode == 2 and f"{tmp_path / 'nowhere'}: --resume given but there is no such run folder" in proc.stderr
     proc = cli_in_process("ttt", "--out", tmp_path / "nowhere", "--resume", "--tasks", SMALL_TASKS)
-    assert proc.returncode == 2 and "no run folder" in proc.stderr
+    assert proc.returncode == 2 and "--resume given but there is no such run folder" in proc.stderr
 
     run = tmp_path / "run"
     write_tiny_checkpoint(run)
-    trained_on = json.loads((run / "config.json").read_text())["data"]["tasks"]
-    proc = cli_in_process("train", "--out", run, "--resume", "--tasks", SMALL_TASKS, "--build", build)
+    other = "arc-agi-1:training/a85d4709@test"
+    proc = cli_in_process("train", "--out", run, "--resume", "--tasks", other, "--build", build)
     assert proc.returncode == 2, proc.stderr
-    assert f"the run was trained on {trained_on}; you asked for {SMALL_TASKS}" in proc.stderr
+    assert f"the run was trained on {SMALL_TASKS}; you asked for {other}" in proc.stderr
     assert not build.exists()
 
     (run / "ttt_challenges.json").write_text(json.dumps({"aaaa0000": {}, "bbbb1111": {}}))
