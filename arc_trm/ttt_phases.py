@@ -30,6 +30,7 @@ from augment.store import BuiltSet, IdentifierMap
 from augment.errors import InputError
 from augment.tasks import Task
 from augment.files import write_json_atomic
+from submission.runfolder import step_of
 from submission.watchdog import shutdown_worker_pool
 
 
@@ -162,7 +163,7 @@ def resume_point(out: Path) -> tuple[int, bool]:
     found = ckpt.latest_checkpoint(out)
     if found is None:
         return 0, False
-    step = int(found.name.rpartition("_")[2])
+    step = step_of(found) or 0
     saved = ckpt.read_json(found / "config.json", "checkpoint config")
     freeze = saved.get("train", {}).get("freeze_model_steps", 0) if isinstance(saved, dict) else 0
     return step, step < int(freeze)
