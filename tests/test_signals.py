@@ -222,3 +222,16 @@ def test_resume_checks_come_before_any_build(tmp_path):
     (run / "ttt_challenges.json").write_text(json.dumps({"aaaa0000": {}, "bbbb1111": {}}))
     proc = cli_in_process("ttt", "--out", run, "--resume", "--tasks", SMALL_TASKS, "--budget", "10s")
     assert proc.returncode == 2 and "was trained on 2 tasks (aaaa0000, bbbb1111); you asked for 3" in proc.stderr
+
+
+def test_a_resumed_ttt_plan_counts_in_the_run_s_steps():
+    from arc_trm.ttt_plan import Plan, resumed_plan
+
+    plan = Plan(0.1, 0.1, 12, 1.0, 0.2, steps=100, freeze_steps=20, stops=[10, 20, 50, 80, 100], quick_stops=[20, 50])
+    assert resumed_plan(plan, 0, 0) is plan
+    moved = resumed_plan(plan, 30, 0)  # 100 more steps after step 30
+    assert (moved.steps, moved.freeze_steps, moved.stops, moved.quick_stops) == (130, 50, [40, 50, 80, 110, 130],
+                                                                                   [50, 80])
+    capped = resumed_plan(plan, 30, 90)  # train.max_steps=90 caps the run: 60 more
+    assert (capped.steps, capped.stops, capped.quick_stops) == (90, [40, 50, 80, 90], [50, 80])
+    assert resumed_plan(plan, 90, 90).stops == []  # at the cap already: nothing to train
