@@ -11,6 +11,8 @@ The augmented set is built on first use and cached (data/built/...). Overrides: 
 (e.g. `--set model.hidden_size=256 --set lr=2e-4`). The resolved config is saved as JSON in the
 run folder and beside every checkpoint. Metrics go to RUN/metrics.jsonl; `arc-trm plot RUN`
 draws them. A run folder holds one run: without --resume a folder that holds one is refused.
+Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and prints the command that
+continues (every torchrun rank stops at the same step); a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations

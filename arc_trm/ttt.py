@@ -19,6 +19,10 @@ their demonstrations first. The run:
      predict.
 Without --checkpoint it trains from scratch (useful on CPU and in tests).
 
+Ctrl-C or SIGTERM while it trains finishes the step, writes a checkpoint (the submission already
+holds the best answers so far) and prints the command that continues: the same options with
+--resume, which restarts from the run's latest checkpoint under the --budget it is given.
+
 With --per-task each task gets its own copy of the model, trained and predicted alone in
 RUN/tasks/<id>, under a share of the time left in proportion to its demonstrations (recomputed
 after each task, so time one task leaves unused goes to the rest); the run's submission takes each

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
+from arc_trm import runs
 from arc_trm.common import Dist, setup, synchronize, teardown
 from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.data import to_model_batch
@@ -264,7 +265,7 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
     and the run without another prediction (the submission holds the latest one)."""
     margin, cfg = setup.margin, setup.cfg
     done, quick_s = setup.start, 0.0  # quick_s: the latest quick prediction's seconds
-    resumed = ckpt.latest_checkpoint(job.out) is not None  # a new run has none (its folder was claimed)
+    resumed = bool(runs.run_files(job.out))  # train's files: a new run has none (its folder was claimed)
     while stop := next((s for s in plan.stops if s > done), 0):
         final = stop == plan.steps
         began = time.time()
