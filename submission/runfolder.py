@@ -58,7 +58,7 @@ def latest_checkpoint(run: Path) -> Path | None:
             return named
     done = [p for p in checkpoints_by_step(run) if (p / STATE).is_file()]
     if named is not None and int(os.environ.get("RANK", "0")) == 0:  # one warning, not one per process
-        instead = f"using the older {done[-1]}" if done else "no complete checkpoint is left"
+        instead = f"using {done[-1]} instead" if done else "no complete checkpoint is left"
         print(f"warning: {marker} names {named.name}, which is missing or has no {STATE}; {instead}",
               file=sys.stderr, flush=True)
     return done[-1] if done else None
