@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from augment.errors import InputError
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("submission.report", "write an HTML page over a scored run"),
     "ttt": ("arc_trm.ttt", "test-time train on new tasks under a deadline, then predict"),
     "kaggle": ("submission.bundle", "bundle the package, wheels and a checkpoint for Kaggle"),
+    "config": ("arc_trm.show_config", "print the resolved config: every key, its value and meaning"),
 }
 
 EPILOG = """typical flow:
@@ -73,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input is the user's to fix: one line, no traceback.
         print(f"arc-trm {name}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"arc-trm {name}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        # train and ttt raise Interrupted for a signal outside their steps (or a second one)
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"arc-trm {name}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ uses the paper's symbols. One vocabulary, two spellings:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -376,6 +377,28 @@ def _fields(obj: Any) -> dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(obj)}
 
 
+# Names people reach for from other trainers -> ours (difflib finds typos, not synonyms).
+KEY_ALIASES = {"learning_rate": "lr", "batch_size": "global_batch_size", "batch": "global_batch_size",
+               "steps": "max_steps", "num_steps": "max_steps", "warmup": "lr_warmup_steps",
+               "warmup_steps": "lr_warmup_steps", "hidden": "hidden_size", "heads": "num_heads",
+               "layers": "L_layers", "n_sup": "halt_max_steps", "ema": "ema_rate", "wd": "weight_decay"}
+
+
+def suggest_key(key: str, sections: dict[str, Any]) -> str:
+    """'; did you mean NAME?' for a mistyped config key (in the form it was typed), or ''."""
+    full = {f"{name}.{field}": field for name, obj in sections.items() for field in _fields(obj)}
+    bare = key.rpartition(".")[2]
+    alias = KEY_ALIASES.get(bare.lower())
+    if alias is not None:
+        found = next(name for name, field in full.items() if field == alias)
+        return f"; did you mean {found if '.' in key else alias}?"
+    candidates = list(full) if "." in key else sorted(set(full.values()))
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if not close and "." in key:  # a typo in the section: match the field alone
+        close = [name for name, field in full.items() if field in difflib.get_close_matches(bare, full.values(), 1)]
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     """Apply `key=value` overrides; key is `section.field` or a field name unique across sections.
     Only real dataclass fields are accepted (not properties or methods), each value is parsed as
@@ -388,14 +411,15 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         if "." in key:
             sec_name, _, field = key.partition(".")
             if sec_name not in sections:
-                raise ValueError(f"unknown config section {sec_name!r} in {item!r}; use model, train or data")
+                raise ValueError(f"unknown config section {sec_name!r} in {item!r}; use model, train or data"
+                                 f"{suggest_key(key, sections)}")
             owners = [sec_name] if field in _fields(sections[sec_name]) else []
         else:
             field = key
             owners = [n for n, s in sections.items() if field in _fields(s)]
         if len(owners) != 1:
             where = "no config field" if not owners else f"several sections ({', '.join(owners)}); prefix one"
-            raise ValueError(f"config key {key!r} matches {where}")
+            raise ValueError(f"config key {key!r} matches {where}{'' if owners else suggest_key(key, sections)}")
         target = sections[owners[0]]
         try:
             setattr(target, field, _parse_value(text.strip(), _fields(target)[field]))

@@ -75,6 +75,7 @@ def restore(out: Path, state: TrainState, cfg: RunConfig, built: BuiltSet, layou
     state.sampler.load_state_dict(saved["sampler"])
     state.explore.set_state(saved["explore_rng"])
     state.step = int(saved["step"])
+    print0(d, f"resumed from step {state.step} ({found})")
     if cfg.train.save_carry:
         state.carries = restore_carries(found, built.canvas, layout, d)
 

@@ -11,6 +11,8 @@ The augmented set is built on first use and cached (data/built/...). Overrides: 
 (e.g. `--set model.hidden_size=256 --set lr=2e-4`). The resolved config is saved as JSON in the
 run folder and beside every checkpoint. Metrics go to RUN/metrics.jsonl; `arc-trm plot RUN`
 draws them. A run folder holds one run: without --resume a folder that holds one is refused.
+Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and prints the command that
+continues (every torchrun rank stops at the same step); a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +43,7 @@ from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.snapshot import BatchLayout, TrainState, restore, save_checkpoint
+from arc_trm.stopping import StopRequest, continue_command, exit_code, signal_name, stopped_line
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from augment.store import BuiltSet
 from augment.errors import InputError
@@ -183,6 +188,8 @@ class TrainOptions:
     init_weights: a state dict to start from (test-time training from a pretrained model).
     deadline: a time.time() by which training must have stopped and checkpointed; every rank
         stops at the same step once the next step would overrun it.
+    stop: the caller's installed StopRequest (else train() installs one over its loop): on SIGINT
+        or SIGTERM every rank finishes its step, checkpoints and returns (TrainResult.stopped_by).
     """
 
     resume: bool = False
@@ -191,6 +198,7 @@ class TrainOptions:
     built: BuiltSet | None = None
     init_weights: dict[str, torch.Tensor] | None = None
     deadline: float | None = None
+    stop: StopRequest | None = None
 
 
 @dataclass
@@ -200,6 +208,7 @@ class TrainResult:
     final_checkpoint: Path | None
     metrics: dict[str, float]
     step_s: float  # mean seconds per step of this call, its first step (which may compile) aside
+    stopped_by: str | None = None  # the signal that stopped training early (a checkpoint holds the step)
 
 
 def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> TrainResult:
@@ -235,11 +244,27 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     # thread starts drawing: a stop before the first step must not skip the batches it drew.
     state.sampler_state = state.sampler.state_dict()
     batches = Prefetcher(state.sampler, built, tcfg.global_batch_size, layout.rows, pin=device.type == "cuda")
+    stop, stopped_by = options.stop or StopRequest(), None
+    saved_step = state.step if state.step > 0 else -1  # a resumed run's checkpoint holds its first step
+    if state.step >= steps_total:
+        final_dir = ckpt.latest_checkpoint(out)
+        print0(d, f"nothing to train: {out} is already at step {state.step}, the run's last of {steps_total} "
+                  f"(to train further, raise train.max_steps with --set)")
+    handlers = ExitStack()
     try:
+        if options.stop is None:
+            handlers.enter_context(stop.installed())
+        handlers.enter_context(stop.polled())
         while state.step < end:
-            if options.deadline is not None and out_of_time(options.deadline, step_seconds, d):
-                print0(d, f"stopping at step {state.step}: the deadline leaves no time for another step")
-                final_dir = save_checkpoint(out, state, cfg, id_map, d)
+            reason = stop_reason(options.deadline, step_seconds, stop, d)
+            if reason is not None:
+                if reason == DEADLINE:
+                    print0(d, f"stopping at step {state.step}: the deadline leaves no time for another step")
+                else:
+                    stopped_by = reason
+                saved = saved_step == state.step
+                final_dir = ckpt.checkpoint_dir(out, state.step) if saved else save_checkpoint(out, state, cfg,
+                                                                                              id_map, d)
                 break
             t_step = time.perf_counter()
             state.step += 1
@@ -287,13 +312,15 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
 
             # 6. checkpoint
             if step % tcfg.checkpoint_every == 0 or step == end:
-                final_dir = save_checkpoint(out, state, cfg, id_map, d)
+                final_dir, saved_step = save_checkpoint(out, state, cfg, id_map, d), step
     finally:
+        handlers.close()
         batches.close()
         bar.close()
         sink.close()
     timed_steps = state.step - first_step
-    return TrainResult(out, state.step, final_dir, last, timed_s / timed_steps if timed_steps > 0 else step_seconds)
+    return TrainResult(out, state.step, final_dir, last, timed_s / timed_steps if timed_steps > 0 else step_seconds,
+                       stopped_by)
 
 
 def out_of_memory_line(layout: BatchLayout, device: str) -> str:
@@ -305,13 +332,24 @@ def out_of_memory_line(layout: BatchLayout, device: str) -> str:
             f"{layout.local // more} rows), or lower train.global_batch_size")
 
 
-def out_of_time(deadline: float, step_seconds: float, d: Dist) -> bool:
-    """True on every rank when any rank would overrun the deadline with one more step (+ a margin
-    for the checkpoint)."""
-    late = torch.tensor([float(time.time() + 2 * step_seconds > deadline)], device=d.device)
+DEADLINE = "deadline"
+
+
+def stop_reason(deadline: float | None, step_seconds: float, stop: StopRequest, d: Dist) -> str | None:
+    """Why training stops before the next step, the same on every rank: a signal's name when any
+    rank received one, DEADLINE when any rank would overrun the deadline with one more step (+ a
+    margin for the checkpoint), else None. One all-reduce per step decides both (a signal may
+    reach one process only); a single process without a deadline reads its own flag."""
+    if d.world == 1 and deadline is None:
+        return stop.name
+    late = deadline is not None and time.time() + 2 * step_seconds > deadline
+    flags = torch.tensor([float(stop.signum or 0), float(late)], device=d.device)
     if d.world > 1:
-        dist.all_reduce(late, op=dist.ReduceOp.MAX)
-    return bool(late.item())
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    signum, late = flags.tolist()
+    if signum:
+        return signal_name(int(signum))
+    return DEADLINE if late else None
 
 
 def evaluate_during_training(cfg: RunConfig, state: TrainState, built: BuiltSet, d: Dist, sink: MetricsSink) -> None:
@@ -337,6 +375,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     name = args.preset or ("paper" if torch.cuda.is_available() else "cpu-quick")
     cfg = preset(name)
     saved = Path(args.out) / "config.json"
+    if args.resume and not Path(args.out).is_dir():  # before any build: a typo in --out costs nothing
+        raise InputError(f"{args.out}: --resume given but there is no such run folder (start it without --resume)")
     if args.resume and saved.exists():
         data = ckpt.read_json(saved, "run config")
         try:
@@ -345,6 +385,9 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
             cfg = RunConfig.from_dict(data)
         except (ValueError, TypeError, KeyError) as e:
             raise InputError(f"{saved}: run config is not one this arc-trm reads ({e})") from None
+        if args.tasks and cfg.data.tasks and task_list(args.tasks) != task_list(cfg.data.tasks):  # "": imported
+            raise InputError(f"the run was trained on {cfg.data.tasks}; you asked for {args.tasks} (leave out "
+                             f"--tasks to continue it, or train a new run in another --out)")
     if args.tasks:
         cfg.data.tasks = args.tasks
     if args.augmentations is not None:
@@ -353,12 +396,19 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         cfg.data.build_dir = args.build
     if args.stop_at < 0:
         raise InputError(f"--stop-at must be a step >= 0, got {args.stop_at}")
+    flags = [f"train.{name}={value}" for name, value in (("seed", args.seed), ("device", args.device))
+             if value is not None]
     try:
-        cfg = apply_overrides(cfg, args.set or [])
+        cfg = apply_overrides(cfg, flags + (args.set or []))  # ranges checked once, as for --set
         check_device_available(cfg.train.device)
     except ValueError as e:
         raise InputError(str(e)) from None
     return cfg
+
+
+def task_list(spec: str) -> list[str]:
+    """A --tasks value as its comma-separated sources, spaces aside."""
+    return [part.strip() for part in spec.split(",") if part.strip()]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -369,6 +419,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, e.g. --set lr=3e-4 --set model.H_cycles=2 (repeatable)")
     p.add_argument("--augmentations", type=int, help="augmented versions per task (default: preset)")
+    p.add_argument("--seed", type=int, help="seed of the initial weights and the sampler, train.seed (default: preset, 0)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps, train.device (default: preset, auto)")
     p.add_argument("--build", help="use/create the augmented set in this folder")
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     p.add_argument("--force", action="store_true",
@@ -389,10 +441,18 @@ def run(args: argparse.Namespace) -> int:
             dist.barrier()  # the old run is aside before any rank looks at the folder
     if d.main and not args.resume:  # a resumed run's folder must exist already (train() says so)
         runs.make_output_folder(Path(args.out))
-    result = train(cfg, Path(args.out), TrainOptions(resume=args.resume, stop_at=args.stop_at,
-                                                      progress=not args.no_progress))
-    summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
-    print0(d, f"trained to step {result.steps}: {summary}")
-    print0(d, f"checkpoint: {result.final_checkpoint}")
+    stop = StopRequest()
+    with stop.installed():  # a signal before the loop stops at once; in the loop, after the step
+        result = train(cfg, Path(args.out), TrainOptions(resume=args.resume, stop_at=args.stop_at,
+                                                          progress=not args.no_progress, stop=stop))
     teardown()
+    if result.stopped_by is not None:
+        if d.main:
+            print(stopped_line(result.stopped_by, result.steps, result.final_checkpoint,
+                               continue_command("train", Path(args.out))), file=sys.stderr, flush=True)
+        return exit_code(result.stopped_by)
+    if result.metrics:
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
+        print0(d, f"trained to step {result.steps}: {summary}")
+    print0(d, f"checkpoint: {result.final_checkpoint}")
     return 0

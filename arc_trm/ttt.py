@@ -19,6 +19,10 @@ their demonstrations first. The run:
      predict.
 Without --checkpoint it trains from scratch (useful on CPU and in tests).
 
+Ctrl-C or SIGTERM while it trains finishes the step, writes a checkpoint (the submission already
+holds the best answers so far) and prints the command that continues: the same options with
+--resume, which restarts from the run's latest checkpoint under the --budget it is given.
+
 With --per-task each task gets its own copy of the model, trained and predicted alone in
 RUN/tasks/<safe id>, under a share of the time left in proportion to its demonstrations (recomputed
 after each task, so time one task leaves unused goes to the rest); the run's submission takes each
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -41,8 +46,10 @@ from typing import Callable
 
 from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
+from arc_trm.stopping import continue_command, exit_code, stopped_line
 from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options, seconds_left
 from augment.errors import InputError
+from augment.files import read_json
 from augment.tasks import Task, load_tasks, safe_name
 from submission.kaggle import fallback_submission, load_submission, validate_submission, write_submission
 from submission.outputs import check_prediction_outputs
@@ -63,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--force", action="store_true",
                    help="--out holds another run: move it aside to OUT.old-<time> (never deleted) and start anew")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint, under --budget anew (pass the "
+                        "run's other options again)")
     p.add_argument("--submission", help="submission path to keep valid (default RUN/submission.json)")
     p.add_argument("--preset", choices=["paper", "kaggle", "cpu-quick"],
                    help="training hyperparameters (default: kaggle on a GPU, cpu-quick otherwise)")
@@ -85,7 +95,7 @@ def options_from_args(args: argparse.Namespace) -> TTTOptions:
                       overrides=tuple(args.set or ()), embedding_fraction=args.embedding_fraction,
                       margin=args.margin, batch_size=args.batch_size, scoring=args.scoring,
                       progress=not args.no_progress, force=args.force, per_task=args.per_task,
-                      resume=getattr(args, "resume", False))
+                      resume=args.resume)
 
 
 def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:
@@ -108,16 +118,20 @@ def holds_answers(path: Path, tasks: list[Task]) -> bool:
 
 
 def write_fallback(options: TTTOptions, answered: list[Task]) -> None:
-    """Before anything heavy can fail: a valid answer is on disk (rank 0). A resumed run keeps
-    the answers it has."""
+    """Before anything heavy can fail: a valid answer is on disk (rank 0). A resumed run keeps the
+    answers its submission already holds when they are for these tasks."""
     out, sub_path = Path(options.out), options.submission_path
     runs.make_output_folder(out)
     if options.submission is None:
         sub_path.parent.mkdir(parents=True, exist_ok=True)
     check_prediction_outputs(sub_path, "--submission")
-    if options.resume and holds_answers(sub_path, answered):
-        print(f"resuming: the submission at {sub_path} is kept")
-        return
+    if options.resume and sub_path.is_file():
+        try:
+            validate_submission(load_submission(sub_path), answered, path=sub_path)
+            print(f"resuming: keeping the submission in {sub_path} ({len(answered)} tasks)")
+            return
+        except InputError as e:
+            print(f"warning: the run's submission cannot be kept ({e}); writing the fallback", file=sys.stderr)
     write_submission(sub_path, fallback_submission(answered), answered)
     print(f"fallback submission written to {sub_path} ({len(answered)} tasks)")
 
@@ -142,28 +156,72 @@ def begin_run(options: TTTOptions, answered: list[Task], main: bool, barrier: Ca
         write_fallback(options, answered)
 
 
-def ttt(options: TTTOptions) -> None:
-    """The whole run: fallback submission at once, then training and predictions under the budget."""
+def check_same_tasks(out: Path, tasks: list[Task]) -> None:
+    """A resumed run trains the tasks it was trained on: one line, before any build, if not."""
+    saved = out / "ttt_challenges.json"
+    if not saved.is_file():
+        return
+    data = read_json(saved, "the run's task file")
+    trained = sorted(data) if isinstance(data, dict) else []
+    asked = sorted(t.id for t in tasks)
+    if trained != asked:
+        def few(ids: list[str]) -> str:
+            return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        raise InputError(f"the run in {out} was trained on {len(trained)} tasks ({few(trained)}); you asked for "
+                         f"{len(asked)} ({few(asked)})")
+
+
+def resume_command(options: TTTOptions, seconds_left: float) -> str:
+    """The command that continues this run with the budget it had left (a user may give more)."""
+    default = TTTOptions(tasks="", out=Path())
+    flags = [("--tasks", options.tasks), ("--checkpoint", options.checkpoint),
+             ("--budget", f"{max(1, math.ceil(seconds_left))}s"), ("--submission", options.submission),
+             ("--preset", options.preset), *(("--set", item) for item in options.overrides)]
+    for name in ("embedding_fraction", "margin", "batch_size", "scoring"):
+        if getattr(options, name) != getattr(default, name):
+            flags.append((f"--{name.replace('_', '-')}", getattr(options, name)))
+    args = [str(a) for flag, value in flags if value is not None for a in (flag, value)]
+    switches = [*(["--per-task"] if options.per_task else []), *([] if options.progress else ["--no-progress"])]
+    return continue_command("ttt", Path(options.out), *args, *switches)
+
+
+def ttt(options: TTTOptions) -> int:
+    """The whole run: fallback submission at once, then training and predictions under the budget.
+    Returns the exit status: 0, or 128 + the signal that stopped training (with a checkpoint)."""
     start = time.time()
     deadline = start + check_options(options)
     out = Path(options.out)
     tasks, fallback_only = load_answer_tasks(options.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)
+    if options.resume:
+        check_same_tasks(out, tasks)
     many = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    begin_run(options, answered, main=int(os.environ.get("RANK", "0")) == 0, barrier=process_barrier if many else None)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    begin_run(options, answered, main=is_main, barrier=process_barrier if many else None)
     if not tasks:
         print("no well-formed task to train on; the fallback submission stands")
         if many:
             from arc_trm.common import teardown
 
             teardown()  # process_barrier joined the process group
-        return
+        return 0
     from arc_trm.ttt_phases import test_time_train  # in one process, torch loads after the fallback is on disk
 
     if options.per_task:
-        per_task(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
-    else:
-        test_time_train(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
+        stopped_by = per_task(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
+        if stopped_by is not None and is_main:
+            print(f"{stopped_by}: stopped; submission {options.submission_path} holds the answers so far; "
+                  f"continue with: {resume_command(options, deadline - time.time())}", file=sys.stderr, flush=True)
+        return 0 if stopped_by is None else exit_code(stopped_by)
+    outcome = test_time_train(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
+    if outcome.stopped_by is None:
+        return 0
+    if is_main:
+        print(stopped_line(outcome.stopped_by, outcome.step, outcome.checkpoint,
+                           resume_command(options, deadline - time.time()),
+                           f", the best submission so far in {options.submission_path}"),
+              file=sys.stderr, flush=True)
+    return exit_code(outcome.stopped_by)
 
 
 def time_share(seconds_left: float, demonstrations: list[int]) -> float:
@@ -190,10 +248,11 @@ def merge_answer(job: TTTJob, task: Task, answer: Path) -> None:
     write_submission(job.submission, merged, job.answered)
 
 
-def per_task(options: TTTOptions, job: TTTJob) -> None:
+def per_task(options: TTTOptions, job: TTTJob) -> str | None:
     """Each task alone, with its own model copy, in RUN/tasks/<safe id>; the run's submission
     takes each task's answers once its prediction is written. Past the deadline (the main path's
-    check) the tasks left keep their fallback answers; resumed, a task answered earlier is kept."""
+    check) the tasks left keep their fallback answers; resumed, a task answered earlier is kept.
+    Returns the signal that stopped it, if any."""
     from arc_trm.ttt_phases import test_time_train
 
     margin = options.margin * (job.deadline - job.start)
@@ -212,14 +271,16 @@ def per_task(options: TTTOptions, job: TTTJob) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         print(f"task {i + 1}/{len(job.tasks)} {task.id}: {share:.0f} s")
         resume = options.resume and bool(runs.run_files(folder, runs.TTT_FILES))  # continue its own run
-        test_time_train(dataclasses.replace(options, resume=resume),
-                        TTTJob([task], [task], folder, answer, now, now + share))
+        outcome = test_time_train(dataclasses.replace(options, resume=resume),
+                                  TTTJob([task], [task], folder, answer, now, now + share))
         if answer.exists():  # else no time to predict (or no canvas fits): the task keeps its fallback answer
             merge_answer(job, task, answer)
+        if outcome.stopped_by is not None:
+            return outcome.stopped_by
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    ttt(options_from_args(args))
-    return 0
+    return ttt(options_from_args(args))
 
 

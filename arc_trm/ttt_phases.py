@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
+from arc_trm import runs
 from arc_trm.common import Dist, print0, setup, synchronize, teardown
 from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.data import to_model_batch
@@ -23,14 +24,16 @@ from arc_trm.model import TRM, Batch
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from arc_trm.builds import load_or_build
+from arc_trm.stopping import StopRequest
 from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, train
 from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
-                              fitted_warmup, plan_phases, replan, seconds_left, user_step_cap)
+                              fitted_warmup, plan_phases, replan, resumed_plan, seconds_left, user_step_cap)
 from augment.build import max_side
 from augment.store import BuiltSet, IdentifierMap
 from augment.errors import InputError
 from augment.tasks import Task
 from augment.files import write_json_atomic
+from submission.runfolder import step_of
 from submission.watchdog import shutdown_worker_pool
 
 
@@ -149,6 +152,28 @@ class TTTSetup:
     step_cap: int  # train.max_steps when the user set it, else 0
     progress: bool
     scoring: str  # votes | consistency
+    start: int = 0  # the step of the checkpoint a resumed run continues from (0: a new run)
+    frozen: bool = False  # that checkpoint is still in the embeddings-only phase
+
+
+@dataclasses.dataclass(frozen=True)
+class TTTOutcome:
+    """How the torch side ended: normally, or stopped by a signal with a checkpoint."""
+
+    step: int = 0
+    stopped_by: str | None = None  # the signal's name
+    checkpoint: Path | None = None
+
+
+def resume_point(out: Path) -> tuple[int, bool]:
+    """(step, still embeddings-only) of the run's latest checkpoint; (0, False) when it has none."""
+    found = ckpt.latest_checkpoint(out)
+    if found is None:
+        return 0, False
+    step = step_of(found) or 0
+    saved = ckpt.read_json(found / "config.json", "checkpoint config")
+    freeze = saved.get("train", {}).get("freeze_model_steps", 0) if isinstance(saved, dict) else 0
+    return step, step < int(freeze)
 
 
 def apply_plan(cfg: RunConfig, plan: Plan) -> None:
@@ -171,12 +196,15 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
         views=setup.views, world=d.world, batch_size=setup.batch_size,
         max_steps_cap=setup.step_cap,
         halt_max_steps=cfg.model.halt_max_steps, quick_views=sum(len(t.test) for t in job.tasks) * QUICK_VIEWS,
-        seconds_left=seconds_left(job.deadline, setup.margin), pretrained=setup.init is not None,
+        seconds_left=seconds_left(job.deadline, setup.margin),
+        pretrained=setup.init is not None and (setup.start == 0 or setup.frozen),
         embedding_fraction=options.embedding_fraction))
+    plan = resumed_plan(plan, setup.start, setup.step_cap)
     apply_plan(cfg, plan)
     save_plan(job, plan, d)
     if d.main:
-        print(f"plan: {plan.steps} training steps ({plan.freeze_steps} embeddings only) at "
+        resumed = f", {plan.steps - setup.start} after the resumed step {setup.start}" if setup.start else ""
+        print(f"plan: {plan.steps} training steps ({plan.freeze_steps} embeddings only{resumed}) at "
               f"{plan.train_step_s:.3f} s/step, phases end at steps {plan.stops} (quick predictions at "
               f"{plan.quick_stops}), {plan.predict_s:.0f} s reserved for the final prediction of {plan.views} views")
     return plan
@@ -207,8 +235,9 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
                                                                built.identifier_map())
     views = len(built.test_views())
     batch_size = max(1, min(options.batch_size, math.ceil(views / d.world)))
+    start, frozen = resume_point(job.out) if options.resume else (0, False)
     return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start),
-                    user_step_cap(options.overrides), progress, options.scoring)
+                    user_step_cap(options.overrides), progress, options.scoring, start, frozen)
 
 
 def phase_timing(trained: TrainResult, phase_steps: int, phase_s: float, quick_s: float, seconds_left: float,
@@ -248,19 +277,23 @@ def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist) ->
               f"({summary.mean_steps:.2f} steps per view), {time.time() - job.start:.0f} s since start")
 
 
-def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> Plan:
+def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals: StopRequest) -> TTTOutcome:
     """Each phase trains to its stop and re-plans the rest from the step time it measured, then
     predicts: quickly at a quick stop, in full after the last phase (or when the deadline cut a
-    phase short); the submission is replaced each time. Returns the plan as re-planned."""
+    phase short); the submission is replaced each time. A signal ends the phase with a checkpoint
+    and the run without another prediction (the submission holds the latest one)."""
     margin, cfg = setup.margin, setup.cfg
-    done, quick_s = 0, 0.0  # quick_s: the latest quick prediction's seconds
+    done, quick_s = setup.start, 0.0  # quick_s: the latest quick prediction's seconds
+    resumed = bool(runs.run_files(job.out))  # train's files: a new run has none (its folder was claimed)
     while stop := next((s for s in plan.stops if s > done), 0):
         final = stop == plan.steps
         began = time.time()
         trained = train(cfg, job.out, TrainOptions(
-            resume=done > 0, stop_at=stop, progress=setup.progress, built=setup.built,
-            init_weights=setup.init if done == 0 else None,
+            resume=done > 0 or resumed, stop_at=stop, progress=setup.progress, built=setup.built,
+            init_weights=setup.init if done == 0 else None, stop=signals,
             deadline=job.deadline - margin - plan.predict_s - (0 if final else plan.quick_predict_s)))
+        if trained.stopped_by is not None:
+            return TTTOutcome(trained.steps, trained.stopped_by, trained.final_checkpoint)
         cut = trained.steps < stop  # the deadline cut this phase short: predict in full now
         if not (final or cut):
             timing = phase_timing(trained, trained.steps - done, time.time() - began, quick_s,
@@ -278,7 +311,11 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> Plan
         if last:
             break
         done = trained.steps
-    return plan
+    if not plan.stops and setup.start > 0:  # a resumed run with no step left to train: its final prediction
+        predict_now(job, setup, setup.start, True, d)
+    elif not plan.stops and d.main:
+        print("no time to train within the budget; the fallback submission stands")
+    return TTTOutcome(done)
 
 
 def time_is_left(options: TTTOptions, job: TTTJob, d: Dist) -> bool:
@@ -291,16 +328,21 @@ def time_is_left(options: TTTOptions, job: TTTJob, d: Dist) -> bool:
     return float(left) > 0
 
 
-def test_time_train(options: TTTOptions, job: TTTJob) -> None:
-    """The torch side of the run: prepare, plan, then train and predict phase by phase."""
+def test_time_train(options: TTTOptions, job: TTTJob) -> TTTOutcome:
+    """The torch side of the run: prepare, plan, then train and predict phase by phase. SIGINT or
+    SIGTERM while it trains ends the step with a checkpoint (a signal before that stops at once)."""
     d = setup()
-    if not time_is_left(options, job, d):
-        print0(d, "the deadline has passed: nothing more is trained; the fallback submission stands")
-    elif (prepared := prepare(options, job, d)) is not None:
-        plan = train_and_predict(job, prepared, plan_run(options, job, prepared, d), d)
-        if not plan.stops:
-            print0(d, "no time to train within the budget; the fallback submission stands")
-    if d.main:
+    signals = StopRequest()
+    outcome = TTTOutcome()
+    with signals.installed():
+        if not time_is_left(options, job, d):
+            print0(d, "the deadline has passed: nothing more is trained; the fallback submission stands")
+        elif (prepared := prepare(options, job, d)) is not None:
+            plan = plan_run(options, job, prepared, d)
+            with signals.polled():
+                outcome = train_and_predict(job, prepared, plan, d, signals)
+    if d.main and outcome.stopped_by is None:
         print(f"done in {time.time() - job.start:.0f} s of {job.deadline - job.start:.0f} s; "
               f"submission at {job.submission}")
     teardown()
+    return outcome

@@ -55,7 +55,7 @@ class TTTOptions:
     progress: bool = True
     force: bool = False  # move a run already in `out` aside
     per_task: bool = False  # each task with its own model copy, the budget split by demonstrations
-    resume: bool = False  # continue the run in `out` (its submission kept) instead of refusing it
+    resume: bool = False  # continue `out` from its latest checkpoint (its submission kept), under `budget` anew
 
     @property
     def submission_path(self) -> Path:
@@ -71,6 +71,10 @@ def check_options(options: TTTOptions) -> float:
         raise InputError(f"--batch-size must be an integer >= 1, got {options.batch_size}")
     if not 0 <= options.margin < 1:
         raise InputError(f"--margin must be a fraction in [0, 1), got {options.margin}")
+    if options.resume and options.force:
+        raise InputError("--force starts a new run in --out and --resume continues the one there: pass one")
+    if options.resume and not Path(options.out).is_dir():
+        raise InputError(f"{options.out}: --resume given but there is no such run folder (start it without --resume)")
     if options.per_task and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InputError("--per-task runs in one process; start it without torchrun")
     if options.scoring not in SCORINGS:
@@ -236,3 +240,19 @@ def replan(plan: Plan, timing: PhaseTiming, step_cap: int) -> Plan:
         replans=[*plan.replans, Replan(done, timing.step_s, timing.overhead_s, timing.seconds_left, steps)])
 
 
+
+
+def resumed_plan(plan: Plan, done: int, step_cap: int) -> Plan:
+    """A plan fitted to the time left after a resumed run's `done` steps, in the run's steps: every
+    count moves on by `done`, and a user's train.max_steps caps the run's total, not the rest."""
+    if done == 0:
+        return plan
+    steps = plan.steps if step_cap <= 0 else min(plan.steps, max(0, step_cap - done))
+    if steps < plan.steps:  # the cap cut the plan: keep the stops that fit, end at the cap
+        inside = [s for s in plan.stops if s < steps]
+        plan = dataclasses.replace(plan, steps=steps, freeze_steps=min(plan.freeze_steps, steps),
+                                   stops=inside + ([steps] if steps > 0 else []),
+                                   quick_stops=[s for s in plan.quick_stops if s < steps])
+    return dataclasses.replace(
+        plan, steps=plan.steps + done, freeze_steps=plan.freeze_steps + done if plan.freeze_steps else 0,
+        stops=[s + done for s in plan.stops], quick_stops=[s + done for s in plan.quick_stops])

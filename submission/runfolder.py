@@ -14,7 +14,9 @@ and nothing besides the files its manifest.json lists.
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 from augment.errors import InputError
@@ -63,13 +65,18 @@ def checkpoints_by_step(run: Path) -> list[Path]:
 
 def latest_checkpoint(run: Path) -> Path | None:
     """The newest complete checkpoint of a run folder, or None. When `latest` names a folder that
-    is gone, the newest complete one by step is used."""
+    is gone or incomplete, the newest complete one by step is used, with a warning naming both."""
     marker = latest_marker(run)
+    named = None
     if marker.is_file():
-        path = marker.parent / marker.read_text().strip()
-        if (path / STATE).is_file():
-            return path
+        named = marker.parent / marker.read_text().strip()
+        if (named / STATE).is_file():
+            return named
     done = [p for p in checkpoints_by_step(run) if (p / STATE).is_file()]
+    if named is not None and int(os.environ.get("RANK", "0")) == 0:  # one warning, not one per process
+        instead = f"using {done[-1]} instead" if done else "no complete checkpoint is left"
+        print(f"warning: {marker} names {named.name}, which is missing or has no {STATE}; {instead}",
+              file=sys.stderr, flush=True)
     return done[-1] if done else None
 
 

@@ -82,6 +82,7 @@ def write_tiny_checkpoint(run: Path, step: int = 10, state_patch: dict | None = 
     from arc_trm.model import TRM
 
     cfg = apply_overrides(preset("cpu-quick"), TINY)
+    cfg.data.tasks = SMALL_TASKS  # what its puzzle rows mean (a resume with --tasks SMALL_TASKS matches)
     cfg.model.num_puzzle_ids, cfg.model.seq_len = 3, cfg.data.canvas ** 2
     cfg.model.forward_dtype = "float32"
     torch.manual_seed(0)

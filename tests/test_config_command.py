@@ -1,0 +1,67 @@
+"""`--set` typos get a suggestion, `arc-trm config` prints every key with its value and meaning,
+and `train` takes --seed and --device as flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from arc_trm import train
+from arc_trm.config import RunConfig, apply_overrides, preset
+from arc_trm.show_config import MEANINGS
+
+from conftest import cli_in_process, write_tiny_checkpoint
+
+
+@pytest.mark.parametrize("typo, suggestion", [
+    ("train.max_step", "train.max_steps"), ("learning_rate", "lr"), ("train.learning_rate", "train.lr"),
+    ("hiden_size", "hidden_size"), ("trian.lr", "train.lr"), ("data.canva", "data.canvas")])
+def test_a_mistyped_key_gets_a_suggestion(typo, suggestion):
+    with pytest.raises(ValueError, match=f"did you mean {suggestion}\\?$"):
+        apply_overrides(preset("cpu-quick"), [f"{typo}=3"])
+
+
+def test_a_mistyped_key_is_one_line_from_train(tmp_path):
+    proc = cli_in_process("train", "--out", tmp_path / "run", "--set", "train.max_step=3")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "arc-trm train: error: config key 'train.max_step' matches no config field; did you mean train.max_steps?"]
+
+
+def field_keys() -> list[str]:
+    cfg = RunConfig()
+    return [f"{s}.{f.name}" for s in ("model", "train", "data") for f in dataclasses.fields(getattr(cfg, s))]
+
+
+def test_config_prints_every_key_with_its_value_and_meaning(tmp_path):
+    assert sorted(MEANINGS) == sorted(field_keys())  # a new field needs its line
+    proc = cli_in_process("config", "--preset", "cpu-quick", "--set", "lr=3e-4", "--set", "data.tasks=arc-agi-1")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(field_keys())
+    for key, line in zip(field_keys(), lines):
+        assert line.startswith(f"{key} = ") and line.rstrip().endswith(MEANINGS[key]) and MEANINGS[key], line
+    assert any(line.startswith("train.lr = 0.0003 ") for line in lines)
+    assert any(line.startswith("data.tasks = 'arc-agi-1' ") for line in lines)
+    assert any(line.startswith("model.hidden_size = 64 ") for line in lines)  # the preset's, not the default
+
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    proc = cli_in_process("config", "--run", run)
+    assert proc.returncode == 0 and "model.hidden_size = 32 " in proc.stdout
+    proc = cli_in_process("config", "--set", "learning_rate=1")
+    assert proc.returncode == 2 and "did you mean lr?" in proc.stderr
+
+
+def test_train_takes_seed_and_device_flags(tmp_path):
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    cfg = train.resolve_config(parser.parse_args(["--out", str(tmp_path), "--seed", "7", "--device", "cpu",
+                                                  "--preset", "cpu-quick"]))
+    assert cfg.train.seed == 7 and cfg.train.device == "cpu"
+    cfg = train.resolve_config(parser.parse_args(["--out", str(tmp_path), "--preset", "cpu-quick"]))
+    assert cfg.train.seed == 0 and cfg.train.device == "auto"
+    proc = cli_in_process("train", "--out", tmp_path / "run", "--seed", "-1")
+    assert proc.returncode == 2 and "train.seed must be an integer >= 0, got -1" in proc.stderr
