@@ -256,7 +256,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
             handlers.enter_context(stop.installed())
         handlers.enter_context(stop.polled())
         while state.step < end:
-            reason = stop_reason(options.deadline, step_seconds, stop, d)
+            reason = stop_reason(options.deadline, step_seconds, stop, d, agree=state.step % tcfg.log_every == 0)
             if reason is not None:
                 if reason == DEADLINE:
                     print0(d, f"stopping at step {state.step}: the deadline leaves no time for another step")
@@ -335,17 +335,20 @@ def out_of_memory_line(layout: BatchLayout, device: str) -> str:
 DEADLINE = "deadline"
 
 
-def stop_reason(deadline: float | None, step_seconds: float, stop: StopRequest, d: Dist) -> str | None:
+def stop_reason(deadline: float | None, step_seconds: float, stop: StopRequest, d: Dist,
+                agree: bool = True) -> str | None:
     """Why training stops before the next step, the same on every rank: a signal's name when any
     rank received one, DEADLINE when any rank would overrun the deadline with one more step (+ a
-    margin for the checkpoint), else None. One all-reduce per step decides both (a signal may
-    reach one process only); a single process without a deadline reads its own flag."""
-    if d.world == 1 and deadline is None:
-        return stop.name
+    margin for the checkpoint), else None. Under torchrun one all-reduce decides both (a signal may
+    reach one process only); without a deadline the ranks compare only when `agree` (at log steps,
+    which synchronise anyway), so a step keeps no host sync and a signal stops within log_every."""
     late = deadline is not None and time.time() + 2 * step_seconds > deadline
+    if d.world == 1:
+        return stop.name or (DEADLINE if late else None)
+    if deadline is None and not agree:
+        return None
     flags = torch.tensor([float(stop.signum or 0), float(late)], device=d.device)
-    if d.world > 1:
-        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
     signum, late = flags.tolist()
     if signum:
         return signal_name(int(signum))
