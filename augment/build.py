@@ -362,19 +362,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def skipped_count(too_large: int, invalid: int) -> str:
+    """'N skipped', with the reasons when tasks were skipped for more than one."""
+    total = too_large + invalid
+    if too_large and invalid:
+        return f"{total} skipped: {invalid} invalid, {too_large} larger than the canvas"
+    return f"{total} skipped" + (" as invalid" if invalid else "")
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     specs = [s.strip() for group in args.tasks for s in group.split(",") if s.strip()]
     options = BuildOptions(args.augmentations, args.seed, args.canvas, args.workers, args.max_tries,
                            progress=not args.no_progress)
     options.check()
-    tasks = load_tasks(specs, on_error="skip" if args.skip_bad_tasks else "raise", warn=_warn)
+    bad: list[str] = []  # load_tasks warns once per task it skips, and only then
+
+    def warn_bad(msg: str) -> None:
+        bad.append(msg)
+        _warn(msg)
+
+    tasks = load_tasks(specs, on_error="skip" if args.skip_bad_tasks else "raise", warn=warn_bad)
     reused = not args.force and is_up_to_date(args.out, tasks, options)
     built = BuiltSet.open(args.out) if reused else build_set(tasks, args.out, options, sources=specs)
     c = built.counts
     secs = time.perf_counter() - start
     what = "up to date (reused; --force rebuilds)" if reused else "built"
     print(f"{args.out}: {what}: {c['tasks']} tasks ({c['train_tasks']} train, {c['test_tasks']} test, "
-          f"{c['skipped_tasks']} skipped), {c['augmented_tasks']} augmented tasks, {c['train_examples']} "
+          f"{skipped_count(c['skipped_tasks'], len(bad))}), {c['augmented_tasks']} augmented tasks, {c['train_examples']} "
           f"training examples, {c['test_views']} test views, {built.nbytes()} bytes, {secs:.1f} s")
     return 0

@@ -215,6 +215,7 @@ def test_cli_bad_file_one_line_error(tmp_path):
              "--no-progress", "--skip-bad-tasks", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "warning" in r.stderr and "'broken'" in r.stderr
+    assert "1 skipped as invalid" in r.stdout, r.stdout  # the summary counts the task it skipped
     meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert [t["id"] for t in meta["tasks"]] == ["ok"]
 
