@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import signal
 import sys
 
 from augment.errors import InputError
+from arc_trm import __version__
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -42,33 +44,70 @@ task sources: arc-agi-1, arc-agi-2, kaggle2024, kaggle2025 (bundled, offline; ad
 Run `arc-trm COMMAND --help` for each command's options."""
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; each option's help ends with its default when it has one and
+    does not say it already (flags and options without a default are left as they are)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (action.option_strings and action.nargs != 0 and default not in (None, False, [], argparse.SUPPRESS)
+                and "default" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(
         prog="arc-trm", description="Tiny Recursive Model (TRM) for ARC, from task files to a scored submission.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"arc-trm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser, sub
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser, _ = build_parser()
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        if argv and argv[0] not in ("-h", "--help"):
-            parser.print_usage(sys.stderr)
-            print(f"arc-trm: error: unknown command {argv[0]!r}", file=sys.stderr)
-            return 2
-        parser.print_help()
-        return 0
-    name, rest = argv[0], argv[1:]
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand (its module imported)."""
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
     sub = argparse.ArgumentParser(prog=f"arc-trm {name}", description=module.__doc__ or help_text,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                  formatter_class=HelpFormatter)
     module.add_arguments(sub)
-    args = sub.parse_args(rest)
+    return sub
+
+
+def join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--budget -5m` as `--budget=-5m`: argparse reads a value like -5m as an unknown option and
+    says only "expected one argument"; joined, the command's own check names the problem."""
+    out: list[str] = []
+    for token in argv:
+        action = parser._option_string_actions.get(out[-1]) if out else None
+        if action is not None and action.nargs is None and re.match(r"-\.?\d", token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, _ = build_parser()
+    if not argv or argv[0] in ("-h", "--help", "--version") or argv[0] not in COMMANDS:
+        if argv and argv[0] not in ("-h", "--help", "--version"):
+            parser.print_usage(sys.stderr)
+            print(f"arc-trm: error: unknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        if argv and argv[0] == "--version":
+            print(f"arc-trm {__version__}")
+            return 0
+        parser.print_help()
+        return 0
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    sub = command_parser(name)
+    args = sub.parse_args(join_negative_values(sub, rest))
     try:
         return int(module.run(args) or 0)
     except InputError as e:

@@ -319,7 +319,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="its augmentation count (default: from the config's data path, else 1000)")
     p.add_argument("--seed", type=int, default=42, help="the reference builder's seed (default 42)")
     p.add_argument("--conceptarc", help="ConceptARC challenges JSON with its _solutions.json beside it "
-                                        "(needed to rebuild the identifiers)")
+                                        "(needed to rebuild the identifiers; default: none)")
     p.add_argument("--config", help="reference all_config.yaml / JSON with an `arch` section, or a bare arch "
                                      "dict (default: all_config.yaml beside the weights, else read the weights' "
                                      "shapes, paper preset for the rest)")

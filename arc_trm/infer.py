@@ -6,15 +6,16 @@ Every test input is seen through the augmented views its task was trained under 
 trained puzzle identifier). Views run in batches; a view stops once its halt logit is above 0
 (or at the step cap) and its batch slot is refilled with a pending view, so easy views cost few
 steps. `--halting off` runs every view for the full cap, as the reference evaluation does. Each
-prediction is decoded, its augmentation inverted, and the views vote (REFERENCE §7). With
-`--scoring consistency` the candidates are then reranked by their log-probability under every
-view (arc_trm.consistency).
+prediction is decoded, its augmentation inverted, and the views vote: the two answers most views
+agree on become attempt_1 and attempt_2. With `--scoring consistency` the candidates are then
+reranked by their log-probability under every view (arc_trm.consistency).
 
 Writes the submission (validated, atomically), `<name>.candidates.json` with every ranked
-candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose puzzle embeddings were never
-trained get the fallback answer (the test input); `arc-trm ttt` trains them. Only answers produced replace
-those of an earlier submission at the same path: a test input no view answered (a deadline) keeps its
-earlier entry and candidates, and with no answer at all a valid earlier submission is not rewritten.
+candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose
+puzzle embeddings were never trained get the fallback answer (the test input); `arc-trm ttt`
+trains them. Only answers produced replace those of an earlier submission at the same path: a
+test input no view answered (a deadline) keeps its earlier entry and candidates, and with no
+answer at all a valid earlier submission is not rewritten.
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, action="append", metavar="RUN",
                    help="run folder (its latest checkpoint), checkpoint folder or export; repeat it for an "
                         "ensemble whose votes pool (one model in memory at a time)")
-    p.add_argument("--tasks", required=True, help="tasks to answer, e.g. arc-agi-2:evaluation or a challenges .json")
+    p.add_argument("--tasks", required=True, metavar="SOURCE", help="tasks to answer, e.g. arc-agi-2:evaluation or a challenges .json")
     p.add_argument("--out", default="submission.json", help="submission file (default: submission.json)")
     p.add_argument("--views", type=int, default=0,
                    help="augmented views per test input (default 0 = every view the checkpoint was trained on)")
@@ -263,7 +264,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad-tasks", action="store_true",
                    help="skip malformed tasks with a warning; those whose test inputs are readable get the "
                         "fallback answer")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def check_arguments(args: argparse.Namespace) -> None:

@@ -84,7 +84,7 @@ def config_lines(cfg: RunConfig) -> list[str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="preset (default: paper on a GPU, cpu-quick otherwise)")
-    p.add_argument("--run", help="a run folder: its saved config.json instead of a preset")
+    p.add_argument("--run", help="a run folder: its saved config.json instead of a preset (default: none)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
 
 

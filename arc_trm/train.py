@@ -409,13 +409,26 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     return cfg
 
 
+CPU_SECONDS_PER_SAMPLE = 28.8  # the paper model's training step on a CPU, per sample (docs/KAGGLE.md)
+
+
+def gpu_preset_warning(preset_name: str | None, cfg: RunConfig, device: torch.device) -> str | None:
+    """A line for a GPU preset named on a CPU, where one step of its batch takes hours."""
+    if preset_name not in ("paper", "kaggle") or device.type != "cpu":
+        return None
+    hours = cfg.train.global_batch_size * CPU_SECONDS_PER_SAMPLE / 3600
+    return (f"warning: the {preset_name} preset is made for GPUs: at its batch of {cfg.train.global_batch_size} a "
+            f"step takes about {hours:.0f} h on a CPU (about {CPU_SECONDS_PER_SAMPLE:.0f} s per sample was "
+            f"measured); --preset cpu-quick is made for CPUs")
+
+
 def task_list(spec: str) -> list[str]:
     """A --tasks value as its comma-separated sources, spaces aside."""
     return [part.strip() for part in spec.split(",") if part.strip()]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tasks", help="task sources, comma-separated (default: the preset's, arc-agi-2)")
+    p.add_argument("--tasks", metavar="SOURCE", help="task sources, comma-separated (default: the preset's, arc-agi-2)")
     p.add_argument("--out", required=True, help="run folder for config, metrics and checkpoints")
     p.add_argument("--preset", choices=["paper", "kaggle", "cpu-quick"],
                    help="hyperparameters (default: paper on a GPU, cpu-quick otherwise)")
@@ -424,13 +437,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augmentations", type=int, help="augmented versions per task (default: preset)")
     p.add_argument("--seed", type=int, help="seed of the initial weights and the sampler, train.seed (default: preset, 0)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps, train.device (default: preset, auto)")
-    p.add_argument("--build", help="use/create the augmented set in this folder")
+    p.add_argument("--build", help="use/create the augmented set in this folder (default: data/built/<sources>-a<augmentations>-"
+                                          "c<canvas>-<hash>, made on first use and reused)")
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     p.add_argument("--force", action="store_true",
                    help="--out holds another run: move it aside to OUT.old-<time> (never deleted) and start anew")
     p.add_argument("--stop-at", type=int, default=0, metavar="STEP",
-                   help="stop after this step with a checkpoint (as if pre-empted); --resume continues")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+                   help="stop after this step with a checkpoint (as if pre-empted); --resume continues (default 0: "
+                        "train to the end)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -438,6 +454,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--force starts a new run in --out and --resume continues the one there: pass one")
     cfg = resolve_config(args)
     d = setup(cfg.train.device)
+    warning = gpu_preset_warning(args.preset, cfg, d.device)
+    if warning and d.main:
+        print(warning, file=sys.stderr, flush=True)
     if args.force:
         runs.claim_run_folder(Path(args.out), force=True, main=d.main)
         if d.world > 1:

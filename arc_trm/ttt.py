@@ -30,7 +30,8 @@ task's answers as they come. A task that fits no canvas keeps its fallback answe
 deadline the tasks left keep theirs.
 
 A folder that holds a run is refused before anything is written (the submission included), on
-every process of a torchrun before any writes, unless --force moves it aside or --resume continues it.
+every process of a torchrun before any writes, unless --force moves it aside or --resume
+continues it.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def as_test_tasks(tasks: list[Task]) -> list[Task]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tasks", required=True, help="new tasks: a Kaggle challenges .json, a folder or a source name")
+    p.add_argument("--tasks", required=True, metavar="SOURCE", help="new tasks: a Kaggle challenges .json, a folder or a source name")
     p.add_argument("--checkpoint", help="pretrained run or checkpoint folder (default: train from scratch)")
     p.add_argument("--budget", default="8h", help="wall-clock budget for the whole run, e.g. 90s, 30m, 8h (default 8h)")
     p.add_argument("--out", required=True, help="run folder")
@@ -86,7 +87,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-task", action="store_true",
                    help="train and predict each task with its own model copy, the budget split by demonstrations "
                         "(one process only)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars")
 
 
 def options_from_args(args: argparse.Namespace) -> TTTOptions:

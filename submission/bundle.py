@@ -17,8 +17,8 @@ $ARC_TRM_WHEEL_CACHE), then `pip download --no-deps` for Kaggle's interpreter in
 When a wheel cannot be had (offline), the bundle is still written and the missing wheels are
 named; the exit code is 1.
 
---push uploads both with the kaggle CLI (from a checkout: pip install -e '.[kaggle]'; kaggle >= 1.8.4;
-credentials: `kaggle auth login`, KAGGLE_API_TOKEN, ~/.kaggle/access_token, kaggle.json or
+--push uploads both with the kaggle CLI (from a checkout: pip install -e '.[kaggle]'; kaggle >=
+1.8.4; credentials: `kaggle auth login`, KAGGLE_API_TOKEN, ~/.kaggle/access_token, kaggle.json or
 KAGGLE_USERNAME + KAGGLE_KEY): `kaggle datasets create` (or `version` when the dataset exists), a
 wait until Kaggle reports the dataset ready, then `kaggle kernels push --accelerator ID`.
 
@@ -217,10 +217,10 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = sub.add_parser("bundle", help="write dist/kaggle/{dataset,kernel} (and push with --push)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=parser.formatter_class)
     b.add_argument("--checkpoint", metavar="RUN",
                    help="run folder, checkpoint folder or inference export to ship (its latest checkpoint); "
-                        "without it the notebook trains from scratch")
+                        "default: none, the notebook trains from scratch")
     b.add_argument("--full-table", action="store_true",
                    help="keep every puzzle row in the exported checkpoint (default off: only the network and "
                         "the mean row that seeds new tasks' rows; ttt on new tasks never reads the others)")

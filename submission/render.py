@@ -187,7 +187,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", required=True, metavar="SOURCE",
                         help="task source: arc-agi-1, arc-agi-2[:training|:evaluation], a Kaggle challenges "
                              ".json (solutions beside it are used) or a folder of task files")
-    parser.add_argument("--submission", metavar="PATH", help="submission.json whose attempts to draw")
+    parser.add_argument("--submission", metavar="PATH", help="submission.json whose attempts to draw (default: none, the task alone)")
     parser.add_argument("--out", metavar="PNG", help="output picture (default: TASK_ID.png)")
     parser.add_argument("--box", type=int, default=160, metavar="PX",
                         help="pixels available for the largest grid side (default 160)")

@@ -3,10 +3,10 @@ average with its 95% Wilson interval, pass@k from the candidates file) and a tab
 with a thumbnail of its test inputs, attempts and solutions, solved tasks first. The page is one
 self-contained file (thumbnails embedded as PNG data URIs).
 
-Reads RUN/submission.json (or the one submission with a record NAME.predict.json, or --submission) and its
-candidates file (<stem>.candidates.json) when present. The
-solutions come from --tasks / --solutions, or else from the task source the predict step recorded
-in the submission's record NAME.predict.json ({"tasks": SOURCE}).
+Reads RUN/submission.json (or the one submission with a record NAME.predict.json, or
+--submission) and its candidates file (<stem>.candidates.json) when present. The solutions come
+from --tasks / --solutions, or else from the task source the predict step recorded in the
+submission's record NAME.predict.json ({"tasks": SOURCE}).
 
 example:
   arc-trm report runs/agi2
@@ -106,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="run folder (holds submission.json and its record submission.predict.json)")
     parser.add_argument("--submission", metavar="PATH", help="submission to report (default RUN/submission.json, or the only NAME.json with a NAME.predict.json)")
     parser.add_argument("--tasks", metavar="SOURCE", help="task source with solutions (default: from the submission's NAME.predict.json)")
-    parser.add_argument("--solutions", metavar="FILE", help="Kaggle solutions .json")
+    parser.add_argument("--solutions", metavar="FILE", help="Kaggle solutions .json (default: none; the solutions of --tasks)")
     parser.add_argument("--partial", action="store_true", help="report only the tasks present in the submission")
 
 

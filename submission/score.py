@@ -1,4 +1,4 @@
-"""Score a Kaggle submission.json against known solutions (REFERENCE §8).
+"""Score a Kaggle submission.json against known solutions.
 
 Reports the official score (each task scores the fraction of its test outputs that either attempt
 matches exactly, averaged over tasks), the per-output average with a 95% Wilson score interval
@@ -304,8 +304,9 @@ def format_report(report: ScoreReport, *, source: str = "", submission: str = ""
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("submission", metavar="SUBMISSION", help="submission.json to score")
     parser.add_argument("--tasks", metavar="SOURCE",
-                        help="task source with solutions (e.g. arc-agi-2:evaluation, x_challenges.json)")
-    parser.add_argument("--solutions", metavar="FILE", help="Kaggle solutions .json {task_id: [grid, ...]}")
+                        help="task source with solutions, e.g. arc-agi-2:evaluation or x_challenges.json (default: the "
+                             "source recorded in NAME.predict.json beside the submission)")
+    parser.add_argument("--solutions", metavar="FILE", help="Kaggle solutions .json {task_id: [grid, ...]} (default: none; the solutions of --tasks)")
     parser.add_argument("--candidates", metavar="FILE",
                         help="ranked candidates for pass@k (default: <stem>.candidates.json beside the submission)")
     parser.add_argument("--partial", action="store_true",
