@@ -134,6 +134,10 @@ def write_report(run_dir: str | Path, submission: str | Path | None = None, task
     if not run_dir.is_dir():
         raise InputError(f"run folder not found: {run_dir}")
     sub_path = Path(submission) if submission else default_submission(run_dir)
+    if not sub_path.is_file():
+        raise InputError(f"{run_dir}: no submission to report: {sub_path} does not exist (write one with "
+                         f"`arc-trm predict --checkpoint {run_dir} --tasks SOURCE --out {sub_path}`, or pass "
+                         f"--submission)")
     if tasks_spec is None and solutions_file is None:
         tasks_spec = recorded_source(sub_path)
     report, tasks, sub, source, cand_path = evaluate(sub_path, tasks_spec, solutions_file, partial=partial)

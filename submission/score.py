@@ -31,8 +31,8 @@ from augment.errors import InputError
 from augment.grids import Grid, same_grid
 from augment.tasks import Task, load_tasks
 from augment.files import read_json
-from submission.kaggle import (ATTEMPTS, candidates_path, load_solutions, load_submission, read_candidates,
-                               submission_grids, validate_submission)
+from submission.kaggle import (ATTEMPTS, CANDIDATES_FORMAT, candidates_path, load_solutions, load_submission,
+                               read_candidates, submission_grids, validate_submission)
 from submission.outputs import record_path
 from submission.vote import Candidate, Key
 
@@ -103,10 +103,14 @@ def score_submission(sub: dict, solutions: Solutions, *, partial: bool = False,
     scored) and no others; InputError otherwise.
     """
     counts = {t: len(s) for t, s in solutions.items()}
-    if partial and isinstance(sub, dict):
+    check_is_submission(sub, path)
+    if partial:
         counts = {t: n for t, n in counts.items() if t in sub}
         if not counts:
             raise InputError(f"{path or 'submission'}: no task of the submission has a known solution")
+        sub = {t: sub[t] for t in counts}  # the tasks both hold; the submission's others have no solution
+    elif set(sub) != set(counts):
+        raise InputError(tasks_differ_line(set(sub), set(counts), path))
     validate_submission(sub, counts, path=path)
     grids = submission_grids(sub, path=path)
     scores = []
@@ -120,6 +124,48 @@ def score_submission(sub: dict, solutions: Solutions, *, partial: bool = False,
     low, high = binomial_ci(solved, total)
     return ScoreReport(scores, float(np.mean([t.fraction for t in scores])), solved / total, solved, total,
                        low, high)
+
+
+def _some(ids: set[str], limit: int = 3) -> str:
+    shown = sorted(ids)
+    return ", ".join(shown[:limit]) + (f" and {len(shown) - limit} more" if len(shown) > limit else "")
+
+
+def tasks_differ_line(answered: set[str], known: set[str], path: str | Path | None) -> str:
+    """What a submission for other tasks than the solutions' gets: which differ, and --partial."""
+    where = f"{path}: " if path else ""
+    parts = []
+    if known - answered:
+        parts.append(f"the submission is missing {len(known - answered)} task(s) of the solutions "
+                     f"({_some(known - answered)})")
+    if answered - known:
+        parts.append(f"it holds {len(answered - known)} task(s) they lack ({_some(answered - known)})")
+    shared = len(answered & known)
+    hint = (f"--partial scores the {shared} task(s) both hold" if shared else
+            "no task is in both (--partial scores only shared tasks): pass the --tasks the submission answers")
+    return f"{where}the tasks differ: {'; '.join(parts)}; {hint}"
+
+
+def check_is_submission(sub: object, path: str | Path | None) -> None:
+    """One line when the file is other JSON (a task file, solutions, candidates): a submission maps
+    task ids to lists of {"attempt_1": grid, "attempt_2": grid}."""
+    where = f"{path}: " if path else ""
+    shape = 'a submission maps task ids to lists of {"attempt_1": grid, "attempt_2": grid}'
+    if not isinstance(sub, dict):
+        raise InputError(f"{where}not a submission: {shape}")
+    if sub.get("format") == CANDIDATES_FORMAT:
+        raise InputError(f"{where}is a candidates file, not a submission: score the submission beside it")
+    if not sub:
+        raise InputError(f"{where}not a submission: it holds no tasks")
+    values = list(sub.values())
+    if all(isinstance(v, dict) and ("train" in v or "test" in v) for v in values):
+        raise InputError(f"{where}is a task (challenges) file, not a submission: pass it as --tasks; {shape}")
+    if any(isinstance(v, list) and v and isinstance(v[0], dict) and set(v[0]) & set(ATTEMPTS) for v in values):
+        return  # a submission, perhaps with faults that validate_submission names
+    if all(isinstance(v, list) and v and isinstance(v[0], list) and v[0] and isinstance(v[0][0], list)
+           for v in values):
+        raise InputError(f"{where}is a solutions file, not a submission: pass it as --solutions; {shape}")
+    raise InputError(f"{where}not a submission: {shape}")
 
 
 def solution_rank(candidates: Sequence[Candidate], solution: Grid) -> int | None:
@@ -262,6 +308,7 @@ def evaluate(sub_path: str | Path, tasks_spec: str | None = None, solutions_file
     """Load everything and score: (report, tasks or None, submission dict, source, candidates path)."""
     sub_path = Path(sub_path)
     sub = load_submission(sub_path)
+    check_is_submission(sub, sub_path)  # before the solutions, which may come from the file's record
     solutions, tasks, source = resolve_solutions(tasks_spec, solutions_file, sub_path)
     report = score_submission(sub, solutions, partial=partial, path=sub_path)
     ranked, cand_path = load_ranked(sub_path, candidates)

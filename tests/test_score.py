@@ -149,3 +149,37 @@ def test_cli_incomplete_submission_is_exit_2(kaggle_files, tmp_path):
     path.write_text(json.dumps(sub))
     res = arc_trm("score", path, "--tasks", d / "arc-agi_evaluation_challenges.json")
     assert res.returncode == 2 and "missing 1 task" in res.stderr and chosen[0].id in res.stderr
+
+
+@pytest.mark.parametrize("content, says", [
+    ({"t1": {"train": [], "test": []}}, "is a task (challenges) file, not a submission: pass it as --tasks"),
+    ({"t1": [[[1, 2]]]}, "is a solutions file, not a submission: pass it as --solutions"),
+    ({"format": "arc-trm-candidates", "version": 1, "tasks": {}}, "is a candidates file, not a submission"),
+    ({"tasks": "arc-agi-1:evaluation", "checkpoint": "runs/x"}, "not a submission: a submission maps task ids"),
+    ({}, "not a submission: it holds no tasks"),
+])
+def test_score_names_a_file_that_is_not_a_submission(tmp_path, capsys, content, says):
+    from arc_trm.cli import main
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(content))
+    assert main(["score", str(path)]) == 2  # said before looking for a recorded task source
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0] and str(path) in err[0], err
+
+
+def test_score_of_other_tasks_says_they_differ_and_names_partial():
+    other = {**{k: v for k, v in SUB.items() if k != "none"}, "extra": SUB["none"]}
+    with pytest.raises(InputError, match=r"the tasks differ: .*missing 1 task\(s\) .*\(none\).*holds 1 task\(s\) "
+                                         r"they lack \(extra\); --partial scores the 2 task\(s\) both hold"):
+        score_submission(other, SOLUTIONS)
+    r = score_submission(other, SOLUTIONS, partial=True)  # the shared tasks; "extra" has no solution
+    assert [t.task_id for t in r.tasks] == ["full", "half"] and r.outputs_total == 3
+    with pytest.raises(InputError, match="no task is in both.*--partial.*--tasks"):
+        score_submission({"zzz": SUB["none"]}, SOLUTIONS)
+
+
+def test_report_on_a_run_without_submission_says_so_first(tmp_path):
+    from submission.report import write_report
+    (tmp_path / "run").mkdir()
+    with pytest.raises(InputError, match=r"no submission to report: .*submission.json does not exist"):
+        write_report(tmp_path / "run")
