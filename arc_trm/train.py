@@ -437,8 +437,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augmentations", type=int, help="augmented versions per task (default: preset)")
     p.add_argument("--seed", type=int, help="seed of the initial weights and the sampler, train.seed (default: preset, 0)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps, train.device (default: preset, auto)")
-    p.add_argument("--build", help="use/create the augmented set in this folder (default: data/built/<sources>-a<augmentations>-"
-                                          "c<canvas>-<hash>, made on first use and reused)")
+    p.add_argument("--build", help="use/create the augmented set in this folder (default: "
+                                   "data/built/<sources>-a<augmentations>-c<canvas>-<hash>, made on first use and reused)")
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     p.add_argument("--force", action="store_true",
                    help="--out holds another run: move it aside to OUT.old-<time> (never deleted) and start anew")

@@ -50,10 +50,11 @@ from arc_trm.consistency import add_scoring_argument
 from arc_trm.stopping import continue_command, exit_code, stopped_line
 from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options, seconds_left
 from augment.errors import InputError
-from augment.files import read_json
-from augment.tasks import Task, load_tasks, safe_name
-from submission.kaggle import fallback_submission, load_submission, validate_submission, write_submission
-from submission.outputs import check_prediction_outputs
+from augment.files import read_json, write_json_atomic
+from augment.tasks import Task, absolute_spec, load_tasks, safe_name
+from submission.kaggle import (candidates_path, fallback_submission, load_submission, read_candidates,
+                               validate_submission, write_candidates, write_submission)
+from submission.outputs import check_prediction_outputs, record_path
 
 
 def as_test_tasks(tasks: list[Task]) -> list[Task]:
@@ -65,7 +66,8 @@ def as_test_tasks(tasks: list[Task]) -> list[Task]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tasks", required=True, metavar="SOURCE", help="new tasks: a Kaggle challenges .json, a folder or a source name")
+    p.add_argument("--tasks", required=True, metavar="SOURCE",
+                   help="new tasks: a Kaggle challenges .json, a folder or a source name")
     p.add_argument("--checkpoint", help="pretrained run or checkpoint folder (default: train from scratch)")
     p.add_argument("--budget", default="8h", help="wall-clock budget for the whole run, e.g. 90s, 30m, 8h (default 8h)")
     p.add_argument("--out", required=True, help="run folder")
@@ -210,7 +212,8 @@ def ttt(options: TTTOptions) -> int:
     from arc_trm.ttt_phases import test_time_train  # in one process, torch loads after the fallback is on disk
 
     if options.per_task:
-        stopped_by = per_task(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
+        job = TTTJob(tasks, answered, out, options.submission_path, start, deadline)
+        stopped_by = per_task(options, job).stopped_by
         if stopped_by is not None and is_main:
             print(f"{stopped_by}: stopped; submission {options.submission_path} holds the answers so far; "
                   f"continue with: {resume_command(options, deadline - time.time())}", file=sys.stderr, flush=True)
@@ -245,18 +248,56 @@ def task_folder_names(tasks: list[Task]) -> list[str]:
 
 
 def merge_answer(job: TTTJob, task: Task, answer: Path) -> None:
+    """The task's answers into the run's submission, and its candidates beside them."""
     merged = load_submission(job.submission)
     merged[task.id] = load_submission(answer)[task.id]
     write_submission(job.submission, merged, job.answered)
+    if candidates_path(answer).is_file():
+        run_cands = candidates_path(job.submission)
+        combined = read_candidates(run_cands) if run_cands.is_file() else {}
+        combined = {key: c for key, c in combined.items() if key[0] != task.id}
+        combined.update(read_candidates(candidates_path(answer)))
+        write_candidates(run_cands, combined)
 
 
-def per_task(options: TTTOptions, job: TTTJob) -> str | None:
+@dataclasses.dataclass
+class PerTaskResult:
+    """How the tasks of a --per-task run were answered."""
+
+    trained: list[str] = dataclasses.field(default_factory=list)  # trained and predicted by this run
+    earlier: list[str] = dataclasses.field(default_factory=list)  # answered by the run it resumed
+    stopped_by: str | None = None  # the signal that stopped it (a checkpoint holds the task's step)
+
+    def summary(self, job: TTTJob) -> str:
+        fallback = len(job.answered) - len(self.trained) - len(self.earlier)
+        earlier = f", {len(self.earlier)} by the earlier run" if self.earlier else ""
+        return (f"per-task: {len(self.trained)} of {len(job.answered)} tasks answered by their own model{earlier}, "
+                f"{fallback} keep the fallback answer; submission {job.submission} "
+                f"(record {record_path(job.submission).name}: `arc-trm score {job.submission}` scores it)")
+
+
+def write_run_record(options: TTTOptions, job: TTTJob, result: PerTaskResult) -> None:
+    """NAME.predict.json beside the run's submission, as predict writes: `score` and `report` read
+    its task source; the tasks' own records stay in RUN/tasks/<name>/."""
+    answered = set(result.trained) | set(result.earlier)
+    cands = candidates_path(job.submission)
+    write_json_atomic(record_path(job.submission), {
+        "tasks": absolute_spec(options.tasks),
+        "checkpoint": str(Path(options.checkpoint).resolve()) if options.checkpoint else None,
+        "submission": job.submission.name, **({"candidates": cands.name} if cands.is_file() else {}),
+        "per_task": True, "task_runs": str((job.out / "tasks").resolve()),
+        "answered_tasks": sorted(answered), "fallback_tasks": sorted({t.id for t in job.answered} - answered),
+    }, indent=2)
+
+
+def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
     """Each task alone, with its own model copy, in RUN/tasks/<safe id>; the run's submission
-    takes each task's answers once its prediction is written. Past the deadline (the main path's
-    check) the tasks left keep their fallback answers; resumed, a task answered earlier is kept.
-    Returns the signal that stopped it, if any."""
+    takes each task's answers once its prediction is written, and its record is rewritten. Past the
+    deadline (the main path's check) the tasks left keep their fallback answers; resumed, a task
+    answered earlier is kept. Ends with one summary line."""
     from arc_trm.ttt_phases import test_time_train
 
+    result = PerTaskResult()
     margin = options.margin * (job.deadline - job.start)
     for i, (task, name) in enumerate(zip(job.tasks, task_folder_names(job.tasks))):
         now = time.time()
@@ -267,6 +308,7 @@ def per_task(options: TTTOptions, job: TTTJob) -> str | None:
         answer = folder / "submission.json"
         if options.resume and holds_answers(answer, [task]):
             merge_answer(job, task, answer)
+            result.earlier.append(task.id)
             print(f"task {i + 1}/{len(job.tasks)} {task.id}: answered by the earlier run")
             continue
         share = time_share(job.deadline - now, [len(t.train) for t in job.tasks[i:]])
@@ -277,9 +319,14 @@ def per_task(options: TTTOptions, job: TTTJob) -> str | None:
                                   TTTJob([task], [task], folder, answer, now, now + share))
         if answer.exists():  # else no time to predict (or no canvas fits): the task keeps its fallback answer
             merge_answer(job, task, answer)
+            result.trained.append(task.id)
+            write_run_record(options, job, result)
         if outcome.stopped_by is not None:
-            return outcome.stopped_by
-    return None
+            result.stopped_by = outcome.stopped_by
+            break
+    write_run_record(options, job, result)
+    print(result.summary(job))
+    return result
 
 
 def run(args: argparse.Namespace) -> int:

@@ -116,6 +116,7 @@ def stand_in_runs(monkeypatch, clock: Clock | None = None, after: float = 0.0) -
         write_submission(job.submission, fallback_submission(job.answered), job.answered)
         if clock is not None:
             clock.now += after
+        return phases.TTTOutcome()
 
     monkeypatch.setattr(phases, "test_time_train", stand_in)
     if clock is not None:
@@ -166,3 +167,40 @@ def test_per_task_folders_are_safe_names_inside_the_run(tmp_path, monkeypatch):
     assert all(f.parent == job.out / "tasks" for f in folders)
     assert not (tmp_path / "escape").exists() and not (job.out / "a").exists()
     assert load_submission(job.submission).keys() == set(ids)
+
+
+def test_per_task_writes_the_run_record_so_score_and_report_work_and_ends_with_a_summary(tmp_path, monkeypatch,
+                                                                                          capsys):
+    import arc_trm.ttt_phases as phases
+    from arc_trm.cli import main
+    from submission.kaggle import candidates_path, read_candidates, write_candidates
+    from submission.vote import Candidate
+
+    tasks = as_test_tasks(load_tasks(SMALL_TASKS))
+    solved = tasks[0].id
+
+    def answers_with_candidates(options, job):  # the first task right (attempt_2), the others its test input
+        task = job.tasks[0]
+        sub = fallback_submission([task])
+        if task.id == solved:
+            sub[task.id] = [{"attempt_1": [[0]], "attempt_2": p.output.tolist()} for p in task.test]
+        job.out.mkdir(parents=True, exist_ok=True)
+        write_submission(job.submission, sub, [task])
+        write_candidates(candidates_path(job.submission),
+                         {(task.id, i): [Candidate(p.input, 3, 0.9)] for i, p in enumerate(task.test)})
+        return phases.TTTOutcome()
+
+    monkeypatch.setattr(phases, "test_time_train", answers_with_candidates)
+    job = per_task_job(tmp_path, tasks, time.time(), 600.0)
+    result = per_task(TTTOptions(tasks=SMALL_TASKS, out=job.out, per_task=True), job)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert result.trained == [t.id for t in tasks] and result.stopped_by is None
+    assert out[-1].startswith("per-task: 3 of 3 tasks answered by their own model, 0 keep the fallback answer")
+    record = json.loads((job.out / "submission.predict.json").read_text())
+    assert record["tasks"] == SMALL_TASKS and record["answered_tasks"] == sorted(t.id for t in tasks)
+    assert {key[0] for key in read_candidates(candidates_path(job.submission))} == {t.id for t in tasks}
+
+    assert main(["score", str(job.submission), "--json"]) == 0  # the task source comes from the record
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["tasks_fully_solved"] == 1 and scored["tasks_total"] == 3
+    assert main(["report", str(job.out)]) == 0 and (job.out / "report.html").is_file()
