@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch.distributed as dist
 
@@ -52,13 +53,14 @@ def build_options(cfg: RunConfig, progress: bool = False) -> BuildOptions:
                         progress=progress)
 
 
-def load_or_build(cfg: RunConfig, d: Dist, progress: bool) -> BuiltSet:
-    """Rank 0 builds (or reuses) the cached augmented set; the others wait and open it."""
+def load_or_build(cfg: RunConfig, d: Dist, progress: bool, warn: Callable[[str], None] | None = None) -> BuiltSet:
+    """Rank 0 builds (or reuses) the cached augmented set; the others wait and open it. `warn`
+    takes the build's warnings (default: printed)."""
     out = default_build_dir(cfg)
     if d.main:
         if cfg.data.build_dir:
             check_own_build(out, cfg)
-        ensure_built(cfg.data.tasks, out, build_options(cfg, progress))
+        ensure_built(cfg.data.tasks, out, build_options(cfg, progress), **({"warn": warn} if warn else {}))
     if d.world > 1:
         dist.barrier()
     return BuiltSet.open(out)

@@ -34,7 +34,7 @@ from arc_trm import checkpoint as ckpt
 from arc_trm import runs
 from arc_trm.common import CompiledOrEager, Dist, print0, setup, teardown, wants_compile
 from arc_trm.config import RunConfig, TrainConfig, apply_overrides, check_device_available, preset
-from arc_trm.builds import load_or_build
+from arc_trm.builds import default_build_dir, load_or_build
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import evaluate_built
 from arc_trm.views import ViewRun
@@ -45,8 +45,10 @@ from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.snapshot import BatchLayout, TrainState, restore, save_checkpoint
 from arc_trm.stopping import StopRequest, continue_command, exit_code, signal_name, stopped_line
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
+from augment.build import canvas_skip_line
 from augment.store import BuiltSet
 from augment.errors import InputError
+from augment.files import write_text_atomic
 
 
 # ----------------------------------------------------------------------------------------------
@@ -149,6 +151,47 @@ def start_run_folder(out: Path, cfg: RunConfig, step: int, resume: bool, d: Dist
             runs.truncate_metrics(out / METRICS_FILE, step)
 
 
+SKIPPED_FILE = "skipped_tasks.txt"  # in the run folder: the ids of the tasks the canvas skipped
+
+
+@dataclass(frozen=True)
+class Header:
+    """What train says before it starts: the config and tasks line, and the skipped tasks' line
+    (a warning when more than a quarter are skipped)."""
+
+    config: str
+    skipped: str | None = None
+    many_skipped: bool = False
+
+
+def header(cfg: RunConfig, built: BuiltSet, preset_name: str, skipped_file: Path) -> Header:
+    c, skipped = cfg.data.canvas, list(built.meta.get("skipped", []))
+    kept, total = built.counts["tasks"], built.counts["tasks"] + len(skipped)
+    line = (f"train: {preset_name}, canvas {c}x{c}, global batch {cfg.train.global_batch_size}; tasks "
+            f"{cfg.data.tasks}: {kept} kept, {len(skipped)} skipped")
+    if not skipped:
+        return Header(line)
+    many = len(skipped) > total / 4
+    text = canvas_skip_line(skipped, total, c, str(skipped_file))
+    if many:
+        line += f" ({len(skipped) / total:.0%}: more than a quarter)"
+        text += ("; --set data.canvas=30 keeps them" + (" (or --preset paper, made for GPUs)" if c < 30 else ""))
+    return Header(line, text, many)
+
+
+def print_header(cfg: RunConfig, built: BuiltSet, out: Path, preset_name: str) -> None:
+    """The header's lines (from the build's metadata, so a cached build says the same); the full
+    list of skipped tasks goes to RUN/skipped_tasks.txt."""
+    skipped_file = out / SKIPPED_FILE
+    h = header(cfg, built, preset_name, skipped_file)
+    print(h.config, flush=True)
+    if h.skipped:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(skipped_file, "".join(f"{i}\n" for i in built.meta["skipped"]))
+        print(("warning: " if h.many_skipped else "") + h.skipped, file=sys.stderr if h.many_skipped else sys.stdout,
+              flush=True)
+
+
 # ----------------------------------------------------------------------------------------------
 # The loop
 
@@ -199,6 +242,7 @@ class TrainOptions:
     init_weights: dict[str, torch.Tensor] | None = None
     deadline: float | None = None
     stop: StopRequest | None = None
+    preset: str = ""  # what the header names as the config's origin ("" = no header)
 
 
 @dataclass
@@ -219,7 +263,14 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     device = d.device
     if not options.resume:
         runs.claim_run_folder(out, force=False, main=d.main)  # refuses a folder that holds a run
-    built = options.built if options.built is not None else load_or_build(cfg, d, options.progress and d.main)
+    if options.built is not None:
+        built = options.built
+    else:
+        how = "--build" if cfg.data.build_dir else "made on first use, then reused; --build DIR picks the folder"
+        print0(d, f"build: {default_build_dir(cfg)} ({how})")
+        built = load_or_build(cfg, d, options.progress and d.main, warn=lambda line: None)  # the header says it
+        if options.preset and d.main:
+            print_header(cfg, built, out, options.preset)
     layout = batch_layout(cfg, d)
     state = initial_state(cfg, built, d, options.init_weights)
     if options.resume:
@@ -372,11 +423,21 @@ def evaluate_during_training(cfg: RunConfig, state: TrainState, built: BuiltSet,
 # Command line
 
 
+def preset_name(args: argparse.Namespace) -> str:
+    return args.preset or ("paper" if torch.cuda.is_available() else "cpu-quick")
+
+
+def config_origin(args: argparse.Namespace) -> str:
+    """Where the run's config comes from, for the header."""
+    if args.resume and (Path(args.out) / "config.json").is_file():
+        return "the run's saved config (resumed)"
+    return f"preset {preset_name(args)}" + (" with --set overrides" if args.set else "")
+
+
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then a resumed run's saved config, then --tasks/--augmentations, then --set; every
     field validated (one line naming the field) before any work starts."""
-    name = args.preset or ("paper" if torch.cuda.is_available() else "cpu-quick")
-    cfg = preset(name)
+    cfg = preset(preset_name(args))
     saved = Path(args.out) / "config.json"
     if args.resume and not Path(args.out).is_dir():  # before any build: a typo in --out costs nothing
         raise InputError(f"{args.out}: --resume given but there is no such run folder (start it without --resume)")
@@ -466,7 +527,8 @@ def run(args: argparse.Namespace) -> int:
     stop = StopRequest()
     with stop.installed():  # a signal before the loop stops at once; in the loop, after the step
         result = train(cfg, Path(args.out), TrainOptions(resume=args.resume, stop_at=args.stop_at,
-                                                          progress=not args.no_progress, stop=stop))
+                                                          progress=not args.no_progress, stop=stop,
+                                                          preset=config_origin(args)))
     teardown()
     if result.stopped_by is not None:
         if d.main:

@@ -150,8 +150,19 @@ class _Sources:
         return pool, shapes
 
 
+def few_ids(ids: Sequence[str], limit: int = 3) -> str:
+    """The first few ids and how many more."""
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def canvas_skip_line(skipped: Sequence[str], total: int, canvas: int, listed_in: str) -> str:
+    """One line for the tasks a canvas skips: count, reason, the first ids, where all are listed."""
+    return (f"skipping {len(skipped)} of {total} tasks ({len(skipped) / max(total, 1):.0%}) with a grid larger than "
+            f"the {canvas}x{canvas} canvas: {few_ids(list(skipped))} (all listed in {listed_in})")
+
+
 def _select_tasks(tasks: Sequence[Task], canvas: int, warn: Callable[[str], None]) -> _Sources:
-    """Sorted tasks, unique ids, those that fit the canvas kept (the rest skipped with a warning)."""
+    """Sorted tasks, unique ids, those that fit the canvas kept (the rest skipped: one warning line)."""
     all_tasks = sorted(tasks, key=lambda t: t.id)
     ids = [t.id for t in all_tasks]
     if len(set(ids)) != len(ids):
@@ -162,12 +173,13 @@ def _select_tasks(tasks: Sequence[Task], canvas: int, warn: Callable[[str], None
     kept, skipped = [], []
     for t in all_tasks:
         if max_side(t) > canvas:
-            warn(f"skipping task {t.id!r}: a grid side of {max_side(t)} does not fit the {canvas}x{canvas} canvas")
             skipped.append(t.id)
         else:
             kept.append(t)
     if not kept:
         raise InputError(f"no task fits a {canvas}x{canvas} canvas")
+    if skipped:
+        warn(canvas_skip_line(skipped, len(all_tasks), canvas, "the build's metadata.json, 'skipped'"))
     return _Sources(kept, skipped)
 
 

@@ -1,0 +1,39 @@
+"""What `train` says before it starts: the config, the canvas, where its build lives, and the tasks
+kept and skipped (one line, the same whether the build is new or cached; the full list in the run)."""
+
+from __future__ import annotations
+
+from conftest import SMALL_TASKS, TINY, cli_in_process, sets
+
+BIG = "007bbfb7"  # 9x9 grids: over the 6x6 canvas of TINY
+TASKS = SMALL_TASKS.replace("@test", f"+{BIG}@test")
+
+
+def train(tmp_path, out: str, *extra: str):
+    return cli_in_process("train", "--preset", "cpu-quick", "--tasks", TASKS, *sets(TINY), "--build",
+                          tmp_path / "built", "--out", tmp_path / out, "--stop-at", "1", "--no-progress", *extra)
+
+
+def test_header_names_config_build_and_one_skip_line_first_run_and_cached(tmp_path):
+    first, cached = train(tmp_path, "a"), train(tmp_path, "b")
+    for run, proc in (("a", first), ("b", cached)):
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout.splitlines()
+        assert out[0] == f"build: {tmp_path / 'built'} (--build)"
+        assert out[1] == (f"train: preset cpu-quick with --set overrides, canvas 6x6, global batch 8; tasks {TASKS}: "
+                          "3 kept, 1 skipped")  # a quarter exactly: no warning
+        skip_lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "skipping" in line]
+        assert skip_lines == [f"skipping 1 of 4 tasks (25%) with a grid larger than the 6x6 canvas: {BIG} (all listed "
+                              f"in {tmp_path / run / 'skipped_tasks.txt'})"]
+        assert (tmp_path / run / "skipped_tasks.txt").read_text() == f"{BIG}\n"
+
+
+def test_more_than_a_quarter_skipped_is_said_with_the_setting_that_keeps_them(tmp_path):
+    half = f"arc-agi-1:training/3c9b0459+{BIG}@test"
+    proc = cli_in_process("train", "--preset", "cpu-quick", "--tasks", half, *sets(TINY), "--build", tmp_path / "b",
+                          "--out", tmp_path / "run", "--stop-at", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert f"tasks {half}: 1 kept, 1 skipped (50%: more than a quarter)" in proc.stdout
+    warning = [line for line in proc.stderr.splitlines() if "skipping" in line]
+    assert len(warning) == 1 and warning[0].startswith("warning: skipping 1 of 2 tasks (50%)")
+    assert warning[0].endswith("--set data.canvas=30 keeps them (or --preset paper, made for GPUs)")
