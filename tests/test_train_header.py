@@ -37,3 +37,16 @@ def test_more_than_a_quarter_skipped_is_said_with_the_setting_that_keeps_them(tm
     warning = [line for line in proc.stderr.splitlines() if "skipping" in line]
     assert len(warning) == 1 and warning[0].startswith("warning: skipping 1 of 2 tasks (50%)")
     assert warning[0].endswith("--set data.canvas=30 keeps them (or --preset paper, made for GPUs)")
+
+
+def test_the_readme_build_step_is_the_build_its_train_uses():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lines = [line.split("#")[0] for line in readme.splitlines()]
+    for i, line in enumerate(lines):
+        built = re.search(r"arc-trm build .*--out (\S+)", line)
+        if built:
+            train = next(line for line in lines[i + 1:] if "arc-trm train" in line)
+            assert f"--build {built.group(1)}" in train, f"README builds {built.group(1)}; its train uses another"
