@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from arc_trm import checkpoint as ckpt
 from arc_trm import runs
 from augment.errors import InputError
-from augment.files import check_replaceable, replace_folder
+from augment.files import atomic_path, check_replaceable, replace_folder
 from submission import checkpoint_manifest as manifest
 from submission.runfolder import is_export
 
@@ -96,7 +96,8 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        save_file(weights, str(tmp / ckpt.EXPORT_WEIGHTS), metadata=metadata)
+        with atomic_path(tmp / ckpt.EXPORT_WEIGHTS) as path:  # 0644 like the other files (save_file makes 0600)
+            save_file(weights, str(path), metadata=metadata)
         ckpt.write_text_atomic(tmp / "config.json", config_text)
         ckpt.write_text_atomic(tmp / "identifiers.json", ids_text)
         manifest.write_manifest(tmp)

@@ -30,11 +30,40 @@ def atomic_writer(path: str | Path, *, binary: bool = False) -> Iterator[IO]:
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        # mkstemp creates 0600; keep an existing file's mode, else the usual rw-r--r--.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.chmod(tmp, _mode_for(path))
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as f:
             yield f
             f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _mode_for(path: Path) -> int:
+    """mkstemp creates 0600; keep an existing file's mode, else the usual rw-r--r--."""
+    return path.stat().st_mode & 0o777 if path.exists() else 0o644
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file name beside `path`, for writers that take a name, not a file object
+    (safetensors' save_file); on a clean exit the file gets atomic_writer's mode, is fsynced and
+    renamed onto `path`. A failure removes it and leaves `path` as it was."""
+    path = Path(path)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, _mode_for(path))  # the writer may have made a new file: its mode, not mkstemp's
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

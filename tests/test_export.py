@@ -4,6 +4,7 @@ and identifiers.json, loaded by `predict` and `ttt` like a run folder, and much 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,31 @@ def test_export_refuses_a_run_a_folder_above_it_or_other_files_and_deletes_nothi
     assert sorted(p.name for p in empty.iterdir()) == sorted(p.name for p in again.iterdir())
     assert tree(run) == {k[len("runs/run/"):]: v for k, v in before.items() if k.startswith("runs/run/")}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "a temporary folder was left"
+
+
+def test_every_export_file_gets_the_same_mode(tmp_path: Path) -> None:
+    from conftest import write_tiny_checkpoint
+
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    export_inference(run, tmp_path / "export")
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "export").iterdir()}
+    assert modes[ckpt.EXPORT_WEIGHTS] == "0o644" and set(modes.values()) == {"0o644"}, modes
+    assert not [p for p in (tmp_path / "export").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_atomic_path_replaces_or_keeps_the_file(tmp_path: Path) -> None:
+    from augment.files import atomic_path
+
+    target = tmp_path / "w.bin"
+    with atomic_path(target) as path:
+        path.unlink()  # a writer that makes a new file: its 0600 mode is not kept
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"new")
+        os.close(fd)
+    assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as path:
+            path.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["w.bin"]
