@@ -351,6 +351,8 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
                 sink.log(last)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", exact=f"{last['exact_accuracy']:.2f}",
                                 steps=f"{last['halt_steps']:.1f}", sps=f"{last['samples_per_s']:.0f}")
+                if not options.progress:  # no bar: a plain line, so a batch log shows the run going
+                    print0(d, log_line(last, end))
                 window = LogWindow()
             bar.update(1)
             seconds = time.perf_counter() - t_step
@@ -372,6 +374,12 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     timed_steps = state.step - first_step
     return TrainResult(out, state.step, final_dir, last, timed_s / timed_steps if timed_steps > 0 else step_seconds,
                        stopped_by)
+
+
+def log_line(last: dict[str, float], end: int) -> str:
+    """A log step's line when no progress bar shows it."""
+    return (f"step {last['step']}/{end}: loss {last['loss']:.3f}, exact {last['exact_accuracy']:.2f}, halt steps "
+            f"{last['halt_steps']:.1f}, {last['samples_per_s']:.0f} samples/s, lr {last['lr']:.3g}")
 
 
 def out_of_memory_line(layout: BatchLayout, device: str) -> str:
@@ -507,7 +515,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop after this step with a checkpoint (as if pre-empted); --resume continues (default 0: "
                         "train to the end)")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar")
+                   help="no progress bar: a plain log line every train.log_every steps instead")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -90,7 +90,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train and predict each task with its own model copy, the budget split by demonstrations "
                         "(one process only)")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars")
+                   help="no progress bars: a plain log line every train.log_every steps instead")
 
 
 def options_from_args(args: argparse.Namespace) -> TTTOptions:

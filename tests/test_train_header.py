@@ -50,3 +50,13 @@ def test_the_readme_build_step_is_the_build_its_train_uses():
         if built:
             train = next(line for line in lines[i + 1:] if "arc-trm train" in line)
             assert f"--build {built.group(1)}" in train, f"README builds {built.group(1)}; its train uses another"
+
+
+def test_no_progress_prints_a_plain_line_every_log_interval(tmp_path):
+    proc = cli_in_process("train", "--preset", "cpu-quick", "--tasks", SMALL_TASKS, *sets(TINY), "--set",
+                          "train.log_every=2", "--build", tmp_path / "built", "--out", tmp_path / "run",
+                          "--stop-at", "4", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    steps = [line.split(":")[0] for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert steps == ["step 2/4", "step 4/4"], proc.stdout
+    assert "loss " in proc.stdout and "samples/s" in proc.stdout
