@@ -219,10 +219,15 @@ def _augment_all(payloads: list[tuple], options: BuildOptions) -> list[tuple[np.
         results_iter = Parallel(n_jobs=workers, return_as="generator", batch_size=4, pre_dispatch="8*n_jobs")(
             delayed(_work)(p) for p in payloads)
     results = []
-    for r in results_iter:
-        results.append(r)
-        bar.update(1)
-    bar.close()
+    try:
+        for r in results_iter:
+            results.append(r)
+            bar.update(1)
+    except BaseException:
+        bar.leave = False  # cleared now, not redrawn after the "interrupted" line when it is collected
+        raise
+    finally:
+        bar.close()
     return results
 
 

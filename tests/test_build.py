@@ -320,3 +320,23 @@ def test_cli_build_summary(tmp_path, capsys):
     assert build_run(args) == 0 and "reused" in capsys.readouterr().out
     with pytest.raises(InputError):
         build_run(parser.parse_args(["--tasks", str(folder), "--out", str(tmp_path / "o"), "--augmentations", "0"]))
+
+
+def test_an_interrupted_build_draws_no_bar_after_it_stops(monkeypatch, capsys):
+    import gc
+
+    import augment.build as build_module
+
+    def work(payload):
+        if payload == 2:
+            raise KeyboardInterrupt
+        return payload
+
+    monkeypatch.setattr(build_module, "_work", work)
+    try:
+        build_module._augment_all([1, 2, 3], BuildOptions(workers=1, progress=True))
+    except KeyboardInterrupt as e:
+        drawn = capsys.readouterr().err  # as the CLI prints "interrupted", its traceback still holds the bar
+        del e
+    gc.collect()  # a bar still open draws its last state when it is collected: after "interrupted"
+    assert "augmenting" in drawn and capsys.readouterr().err == ""
