@@ -3,6 +3,8 @@ kept and skipped (one line, the same whether the build is new or cached; the ful
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import SMALL_TASKS, TINY, cli_in_process, sets
 
 BIG = "007bbfb7"  # 9x9 grids: over the 6x6 canvas of TINY
@@ -39,17 +41,20 @@ def test_more_than_a_quarter_skipped_is_said_with_the_setting_that_keeps_them(tm
     assert warning[0].endswith("--set data.canvas=30 keeps them (or --preset paper, made for GPUs)")
 
 
-def test_the_readme_build_step_is_the_build_its_train_uses():
+@pytest.mark.parametrize("where", ["README.md", "arc-trm --help"])
+def test_a_build_step_shown_is_the_build_its_train_uses(where):
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    lines = [line.split("#")[0] for line in readme.splitlines()]
+    from arc_trm.cli import EPILOG
+
+    text = EPILOG if where == "arc-trm --help" else (Path(__file__).resolve().parents[1] / where).read_text()
+    lines = [line.split("#")[0] for line in text.splitlines()]
     for i, line in enumerate(lines):
         built = re.search(r"arc-trm build .*--out (\S+)", line)
         if built:
             train = next(line for line in lines[i + 1:] if "arc-trm train" in line)
-            assert f"--build {built.group(1)}" in train, f"README builds {built.group(1)}; its train uses another"
+            assert f"--build {built.group(1)}" in train, f"{where} builds {built.group(1)}; its train uses another"
 
 
 def test_no_progress_prints_a_plain_line_every_log_interval(tmp_path):
