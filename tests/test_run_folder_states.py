@@ -33,6 +33,7 @@ from arc_trm import ttt as ttt_module
 from arc_trm.export import export_inference
 from arc_trm.ttt import as_test_tasks, begin_run, ttt
 from arc_trm.ttt_plan import TTTJob, TTTOptions
+from arc_trm.ttt_phases import TTTOutcome
 from augment.errors import InputError
 from augment.tasks import load_tasks
 from submission.kaggle import fallback_submission, write_submission
@@ -82,7 +83,7 @@ class RunFolders(RuleBasedStateMachine):
                 entry["attempt_2"] = [[self.runs % 10]]
         return sub
 
-    def test_time_train(self, options: TTTOptions, job: TTTJob) -> None:
+    def test_time_train(self, options: TTTOptions, job: TTTJob) -> TTTOutcome:
         """ttt_phases.test_time_train: train() checks the folder, then a run and its answers."""
         runs.claim_run_folder(job.out, force=False, resume=options.resume)
         job.out.mkdir(parents=True, exist_ok=True)
@@ -90,6 +91,7 @@ class RunFolders(RuleBasedStateMachine):
             (job.out / name).write_text(f"{self.runs}\n")
         (job.out / "checkpoints").mkdir(exist_ok=True)
         write_submission(job.submission, self.trained_answers(job.answered), job.answered)
+        return TTTOutcome()
 
     # ------------------------------------------------------------------ operations
 
