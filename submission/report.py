@@ -52,9 +52,9 @@ def png_data_uri(image) -> str:
 def thumbnail(task_id: str, task: Task | None, attempts, solutions):
     """Picture of one task's test rows: input (when known), attempts, solution."""
     if task is not None:
-        return render_task(task, attempts, box=THUMB_BOX, demos=False, title="")
+        return render_task(task, attempts, box=THUMB_BOX, demos=False, title="", legend=False)
     rows = answer_rows([], attempts, solutions)
-    return render_rows(rows, box=THUMB_BOX)
+    return render_rows(rows, box=THUMB_BOX, legend=False)
 
 
 def summary_html(report: ScoreReport, source: str, sub_path: Path, cand_path: Path | None) -> str:
