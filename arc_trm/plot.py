@@ -61,9 +61,9 @@ def phase_marks(plan: dict) -> list[PhaseMark]:
     quick = {int(s) for s in plan.get("quick_stops", [])}
     labels: dict[int, list[str]] = {}
     if freeze > 0:
-        labels.setdefault(freeze, []).append("embeddings only ends")
+        labels.setdefault(freeze, []).append("embeddings-only ends")
     for s in (int(s) for s in plan.get("stops", [])):
-        name = "final predict" if s == steps else "quick predict" if s in quick else "re-plan"
+        name = "planned end: final predict" if s == steps else "quick predict" if s in quick else "re-plan"
         labels.setdefault(s, []).append(name)
     return [PhaseMark(s, ", ".join(names)) for s, names in sorted(labels.items())]
 
