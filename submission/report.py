@@ -1,12 +1,12 @@
 """Write RUN/report.html: the scores of a run's submission (official per-task average, per-output
-average with its 95% Wilson interval, pass@k from the candidates file) and a table of every task
+average with its 95% Wilson interval, pass@1, pass@2 and the top k from candidates) and a table of every task
 with a thumbnail of its test inputs, attempts and solutions, solved tasks first. The page is one
 self-contained file (thumbnails embedded as PNG data URIs).
 
-Reads RUN/submission.json (or the one submission with a record NAME.predict.json, or --submission) and its
-candidates file (<stem>.candidates.json) when present. The
-solutions come from --tasks / --solutions, or else from the task source the predict step recorded
-in the submission's record NAME.predict.json ({"tasks": SOURCE}).
+Reads RUN/submission.json (or the one submission with a record NAME.predict.json, or
+--submission) and its candidates file (<stem>.candidates.json) when present. The solutions come
+from --tasks / --solutions, or else from the task source the predict step recorded in the
+submission's record NAME.predict.json ({"tasks": SOURCE}).
 
 example:
   arc-trm report runs/agi2
@@ -65,7 +65,7 @@ def shown_source(source: str, sub_path: Path) -> str:
     named = info.get("source") if isinstance(info, dict) and info.get("tasks") == source else None
     if not isinstance(named, str) or not named or named == source:
         return f"<code>{html.escape(source)}</code>"
-    return f"<code>{html.escape(named)}</code> <small>(read from the run's copy <code>{html.escape(source)}</code>)</small>"
+    return f"<code>{html.escape(named)}</code><br><small>read from the run's copy <code>{html.escape(source)}</code></small>"
 
 
 def pass_at_k_html(r: ScoreReport, cand_path: Path | None) -> str:

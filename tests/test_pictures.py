@@ -154,7 +154,7 @@ def test_ttt_prediction_records_the_source_the_user_named(tmp_path, small_build)
             expired, Dist())
     record = json.loads((tmp_path / "submission.predict.json").read_text())
     assert record["tasks"] == f"{copy}@test" and record["source"] == SMALL_TASKS
-    assert f"<code>{SMALL_TASKS}</code> <small>(read from the run's copy" in report.write_report(tmp_path).read_text()
+    assert f"<code>{SMALL_TASKS}</code><br><small>read from the run's copy" in report.write_report(tmp_path).read_text()
 
 
 # ---------------------------------------------------------------- show
