@@ -42,7 +42,9 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
     """(training lines, evaluation lines) of RUN/metrics.jsonl."""
     path = run / "metrics.jsonl"
     if not path.exists():
-        raise InputError(f"{path}: no metrics (is {run} a training run folder?)")
+        per_task = (run / "tasks").is_dir()  # ttt --per-task: one training run per task below
+        hint = f"; a ttt --per-task run has one per task: arc-trm plot {run / 'tasks' / 'TASK'}" if per_task else ""
+        raise InputError(f"{path}: no metrics (is {run} a training run folder?){hint}")
     train, evals = [], []
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():

@@ -13,6 +13,7 @@ from matplotlib.lines import Line2D
 from PIL import Image
 
 from arc_trm import plot
+from augment.errors import InputError
 from augment.files import write_json_atomic
 from augment.tasks import Pair, Task, load_tasks
 from conftest import SMALL_TASKS
@@ -85,6 +86,12 @@ def test_plot_marks_ttt_phases_and_survives_a_bad_plan(tmp_path, capsys):
     assert plot.run_phases(tmp_path) == []
     assert "phases not marked" in capsys.readouterr().err
     plot.plot_run(tmp_path)
+
+
+def test_plot_of_a_per_task_ttt_run_points_to_its_tasks(tmp_path):
+    (tmp_path / "tasks" / "abc").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"no metrics .*ttt --per-task run has one per task: arc-trm plot .*tasks/TASK"):
+        plot.curves_figure(tmp_path)
 
 
 def test_plot_says_when_a_run_recorded_no_learning_rate(tmp_path):
