@@ -181,6 +181,7 @@ class PredictOptions:
     """What `predict` answers with besides how views run (ViewRun)."""
 
     source: str  # the task spec, recorded in NAME.predict.json
+    named: str = ""  # the source as the user named it when `source` is a run's own copy (ttt); recorded as "source"
     max_views: int = 0  # views per test input (0: every view the checkpoint trained)
     max_steps: int = 0  # step cap per view (0: the model's halt_max_steps)
 
@@ -227,7 +228,8 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     write_submission(out, merge_submission(tasks, ranked, earlier_entries(out, tasks)), tasks)
     write_candidates(candidates_path(out), merge_candidates(candidates_path(out), ranked, tasks))
     write_json_atomic(record_path(out), {
-        "tasks": absolute_spec(options.source), "checkpoint": checkpoints[0],
+        "tasks": absolute_spec(options.source), **({"source": absolute_spec(options.named)} if options.named else {}),
+        "checkpoint": checkpoints[0],
         **({"checkpoints": checkpoints} if len(checkpoints) > 1 else {}),
         "submission": out.name, "candidates": candidates_path(out).name,  # beside this record
         "halting": run.halting, "scoring": run.scoring, "trajectories": run.trajectories, "noise": run.noise,

@@ -1,4 +1,5 @@
-"""Draw a run's training curves (loss, exact accuracy, halting steps, throughput, evaluation) to PNG.
+"""Draw a run's training curves (loss, exact accuracy, halting steps, throughput, learning rate,
+evaluation) to PNG. A ttt run's phases (from RUN/ttt_plan.json) are marked with labelled lines.
 
   arc-trm plot runs/agi2            writes runs/agi2/curves.png
 """
@@ -7,24 +8,43 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display: before pyplot loads
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from augment.errors import InputError
+from augment.files import atomic_writer, read_json
 
 PANELS = (("loss", "loss"), ("exact_accuracy", "exact accuracy (halted rows)"),
-          ("halt_steps", "mean halting steps"), ("samples_per_s", "samples / s"))
+          ("halt_steps", "mean halting steps"), ("samples_per_s", "samples / s"), ("lr", "learning rate"))
+COLUMNS = 3
+MARKED_POINTS = 40  # curves with at most this many points get markers (a single point needs one to show)
+PHASE_COLOUR = "#7a5195"
+
+
+@dataclass(frozen=True)
+class PhaseMark:
+    """A vertical line at a step where a ttt phase ended."""
+
+    step: int
+    label: str
 
 
 def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
     """(training lines, evaluation lines) of RUN/metrics.jsonl."""
     path = run / "metrics.jsonl"
     if not path.exists():
-        raise InputError(f"{path}: no metrics (is {run} a training run folder?)")
+        per_task = (run / "tasks").is_dir()  # ttt --per-task: one training run per task below
+        hint = f"; a ttt --per-task run has one per task: arc-trm plot {run / 'tasks' / 'TASK'}" if per_task else ""
+        raise InputError(f"{path}: no metrics (is {run} a training run folder?){hint}")
     train, evals = [], []
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -37,35 +57,109 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
     return train, evals
 
 
-def plot_run(run: Path, out: Path | None = None) -> Path:
+def phase_marks(plan: dict) -> list[PhaseMark]:
+    """The steps where ttt's phases end (ttt_plan.json), one label per step."""
+    steps, freeze = int(plan.get("steps", 0)), int(plan.get("freeze_steps", 0))
+    quick = {int(s) for s in plan.get("quick_stops", [])}
+    labels: dict[int, list[str]] = {}
+    if freeze > 0:
+        labels.setdefault(freeze, []).append("embeddings-only ends")
+    for s in (int(s) for s in plan.get("stops", [])):
+        name = "planned end: final predict" if s == steps else "quick predict" if s in quick else "re-plan"
+        labels.setdefault(s, []).append(name)
+    return [PhaseMark(s, ", ".join(names)) for s, names in sorted(labels.items())]
+
+
+def run_phases(run: Path) -> list[PhaseMark]:
+    """The phase marks of a ttt run folder; none for a train run or an unreadable plan (warned)."""
+    path = run / "ttt_plan.json"
+    if not path.is_file():
+        return []
+    try:
+        plan = read_json(path, "ttt plan")
+        if not isinstance(plan, dict):
+            raise InputError(f"{path}: expected a JSON object")
+        return phase_marks(plan)
+    except (InputError, TypeError, ValueError) as e:
+        print(f"warning: {e}; phases not marked", file=sys.stderr)
+        return []
+
+
+def pass_k(key: str) -> int:
+    """k of an `eval_pass@k` key (pass@1 sorts first)."""
+    tail = key.rpartition("@")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
+def draw_eval(ax, evals: list[dict], keys: list[str]) -> None:
+    """pass@k curves, the largest k first, so pass@1 is drawn last (dashed, on top): it often equals pass@2."""
+    for k in sorted(keys, key=pass_k, reverse=True):
+        points = [(r["step"], r[k]) for r in evals if k in r]
+        first = pass_k(k) == 1
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=k.removeprefix("eval_"),
+                marker="s" if first else "o", markersize=4 if first else 7, linestyle="--" if first else "-",
+                linewidth=1.2 if first else 2.5, zorder=3 if first else 2)
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: pass_k(labels[i]))
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8)
+    ax.set_ylim(-0.05, 1.05)
+
+
+def draw_phases(ax, marks: list[PhaseMark]) -> None:
+    for m in marks:
+        ax.axvline(m.step, color=PHASE_COLOUR, linestyle=":", linewidth=1.2, zorder=1)
+        ax.text(m.step, 0.98, f" {m.label}", transform=ax.get_xaxis_transform(), rotation=90, va="top",
+                ha="right", fontsize=7, color=PHASE_COLOUR, zorder=4,
+                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1})
+
+
+def curves_figure(run: Path) -> Figure:
+    """The figure of a run's curves: one panel per metric, evaluation last when there is one."""
     train, evals = read_metrics(run)
     if not train:
         raise InputError(f"{run / 'metrics.jsonl'}: no training lines yet")
-    eval_keys = sorted({k for row in evals for k in row if k.startswith("eval_pass")})
-    panels = list(PANELS) + ([("eval", "evaluation")] if eval_keys else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    eval_keys = sorted({k for row in evals for k in row if k.startswith("eval_pass")}, key=pass_k)
+    panels = list(PANELS) + ([("eval", "evaluation (pass@k)")] if eval_keys else [])
+    rows = math.ceil(len(panels) / COLUMNS)
+    fig, grid = plt.subplots(rows, COLUMNS, figsize=(4.2 * COLUMNS, 3.2 * rows + 0.4), squeeze=False)
+    for ax in grid.flat[len(panels):]:
+        fig.delaxes(ax)
+    marks = run_phases(run)
     steps = [r["step"] for r in train]
-    for ax, (key, title) in zip(axes, panels):
+    marker = "o" if len(steps) <= MARKED_POINTS else None
+    for ax, (key, title) in zip(grid.flat, panels):
         if key == "eval":
-            for k in eval_keys:
-                ax.plot([r["step"] for r in evals if k in r], [r[k] for r in evals if k in r], marker="o",
-                        label=k.removeprefix("eval_"))
-            ax.legend()
+            draw_eval(ax, evals, eval_keys)
+        elif any(key in r for r in train):
+            ax.plot(steps, [r.get(key, float("nan")) for r in train], marker=marker, markersize=3)
         else:
-            ax.plot(steps, [r.get(key, float("nan")) for r in train])
+            ax.text(0.5, 0.5, f"not recorded\n(no '{key}' in metrics.jsonl)", transform=ax.transAxes,
+                    ha="center", va="center", color="#777")
+        if key == "lr":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        draw_phases(ax, marks)
         ax.set_title(title)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if steps[-1] - steps[0] < 2:  # one record: a span of whole steps, not 0.95 .. 1.05
+            ax.set_xlim(steps[0] - 1, steps[-1] + 1)
         ax.grid(alpha=0.3)
-    fig.suptitle(str(run))
+    fig.suptitle(f"{run}  ({len(train)} training record{'s' if len(train) != 1 else ''}, last step {steps[-1]})")
     fig.tight_layout()
+    return fig
+
+
+def plot_run(run: Path, out: Path | None = None) -> Path:
+    fig = curves_figure(run)
     out = out or run / "curves.png"
-    fig.savefig(out, dpi=100)
+    with atomic_writer(out, binary=True) as f:  # a plot of a live run never leaves half a PNG
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
     return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="run folder (holds metrics.jsonl)")
+    p.add_argument("run", help="run folder (holds metrics.jsonl; a ttt run's ttt_plan.json marks its phases)")
     p.add_argument("--out", help="PNG path (default RUN/curves.png)")
 
 

@@ -154,6 +154,7 @@ class TTTSetup:
     scoring: str  # votes | consistency
     start: int = 0  # the step of the checkpoint a resumed run continues from (0: a new run)
     frozen: bool = False  # that checkpoint is still in the embeddings-only phase
+    source: str = ""  # --tasks as the user gave it (the report names it, not the run's copy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +238,7 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
     batch_size = max(1, min(options.batch_size, math.ceil(views / d.world)))
     start, frozen = resume_point(job.out) if options.resume else (0, False)
     return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start),
-                    user_step_cap(options.overrides), progress, options.scoring, start, frozen)
+                    user_step_cap(options.overrides), progress, options.scoring, start, frozen, options.tasks)
 
 
 def phase_timing(trained: TrainResult, phase_steps: int, phase_s: float, quick_s: float, seconds_left: float,
@@ -270,7 +271,7 @@ def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist) ->
     loaded = load_model(job.out, d.device)
     view_run = loaded.view_run(batch_size=setup.batch_size, progress=setup.progress,
                                deadline=job.deadline - setup.margin / 2, scoring=setup.scoring)
-    options = PredictOptions(setup.cfg.data.tasks, max_views=0 if full else QUICK_VIEWS)
+    options = PredictOptions(setup.cfg.data.tasks, max_views=0 if full else QUICK_VIEWS, named=setup.source)
     summary = predict([loaded], job.answered, job.submission, options, view_run, d)
     if summary is not None:
         print(f"step {step}: submission updated from {summary.views} views "

@@ -1,6 +1,6 @@
 """Write a PNG of one ARC task: each demonstration (input -> output), then each test input with
 attempt_1, attempt_2 and the solution. With a submission, attempts get a green border when they
-match the known solution and a red one when they do not.
+match the known solution and a red one when they do not; a legend under the title says so.
 
 example:
   arc-trm show 00576224 --tasks arc-agi-1:evaluation --submission submission.json --out task.png
@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from augment.errors import InputError
+from augment.files import atomic_writer
 from augment.grids import same_grid
 from augment.tasks import Task, load_tasks, safe_name
 from submission.kaggle import load_submission, submission_grids, validate_submission
@@ -33,10 +34,14 @@ TEXT = (30, 30, 30)
 CORRECT = (0, 200, 83)
 WRONG = (213, 0, 0)
 NEUTRAL = (200, 200, 200)
+MUTED = (110, 110, 110)  # text of an empty slot: grey, yet readable
 BORDER = 3
-LABEL_H = 14
+FONT_PX = 15  # labels readable at 100% zoom
+LABEL_H = FONT_PX + 6
 MARGIN = 10
 ARROW_W = 24
+SWATCH = 14  # side of a legend's colour square
+LEGEND = ((CORRECT, "attempt matches the solution"), (WRONG, "attempt differs from the solution"))
 
 Attempts = Sequence[tuple[np.ndarray, np.ndarray]]
 
@@ -68,32 +73,62 @@ def cell_size(grids: Sequence[np.ndarray | None], box: int) -> int:
     return int(max(2, min(24, (box - side - 1) // side)))
 
 
+def label_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's own scalable font at FONT_PX (Pillow >= 10.1); older Pillow: its small bitmap font."""
+    try:
+        return ImageFont.load_default(size=FONT_PX)
+    except TypeError:  # load_default() takes no size before Pillow 10.1
+        return ImageFont.load_default()
+
+
+def legend_items(rows: Sequence[Sequence[Panel]]) -> list[tuple[tuple[int, int, int], str]]:
+    """(colour, meaning) of the border colours: the picture's legend, both whenever any attempt is
+    scored (so a picture of wrong attempts still says what green would mean); none otherwise."""
+    used = {p.border for row in rows for p in row}
+    return list(LEGEND) if used & {colour for colour, _ in LEGEND} else []
+
+
+def draw_legend(draw: ImageDraw.ImageDraw, items: Sequence[tuple[tuple[int, int, int], str]], x: int, y: int,
+                font) -> None:
+    for colour, text in items:
+        draw.rectangle([x, y + 2, x + SWATCH - 1, y + 2 + SWATCH - 1], outline=colour, width=BORDER)
+        draw.text((x + SWATCH + 6, y), text, fill=TEXT, font=font)
+        x += SWATCH + 6 + int(draw.textlength(text, font=font)) + 3 * MARGIN
+
+
 def render_rows(rows: Sequence[Sequence[Panel]], *, box: int = 160, title: str | None = None,
-                arrows: Sequence[bool] | None = None) -> Image.Image:
-    """Lay out rows of panels; one cell size for the whole picture. arrows[i]: draw an arrow after the first panel of row i."""
-    font = ImageFont.load_default()
+                arrows: Sequence[bool] | None = None, legend: bool = True) -> Image.Image:
+    """Lay out rows of panels; one cell size for the whole picture. arrows[i]: draw an arrow after
+    the first panel of row i. With `legend`, a line under the title says what the border colours mean."""
+    font = label_font()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     cell = cell_size([p.grid for row in rows for p in row], box)
     rendered = [[None if p.grid is None else grid_image(p.grid, cell) for p in row] for row in rows]
     slot = max([im.shape[1] for row in rendered for im in row if im is not None] or [box]) + 2 * BORDER
-    slot = max(slot, 70)
+    labels = [p.label for row in rows for p in row] + ["(none)"]
+    slot = max(slot, 70, *(int(measure.textlength(t, font=font)) + 4 for t in labels))  # labels never overlap
     gap = ARROW_W + MARGIN
     ncols = max(len(r) for r in rows)
-    width = MARGIN + ncols * slot + (ncols - 1) * gap + MARGIN
+    items = legend_items(rows) if legend else []
+    legend_w = sum(SWATCH + 6 + int(measure.textlength(t, font=font)) + 3 * MARGIN for _, t in items)
+    width = max(MARGIN + ncols * slot + (ncols - 1) * gap + MARGIN, MARGIN + legend_w)
     heights = [LABEL_H + max([im.shape[0] for im in row if im is not None] or [cell]) + 2 * BORDER
                for row in rendered]
-    top = MARGIN + (LABEL_H + 4 if title else 0)
+    top = MARGIN + (LABEL_H + 4 if title else 0) + (LABEL_H + 4 if items else 0)
     height = top + sum(heights) + MARGIN * len(rows)
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     if title:
         draw.text((MARGIN, MARGIN), title, fill=TEXT, font=font)
+    if items:
+        draw_legend(draw, items, MARGIN, MARGIN + (LABEL_H + 4 if title else 0), font)
     y = top
     for r, (row, ims) in enumerate(zip(rows, rendered)):
         for c, (panel, im) in enumerate(zip(row, ims)):
             x = MARGIN + c * (slot + gap)
             draw.text((x, y), panel.label, fill=TEXT, font=font)
             if im is None:
-                draw.text((x, y + LABEL_H + 2), "(none)", fill=NEUTRAL, font=font)
+                draw.text((x, y + LABEL_H + 2), "(none)", fill=MUTED, font=font)
                 continue
             gy = y + LABEL_H
             if panel.border is not None:
@@ -132,11 +167,12 @@ def answer_rows(inputs: Sequence[np.ndarray | None], attempts: Attempts | None,
 
 
 def render_task(task: Task, attempts: Attempts | None = None, out_path: str | Path | None = None, *,
-                box: int = 160, demos: bool = True, title: str | None = None) -> Image.Image:
+                box: int = 160, demos: bool = True, title: str | None = None, legend: bool = True) -> Image.Image:
     """Picture of a task; saved as PNG when `out_path` is given. Returns the image.
 
     attempts: one (attempt_1, attempt_2) pair of grids per test input, or None.
-    demos=False draws only the test rows (used for report thumbnails).
+    demos=False draws only the test rows (used for report thumbnails); legend=False leaves out the
+    line that explains the border colours (the report explains them once).
     """
     rows: list[list[Panel]] = []
     arrows: list[bool] = []
@@ -147,7 +183,7 @@ def render_task(task: Task, attempts: Attempts | None = None, out_path: str | Pa
     tr = answer_rows([p.input for p in task.test], attempts, [p.output for p in task.test])
     rows += tr
     arrows += [True] * len(tr)
-    image = render_rows(rows, box=box, arrows=arrows, title=task.id if title is None else title)
+    image = render_rows(rows, box=box, arrows=arrows, title=task.id if title is None else title, legend=legend)
     if out_path is not None:
         save_png(image, out_path)
     return image
@@ -155,9 +191,8 @@ def render_task(task: Task, attempts: Attempts | None = None, out_path: str | Pa
 
 def save_png(image: Image.Image, out_path: str | Path) -> Path:
     out_path = Path(out_path)
-    if out_path.parent and not out_path.parent.exists():
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out_path, format="PNG", optimize=False)
+    with atomic_writer(out_path, binary=True) as f:  # makes the folder; never half a PNG
+        image.save(f, format="PNG", optimize=False)
     return out_path
 
 

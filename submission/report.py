@@ -1,5 +1,5 @@
 """Write RUN/report.html: the scores of a run's submission (official per-task average, per-output
-average with its 95% Wilson interval, pass@k from the candidates file) and a table of every task
+average with its 95% Wilson interval, pass@1, pass@2 and the top k from candidates) and a table of every task
 with a thumbnail of its test inputs, attempts and solutions, solved tasks first. The page is one
 self-contained file (thumbnails embedded as PNG data URIs).
 
@@ -25,7 +25,7 @@ from augment.tasks import Task
 from augment.files import read_json, write_text_atomic
 from submission.kaggle import submission_grids
 from submission.render import answer_rows, render_rows, render_task
-from submission.score import ScoreReport, evaluate, format_matched, recorded_source
+from submission.score import ScoreReport, evaluate, predict_info, recorded_source
 
 THUMB_BOX = 72
 
@@ -40,6 +40,7 @@ tr.unsolved td.score { background: #fde8e6; }
 code { font-size: 0.95em; }
 dl.summary { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
 dl.summary dt { font-weight: 600; }
+table.passk td, table.passk th { text-align: right; }
 """
 
 
@@ -52,16 +53,45 @@ def png_data_uri(image) -> str:
 def thumbnail(task_id: str, task: Task | None, attempts, solutions):
     """Picture of one task's test rows: input (when known), attempts, solution."""
     if task is not None:
-        return render_task(task, attempts, box=THUMB_BOX, demos=False, title="")
+        return render_task(task, attempts, box=THUMB_BOX, demos=False, title="", legend=False)
     rows = answer_rows([], attempts, solutions)
-    return render_rows(rows, box=THUMB_BOX)
+    return render_rows(rows, box=THUMB_BOX, legend=False)
+
+
+def shown_source(source: str, sub_path: Path) -> str:
+    """The task source as the user named it (HTML). A ttt run scores against its own copy of the
+    tasks; its record names what the user passed as "source", which the page shows instead."""
+    info = predict_info(sub_path)
+    named = info.get("source") if isinstance(info, dict) and info.get("tasks") == source else None
+    if not isinstance(named, str) or not named or named == source:
+        return f"<code>{html.escape(source)}</code>"
+    return f"<code>{html.escape(named)}</code><br><small>read from the run's copy <code>{html.escape(source)}</code></small>"
+
+
+def pass_at_k_html(r: ScoreReport, cand_path: Path | None) -> str:
+    """pass@1, pass@2 and the largest k, each with its count of outputs: the curve between adds little."""
+    ks = sorted({1, 2, max(r.pass_at_k)} & set(r.pass_at_k))
+    head = "".join(f"<th>pass@{k}</th>" for k in ks)
+    cells = "".join(f"<td>{r.pass_at_k[k]:.4f} ({round(r.pass_at_k[k] * r.outputs_total)}/{r.outputs_total})</td>"
+                    for k in ks)
+    return (f'<table class="passk"><tr>{head}</tr><tr>{cells}</tr></table>'
+            f"<small>per test output: its solution is among the k most-voted candidates of "
+            f"<code>{html.escape(str(cand_path))}</code></small>")
+
+
+def matched_text(matched: list[int | None]) -> str:
+    """Which attempt matched each test output, one line per output (HTML)."""
+    words = ["neither attempt" if m is None else f"attempt {m}" for m in matched]
+    if len(words) == 1:
+        return words[0]
+    return "<br>".join(f"test {i + 1}: {w}" for i, w in enumerate(words))
 
 
 def summary_html(report: ScoreReport, source: str, sub_path: Path, cand_path: Path | None) -> str:
     r = report
     items = [
         ("submission", f"<code>{html.escape(str(sub_path))}</code>"),
-        ("solutions", f"<code>{html.escape(source)}</code>"),
+        ("tasks and solutions", shown_source(source, sub_path)),
         ("score (official, per-task average)",
          f"<b>{r.per_task:.4f}</b> ({sum(t.fraction for t in r.tasks):.2f} of {len(r.tasks)} tasks; "
          f"{r.tasks_solved} fully solved)"),
@@ -70,9 +100,7 @@ def summary_html(report: ScoreReport, source: str, sub_path: Path, cand_path: Pa
          f"[{r.ci_low:.4f}, {r.ci_high:.4f}] ({r.ci_method.capitalize()} score interval)"),
     ]
     if r.pass_at_k:
-        items.append(("pass@k (per output)",
-                      ", ".join(f"@{k}: {v:.4f}" for k, v in sorted(r.pass_at_k.items()))
-                      + f" <small>from <code>{html.escape(str(cand_path))}</code></small>"))
+        items.append(("pass@k (per output)", pass_at_k_html(r, cand_path)))
     else:
         items.append(("pass@k", "no candidates file"))
     return '<dl class="summary">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
@@ -91,14 +119,14 @@ def build_report_html(report: ScoreReport, sub: dict, tasks: list[Task] | None, 
         rows.append(
             f'<tr class="{cls}"><td><code>{html.escape(ts.task_id)}</code></td>'
             f'<td class="score">{ts.solved}/{ts.total}</td>'
-            f"<td>{html.escape(format_matched(ts.matched))}</td>"
+            f"<td>{matched_text(ts.matched)}</td>"
             f'<td><img src="{png_data_uri(img)}" alt="{html.escape(ts.task_id)}" loading="lazy"></td></tr>')
     title = f"arc-trm report: {html.escape(str(sub_path.parent))}"
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{CSS}</style></head><body>\n<h1>{title}</h1>\n"
             f"{summary_html(report, solutions_source, sub_path, cand_path)}\n"
-            "<h2>Tasks</h2>\n<p>Solved first. Attempt borders: green = correct, red = wrong.</p>\n"
-            "<table><thead><tr><th>task</th><th>solved</th><th>matched</th><th>test inputs, attempts, "
+            "<h2>Tasks</h2>\n<p>Solved first. Attempt borders: green = matches the solution, red = differs.</p>\n"
+            "<table><thead><tr><th>task</th><th>solved</th><th>matched by</th><th>test inputs, attempts, "
             "solutions</th></tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table></body></html>\n")
 
 

@@ -41,7 +41,7 @@ def test_more_than_a_quarter_skipped_is_said_with_the_setting_that_keeps_them(tm
     assert warning[0].endswith("--set data.canvas=30 keeps them (or --preset paper, made for GPUs)")
 
 
-@pytest.mark.parametrize("where", ["README.md", "arc-trm --help"])
+@pytest.mark.parametrize("where", ["README.md", "docs/USAGE.md", "arc-trm --help"])
 def test_a_build_step_shown_is_the_build_its_train_uses(where):
     import re
     from pathlib import Path
