@@ -1,7 +1,7 @@
 """Write RUN/report.html: the scores of a run's submission (official per-task average, per-output
-average with its 95% Wilson interval, pass@1, pass@2 and the top k from candidates) and a table of every task
-with a thumbnail of its test inputs, attempts and solutions, solved tasks first. The page is one
-self-contained file (thumbnails embedded as PNG data URIs).
+average with its 95% Wilson interval, pass@1, pass@2 and the top k from candidates) and a table of
+every task with a thumbnail of its test inputs, attempts and solutions, solved tasks first. The
+page is one self-contained file (thumbnails embedded as PNG data URIs).
 
 Reads RUN/submission.json (or the one submission with a record NAME.predict.json, or
 --submission) and its candidates file (<stem>.candidates.json) when present. The solutions come
