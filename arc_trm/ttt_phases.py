@@ -25,7 +25,7 @@ from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from arc_trm.builds import load_or_build
 from arc_trm.stopping import StopRequest
-from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, train
+from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, gpu_preset_warning, train
 from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
                               fitted_warmup, plan_phases, replan, resumed_plan, seconds_left, user_step_cap)
 from augment.build import max_side
@@ -138,6 +138,9 @@ def ttt_config(options: TTTOptions, job: TTTJob, d: Dist) -> tuple[RunConfig, ck
     if fixed is not None and (fixed != cfg.model or cfg.data.canvas ** 2 != fixed.seq_len):
         changed = [k for k, v in fixed.to_dict().items() if getattr(cfg.model, k) != v] or ["data.canvas"]
         raise InputError(f"--set {', '.join(changed)}: fixed by the weights of --checkpoint {pretrained.folder}")
+    warning = gpu_preset_warning(options.preset, cfg, d.device)
+    if warning and d.main:  # the plan still fits the budget, with few steps
+        print(warning, file=sys.stderr, flush=True)
     return cfg, pretrained
 
 

@@ -89,3 +89,18 @@ def test_gpu_preset_on_cpu_warns_before_any_work(tmp_path, capsys):
     assert "cpu-quick" in warning
     main(["train", "--preset", "cpu-quick", "--device", "cpu", "--tasks", str(missing), "--out", str(tmp_path / "r2")])
     assert "made for GPUs" not in capsys.readouterr().err
+
+
+def test_gpu_preset_on_cpu_warns_in_ttt_too(tmp_path, capsys):
+    from arc_trm.common import Dist
+    from arc_trm.ttt_phases import ttt_config
+    from arc_trm.ttt_plan import TTTJob, TTTOptions
+    from augment.tasks import load_tasks
+    from conftest import SMALL_TASKS
+
+    tasks = load_tasks(SMALL_TASKS)
+    job = TTTJob(tasks, tasks, tmp_path, tmp_path / "submission.json", 0.0, 60.0)
+    ttt_config(TTTOptions(tasks=SMALL_TASKS, out=tmp_path, preset="paper"), job, Dist())
+    assert "paper preset is made for GPUs" in capsys.readouterr().err
+    ttt_config(TTTOptions(tasks=SMALL_TASKS, out=tmp_path, preset="cpu-quick"), job, Dist())
+    assert "made for GPUs" not in capsys.readouterr().err
