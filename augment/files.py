@@ -25,24 +25,9 @@ def atomic_writer(path: str | Path, *, binary: bool = False) -> Iterator[IO]:
     """Open a temporary file beside `path` (text, or bytes with `binary`); on a clean exit, fsync it
     and os.replace it onto `path`. Any failure leaves the previous file (if any) untouched and
     removes the temporary."""
-    path = Path(path)
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, _mode_for(path))
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8") as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_folder(folder)
 
 
 def _mode_for(path: Path) -> int:
@@ -53,8 +38,8 @@ def _mode_for(path: Path) -> int:
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary file name beside `path`, for writers that take a name, not a file object
-    (safetensors' save_file); on a clean exit the file gets atomic_writer's mode, is fsynced and
-    renamed onto `path`. A failure removes it and leaves `path` as it was."""
+    (safetensors' save_file); on a clean exit the file gets the mode of the file it replaces (else
+    0644), is fsynced and renamed onto `path`. A failure removes it and leaves `path` as it was."""
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)

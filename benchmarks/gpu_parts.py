@@ -202,7 +202,7 @@ def reference_problem(path: Path | None) -> str | None:
     try:
         import models.losses  # noqa: F401
         import models.recursive_reasoning.trm  # noqa: F401
-        import models.sparse_embedding  # noqa: F401
+        import models.sparse_embedding  # noqa: F401  (the puzzle table the reference trains)
     except Exception as e:  # its code and its dependencies (pydantic, einops) are not ours to vouch for
         return f"skipped: {type(e).__name__}: {e}"
     return None

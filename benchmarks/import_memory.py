@@ -12,7 +12,6 @@ without identifiers.json does) as a child process and reports its wall time and 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -21,18 +20,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from published_smoke import CONCEPTARC, stage, write_published_folder  # noqa: E402
+from published_smoke import published_arguments, stage, write_published_folder  # noqa: E402
 
 BEFORE = {"wall_s": 29.9, "peak_rss_gb": 5.95, "ratio": 3.3}  # the import before this change, same shapes
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=876_406, help="puzzle table rows (default 876406: arc_v1_public)")
-    ap.add_argument("--augmentations", type=int, default=1000, help="the recipe's count named in the config")
-    ap.add_argument("--conceptarc", type=Path, default=CONCEPTARC, help=f"default {CONCEPTARC}")
-    ap.add_argument("--workdir", type=Path, default=None, help="where the synthetic files go (default: a temp dir)")
-    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap = published_arguments(__doc__)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(dir=args.workdir, prefix="import_memory_"))
     try:

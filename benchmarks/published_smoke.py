@@ -94,13 +94,19 @@ def smoke(work: Path, rows: int, augmentations: int, conceptarc: Path) -> dict:
     return result
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def published_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options both published-size benchmarks take."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=876_406, help="puzzle table rows (default 876406: arc_v1_public)")
     ap.add_argument("--augmentations", type=int, default=1000, help="the recipe's count named in the config")
     ap.add_argument("--conceptarc", type=Path, default=CONCEPTARC, help=f"default {CONCEPTARC}")
     ap.add_argument("--workdir", type=Path, default=None, help="where the synthetic files go (default: a temp dir)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    return ap
+
+
+def main() -> None:
+    ap = published_arguments(__doc__)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(dir=args.workdir, prefix="published_smoke_"))
     try:
