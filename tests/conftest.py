@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -96,3 +97,57 @@ def write_tiny_checkpoint(run: Path, step: int = 10, state_patch: dict | None = 
     (tmp / "identifiers.json").write_text(json.dumps(ids))
     (run / "config.json").write_text(json.dumps(cfg.to_dict()))
     return ckpt.commit_checkpoint(run, step)
+
+
+
+# ----------------------------------------------------------------------------------------------
+# --cpu-durations: per-test CPU seconds (this process and the subprocesses it waited for), which
+# stay comparable when the machine is shared and wall times (--durations) are not.
+
+def cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class CpuDurations:
+    """Measures setup + call + teardown of each test; session fixtures count toward their first user."""
+
+    START = pytest.StashKey[float]()
+
+    def __init__(self, show: int) -> None:
+        self.show = show
+        self.table: list[tuple[float, str]] = []
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item):
+        item.stash[self.START] = cpu_seconds()
+        yield
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        if call.when == "teardown" and self.START in item.stash:  # user_properties reach an xdist controller
+            item.user_properties.append(("cpu_s", cpu_seconds() - item.stash[self.START]))
+        yield
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        cpu = dict(report.user_properties).get("cpu_s") if report.when == "teardown" else None
+        if cpu is not None:
+            self.table.append((cpu, report.nodeid))
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        rows = sorted(self.table, reverse=True)
+        terminalreporter.write_sep("=", f"CPU seconds per test (total {sum(c for c, _ in rows):.1f})")
+        for cpu, nodeid in rows[: self.show or None]:
+            terminalreporter.write_line(f"{cpu:8.2f}s  {nodeid}")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cpu-durations", type=int, default=None, metavar="N",
+                     help="show the N tests that used the most CPU time, subprocesses included (0: all; "
+                          "default: off)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    show = config.getoption("--cpu-durations")
+    if show is not None:
+        config.pluginmanager.register(CpuDurations(show), "cpu-durations")
