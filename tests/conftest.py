@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -69,6 +70,23 @@ def small_build(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("built") / "small"
     ensure_built(SMALL_TASKS, out, BuildOptions(augmentations=4, canvas=6, progress=False))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run_once(tmp_path_factory, small_build: Path) -> Path:
+    """A TINY run trained 3 steps on SMALL_TASKS by `arc-trm train`, EMA on, once per session (each
+    test that trained its own spent a process and a torch import on it). Use `tiny_run`, a copy."""
+    run = tmp_path_factory.mktemp("tiny_run") / "run"
+    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", small_build, "--out", run,
+                   "--no-progress", *sets(TINY + ["train.max_steps=3", "train.ema_rate=0.9"]))
+    assert proc.returncode == 0, proc.stderr
+    return run
+
+
+@pytest.fixture
+def tiny_run(tiny_run_once: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the shared tiny run: free to change or break."""
+    return Path(shutil.copytree(tiny_run_once, tmp_path / "tiny_run"))
 
 
 def write_tiny_checkpoint(run: Path, step: int = 10, state_patch: dict | None = None) -> Path:

@@ -16,7 +16,7 @@ from submission import bundle as kb
 from submission import push as kp
 from submission import wheels as kw
 
-from conftest import SMALL_TASKS, TINY, network_reachable, run_cli, sets, write_tiny_checkpoint
+from conftest import network_reachable, write_tiny_checkpoint
 
 NETBLOCK = Path(__file__).parent / "netblock"
 CHECKPOINT_STEP = "step_0000010"
@@ -248,11 +248,8 @@ def test_wheels_are_fetched_for_kaggles_python(tmp_path: Path, monkeypatch: pyte
     assert not kw.WheelTarget("3.11").accepts("pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl")
 
 
-def test_the_bundle_ships_the_inference_export_unless_full_state(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", run, "--no-progress",
-                   *sets(TINY + ["train.max_steps=2"]))
-    assert proc.returncode == 0, proc.stderr
+def test_the_bundle_ships_the_inference_export_unless_full_state(tmp_path: Path, tiny_run: Path) -> None:
+    run = tiny_run
     found = kb.resolve_checkpoint(run)
     kb.ship_checkpoint(found, tmp_path / "export", full_state=False)
     kb.ship_checkpoint(found, tmp_path / "full", full_state=True)

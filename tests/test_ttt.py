@@ -213,13 +213,10 @@ def test_ttt_without_a_step_cap_fills_its_budget_and_stops_in_time(tmp_path):
     assert json.loads((out / "submission.predict.json").read_text())["views"] > 0
 
 
-def test_ttt_from_a_pretrained_checkpoint(tmp_path, small_build):
+def test_ttt_from_a_pretrained_checkpoint(tmp_path, tiny_run):
     from conftest import run_cli
 
-    pre = tmp_path / "pretrained"
-    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", small_build, "--out", pre,
-                   "--no-progress", *sets(TINY + ["train.max_steps=2"]))
-    assert proc.returncode == 0, proc.stderr
+    pre = tiny_run
     new_tasks = "arc-agi-1:training/a85d4709+3c9b0459@test"  # one new task, one the checkpoint knows
     out = tmp_path / "ttt"
     proc = run_cli("ttt", "--tasks", new_tasks, "--checkpoint", pre, "--budget", "40s", "--out", out, "--no-progress",
