@@ -166,6 +166,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # One torch thread per test process and the subprocesses it starts (they inherit the variable):
+    # at these model sizes a second intra-op thread costs more than it gives (the learning test
+    # used about 3x the CPU time with 2 threads on 2 cores), and `pytest -n 2` runs two tests at once.
+    # Set before torch is imported (at collection); an explicit OMP_NUM_THREADS is kept.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     show = config.getoption("--cpu-durations")
     if show is not None:
         config.pluginmanager.register(CpuDurations(show), "cpu-durations")
