@@ -248,6 +248,7 @@ def test_wheels_are_fetched_for_kaggles_python(tmp_path: Path, monkeypatch: pyte
     assert not kw.WheelTarget("3.11").accepts("pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl")
 
 
+@pytest.mark.slow
 def test_the_bundle_ships_the_inference_export_unless_full_state(tmp_path: Path, tiny_run: Path) -> None:
     run = tiny_run
     found = kb.resolve_checkpoint(run)

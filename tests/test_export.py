@@ -52,6 +52,7 @@ def test_export_holds_ema_weights_and_loads_like_the_run(trained_run: Path, tmp_
     assert result.bytes < 0.6 * ckpt.resolve_checkpoint(trained_run).joinpath("state.pt").stat().st_size
 
 
+@pytest.mark.slow
 def test_predict_and_ttt_accept_the_export(trained_run: Path, tmp_path: Path) -> None:
     export = tmp_path / "export"
     proc = run_cli("export", "--checkpoint", trained_run, "--out", export)

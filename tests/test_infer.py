@@ -114,6 +114,7 @@ def test_views_come_round_by_round_and_untrained_tasks_are_reported():
     assert untrained == ["a85d4709"] and len(views) == 2
 
 
+@pytest.mark.slow
 def test_predict_cli_writes_valid_files_with_fallback_for_untrained_tasks(tmp_path, tiny_run):
     run = tiny_run
     tasks = SMALL_TASKS.replace("@test", "+a85d4709@test")  # one task the model never trained on
