@@ -114,7 +114,6 @@ def test_candidates_file_keeps_the_consistency_order_and_scores(tmp_path):
     assert np.array_equal(sort_candidates(back)[0].grid, Y)
 
 
-@pytest.mark.slow
 def test_consistency_reranks_the_same_views_with_their_own_final_logits():
     """Same forward passes as plain voting (same candidates and votes), and each mean log-probability
     equals one recomputed from an independent run of the model for the views' step count."""

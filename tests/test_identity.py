@@ -44,7 +44,6 @@ def test_resume_refuses_rows_that_mean_something_else(tmp_path, what):
     assert {"build seed": "augmentation", "role": "augmentation", "content": "content changed"}[what] in str(err.value)
 
 
-@pytest.mark.slow
 def test_predict_falls_back_for_a_task_whose_content_changed(tmp_path, small_build):
     run = tmp_path / "run"
     train(tiny_cfg(), run, TrainOptions(built=BuiltSet.open(small_build), progress=False))

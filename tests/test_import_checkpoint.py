@@ -54,7 +54,6 @@ def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return ((ours - ref).norm() / ref.norm().clamp_min(1e-12)).item()
 
 
-@pytest.mark.slow
 def test_import_matches_reference(tmp_path: Path, fix: dict[str, Any]) -> None:
     paths = write_inputs(tmp_path, fix)
     out = tmp_path / "run"

@@ -21,7 +21,6 @@ def test_time_share_follows_the_demonstrations_left():
     assert time_share(50.0, [5]) == pytest.approx(50.0)
 
 
-@pytest.mark.slow
 def test_per_task_runs_one_model_per_task_and_merges_their_answers(tmp_path):
     out = tmp_path / "run"
     ttt(TTTOptions(tasks=SMALL_TASKS, out=out, budget="60s", preset="cpu-quick", progress=False, per_task=True,
