@@ -1,4 +1,8 @@
-"""Shared helpers for tests: a tiny model config and real ARC tasks small enough for CPU."""
+"""Shared helpers for tests: a tiny model config and real ARC tasks small enough for CPU.
+
+Tiers: a test that takes more than a few seconds (a trained run, a budgeted ttt, several processes)
+gets `@pytest.mark.slow`; `bash scripts/test.sh --quick` runs the rest, and tests/test_tiers.py
+checks that the rest still imports every module."""
 
 from __future__ import annotations
 
