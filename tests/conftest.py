@@ -1,8 +1,14 @@
-"""Shared helpers for tests: a tiny model config and real ARC tasks small enough for CPU."""
+"""Shared helpers for tests: a tiny model config and real ARC tasks small enough for CPU.
+
+Tiers: a test that takes more than a few seconds (a trained run, a budgeted ttt, several processes)
+gets `@pytest.mark.slow`; `bash scripts/test.sh --quick` runs the rest, and tests/test_tiers.py
+checks that the rest still imports every module."""
 
 from __future__ import annotations
 
 import os
+import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -70,6 +76,23 @@ def small_build(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_run_once(tmp_path_factory, small_build: Path) -> Path:
+    """A TINY run trained 3 steps on SMALL_TASKS by `arc-trm train`, EMA on, once per session (each
+    test that trained its own spent a process and a torch import on it). Use `tiny_run`, a copy."""
+    run = tmp_path_factory.mktemp("tiny_run") / "run"
+    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", small_build, "--out", run,
+                   "--no-progress", *sets(TINY + ["train.max_steps=3", "train.ema_rate=0.9"]))
+    assert proc.returncode == 0, proc.stderr
+    return run
+
+
+@pytest.fixture
+def tiny_run(tiny_run_once: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the shared tiny run: free to change or break."""
+    return Path(shutil.copytree(tiny_run_once, tmp_path / "tiny_run"))
+
+
 def write_tiny_checkpoint(run: Path, step: int = 10, state_patch: dict | None = None) -> Path:
     """A valid arc-trm run folder with one untrained TINY checkpoint, written the way training
     writes it (no training: fast). `state_patch` replaces entries of state.pt."""
@@ -97,3 +120,62 @@ def write_tiny_checkpoint(run: Path, step: int = 10, state_patch: dict | None = 
     (tmp / "identifiers.json").write_text(json.dumps(ids))
     (run / "config.json").write_text(json.dumps(cfg.to_dict()))
     return ckpt.commit_checkpoint(run, step)
+
+
+
+# ----------------------------------------------------------------------------------------------
+# --cpu-durations: per-test CPU seconds (this process and the subprocesses it waited for), which
+# stay comparable when the machine is shared and wall times (--durations) are not.
+
+def cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class CpuDurations:
+    """Measures setup + call + teardown of each test; session fixtures count toward their first user."""
+
+    START = pytest.StashKey[float]()
+
+    def __init__(self, show: int) -> None:
+        self.show = show
+        self.table: list[tuple[float, str]] = []
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item):
+        item.stash[self.START] = cpu_seconds()
+        yield
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        if call.when == "teardown" and self.START in item.stash:  # user_properties reach an xdist controller
+            item.user_properties.append(("cpu_s", cpu_seconds() - item.stash[self.START]))
+        yield
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        cpu = dict(report.user_properties).get("cpu_s") if report.when == "teardown" else None
+        if cpu is not None:
+            self.table.append((cpu, report.nodeid))
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        rows = sorted(self.table, reverse=True)
+        terminalreporter.write_sep("=", f"CPU seconds per test (total {sum(c for c, _ in rows):.1f})")
+        for cpu, nodeid in rows[: self.show or None]:
+            terminalreporter.write_line(f"{cpu:8.2f}s  {nodeid}")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cpu-durations", type=int, default=None, metavar="N",
+                     help="show the N tests that used the most CPU time, subprocesses included (0: all; "
+                          "default: off)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One torch thread per test process and the subprocesses it starts (they inherit the variable):
+    # at these model sizes a second intra-op thread costs more than it gives (the learning test
+    # used about 3x the CPU time with 2 threads on 2 cores), and `pytest -n 2` runs two tests at once.
+    # Set before torch is imported (at collection); an explicit OMP_NUM_THREADS is kept.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    show = config.getoption("--cpu-durations")
+    if show is not None:
+        config.pluginmanager.register(CpuDurations(show), "cpu-durations")

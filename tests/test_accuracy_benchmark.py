@@ -24,6 +24,7 @@ def _run(tmp_path: Path, name: str) -> tuple[str, dict, str]:
     return r.stdout, json.loads(js.read_text()), cands.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CONCEPTARC.exists(), reason="the suite draws from ConceptARC in ../shared/data")
 def test_two_runs_with_one_seed_agree_to_every_candidate_and_log_probability(tmp_path):
     out_a, res_a, cands_a = _run(tmp_path, "a")

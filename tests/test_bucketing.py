@@ -154,6 +154,7 @@ def bucket_train_args(build: Path, out: Path, steps: int, *extra: str) -> list[s
             "--no-progress", *sets(MIXED + [f"train.max_steps={steps}", "train.checkpoint_every=1000"]), *extra]
 
 
+@pytest.mark.slow
 def test_bucketed_resume_is_exact_and_saves_a_carry_per_bucket(tmp_path, mixed_build):
     assert_ok(run_cli(*bucket_train_args(mixed_build, tmp_path / "straight", 8)))
     assert_ok(run_cli(*bucket_train_args(mixed_build, tmp_path / "resumed", 8, "--stop-at", "4")))
@@ -168,6 +169,7 @@ def test_bucketed_resume_is_exact_and_saves_a_carry_per_bucket(tmp_path, mixed_b
     assert carry["10.y"].shape[1] == 2 + 100 and carry["15.y"].shape[1] == 2 + 225
 
 
+@pytest.mark.slow
 def test_bucketed_two_gloo_processes_match_one_then_resume_on_one(tmp_path, mixed_build):
     assert_ok(run_cli(*bucket_train_args(mixed_build, tmp_path / "one", 6)))
     two = run_cli("--standalone", "--nproc_per_node", "2", "-m", "arc_trm.cli",
@@ -187,6 +189,7 @@ def test_bucketed_two_gloo_processes_match_one_then_resume_on_one(tmp_path, mixe
         torch.testing.assert_close(b["model"][name], tensor, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_predict_and_ttt_with_buckets(tmp_path, mixed_build):
     run = tmp_path / "run"
     assert_ok(run_cli(*bucket_train_args(mixed_build, run, 4)))

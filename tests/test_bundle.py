@@ -16,7 +16,7 @@ from submission import bundle as kb
 from submission import push as kp
 from submission import wheels as kw
 
-from conftest import SMALL_TASKS, TINY, network_reachable, run_cli, sets, write_tiny_checkpoint
+from conftest import network_reachable, write_tiny_checkpoint
 
 NETBLOCK = Path(__file__).parent / "netblock"
 CHECKPOINT_STEP = "step_0000010"
@@ -299,14 +299,11 @@ def test_wheels_are_fetched_for_kaggles_python(tmp_path: Path, monkeypatch: pyte
     assert not kw.WheelTarget("3.11").accepts("pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl")
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TINY run trained 2 steps: its puzzle rows differ from each other and from zero."""
-    run = tmp_path_factory.mktemp("trained") / "run"
-    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", run, "--no-progress",
-                   *sets(TINY + ["train.max_steps=2"]))
-    assert proc.returncode == 0, proc.stderr
-    return run
+@pytest.fixture
+def trained_run(tiny_run_once: Path) -> Path:
+    """The session's tiny trained run (3 steps, puzzle rows apart from each other and from zero);
+    these tests only read it."""
+    return tiny_run_once
 
 
 def test_the_bundle_ships_a_lean_export_unless_asked_for_more(trained_run: Path, tmp_path: Path) -> None:

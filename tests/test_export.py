@@ -16,22 +16,14 @@ from arc_trm.infer import load_model
 from augment.tasks import load_tasks
 from submission.kaggle import load_submission, validate_submission
 
-from conftest import SMALL_TASKS, TINY, run_cli, sets
+from conftest import SMALL_TASKS, run_cli
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from augment.build import BuildOptions, ensure_built
-
-    root = tmp_path_factory.mktemp("export")
-    build = root / "built"
-    ensure_built(SMALL_TASKS, build, BuildOptions(augmentations=4, canvas=6, progress=False))
-    run = root / "run"
-    # EMA on (the cpu-quick default may differ): the export must carry EMA values, not the raw ones.
-    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", build, "--out", run,
-                   "--no-progress", *sets(TINY + ["train.max_steps=3", "train.ema_rate=0.9"]))
-    assert proc.returncode == 0, proc.stderr
-    return run
+@pytest.fixture
+def trained_run(tiny_run: Path) -> Path:
+    """The session's tiny run (conftest): 3 steps with EMA on, so that the export must carry EMA
+    values, not the raw ones."""
+    return tiny_run
 
 
 def test_export_holds_ema_weights_and_loads_like_the_run(trained_run: Path, tmp_path: Path) -> None:
@@ -61,6 +53,7 @@ def test_export_holds_ema_weights_and_loads_like_the_run(trained_run: Path, tmp_
     assert result.bytes < 0.6 * ckpt.resolve_checkpoint(trained_run).joinpath("state.pt").stat().st_size
 
 
+@pytest.mark.slow
 def test_predict_and_ttt_accept_the_export(trained_run: Path, tmp_path: Path) -> None:
     export = tmp_path / "export"
     proc = run_cli("export", "--checkpoint", trained_run, "--out", export)

@@ -17,7 +17,7 @@ from augment.transforms import Augmentation
 from submission.kaggle import candidates_path, load_submission, read_candidates, validate_submission
 from submission.vote import rank_candidates
 
-from conftest import SMALL_TASKS, TINY, run_cli, sets
+from conftest import SMALL_TASKS, run_cli
 
 CPU = torch.device("cpu")
 
@@ -114,11 +114,9 @@ def test_views_come_round_by_round_and_untrained_tasks_are_reported():
     assert untrained == ["a85d4709"] and len(views) == 2
 
 
-def test_predict_cli_writes_valid_files_with_fallback_for_untrained_tasks(tmp_path, small_build):
-    run = tmp_path / "run"
-    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", small_build, "--out", run,
-                   "--no-progress", *sets(TINY + ["train.max_steps=2"]))
-    assert proc.returncode == 0, proc.stderr
+@pytest.mark.slow
+def test_predict_cli_writes_valid_files_with_fallback_for_untrained_tasks(tmp_path, tiny_run):
+    run = tiny_run
     tasks = SMALL_TASKS.replace("@test", "+a85d4709@test")  # one task the model never trained on
     sub = tmp_path / "out" / "submission.json"
     sub.parent.mkdir()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from arc_trm.config import apply_overrides, preset
@@ -32,6 +33,7 @@ def colour_rule_tasks(n: int, rng: np.random.Generator) -> list[Task]:
     return tasks
 
 
+@pytest.mark.slow
 def test_cpu_quick_learns_a_colour_rule_on_held_out_inputs(tmp_path):
     tasks = colour_rule_tasks(16, np.random.default_rng(0))
     cfg = apply_overrides(preset("cpu-quick"), ["data.canvas=8", "data.augmentations=1", "train.max_steps=150"])

@@ -236,6 +236,7 @@ def check_scored(working: Path, challenges: Path, solutions: Path) -> None:
     assert 0.0 <= report.per_task <= 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["2026", "2025"])
 def test_notebook_end_to_end(layout: str, built_dataset: Path, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
@@ -361,6 +362,7 @@ def test_a_t4_trains_in_float32(built_dataset: Path, tmp_path: Path,
     assert "ttt exit code: 0" in text and "valid submission: 3 tasks" in text
 
 
+@pytest.mark.slow
 def test_the_watchdog_ends_a_hung_ttt_and_its_workers(built_dataset: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A fake ttt whose workers start in new sessions and ignore SIGTERM, and which itself ignores

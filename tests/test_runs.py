@@ -28,6 +28,7 @@ def train_steps(run: Path) -> list[int]:
     return [x["step"] for x in lines if "loss" in x]
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_run_folder_is_refused_and_force_moves_the_old_one_aside(tmp_path, small_build):
     run = tmp_path / "run"
     assert_ok(run_cli(*train_args(small_build, run, 2)))
@@ -91,6 +92,7 @@ def test_truncate_metrics_keeps_steps_up_to_the_checkpoint(tmp_path):
     assert truncate_metrics(path, 2) == 0 and truncate_metrics(tmp_path / "absent.jsonl", 2) == 0
 
 
+@pytest.mark.slow
 def test_resume_cuts_metrics_back_to_the_checkpoint(tmp_path, small_build):
     run = tmp_path / "run"
     assert_ok(run_cli(*train_args(small_build, run, 6, "--stop-at", "4")))
@@ -102,6 +104,7 @@ def test_resume_cuts_metrics_back_to_the_checkpoint(tmp_path, small_build):
     assert all(x.get("loss") != 9.0 for x in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()))
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_afresh(tmp_path, small_build):
     run = tmp_path / "run"
     run.mkdir()
@@ -156,6 +159,7 @@ def run_until_killed(args: list[str], run: Path, at_step: int, delay: float) -> 
     return proc.returncode
 
 
+@pytest.mark.slow
 def test_five_sigkills_then_resume_end_bit_identical(tmp_path, small_build):
     rng = random.Random(10)
     moments = sorted(rng.sample(range(1, STEPS - 4), 5))  # logged step after which the kill comes

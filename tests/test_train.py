@@ -30,6 +30,7 @@ def assert_ok(proc) -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
 
 
+@pytest.mark.slow
 def test_resume_after_stop_is_exact(tmp_path, small_build):
     assert_ok(run_cli(*train_args(small_build, tmp_path / "straight", 8)))
     assert_ok(run_cli(*train_args(small_build, tmp_path / "resumed", 8, "--stop-at", "4")))
@@ -57,6 +58,7 @@ def assert_same_weights(a: dict, b: dict, what: str) -> None:
         assert rel < 1e-5, f"{name}: relative error {rel:.2e} between {what}"
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one(tmp_path, small_build):
     assert_ok(run_cli(*train_args(small_build, tmp_path / "one", 5)))
     two = run_cli("--standalone", "--nproc_per_node", "2", "-m", "arc_trm.cli",

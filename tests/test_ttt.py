@@ -157,6 +157,7 @@ def wait_for(path, proc: subprocess.Popen, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_valid_submission_exists_whenever_the_run_is_killed(tmp_path):
     tasks = load_tasks(SMALL_TASKS)
     rng = random.Random(0)
@@ -188,6 +189,7 @@ def test_ttt_runs_to_the_end_within_its_budget(tmp_path):
     assert "fallback submission written" in log and "submission updated" in log
 
 
+@pytest.mark.slow
 def test_ttt_without_a_step_cap_fills_its_budget_and_stops_in_time(tmp_path):
     """A 60 s CPU budget: the plan comes from measured throughput (a preset's max_steps does not cap
     it) and is re-planned from the step time training measures, and the run ends between 85% and 100%
@@ -213,13 +215,11 @@ def test_ttt_without_a_step_cap_fills_its_budget_and_stops_in_time(tmp_path):
     assert json.loads((out / "submission.predict.json").read_text())["views"] > 0
 
 
-def test_ttt_from_a_pretrained_checkpoint(tmp_path, small_build):
+@pytest.mark.slow
+def test_ttt_from_a_pretrained_checkpoint(tmp_path, tiny_run):
     from conftest import run_cli
 
-    pre = tmp_path / "pretrained"
-    proc = run_cli("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", small_build, "--out", pre,
-                   "--no-progress", *sets(TINY + ["train.max_steps=2"]))
-    assert proc.returncode == 0, proc.stderr
+    pre = tiny_run
     new_tasks = "arc-agi-1:training/a85d4709+3c9b0459@test"  # one new task, one the checkpoint knows
     out = tmp_path / "ttt"
     proc = run_cli("ttt", "--tasks", new_tasks, "--checkpoint", pre, "--budget", "40s", "--out", out, "--no-progress",

@@ -96,6 +96,7 @@ def test_predict_checks_its_output_path_before_inference(checkpoint, tmp_path, w
     assert "predicted" not in proc.stdout  # refused before inference
 
 
+@pytest.mark.slow
 def test_each_submission_has_its_own_record_and_scores_from_any_cwd(checkpoint, tmp_path):
     tasks = load_tasks(SMALL_TASKS)
     data = tmp_path / "data"

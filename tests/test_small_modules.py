@@ -1,0 +1,77 @@
+"""One quick, real test for each small module that the other tests reach only through the CLI or a
+training run: puzzle identifiers, output-path checks, the metrics sink, the curves plot, and the
+checkpoint's model-config check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from arc_trm.config import apply_overrides, preset
+from arc_trm.metrics import METRICS_FILE, MetricsSink
+from arc_trm.plot import plot_run
+from arc_trm.snapshot import check_compatible
+from augment.errors import InputError
+from augment.grids import make_identifier, same_grid, split_identifier
+from submission.outputs import check_output_file, check_prediction_outputs, record_path
+
+from conftest import TINY
+
+
+def test_identifiers_round_trip_and_bad_ones_are_refused() -> None:
+    assert split_identifier(make_identifier("a#b", 7)) == ("a#b", 7)  # the last '#' splits
+    for bad in ("abc", "abc#", "abc#x", "abc#-1"):
+        with pytest.raises(ValueError, match="TASK#K"):
+            split_identifier(bad)
+    assert same_grid([[1, 2]], np.array([[1, 2]], np.uint8))
+    assert not same_grid([[1, 2]], [[1], [2]]) and not same_grid([[1, 2]], [[1, 3]])
+
+
+def test_output_checks_refuse_what_cannot_be_written(tmp_path: Path) -> None:
+    sub = tmp_path / "sub.json"
+    assert record_path(sub) == tmp_path / "sub.predict.json"
+    check_prediction_outputs(sub)  # a new file in a writable folder
+    with pytest.raises(InputError, match="is a directory"):
+        check_output_file(tmp_path)
+    with pytest.raises(InputError, match="does not exist"):
+        check_output_file(tmp_path / "absent" / "sub.json", flag="--submission")
+    record_path(sub).mkdir()
+    with pytest.raises(InputError, match=r"sub\.predict\.json \(written beside it\) is a directory"):
+        check_prediction_outputs(sub)
+
+
+def test_metrics_sink_writes_rank_0_lines_and_drops_the_others(tmp_path: Path) -> None:
+    cfg = preset("cpu-quick")
+    sink = MetricsSink.open(tmp_path, cfg, main=True)
+    sink.log({"step": 1, "loss": 2.5})
+    sink.log({"step": 2, "loss": 2.0})
+    sink.close()
+    other = MetricsSink.open(tmp_path, cfg, main=False)
+    other.log({"step": 3, "loss": 1.0})
+    other.close()
+    lines = [json.loads(x) for x in (tmp_path / METRICS_FILE).read_text().splitlines()]
+    assert lines == [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0}]
+
+
+def test_plot_draws_training_and_evaluation_and_refuses_bad_metrics(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no metrics"):
+        plot_run(tmp_path)
+    rows = [{"step": s, "loss": 3.0 / s, "exact_accuracy": s / 10, "halt_steps": 2, "samples_per_s": 50}
+            for s in (1, 2, 3)] + [{"step": 3, "eval_pass@1": 0.5, "eval_pass@2": 0.6}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = plot_run(tmp_path)
+    assert out == tmp_path / "curves.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\nnot json\n')
+    with pytest.raises(InputError, match="line 2 is not JSON"):
+        plot_run(tmp_path)
+
+
+def test_a_checkpoint_from_another_model_config_is_refused(tmp_path: Path) -> None:
+    cfg = apply_overrides(preset("cpu-quick"), TINY)
+    check_compatible({"model": cfg.model.to_dict()}, cfg, tmp_path)
+    saved = {"model": {**cfg.model.to_dict(), "hidden_size": 64}}
+    with pytest.raises(InputError, match="hidden_size: checkpoint 64 vs run 32"):
+        check_compatible(saved, cfg, tmp_path / "state.pt")
