@@ -306,6 +306,7 @@ def trained_run(tiny_run_once: Path) -> Path:
     return tiny_run_once
 
 
+@pytest.mark.slow
 def test_the_bundle_ships_a_lean_export_unless_asked_for_more(trained_run: Path, tmp_path: Path) -> None:
     found = kb.resolve_checkpoint(trained_run)
     for name, flags in (("lean", {}), ("table", {"full_table": True}), ("state", {"full_state": True})):

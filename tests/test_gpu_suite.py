@@ -32,12 +32,13 @@ def run_suite(out: Path, *extra: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> dict:
+def cpu_suite(tmp_path_factory) -> dict:
     return run_suite(tmp_path_factory.mktemp("suite"))
 
 
-def test_every_part_runs_on_cpu_with_real_values(tiny_run):
-    r = tiny_run
+@pytest.mark.slow
+def test_every_part_runs_on_cpu_with_real_values(cpu_suite):
+    r = cpu_suite
     assert set(PARTS) | {"suite"} == set(r)
     assert {p: r[p]["status"] for p in PARTS} == {**{p: "ok" for p in PARTS}, "oom": "not applicable"}
     assert r["device"]["matmul_peak_tflops"] > 0 and r["device"]["copy_bandwidth"]["gb_per_s"] > 0
@@ -58,6 +59,7 @@ def test_every_part_runs_on_cpu_with_real_values(tiny_run):
     assert "CUDA" in r["oom"]["not_applicable"]
 
 
+@pytest.mark.slow
 def test_a_failing_and_an_over_long_part_are_recorded_and_the_rest_still_run(tmp_path):
     r = run_suite(tmp_path, "--parts", "numerics,bucketing,oom", "--inject", "numerics=fail",
                   "--inject", "bucketing=stall", "--cap", "bucketing=5")

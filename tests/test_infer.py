@@ -17,7 +17,7 @@ from augment.transforms import Augmentation
 from submission.kaggle import candidates_path, load_submission, read_candidates, validate_submission
 from submission.vote import rank_candidates
 
-from conftest import SMALL_TASKS, run_cli
+from conftest import SMALL_TASKS, TINY, run_cli
 
 CPU = torch.device("cpu")
 
@@ -218,6 +218,7 @@ def _votes_by_grid(path) -> dict:
             for key, cands in read_candidates(path).items()}
 
 
+@pytest.mark.slow
 def test_an_ensemble_pools_each_checkpoints_votes(tmp_path):
     """Two checkpoints given to predict: each view votes once per checkpoint, so every candidate's
     votes are the sum of its votes under each checkpoint alone."""

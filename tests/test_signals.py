@@ -70,6 +70,7 @@ def final_state(run: Path) -> dict:
     return torch.load(latest_checkpoint(run) / "state.pt", map_location="cpu", weights_only=True)
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_train_checkpoints_the_step_and_the_printed_command_continues_exactly(
         tmp_path, small_build, straight_run):
     """SIGINT here; SIGTERM goes to one torchrun worker and to ttt below."""
@@ -121,6 +122,7 @@ def worker_of_rank(launcher: int, rank: int) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds torchrun's workers through /proc")
+@pytest.mark.slow
 def test_under_torchrun_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path, small_build, straight_run):
     run = tmp_path / "two"
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "arc_trm.cli"]
@@ -148,6 +150,7 @@ def test_under_torchrun_a_signal_to_one_rank_stops_every_rank_at_the_same_step(t
         assert rel < 1e-5, f"{name}: relative error {rel:.2e}"
 
 
+@pytest.mark.slow
 def test_a_signal_to_ttt_keeps_the_submission_and_ttt_resume_continues(tmp_path):
     run = tmp_path / "ttt"
     proc = start(["ttt", "--tasks", SMALL_TASKS, "--budget", "90s", "--out", str(run), "--no-progress",

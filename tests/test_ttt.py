@@ -258,6 +258,7 @@ def test_the_speed_probe_trains_at_the_micro_batch(small_build):
     assert speed.train_step_s > 0 and trained_rows == [2] * 4 * 4  # a warm-up and 3 timed steps of 4 micro-batches
 
 
+@pytest.mark.slow
 def test_ttt_under_torchrun_checks_the_folder_on_every_rank_before_any_writes(tmp_path):
     """Two gloo processes without --submission: rank 0 may write the fallback into --out only once
     rank 1 has checked the folder, or rank 1 finds rank 0's fallback there and refuses. Rank 1
