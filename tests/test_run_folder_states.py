@@ -36,7 +36,8 @@ from arc_trm.ttt_plan import TTTJob, TTTOptions
 from arc_trm.ttt_phases import TTTOutcome
 from augment.errors import InputError
 from augment.tasks import load_tasks
-from submission.kaggle import fallback_submission, write_submission
+from submission.kaggle import candidates_path, fallback_submission, write_submission
+from submission.outputs import record_path
 
 from conftest import SMALL_TASKS, write_tiny_checkpoint
 
@@ -58,6 +59,11 @@ class Allowed:
     forced: str | None = None  # a folder it may have moved aside
     replaced_export: str | None = None  # an earlier export it replaced
     submission: str | None = None  # the submission it wrote
+
+
+def beside_submission(submission: str) -> set[str]:
+    """The submission a run writes and the files that go with it: its record and candidates."""
+    return {submission, str(record_path(submission)), str(candidates_path(submission))}
 
 
 def under(path: str, folder: str | None) -> bool:
@@ -111,7 +117,7 @@ class RunFolders(RuleBasedStateMachine):
         for path, content in before.items():
             if after.get(path) == content or under(path, allowed.resumed) or under(path, allowed.replaced_export):
                 continue
-            if path == allowed.submission:
+            if allowed.submission is not None and path in beside_submission(allowed.submission):
                 continue
             if under(path, allowed.forced):
                 rel = path[len(allowed.forced) + 1:]
