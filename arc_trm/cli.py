@@ -20,7 +20,7 @@ from arc_trm import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("augment.build", "build an augmented task set from ARC sources"),
     "show": ("submission.render", "write a PNG of a task (with attempts and solution when given)"),
-    "train": ("arc_trm.train", "train TRM on a built task set (CPU, one GPU or torchrun)"),
+    "train": ("arc_trm.train_cli", "train TRM on a built task set (CPU, one GPU or torchrun)"),
     "plot": ("arc_trm.plot", "write a PNG of a run's training curves"),
     "reference-ids": ("augment.reference_ids", "write the reference builder's puzzle identifier list for a recipe"),
     "import-checkpoint": ("arc_trm.import_reference", "convert a reference TRM checkpoint into an arc-trm run"),

@@ -1,23 +1,8 @@
-"""Train TRM on a built ARC task set: CPU, one GPU, or many GPUs through torchrun.
-
-  arc-trm train --tasks arc-agi-2 --out runs/agi2                 paper preset on a GPU
-  arc-trm train --preset cpu-quick --tasks arc-agi-1:training --out runs/quick
-  torchrun --nproc_per_node 4 -m arc_trm.cli train --tasks arc-agi-2 --out runs/agi2
-  arc-trm train --out runs/agi2 --resume                          continue where it stopped
-  arc-trm train --tasks arc-agi-2 --out runs/agi2 --force         new run; the old one moves to runs/agi2.old-<time>
-  arc-trm train --tasks arc-agi-2 --out runs/agi2 --set train.grad_accum_steps=4   768 in micro-batches of 192
-
-The augmented set is built on first use and cached (data/built/...). Overrides: `--set key=value`
-(e.g. `--set model.hidden_size=256 --set lr=2e-4`). The resolved config is saved as JSON in the
-run folder and beside every checkpoint. Metrics go to RUN/metrics.jsonl; `arc-trm plot RUN`
-draws them. A run folder holds one run: without --resume a folder that holds one is refused.
-Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and prints the command that
-continues (every torchrun rank stops at the same step); a second Ctrl-C stops at once.
-"""
+"""The training loop of TRM: one flat function, `train`, and the small pieces it uses. The
+command line (`arc-trm train`) is arc_trm/train_cli.py."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -32,8 +17,8 @@ from tqdm import tqdm
 
 from arc_trm import checkpoint as ckpt
 from arc_trm import runs
-from arc_trm.common import CompiledOrEager, Dist, print0, setup, teardown, wants_compile
-from arc_trm.config import RunConfig, TrainConfig, apply_overrides, check_device_available, preset
+from arc_trm.common import CompiledOrEager, Dist, print0, setup, wants_compile
+from arc_trm.config import RunConfig, TrainConfig
 from arc_trm.builds import default_build_dir, load_or_build
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import evaluate_built
@@ -43,7 +28,7 @@ from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.snapshot import BatchLayout, TrainState, restore, save_checkpoint
-from arc_trm.stopping import StopRequest, continue_command, exit_code, signal_name, stopped_line
+from arc_trm.stopping import StopRequest, signal_name
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from augment.build import canvas_skip_line
 from augment.store import BuiltSet
@@ -425,126 +410,3 @@ def evaluate_during_training(cfg: RunConfig, state: TrainState, built: BuiltSet,
     if d.main and result is not None:
         print(f"step {state.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
         sink.log({"step": state.step, **{f"eval_{k}": v for k, v in result.items()}})
-
-
-# ----------------------------------------------------------------------------------------------
-# Command line
-
-
-def preset_name(args: argparse.Namespace) -> str:
-    return args.preset or ("paper" if torch.cuda.is_available() else "cpu-quick")
-
-
-def config_origin(args: argparse.Namespace) -> str:
-    """Where the run's config comes from, for the header."""
-    if args.resume and (Path(args.out) / "config.json").is_file():
-        return "the run's saved config (resumed)"
-    return f"preset {preset_name(args)}" + (" with --set overrides" if args.set else "")
-
-
-def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """Preset, then a resumed run's saved config, then --tasks/--augmentations, then --set; every
-    field validated (one line naming the field) before any work starts."""
-    cfg = preset(preset_name(args))
-    saved = Path(args.out) / "config.json"
-    if args.resume and not Path(args.out).is_dir():  # before any build: a typo in --out costs nothing
-        raise InputError(f"{args.out}: --resume given but there is no such run folder (start it without --resume)")
-    if args.resume and saved.exists():
-        data = ckpt.read_json(saved, "run config")
-        try:
-            if not isinstance(data, dict):
-                raise ValueError("expected a JSON object with model, train and data sections")
-            cfg = RunConfig.from_dict(data)
-        except (ValueError, TypeError, KeyError) as e:
-            raise InputError(f"{saved}: run config is not one this arc-trm reads ({e})") from None
-        if args.tasks and cfg.data.tasks and task_list(args.tasks) != task_list(cfg.data.tasks):  # "": imported
-            raise InputError(f"the run was trained on {cfg.data.tasks}; you asked for {args.tasks} (leave out "
-                             f"--tasks to continue it, or train a new run in another --out)")
-    if args.tasks:
-        cfg.data.tasks = args.tasks
-    if args.augmentations is not None:
-        cfg.data.augmentations = args.augmentations
-    if args.build:
-        cfg.data.build_dir = args.build
-    if args.stop_at < 0:
-        raise InputError(f"--stop-at must be a step >= 0, got {args.stop_at}")
-    flags = [f"train.{name}={value}" for name, value in (("seed", args.seed), ("device", args.device))
-             if value is not None]
-    try:
-        cfg = apply_overrides(cfg, flags + (args.set or []))  # ranges checked once, as for --set
-        check_device_available(cfg.train.device)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    return cfg
-
-
-CPU_SECONDS_PER_SAMPLE = 28.8  # the paper model's training step on a CPU, per sample (docs/KAGGLE.md)
-
-
-def gpu_preset_warning(preset_name: str | None, cfg: RunConfig, device: torch.device) -> str | None:
-    """A line for a GPU preset named on a CPU, where one step of its batch takes hours."""
-    if preset_name not in ("paper", "kaggle") or device.type != "cpu":
-        return None
-    hours = cfg.train.global_batch_size * CPU_SECONDS_PER_SAMPLE / 3600
-    return (f"warning: the {preset_name} preset is made for GPUs: at its batch of {cfg.train.global_batch_size} a "
-            f"step takes about {hours:.0f} h on a CPU (about {CPU_SECONDS_PER_SAMPLE:.0f} s per sample was "
-            f"measured); --preset cpu-quick is made for CPUs")
-
-
-def task_list(spec: str) -> list[str]:
-    """A --tasks value as its comma-separated sources, spaces aside."""
-    return [part.strip() for part in spec.split(",") if part.strip()]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tasks", metavar="SOURCE", help="task sources, comma-separated (default: the preset's, arc-agi-2)")
-    p.add_argument("--out", required=True, help="run folder for config, metrics and checkpoints")
-    p.add_argument("--preset", choices=["paper", "kaggle", "cpu-quick"],
-                   help="hyperparameters (default: paper on a GPU, cpu-quick otherwise)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set lr=3e-4 --set model.H_cycles=2 (repeatable)")
-    p.add_argument("--augmentations", type=int, help="augmented versions per task (default: preset)")
-    p.add_argument("--seed", type=int, help="seed of the initial weights and the sampler, train.seed (default: preset, 0)")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps, train.device (default: preset, auto)")
-    p.add_argument("--build", help="use/create the augmented set in this folder (default: "
-                                   "data/built/<sources>-a<augmentations>-c<canvas>-<hash>, made on first use and reused)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
-    p.add_argument("--force", action="store_true",
-                   help="--out holds another run: move it aside to OUT.old-<time> (never deleted) and start anew")
-    p.add_argument("--stop-at", type=int, default=0, metavar="STEP",
-                   help="stop after this step with a checkpoint (as if pre-empted); --resume continues (default 0: "
-                        "train to the end)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar: a plain log line every train.log_every steps instead")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.force and args.resume:
-        raise InputError("--force starts a new run in --out and --resume continues the one there: pass one")
-    cfg = resolve_config(args)
-    d = setup(cfg.train.device)
-    warning = gpu_preset_warning(args.preset, cfg, d.device)
-    if warning and d.main:
-        print(warning, file=sys.stderr, flush=True)
-    if args.force:
-        runs.claim_run_folder(Path(args.out), force=True, main=d.main)
-        if d.world > 1:
-            dist.barrier()  # the old run is aside before any rank looks at the folder
-    if d.main and not args.resume:  # a resumed run's folder must exist already (train() says so)
-        runs.make_output_folder(Path(args.out))
-    stop = StopRequest()
-    with stop.installed():  # a signal before the loop stops at once; in the loop, after the step
-        result = train(cfg, Path(args.out), TrainOptions(resume=args.resume, stop_at=args.stop_at,
-                                                          progress=not args.no_progress, stop=stop,
-                                                          preset=config_origin(args)))
-    teardown()
-    if result.stopped_by is not None:
-        if d.main:
-            print(stopped_line(result.stopped_by, result.steps, result.final_checkpoint,
-                               continue_command("train", Path(args.out))), file=sys.stderr, flush=True)
-        return exit_code(result.stopped_by)
-    if result.metrics:
-        summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
-        print0(d, f"trained to step {result.steps}: {summary}")
-    print0(d, f"checkpoint: {result.final_checkpoint}")
-    return 0

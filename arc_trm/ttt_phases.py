@@ -25,7 +25,8 @@ from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from arc_trm.builds import load_or_build
 from arc_trm.stopping import StopRequest
-from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, gpu_preset_warning, train
+from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, train
+from arc_trm.train_cli import gpu_preset_warning
 from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
                               fitted_warmup, plan_phases, replan, resumed_plan, seconds_left, user_step_cap)
 from augment.build import max_side

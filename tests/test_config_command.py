@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from arc_trm import train
+from arc_trm import train_cli as train
 from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.show_config import MEANINGS
 
