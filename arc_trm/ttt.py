@@ -49,11 +49,12 @@ from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
 from arc_trm.stopping import continue_command, exit_code, stopped_line
 from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options, seconds_left
-from augment.errors import InputError
+from augment.errors import InputError, few_ids
 from augment.files import read_json, write_json_atomic
 from augment.tasks import Task, absolute_spec, load_tasks, safe_name
-from submission.kaggle import (candidates_path, fallback_submission, load_submission, read_candidates,
-                               validate_submission, write_candidates, write_submission)
+from submission.kaggle import (candidates_path, fallback_submission, is_submission_of, load_submission,
+                               merge_candidates, read_candidates, validate_submission, write_candidates,
+                               write_submission)
 from submission.outputs import check_prediction_outputs, record_path
 
 
@@ -112,15 +113,6 @@ def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:
     return as_test_tasks(tasks), as_test_tasks([t for t in salvaged if t.id not in known])
 
 
-def holds_answers(path: Path, tasks: list[Task]) -> bool:
-    """True when `path` is a valid submission for `tasks` (a resumed run keeps it)."""
-    try:
-        validate_submission(load_submission(path), tasks)
-    except InputError:
-        return False
-    return True
-
-
 def write_fallback(options: TTTOptions, answered: list[Task]) -> None:
     """Before anything heavy can fail: a valid answer is on disk (rank 0). A resumed run keeps the
     answers its submission already holds when they are for these tasks."""
@@ -169,10 +161,8 @@ def check_same_tasks(out: Path, tasks: list[Task]) -> None:
     trained = sorted(data) if isinstance(data, dict) else []
     asked = sorted(t.id for t in tasks)
     if trained != asked:
-        def few(ids: list[str]) -> str:
-            return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
-        raise InputError(f"the run in {out} was trained on {len(trained)} tasks ({few(trained)}); you asked for "
-                         f"{len(asked)} ({few(asked)})")
+        raise InputError(f"the run in {out} was trained on {len(trained)} tasks ({few_ids(trained)}); you asked "
+                         f"for {len(asked)} ({few_ids(asked)})")
 
 
 def resume_command(options: TTTOptions, seconds_left: float) -> str:
@@ -254,10 +244,8 @@ def merge_answer(job: TTTJob, task: Task, answer: Path) -> None:
     write_submission(job.submission, merged, job.answered)
     if candidates_path(answer).is_file():
         run_cands = candidates_path(job.submission)
-        combined = read_candidates(run_cands) if run_cands.is_file() else {}
-        combined = {key: c for key, c in combined.items() if key[0] != task.id}
-        combined.update(read_candidates(candidates_path(answer)))
-        write_candidates(run_cands, combined)
+        write_candidates(run_cands, merge_candidates(run_cands, read_candidates(candidates_path(answer)),
+                                                     job.answered))
 
 
 @dataclasses.dataclass
@@ -306,7 +294,7 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
             break
         folder = job.out / "tasks" / name
         answer = folder / "submission.json"
-        if options.resume and holds_answers(answer, [task]):
+        if options.resume and is_submission_of(answer, [task]):
             merge_answer(job, task, answer)
             result.earlier.append(task.id)
             print(f"task {i + 1}/{len(job.tasks)} {task.id}: answered by the earlier run")

@@ -35,7 +35,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from .draw import DRAW_CHUNK, augment_task
-from .errors import InputError
+from .errors import InputError, few_ids
 from .files import atomic_writer, read_json, replace_folder, write_text_atomic
 from .options import BuildOptions
 from .store import ARRAYS, FORMAT, BuiltSet
@@ -148,11 +148,6 @@ class _Sources:
             pool[gi, :g.shape[0], :g.shape[1]] = g
             shapes[gi] = g.shape
         return pool, shapes
-
-
-def few_ids(ids: Sequence[str], limit: int = 3) -> str:
-    """The first few ids and how many more."""
-    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def canvas_skip_line(skipped: Sequence[str], total: int, canvas: int, listed_in: str) -> str:

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
+
+
+def few_ids(ids: Sequence[str], limit: int = 3) -> str:
+    """The first few ids and how many more, for a one-line message."""
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 class InputError(ValueError):

@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import binomtest
 
-from augment.errors import InputError
+from augment.errors import InputError, few_ids
 from augment.grids import Grid, same_grid
 from augment.tasks import Task, load_tasks
 from augment.files import read_json
@@ -126,20 +126,15 @@ def score_submission(sub: dict, solutions: Solutions, *, partial: bool = False,
                        low, high)
 
 
-def _some(ids: set[str], limit: int = 3) -> str:
-    shown = sorted(ids)
-    return ", ".join(shown[:limit]) + (f" and {len(shown) - limit} more" if len(shown) > limit else "")
-
-
 def tasks_differ_line(answered: set[str], known: set[str], path: str | Path | None) -> str:
     """What a submission for other tasks than the solutions' gets: which differ, and --partial."""
     where = f"{path}: " if path else ""
     parts = []
     if known - answered:
         parts.append(f"the submission is missing {len(known - answered)} task(s) of the solutions "
-                     f"({_some(known - answered)})")
+                     f"({few_ids(sorted(known - answered))})")
     if answered - known:
-        parts.append(f"it holds {len(answered - known)} task(s) they lack ({_some(answered - known)})")
+        parts.append(f"it holds {len(answered - known)} task(s) they lack ({few_ids(sorted(answered - known))})")
     shared = len(answered & known)
     hint = (f"--partial scores the {shared} task(s) both hold" if shared else
             "no task is in both (--partial scores only shared tasks): pass the --tasks the submission answers")
