@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from arc_trm.config import ModelConfig
-from arc_trm.layers import ceil_to_multiple
-
+from arc_trm.config import ModelConfig, mlp_width
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -27,8 +25,7 @@ class StepFlops:
 
 
 def _swiglu_matmul_params(dim: int, expansion: float) -> int:
-    inter = ceil_to_multiple(round(expansion * dim * 2 / 3), 256)
-    return 3 * dim * inter
+    return 3 * dim * mlp_width(dim, expansion)
 
 
 def net_flops(cfg: ModelConfig, batch_size: int, length: int | None = None) -> int:

@@ -33,10 +33,6 @@ def trunc_normal_(t: Tensor, std: float, bound: float = 2.0) -> Tensor:
         return t.mul_(std / _truncated_std(bound))
 
 
-def ceil_to_multiple(x: int, multiple: int) -> int:
-    return -(-x // multiple) * multiple
-
-
 def rms_norm(x: Tensor, eps: float) -> Tensor:
     """Weightless RMSNorm over the last axis, computed in float32."""
     h = x.float()
