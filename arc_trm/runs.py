@@ -38,14 +38,19 @@ def aside_name(out: Path, now: float | None = None) -> Path:
     return candidate
 
 
+def check_force_resume(force: bool, resume: bool) -> None:
+    """--force and --resume together: one line (each command checks before any work)."""
+    if force and resume:
+        raise InputError("--force starts a new run in --out and --resume continues the one there: pass one")
+
+
 def claim_run_folder(out: Path, force: bool, main: bool = True, names: tuple[str, ...] = RUN_FILES,
                      resume: bool = False) -> Path | None:
     """Make `out` free for a new run: refuse (one line) when it holds one, or with `force` move
     the whole folder aside (on the main rank only); with `resume` the run there is continued.
     Returns where the old run went, or None. Every rank calls this before any rank writes into
     `out` (then a barrier): without `force` all of them see the same files and refuse alike."""
-    if force and resume:
-        raise InputError("--force starts a new run in --out and --resume continues the one there: pass one")
+    check_force_resume(force, resume)
     out = Path(out)
     found = run_files(out, names)
     if not found or resume:

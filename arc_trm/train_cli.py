@@ -121,8 +121,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.force and args.resume:
-        raise InputError("--force starts a new run in --out and --resume continues the one there: pass one")
+    runs.check_force_resume(args.force, args.resume)
     cfg = resolve_config(args)
     d = setup(cfg.train.device)
     warning = gpu_preset_warning(args.preset, cfg, d.device)

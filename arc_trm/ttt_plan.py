@@ -11,6 +11,7 @@ import re
 import time
 from pathlib import Path
 
+from arc_trm import runs
 from arc_trm.config import apply_overrides, preset
 from arc_trm.consistency import SCORINGS
 from augment.errors import InputError
@@ -73,8 +74,7 @@ def check_options(options: TTTOptions) -> float:
         raise InputError(f"--batch-size must be an integer >= 1, got {options.batch_size}")
     if not 0 <= options.margin < 1:
         raise InputError(f"--margin must be a fraction in [0, 1), got {options.margin}")
-    if options.resume and options.force:
-        raise InputError("--force starts a new run in --out and --resume continues the one there: pass one")
+    runs.check_force_resume(options.force, options.resume)
     if options.resume and not Path(options.out).is_dir():
         raise InputError(f"{options.out}: --resume given but there is no such run folder (start it without --resume)")
     if options.per_task and int(os.environ.get("WORLD_SIZE", "1")) > 1:
