@@ -38,10 +38,13 @@ def aside_name(out: Path, now: float | None = None) -> Path:
     return candidate
 
 
-def check_force_resume(force: bool, resume: bool) -> None:
-    """--force and --resume together: one line (each command checks before any work)."""
+def check_force_resume(force: bool, resume: bool, out: Path | None = None) -> None:
+    """--force with --resume, or (given `out`) --resume into no folder: one line. Each command
+    checks this before any work, so a typo in --out costs nothing."""
     if force and resume:
         raise InputError("--force starts a new run in --out and --resume continues the one there: pass one")
+    if resume and out is not None and not Path(out).is_dir():
+        raise InputError(f"{out}: --resume given but there is no such run folder (start it without --resume)")
 
 
 def claim_run_folder(out: Path, force: bool, main: bool = True, names: tuple[str, ...] = RUN_FILES,

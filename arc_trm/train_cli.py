@@ -49,8 +49,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     field validated (one line naming the field) before any work starts."""
     cfg = preset(preset_name(args))
     saved = Path(args.out) / "config.json"
-    if args.resume and not Path(args.out).is_dir():  # before any build: a typo in --out costs nothing
-        raise InputError(f"{args.out}: --resume given but there is no such run folder (start it without --resume)")
+    runs.check_force_resume(args.force, args.resume, Path(args.out))  # before any build
     if args.resume and saved.exists():
         data = ckpt.read_json(saved, "run config")
         try:
@@ -121,7 +120,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    runs.check_force_resume(args.force, args.resume)
     cfg = resolve_config(args)
     d = setup(cfg.train.device)
     warning = gpu_preset_warning(args.preset, cfg, d.device)

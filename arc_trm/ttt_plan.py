@@ -74,9 +74,7 @@ def check_options(options: TTTOptions) -> float:
         raise InputError(f"--batch-size must be an integer >= 1, got {options.batch_size}")
     if not 0 <= options.margin < 1:
         raise InputError(f"--margin must be a fraction in [0, 1), got {options.margin}")
-    runs.check_force_resume(options.force, options.resume)
-    if options.resume and not Path(options.out).is_dir():
-        raise InputError(f"{options.out}: --resume given but there is no such run folder (start it without --resume)")
+    runs.check_force_resume(options.force, options.resume, Path(options.out))
     if options.per_task and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InputError("--per-task runs in one process; start it without torchrun")
     if options.scoring not in SCORINGS:
