@@ -31,7 +31,7 @@ from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throug
                               fitted_warmup, plan_phases, replan, resumed_plan, seconds_left, user_step_cap)
 from augment.build import max_side
 from augment.store import BuiltSet, IdentifierMap
-from augment.errors import InputError
+from augment.errors import InputError, few_ids
 from augment.tasks import Task
 from augment.files import write_json_atomic
 from submission.runfolder import step_of
@@ -215,21 +215,26 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
     return plan
 
 
-def fits_canvas(tasks: list[Task], canvas: int) -> bool:
-    """True when some task fits the canvas (the build skips the others with a warning); else each
-    is skipped here with the build's warning and keeps its fallback answer."""
+def fits_canvas(tasks: list[Task], canvas: int, main: bool = True) -> bool:
+    """True when some task fits the canvas (the build skips the others with a warning); else all
+    are skipped here, with one warning line (on the main process), and keep their fallback answers."""
     if any(max_side(t) <= canvas for t in tasks):
         return True
-    for t in tasks:
-        print(f"warning: skipping task {t.id!r}: a grid side of {max_side(t)} does not fit the {canvas}x{canvas} "
-              f"canvas; it keeps its fallback answer", file=sys.stderr, flush=True)
+    if main:
+        sides = sorted(max_side(t) for t in tasks)
+        span = f"{sides[0]}" if sides[0] == sides[-1] else f"{sides[0]} to {sides[-1]}"
+        ids = sorted(t.id for t in tasks)
+        what = (f"task {ids[0]}, which keeps its fallback answer" if len(ids) == 1 else
+                f"all {len(ids)} tasks ({few_ids(ids)}), which keep their fallback answers")
+        print(f"warning: no task fits the {canvas}x{canvas} canvas (largest grid side {span}): skipping {what}",
+              file=sys.stderr, flush=True)
     return False
 
 
 def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
     """Config, the augmented set of the new tasks and the starting weights (None: no task fits)."""
     cfg, pretrained = ttt_config(options, job, d)
-    if not fits_canvas(job.tasks, cfg.data.canvas):
+    if not fits_canvas(job.tasks, cfg.data.canvas, d.main):
         return None
     if d.world > 1:
         dist.barrier()  # rank 0 has written the tasks file

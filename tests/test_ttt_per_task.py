@@ -82,7 +82,7 @@ def test_per_task_skips_a_task_that_fits_no_canvas_and_trains_the_rest(tmp_path,
     out = tmp_path / "run"
     ttt(TTTOptions(tasks=f"arc-agi-1:training/{big}+{small}@test", out=out, budget="60s", preset="cpu-quick",
                    progress=False, per_task=True, overrides=(*TINY, "train.max_steps=2")))
-    assert f"skipping task '{big}'" in capsys.readouterr().err
+    assert f"skipping task {big}, which keeps its fallback answer" in capsys.readouterr().err
     tasks = {t.id: t for t in load_tasks(f"arc-agi-1:training/{big}+{small}@test")}
     merged = load_submission(out / "submission.json")
     validate_submission(merged, list(tasks.values()))
