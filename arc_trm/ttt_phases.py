@@ -21,6 +21,7 @@ from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.data import to_model_batch
 from arc_trm.infer import PredictOptions, load_model, predict
 from arc_trm.model import TRM, Batch
+from arc_trm.snapshot import LatestCheckpoint
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from arc_trm.builds import load_or_build
@@ -158,6 +159,7 @@ class TTTSetup:
     scoring: str  # votes | consistency
     start: int = 0  # the step of the checkpoint a resumed run continues from (0: a new run)
     frozen: bool = False  # that checkpoint is still in the embeddings-only phase
+    latest: LatestCheckpoint | None = None  # a resumed run's checkpoint, looked up once (its lookup may warn)
     source: str = ""  # --tasks as the user gave it (the report names it, not the run's copy)
 
 
@@ -170,9 +172,9 @@ class TTTOutcome:
     checkpoint: Path | None = None
 
 
-def resume_point(out: Path) -> tuple[int, bool]:
+def resume_point(latest: LatestCheckpoint) -> tuple[int, bool]:
     """(step, still embeddings-only) of the run's latest checkpoint; (0, False) when it has none."""
-    found = ckpt.latest_checkpoint(out)
+    found = latest.folder
     if found is None:
         return 0, False
     step = step_of(found) or 0
@@ -245,9 +247,11 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
                                                                built.identifier_map())
     views = len(built.test_views())
     batch_size = max(1, min(options.batch_size, math.ceil(views / d.world)))
-    start, frozen = resume_point(job.out) if options.resume else (0, False)
+    latest = LatestCheckpoint.of(job.out) if options.resume else None
+    start, frozen = resume_point(latest) if latest is not None else (0, False)
     return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start),
-                    user_step_cap(options.overrides), progress, options.scoring, start, frozen, options.tasks)
+                    user_step_cap(options.overrides), progress, options.scoring, start, frozen, latest,
+                    options.tasks)
 
 
 def phase_timing(trained: TrainResult, phase_steps: int, phase_s: float, quick_s: float, seconds_left: float,
@@ -275,9 +279,10 @@ def record_replan(job: TTTJob, old: Plan, new: Plan, d: Dist) -> None:
               f"{old.steps} -> {new.steps} steps, phases end at steps {new.stops}")
 
 
-def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist) -> None:
-    """Predict from the latest checkpoint (every view, or a few per test input) into the submission."""
-    loaded = load_model(job.out, d.device)
+def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, checkpoint: Path | None = None) -> None:
+    """Predict from the latest checkpoint (or `checkpoint`; every view, or a few per test input) into
+    the submission."""
+    loaded = load_model(checkpoint or job.out, d.device)
     view_run = loaded.view_run(batch_size=setup.batch_size, progress=setup.progress,
                                deadline=job.deadline - setup.margin / 2, scoring=setup.scoring)
     options = PredictOptions(setup.cfg.data.tasks, max_views=0 if full else QUICK_VIEWS, named=setup.source)
@@ -301,6 +306,7 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
         trained = train(cfg, job.out, TrainOptions(
             resume=done > 0 or resumed, stop_at=stop, progress=setup.progress, built=setup.built,
             init_weights=setup.init if done == 0 else None, stop=signals,
+            latest=setup.latest if done == setup.start else None,  # later phases: the marker their checkpoint wrote
             deadline=job.deadline - margin - plan.predict_s - (0 if final else plan.quick_predict_s)))
         if trained.stopped_by is not None:
             return TTTOutcome(trained.steps, trained.stopped_by, trained.final_checkpoint)
@@ -322,7 +328,7 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
             break
         done = trained.steps
     if not plan.stops and setup.start > 0:  # a resumed run with no step left to train: its final prediction
-        predict_now(job, setup, setup.start, True, d)
+        predict_now(job, setup, setup.start, True, d, setup.latest.folder if setup.latest else None)
     elif not plan.stops and d.main:
         print("no time to train within the budget; the fallback submission stands")
     return TTTOutcome(done)
