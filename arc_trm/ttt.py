@@ -58,6 +58,7 @@ from submission.kaggle import (candidates_path, fallback_submission, is_submissi
                                merge_candidates, read_candidates, validate_submission, write_candidates,
                                write_submission)
 from submission.outputs import check_prediction_outputs, record_path
+from submission.runfolder import resolve_checkpoint
 
 
 def as_test_tasks(tasks: list[Task]) -> list[Task]:
@@ -293,6 +294,8 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
 
     result = PerTaskResult()
     margin = options.margin * (job.deadline - job.start)
+    # The pretrained checkpoint, looked up once: each task's run loads this folder (a broken `latest` warns once).
+    pretrained = str(resolve_checkpoint(options.checkpoint)) if options.checkpoint else None
     for i, (task, name) in enumerate(zip(job.tasks, task_folder_names(job.tasks))):
         now = time.time()
         if seconds_left(job.deadline, margin, now) <= 0:
@@ -309,7 +312,7 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
         folder.mkdir(parents=True, exist_ok=True)
         print(f"task {i + 1}/{len(job.tasks)} {task.id}: {share:.0f} s")
         resume = options.resume and bool(runs.run_files(folder, runs.TTT_FILES))  # continue its own run
-        outcome = test_time_train(dataclasses.replace(options, resume=resume),
+        outcome = test_time_train(dataclasses.replace(options, resume=resume, checkpoint=pretrained),
                                   TTTJob([task], [task], folder, answer, now, now + share))
         if answer.exists():  # else no time to predict (or no canvas fits): the task keeps its fallback answer
             merge_answer(job, task, answer)

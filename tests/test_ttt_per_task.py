@@ -145,6 +145,31 @@ def test_resumed_per_task_continues_a_task_a_signal_stopped_though_it_holds_a_qu
     assert [j.tasks[0].id for j in started] == [tasks[0].id, tasks[1].id, tasks[1].id, tasks[2].id]
 
 
+def test_per_task_looks_up_the_pretrained_run_s_checkpoint_once(tmp_path, monkeypatch, capsys):
+    import arc_trm.ttt_phases as phases
+    from arc_trm import checkpoint as ckpt
+    from conftest import write_tiny_checkpoint
+
+    pretrained = tmp_path / "pretrained"
+    older = write_tiny_checkpoint(pretrained)
+    (pretrained / "checkpoints" / "latest").write_text("step_0009999")  # a checkpoint a full disk cut short
+    tasks = as_test_tasks(load_tasks(SMALL_TASKS))
+    stand_in_runs(monkeypatch)
+    run_once, loaded = phases.test_time_train, []
+
+    def loading(options, job):  # as ttt_config does
+        loaded.append(ckpt.load_checkpoint(options.checkpoint).folder)
+        return run_once(options, job)
+
+    monkeypatch.setattr(phases, "test_time_train", loading)
+    job = per_task_job(tmp_path, tasks, time.time(), 600.0)
+    per_task(TTTOptions(tasks=SMALL_TASKS, out=job.out, per_task=True, checkpoint=str(pretrained)), job)
+    assert loaded == [older] * 3
+    assert capsys.readouterr().err.count("names step_0009999, which is missing") == 1
+    record = json.loads((job.out / "submission.predict.json").read_text())
+    assert record["checkpoint"] == str(pretrained.resolve())  # the record names what the user gave
+
+
 def per_task_job(tmp_path, tasks, start: float, budget: float) -> TTTJob:
     sub = tmp_path / "run" / "submission.json"
     sub.parent.mkdir(parents=True, exist_ok=True)
