@@ -54,14 +54,28 @@ def check_compatible(saved: dict, cfg: RunConfig, path: Path) -> None:
         raise InputError(f"{path}: checkpoint is from another model config ({detail})")
 
 
-def restore(out: Path, state: TrainState, cfg: RunConfig, built: BuiltSet, layout: BatchLayout, d: Dist) -> None:
-    """Load the run's latest checkpoint into `state` (a run folder with none starts at step 0)."""
-    found = ckpt.latest_checkpoint(out)
+@dataclass(frozen=True)
+class LatestCheckpoint:
+    """A run's latest checkpoint (None: it has none), looked up once and passed on: the lookup
+    warns when `latest` is broken, and one command should say so once."""
+
+    folder: Path | None
+
+    @classmethod
+    def of(cls, run: Path) -> "LatestCheckpoint":
+        return cls(ckpt.latest_checkpoint(run))
+
+
+def restore(out: Path, state: TrainState, cfg: RunConfig, built: BuiltSet, layout: BatchLayout, d: Dist,
+            latest: LatestCheckpoint | None = None) -> Path | None:
+    """Load the run's latest checkpoint (`latest` when the caller has looked it up) into `state`;
+    returns its folder. A run folder with none starts at step 0."""
+    found = (latest or LatestCheckpoint.of(out)).folder
     if found is None:
         if not out.is_dir():
             raise InputError(f"{out}: --resume given but there is no such run folder")
         print0(d, f"{out} has no checkpoint yet: starting from step 0")
-        return
+        return None
     previous = ckpt.load_checkpoint(found, map_location=d.device)
     saved = previous.state
     check_compatible(json.loads(saved["config"]), cfg, found)
@@ -78,6 +92,7 @@ def restore(out: Path, state: TrainState, cfg: RunConfig, built: BuiltSet, layou
     print0(d, f"resumed from step {state.step} ({found})")
     if cfg.train.save_carry:
         state.carries = restore_carries(found, built.canvas, layout, d)
+    return found
 
 
 def restore_carries(found: Path, canvas: int, layout: BatchLayout, d: Dist) -> dict[int, list[Carry]]:

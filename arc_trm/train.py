@@ -27,7 +27,7 @@ from arc_trm.metrics import METRICS_FILE, MetricsSink
 from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
-from arc_trm.snapshot import BatchLayout, TrainState, restore, save_checkpoint
+from arc_trm.snapshot import BatchLayout, LatestCheckpoint, TrainState, restore, save_checkpoint
 from arc_trm.stopping import StopRequest, signal_name
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from augment.build import canvas_skip_line
@@ -228,6 +228,7 @@ class TrainOptions:
     deadline: float | None = None
     stop: StopRequest | None = None
     preset: str = ""  # what the header names as the config's origin ("" = no header)
+    latest: LatestCheckpoint | None = None  # with resume: the checkpoint, when the caller looked it up
 
 
 @dataclass
@@ -258,8 +259,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
             print_header(cfg, built, out, options.preset)
     layout = batch_layout(cfg, d)
     state = initial_state(cfg, built, d, options.init_weights)
-    if options.resume:
-        restore(out, state, cfg, built, layout, d)
+    resumed_from = restore(out, state, cfg, built, layout, d, options.latest) if options.resume else None
     start_run_folder(out, cfg, state.step, options.resume, d)
     id_map = built.identifier_map()
     steps_total = total_steps(cfg, built)
@@ -283,7 +283,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     stop, stopped_by = options.stop or StopRequest(), None
     saved_step = state.step if state.step > 0 else -1  # a resumed run's checkpoint holds its first step
     if state.step >= steps_total:
-        final_dir = ckpt.latest_checkpoint(out)
+        final_dir = resumed_from  # the checkpoint restored (looked up once: a broken `latest` warns once)
         print0(d, f"nothing to train: {out} is already at step {state.step}, the run's last of {steps_total} "
                   f"(to train further, raise train.max_steps with --set)")
     handlers = ExitStack()

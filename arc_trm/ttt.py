@@ -27,7 +27,9 @@ With --per-task each task gets its own copy of the model, trained and predicted 
 RUN/tasks/<safe id>, under a share of the time left in proportion to its demonstrations (recomputed
 after each task, so time one task leaves unused goes to the rest); the run's submission takes each
 task's answers as they come. A task that fits no canvas keeps its fallback answer, and past the
-deadline the tasks left keep theirs.
+deadline the tasks left keep theirs. --resume keeps the tasks whose runs ended (RUN/tasks/<safe
+id>/done.json) and continues a task a signal stopped from its checkpoint, even when its quick
+prediction had already answered it.
 
 A folder that holds a run is refused before anything is written (the submission included), on
 every process of a torchrun before any writes, unless --force moves it aside or --resume
@@ -56,6 +58,7 @@ from submission.kaggle import (candidates_path, fallback_submission, is_submissi
                                merge_candidates, read_candidates, validate_submission, write_candidates,
                                write_submission)
 from submission.outputs import check_prediction_outputs, record_path
+from submission.runfolder import resolve_checkpoint
 
 
 def as_test_tasks(tasks: list[Task]) -> list[Task]:
@@ -237,6 +240,9 @@ def task_folder_names(tasks: list[Task]) -> list[str]:
     return names
 
 
+TASK_DONE = "done.json"  # in RUN/tasks/<name>/: the task's run ended unstopped (a stopped one may hold a quick answer)
+
+
 def merge_answer(job: TTTJob, task: Task, answer: Path) -> None:
     """The task's answers into the run's submission, and its candidates beside them."""
     merged = load_submission(job.submission)
@@ -282,11 +288,14 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
     """Each task alone, with its own model copy, in RUN/tasks/<safe id>; the run's submission
     takes each task's answers once its prediction is written, and its record is rewritten. Past the
     deadline (the main path's check) the tasks left keep their fallback answers; resumed, a task
-    answered earlier is kept. Ends with one summary line."""
+    answered earlier is kept, and one a signal stopped continues from its checkpoint. Ends with one
+    summary line."""
     from arc_trm.ttt_phases import test_time_train
 
     result = PerTaskResult()
     margin = options.margin * (job.deadline - job.start)
+    # The pretrained checkpoint, looked up once: each task's run loads this folder (a broken `latest` warns once).
+    pretrained = str(resolve_checkpoint(options.checkpoint)) if options.checkpoint else None
     for i, (task, name) in enumerate(zip(job.tasks, task_folder_names(job.tasks))):
         now = time.time()
         if seconds_left(job.deadline, margin, now) <= 0:
@@ -294,7 +303,7 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
             break
         folder = job.out / "tasks" / name
         answer = folder / "submission.json"
-        if options.resume and is_submission_of(answer, [task]):
+        if options.resume and (folder / TASK_DONE).is_file() and is_submission_of(answer, [task]):
             merge_answer(job, task, answer)
             result.earlier.append(task.id)
             print(f"task {i + 1}/{len(job.tasks)} {task.id}: answered by the earlier run")
@@ -303,12 +312,14 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
         folder.mkdir(parents=True, exist_ok=True)
         print(f"task {i + 1}/{len(job.tasks)} {task.id}: {share:.0f} s")
         resume = options.resume and bool(runs.run_files(folder, runs.TTT_FILES))  # continue its own run
-        outcome = test_time_train(dataclasses.replace(options, resume=resume),
+        outcome = test_time_train(dataclasses.replace(options, resume=resume, checkpoint=pretrained),
                                   TTTJob([task], [task], folder, answer, now, now + share))
         if answer.exists():  # else no time to predict (or no canvas fits): the task keeps its fallback answer
             merge_answer(job, task, answer)
             result.trained.append(task.id)
             write_run_record(options, job, result)
+            if outcome.stopped_by is None:
+                write_json_atomic(folder / TASK_DONE, {"task": task.id})
         if outcome.stopped_by is not None:
             result.stopped_by = outcome.stopped_by
             break

@@ -21,6 +21,7 @@ from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.data import to_model_batch
 from arc_trm.infer import PredictOptions, load_model, predict
 from arc_trm.model import TRM, Batch
+from arc_trm.snapshot import LatestCheckpoint
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from arc_trm.builds import load_or_build
@@ -31,7 +32,7 @@ from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throug
                               fitted_warmup, plan_phases, replan, resumed_plan, seconds_left, user_step_cap)
 from augment.build import max_side
 from augment.store import BuiltSet, IdentifierMap
-from augment.errors import InputError
+from augment.errors import InputError, few_ids
 from augment.tasks import Task
 from augment.files import write_json_atomic
 from submission.runfolder import step_of
@@ -158,6 +159,7 @@ class TTTSetup:
     scoring: str  # votes | consistency
     start: int = 0  # the step of the checkpoint a resumed run continues from (0: a new run)
     frozen: bool = False  # that checkpoint is still in the embeddings-only phase
+    latest: LatestCheckpoint | None = None  # a resumed run's checkpoint, looked up once (its lookup may warn)
     source: str = ""  # --tasks as the user gave it (the report names it, not the run's copy)
 
 
@@ -170,9 +172,9 @@ class TTTOutcome:
     checkpoint: Path | None = None
 
 
-def resume_point(out: Path) -> tuple[int, bool]:
+def resume_point(latest: LatestCheckpoint) -> tuple[int, bool]:
     """(step, still embeddings-only) of the run's latest checkpoint; (0, False) when it has none."""
-    found = ckpt.latest_checkpoint(out)
+    found = latest.folder
     if found is None:
         return 0, False
     step = step_of(found) or 0
@@ -215,21 +217,26 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
     return plan
 
 
-def fits_canvas(tasks: list[Task], canvas: int) -> bool:
-    """True when some task fits the canvas (the build skips the others with a warning); else each
-    is skipped here with the build's warning and keeps its fallback answer."""
+def fits_canvas(tasks: list[Task], canvas: int, main: bool = True) -> bool:
+    """True when some task fits the canvas (the build skips the others with a warning); else all
+    are skipped here, with one warning line (on the main process), and keep their fallback answers."""
     if any(max_side(t) <= canvas for t in tasks):
         return True
-    for t in tasks:
-        print(f"warning: skipping task {t.id!r}: a grid side of {max_side(t)} does not fit the {canvas}x{canvas} "
-              f"canvas; it keeps its fallback answer", file=sys.stderr, flush=True)
+    if main:
+        sides = sorted(max_side(t) for t in tasks)
+        span = f"{sides[0]}" if sides[0] == sides[-1] else f"{sides[0]} to {sides[-1]}"
+        ids = sorted(t.id for t in tasks)
+        what = (f"task {ids[0]}, which keeps its fallback answer" if len(ids) == 1 else
+                f"all {len(ids)} tasks ({few_ids(ids)}), which keep their fallback answers")
+        print(f"warning: no task fits the {canvas}x{canvas} canvas (largest grid side {span}): skipping {what}",
+              file=sys.stderr, flush=True)
     return False
 
 
 def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
     """Config, the augmented set of the new tasks and the starting weights (None: no task fits)."""
     cfg, pretrained = ttt_config(options, job, d)
-    if not fits_canvas(job.tasks, cfg.data.canvas):
+    if not fits_canvas(job.tasks, cfg.data.canvas, d.main):
         return None
     if d.world > 1:
         dist.barrier()  # rank 0 has written the tasks file
@@ -240,9 +247,11 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
                                                                built.identifier_map())
     views = len(built.test_views())
     batch_size = max(1, min(options.batch_size, math.ceil(views / d.world)))
-    start, frozen = resume_point(job.out) if options.resume else (0, False)
+    latest = LatestCheckpoint.of(job.out) if options.resume else None
+    start, frozen = resume_point(latest) if latest is not None else (0, False)
     return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start),
-                    user_step_cap(options.overrides), progress, options.scoring, start, frozen, options.tasks)
+                    user_step_cap(options.overrides), progress, options.scoring, start, frozen, latest,
+                    options.tasks)
 
 
 def phase_timing(trained: TrainResult, phase_steps: int, phase_s: float, quick_s: float, seconds_left: float,
@@ -270,9 +279,10 @@ def record_replan(job: TTTJob, old: Plan, new: Plan, d: Dist) -> None:
               f"{old.steps} -> {new.steps} steps, phases end at steps {new.stops}")
 
 
-def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist) -> None:
-    """Predict from the latest checkpoint (every view, or a few per test input) into the submission."""
-    loaded = load_model(job.out, d.device)
+def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, checkpoint: Path | None = None) -> None:
+    """Predict from the latest checkpoint (or `checkpoint`; every view, or a few per test input) into
+    the submission."""
+    loaded = load_model(checkpoint or job.out, d.device)
     view_run = loaded.view_run(batch_size=setup.batch_size, progress=setup.progress,
                                deadline=job.deadline - setup.margin / 2, scoring=setup.scoring)
     options = PredictOptions(setup.cfg.data.tasks, max_views=0 if full else QUICK_VIEWS, named=setup.source)
@@ -296,6 +306,7 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
         trained = train(cfg, job.out, TrainOptions(
             resume=done > 0 or resumed, stop_at=stop, progress=setup.progress, built=setup.built,
             init_weights=setup.init if done == 0 else None, stop=signals,
+            latest=setup.latest if done == setup.start else None,  # later phases: the marker their checkpoint wrote
             deadline=job.deadline - margin - plan.predict_s - (0 if final else plan.quick_predict_s)))
         if trained.stopped_by is not None:
             return TTTOutcome(trained.steps, trained.stopped_by, trained.final_checkpoint)
@@ -317,7 +328,7 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
             break
         done = trained.steps
     if not plan.stops and setup.start > 0:  # a resumed run with no step left to train: its final prediction
-        predict_now(job, setup, setup.start, True, d)
+        predict_now(job, setup, setup.start, True, d, setup.latest.folder if setup.latest else None)
     elif not plan.stops and d.main:
         print("no time to train within the budget; the fallback submission stands")
     return TTTOutcome(done)

@@ -70,10 +70,9 @@ def shown_source(source: str, sub_path: Path) -> str:
 
 def pass_at_k_html(r: ScoreReport, cand_path: Path | None) -> str:
     """pass@1, pass@2 and the largest k, each with its count of outputs: the curve between adds little."""
-    ks = sorted({1, 2, max(r.pass_at_k)} & set(r.pass_at_k))
+    ks = r.shown_ks()
     head = "".join(f"<th>pass@{k}</th>" for k in ks)
-    cells = "".join(f"<td>{r.pass_at_k[k]:.4f} ({round(r.pass_at_k[k] * r.outputs_total)}/{r.outputs_total})</td>"
-                    for k in ks)
+    cells = "".join(f"<td>{r.pass_at_k_text(k)}</td>" for k in ks)
     return (f'<table class="passk"><tr>{head}</tr><tr>{cells}</tr></table>'
             f"<small>per test output: its solution is among the k most-voted candidates of "
             f"<code>{html.escape(str(cand_path))}</code></small>")

@@ -3,7 +3,8 @@
 Reports the official score (each task scores the fraction of its test outputs that either attempt
 matches exactly, averaged over tasks), the per-output average with a 95% Wilson score interval
 (binomial, over test outputs), pass@k from the candidates file beside the submission
-(<stem>.candidates.json) when it exists, and a per-task table. Writes nothing.
+(<stem>.candidates.json) when it exists (pass@1, pass@2 and the largest k, as `report` shows them;
+--json holds every k), and a per-task table. Writes nothing.
 
 Solutions come from --tasks (a source with solutions: arc-agi-1:evaluation, arc-agi-2:evaluation, a
 Kaggle challenges file with its solutions beside it) or --solutions (a Kaggle solutions file; add
@@ -71,6 +72,16 @@ class ScoreReport:
     @property
     def tasks_solved(self) -> int:
         return sum(t.solved == t.total for t in self.tasks)
+
+    def shown_ks(self) -> list[int]:
+        """The ks `score` and `report` show: pass@1, pass@2 and the largest k (the curve between adds
+        little; the JSON keeps every k)."""
+        return sorted({1, 2, max(self.pass_at_k)} & set(self.pass_at_k)) if self.pass_at_k else []
+
+    def pass_at_k_text(self, k: int) -> str:
+        """pass@k with its count of outputs, e.g. "0.3333 (1/3)"."""
+        v = self.pass_at_k[k]
+        return f"{v:.4f} ({round(v * self.outputs_total)}/{self.outputs_total})"
 
     def to_json(self) -> dict:
         return {
@@ -334,7 +345,7 @@ def format_report(report: ScoreReport, *, source: str = "", submission: str = ""
     ]
     if r.pass_at_k:
         lines.append("pass@k (per output, from candidates): " +
-                     "  ".join(f"@{k} {v:.4f}" for k, v in sorted(r.pass_at_k.items())))
+                     "  ".join(f"pass@{k} {r.pass_at_k_text(k)}" for k in r.shown_ks()))
     if table:
         width = max([len(t.task_id) for t in r.tasks] + [4])
         lines += ["", f"{'task':<{width}}  solved  matched"]

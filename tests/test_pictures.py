@@ -135,6 +135,20 @@ def test_report_names_the_users_source_pass_at_1_2_and_largest_and_readable_matc
     assert "run's copy" not in page and f"<code>{SMALL_TASKS}</code>" in page
 
 
+def test_score_text_shows_the_report_s_pass_at_k_and_its_json_every_k(tmp_path):
+    from conftest import cli_in_process
+
+    ttt_like_run(tmp_path, load_tasks(SMALL_TASKS), SMALL_TASKS)
+    sub = tmp_path / "submission.json"
+    text = cli_in_process("score", sub, "--brief")
+    assert text.returncode == 0, text.stderr
+    [line] = [ln for ln in text.stdout.splitlines() if ln.startswith("pass@k")]
+    assert line == ("pass@k (per output, from candidates): pass@1 0.0000 (0/3)  pass@2 0.0000 (0/3)  "
+                    "pass@5 0.3333 (1/3)")  # as the report's table: not @3, @4
+    scored = json.loads(cli_in_process("score", sub, "--json").stdout)
+    assert list(scored["pass_at_k"]) == ["1", "2", "3", "4", "5"]
+
+
 def test_report_lists_each_test_output_of_a_task_with_several(tmp_path):
     assert report.matched_text([1, None, 2]) == "test 1: attempt 1<br>test 2: neither attempt<br>test 3: attempt 2"
 

@@ -238,3 +238,36 @@ def test_a_resumed_ttt_plan_counts_in_the_run_s_steps():
     capped = resumed_plan(plan, 30, 90)  # train.max_steps=90 caps the run: 60 more
     assert (capped.steps, capped.stops, capped.quick_stops) == (90, [40, 50, 80, 90], [50, 80])
     assert resumed_plan(plan, 90, 90).stops == []  # at the cap already: nothing to train
+
+
+def break_latest(run: Path) -> Path:
+    """A newer checkpoint cut short (no state.pt) that `latest` names, as a full disk can leave."""
+    broken = run / "checkpoints" / "step_0009999"
+    broken.mkdir()
+    (run / "checkpoints" / "latest").write_text(broken.name)
+    return broken
+
+
+def broken_latest_warnings(proc: subprocess.CompletedProcess, broken: Path) -> list[str]:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return [line for line in proc.stderr.splitlines() if f"names {broken.name}, which is missing" in line]
+
+
+def test_a_broken_latest_warns_once_per_command_that_resumes(tmp_path, tiny_run, small_build):
+    """ttt --resume looks the checkpoint up for its plan, then trains (or predicts) from it; train
+    --resume restores it, then names it: each says so once."""
+    broken = break_latest(tiny_run)
+    proc = cli_in_process("train", "--out", tiny_run, "--resume", "--build", small_build, "--no-progress")
+    assert f"nothing to train: {tiny_run} is already at step 3" in proc.stdout
+    assert len(broken_latest_warnings(proc, broken)) == 1, proc.stderr
+
+    run = tmp_path / "ttt"
+    args = ["ttt", "--tasks", "arc-agi-1:training/3c9b0459@test", "--out", run, "--budget", "120s", "--no-progress",
+            "--preset", "cpu-quick"]
+    first = cli_in_process(*args, *sets(TINY + ["train.max_steps=2"]))
+    assert first.returncode == 0, first.stderr
+    broken = break_latest(run)
+    done = cli_in_process(*args, "--resume", *sets(TINY + ["train.max_steps=2"]))  # no step left: predicts from it
+    assert "submission updated" in done.stdout and len(broken_latest_warnings(done, broken)) == 1, done.stderr
+    more = cli_in_process(*args, "--resume", *sets(TINY + ["train.max_steps=3"]))  # trains on from it
+    assert "resumed from step 2 " in more.stdout and len(broken_latest_warnings(more, broken)) == 1, more.stderr

@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from arc_trm.ttt_phases import transplant_weights
+from arc_trm.ttt_phases import fits_canvas, transplant_weights
 from arc_trm.ttt_plan import (PhaseTiming, PlanInputs, Throughput, fitted_warmup, parse_budget, plan_phases, replan,
                               user_step_cap)
 from augment.store import IdentifierMap
@@ -231,6 +231,23 @@ def test_ttt_from_a_pretrained_checkpoint(tmp_path, tiny_run):
     # The model kept the pretrained architecture (hidden 32 from TINY, not cpu-quick's 64).
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"]["hidden_size"] == 32 and saved["train"]["freeze_model_steps"] == 2
+
+
+def test_when_no_task_fits_the_canvas_one_warning_names_a_few_and_the_fallback_stands(tmp_path, capsys):
+    from conftest import cli_in_process
+
+    big = ["007bbfb7", "00d62c1b", "017c7c7b", "025d127b", "045e512c"]  # largest sides 9, 20, 9, 14, 21
+    out = tmp_path / "run"
+    proc = cli_in_process("ttt", "--tasks", f"arc-agi-1:training/{'+'.join(big)}@test", "--out", out, "--budget",
+                          "60s", "--preset", "cpu-quick", "--no-progress", *sets(TINY))
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "canvas" in line]
+    assert warnings == ["warning: no task fits the 6x6 canvas (largest grid side 9 to 21): skipping all 5 tasks "
+                        "(007bbfb7, 00d62c1b, 017c7c7b and 2 more), which keep their fallback answers"]
+    tasks = load_tasks(f"arc-agi-1:training/{'+'.join(big)}@test")
+    validate_submission(load_submission(out / "submission.json"), tasks)
+    assert not (out / "build").exists()
+    assert not fits_canvas(tasks, 6, main=False) and capsys.readouterr().err == ""  # other ranks say nothing
 
 
 def test_the_speed_probe_trains_at_the_micro_batch(small_build):

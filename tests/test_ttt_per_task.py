@@ -17,7 +17,7 @@ from augment.errors import InputError
 from augment.tasks import load_tasks, safe_name
 from submission.kaggle import fallback_submission, load_submission, validate_submission, write_submission
 
-from conftest import SMALL_TASKS, TINY, cli_in_process
+from conftest import SMALL_TASKS, TINY, cli_in_process, run_cli, sets
 
 
 def test_time_share_follows_the_demonstrations_left():
@@ -82,7 +82,7 @@ def test_per_task_skips_a_task_that_fits_no_canvas_and_trains_the_rest(tmp_path,
     out = tmp_path / "run"
     ttt(TTTOptions(tasks=f"arc-agi-1:training/{big}+{small}@test", out=out, budget="60s", preset="cpu-quick",
                    progress=False, per_task=True, overrides=(*TINY, "train.max_steps=2")))
-    assert f"skipping task '{big}'" in capsys.readouterr().err
+    assert f"skipping task {big}, which keeps its fallback answer" in capsys.readouterr().err
     tasks = {t.id: t for t in load_tasks(f"arc-agi-1:training/{big}+{small}@test")}
     merged = load_submission(out / "submission.json")
     validate_submission(merged, list(tasks.values()))
@@ -122,6 +122,52 @@ def stand_in_runs(monkeypatch, clock: Clock | None = None, after: float = 0.0) -
     if clock is not None:
         monkeypatch.setattr(ttt_module, "time", clock)
     return started
+
+
+def test_resumed_per_task_continues_a_task_a_signal_stopped_though_it_holds_a_quick_answer(tmp_path, monkeypatch):
+    import arc_trm.ttt_phases as phases
+
+    tasks = as_test_tasks(load_tasks(SMALL_TASKS))
+    started = stand_in_runs(monkeypatch)
+    run_once = phases.test_time_train
+
+    def stopped_on_the_second(options, job):  # its quick prediction answered it, then SIGINT
+        outcome = run_once(options, job)
+        return phases.TTTOutcome(5, "SIGINT") if job.tasks[0].id == tasks[1].id else outcome
+
+    monkeypatch.setattr(phases, "test_time_train", stopped_on_the_second)
+    job = per_task_job(tmp_path, tasks, time.time(), 600.0)
+    options = TTTOptions(tasks=SMALL_TASKS, out=job.out, per_task=True)
+    assert per_task(options, job).stopped_by == "SIGINT"
+    monkeypatch.setattr(phases, "test_time_train", run_once)
+    result = per_task(dataclasses.replace(options, resume=True), job)
+    assert result.earlier == [tasks[0].id] and result.trained == [tasks[1].id, tasks[2].id]
+    assert [j.tasks[0].id for j in started] == [tasks[0].id, tasks[1].id, tasks[1].id, tasks[2].id]
+
+
+def test_per_task_looks_up_the_pretrained_run_s_checkpoint_once(tmp_path, monkeypatch, capsys):
+    import arc_trm.ttt_phases as phases
+    from arc_trm import checkpoint as ckpt
+    from conftest import write_tiny_checkpoint
+
+    pretrained = tmp_path / "pretrained"
+    older = write_tiny_checkpoint(pretrained)
+    (pretrained / "checkpoints" / "latest").write_text("step_0009999")  # a checkpoint a full disk cut short
+    tasks = as_test_tasks(load_tasks(SMALL_TASKS))
+    stand_in_runs(monkeypatch)
+    run_once, loaded = phases.test_time_train, []
+
+    def loading(options, job):  # as ttt_config does
+        loaded.append(ckpt.load_checkpoint(options.checkpoint).folder)
+        return run_once(options, job)
+
+    monkeypatch.setattr(phases, "test_time_train", loading)
+    job = per_task_job(tmp_path, tasks, time.time(), 600.0)
+    per_task(TTTOptions(tasks=SMALL_TASKS, out=job.out, per_task=True, checkpoint=str(pretrained)), job)
+    assert loaded == [older] * 3
+    assert capsys.readouterr().err.count("names step_0009999, which is missing") == 1
+    record = json.loads((job.out / "submission.predict.json").read_text())
+    assert record["checkpoint"] == str(pretrained.resolve())  # the record names what the user gave
 
 
 def per_task_job(tmp_path, tasks, start: float, budget: float) -> TTTJob:
@@ -204,3 +250,47 @@ def test_per_task_writes_the_run_record_so_score_and_report_work_and_ends_with_a
     scored = json.loads(capsys.readouterr().out)
     assert scored["tasks_fully_solved"] == 1 and scored["tasks_total"] == 3
     assert main(["report", str(job.out)]) == 0 and (job.out / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_per_task_run_resumes_the_half_trained_task_and_keeps_the_answered_one(tmp_path):
+    """A real `ttt --per-task` on 2 tasks, SIGINT while the second trains (after its quick
+    prediction has written an answer), then the printed command: the first task is not trained
+    again, the second continues from its checkpoint's step, and the submission holds both."""
+    import shlex
+    import signal
+
+    import torch
+
+    from submission.runfolder import latest_checkpoint
+    from test_signals import start
+
+    spec, steps = "arc-agi-1:training/3c9b0459+6150a2bd@test", 120
+    tasks = as_test_tasks(load_tasks(spec))
+    first, second = (tmp_path / "run" / "tasks" / t.id for t in tasks)
+    # 16 augmentations: more views than a quick prediction's 8, so the plan has one at the half
+    proc = start(["ttt", "--tasks", spec, "--per-task", "--budget", "900s", "--out", str(tmp_path / "run"),
+                  "--no-progress", "--preset", "cpu-quick", *sets(TINY + ["data.augmentations=16",
+                                                                          f"train.max_steps={steps}"])])
+    while not (second / "submission.json").exists():  # the quick prediction at the half
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGINT, out + err
+    [line] = [ln for ln in err.splitlines() if "continue with:" in ln]
+    assert line.startswith("SIGINT: stopped; submission "), line
+    command = shlex.split(line.split("continue with: ", 1)[1])
+    stopped_at = torch.load(latest_checkpoint(second) / "state.pt", weights_only=True)["step"]
+    assert 0 < stopped_at < steps, stopped_at
+    answered = tree(first)
+
+    resumed = run_cli(*command[1:] if command[0] == "arc-trm" else command, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"task 1/2 {tasks[0].id}: answered by the earlier run" in resumed.stdout
+    assert f"resumed from step {stopped_at} " in resumed.stdout, resumed.stdout
+    assert tree(first) == answered, "the answered task was trained again"
+    assert torch.load(latest_checkpoint(second) / "state.pt", weights_only=True)["step"] == steps
+    merged = load_submission(tmp_path / "run" / "submission.json")
+    validate_submission(merged, tasks)
+    assert merged[tasks[1].id] == load_submission(second / "submission.json")[tasks[1].id]
