@@ -125,7 +125,7 @@ def recipe_from_config(config: dict[str, Any], where: str) -> Recipe | None:
 
 _DIHEDRAL_NAMES = frozenset(f"t{t}" for t in range(8))  # the dihedral part of a well-formed name
 _DIGITS = frozenset("0123456789")
-IDENTITY_RECORD = Augmentation.identity().to_str()
+_IDENTITY_RECORD = Augmentation.identity().to_str()
 
 
 def _parse_name(name: str, row: int, next_k: dict[str, int]) -> tuple[str, int, str]:
@@ -133,7 +133,7 @@ def _parse_name(name: str, row: int, next_k: dict[str, int]) -> tuple[str, int, 
     ValueError naming the row otherwise. The slow path: only names the fast check turns away."""
     parts = name.split(REF_SEPARATOR)
     if len(parts) == 1:
-        task_id, k, record = name, 0, IDENTITY_RECORD
+        task_id, k, record = name, 0, _IDENTITY_RECORD
     else:
         bad = f"malformed puzzle name {name!r} (id {row}); expected 'task' or 'task|||t<0-7>|||<10 digits>'"
         if len(parts) != 3 or not parts[0] or not _AUG_DIHEDRAL.match(parts[1]) or not _AUG_PERM.match(parts[2]):
