@@ -123,46 +123,79 @@ def recipe_from_config(config: dict[str, Any], where: str) -> Recipe | None:
     return Recipe(name, augmentations, f"{where}: data path {paths[0]}") if name in RECIPES else None
 
 
+_DIHEDRAL_NAMES = frozenset(f"t{t}" for t in range(8))  # the dihedral part of a well-formed name
+_DIGITS = frozenset("0123456789")
+_IDENTITY_RECORD = Augmentation.identity().to_str()
+
+
+def _parse_name(name: str, row: int, next_k: dict[str, int]) -> tuple[str, int, str]:
+    """(task id, k, augmentation record) of one reference name, every rule checked one by one;
+    ValueError naming the row otherwise. The slow path: only names the fast check turns away."""
+    parts = name.split(REF_SEPARATOR)
+    if len(parts) == 1:
+        task_id, k, record = name, 0, _IDENTITY_RECORD
+    else:
+        bad = f"malformed puzzle name {name!r} (id {row}); expected 'task' or 'task|||t<0-7>|||<10 digits>'"
+        if len(parts) != 3 or not parts[0] or not _AUG_DIHEDRAL.match(parts[1]) or not _AUG_PERM.match(parts[2]):
+            raise ValueError(bad)
+        try:
+            record = Augmentation(int(parts[1][1]), tuple(int(c) for c in parts[2])).to_str()
+        except ValueError as e:
+            raise ValueError(f"{bad}: {e}") from None
+        task_id = parts[0]
+        k = next_k.get(task_id, 1)
+        next_k[task_id] = k + 1
+    if not task_id.strip() or task_id == BLANK:
+        raise ValueError(f"malformed puzzle name {name!r} (id {row}): empty or reserved task id")
+    return task_id, k, record
+
+
+def _first_repeat(names: list[str]) -> tuple[int, int] | None:
+    """(first id, later id) of the earliest name that appears again, or None."""
+    if len(set(names)) == len(names):
+        return None
+    seen: dict[str, int] = {}
+    for row, name in enumerate(names):
+        if name in seen:
+            return seen[name], row
+        seen[name] = row
+    return None  # unreachable: the set was smaller
+
+
 def map_reference_identifiers(names: list[Any]) -> tuple[list[str], list[str], int]:
     """Reference puzzle names (row = puzzle id) -> our identifiers and augmentation records.
 
     Returns (identifiers, augmentations, max versions per task). Row order is kept: row r of the
-    result describes reference puzzle id r. Raises ValueError on a malformed or duplicated name.
+    result describes reference puzzle id r. Raises ValueError on a malformed or duplicated name
+    (the first bad row in id order).
     """
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError("expected a JSON list of puzzle names")
     if not names or names[0] != BLANK:
         raise ValueError(f"puzzle id 0 must be {BLANK!r}, got {names[0] if names else None!r}")
-    seen: dict[str, int] = {}
+    repeat = _first_repeat(names)
+    stop = repeat[1] if repeat is not None else len(names)
     identifiers, augmentations = [BLANK], [""]
     next_k: dict[str, int] = {}
     versions: dict[str, int] = {}
-    for row, name in enumerate(names):
-        if name in seen:
-            raise ValueError(f"puzzle name {name!r} appears twice (ids {seen[name]} and {row})")
-        seen[name] = row
-        if row == 0:
-            continue
+    # Published lists hold about a million names: the common shapes are checked inline (a dict
+    # look-up and a few string tests per name); anything else goes through _parse_name.
+    for row in range(1, stop):
+        name = names[row]
         parts = name.split(REF_SEPARATOR)
-        if len(parts) == 1:
-            task_id, k, aug = name, 0, Augmentation.identity()
-        else:
-            bad = f"malformed puzzle name {name!r} (id {row}); expected 'task' or 'task|||t<0-7>|||<10 digits>'"
-            if len(parts) != 3 or not parts[0] or not _AUG_DIHEDRAL.match(parts[1]) \
-                    or not _AUG_PERM.match(parts[2]):
-                raise ValueError(bad)
-            try:
-                aug = Augmentation(int(parts[1][1]), tuple(int(c) for c in parts[2]))
-            except ValueError as e:
-                raise ValueError(f"{bad}: {e}") from None
-            task_id = parts[0]
+        task_id = parts[0]
+        if len(parts) == 3 and parts[1] in _DIHEDRAL_NAMES and len(perm := parts[2]) == 10 and perm[0] == "0" \
+                and set(perm) == _DIGITS and (task_id in next_k or (task_id.strip() and task_id != BLANK)):
             k = next_k.get(task_id, 1)
             next_k[task_id] = k + 1
-        if not task_id.strip() or task_id == BLANK:
-            raise ValueError(f"malformed puzzle name {name!r} (id {row}): empty or reserved task id")
+            record = f"{parts[1]}p{perm}"
+        else:
+            task_id, k, record = _parse_name(name, row, next_k)
         identifiers.append(f"{task_id}#{k}")
-        augmentations.append(aug.to_str())
+        augmentations.append(record)
         versions[task_id] = versions.get(task_id, 0) + 1
+    if repeat is not None:
+        raise ValueError(f"puzzle name {names[repeat[1]]!r} appears twice (ids {repeat[0]} and {repeat[1]})")
     if not versions:
         raise ValueError("names no puzzles besides the blank id 0")
     return identifiers, augmentations, max(versions.values())

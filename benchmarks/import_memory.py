@@ -4,8 +4,9 @@ Writes a folder laid out as ARC Prize publishes it: `step_518071` with the paper
 876,406 x 512 float32 puzzle table (1.82 GB, the arc_v1_public shapes) plus an all_config.yaml
 whose data path names arc1concept at 1000 augmentations. Then runs
 `arc-trm import-checkpoint FOLDER --conceptarc ... --out RUN` (identifiers rebuilt, as a user
-without identifiers.json does) as a child process and reports its wall time and peak RSS
-(os.wait4 rusage of that child alone), against the file size. The folder is deleted afterwards.
+without identifiers.json does) as a child process and reports its wall time, CPU time (user +
+sys) and peak RSS (os.wait4 rusage of that child alone), against the file size. The folder is
+deleted afterwards.
 
     nice -n 10 python benchmarks/import_memory.py [--rows 876406] [--workdir DIR] [--json OUT]
 """
@@ -36,6 +37,7 @@ def main() -> None:
                      "--out", str(work / "run")])
         wall, rss, code = run["wall_s"], run["peak_rss_gb"], run["exit_code"]
         result = {"rows": args.rows, "file_gb": round(size_gb, 3), "exit_code": code, "wall_s": round(wall, 1),
+                  "cpu_s": run["cpu_s"],
                   "peak_rss_gb": round(rss, 3), "ratio": round(rss / size_gb, 2),
                   "load_average": round(os.getloadavg()[0], 1), "before": BEFORE}
         print(json.dumps(result))

@@ -66,13 +66,15 @@ def write_published_folder(folder: Path, rows: int, augmentations: int) -> Path:
 
 
 def stage(args: list[str]) -> dict:
-    """Run `arc-trm ARGS` as a child: wall s, peak RSS (GB of 10^9 bytes), exit code, output tail."""
+    """Run `arc-trm ARGS` as a child: wall s, CPU s (user + sys: steadier than wall on a shared
+    machine), peak RSS (GB of 10^9 bytes), exit code, output tail."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "arc_trm.cli", *args], env=child_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
-    return {"wall_s": round(time.perf_counter() - start, 1), "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3),
+    return {"wall_s": round(time.perf_counter() - start, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3),
             "exit_code": os.waitstatus_to_exitcode(status), "tail": output.strip().splitlines()[-3:]}
 
 

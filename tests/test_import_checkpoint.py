@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from arc_trm.published import map_reference_identifiers
+from arc_trm.published import BLANK, _parse_name, map_reference_identifiers
 from arc_trm.infer import load_model
 from arc_trm.model import Batch
 from augment.transforms import Augmentation
@@ -116,6 +116,32 @@ def test_identifier_mapping_rules() -> None:
                 ["<blank>", "a|||t1|||1023456789"], ["<blank>", "a|||t1"], ["<blank>", "|||t1|||0123456789"]):
         with pytest.raises(ValueError):
             map_reference_identifiers(bad)
+
+
+@pytest.mark.parametrize("name", [
+    "a|||t7|||0987654321", "a", " a |||t0|||0123456789", "a|b|||t1|||0123456789", "a||||t1|||0123456789",
+    "a|||t1|||0123456788", "a|||t1|||1234567890", "a|||t1|||012345678", "a|||t1|||012345678\n", "a|||t9|||0123456789",
+    "a|||T1|||0123456789", "|||t1|||0123456789", " |||t1|||0123456789", "<blank>|||t1|||0123456789", " ",
+    "a|||t1|||0123456789|||t1", "a|||t1|||01234567٨9"])
+def test_identifier_mapping_fast_path_follows_the_rules(name: str) -> None:
+    """The inline check of common names gives what the rule-by-rule parse gives, or its error."""
+    try:
+        task_id, k, record = _parse_name(name, 1, {})
+        expected: object = ([BLANK, f"{task_id}#{k}"], ["", record], 1)
+    except ValueError as e:
+        expected = str(e)
+    try:
+        got: object = map_reference_identifiers([BLANK, name])
+    except ValueError as e:
+        got = str(e)
+    assert got == expected
+
+
+def test_identifier_mapping_reports_the_first_bad_id() -> None:
+    with pytest.raises(ValueError, match=r"malformed puzzle name 'a\|\|\|t9.*\(id 2\)"):
+        map_reference_identifiers([BLANK, "a", "a|||t9|||0123456789", "a"])
+    with pytest.raises(ValueError, match=r"'a' appears twice \(ids 1 and 2\)"):
+        map_reference_identifiers([BLANK, "a", "a", "a|||t9|||0123456789"])
 
 
 def _expect_error(res, *needles: str) -> None:
