@@ -266,7 +266,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad-tasks", action="store_true",
                    help="skip malformed tasks with a warning; those whose test inputs are readable get the "
                         "fallback answer")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (none is drawn either when stderr is not a terminal)")
 
 
 def check_arguments(args: argparse.Namespace) -> None:

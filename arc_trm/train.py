@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from arc_trm import checkpoint as ckpt
 from arc_trm import runs
@@ -31,6 +30,7 @@ from arc_trm.snapshot import BatchLayout, LatestCheckpoint, TrainState, restore,
 from arc_trm.stopping import StopRequest, signal_name
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from augment.build import canvas_skip_line
+from augment.console import bar_shown, progress_bar
 from augment.store import BuiltSet
 from augment.errors import InputError
 from augment.files import write_text_atomic
@@ -268,8 +268,9 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
         print0(d, f"training {count_parameters(state.model):,} parameters, {built.num_identifiers:,} puzzle ids, "
                   f"{steps_total:,} steps of global batch {tcfg.global_batch_size} on {device} x{d.world}")
     sink = MetricsSink.open(out, cfg, d.main)
-    bar = tqdm(total=end, initial=state.step, desc="train", unit="step",
-               disable=not (options.progress and d.main), dynamic_ncols=True)
+    # No bar (asked for none, or no terminal): a plain line per log step, with the ETA, instead.
+    show_bar = bar_shown(options.progress and d.main)
+    bar = progress_bar(show_bar, total=end, initial=state.step, desc="train", unit="step")
     step_setup = StepSetup(state.opts, d, tcfg.global_batch_size, tcfg.token_loss)
     last: dict[str, float] = {}
     window = LogWindow()
@@ -336,8 +337,8 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
                 sink.log(last)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", exact=f"{last['exact_accuracy']:.2f}",
                                 steps=f"{last['halt_steps']:.1f}", sps=f"{last['samples_per_s']:.0f}")
-                if not options.progress:  # no bar: a plain line, so a batch log shows the run going
-                    print0(d, log_line(last, end))
+                if not show_bar:  # a plain line, so a batch log shows the run going
+                    print0(d, log_line(last, end, (end - step) * (step_seconds or time.perf_counter() - t_step)))
                 window = LogWindow()
             bar.update(1)
             seconds = time.perf_counter() - t_step
@@ -361,10 +362,21 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
                        stopped_by)
 
 
-def log_line(last: dict[str, float], end: int) -> str:
+def log_line(last: dict[str, float], end: int, eta_s: float) -> str:
     """A log step's line when no progress bar shows it."""
     return (f"step {last['step']}/{end}: loss {last['loss']:.3f}, exact {last['exact_accuracy']:.2f}, halt steps "
-            f"{last['halt_steps']:.1f}, {last['samples_per_s']:.0f} samples/s, lr {last['lr']:.3g}")
+            f"{last['halt_steps']:.1f}, {last['samples_per_s']:.0f} samples/s, lr {last['lr']:.3g}, "
+            f"ETA {duration_text(eta_s)}")
+
+
+def duration_text(seconds: float) -> str:
+    """45s, 3m05s, 2h07m: a duration as a log line shows it."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def out_of_memory_line(layout: BatchLayout, device: str) -> str:

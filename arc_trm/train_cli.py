@@ -116,7 +116,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop after this step with a checkpoint (as if pre-empted); --resume continues (default 0: "
                         "train to the end)")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar: a plain log line every train.log_every steps instead")
+                   help="no progress bar: a plain log line (with the ETA) every train.log_every steps instead, as "
+                        "when stderr is not a terminal")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -94,7 +94,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train and predict each task with its own model copy, the budget split by demonstrations "
                         "(one process only)")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars: a plain log line every train.log_every steps instead")
+                   help="no progress bars: a plain log line (with the ETA) every train.log_every steps instead, as when "
+                        "stderr is not a terminal")
 
 
 def options_from_args(args: argparse.Namespace) -> TTTOptions:

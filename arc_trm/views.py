@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from arc_trm.consistency import SCORINGS
 from arc_trm.model import TRM, Batch, Carry
 from augment.buckets import predicted_side
+from augment.console import progress_bar
 from augment.encoding import decode_grid, encode_grid
 from augment.grids import split_identifier
 from augment.tasks import Task, content_hash
@@ -131,7 +131,7 @@ def run_views(model: TRM, inputs: np.ndarray, puzzle_ids: np.ndarray, run: ViewR
     free = np.ones(slots, dtype=bool)
     slot_noise = np.zeros(slots, dtype=np.float32)
     generator = torch.Generator(device=device).manual_seed(run.noise_seed) if noise is not None else None
-    bar = tqdm(total=n, desc="views", unit="view", disable=not run.progress, dynamic_ncols=True)
+    bar = progress_bar(run.progress, total=n, desc="views", unit="view")
     while done < n:
         if run.deadline is not None and time.time() > run.deadline:
             break

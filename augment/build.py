@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from joblib import Parallel, delayed
-from tqdm import tqdm
+from augment.console import progress_bar
 
 from .draw import DRAW_CHUNK, augment_task
 from .errors import InputError, few_ids
@@ -206,8 +206,7 @@ def _augment_all(payloads: list[tuple], options: BuildOptions) -> list[tuple[np.
     number of workers."""
     workers = _default_workers() if options.workers is None or options.workers <= 0 else int(options.workers)
     workers = min(workers, len(payloads))
-    bar = tqdm(total=len(payloads), desc="augmenting", unit="task", disable=not options.progress, file=sys.stderr,
-               dynamic_ncols=True)
+    bar = progress_bar(options.progress, total=len(payloads), desc="augmenting", unit="task")
     if workers <= 1:
         results_iter = map(_work, payloads)
     else:
@@ -371,7 +370,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip invalid tasks with a warning instead of aborting the build")
     parser.add_argument("--force", action="store_true",
                         help="rebuild even if --out already holds a build of the same tasks and parameters")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (none is drawn either when stderr is not a terminal)")
 
 
 def skipped_count(too_large: int, invalid: int) -> str:

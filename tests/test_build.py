@@ -326,6 +326,7 @@ def test_an_interrupted_build_draws_no_bar_after_it_stops(monkeypatch, capsys):
     import gc
 
     import augment.build as build_module
+    from augment import console
 
     def work(payload):
         if payload == 2:
@@ -333,6 +334,7 @@ def test_an_interrupted_build_draws_no_bar_after_it_stops(monkeypatch, capsys):
         return payload
 
     monkeypatch.setattr(build_module, "_work", work)
+    monkeypatch.setattr(console, "bar_shown", lambda enabled: enabled)  # as on a terminal
     try:
         build_module._augment_all([1, 2, 3], BuildOptions(workers=1, progress=True))
     except KeyboardInterrupt as e:
@@ -340,3 +342,15 @@ def test_an_interrupted_build_draws_no_bar_after_it_stops(monkeypatch, capsys):
         del e
     gc.collect()  # a bar still open draws its last state when it is collected: after "interrupted"
     assert "augmenting" in drawn and capsys.readouterr().err == ""
+
+
+def test_a_bar_is_drawn_only_on_a_terminal(monkeypatch, capsys):
+    from augment import console
+
+    for tty in (False, True):
+        monkeypatch.setattr(console.sys.stderr, "isatty", lambda: tty)
+        bar = console.progress_bar(True, total=3, desc="augmenting", mininterval=0)
+        bar.update(3)
+        bar.close()
+        assert ("augmenting" in capsys.readouterr().err) == tty
+        assert console.bar_shown(True) == tty and not console.bar_shown(False)

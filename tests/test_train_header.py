@@ -65,3 +65,23 @@ def test_no_progress_prints_a_plain_line_every_log_interval(tmp_path):
     steps = [line.split(":")[0] for line in proc.stdout.splitlines() if line.startswith("step ")]
     assert steps == ["step 2/4", "step 4/4"], proc.stdout
     assert "loss " in proc.stdout and "samples/s" in proc.stdout
+
+
+def test_without_a_terminal_the_bar_gives_way_to_plain_lines_with_an_eta(tmp_path):
+    # stderr here is a StringIO, as a log file would be: tqdm's redraws would pile up on one line.
+    proc = cli_in_process("train", "--preset", "cpu-quick", "--tasks", SMALL_TASKS, *sets(TINY), "--set",
+                          "train.log_every=2", "--build", tmp_path / "built", "--out", tmp_path / "run",
+                          "--stop-at", "4")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split(":")[0] for line in lines] == ["step 2/4", "step 4/4"], proc.stdout
+    assert all(", ETA " in line for line in lines) and lines[-1].endswith("ETA 0s"), lines
+    assert "\r" not in proc.stderr and "step/s" not in proc.stderr
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0s"), (44.6, "45s"), (185, "3m05s"), (3599, "59m59s"),
+                                           (7620, "2h07m"), (-3, "0s")])
+def test_duration_text(seconds, text):
+    from arc_trm.train import duration_text
+
+    assert duration_text(seconds) == text

@@ -1,0 +1,19 @@
+"""Progress bars: drawn only on a terminal. In a log file (a batch job, a Kaggle notebook's log)
+tqdm's redraws pile up on one line of carriage returns; there each long loop prints plain lines
+or a summary instead."""
+
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+
+def bar_shown(enabled: bool) -> bool:
+    """Whether a bar asked for (`enabled`) is drawn: only when stderr is a terminal."""
+    return enabled and sys.stderr.isatty()
+
+
+def progress_bar(enabled: bool, **kwargs) -> tqdm:
+    """A tqdm bar on stderr, drawn when bar_shown(enabled)."""
+    return tqdm(disable=not bar_shown(enabled), file=sys.stderr, dynamic_ncols=True, **kwargs)
