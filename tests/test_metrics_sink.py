@@ -72,6 +72,10 @@ def test_wandb_project_logs_the_same_records_offline(tmp_path, small_build, monk
     run = tmp_path / "run"
     cfg = tiny_config("train.max_steps=3", "train.log_every=1", "train.wandb_project=arc-trm-test")
     train(cfg, run, TrainOptions(built=BuiltSet.open(small_build), progress=False))
+    # finish() can return before W&B's service has flushed the .wandb file (seen once under CI
+    # load: no history rows); teardown waits for the service, as the exit hook does for a user.
+    import wandb
+    wandb.teardown()
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     history = offline_history(run)
     assert [x["step"] for x in lines] == [1, 2, 3]
