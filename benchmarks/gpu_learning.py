@@ -64,7 +64,9 @@ def part_learning(ctx: Context, rec: Recorder) -> None:
     kept = sorted(set(range(0, len(lines), max(1, len(lines) // 100))) | {len(lines) - 1}) if lines else []
     rec.put(train_s=time.perf_counter() - t0, steps=result.steps, step_ms=1e3 * result.step_s,
             samples_per_s=cfg.train.global_batch_size / result.step_s if result.step_s else None,
-            loss_curve=[[lines[i]["step"], lines[i]["loss"]] for i in kept])
+            loss_curve=[[lines[i]["step"], lines[i]["loss"]] for i in kept],
+            # the training batches' exact accuracy: learning shows here even when held-out pass@2 is 0
+            exact_curve=[[lines[i]["step"], lines[i]["exact_accuracy"]] for i in kept])
     loaded = load_model(ctx.work / "learn-run", ctx.device)
     tasks = [t for t in built.tasks if t.role == "test"]
     r, _ = evaluate(loaded.model, tasks, loaded.id_map.identifiers, loaded.id_map.augmentations,

@@ -294,6 +294,9 @@ def markdown(results: dict) -> str:
                 f"{lr['train_s']:.0f} s ({fmt(lr.get('samples_per_s'))} samples/s), loss "
                 + (f"{curve[0][1]:.3f} at step {curve[0][0]} -> {curve[-1][1]:.3f} at step {curve[-1][0]}" if curve
                    else "-")]
+        exact = lr.get("exact_curve") or []
+        if exact:
+            out.append(f"training batches' exact accuracy {exact[0][1]:.3f} -> {exact[-1][1]:.3f}")
         for k in (1, 2):
             pk = lr.get(f"pass@{k}")
             if pk:
