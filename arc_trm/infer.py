@@ -38,6 +38,7 @@ from arc_trm.model import TRM
 from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, make_views, prediction_of, run_views,
                            view_sides, with_trajectories)
 from augment.store import IdentifierMap
+from augment.console import add_progress_argument
 from augment.errors import InputError
 from augment.tasks import Task, absolute_spec, load_tasks
 from submission.outputs import check_prediction_outputs, record_path
@@ -266,8 +267,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad-tasks", action="store_true",
                    help="skip malformed tasks with a warning; those whose test inputs are readable get the "
                         "fallback answer")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (none is drawn either when stderr is not a terminal)")
+    add_progress_argument(p)
 
 
 def check_arguments(args: argparse.Namespace) -> None:

@@ -26,10 +26,11 @@ import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
 from arc_trm import runs
-from arc_trm.common import print0, setup, teardown
+from arc_trm.common import TRAIN_LOG_LINES, print0, setup, teardown
 from arc_trm.config import RunConfig, apply_overrides, check_device_available, preset
 from arc_trm.stopping import StopRequest, continue_command, exit_code, stopped_line
 from arc_trm.train import TrainOptions, train
+from augment.console import add_progress_argument
 from augment.errors import InputError
 
 
@@ -115,9 +116,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-at", type=int, default=0, metavar="STEP",
                    help="stop after this step with a checkpoint (as if pre-empted); --resume continues (default 0: "
                         "train to the end)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar: a plain log line (with the ETA) every train.log_every steps instead, as "
-                        "when stderr is not a terminal")
+    add_progress_argument(p, TRAIN_LOG_LINES)
 
 
 def run(args: argparse.Namespace) -> int:

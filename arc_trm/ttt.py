@@ -51,6 +51,8 @@ from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
 from arc_trm.stopping import continue_command, exit_code, stopped_line
 from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options, seconds_left
+from arc_trm.common import TRAIN_LOG_LINES
+from augment.console import add_progress_argument
 from augment.errors import InputError, few_ids
 from augment.files import read_json, write_json_atomic
 from augment.tasks import Task, absolute_spec, load_tasks, safe_name
@@ -93,9 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-task", action="store_true",
                    help="train and predict each task with its own model copy, the budget split by demonstrations "
                         "(one process only)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars: a plain log line (with the ETA) every train.log_every steps instead, as when "
-                        "stderr is not a terminal")
+    add_progress_argument(p, TRAIN_LOG_LINES)
 
 
 def options_from_args(args: argparse.Namespace) -> TTTOptions:

@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from joblib import Parallel, delayed
-from augment.console import progress_bar
+from augment.console import add_progress_argument, progress_bar
 
 from .draw import DRAW_CHUNK, augment_task
 from .errors import InputError, few_ids
@@ -370,8 +370,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip invalid tasks with a warning instead of aborting the build")
     parser.add_argument("--force", action="store_true",
                         help="rebuild even if --out already holds a build of the same tasks and parameters")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar (none is drawn either when stderr is not a terminal)")
+    add_progress_argument(parser)
 
 
 def skipped_count(too_large: int, invalid: int) -> str:

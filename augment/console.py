@@ -4,6 +4,7 @@ or a summary instead."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from tqdm import tqdm
@@ -17,3 +18,11 @@ def bar_shown(enabled: bool) -> bool:
 def progress_bar(enabled: bool, **kwargs) -> tqdm:
     """A tqdm bar on stderr, drawn when bar_shown(enabled)."""
     return tqdm(disable=not bar_shown(enabled), file=sys.stderr, dynamic_ncols=True, **kwargs)
+
+
+def add_progress_argument(parser: argparse.ArgumentParser, instead: str = "") -> None:
+    """--no-progress, the same flag and wording on every command (`instead`: what the command
+    prints when no bar is drawn)."""
+    what = f": {instead} instead" if instead else ""
+    parser.add_argument("--no-progress", action="store_true",
+                        help=f"no progress bar{what}, as when stderr is not a terminal")
