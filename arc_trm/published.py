@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from augment.errors import InputError
 from augment.files import read_json
-from augment.reference_ids import RECIPES, WHERE_CONCEPTARC, reference_identifiers
+from augment.reference_ids import RECIPES, WHERE_CONCEPTARC, load_conceptarc, reference_identifiers
 from augment.transforms import Augmentation
 
 REF_SEPARATOR = "|||"  # the reference's separator inside augmented puzzle names
@@ -229,6 +229,19 @@ class NamesWanted:
     augmentations: int | None = None  # None: from the config's data path, else 1000
     seed: int = 42  # the reference builder's seed
     conceptarc: Path | None = None  # ConceptARC challenges JSON, for rebuilding
+
+
+def check_names_wanted(request: NamesWanted) -> None:
+    """One line unless the files the identifier list comes from are there: --identifiers, else
+    ConceptARC (both recipes rebuild with it). Checked before the weights are located, since an
+    hf:// folder downloads gigabytes first; the recipe itself is read from their config later."""
+    if request.identifiers is not None:
+        if not request.identifiers.is_file():
+            raise InputError(f"identifiers file not found: {request.identifiers}")
+        return
+    if request.conceptarc is None:
+        raise InputError(WHERE_CONCEPTARC)
+    load_conceptarc(request.conceptarc)  # under a second: a missing _solutions.json is named now
 
 
 def resolve_names(request: NamesWanted, config: dict[str, Any] | None, config_path: Path | None,
