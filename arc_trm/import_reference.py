@@ -7,7 +7,7 @@
 
 REF_CHECKPOINT is a file saved by the reference trainer with `torch.save(model.state_dict())`
 (the EMA copy when EMA was on; `_orig_mod.` / `model.` key prefixes are accepted), a folder of
-`step_N` files as published (the latest step unless --step), or `hf://OWNER/REPO/FOLDER` on the
+`step_N` files as published (the latest step unless --step), or `hf://OWNER/REPO/FOLDER[/step_N]` on the
 Hugging Face Hub (needs `pip install 'arc-trm[hub]'`; HF_HOME and HF_HUB_OFFLINE are honoured).
 The model config comes from --config, else the all_config.yaml beside the weights (its `arch:`
 section, or a bare arch dict, or an arc-trm config.json); whatever it does not give is read from
@@ -317,7 +317,7 @@ def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], obj
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="REF_CHECKPOINT",
                    help="a reference state dict file (step_N), a folder of them as published (the latest step "
-                        "unless --step), or hf://OWNER/REPO/FOLDER, e.g. "
+                        "unless --step), or hf://OWNER/REPO/FOLDER[/step_N], e.g. "
                         "hf://arcprize/trm_arc_prize_verification/arc_v1_public")
     p.add_argument("--out", required=True, help="run folder to write (usable by predict and ttt)")
     p.add_argument("--step", type=int, help="the step_N of a folder to import (default: the latest)")

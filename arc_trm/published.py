@@ -88,10 +88,14 @@ def _hub():
 
 
 def locate_on_hub(source: str, step: int | None) -> Located:
-    """hf://OWNER/REPO/FOLDER through huggingface_hub's cache (HF_HOME, HF_HUB_OFFLINE honoured)."""
+    """hf://OWNER/REPO/FOLDER[/step_N] through huggingface_hub's cache (HF_HOME, HF_HUB_OFFLINE honoured)."""
     parts = source[len(HUB_PREFIX):].strip("/").split("/")
     if len(parts) < 2 or not all(parts):
         raise InputError(f"{source}: expected hf://OWNER/REPO[/FOLDER]")
+    if len(parts) > 2 and (m := _STEP.match(parts[-1])):  # one file, as the hub's page links it: its folder's step
+        if step is not None and step != int(m.group(1)):
+            raise InputError(f"--step {step} names a step of a folder; {source} is one file")
+        parts, step = parts[:-1], int(m.group(1))
     repo_id, folder = "/".join(parts[:2]), "/".join(parts[2:])
     hub, offline = _hub()
     prefix = f"{folder}/" if folder else ""
@@ -106,6 +110,8 @@ def locate_on_hub(source: str, step: int | None) -> Located:
         chosen = _pick_step(files, step, source)
         weights = Path(hub.hf_hub_download(repo_id, f"{prefix}{files[chosen]}"))
         config = Path(hub.hf_hub_download(repo_id, f"{prefix}{CONFIG_NAME}")) if CONFIG_NAME in names else None
+    except InputError:
+        raise
     except (OSError, ValueError) as e:  # the hub's errors derive from these (HTTP, not cached, offline)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{source}: {first}") from None

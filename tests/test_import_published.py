@@ -174,7 +174,13 @@ def test_hub_reference_from_an_offline_cache(tmp_path: Path, fix: dict[str, Any]
 
     res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v2_public", "--conceptarc", CONCEPTARC, "--out",
                   tmp_path / "v2", "--canvas", "6", env=env, timeout=300)
-    one_line_error(res, "arc_v2_public", "no step_N")
+    assert one_line_error(res, "arc_v2_public", "no step_N").count("hf://") == 1, "the source named once"
+
+    # One file of the folder, as the hub's page links it, is that step (a local step_N file is too).
+    res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v1_public/step_5", "--conceptarc", CONCEPTARC, "--out",
+                  tmp_path / "five", "--canvas", "6", env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert saved(tmp_path / "five")["step"] == 5
 
 
 def test_legacy_format_file_without_mmap_still_imports(tmp_path: Path, fix: dict[str, Any]) -> None:
