@@ -33,7 +33,7 @@ from arc_trm import runs
 from augment.errors import InputError
 from augment.files import atomic_path, check_replaceable, replace_folder
 from submission import checkpoint_manifest as manifest
-from submission.runfolder import is_export
+from submission.runfolder import LEAN_IDENTIFIER, is_export
 
 
 @dataclass
@@ -110,9 +110,6 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
 
 def export_lean(source: str | Path, out: str | Path) -> Export:
     return export_inference(source, out, lean=True)
-
-
-LEAN_IDENTIFIER = "<mean>"  # never a build row's identifier (those are "task#k")
 
 
 def lean_table(table):

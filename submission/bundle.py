@@ -43,7 +43,7 @@ from submission import checkpoint_manifest
 from submission import push as kp
 from submission.checkpoint_manifest import MANIFEST
 from augment.files import check_replaceable, replace_folder, write_json_atomic
-from submission.runfolder import EXPORT_WEIGHTS, STATE, resolve_checkpoint
+from submission.runfolder import EXPORT_WEIGHTS, STATE, is_lean_export, resolve_checkpoint
 from submission.wheels import (KAGGLE_MISSING as KAGGLE_MISSING, KAGGLE_PLATFORMS, KAGGLE_PYTHON, PROJECT,
                                WheelTarget, build_project_wheel, collect_dependency_wheels as collect_dependency_wheels,
                                default_cache as default_cache, project_root, run_quiet, tail)
@@ -143,6 +143,8 @@ def ship_checkpoint(src: Path, dest: Path, full_state: bool = False, full_table:
     is_export = not (src / STATE).is_file()
     if full_state and is_export:
         raise InputError(f"{src} is an inference export: it has no full training state to ship")
+    if full_table and is_lean_export(src):
+        raise InputError(f"{src} is a lean export: it has no whole puzzle table to ship (bundle the run it came from)")
     if full_state or (full_table and is_export):
         copy_files(src, dest, EXPORT_FILES if is_export else CHECKPOINT_FILES)
         return

@@ -425,3 +425,15 @@ def test_a_rerun_replaces_only_a_whole_bundle_and_deletes_nothing_else(tmp_path:
     (tmp_path / "a-file").write_text("x")
     proc = cli_in_process("kaggle", "bundle", "--checkpoint", run, "--out", tmp_path / "a-file", "--no-download")
     assert proc.returncode == 2 and "not a folder" in proc.stderr, proc.stderr
+
+
+def test_full_table_from_a_lean_export_is_refused(tmp_path: Path) -> None:
+    """--full-table on a lean export shipped the lean one and called it the whole table."""
+    from arc_trm.export import export_inference
+
+    export_inference(write_tiny_checkpoint(tmp_path / "run"), tmp_path / "lean", lean=True)
+    with pytest.raises(kb.InputError, match="lean export: it has no whole puzzle table"):
+        kb.ship_checkpoint(tmp_path / "lean", tmp_path / "shipped", full_table=True)
+    assert not (tmp_path / "shipped").exists()
+    kb.ship_checkpoint(tmp_path / "lean", tmp_path / "shipped")  # the default ships it lean, as it is
+    assert json.loads((tmp_path / "shipped" / "identifiers.json").read_text())["identifiers"] == ["<blank>", "<mean>"]
