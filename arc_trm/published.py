@@ -87,6 +87,16 @@ def _hub():
     return huggingface_hub, constants.HF_HUB_OFFLINE
 
 
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """What the hub's calls raise for a network, HTTP or cache problem: OSError and ValueError, and
+    from huggingface_hub 1.0 on also its HTTP client's base error (httpx's is no OSError)."""
+    try:
+        from huggingface_hub.errors import HTTPError
+    except ImportError:  # older releases: requests' errors, which are OSErrors
+        return (OSError, ValueError)
+    return (OSError, ValueError, HTTPError)
+
+
 def locate_on_hub(source: str, step: int | None) -> Located:
     """hf://OWNER/REPO/FOLDER[/step_N] through huggingface_hub's cache (HF_HOME, HF_HUB_OFFLINE honoured)."""
     parts = source[len(HUB_PREFIX):].strip("/").split("/")
@@ -112,7 +122,7 @@ def locate_on_hub(source: str, step: int | None) -> Located:
         config = Path(hub.hf_hub_download(repo_id, f"{prefix}{CONFIG_NAME}")) if CONFIG_NAME in names else None
     except InputError:
         raise
-    except (OSError, ValueError) as e:  # the hub's errors derive from these (HTTP, not cached, offline)
+    except _hub_errors() as e:  # HTTP, no network, not cached, offline
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{source}: {first}") from None
     return Located(weights, config, chosen)

@@ -183,6 +183,26 @@ def test_hub_reference_from_an_offline_cache(tmp_path: Path, fix: dict[str, Any]
     assert saved(tmp_path / "five")["step"] == 5
 
 
+def test_an_unreachable_hub_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Online with the hub out of reach, huggingface_hub 1.0 and later raise their HTTP client's
+    errors (httpx's ConnectError), which are no OSError: that came out as a traceback. The hub's
+    listing call is replaced by one that fails so (no retries, nothing leaves the machine)."""
+    pytest.importorskip("huggingface_hub")
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HTTPError
+
+    def unreachable(*_: object, **__: object) -> list[str]:
+        raise HTTPError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", unreachable)
+    res = cli_in_process("import-checkpoint", f"hf://{REPO}/arc_v2_public", "--conceptarc", CONCEPTARC, "--out",
+                         tmp_path / "run")
+    one_line_error(res, f"hf://{REPO}/arc_v2_public", "Connection refused")
+    assert not (tmp_path / "run").exists()
+
+
 def test_legacy_format_file_without_mmap_still_imports(tmp_path: Path, fix: dict[str, Any]) -> None:
     """torch's pre-zip format cannot be memory-mapped: the ordinary load takes over."""
     folder = tmp_path / "ckpt"
