@@ -33,8 +33,8 @@ import torch.distributed as dist
 from arc_trm import checkpoint as ckpt
 from arc_trm.common import Dist, setup, teardown
 from arc_trm.config import RunConfig, check_device_available
-from arc_trm.export import LEAN_IDENTIFIER
 from arc_trm.consistency import InputStream, ViewRecord, add_scoring_argument, best_trajectories
+from arc_trm.export import LEAN_IDENTIFIER
 from arc_trm.model import TRM
 from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, make_views, prediction_of, run_views,
                            view_sides, with_trajectories)

@@ -411,6 +411,12 @@ def test_a_rerun_replaces_only_a_whole_bundle_and_deletes_nothing_else(tmp_path:
         kb.write_bundle(dist, kb.BundleSpec(**{**spec.__dict__, "checkpoint": bad}), log=lambda *_: None)
     assert files_under(dist) == before, "a failed rerun changed the earlier bundle"
     assert sorted(p.name for p in dist.iterdir()) == ["dataset", "kernel"], "a temporary folder was left"
+    # The earlier bundle's own checkpoint can be bundled again (it was deleted before it was read).
+    kb.write_bundle(dist, kb.BundleSpec(**{**spec.__dict__, "checkpoint": dist / "dataset" / "checkpoint",
+                                           "user": "other"}), log=lambda *_: None)
+    after = files_under(dist)
+    assert {k: v for k, v in after.items() if "/checkpoint/" in k} == {k: v for k, v in before.items() if "/checkpoint/" in k}
+    assert json.loads(after["dataset/dataset-metadata.json"])["id"].startswith("other/")
 
     mine = tmp_path / "mine"
     for folder in ("dataset", "kernel"):
