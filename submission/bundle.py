@@ -222,6 +222,9 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
     if spec.accelerator not in kp.ACCELERATORS:
         raise InputError(f"unknown accelerator {spec.accelerator!r}; use one of {', '.join(kp.ACCELERATORS)}")
     out = Path(out)
+    absent = [str(d) for d in spec.wheel_dirs if not Path(d).is_dir()]
+    if absent:  # else silently skipped, and the missing wheels' advice says to pass --wheel-dir
+        raise InputError(f"--wheel-dir {', '.join(absent)}: no such folder")
     ckpt = resolve_checkpoint(spec.checkpoint) if spec.checkpoint is not None else None
     check_bundle_out(out)
     root = project_root()

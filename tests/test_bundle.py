@@ -431,6 +431,9 @@ def test_a_rerun_replaces_only_a_whole_bundle_and_deletes_nothing_else(tmp_path:
     (tmp_path / "a-file").write_text("x")
     proc = cli_in_process("kaggle", "bundle", "--checkpoint", run, "--out", tmp_path / "a-file", "--no-download")
     assert proc.returncode == 2 and "not a folder" in proc.stderr, proc.stderr
+    proc = cli_in_process("kaggle", "bundle", "--out", tmp_path / "d", "--no-download", "--wheel-dir", tmp_path / "typo")
+    assert proc.returncode == 2 and f"--wheel-dir {tmp_path / 'typo'}: no such folder" in proc.stderr, proc.stderr
+    assert not (tmp_path / "d").exists()
 
 
 def test_full_table_from_a_lean_export_is_refused(tmp_path: Path) -> None:
