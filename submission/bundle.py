@@ -139,12 +139,12 @@ def ship_checkpoint(src: Path, dest: Path, full_state: bool = False, full_table:
     the mean puzzle row, through `arc-trm export --lean`, so this module needs no torch); with
     full_table the export with every puzzle row; with full_state the training checkpoint's files
     (not the carry files)."""
-    check_checkpoint(src)
     is_export = not (src / STATE).is_file()
     if full_state and is_export:
         raise InputError(f"{src} is an inference export: it has no full training state to ship")
     if full_table and is_lean_export(src):
         raise InputError(f"{src} is a lean export: it has no whole puzzle table to ship (bundle the run it came from)")
+    check_checkpoint(src)
     if full_state or (full_table and is_export):
         copy_files(src, dest, EXPORT_FILES if is_export else CHECKPOINT_FILES)
         return

@@ -444,5 +444,3 @@ def test_full_table_from_a_lean_export_is_refused(tmp_path: Path) -> None:
     with pytest.raises(kb.InputError, match="lean export: it has no whole puzzle table"):
         kb.ship_checkpoint(tmp_path / "lean", tmp_path / "shipped", full_table=True)
     assert not (tmp_path / "shipped").exists()
-    kb.ship_checkpoint(tmp_path / "lean", tmp_path / "shipped")  # the default ships it lean, as it is
-    assert json.loads((tmp_path / "shipped" / "identifiers.json").read_text())["identifiers"] == ["<blank>", "<mean>"]
