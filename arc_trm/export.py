@@ -128,7 +128,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="export folder: new, empty or an earlier export (replaced); anything else is refused")
     p.add_argument("--lean", action="store_true",
                    help="keep only the network and the mean puzzle row (what ttt on new tasks reads); "
-                        "predict then knows no task (default: the whole puzzle table)")
+                        "predict then refuses it: it knows no task (default: the whole puzzle table)")
 
 
 def run(args: argparse.Namespace) -> int:
