@@ -33,7 +33,7 @@ from arc_trm import runs
 from augment.errors import InputError
 from augment.files import atomic_path, check_replaceable, replace_folder
 from submission import checkpoint_manifest as manifest
-from submission.runfolder import is_export
+from submission.runfolder import LEAN_IDENTIFIER, is_export
 
 
 @dataclass
@@ -112,9 +112,6 @@ def export_lean(source: str | Path, out: str | Path) -> Export:
     return export_inference(source, out, lean=True)
 
 
-LEAN_IDENTIFIER = "<mean>"  # never a build row's identifier (those are "task#k")
-
-
 def lean_table(table):
     """The blank row (zeros) and, when the table has trained rows, their mean: ttt seeds every new
     puzzle row with the mean of rows 1..N (ttt_phases.transplant_weights), and the mean of this
@@ -131,7 +128,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="export folder: new, empty or an earlier export (replaced); anything else is refused")
     p.add_argument("--lean", action="store_true",
                    help="keep only the network and the mean puzzle row (what ttt on new tasks reads); "
-                        "predict then knows no task (default: the whole puzzle table)")
+                        "predict then refuses it: it knows no task (default: the whole puzzle table)")
 
 
 def run(args: argparse.Namespace) -> int:

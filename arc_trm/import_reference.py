@@ -7,8 +7,9 @@
 
 REF_CHECKPOINT is a file saved by the reference trainer with `torch.save(model.state_dict())`
 (the EMA copy when EMA was on; `_orig_mod.` / `model.` key prefixes are accepted), a folder of
-`step_N` files as published (the latest step unless --step), or `hf://OWNER/REPO/FOLDER` on the
-Hugging Face Hub (needs `pip install 'arc-trm[hub]'`; HF_HOME and HF_HUB_OFFLINE are honoured).
+`step_N` files as published (the latest step unless --step), or
+`hf://OWNER/REPO/FOLDER[/step_N]` on the Hugging Face Hub (needs `pip install 'arc-trm[hub]'`;
+HF_HOME and HF_HUB_OFFLINE are honoured).
 The model config comes from --config, else the all_config.yaml beside the weights (its `arch:`
 section, or a bare arch dict, or an arc-trm config.json); whatever it does not give is read from
 the weights' shapes (hidden size, blocks, mlp_t, learned positions, vocabulary, puzzle ids,
@@ -45,7 +46,7 @@ from arc_trm.config import ModelConfig, RunConfig, TrainConfig, apply_overrides,
 from arc_trm.convert import REF_BLOCK, load_reference_state_dict, strip_wrappers
 from arc_trm.model import TRM
 from arc_trm.optim import AdamATan2
-from arc_trm.published import (ImportedNames, Located, NamesWanted, locate,
+from arc_trm.published import (ImportedNames, Located, NamesWanted, check_names_wanted, locate,
                                 resolve_names)
 from augment.errors import InputError
 from augment.reference_ids import RECIPES
@@ -280,12 +281,23 @@ def build_model(model_cfg: ModelConfig, state_dict: dict[str, Tensor], where: st
     return model
 
 
+def check_import_out(out: Path, force: bool) -> None:
+    """One line unless --out can take the imported run: new, a folder, not a checkpoint or an export
+    (whose weights `--checkpoint OUT` would load instead), and with --force only when it holds a run."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if (out / ckpt.STATE).exists() or (out / ckpt.EXPORT_WEIGHTS).exists():
+        raise InputError(f"--out {out}: holds a checkpoint or an inference export, not a run folder; use a new folder")
+    if (out / "checkpoints" / "latest").exists() and not force:
+        raise InputError(f"{out}: already holds a run (use another --out, or --force to add to it)")
+
+
 def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], object] = print) -> Path:
     """Write an arc-trm run folder for a reference checkpoint; returns the checkpoint folder."""
     if request.canvas < 1:
         raise InputError(f"--canvas must be positive, got {request.canvas}")
-    if (request.out / "checkpoints" / "latest").exists() and not request.force:
-        raise InputError(f"{request.out}: already holds a run (use another --out, or --force to add to it)")
+    check_import_out(request.out, request.force)
+    check_names_wanted(request.names)
     located = locate(request.reference, request.step)
     config_path = request.config or located.config
     raw_config = read_config_file(config_path) if config_path is not None else None
@@ -306,7 +318,7 @@ def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], obj
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="REF_CHECKPOINT",
                    help="a reference state dict file (step_N), a folder of them as published (the latest step "
-                        "unless --step), or hf://OWNER/REPO/FOLDER, e.g. "
+                        "unless --step), or hf://OWNER/REPO/FOLDER[/step_N], e.g. "
                         "hf://arcprize/trm_arc_prize_verification/arc_v1_public")
     p.add_argument("--out", required=True, help="run folder to write (usable by predict and ttt)")
     p.add_argument("--step", type=int, help="the step_N of a folder to import (default: the latest)")

@@ -34,6 +34,7 @@ from arc_trm import checkpoint as ckpt
 from arc_trm.common import Dist, setup, teardown
 from arc_trm.config import RunConfig, check_device_available
 from arc_trm.consistency import InputStream, ViewRecord, add_scoring_argument, best_trajectories
+from arc_trm.export import LEAN_IDENTIFIER
 from arc_trm.model import TRM
 from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, make_views, prediction_of, run_views,
                            view_sides, with_trajectories)
@@ -67,6 +68,9 @@ def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> 
     """A trained model from a run folder or checkpoint folder (EMA weights by default). The model
     takes the checkpoint's own tensors, so a large puzzle table is held once, not twice."""
     found = ckpt.load_checkpoint(path)
+    if LEAN_IDENTIFIER in found.id_map.identifiers:  # its one trained row is the mean: no view of any task
+        raise InputError(f"{found.folder}: a lean export (export --lean) keeps no task's puzzle row, so predict has "
+                         "nothing to answer with; use it with `arc-trm ttt --checkpoint`, or export without --lean")
     state, cfg = found.state, found.config
     model = TRM.to_assign(cfg.model)
     chosen = {**state["model"], **state["ema"]} if weights == "ema" and state.get("ema") else state["model"]

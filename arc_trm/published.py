@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from augment.errors import InputError
 from augment.files import read_json
-from augment.reference_ids import RECIPES, WHERE_CONCEPTARC, reference_identifiers
+from augment.reference_ids import RECIPES, WHERE_CONCEPTARC, load_conceptarc, reference_identifiers
 from augment.transforms import Augmentation
 
 REF_SEPARATOR = "|||"  # the reference's separator inside augmented puzzle names
@@ -87,11 +87,25 @@ def _hub():
     return huggingface_hub, constants.HF_HUB_OFFLINE
 
 
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """What the hub's calls raise for a network, HTTP or cache problem: OSError and ValueError, and
+    from huggingface_hub 1.0 on also its HTTP client's base error (httpx's is no OSError)."""
+    try:
+        from huggingface_hub.errors import HTTPError
+    except ImportError:  # older releases: requests' errors, which are OSErrors
+        return (OSError, ValueError)
+    return (OSError, ValueError, HTTPError)
+
+
 def locate_on_hub(source: str, step: int | None) -> Located:
-    """hf://OWNER/REPO/FOLDER through huggingface_hub's cache (HF_HOME, HF_HUB_OFFLINE honoured)."""
+    """hf://OWNER/REPO/FOLDER[/step_N] through huggingface_hub's cache (HF_HOME, HF_HUB_OFFLINE honoured)."""
     parts = source[len(HUB_PREFIX):].strip("/").split("/")
     if len(parts) < 2 or not all(parts):
         raise InputError(f"{source}: expected hf://OWNER/REPO[/FOLDER]")
+    if len(parts) > 2 and (m := _STEP.match(parts[-1])):  # one file, as the hub's page links it: its folder's step
+        if step is not None and step != int(m.group(1)):
+            raise InputError(f"--step {step} names a step of a folder; {source} is one file")
+        parts, step = parts[:-1], int(m.group(1))
     repo_id, folder = "/".join(parts[:2]), "/".join(parts[2:])
     hub, offline = _hub()
     prefix = f"{folder}/" if folder else ""
@@ -106,7 +120,9 @@ def locate_on_hub(source: str, step: int | None) -> Located:
         chosen = _pick_step(files, step, source)
         weights = Path(hub.hf_hub_download(repo_id, f"{prefix}{files[chosen]}"))
         config = Path(hub.hf_hub_download(repo_id, f"{prefix}{CONFIG_NAME}")) if CONFIG_NAME in names else None
-    except (OSError, ValueError) as e:  # the hub's errors derive from these (HTTP, not cached, offline)
+    except InputError:
+        raise
+    except _hub_errors() as e:  # HTTP, no network, not cached, offline
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{source}: {first}") from None
     return Located(weights, config, chosen)
@@ -229,6 +245,19 @@ class NamesWanted:
     augmentations: int | None = None  # None: from the config's data path, else 1000
     seed: int = 42  # the reference builder's seed
     conceptarc: Path | None = None  # ConceptARC challenges JSON, for rebuilding
+
+
+def check_names_wanted(request: NamesWanted) -> None:
+    """One line unless the files the identifier list comes from are there: --identifiers, else
+    ConceptARC (both recipes rebuild with it). Checked before the weights are located, since an
+    hf:// folder downloads gigabytes first; the recipe itself is read from their config later."""
+    if request.identifiers is not None:
+        if not request.identifiers.is_file():
+            raise InputError(f"identifiers file not found: {request.identifiers}")
+        return
+    if request.conceptarc is None:
+        raise InputError(WHERE_CONCEPTARC)
+    load_conceptarc(request.conceptarc)  # under a second: a missing _solutions.json is named now
 
 
 def resolve_names(request: NamesWanted, config: dict[str, Any] | None, config_path: Path | None,

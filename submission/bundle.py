@@ -31,6 +31,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -41,8 +42,8 @@ from augment.errors import InputError
 from submission import checkpoint_manifest
 from submission import push as kp
 from submission.checkpoint_manifest import MANIFEST
-from augment.files import write_json_atomic
-from submission.runfolder import EXPORT_WEIGHTS, STATE, resolve_checkpoint
+from augment.files import check_replaceable, replace_folder, write_json_atomic
+from submission.runfolder import EXPORT_WEIGHTS, STATE, is_lean_export, resolve_checkpoint
 from submission.wheels import (KAGGLE_MISSING as KAGGLE_MISSING, KAGGLE_PLATFORMS, KAGGLE_PYTHON, PROJECT,
                                WheelTarget, build_project_wheel, collect_dependency_wheels as collect_dependency_wheels,
                                default_cache as default_cache, project_root, run_quiet, tail)
@@ -138,10 +139,12 @@ def ship_checkpoint(src: Path, dest: Path, full_state: bool = False, full_table:
     the mean puzzle row, through `arc-trm export --lean`, so this module needs no torch); with
     full_table the export with every puzzle row; with full_state the training checkpoint's files
     (not the carry files)."""
-    check_checkpoint(src)
     is_export = not (src / STATE).is_file()
     if full_state and is_export:
         raise InputError(f"{src} is an inference export: it has no full training state to ship")
+    if full_table and is_lean_export(src):
+        raise InputError(f"{src} is a lean export: it has no whole puzzle table to ship (bundle the run it came from)")
+    check_checkpoint(src)
     if full_state or (full_table and is_export):
         copy_files(src, dest, EXPORT_FILES if is_export else CHECKPOINT_FILES)
         return
@@ -181,35 +184,79 @@ def kernel_metadata(spec: BundleSpec, code_file: str = NOTEBOOK_NAME) -> dict:
 
 # ---------------------------------------------------------------- bundle
 
+DATASET_ENTRIES = frozenset({"wheels", "checkpoint", "dataset-metadata.json"})
+KERNEL_ENTRIES = frozenset({NOTEBOOK_NAME, "kernel-metadata.json"})
+
+
+def _holds_only(folder: Path, names: frozenset[str]) -> bool:
+    try:
+        return folder.is_dir() and {p.name for p in folder.iterdir()} <= names
+    except OSError:
+        return False
+
+
+def is_bundle_dataset(folder: Path) -> bool:
+    """An earlier bundle's dataset/ (or part of one): the only dataset folder a bundle replaces."""
+    return _holds_only(folder, DATASET_ENTRIES)
+
+
+def is_bundle_kernel(folder: Path) -> bool:
+    return _holds_only(folder, KERNEL_ENTRIES)
+
+
+def check_bundle_out(out: Path) -> None:
+    """One line unless OUT/dataset and OUT/kernel can be replaced: absent, empty or an earlier
+    bundle's. Checked before any work, so a refusal is quick and nothing is deleted."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    check_replaceable(out / "dataset", is_bundle_dataset, "a bundle's dataset folder (wheels/, checkpoint/, "
+                                                         "dataset-metadata.json)")
+    check_replaceable(out / "kernel", is_bundle_kernel, f"a bundle's kernel folder ({NOTEBOOK_NAME}, "
+                                                       "kernel-metadata.json)")
+
+
 def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str], object] = print) -> Bundle:
-    """Write out/dataset and out/kernel (replacing earlier contents of those two folders)."""
+    """Write out/dataset and out/kernel, replacing an earlier bundle's. Both are written under
+    temporary names and renamed into place at the end: a failure (a bad checkpoint, an export
+    that fails) leaves the earlier bundle as it was."""
     if spec.accelerator not in kp.ACCELERATORS:
         raise InputError(f"unknown accelerator {spec.accelerator!r}; use one of {', '.join(kp.ACCELERATORS)}")
     out = Path(out)
+    absent = [str(d) for d in spec.wheel_dirs if not Path(d).is_dir()]
+    if absent:  # else silently skipped, and the missing wheels' advice says to pass --wheel-dir
+        raise InputError(f"--wheel-dir {', '.join(absent)}: no such folder")
     ckpt = resolve_checkpoint(spec.checkpoint) if spec.checkpoint is not None else None
+    check_bundle_out(out)
     root = project_root()
     notebook = find_notebook(root)
     dataset, kernel = out / "dataset", out / "kernel"
-    for folder in (dataset, kernel):
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-    wheels_dir = dataset / "wheels"
-
-    log(f"building the {PROJECT} wheel from {root}")
-    wheels = [build_project_wheel(wheels_dir, root)]
-    deps = collect_dependency_wheels(wheels_dir, wheel_dirs=spec.wheel_dirs, cache=spec.cache,
-                                     download=spec.download, target=spec.target, log=log)
-    wheels += deps.copied
-    if ckpt is not None:
-        ship_checkpoint(ckpt, dataset / "checkpoint", spec.full_state, spec.full_table)
-        kind = checkpoint_kind(spec.full_state, spec.full_table)
-        log(f"checkpoint {ckpt} -> {dataset / 'checkpoint'} ({kind}, {folder_mb(dataset / 'checkpoint'):.1f} MB)")
-    write_json_atomic(dataset / "dataset-metadata.json", dataset_metadata(spec.user, spec.dataset_slug), indent=2)
-
-    shutil.copy2(notebook, kernel / NOTEBOOK_NAME)
-    write_json_atomic(kernel / "kernel-metadata.json", kernel_metadata(spec, NOTEBOOK_NAME), indent=2)
-    return Bundle(dataset, kernel, wheels, deps.missing, ckpt, spec.user, spec.dataset_slug, spec.accelerator)
+    staged = {dataset: out / f".dataset.tmp{os.getpid()}", kernel: out / f".kernel.tmp{os.getpid()}"}
+    try:
+        for folder in staged.values():
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+        shipped, wheels_dir = staged[dataset], staged[dataset] / "wheels"
+        log(f"building the {PROJECT} wheel from {root}")
+        wheels = [build_project_wheel(wheels_dir, root)]
+        deps = collect_dependency_wheels(wheels_dir, wheel_dirs=spec.wheel_dirs, cache=spec.cache,
+                                         download=spec.download, target=spec.target, log=log)
+        wheels += deps.copied
+        if ckpt is not None:
+            ship_checkpoint(ckpt, shipped / "checkpoint", spec.full_state, spec.full_table)
+            kind = checkpoint_kind(spec.full_state, spec.full_table)
+            log(f"checkpoint {ckpt} -> {dataset / 'checkpoint'} ({kind}, {folder_mb(shipped / 'checkpoint'):.1f} MB)")
+        write_json_atomic(shipped / "dataset-metadata.json", dataset_metadata(spec.user, spec.dataset_slug), indent=2)
+        shutil.copy2(notebook, staged[kernel] / NOTEBOOK_NAME)
+        write_json_atomic(staged[kernel] / "kernel-metadata.json", kernel_metadata(spec, NOTEBOOK_NAME), indent=2)
+        replace_folder(staged[dataset], dataset, is_bundle_dataset, "a bundle's dataset folder")
+        replace_folder(staged[kernel], kernel, is_bundle_kernel, "a bundle's kernel folder")
+    except BaseException:
+        for folder in staged.values():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Bundle(dataset, kernel, [dataset / "wheels" / w.name for w in wheels],
+                  deps.missing, ckpt, spec.user, spec.dataset_slug, spec.accelerator)
 
 
 # ---------------------------------------------------------------- CLI
@@ -226,7 +273,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the mean row that seeds new tasks' rows; ttt on new tasks never reads the others)")
     b.add_argument("--full-state", action="store_true",
                    help="ship the whole training checkpoint (state.pt) instead of the inference export (default off)")
-    b.add_argument("--out", required=True, metavar="DIR", help="output folder, e.g. dist/kaggle")
+    b.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder, e.g. dist/kaggle: DIR/dataset and DIR/kernel replace an earlier bundle's "
+                        "(other files there are refused)")
     b.add_argument("--user", help="Kaggle username (default: KAGGLE_USERNAME, else the username in kaggle.json "
                                    "or in ~/.kaggle/credentials.json from `kaggle auth login`)")
     b.add_argument("--dataset-slug", default=DEFAULT_DATASET_SLUG, help="dataset id USER/SLUG (default %(default)s)")

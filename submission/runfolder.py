@@ -24,6 +24,7 @@ from submission.checkpoint_manifest import MANIFEST
 
 STATE = "state.pt"
 EXPORT_WEIGHTS = "model.safetensors"
+LEAN_IDENTIFIER = "<mean>"  # the lean export's one trained row; never a build row's (those are "task#k")
 _STEP_DIR = re.compile(r"step_(\d+)$")
 
 
@@ -38,6 +39,15 @@ def is_export(folder: Path) -> bool:
         return False
     return (isinstance(files, dict) and EXPORT_WEIGHTS in files and STATE not in files and all(entries.values())
             and set(entries) == set(files) | {MANIFEST})
+
+
+def is_lean_export(folder: Path) -> bool:
+    """True for a lean export (`arc-trm export --lean`): the blank row and the mean row only."""
+    try:
+        ids = json.loads((Path(folder) / "identifiers.json").read_text(encoding="utf-8")).get("identifiers")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (Path(folder) / EXPORT_WEIGHTS).is_file() and ids == ["<blank>", LEAN_IDENTIFIER]
 
 
 def checkpoint_dir(run: Path, step: int) -> Path:

@@ -385,3 +385,62 @@ def test_bad_checkpoint_is_one_line(tmp_path: Path) -> None:
     proc = cli("kaggle", "bundle", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "dist"))
     assert proc.returncode == 2
     assert "no checkpoint found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_rerun_replaces_only_a_whole_bundle_and_deletes_nothing_else(tmp_path: Path) -> None:
+    """A bundle whose checkpoint turns out bad leaves the earlier bundle as it was (it used to be
+    deleted first, leaving wheels and no checkpoint); a dataset/ or kernel/ holding anything else,
+    or an --out that is a file, is refused in one line before any work."""
+    from conftest import cli_in_process
+
+    run = fake_run(tmp_path / "run")
+    spec = kb.BundleSpec(checkpoint=run, full_state=True, user="tester", cache=tmp_path / "no-cache", download=False)
+    dist = tmp_path / "dist"
+    kb.write_bundle(dist, spec, log=lambda *_: None)
+    before = files_under(dist)
+    assert "dataset/checkpoint/state.pt" in before and "kernel/kernel-metadata.json" in before
+
+    bad = fake_run(tmp_path / "bad")
+    state = kb.resolve_checkpoint(bad) / kb.STATE
+    state.write_bytes(state.read_bytes() + b"x")  # the manifest no longer matches
+    with pytest.raises(kb.InputError, match="manifest"):
+        kb.write_bundle(dist, kb.BundleSpec(**{**spec.__dict__, "checkpoint": bad}), log=lambda *_: None)
+    assert files_under(dist) == before, "a failed rerun changed the earlier bundle"
+    assert sorted(p.name for p in dist.iterdir()) == ["dataset", "kernel"], "a temporary folder was left"
+    # The earlier bundle's own checkpoint can be bundled again (it was deleted before it was read).
+    kb.write_bundle(dist, kb.BundleSpec(**{**spec.__dict__, "checkpoint": dist / "dataset" / "checkpoint",
+                                           "user": "other"}), log=lambda *_: None)
+    after = files_under(dist)
+    assert {k: v for k, v in after.items() if "/checkpoint/" in k} == {k: v for k, v in before.items() if "/checkpoint/" in k}
+    assert json.loads(after["dataset/dataset-metadata.json"])["id"].startswith("other/")
+
+    mine = tmp_path / "mine"
+    for folder in ("dataset", "kernel"):
+        (mine / folder).mkdir(parents=True)
+        (mine / folder / "notes.txt").write_text("mine")
+        proc = cli_in_process("kaggle", "bundle", "--checkpoint", run, "--out", mine, "--no-download")
+        assert proc.returncode == 2, proc.stderr
+        line, = proc.stderr.strip().splitlines()
+        assert f"{mine / folder}" in line and "refusing" in line
+        assert (mine / folder / "notes.txt").read_text() == "mine"
+        (mine / folder / "notes.txt").unlink()
+    (tmp_path / "a-file").write_text("x")
+    proc = cli_in_process("kaggle", "bundle", "--checkpoint", run, "--out", tmp_path / "a-file", "--no-download")
+    assert proc.returncode == 2 and "not a folder" in proc.stderr, proc.stderr
+    proc = cli_in_process("kaggle", "bundle", "--out", tmp_path / "d", "--no-download", "--wheel-dir", tmp_path / "typo")
+    assert proc.returncode == 2 and f"--wheel-dir {tmp_path / 'typo'}: no such folder" in proc.stderr, proc.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_full_table_from_a_lean_export_is_refused(tmp_path: Path) -> None:
+    """--full-table on a lean export shipped the lean one and called it the whole table."""
+    from arc_trm.export import export_inference
+
+    export_inference(write_tiny_checkpoint(tmp_path / "run"), tmp_path / "lean", lean=True)
+    with pytest.raises(kb.InputError, match="lean export: it has no whole puzzle table"):
+        kb.ship_checkpoint(tmp_path / "lean", tmp_path / "shipped", full_table=True)
+    assert not (tmp_path / "shipped").exists()

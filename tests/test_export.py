@@ -147,3 +147,18 @@ def test_atomic_path_replaces_or_keeps_the_file(tmp_path: Path) -> None:
             path.write_bytes(b"half")
             raise RuntimeError("killed")
     assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["w.bin"]
+
+
+def test_predict_from_a_lean_export_is_one_line(tmp_path: Path) -> None:
+    """A lean export's only trained row is the mean `<mean>`: predict refuses it in one line (it
+    raised a ValueError traceback from the identifier parser)."""
+    from conftest import cli_in_process, write_tiny_checkpoint
+
+    write_tiny_checkpoint(tmp_path / "run")
+    export_inference(tmp_path / "run", tmp_path / "lean", lean=True)
+    proc = cli_in_process("predict", "--checkpoint", tmp_path / "lean", "--tasks", SMALL_TASKS,
+                          "--out", tmp_path / "s.json", "--no-progress")
+    assert proc.returncode == 2, proc.stderr
+    line, = proc.stderr.strip().splitlines()
+    assert "lean export" in line and "ttt" in line and str(tmp_path / "lean") in line
+    assert not (tmp_path / "s.json").exists()

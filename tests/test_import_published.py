@@ -174,7 +174,33 @@ def test_hub_reference_from_an_offline_cache(tmp_path: Path, fix: dict[str, Any]
 
     res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v2_public", "--conceptarc", CONCEPTARC, "--out",
                   tmp_path / "v2", "--canvas", "6", env=env, timeout=300)
-    one_line_error(res, "arc_v2_public", "no step_N")
+    assert one_line_error(res, "arc_v2_public", "no step_N").count("hf://") == 1, "the source named once"
+
+    # One file of the folder, as the hub's page links it, is that step (a local step_N file is too).
+    res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v1_public/step_5", "--conceptarc", CONCEPTARC, "--out",
+                  tmp_path / "five", "--canvas", "6", env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert saved(tmp_path / "five")["step"] == 5
+
+
+def test_an_unreachable_hub_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Online with the hub out of reach, huggingface_hub 1.0 and later raise their HTTP client's
+    errors (httpx's ConnectError), which are no OSError: that came out as a traceback. The hub's
+    listing call is replaced by one that fails so (no retries, nothing leaves the machine)."""
+    pytest.importorskip("huggingface_hub")
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HTTPError
+
+    def unreachable(*_: object, **__: object) -> list[str]:
+        raise HTTPError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", unreachable)
+    res = cli_in_process("import-checkpoint", f"hf://{REPO}/arc_v2_public", "--conceptarc", CONCEPTARC, "--out",
+                         tmp_path / "run")
+    one_line_error(res, f"hf://{REPO}/arc_v2_public", "Connection refused")
+    assert not (tmp_path / "run").exists()
 
 
 def test_legacy_format_file_without_mmap_still_imports(tmp_path: Path, fix: dict[str, Any]) -> None:
@@ -195,3 +221,37 @@ def test_recipe_read_from_the_data_path() -> None:
     assert recipe_from_config({"data_paths": ["data/arc-aug-1000"]}, "cfg") is None, "not a known recipe"
     assert recipe_from_config({"data_paths": ["data/arc1concept-aug-9", "data/arc2concept-aug-9"]}, "cfg") is None
     assert recipe_from_config({"lr": 1e-4}, "cfg") is None
+
+
+def test_inputs_and_out_are_checked_before_the_weights_are_located(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An hf:// folder is downloaded (gigabytes) when located: a missing --conceptarc, ConceptARC
+    solutions or --identifiers file, or an --out that cannot take the run, is one line before that.
+    An --out that is a file was a traceback after the import; one that is a checkpoint or an export
+    took the run silently, and `--checkpoint OUT` kept loading the old weights."""
+    from arc_trm import import_reference
+
+    def located(*_: object) -> None:
+        raise AssertionError("the weights were located before the inputs were checked")
+
+    monkeypatch.setattr(import_reference, "locate", located)
+    hub = f"hf://{REPO}/arc_v2_public"
+    out = tmp_path / "run"
+    lonely = tmp_path / "x_challenges.json"
+    lonely.write_text("{}")
+    one_line_error(cli_in_process("import-checkpoint", hub, "--out", out), "--conceptarc", "kaggle/combined")
+    one_line_error(cli_in_process("import-checkpoint", hub, "--conceptarc", lonely, "--out", out), "x_solutions.json")
+    one_line_error(cli_in_process("import-checkpoint", hub, "--identifiers", tmp_path / "ids.json", "--out", out),
+                   "identifiers file not found", "ids.json")
+    (tmp_path / "a-file").write_text("x")
+    one_line_error(cli_in_process("import-checkpoint", hub, "--conceptarc", CONCEPTARC, "--out", tmp_path / "a-file"),
+                   "a-file", "not a folder")
+    for weights in ("state.pt", "model.safetensors"):
+        folder = tmp_path / weights.split(".")[0]
+        folder.mkdir()
+        (folder / weights).write_bytes(b"weights")
+        for force in ((), ("--force",)):
+            one_line_error(cli_in_process("import-checkpoint", hub, "--conceptarc", CONCEPTARC, "--out", folder,
+                                          *force), str(folder), "checkpoint or an inference export")
+        assert sorted(p.name for p in folder.iterdir()) == [weights], "nothing is written"
+    assert not out.exists()
