@@ -46,13 +46,20 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
         hint = f"; a ttt --per-task run has one per task: arc-trm plot {run / 'tasks' / 'TASK'}" if per_task else ""
         raise InputError(f"{path}: no metrics (is {run} a training run folder?){hint}")
     train, evals = [], []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    for n, line in enumerate(lines, start=1):
+        if not line.strip("\0 \t"):
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
+            if n == len(lines) and not text.endswith("\n"):  # cut short by a crash; `--resume` drops it too
+                print(f"warning: {path}: left out its last line, which was cut short", file=sys.stderr)
+                break
             raise InputError(f"{path}: line {n} is not JSON") from None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), (int, float)):
+            raise InputError(f"{path}: line {n} is not a metrics record (a JSON object with a numeric \"step\")")
         (evals if any(k.startswith("eval_") for k in row) else train).append(row)
     return train, evals
 

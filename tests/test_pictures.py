@@ -16,7 +16,7 @@ from arc_trm import plot
 from augment.errors import InputError
 from augment.files import write_json_atomic
 from augment.tasks import Pair, Task, load_tasks
-from conftest import SMALL_TASKS
+from conftest import SMALL_TASKS, cli_in_process
 from submission import render, report
 from submission.kaggle import candidates_path, fallback_submission, write_candidates
 from submission.vote import Candidate
@@ -176,6 +176,37 @@ def test_ttt_prediction_records_the_source_the_user_named(tmp_path, small_build)
     record = json.loads((tmp_path / "submission.predict.json").read_text())
     assert record["tasks"] == f"{copy}@test" and record["source"] == SMALL_TASKS
     assert f"<code>{SMALL_TASKS}</code><br><small>read from the run's copy" in report.write_report(tmp_path).read_text()
+
+
+def test_plot_of_a_killed_run_leaves_out_its_cut_short_last_line(tmp_path, capsys):
+    """A crash can leave metrics.jsonl with half a line or a NUL-filled tail (train --resume drops
+    it): plot draws the complete lines and warns; a bad line elsewhere is still refused in one line."""
+    whole = "".join(json.dumps(train_line(s)) + "\n" for s in (1, 2, 3))
+    for tail in ('{"step": 4, "lo', "\0" * 64):
+        write_metrics(tmp_path, [])
+        (tmp_path / "metrics.jsonl").write_text(whole + tail)
+        train, _ = plot.read_metrics(tmp_path)
+        assert [r["step"] for r in train] == [1, 2, 3]
+        assert ("cut short" in capsys.readouterr().err) == (tail[0] == "{")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "lo\n' + whole)
+    with pytest.raises(InputError, match="line 1 is not JSON"):
+        plot.read_metrics(tmp_path)
+    for row in ("[1, 2]", '{"step": "x", "loss": 1}', '"text"'):
+        (tmp_path / "metrics.jsonl").write_text(whole + row + "\n" + whole)
+        with pytest.raises(InputError, match="line 4 is not a metrics record"):
+            plot.read_metrics(tmp_path)
+
+
+def test_plot_and_show_refuse_an_out_that_is_a_folder_in_one_line(tmp_path):
+    write_metrics(tmp_path / "run", [train_line(1), train_line(2)])
+    (tmp_path / "figs").mkdir()
+    for args in (("plot", tmp_path / "run", "--out", tmp_path / "figs"),
+                 ("show", "3c9b0459", "--tasks", SMALL_TASKS, "--out", tmp_path / "figs")):
+        r = cli_in_process(*args)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert f"cannot write {tmp_path / 'figs'}: it is a folder" in r.stderr
+    assert not list((tmp_path / "figs").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figs", "run"]  # no temporary file left beside it
 
 
 # ---------------------------------------------------------------- show
