@@ -229,3 +229,18 @@ def test_show_has_a_legend_when_attempts_are_scored_and_readable_labels():
     font = render.label_font()
     top, bottom = font.getbbox("Ag")[1], font.getbbox("Ag")[3]
     assert bottom - top >= 11
+
+
+def test_show_refuses_a_candidates_file_given_as_the_submission(tmp_path):
+    """The candidates file sits beside the submission; passed by mistake it drew the task without
+    attempts under a note that the task was not in it."""
+    (task,) = load_tasks(SMALL_TASKS.replace("+6150a2bd+74dd1130", ""))
+    sub = tmp_path / "submission.json"
+    write_json_atomic(sub, fallback_submission([task]))
+    write_candidates(candidates_path(sub), {(task.id, 0): [Candidate(task.test[0].input, 3, 0.5)]})
+    r = cli_in_process("show", task.id, "--tasks", SMALL_TASKS, "--submission", candidates_path(sub),
+                       "--out", tmp_path / "t.png")
+    assert r.returncode == 2 and "is a candidates file, not a submission: pass the submission beside it" in r.stderr
+    assert not (tmp_path / "t.png").exists()
+    assert cli_in_process("show", task.id, "--tasks", SMALL_TASKS, "--submission", sub,
+                          "--out", tmp_path / "t.png").returncode == 0
