@@ -15,7 +15,8 @@ candidate, and `<name>.predict.json`, the record of what was run (absolute paths
 puzzle embeddings were never trained get the fallback answer (the test input); `arc-trm ttt`
 trains them. Only answers produced replace those of an earlier submission at the same path: a
 test input no view answered (a deadline) keeps its earlier entry and candidates, and with no
-answer at all a valid earlier submission is not rewritten.
+answer at all a valid earlier submission is not rewritten. A file at --out that is JSON but no
+submission (the challenges, solutions or candidates file) is refused, not overwritten.
 """
 
 from __future__ import annotations

@@ -15,3 +15,33 @@ def test_noise_without_trajectories_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "s.json").exists()
     assert cli_in_process(*args, "--noise", "0.5", "--trajectories", "2", "--views", "1", "--max-steps", "1").returncode == 0
     assert (tmp_path / "s.json").exists()
+
+
+def test_an_out_holding_the_tasks_solutions_or_candidates_is_refused_not_overwritten(tmp_path):
+    """`--out` is merged into an earlier submission; a slip that names the challenges, solutions
+    or candidates file replaced it with a submission, without --force or a word."""
+    import json
+
+    from augment.tasks import load_tasks
+    from submission.kaggle import fallback_submission
+
+    tasks = load_tasks(SMALL_TASKS)
+    challenges, solutions = tmp_path / "x_test_challenges.json", tmp_path / "x_test_solutions.json"
+    challenges.write_text(json.dumps({t.id: t.to_json(with_solutions=False) for t in tasks}))
+    solutions.write_text(json.dumps({t.id: [p.output.tolist() for p in t.test] for t in tasks}))
+    candidates = tmp_path / "s.candidates.json"
+    candidates.write_text('{"format": "arc-trm-candidates", "version": 1, "tasks": {}}')
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    for target in (challenges, solutions, candidates):
+        before = target.read_bytes()
+        r = cli_in_process("predict", "--checkpoint", run, "--tasks", challenges, "--out", target, "--no-progress")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert f"--out {target}: the file there is JSON but not a submission" in r.stderr
+        assert target.read_bytes() == before
+    earlier = tmp_path / "earlier.json"  # an earlier submission, even for other tasks, is replaced
+    earlier.write_text(json.dumps({"other": [{"attempt_1": [[1]], "attempt_2": [[2]]}]}))
+    r = cli_in_process("predict", "--checkpoint", run, "--tasks", challenges, "--out", earlier, "--no-progress",
+                       "--views", "1", "--max-steps", "1")
+    assert r.returncode == 0, r.stderr
+    assert sorted(json.loads(earlier.read_text())) == sorted(json.loads(json.dumps(fallback_submission(tasks))))
