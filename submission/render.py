@@ -189,10 +189,21 @@ def render_task(task: Task, attempts: Attempts | None = None, out_path: str | Pa
     return image
 
 
+def picture_format(out_path: Path) -> str:
+    """The Pillow format a path's suffix names (PNG without one): task.jpg is a JPEG, not PNG bytes."""
+    if not out_path.suffix:
+        return "PNG"
+    fmt = Image.registered_extensions().get(out_path.suffix.lower())
+    if fmt not in Image.SAVE:
+        raise InputError(f"--out {out_path}: {out_path.suffix} is not a picture format show writes; use .png")
+    return fmt
+
+
 def save_png(image: Image.Image, out_path: str | Path) -> Path:
     out_path = Path(out_path)
-    with atomic_writer(out_path, binary=True) as f:  # makes the folder; never half a PNG
-        image.save(f, format="PNG", optimize=False)
+    fmt = picture_format(out_path)
+    with atomic_writer(out_path, binary=True) as f:  # makes the folder; never half a picture
+        image.save(f, format=fmt, **({"optimize": False} if fmt == "PNG" else {}))
     return out_path
 
 
@@ -225,7 +236,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="task source: arc-agi-1, arc-agi-2[:training|:evaluation], a Kaggle challenges "
                              ".json (solutions beside it are used) or a folder of task files")
     parser.add_argument("--submission", metavar="PATH", help="submission.json whose attempts to draw (default: none, the task alone)")
-    parser.add_argument("--out", metavar="PNG", help="output picture (default: TASK_ID.png)")
+    parser.add_argument("--out", metavar="PNG", help="output picture; its suffix picks the format (default: TASK_ID.png)")
     parser.add_argument("--box", type=int, default=160, metavar="PX",
                         help="pixels available for the largest grid side (default 160)")
 

@@ -244,3 +244,22 @@ def test_show_refuses_a_candidates_file_given_as_the_submission(tmp_path):
     assert not (tmp_path / "t.png").exists()
     assert cli_in_process("show", task.id, "--tasks", SMALL_TASKS, "--submission", sub,
                           "--out", tmp_path / "t.png").returncode == 0
+
+
+def test_plot_and_show_write_the_format_their_out_names_and_refuse_other_suffixes(tmp_path):
+    """curves.pdf was PNG bytes under a .pdf name; an --out naming a JSON file (the tasks, a slip)
+    was overwritten with a PNG."""
+    write_metrics(tmp_path / "run", [train_line(1), train_line(2)])
+    magic = {".pdf": b"%PDF", ".svg": b"<?xml", ".png": b"\x89PNG", "": b"\x89PNG", ".jpg": b"\xff\xd8\xff"}
+    for suffix in (".pdf", ".svg", ".png", ""):
+        out = plot.plot_run(tmp_path / "run", tmp_path / f"curves{suffix}")
+        assert out.read_bytes().startswith(magic[suffix]), suffix
+    for suffix in (".jpg", ".png"):
+        r = cli_in_process("show", "3c9b0459", "--tasks", SMALL_TASKS, "--out", tmp_path / f"task{suffix}")
+        assert r.returncode == 0 and (tmp_path / f"task{suffix}").read_bytes().startswith(magic[suffix]), r.stderr
+    tasks = tmp_path / "x_challenges.json"
+    tasks.write_text("{}")
+    for args in (("plot", tmp_path / "run"), ("show", "3c9b0459", "--tasks", SMALL_TASKS)):
+        r = cli_in_process(*args, "--out", tasks)
+        assert r.returncode == 2 and ".json is not a picture format" in r.stderr and r.stderr.count("\n") == 1
+    assert tasks.read_text() == "{}"
