@@ -183,3 +183,17 @@ def test_report_on_a_run_without_submission_says_so_first(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(InputError, match=r"no submission to report: .*submission.json does not exist"):
         write_report(tmp_path / "run")
+
+
+def test_score_piped_into_a_reader_that_leaves_early_ends_without_a_traceback(tmp_path):
+    """`arc-trm score ... --json | head`: the reader closes the pipe while score still writes. More
+    output than a pipe holds, so the write that fails is certain."""
+    ids = [f"t{i:04d}" for i in range(3000)]
+    write_json_atomic(tmp_path / "s.json", {t: [{"attempt_1": [[0]], "attempt_2": [[1]]}] for t in ids})
+    write_json_atomic(tmp_path / "sol.json", {t: [[[0]]] for t in ids})
+    proc = subprocess.Popen([sys.executable, "-m", "arc_trm.cli", "score", str(tmp_path / "s.json"), "--solutions",
+                             str(tmp_path / "sol.json"), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"{"
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == "", err  # 128 + SIGPIPE, as a shell reports it
