@@ -91,9 +91,10 @@ def summary_html(report: ScoreReport, source: str, sub_path: Path, cand_path: Pa
     items = [
         ("submission", f"<code>{html.escape(str(sub_path))}</code>"),
         ("tasks and solutions", shown_source(source, sub_path)),
-        ("score (official, per-task average)",
+        (r.score_label,
          f"<b>{r.per_task:.4f}</b> ({sum(t.fraction for t in r.tasks):.2f} of {len(r.tasks)} tasks; "
          f"{r.tasks_solved} fully solved)"),
+        *([("left out", html.escape(r.partial_text()))] if r.partial_text() else []),
         ("per-output", f"{r.outputs_solved}/{r.outputs_total} = {r.per_output:.4f}"),
         (f"{r.confidence:.0%} interval (per-output)",
          f"[{r.ci_low:.4f}, {r.ci_high:.4f}] ({r.ci_method.capitalize()} score interval)"),
