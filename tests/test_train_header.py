@@ -85,3 +85,20 @@ def test_duration_text(seconds, text):
     from arc_trm.train import duration_text
 
     assert duration_text(seconds) == text
+
+
+def test_a_resumed_run_without_its_config_json_continues_with_the_config_beside_its_checkpoint(tmp_path):
+    """A run copied back without RUN/config.json (only checkpoints/ synced) resumed with the
+    preset's config and tasks: arc-agi-2 built at the preset's size before a model mismatch, or a
+    silent change of batch and learning rate where the model matched."""
+    from arc_trm.cli import command_parser
+    from arc_trm.train_cli import config_origin, resolve_config
+    from conftest import write_tiny_checkpoint
+
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    (run / "config.json").unlink()
+    args = command_parser("train").parse_args(["--out", str(run), "--resume", "--preset", "cpu-quick"])
+    cfg = resolve_config(args)
+    assert (cfg.model.hidden_size, cfg.data.tasks, cfg.train.global_batch_size) == (32, SMALL_TASKS, 8)
+    assert config_origin(args) == "the run's saved config (resumed)"
