@@ -69,6 +69,7 @@ class ScoreReport:
     confidence: float = CONFIDENCE
     pass_at_k: dict[int, float] = field(default_factory=dict)  # per-output pass@k from candidates
     tasks_left_out: int = 0  # --partial: tasks of the solutions the submission does not hold
+    solutions: Solutions = field(default_factory=dict, repr=False)  # of the tasks scored (report draws them)
 
     @property
     def score_label(self) -> str:
@@ -150,7 +151,8 @@ def score_submission(sub: dict, solutions: Solutions, *, partial: bool = False,
     total = sum(t.total for t in scores)
     low, high = binomial_ci(solved, total)
     return ScoreReport(scores, float(np.mean([t.fraction for t in scores])), solved / total, solved, total,
-                       low, high, tasks_left_out=known - len(counts))
+                       low, high, tasks_left_out=known - len(counts),
+                       solutions={t: solutions[t] for t in counts})
 
 
 def tasks_differ_line(answered: set[str], known: set[str], path: str | Path | None) -> str:

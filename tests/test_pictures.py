@@ -149,6 +149,24 @@ def test_score_text_shows_the_report_s_pass_at_k_and_its_json_every_k(tmp_path):
     assert list(scored["pass_at_k"]) == ["1", "2", "3", "4", "5"]
 
 
+def test_report_thumbnails_draw_the_solutions_given_by_solutions(tmp_path):
+    """With --solutions (and --tasks a challenges file without them, or no --tasks) the thumbnails
+    said "solution (unknown)" and had no green or red borders, though the rows were scored."""
+    import base64
+    import io
+
+    tasks = load_tasks(SMALL_TASKS)
+    ttt_like_run(tmp_path, tasks, SMALL_TASKS)
+    write_json_atomic(tmp_path / "tasks.json", {t.id: t.to_json(with_solutions=False) for t in tasks})
+    solutions = tmp_path / "ttt_solutions.json"
+    for spec in (str(tmp_path / "tasks.json"), None):
+        page = report.write_report(tmp_path, tasks_spec=spec, solutions_file=str(solutions)).read_text()
+        thumbs = [Image.open(io.BytesIO(base64.b64decode(b))).convert("RGB")
+                  for b in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+        colours = [{c for _, c in im.getcolors(1 << 20)} for im in thumbs]
+        assert render.CORRECT in colours[0] and all(render.WRONG in c for c in colours), spec  # solved first
+
+
 def test_report_lists_each_test_output_of_a_task_with_several(tmp_path):
     assert report.matched_text([1, None, 2]) == "test 1: attempt 1<br>test 2: neither attempt<br>test 3: attempt 2"
 
