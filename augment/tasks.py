@@ -240,7 +240,8 @@ def _load_body(body: str, role: Role | None, on_error: str, warn, salvaged: list
         return tasks
     path = Path(body)
     if path.is_dir():
-        files = sorted(path.glob("*.json"))
+        # Hidden files are no tasks: macOS writes `._ID.json` beside each file on USB drives and shares.
+        files = sorted(f for f in path.glob("*.json") if not f.name.startswith("."))
         if not files:
             raise TaskError("folder holds no .json task files", path=path)
         r = role or ("test" if _looks_like_test(path.name) else "train")

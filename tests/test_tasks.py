@@ -165,6 +165,20 @@ def test_at_sign_inside_a_path_is_not_a_role(tmp_path, monkeypatch):
     assert absolute_spec(rel) == str(p.resolve())
 
 
+def test_folder_source_leaves_out_hidden_files(tmp_path):
+    """macOS writes a binary `._ID.json` beside every file it copies to a USB drive or a share; such
+    a folder was refused ("malformed JSON") or, with --skip-bad-tasks, warned about per file."""
+    d = tmp_path / "evaluation"
+    d.mkdir()
+    write(d / "aa.json", GOOD)
+    (d / "._aa.json").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    write(d / ".draft.json", "{not json")
+    assert [t.id for t in load_tasks(str(d))] == ["aa"]
+    (d / "aa.json").unlink()
+    with pytest.raises(TaskError, match="no .json task files"):
+        load_tasks(str(d))
+
+
 def test_duplicate_ids(tmp_path):
     a = write(tmp_path / "a.json", {"t": GOOD})
     b = write(tmp_path / "b_test.json", {"t": GOOD})
