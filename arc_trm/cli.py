@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import signal
 import sys
@@ -114,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input is the user's to fix: one line, no traceback.
         print(f"arc-trm {name}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `arc-trm score ... | head`: the reader left; the rest of the output has no one to read it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt as e:
         # train and ttt raise Interrupted for a signal outside their steps (or a second one)
         signum = getattr(e, "signum", signal.SIGINT)

@@ -15,7 +15,8 @@ candidate, and `<name>.predict.json`, the record of what was run (absolute paths
 puzzle embeddings were never trained get the fallback answer (the test input); `arc-trm ttt`
 trains them. Only answers produced replace those of an earlier submission at the same path: a
 test input no view answered (a deadline) keeps its earlier entry and candidates, and with no
-answer at all a valid earlier submission is not rewritten.
+answer at all a valid earlier submission is not rewritten. A file at --out that is JSON but no
+submission (the challenges, solutions or candidates file) is refused, not overwritten.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,8 @@ class PredictSummary:
     seconds: float
     untrained: list[str]
     ranked: dict[tuple[str, int], list[Candidate]]
+    kept: list[str] = field(default_factory=list)  # untrained tasks that kept an earlier file's answers
+    written: bool = True  # False: no view finished and the earlier submission was left as it was
 
 
 @dataclass(frozen=True)
@@ -223,14 +226,15 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     seconds = sum(r.seconds for r in results)
     untrained_tasks = sorted(untrained or ())
     out = Path(out)
+    earlier = earlier_entries(out, tasks)
     summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), views_run, mean_steps,
-                             seconds, untrained_tasks, ranked)
+                             seconds, untrained_tasks, ranked, kept=[t for t in untrained_tasks if t in earlier])
     # Only answers produced replace an earlier file's; with none (a deadline before any view
     # finished), a valid earlier submission is left as it was, byte for byte.
     if not any(ranked.values()) and is_submission_of(out, tasks):
         print(f"no view finished: {out} keeps its answers")
-        return summary
-    write_submission(out, merge_submission(tasks, ranked, earlier_entries(out, tasks)), tasks)
+        return replace(summary, written=False)
+    write_submission(out, merge_submission(tasks, ranked, earlier), tasks)
     write_candidates(candidates_path(out), merge_candidates(candidates_path(out), ranked, tasks))
     write_json_atomic(record_path(out), {
         "tasks": absolute_spec(options.source), **({"source": absolute_spec(options.named)} if options.named else {}),
@@ -319,11 +323,13 @@ def run(args: argparse.Namespace) -> int:
     if summary is not None:
         print(f"predicted {summary.test_inputs} test inputs of {summary.tasks} tasks from {summary.views} views "
               f"in {summary.seconds:.1f} s, {summary.mean_steps:.2f} steps per view on average")
-        if summary.untrained:
-            print(f"{len(summary.untrained)} tasks have no puzzle embedding trained on their content and got the "
-                  f"fallback answer "
-                  f"(run `arc-trm ttt` on them): {', '.join(summary.untrained[:5])}"
-                  + (" ..." if len(summary.untrained) > 5 else ""))
-        print(f"wrote {summary.submission} and {candidates_path(summary.submission).name}")
+        fallback = [t for t in summary.untrained if t not in summary.kept]
+        for ids, got in ((fallback, "got the fallback answer"),
+                         (summary.kept, f"kept the answers {summary.submission} held before")):
+            if ids:
+                print(f"{len(ids)} tasks have no puzzle embedding trained on their content and {got} "
+                      f"(run `arc-trm ttt` on them): {', '.join(ids[:5])}" + (" ..." if len(ids) > 5 else ""))
+        if summary.written:
+            print(f"wrote {summary.submission} and {candidates_path(summary.submission).name}")
     teardown()
     return 0

@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display: before pyplot loads
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
@@ -46,13 +47,20 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
         hint = f"; a ttt --per-task run has one per task: arc-trm plot {run / 'tasks' / 'TASK'}" if per_task else ""
         raise InputError(f"{path}: no metrics (is {run} a training run folder?){hint}")
     train, evals = [], []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    for n, line in enumerate(lines, start=1):
+        if not line.strip("\0 \t"):
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
+            if n == len(lines) and not text.endswith("\n"):  # cut short by a crash; `--resume` drops it too
+                print(f"warning: {path}: left out its last line, which was cut short", file=sys.stderr)
+                break
             raise InputError(f"{path}: line {n} is not JSON") from None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), (int, float)):
+            raise InputError(f"{path}: line {n} is not a metrics record (a JSON object with a numeric \"step\")")
         (evals if any(k.startswith("eval_") for k in row) else train).append(row)
     return train, evals
 
@@ -149,18 +157,29 @@ def curves_figure(run: Path) -> Figure:
     return fig
 
 
+def picture_format(out: Path) -> str:
+    """The format a path's suffix names (PNG without one): curves.pdf is a PDF, not PNG bytes."""
+    suffix = out.suffix.lower().lstrip(".")
+    if not suffix:
+        return "png"
+    if suffix not in FigureCanvasBase.get_supported_filetypes():
+        raise InputError(f"--out {out}: .{suffix} is not a picture format plot writes; use .png, .pdf or .svg")
+    return suffix
+
+
 def plot_run(run: Path, out: Path | None = None) -> Path:
-    fig = curves_figure(run)
     out = out or run / "curves.png"
-    with atomic_writer(out, binary=True) as f:  # a plot of a live run never leaves half a PNG
-        fig.savefig(f, format="png", dpi=100)
+    fmt = picture_format(out)
+    fig = curves_figure(run)
+    with atomic_writer(out, binary=True) as f:  # a plot of a live run never leaves half a picture
+        fig.savefig(f, format=fmt, dpi=100)
     plt.close(fig)
     return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder (holds metrics.jsonl; a ttt run's ttt_plan.json marks its phases)")
-    p.add_argument("--out", help="PNG path (default RUN/curves.png)")
+    p.add_argument("--out", help="picture path; its suffix picks the format: .png, .pdf, .svg ... (default RUN/curves.png)")
 
 
 def run(args: argparse.Namespace) -> int:

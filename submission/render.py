@@ -21,7 +21,7 @@ from augment.errors import InputError
 from augment.files import atomic_writer
 from augment.grids import same_grid
 from augment.tasks import Task, load_tasks, safe_name
-from submission.kaggle import load_submission, submission_grids, validate_submission
+from submission.kaggle import CANDIDATES_FORMAT, load_submission, submission_grids, validate_submission
 
 # ARC's standard palette, colours 0..9.
 PALETTE_HEX = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
@@ -189,10 +189,21 @@ def render_task(task: Task, attempts: Attempts | None = None, out_path: str | Pa
     return image
 
 
+def picture_format(out_path: Path) -> str:
+    """The Pillow format a path's suffix names (PNG without one): task.jpg is a JPEG, not PNG bytes."""
+    if not out_path.suffix:
+        return "PNG"
+    fmt = Image.registered_extensions().get(out_path.suffix.lower())
+    if fmt not in Image.SAVE:
+        raise InputError(f"--out {out_path}: {out_path.suffix} is not a picture format show writes; use .png")
+    return fmt
+
+
 def save_png(image: Image.Image, out_path: str | Path) -> Path:
     out_path = Path(out_path)
-    with atomic_writer(out_path, binary=True) as f:  # makes the folder; never half a PNG
-        image.save(f, format="PNG", optimize=False)
+    fmt = picture_format(out_path)
+    with atomic_writer(out_path, binary=True) as f:  # makes the folder; never half a picture
+        image.save(f, format=fmt, **({"optimize": False} if fmt == "PNG" else {}))
     return out_path
 
 
@@ -210,6 +221,8 @@ def find_task(task_id: str, source: str) -> Task:
 def attempts_for(task: Task, sub_path: str | Path) -> Attempts | None:
     """The (validated) attempts of `task` in a submission file, or None when the task is absent."""
     sub = load_submission(sub_path)
+    if sub.get("format") == CANDIDATES_FORMAT:  # else "the task is not in it", and no attempts drawn
+        raise InputError(f"{sub_path}: is a candidates file, not a submission: pass the submission beside it")
     if task.id not in sub:
         return None
     one = {task.id: sub[task.id]}
@@ -223,7 +236,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="task source: arc-agi-1, arc-agi-2[:training|:evaluation], a Kaggle challenges "
                              ".json (solutions beside it are used) or a folder of task files")
     parser.add_argument("--submission", metavar="PATH", help="submission.json whose attempts to draw (default: none, the task alone)")
-    parser.add_argument("--out", metavar="PNG", help="output picture (default: TASK_ID.png)")
+    parser.add_argument("--out", metavar="PNG", help="output picture; its suffix picks the format (default: TASK_ID.png)")
     parser.add_argument("--box", type=int, default=160, metavar="PX",
                         help="pixels available for the largest grid side (default 160)")
 

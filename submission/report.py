@@ -18,10 +18,11 @@ import argparse
 import base64
 import html
 import io
+from dataclasses import replace
 from pathlib import Path
 
 from augment.errors import InputError
-from augment.tasks import Task
+from augment.tasks import Pair, Task
 from augment.files import read_json, write_text_atomic
 from submission.kaggle import submission_grids
 from submission.render import answer_rows, render_rows, render_task
@@ -51,8 +52,10 @@ def png_data_uri(image) -> str:
 
 
 def thumbnail(task_id: str, task: Task | None, attempts, solutions):
-    """Picture of one task's test rows: input (when known), attempts, solution."""
+    """Picture of one task's test rows: input (when known), attempts, solution (the one scored
+    against: --solutions gives what a challenges file lacks)."""
     if task is not None:
+        task = replace(task, test=tuple(Pair(p.input, s) for p, s in zip(task.test, solutions)))
         return render_task(task, attempts, box=THUMB_BOX, demos=False, title="", legend=False)
     rows = answer_rows([], attempts, solutions)
     return render_rows(rows, box=THUMB_BOX, legend=False)
@@ -91,9 +94,10 @@ def summary_html(report: ScoreReport, source: str, sub_path: Path, cand_path: Pa
     items = [
         ("submission", f"<code>{html.escape(str(sub_path))}</code>"),
         ("tasks and solutions", shown_source(source, sub_path)),
-        ("score (official, per-task average)",
+        (r.score_label,
          f"<b>{r.per_task:.4f}</b> ({sum(t.fraction for t in r.tasks):.2f} of {len(r.tasks)} tasks; "
          f"{r.tasks_solved} fully solved)"),
+        *([("left out", html.escape(r.partial_text()))] if r.partial_text() else []),
         ("per-output", f"{r.outputs_solved}/{r.outputs_total} = {r.per_output:.4f}"),
         (f"{r.confidence:.0%} interval (per-output)",
          f"[{r.ci_low:.4f}, {r.ci_high:.4f}] ({r.ci_method.capitalize()} score interval)"),
@@ -112,7 +116,7 @@ def build_report_html(report: ScoreReport, sub: dict, tasks: list[Task] | None, 
     rows = []
     for ts in sorted(report.tasks, key=lambda t: (-t.fraction, t.task_id)):
         task = by_id.get(ts.task_id)
-        sols = [p.output for p in task.test] if task is not None else []
+        sols = list(report.solutions[ts.task_id])
         img = thumbnail(ts.task_id, task, grids[ts.task_id], sols)
         cls = "solved" if ts.solved == ts.total else "partial" if ts.solved else "unsolved"
         rows.append(

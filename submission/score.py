@@ -68,6 +68,21 @@ class ScoreReport:
     ci_method: str = CI_METHOD
     confidence: float = CONFIDENCE
     pass_at_k: dict[int, float] = field(default_factory=dict)  # per-output pass@k from candidates
+    tasks_left_out: int = 0  # --partial: tasks of the solutions the submission does not hold
+    solutions: Solutions = field(default_factory=dict, repr=False)  # of the tasks scored (report draws them)
+
+    @property
+    def score_label(self) -> str:
+        return "score (official, per-task average)" if not self.tasks_left_out else \
+            "score (per-task average of the tasks scored, --partial)"
+
+    def partial_text(self) -> str:
+        """With --partial, what was left out and the official score that counts it as 0 (else "")."""
+        if not self.tasks_left_out:
+            return ""
+        known = len(self.tasks) + self.tasks_left_out
+        return (f"{self.tasks_left_out} of {known} tasks with solutions are not in the submission; counted as "
+                f"unsolved, the official score is {self.per_task * len(self.tasks) / known:.4f}")
 
     @property
     def tasks_solved(self) -> int:
@@ -94,6 +109,7 @@ class ScoreReport:
             "ci": {"low": self.ci_low, "high": self.ci_high, "method": self.ci_method,
                    "confidence": self.confidence},
             "pass_at_k": {str(k): v for k, v in sorted(self.pass_at_k.items())},
+            "tasks_left_out": self.tasks_left_out,
             "tasks": [dict(asdict(t), fraction=t.fraction) for t in self.tasks],
         }
 
@@ -114,6 +130,7 @@ def score_submission(sub: dict, solutions: Solutions, *, partial: bool = False,
     scored) and no others; InputError otherwise.
     """
     counts = {t: len(s) for t, s in solutions.items()}
+    known = len(counts)
     check_is_submission(sub, path)
     if partial:
         counts = {t: n for t, n in counts.items() if t in sub}
@@ -134,7 +151,8 @@ def score_submission(sub: dict, solutions: Solutions, *, partial: bool = False,
     total = sum(t.total for t in scores)
     low, high = binomial_ci(solved, total)
     return ScoreReport(scores, float(np.mean([t.fraction for t in scores])), solved / total, solved, total,
-                       low, high)
+                       low, high, tasks_left_out=known - len(counts),
+                       solutions={t: solutions[t] for t in counts})
 
 
 def tasks_differ_line(answered: set[str], known: set[str], path: str | Path | None) -> str:
@@ -338,11 +356,13 @@ def format_report(report: ScoreReport, *, source: str = "", submission: str = ""
     if source:
         lines.append(f"solutions:  {source}")
     lines += [
-        f"score (official, per-task average): {r.per_task:.4f}  "
+        f"{r.score_label}: {r.per_task:.4f}  "
         f"({sum(t.fraction for t in r.tasks):.2f} of {len(r.tasks)} tasks; {r.tasks_solved} fully solved)",
         f"per-output: {r.outputs_solved}/{r.outputs_total} = {r.per_output:.4f}  "
         f"{r.confidence:.0%} CI [{r.ci_low:.4f}, {r.ci_high:.4f}] ({r.ci_method.capitalize()} score interval)",
     ]
+    if r.partial_text():
+        lines.append(f"left out: {r.partial_text()}")
     if r.pass_at_k:
         lines.append("pass@k (per output, from candidates): " +
                      "  ".join(f"pass@{k} {r.pass_at_k_text(k)}" for k in r.shown_ks()))

@@ -16,7 +16,7 @@ from arc_trm import plot
 from augment.errors import InputError
 from augment.files import write_json_atomic
 from augment.tasks import Pair, Task, load_tasks
-from conftest import SMALL_TASKS
+from conftest import SMALL_TASKS, cli_in_process
 from submission import render, report
 from submission.kaggle import candidates_path, fallback_submission, write_candidates
 from submission.vote import Candidate
@@ -149,6 +149,24 @@ def test_score_text_shows_the_report_s_pass_at_k_and_its_json_every_k(tmp_path):
     assert list(scored["pass_at_k"]) == ["1", "2", "3", "4", "5"]
 
 
+def test_report_thumbnails_draw_the_solutions_given_by_solutions(tmp_path):
+    """With --solutions (and --tasks a challenges file without them, or no --tasks) the thumbnails
+    said "solution (unknown)" and had no green or red borders, though the rows were scored."""
+    import base64
+    import io
+
+    tasks = load_tasks(SMALL_TASKS)
+    ttt_like_run(tmp_path, tasks, SMALL_TASKS)
+    write_json_atomic(tmp_path / "tasks.json", {t.id: t.to_json(with_solutions=False) for t in tasks})
+    solutions = tmp_path / "ttt_solutions.json"
+    for spec in (str(tmp_path / "tasks.json"), None):
+        page = report.write_report(tmp_path, tasks_spec=spec, solutions_file=str(solutions)).read_text()
+        thumbs = [Image.open(io.BytesIO(base64.b64decode(b))).convert("RGB")
+                  for b in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+        colours = [{c for _, c in im.getcolors(1 << 20)} for im in thumbs]
+        assert render.CORRECT in colours[0] and all(render.WRONG in c for c in colours), spec  # solved first
+
+
 def test_report_lists_each_test_output_of_a_task_with_several(tmp_path):
     assert report.matched_text([1, None, 2]) == "test 1: attempt 1<br>test 2: neither attempt<br>test 3: attempt 2"
 
@@ -178,6 +196,37 @@ def test_ttt_prediction_records_the_source_the_user_named(tmp_path, small_build)
     assert f"<code>{SMALL_TASKS}</code><br><small>read from the run's copy" in report.write_report(tmp_path).read_text()
 
 
+def test_plot_of_a_killed_run_leaves_out_its_cut_short_last_line(tmp_path, capsys):
+    """A crash can leave metrics.jsonl with half a line or a NUL-filled tail (train --resume drops
+    it): plot draws the complete lines and warns; a bad line elsewhere is still refused in one line."""
+    whole = "".join(json.dumps(train_line(s)) + "\n" for s in (1, 2, 3))
+    for tail in ('{"step": 4, "lo', "\0" * 64):
+        write_metrics(tmp_path, [])
+        (tmp_path / "metrics.jsonl").write_text(whole + tail)
+        train, _ = plot.read_metrics(tmp_path)
+        assert [r["step"] for r in train] == [1, 2, 3]
+        assert ("cut short" in capsys.readouterr().err) == (tail[0] == "{")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "lo\n' + whole)
+    with pytest.raises(InputError, match="line 1 is not JSON"):
+        plot.read_metrics(tmp_path)
+    for row in ("[1, 2]", '{"step": "x", "loss": 1}', '"text"'):
+        (tmp_path / "metrics.jsonl").write_text(whole + row + "\n" + whole)
+        with pytest.raises(InputError, match="line 4 is not a metrics record"):
+            plot.read_metrics(tmp_path)
+
+
+def test_plot_and_show_refuse_an_out_that_is_a_folder_in_one_line(tmp_path):
+    write_metrics(tmp_path / "run", [train_line(1), train_line(2)])
+    (tmp_path / "figs").mkdir()
+    for args in (("plot", tmp_path / "run", "--out", tmp_path / "figs"),
+                 ("show", "3c9b0459", "--tasks", SMALL_TASKS, "--out", tmp_path / "figs")):
+        r = cli_in_process(*args)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert f"cannot write {tmp_path / 'figs'}: it is a folder" in r.stderr
+    assert not list((tmp_path / "figs").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figs", "run"]  # no temporary file left beside it
+
+
 # ---------------------------------------------------------------- show
 
 
@@ -198,3 +247,37 @@ def test_show_has_a_legend_when_attempts_are_scored_and_readable_labels():
     font = render.label_font()
     top, bottom = font.getbbox("Ag")[1], font.getbbox("Ag")[3]
     assert bottom - top >= 11
+
+
+def test_show_refuses_a_candidates_file_given_as_the_submission(tmp_path):
+    """The candidates file sits beside the submission; passed by mistake it drew the task without
+    attempts under a note that the task was not in it."""
+    (task,) = load_tasks(SMALL_TASKS.replace("+6150a2bd+74dd1130", ""))
+    sub = tmp_path / "submission.json"
+    write_json_atomic(sub, fallback_submission([task]))
+    write_candidates(candidates_path(sub), {(task.id, 0): [Candidate(task.test[0].input, 3, 0.5)]})
+    r = cli_in_process("show", task.id, "--tasks", SMALL_TASKS, "--submission", candidates_path(sub),
+                       "--out", tmp_path / "t.png")
+    assert r.returncode == 2 and "is a candidates file, not a submission: pass the submission beside it" in r.stderr
+    assert not (tmp_path / "t.png").exists()
+    assert cli_in_process("show", task.id, "--tasks", SMALL_TASKS, "--submission", sub,
+                          "--out", tmp_path / "t.png").returncode == 0
+
+
+def test_plot_and_show_write_the_format_their_out_names_and_refuse_other_suffixes(tmp_path):
+    """curves.pdf was PNG bytes under a .pdf name; an --out naming a JSON file (the tasks, a slip)
+    was overwritten with a PNG."""
+    write_metrics(tmp_path / "run", [train_line(1), train_line(2)])
+    magic = {".pdf": b"%PDF", ".svg": b"<?xml", ".png": b"\x89PNG", "": b"\x89PNG", ".jpg": b"\xff\xd8\xff"}
+    for suffix in (".pdf", ".svg", ".png", ""):
+        out = plot.plot_run(tmp_path / "run", tmp_path / f"curves{suffix}")
+        assert out.read_bytes().startswith(magic[suffix]), suffix
+    for suffix in (".jpg", ".png"):
+        r = cli_in_process("show", "3c9b0459", "--tasks", SMALL_TASKS, "--out", tmp_path / f"task{suffix}")
+        assert r.returncode == 0 and (tmp_path / f"task{suffix}").read_bytes().startswith(magic[suffix]), r.stderr
+    tasks = tmp_path / "x_challenges.json"
+    tasks.write_text("{}")
+    for args in (("plot", tmp_path / "run"), ("show", "3c9b0459", "--tasks", SMALL_TASKS)):
+        r = cli_in_process(*args, "--out", tasks)
+        assert r.returncode == 2 and ".json is not a picture format" in r.stderr and r.stderr.count("\n") == 1
+    assert tasks.read_text() == "{}"

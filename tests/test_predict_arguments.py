@@ -15,3 +15,64 @@ def test_noise_without_trajectories_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "s.json").exists()
     assert cli_in_process(*args, "--noise", "0.5", "--trajectories", "2", "--views", "1", "--max-steps", "1").returncode == 0
     assert (tmp_path / "s.json").exists()
+
+
+def test_an_out_holding_the_tasks_solutions_or_candidates_is_refused_not_overwritten(tmp_path):
+    """`--out` is merged into an earlier submission; a slip that names the challenges, solutions
+    or candidates file replaced it with a submission, without --force or a word."""
+    import json
+
+    from augment.tasks import load_tasks
+    from submission.kaggle import fallback_submission
+
+    tasks = load_tasks(SMALL_TASKS)
+    challenges, solutions = tmp_path / "x_test_challenges.json", tmp_path / "x_test_solutions.json"
+    challenges.write_text(json.dumps({t.id: t.to_json(with_solutions=False) for t in tasks}))
+    solutions.write_text(json.dumps({t.id: [p.output.tolist() for p in t.test] for t in tasks}))
+    candidates = tmp_path / "s.candidates.json"
+    candidates.write_text('{"format": "arc-trm-candidates", "version": 1, "tasks": {}}')
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    for target in (challenges, solutions, candidates):
+        before = target.read_bytes()
+        r = cli_in_process("predict", "--checkpoint", run, "--tasks", challenges, "--out", target, "--no-progress")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert f"--out {target}: the file there is JSON but not a submission" in r.stderr
+        assert target.read_bytes() == before
+    earlier = tmp_path / "earlier.json"  # an earlier submission, even for other tasks, is replaced
+    earlier.write_text(json.dumps({"other": [{"attempt_1": [[1]], "attempt_2": [[2]]}]}))
+    r = cli_in_process("predict", "--checkpoint", run, "--tasks", challenges, "--out", earlier, "--no-progress",
+                       "--views", "1", "--max-steps", "1")
+    assert r.returncode == 0, r.stderr
+    assert sorted(json.loads(earlier.read_text())) == sorted(json.loads(json.dumps(fallback_submission(tasks))))
+
+
+def test_the_summary_says_which_untrained_tasks_kept_earlier_answers_and_whether_it_wrote(tmp_path):
+    """Tasks without a trained embedding keep an earlier submission's answers (only answers produced
+    replace them), but the summary said they "got the fallback answer", and "wrote" the file when
+    no view ran and it was left as it was."""
+    import json
+
+    from augment.tasks import load_tasks
+    from submission.kaggle import fallback_submission
+
+    run, out = tmp_path / "run", tmp_path / "s.json"
+    write_tiny_checkpoint(run)  # trained ids of 3c9b0459 only
+    tasks = {t.id: t for t in load_tasks(SMALL_TASKS)}
+    earlier = fallback_submission([tasks["6150a2bd"]])
+    earlier["6150a2bd"][0] = {"attempt_1": [[1]], "attempt_2": [[2]]}
+    out.write_text(json.dumps(earlier))
+    args = ["predict", "--checkpoint", run, "--out", out, "--no-progress", "--views", "1", "--max-steps", "1"]
+    r = cli_in_process(*args, "--tasks", SMALL_TASKS)
+    assert r.returncode == 0, r.stderr
+    assert "1 tasks have no puzzle embedding trained on their content and got the fallback answer (run `arc-trm ttt` " \
+           "on them): 74dd1130" in r.stdout
+    assert f"1 tasks have no puzzle embedding trained on their content and kept the answers {out} held before" in r.stdout
+    assert json.loads(out.read_text())["6150a2bd"] == earlier["6150a2bd"] and f"wrote {out}" in r.stdout
+    untrained = SMALL_TASKS.replace("3c9b0459+", "")  # no view runs: the file is left as it was
+    out.write_text(json.dumps({t: json.loads(out.read_text())[t] for t in ("6150a2bd", "74dd1130")}))
+    before = out.read_bytes()
+    r = cli_in_process(*args, "--tasks", untrained)
+    assert r.returncode == 0 and "no view finished" in r.stdout and "wrote" not in r.stdout, r.stdout
+    assert "2 tasks have no puzzle embedding trained on their content and kept the answers" in r.stdout
+    assert out.read_bytes() == before

@@ -14,7 +14,7 @@ from augment.errors import InputError
 from augment.tasks import load_tasks
 from augment.files import write_json_atomic
 from submission.kaggle import candidates_path, write_candidates
-from submission.score import binomial_ci, pass_at_k, score_submission
+from submission.score import binomial_ci, format_report, pass_at_k, score_submission
 from submission.vote import Candidate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +64,14 @@ def test_score_rejects_incomplete_submission_unless_partial():
         score_submission(sub, SOLUTIONS)
     r = score_submission(sub, SOLUTIONS, partial=True)
     assert r.per_task == pytest.approx(0.75) and r.outputs_total == 3
+    # The 0.75 is not the official score: the summary says so and gives it, "none" counted as 0.
+    text = format_report(r)
+    assert "score (per-task average of the tasks scored, --partial): 0.7500" in text and "official" not in \
+        text.splitlines()[0]
+    assert "left out: 1 of 3 tasks with solutions are not in the submission; counted as unsolved, the official " \
+        "score is 0.5000" in text and r.to_json()["tasks_left_out"] == 1
+    whole = format_report(score_submission(SUB, SOLUTIONS, partial=True))
+    assert whole.startswith("score (official, per-task average): 0.5000") and "left out" not in whole
 
 
 def test_pass_at_k():
@@ -183,3 +191,17 @@ def test_report_on_a_run_without_submission_says_so_first(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(InputError, match=r"no submission to report: .*submission.json does not exist"):
         write_report(tmp_path / "run")
+
+
+def test_score_piped_into_a_reader_that_leaves_early_ends_without_a_traceback(tmp_path):
+    """`arc-trm score ... --json | head`: the reader closes the pipe while score still writes. More
+    output than a pipe holds, so the write that fails is certain."""
+    ids = [f"t{i:04d}" for i in range(3000)]
+    write_json_atomic(tmp_path / "s.json", {t: [{"attempt_1": [[0]], "attempt_2": [[1]]}] for t in ids})
+    write_json_atomic(tmp_path / "sol.json", {t: [[[0]]] for t in ids})
+    proc = subprocess.Popen([sys.executable, "-m", "arc_trm.cli", "score", str(tmp_path / "s.json"), "--solutions",
+                             str(tmp_path / "sol.json"), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"{"
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == "", err  # 128 + SIGPIPE, as a shell reports it

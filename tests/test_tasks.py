@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from augment.errors import InputError, TaskError
-from augment.tasks import grid_hash, load_source, load_tasks, safe_name, task_from_json, task_hash
+from augment.tasks import absolute_spec, grid_hash, load_source, load_tasks, safe_name, task_from_json, task_hash
 from conftest import CONCEPTARC
 
 GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1]]}]}
@@ -143,6 +143,40 @@ def test_folder_source_and_roles(tmp_path):
     empty.mkdir()
     with pytest.raises(TaskError, match="no .json"):
         load_tasks(str(empty))
+
+
+def test_at_sign_inside_a_path_is_not_a_role(tmp_path, monkeypatch):
+    """Google Drive for desktop mounts at .../GoogleDrive-me@example.com/My Drive: the `@` is part of
+    the path (file, folder, picked ids, a role after it), and predict records the path absolute."""
+    d = tmp_path / "GoogleDrive-me@example.com" / "My Drive"
+    d.mkdir(parents=True)
+    p = write(d / "x_challenges.json", {"abc": GOOD, "def": GOOD})
+    assert [t.id for t in load_tasks(str(p))] == ["abc", "def"]
+    assert [t.role for t in load_tasks(f"{p}@test")] == ["test", "test"]
+    assert [t.id for t in load_tasks(f"{p}/def")] == ["def"]
+    (folder := d / "tasks").mkdir()
+    write(folder / "aa.json", GOOD)
+    assert [t.id for t in load_tasks(str(folder))] == ["aa"]
+    with pytest.raises(TaskError, match="unknown role 'bogus'"):
+        load_tasks(f"{p}@bogus")
+    monkeypatch.chdir(tmp_path)
+    rel = "GoogleDrive-me@example.com/My Drive/x_challenges.json"
+    assert absolute_spec(f"{rel}@test,arc-agi-1") == f"{p.resolve()}@test,arc-agi-1"
+    assert absolute_spec(rel) == str(p.resolve())
+
+
+def test_folder_source_leaves_out_hidden_files(tmp_path):
+    """macOS writes a binary `._ID.json` beside every file it copies to a USB drive or a share; such
+    a folder was refused ("malformed JSON") or, with --skip-bad-tasks, warned about per file."""
+    d = tmp_path / "evaluation"
+    d.mkdir()
+    write(d / "aa.json", GOOD)
+    (d / "._aa.json").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    write(d / ".draft.json", "{not json")
+    assert [t.id for t in load_tasks(str(d))] == ["aa"]
+    (d / "aa.json").unlink()
+    with pytest.raises(TaskError, match="no .json task files"):
+        load_tasks(str(d))
 
 
 def test_duplicate_ids(tmp_path):

@@ -85,3 +85,32 @@ def test_duration_text(seconds, text):
     from arc_trm.train import duration_text
 
     assert duration_text(seconds) == text
+
+
+def test_a_resumed_run_without_its_config_json_continues_with_the_config_beside_its_checkpoint(tmp_path):
+    """A run copied back without RUN/config.json (only checkpoints/ synced) resumed with the
+    preset's config and tasks: arc-agi-2 built at the preset's size before a model mismatch, or a
+    silent change of batch and learning rate where the model matched."""
+    from arc_trm.cli import command_parser
+    from arc_trm.train_cli import config_origin, resolve_config
+    from conftest import write_tiny_checkpoint
+
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    (run / "config.json").unlink()
+    args = command_parser("train").parse_args(["--out", str(run), "--resume", "--preset", "cpu-quick"])
+    cfg = resolve_config(args)
+    assert (cfg.model.hidden_size, cfg.data.tasks, cfg.train.global_batch_size) == (32, SMALL_TASKS, 8)
+    assert config_origin(args) == "the run's saved config (resumed)"
+
+
+@pytest.mark.slow  # the shared trained run (a train process) when no earlier test made it
+def test_resume_with_a_stop_at_or_before_the_run_s_step_says_so_and_names_its_checkpoint(tiny_run):
+    """--stop-at at or below the step a run is at took no step and ended with "checkpoint: None"."""
+    for stop in ("2", "3"):  # tiny_run is at step 3
+        proc = cli_in_process("train", "--out", tiny_run, "--resume", "--set", "train.max_steps=10", "--stop-at", stop,
+                              "--no-progress")
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[-2] == f"nothing to train: {tiny_run} is already at step 3, at or past the stop asked for, step {stop}"
+        assert lines[-1] == f"checkpoint: {tiny_run / 'checkpoints' / 'step_0000003'}"
