@@ -129,6 +129,28 @@ def _name_some(ids: Iterable[str], limit: int = 5) -> str:
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
+def check_is_submission(sub: object, path: str | Path | None) -> None:
+    """One line when the file is other JSON (a task file, solutions, candidates): a submission maps
+    task ids to lists of {"attempt_1": grid, "attempt_2": grid}."""
+    where = f"{path}: " if path else ""
+    shape = 'a submission maps task ids to lists of {"attempt_1": grid, "attempt_2": grid}'
+    if not isinstance(sub, dict):
+        raise InputError(f"{where}not a submission: {shape}")
+    if sub.get("format") == CANDIDATES_FORMAT:
+        raise InputError(f"{where}is a candidates file, not a submission: use the submission beside it")
+    if not sub:
+        raise InputError(f"{where}not a submission: it holds no tasks")
+    values = list(sub.values())
+    if all(isinstance(v, dict) and ("train" in v or "test" in v) for v in values):
+        raise InputError(f"{where}is a task (challenges) file, not a submission: pass it as --tasks; {shape}")
+    if any(isinstance(v, list) and v and isinstance(v[0], dict) and set(v[0]) & set(ATTEMPTS) for v in values):
+        return  # a submission, perhaps with faults that validate_submission names
+    if all(isinstance(v, list) and v and isinstance(v[0], list) and v[0] and isinstance(v[0][0], list)
+           for v in values):
+        raise InputError(f"{where}is a solutions file, not a submission: pass it as --solutions; {shape}")
+    raise InputError(f"{where}not a submission: {shape}")
+
+
 def validate_submission(sub: object, tasks: Iterable[Task] | Mapping[str, int], *,
                         path: str | Path | None = None) -> None:
     """Raise InputError unless `sub` is a complete, well-formed submission for `tasks`.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from augment.errors import InputError
 from augment.files import read_json
-from submission.kaggle import candidates_path
+from submission.kaggle import candidates_path, check_is_submission
 
 
 def record_path(submission: str | Path) -> Path:
@@ -47,8 +47,6 @@ def check_output_file(path: str | Path, flag: str = "--out") -> None:
 def check_not_other_json(path: str | Path, flag: str = "--out") -> None:
     """One line when `path` holds JSON that is not a submission (the challenges, solutions or
     candidates file, a slip of --out): an earlier submission is merged and replaced, that is not."""
-    from submission.score import check_is_submission  # score imports this module
-
     path = Path(path)
     if not path.is_file():
         return

@@ -21,7 +21,7 @@ from augment.errors import InputError
 from augment.files import atomic_writer
 from augment.grids import same_grid
 from augment.tasks import Task, load_tasks, safe_name
-from submission.kaggle import CANDIDATES_FORMAT, load_submission, submission_grids, validate_submission
+from submission.kaggle import check_is_submission, load_submission, submission_grids, validate_submission
 
 # ARC's standard palette, colours 0..9.
 PALETTE_HEX = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
@@ -221,8 +221,7 @@ def find_task(task_id: str, source: str) -> Task:
 def attempts_for(task: Task, sub_path: str | Path) -> Attempts | None:
     """The (validated) attempts of `task` in a submission file, or None when the task is absent."""
     sub = load_submission(sub_path)
-    if sub.get("format") == CANDIDATES_FORMAT:  # else "the task is not in it", and no attempts drawn
-        raise InputError(f"{sub_path}: is a candidates file, not a submission: pass the submission beside it")
+    check_is_submission(sub, sub_path)  # other JSON (candidates, tasks) would draw no attempts, silently
     if task.id not in sub:
         return None
     one = {task.id: sub[task.id]}

@@ -32,7 +32,7 @@ from augment.errors import InputError, few_ids
 from augment.grids import Grid, same_grid
 from augment.tasks import Task, load_tasks
 from augment.files import read_json
-from submission.kaggle import (ATTEMPTS, CANDIDATES_FORMAT, candidates_path, load_solutions, load_submission,
+from submission.kaggle import (ATTEMPTS, candidates_path, check_is_submission, load_solutions, load_submission,
                                read_candidates, submission_grids, validate_submission)
 from submission.outputs import record_path
 from submission.vote import Candidate, Key
@@ -168,28 +168,6 @@ def tasks_differ_line(answered: set[str], known: set[str], path: str | Path | No
     hint = (f"--partial scores the {shared} task(s) both hold" if shared else
             "no task is in both (--partial scores only shared tasks): pass the --tasks the submission answers")
     return f"{where}the tasks differ: {'; '.join(parts)}; {hint}"
-
-
-def check_is_submission(sub: object, path: str | Path | None) -> None:
-    """One line when the file is other JSON (a task file, solutions, candidates): a submission maps
-    task ids to lists of {"attempt_1": grid, "attempt_2": grid}."""
-    where = f"{path}: " if path else ""
-    shape = 'a submission maps task ids to lists of {"attempt_1": grid, "attempt_2": grid}'
-    if not isinstance(sub, dict):
-        raise InputError(f"{where}not a submission: {shape}")
-    if sub.get("format") == CANDIDATES_FORMAT:
-        raise InputError(f"{where}is a candidates file, not a submission: score the submission beside it")
-    if not sub:
-        raise InputError(f"{where}not a submission: it holds no tasks")
-    values = list(sub.values())
-    if all(isinstance(v, dict) and ("train" in v or "test" in v) for v in values):
-        raise InputError(f"{where}is a task (challenges) file, not a submission: pass it as --tasks; {shape}")
-    if any(isinstance(v, list) and v and isinstance(v[0], dict) and set(v[0]) & set(ATTEMPTS) for v in values):
-        return  # a submission, perhaps with faults that validate_submission names
-    if all(isinstance(v, list) and v and isinstance(v[0], list) and v[0] and isinstance(v[0][0], list)
-           for v in values):
-        raise InputError(f"{where}is a solutions file, not a submission: pass it as --solutions; {shape}")
-    raise InputError(f"{where}not a submission: {shape}")
 
 
 def solution_rank(candidates: Sequence[Candidate], solution: Grid) -> int | None:

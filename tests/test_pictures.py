@@ -258,7 +258,7 @@ def test_show_refuses_a_candidates_file_given_as_the_submission(tmp_path):
     write_candidates(candidates_path(sub), {(task.id, 0): [Candidate(task.test[0].input, 3, 0.5)]})
     r = cli_in_process("show", task.id, "--tasks", SMALL_TASKS, "--submission", candidates_path(sub),
                        "--out", tmp_path / "t.png")
-    assert r.returncode == 2 and "is a candidates file, not a submission: pass the submission beside it" in r.stderr
+    assert r.returncode == 2 and "is a candidates file, not a submission: use the submission beside it" in r.stderr
     assert not (tmp_path / "t.png").exists()
     assert cli_in_process("show", task.id, "--tasks", SMALL_TASKS, "--submission", sub,
                           "--out", tmp_path / "t.png").returncode == 0
