@@ -364,7 +364,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random draws per task before giving up on reaching --augmentations (default 5000)")
     parser.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
     parser.add_argument("--canvas", type=int, default=30,
-                        help="canvas side; tasks with a larger grid are skipped with a warning (default 30)")
+                        help="canvas side, 1 to 30; tasks with a larger grid are skipped with a warning (default 30)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--skip-bad-tasks", action="store_true",
                         help="skip invalid tasks with a warning instead of aborting the build")
