@@ -16,6 +16,7 @@ from augment.build import ensure_built
 from augment.options import BuildOptions
 from augment.store import BuiltSet
 from augment.errors import InputError
+from augment.tasks import absolute_spec
 
 
 def default_build_dir(cfg: RunConfig) -> Path:
@@ -40,8 +41,10 @@ def check_own_build(out: Path, cfg: RunConfig) -> None:
     params = meta.get("params", {}) if isinstance(meta, dict) else {}
     want = {"augmentations": cfg.data.augmentations, "seed": cfg.data.build_seed, "canvas": cfg.data.canvas}
     have = {k: params.get(k) for k in want} if isinstance(params, dict) else {}
-    specs = [s.strip() for s in cfg.data.tasks.split(",") if s.strip()]
+    specs = [s.strip() for s in absolute_spec(cfg.data.tasks).split(",") if s.strip()]
     sources = meta.get("sources") if isinstance(meta, dict) else None
+    if isinstance(sources, list) and all(isinstance(s, str) for s in sources):
+        sources = [absolute_spec(s) for s in sources]  # a build recorded before paths were absolute
     if have != want or sources != specs:
         raise InputError(f"--build {out}: holds a build of {sources} with {have}, not {specs} with {want}; "
                          f"pass the same --tasks/--set data.* or another --build (it is never rebuilt over)")

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from augment.grids import MAX_SIDE
+
 POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("float32", "bfloat16")
 COMPILE_SETTINGS = ("auto", "on", "off")
@@ -300,7 +302,7 @@ RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     **{("train", f): (_rate, "a number in [0, 1)") for f in ("beta1", "beta2", "ema_rate")},
     ("train", "device"): (_device, f"one of {', '.join(DEVICES)} or cuda:N"),
     ("data", "augmentations"): (_positive, "an integer >= 1"),
-    ("data", "canvas"): (lambda v: 1 <= v <= 30, "an integer from 1 to 30"),
+    ("data", "canvas"): (lambda v: 1 <= v <= MAX_SIDE, f"an integer from 1 to {MAX_SIDE}"),  # ARC's largest grid
     ("data", "build_seed"): (_non_negative, "an integer >= 0"),
 }
 

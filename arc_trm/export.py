@@ -123,7 +123,9 @@ def lean_table(table):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="run folder (its latest checkpoint) or checkpoint folder")
+    p.add_argument("--checkpoint", required=True,
+                   help="run folder (its latest checkpoint), checkpoint folder or an inference export (e.g. to "
+                        "make a --lean one of it)")
     p.add_argument("--out", required=True,
                    help="export folder: new, empty or an earlier export (replaced); anything else is refused")
     p.add_argument("--lean", action="store_true",

@@ -282,14 +282,19 @@ def build_model(model_cfg: ModelConfig, state_dict: dict[str, Tensor], where: st
 
 
 def check_import_out(out: Path, force: bool) -> None:
-    """One line unless --out can take the imported run: new, a folder, not a checkpoint or an export
-    (whose weights `--checkpoint OUT` would load instead), and with --force only when it holds a run."""
+    """One line unless --out can take the imported run: new or empty, or a run folder (with --force
+    only when it holds a run); never a checkpoint or an export (whose weights `--checkpoint OUT`
+    would load instead) nor a folder of other files."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     if (out / ckpt.STATE).exists() or (out / ckpt.EXPORT_WEIGHTS).exists():
         raise InputError(f"--out {out}: holds a checkpoint or an inference export, not a run folder; use a new folder")
     if (out / "checkpoints" / "latest").exists() and not force:
         raise InputError(f"{out}: already holds a run (use another --out, or --force to add to it)")
+    others = [p.name for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
+    if others and not (out / "checkpoints").is_dir():  # config.json would be overwritten, the rest mixed in
+        raise InputError(f"--out {out}: holds other files ({', '.join(sorted(others)[:3])}), not a run folder; "
+                         f"use a new or empty folder")
 
 
 def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], object] = print) -> Path:
@@ -320,7 +325,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a reference state dict file (step_N), a folder of them as published (the latest step "
                         "unless --step), or hf://OWNER/REPO/FOLDER[/step_N], e.g. "
                         "hf://arcprize/trm_arc_prize_verification/arc_v1_public")
-    p.add_argument("--out", required=True, help="run folder to write (usable by predict and ttt)")
+    p.add_argument("--out", required=True, help="run folder to write (usable by predict and ttt): a new or empty "
+                                                "folder, or a run folder (--force when it holds a run)")
     p.add_argument("--step", type=int, help="the step_N of a folder to import (default: the latest)")
     p.add_argument("--identifiers",
                    help="the reference data set's identifiers.json (puzzle id -> name, id 0 '<blank>'); default: "

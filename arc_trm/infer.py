@@ -42,7 +42,7 @@ from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, make_views,
 from augment.store import IdentifierMap
 from augment.console import add_progress_argument
 from augment.errors import InputError
-from augment.tasks import Task, absolute_spec, load_tasks
+from augment.tasks import Task, absolute_spec, load_tasks, training_split_warning
 from submission.outputs import check_prediction_outputs, record_path
 from submission.kaggle import (candidates_path, earlier_entries, is_submission_of, merge_candidates, merge_submission,
                                write_candidates, write_submission)
@@ -307,6 +307,9 @@ def load_prediction_tasks(spec: str, skip_bad: bool) -> list[Task]:
     salvaged: list[Task] = []
     warn = lambda m: print(f"warning: {m}", file=sys.stderr)  # noqa: E731
     tasks = load_tasks(spec, on_error="skip" if skip_bad else "raise", warn=warn, salvaged=salvaged)
+    inflated = training_split_warning(spec)
+    if inflated:
+        print(inflated, file=sys.stderr)
     known = {t.id for t in tasks}
     return sorted(tasks + [t for t in salvaged if t.id not in known], key=lambda t: t.id)
 

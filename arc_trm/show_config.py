@@ -84,7 +84,8 @@ def config_lines(cfg: RunConfig) -> list[str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="preset (default: paper on a GPU, cpu-quick otherwise)")
-    p.add_argument("--run", help="a run folder: its saved config.json instead of a preset (default: none)")
+    p.add_argument("--run", help="a run folder (its saved config.json) or a config.json file, instead of a preset "
+                                 "(default: none)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
 
 
@@ -92,13 +93,14 @@ def run(args: argparse.Namespace) -> int:
     if args.run and args.preset:
         raise InputError("--run shows a run's saved config and --preset a preset's: pass one")
     if args.run:
-        data = read_json(Path(args.run) / "config.json", "run config")
+        path = Path(args.run) if Path(args.run).is_file() else Path(args.run) / "config.json"
+        data = read_json(path, "run config")
         try:
             cfg = RunConfig.from_dict(data) if isinstance(data, dict) else None
         except (ValueError, TypeError, KeyError) as e:
-            raise InputError(f"{args.run}/config.json: run config is not one this arc-trm reads ({e})") from None
+            raise InputError(f"{path}: run config is not one this arc-trm reads ({e})") from None
         if cfg is None:
-            raise InputError(f"{args.run}/config.json: expected a JSON object with model, train and data sections")
+            raise InputError(f"{path}: expected a JSON object with model, train and data sections")
     else:
         import torch  # the default preset depends on the machine, as in `train`
 

@@ -148,3 +148,12 @@ def save_checkpoint(out: Path, state: TrainState, cfg: RunConfig, id_map: Identi
 def barrier(d: Dist) -> None:
     if d.world > 1:
         dist.barrier()
+
+
+def out_of_memory_line(layout: BatchLayout, device: str) -> str:
+    """What to change when a step runs out of device memory: more micro-batches of fewer rows."""
+    micro = layout.local // layout.accum
+    more = next((k for k in range(layout.accum + 1, layout.local + 1) if layout.local % k == 0), layout.local)
+    return (f"out of memory on {device} at a micro-batch of {micro} rows (train.grad_accum_steps {layout.accum}); "
+            f"split the batch further, e.g. --set train.grad_accum_steps={more} (micro-batches of "
+            f"{layout.local // more} rows), or lower train.global_batch_size")

@@ -26,7 +26,7 @@ from arc_trm.metrics import METRICS_FILE, MetricsSink
 from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
-from arc_trm.snapshot import BatchLayout, LatestCheckpoint, TrainState, restore, save_checkpoint
+from arc_trm.snapshot import BatchLayout, LatestCheckpoint, TrainState, out_of_memory_line, restore, save_checkpoint
 from arc_trm.stopping import StopRequest, signal_name
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from augment.build import canvas_skip_line
@@ -365,9 +365,15 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
 
 def log_line(last: dict[str, float], end: int, eta_s: float) -> str:
     """A log step's line when no progress bar shows it."""
-    return (f"step {last['step']}/{end}: loss {last['loss']:.3f}, exact {last['exact_accuracy']:.2f}, halt steps "
-            f"{last['halt_steps']:.1f}, {last['samples_per_s']:.0f} samples/s, lr {last['lr']:.3g}, "
-            f"ETA {duration_text(eta_s)}")
+    return (f"step {last['step']}/{end}: loss {last['loss']:.3f}, "
+            f"{halting_text(last['exact_accuracy'], last['halt_steps'])}, {last['samples_per_s']:.0f} samples/s, "
+            f"lr {last['lr']:.3g}, ETA {duration_text(eta_s)}")
+
+
+def halting_text(exact: float, halt_steps: float) -> str:
+    """The halted rows' accuracy and steps; a halted row took at least one step, so 0 steps means none
+    halted and there is nothing to show (not a measured 0)."""
+    return f"exact {exact:.2f}, halt steps {halt_steps:.1f}" if halt_steps > 0 else "no row halted"
 
 
 def duration_text(seconds: float) -> str:
@@ -378,15 +384,6 @@ def duration_text(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-def out_of_memory_line(layout: BatchLayout, device: str) -> str:
-    """What to change when a step runs out of device memory: more micro-batches of fewer rows."""
-    micro = layout.local // layout.accum
-    more = next((k for k in range(layout.accum + 1, layout.local + 1) if layout.local % k == 0), layout.local)
-    return (f"out of memory on {device} at a micro-batch of {micro} rows (train.grad_accum_steps {layout.accum}); "
-            f"split the batch further, e.g. --set train.grad_accum_steps={more} (micro-batches of "
-            f"{layout.local // more} rows), or lower train.global_batch_size")
 
 
 DEADLINE = "deadline"

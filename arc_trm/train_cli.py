@@ -18,6 +18,7 @@ continues (every torchrun rank stops at the same step); a second Ctrl-C stops at
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from arc_trm.stopping import StopRequest, continue_command, exit_code, stopped_l
 from arc_trm.train import TrainOptions, train
 from augment.console import add_progress_argument
 from augment.errors import InputError
+from augment.tasks import absolute_spec
 from submission.runfolder import checkpoints_by_step
 
 
@@ -69,7 +71,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
             cfg = RunConfig.from_dict(data)
         except (ValueError, TypeError, KeyError) as e:
             raise InputError(f"{saved}: run config is not one this arc-trm reads ({e})") from None
-        if args.tasks and cfg.data.tasks and task_list(args.tasks) != task_list(cfg.data.tasks):  # "": imported
+        if args.tasks and cfg.data.tasks and task_list(absolute_spec(args.tasks)) != task_list(
+                absolute_spec(cfg.data.tasks)):  # "": imported
             raise InputError(f"the run was trained on {cfg.data.tasks}; you asked for {args.tasks} (leave out "
                              f"--tasks to continue it, or train a new run in another --out)")
     if args.tasks:
@@ -87,7 +90,15 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         check_device_available(cfg.train.device)
     except ValueError as e:
         raise InputError(str(e)) from None
-    return cfg
+    return with_absolute_paths(cfg)
+
+
+def with_absolute_paths(cfg: RunConfig) -> RunConfig:
+    """The config with its task paths and build folder absolute, so the run's record resumes
+    (and its build is reused) from any working directory; bundled set names stay as they are."""
+    build_dir = str(Path(cfg.data.build_dir).resolve()) if cfg.data.build_dir else ""
+    data = dataclasses.replace(cfg.data, tasks=absolute_spec(cfg.data.tasks), build_dir=build_dir)
+    return dataclasses.replace(cfg, data=data)
 
 
 CPU_SECONDS_PER_SAMPLE = 28.8  # the paper model's training step on a CPU, per sample (docs/KAGGLE.md)

@@ -39,7 +39,7 @@ from .errors import InputError, few_ids
 from .files import atomic_writer, read_json, replace_folder, write_text_atomic
 from .options import BuildOptions
 from .store import ARRAYS, FORMAT, BuiltSet
-from .tasks import Task, grid_hash, load_tasks
+from .tasks import Task, absolute_spec, grid_hash, load_tasks
 from .transforms import Augmentation
 
 
@@ -317,7 +317,8 @@ def build_set(tasks: Sequence[Task], out: str | Path, options: BuildOptions = Bu
     src_hash = sources_hash(tasks)
     _index_sources(src, options)
     arrays = _row_arrays(src, _augment_all(src.payloads, options))
-    recorded = list(sources) if sources is not None else sorted({t.source for t in tasks})
+    # Paths absolute: a run that names this build from another working directory must match it.
+    recorded = [absolute_spec(s) for s in sources] if sources is not None else sorted({t.source for t in tasks})
     meta = _metadata(src, arrays, options, recorded, src_hash)
     _write_build(out, arrays, meta, src.kept, _before_rename)
     return BuiltSet.open(out)
@@ -364,7 +365,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random draws per task before giving up on reaching --augmentations (default 5000)")
     parser.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
     parser.add_argument("--canvas", type=int, default=30,
-                        help="canvas side; tasks with a larger grid are skipped with a warning (default 30)")
+                        help="canvas side, 1 to 30; tasks with a larger grid are skipped with a warning (default 30)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--skip-bad-tasks", action="store_true",
                         help="skip invalid tasks with a warning instead of aborting the build")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .encoding import CANVAS
 from .errors import InputError
+from .grids import MAX_SIDE
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class BuildOptions:
             raise InputError(f"--augmentations must be at least 1 (the identity version), got {self.augmentations}")
         if self.seed < 0:
             raise InputError(f"--seed must be non-negative, got {self.seed}")
-        if not 1 <= self.canvas <= 255:
-            raise InputError(f"--canvas must be 1 to 255, got {self.canvas}")
+        if not 1 <= self.canvas <= MAX_SIDE:  # a larger canvas builds a set no config can train on
+            raise InputError(f"--canvas must be 1 to {MAX_SIDE}, got {self.canvas}")
         if self.max_tries < 0:
             raise InputError(f"--max-tries must be non-negative, got {self.max_tries}")

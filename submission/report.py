@@ -8,8 +8,9 @@ Reads RUN/submission.json (or the one submission with a record NAME.predict.json
 from --tasks / --solutions, or else from the task source the predict step recorded in the
 submission's record NAME.predict.json ({"tasks": SOURCE}).
 
-example:
+examples:
   arc-trm report runs/agi2
+  arc-trm report runs/agi2/eval.json            a submission file: report.html beside it
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def build_report_html(report: ScoreReport, sub: dict, tasks: list[Task] | None, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN", help="run folder (holds submission.json and its record submission.predict.json)")
+    parser.add_argument("run_dir", metavar="RUN", help="run folder (holds submission.json and its record submission.predict.json), "
+                                                      "or a submission file (report.html is written beside it)")
     parser.add_argument("--submission", metavar="PATH", help="submission to report (default RUN/submission.json, or the only NAME.json with a NAME.predict.json)")
     parser.add_argument("--tasks", metavar="SOURCE", help="task source with solutions (default: from the submission's NAME.predict.json)")
     parser.add_argument("--solutions", metavar="FILE", help="Kaggle solutions .json (default: none; the solutions of --tasks)")
@@ -158,13 +160,22 @@ def default_submission(run_dir: Path) -> Path:
     return run_dir / (recorded if isinstance(recorded, str) and recorded else "submission.json")
 
 
+def report_target(run: Path, submission: str | Path | None) -> tuple[Path, Path]:
+    """(the folder report.html goes to, the submission): RUN is a run folder, or the submission file."""
+    if run.is_file():
+        if submission:
+            raise InputError(f"{run} is a submission file and --submission names another: pass one")
+        return run.parent, run
+    if not run.is_dir():
+        raise InputError(f"run folder not found: {run}")
+    return run, Path(submission) if submission else default_submission(run)
+
+
 def write_report(run_dir: str | Path, submission: str | Path | None = None, tasks_spec: str | None = None,
                  solutions_file: str | None = None, *, partial: bool = False) -> Path:
-    """Score and write RUN/report.html; returns its path."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(f"run folder not found: {run_dir}")
-    sub_path = Path(submission) if submission else default_submission(run_dir)
+    """Score and write RUN/report.html (RUN: a run folder, or a submission file: report.html beside
+    it); returns its path."""
+    run_dir, sub_path = report_target(Path(run_dir), submission)
     if not sub_path.is_file():
         raise InputError(f"{run_dir}: no submission to report: {sub_path} does not exist (write one with "
                          f"`arc-trm predict --checkpoint {run_dir} --tasks SOURCE --out {sub_path}`, or pass "

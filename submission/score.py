@@ -30,7 +30,7 @@ from scipy.stats import binomtest
 
 from augment.errors import InputError, few_ids
 from augment.grids import Grid, same_grid
-from augment.tasks import Task, load_tasks
+from augment.tasks import Task, load_tasks, training_split_warning
 from augment.files import read_json
 from submission.kaggle import (ATTEMPTS, candidates_path, check_is_submission, load_solutions, load_submission,
                                read_candidates, submission_grids, validate_submission)
@@ -277,6 +277,9 @@ def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submis
     if tasks_spec is None and solutions_file is None:
         tasks_spec = recorded_source(submission)
     tasks = load_tasks(tasks_spec, warn=lambda m: print(m, file=sys.stderr)) if tasks_spec else None
+    inflated = training_split_warning(tasks_spec) if tasks_spec else None
+    if inflated:
+        print(inflated, file=sys.stderr)
     if solutions_file is None:
         assert tasks is not None and tasks_spec is not None
         return solutions_from_tasks(tasks, tasks_spec), tasks, tasks_spec

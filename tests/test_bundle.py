@@ -444,3 +444,18 @@ def test_full_table_from_a_lean_export_is_refused(tmp_path: Path) -> None:
     with pytest.raises(kb.InputError, match="lean export: it has no whole puzzle table"):
         kb.ship_checkpoint(tmp_path / "lean", tmp_path / "shipped", full_table=True)
     assert not (tmp_path / "shipped").exists()
+
+
+def test_full_state_with_full_table_is_refused_before_any_work(tmp_path: Path) -> None:
+    """--full-state shipped state.pt and silently dropped --full-table (an export with every row)."""
+    from conftest import cli_in_process
+
+    run = fake_run(tmp_path / "run")
+    proc = cli_in_process("kaggle", "bundle", "--checkpoint", run, "--full-state", "--full-table", "--out",
+                          tmp_path / "dist", "--no-download")
+    assert proc.returncode == 2, proc.stderr
+    line, = proc.stderr.strip().splitlines()
+    assert "--full-state" in line and "--full-table" in line and "one or the other" in line
+    assert not (tmp_path / "dist").exists()
+    with pytest.raises(kb.InputError, match="one or the other"):
+        kb.write_bundle(tmp_path / "dist", kb.BundleSpec(checkpoint=run, full_state=True, full_table=True))

@@ -51,6 +51,8 @@ def test_config_prints_every_key_with_its_value_and_meaning(tmp_path):
     write_tiny_checkpoint(run)
     proc = cli_in_process("config", "--run", run)
     assert proc.returncode == 0 and "model.hidden_size = 32 " in proc.stdout
+    proc = cli_in_process("config", "--run", run / "config.json")  # the file itself: RUN/config.json/config.json
+    assert proc.returncode == 0 and "model.hidden_size = 32 " in proc.stdout, proc.stderr
     proc = cli_in_process("config", "--set", "learning_rate=1")
     assert proc.returncode == 2 and "did you mean lr?" in proc.stderr
 

@@ -162,3 +162,15 @@ def test_predict_from_a_lean_export_is_one_line(tmp_path: Path) -> None:
     line, = proc.stderr.strip().splitlines()
     assert "lean export" in line and "ttt" in line and str(tmp_path / "lean") in line
     assert not (tmp_path / "s.json").exists()
+
+
+def test_the_help_says_an_export_is_a_checkpoint_too(tmp_path: Path) -> None:
+    # An export was always taken (e.g. to lean it), but --checkpoint's help named only runs and checkpoints.
+    from conftest import cli_in_process, write_tiny_checkpoint
+
+    proc = cli_in_process("export", "--help")
+    help_text = " ".join(proc.stdout.split())
+    assert "run folder (its latest checkpoint), checkpoint folder or an inference export" in help_text, help_text
+    export_inference(write_tiny_checkpoint(tmp_path / "run"), tmp_path / "whole")
+    proc = cli_in_process("export", "--checkpoint", tmp_path / "whole", "--out", tmp_path / "lean", "--lean")
+    assert proc.returncode == 0 and (tmp_path / "lean" / ckpt.EXPORT_WEIGHTS).is_file(), proc.stderr

@@ -240,3 +240,19 @@ def test_seq_len_read_from_weights(variant: str) -> None:
     assert cfg.seq_len == 36, "positions fixed by the weights (40) minus the puzzle prefix"
     assert cfg.mlp_t == (variant == "mlp_t")
     assert cfg.pos_encodings == {"mlp_t": "none", "attn_learned": "learned"}[variant]
+
+
+def test_out_of_other_files_is_refused_and_a_run_folder_takes_force(tmp_path: Path, fix: dict[str, Any]) -> None:
+    # A folder of the user's own files got import.json and checkpoints/ mixed in, its config.json overwritten.
+    paths = write_inputs(tmp_path, fix)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("my own config")
+    (mine / "notes.txt").write_text("notes")
+    _expect_error(import_cli(paths, mine), f"--out {mine}", "not a run folder")
+    assert sorted(p.name for p in mine.iterdir()) == ["config.json", "notes.txt"]
+    assert (mine / "config.json").read_text() == "my own config"
+    run = tmp_path / "run"
+    assert import_cli(paths, run).returncode == 0
+    _expect_error(import_cli(paths, run), "already holds a run")
+    assert import_cli(paths, run, "--force").returncode == 0

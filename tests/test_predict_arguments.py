@@ -76,3 +76,22 @@ def test_the_summary_says_which_untrained_tasks_kept_earlier_answers_and_whether
     assert r.returncode == 0 and "no view finished" in r.stdout and "wrote" not in r.stdout, r.stdout
     assert "2 tasks have no puzzle embedding trained on their content and kept the answers" in r.stdout
     assert out.read_bytes() == before
+
+
+def test_a_bare_set_name_warns_at_predict_and_score_that_it_holds_the_training_split(tmp_path):
+    """`--tasks arc-agi-1` holds the training split as well: a run trained on it scored on tasks it
+    had learned, and nothing said so."""
+    run, out = tmp_path / "run", tmp_path / "s.json"
+    write_tiny_checkpoint(run)
+
+    def warnings(proc) -> list[str]:
+        assert proc.returncode == 0, proc.stderr
+        return [line for line in proc.stderr.splitlines() if "training split" in line]
+
+    predicted = cli_in_process("predict", "--checkpoint", run, "--tasks", "arc-agi-1", "--out", out, "--views", "1",
+                               "--max-steps", "1", "--no-progress")
+    scored = cli_in_process("score", out, "--brief")  # the record names arc-agi-1
+    for proc in (predicted, scored):
+        line, = warnings(proc)
+        assert line.startswith("warning: arc-agi-1 ") and "use arc-agi-1:evaluation" in line, line
+    assert warnings(cli_in_process("score", out, "--brief", "--tasks", "arc-agi-1:evaluation", "--partial")) == []

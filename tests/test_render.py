@@ -150,3 +150,17 @@ def test_report_needs_a_task_source(tmp_path):
     (tmp_path / "submission.json").write_text("{}")
     with pytest.raises(InputError, match="predict.json"):
         report.write_report(tmp_path)
+
+
+def test_report_takes_a_submission_file(tmp_path):
+    # `arc-trm report RUN/submission.json` said "run folder not found".
+    from conftest import SMALL_TASKS, cli_in_process
+
+    sub = tmp_path / "subs" / "mine.json"
+    write_json_atomic(sub, fallback_submission(load_tasks(SMALL_TASKS)))
+    (tmp_path / "subs" / "mine.predict.json").write_text(json.dumps({"tasks": SMALL_TASKS}))
+    proc = cli_in_process("report", sub)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(tmp_path / "subs" / "report.html"), proc.stderr
+    assert "mine.json" in (tmp_path / "subs" / "report.html").read_text()
+    proc = cli_in_process("report", sub, "--submission", sub)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--submission" in proc.stderr

@@ -88,6 +88,31 @@ def test_resume_with_another_model_config_is_refused(tmp_path, small_build):
     assert final_state(tmp_path / "run")["step"] == 2  # the checkpoint was left alone
 
 
+@pytest.mark.slow
+def test_a_run_with_relative_paths_resumes_and_shares_its_build_from_another_cwd(tmp_path):
+    # The config recorded --tasks and --build as typed: a resume from elsewhere found no tasks.
+    from augment.tasks import load_tasks
+    here, elsewhere = tmp_path.resolve() / "here", tmp_path.resolve() / "elsewhere"
+    (here / "tasks").mkdir(parents=True)
+    elsewhere.mkdir()
+    for task in load_tasks(SMALL_TASKS):
+        (here / "tasks" / f"{task.id}.json").write_text(json.dumps(task.to_json()))
+    tiny = sets(TINY + ["train.max_steps=3", "train.checkpoint_every=1000"])
+    assert_ok(run_cli("train", "--tasks", "tasks", "--preset", "cpu-quick", "--build", "build", "--out", "run",
+                      "--no-progress", "--stop-at", "2", *tiny, cwd=here))
+    cfg = json.loads((here / "run" / "config.json").read_text())["data"]
+    assert (cfg["tasks"], cfg["build_dir"]) == (str(here / "tasks"), str(here / "build"))
+    build_meta = here / "build" / "metadata.json"
+    assert json.loads(build_meta.read_text())["sources"] == [str(here / "tasks")]
+    built = build_meta.stat().st_mtime_ns
+    assert_ok(run_cli("train", "--out", here / "run", "--resume", "--no-progress", cwd=elsewhere))
+    assert final_state(here / "run")["step"] == 3
+    # Another run that names the same tasks and build relative to this cwd reuses the build.
+    assert_ok(run_cli("train", "--tasks", "../here/tasks", "--preset", "cpu-quick", "--build", "../here/build",
+                      "--out", "run", "--no-progress", "--stop-at", "1", *tiny, cwd=elsewhere))
+    assert build_meta.stat().st_mtime_ns == built and sorted(p.name for p in elsewhere.iterdir()) == ["run"]
+
+
 def test_run_writes_config_metrics_and_curves(tmp_path, small_build):
     run = tmp_path / "run"
     assert_ok(run_cli(*train_args(small_build, run, 3, "--set", "train.eval_every=2")))

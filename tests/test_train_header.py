@@ -87,6 +87,16 @@ def test_duration_text(seconds, text):
     assert duration_text(seconds) == text
 
 
+def test_a_log_step_where_no_row_halted_says_so():
+    # "halt steps 0.0, exact 0.00" read as a measurement when no row had halted to measure.
+    from arc_trm.train import halting_text, log_line
+
+    assert halting_text(0.0, 0.0) == "no row halted"
+    assert halting_text(0.25, 3.5) == "exact 0.25, halt steps 3.5"
+    last = {"step": 1, "loss": 2.5, "exact_accuracy": 0.0, "halt_steps": 0.0, "samples_per_s": 9, "lr": 1e-3}
+    assert log_line(last, 4, 3) == "step 1/4: loss 2.500, no row halted, 9 samples/s, lr 0.001, ETA 3s"
+
+
 def test_a_resumed_run_without_its_config_json_continues_with_the_config_beside_its_checkpoint(tmp_path):
     """A run copied back without RUN/config.json (only checkpoints/ synced) resumed with the
     preset's config and tasks: arc-agi-2 built at the preset's size before a model mismatch, or a

@@ -217,3 +217,18 @@ def test_an_unusable_out_folder_is_refused_before_any_work(command, tmp_path):
         proc = run_cli(command, "--tasks", SMALL_TASKS, "--out", out, "--no-progress", *extra, timeout=120)
         assert proc.returncode == 2 and words in one_error_line(proc), proc.stderr
     assert a_file.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--canvas", "31", "--canvas must be 1 to 30, got 31"), ("--canvas", "0", "--canvas must be 1 to 30, got 0"),
+    ("--set", "data.canvas=31", "data.canvas must be an integer from 1 to 30, got 31")])
+def test_a_canvas_larger_than_an_arc_grid_is_refused_before_any_work(option, value, words, tmp_path):
+    # A canvas over 30 built a set no config could train on (data.canvas is capped at 30).
+    out = tmp_path / "out"
+    command = ["build", "--tasks", SMALL_TASKS, "--no-progress", option, value]
+    if option == "--set":
+        command = ["train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--no-progress", "--build",
+                   tmp_path / "build", option, value]
+    proc = cli_in_process(*command, "--out", out)
+    assert words in one_error_line(proc)
+    assert not out.exists() and not (tmp_path / "build").exists()
