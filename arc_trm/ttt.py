@@ -51,7 +51,7 @@ from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
 from arc_trm.stopping import continue_command, exit_code, stopped_line
 from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options, seconds_left
-from arc_trm.common import TRAIN_LOG_LINES
+from arc_trm.config import TRAIN_LOG_LINES
 from augment.console import add_progress_argument
 from augment.errors import InputError, few_ids
 from augment.files import read_json, write_json_atomic
