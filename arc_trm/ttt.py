@@ -31,7 +31,9 @@ deadline the tasks left keep theirs. --resume keeps the tasks whose runs ended (
 id>/done.json) and continues a task a signal stopped from its checkpoint, even when its quick
 prediction had already answered it.
 
-A folder that holds a run is refused before anything is written (the submission included), on
+--checkpoint is checked before anything is written (ttt_plan.check_checkpoint): a missing, incomplete
+or corrupt one, a --set that changes what its weights fix, or --force over an --out that holds it
+costs one line and no file. A folder that holds a run is refused before anything is written (the submission included), on
 every process of a torchrun before any writes, unless --force moves it aside or --resume
 continues it.
 """
@@ -50,7 +52,7 @@ from typing import Callable
 from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
 from arc_trm.stopping import continue_command, exit_code, stopped_line
-from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options, seconds_left
+from arc_trm.ttt_plan import TTTJob, TTTOptions, check_checkpoint, check_options, seconds_left
 from arc_trm.config import TRAIN_LOG_LINES
 from augment.console import add_progress_argument
 from augment.errors import InputError, few_ids
@@ -188,6 +190,7 @@ def ttt(options: TTTOptions) -> int:
     Returns the exit status: 0, or 128 + the signal that stopped training (with a checkpoint)."""
     start = time.time()
     deadline = start + check_options(options)
+    check_checkpoint(options)  # before any write: a bad checkpoint or --set costs nothing
     out = Path(options.out)
     tasks, fallback_only = load_answer_tasks(options.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)

@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 
 from arc_trm import runs
-from arc_trm.config import apply_overrides, preset
+from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.consistency import SCORINGS
 from augment.errors import InputError
+from augment.files import read_json
 from augment.tasks import Task
+from submission import checkpoint_manifest as manifest
+from submission.runfolder import EXPORT_WEIGHTS, STATE, resolve_checkpoint
 
 BUDGET_UNITS = {"h": 3600, "m": 60, "s": 1}
 QUICK_VIEWS = 8  # views per test input in the intermediate predictions
@@ -86,6 +89,66 @@ def check_options(options: TTTOptions) -> float:
     except ValueError as e:
         raise InputError(str(e)) from None
     return budget
+
+
+# Model fields that say how the network runs, not what its weights are: a --set may change them
+# on pretrained weights (the notebook sets forward_dtype=float32 on a GPU without bf16); every other
+# model field, and data.canvas (the grid tokens), is fixed by the weights.
+RUNTIME_MODEL_FIELDS = ("forward_dtype", "halt_max_steps", "halt_exploration_prob", "H_cycles", "L_cycles",
+                        "no_ACT_continue")
+
+
+def start_config(preset_name: str, pretrained: RunConfig | None, overrides: tuple[str, ...], where: object) -> RunConfig:
+    """The preset, with a pretrained model's shape and canvas, then --set: one line when a --set
+    changes what the weights of `where` fix."""
+    cfg = preset(preset_name)
+    if pretrained is not None:
+        cfg.model = dataclasses.replace(pretrained.model)  # the weights fix the model and the canvas
+        cfg.data.canvas = pretrained.data.canvas
+    fixed = dataclasses.replace(cfg.model)
+    try:
+        apply_overrides(cfg, list(overrides))
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    if pretrained is not None:
+        changed = [k for k, v in fixed.to_dict().items()
+                   if k not in RUNTIME_MODEL_FIELDS and getattr(cfg.model, k) != v]
+        changed += ["data.canvas"] if cfg.data.canvas ** 2 != fixed.seq_len else []
+        if changed:
+            raise InputError(f"--set {', '.join(changed)}: fixed by the weights of --checkpoint {where}")
+    return cfg
+
+
+def check_checkpoint(options: TTTOptions) -> Path | None:
+    """--checkpoint, before anything is written (torch-free, so before the fallback): a complete
+    checkpoint or inference export whose files match its manifest (sizes and hashes: a truncated,
+    replaced or unreadable file is caught here, not after a build), with a config this arc-trm
+    reads, that no --set changes what its weights fix, and that --force will not move aside with
+    the run in --out. Returns the weights' folder (None: no --checkpoint)."""
+    if not options.checkpoint:
+        return None
+    given = Path(options.checkpoint)
+    if not given.exists():
+        raise InputError(f"--checkpoint {given}: no such file or folder")
+    folder = resolve_checkpoint(given)
+    weights = STATE if (folder / STATE).exists() else EXPORT_WEIGHTS
+    try:
+        manifest.verify(folder, (weights, "config.json", "identifiers.json"), full=True)
+    except OSError as e:
+        raise InputError(f"--checkpoint {folder}: cannot read {e.filename} ({e.strerror})") from None
+    data = read_json(folder / "config.json", "checkpoint config")
+    try:
+        saved = RunConfig.from_dict(data) if isinstance(data, dict) else None
+    except (ValueError, TypeError, KeyError) as e:
+        raise InputError(f"{folder / 'config.json'}: checkpoint config is not one this arc-trm reads ({e})") from None
+    if saved is None:
+        raise InputError(f"{folder / 'config.json'}: checkpoint config is not a JSON object")
+    start_config(options.preset or "kaggle", saved, options.overrides, folder)
+    out = Path(options.out).resolve()
+    if options.force and runs.run_files(out, runs.TTT_FILES) and folder.resolve().is_relative_to(out):
+        raise InputError(f"--checkpoint {folder} is inside --out {options.out}, which --force moves aside before "
+                         "the checkpoint is loaded: copy the checkpoint elsewhere or use another --out")
+    return folder
 
 
 def seconds_left(deadline: float, reserve_s: float = 0.0, now: float | None = None) -> float:
