@@ -21,7 +21,8 @@ Without --checkpoint it trains from scratch (useful on CPU and in tests).
 
 Ctrl-C or SIGTERM while it trains finishes the step, writes a checkpoint (the submission already
 holds the best answers so far) and prints the command that continues: the same options with
---resume, which restarts from the run's latest checkpoint under the --budget it is given.
+--resume, which restarts from the run's latest checkpoint under the --budget it is given. The run
+records the checkpoint it started from (RUN/ttt_run.json): --resume without --checkpoint uses it.
 
 With --per-task each task gets its own copy of the model, trained and predicted alone in
 RUN/tasks/<safe id>, under a share of the time left in proportion to its demonstrations (recomputed
@@ -52,7 +53,8 @@ from typing import Callable
 from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
 from arc_trm.stopping import continue_command, exit_code, stopped_line
-from arc_trm.ttt_plan import TTTJob, TTTOptions, check_checkpoint, check_options, seconds_left
+from arc_trm.ttt_plan import (TTTJob, TTTOptions, check_checkpoint, check_options, record_start, seconds_left,
+                              with_recorded_checkpoint)
 from arc_trm.config import TRAIN_LOG_LINES
 from augment.console import add_progress_argument
 from augment.errors import InputError, few_ids
@@ -190,7 +192,8 @@ def ttt(options: TTTOptions) -> int:
     Returns the exit status: 0, or 128 + the signal that stopped training (with a checkpoint)."""
     start = time.time()
     deadline = start + check_options(options)
-    check_checkpoint(options)  # before any write: a bad checkpoint or --set costs nothing
+    options = with_recorded_checkpoint(options)
+    pretrained = check_checkpoint(options)  # before any write: a bad checkpoint or --set costs nothing
     out = Path(options.out)
     tasks, fallback_only = load_answer_tasks(options.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)
@@ -199,6 +202,8 @@ def ttt(options: TTTOptions) -> int:
     many = int(os.environ.get("WORLD_SIZE", "1")) > 1
     is_main = int(os.environ.get("RANK", "0")) == 0
     begin_run(options, answered, main=is_main, barrier=process_barrier if many else None)
+    if is_main and not options.resume:
+        record_start(out, pretrained)
     if not tasks:
         print("no well-formed task to train on; the fallback submission stands")
         if many:

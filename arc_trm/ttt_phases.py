@@ -29,7 +29,7 @@ from arc_trm.stopping import StopRequest
 from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, train
 from arc_trm.train_cli import gpu_preset_warning
 from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
-                              fitted_warmup, plan_phases, replan, resumed_plan, seconds_left, start_config,
+                              check_same_model, fitted_warmup, plan_phases, replan, resumed_plan, seconds_left, start_config,
                               user_step_cap)
 from augment.build import max_side
 from augment.store import BuiltSet, IdentifierMap
@@ -129,6 +129,8 @@ def ttt_config(options: TTTOptions, job: TTTJob, d: Dist) -> tuple[RunConfig, ck
     cfg = start_config(options.preset or ("kaggle" if torch.cuda.is_available() else "cpu-quick"),
                        pretrained.config if pretrained is not None else None, options.overrides,
                        pretrained.folder if pretrained is not None else None)
+    if options.resume:
+        check_same_model(job.out, cfg)
     cfg.data.tasks = write_ttt_tasks(job.tasks, job.out) if d.main else f"{job.out / 'ttt_challenges.json'}@test"
     cfg.data.build_dir = str(job.out / "build")
     warning = gpu_preset_warning(options.preset, cfg, d.device)

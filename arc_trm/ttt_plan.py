@@ -15,7 +15,7 @@ from arc_trm import runs
 from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.consistency import SCORINGS
 from augment.errors import InputError
-from augment.files import read_json
+from augment.files import read_json, write_json_atomic
 from augment.tasks import Task
 from submission import checkpoint_manifest as manifest
 from submission.runfolder import EXPORT_WEIGHTS, STATE, resolve_checkpoint
@@ -149,6 +149,49 @@ def check_checkpoint(options: TTTOptions) -> Path | None:
         raise InputError(f"--checkpoint {folder} is inside --out {options.out}, which --force moves aside before "
                          "the checkpoint is loaded: copy the checkpoint elsewhere or use another --out")
     return folder
+
+
+RUN_RECORD = "ttt_run.json"  # in RUN: {"checkpoint": the weights' folder the run started from, or null}
+
+
+def record_start(out: Path, pretrained: Path | None) -> None:
+    """RUN/ttt_run.json for a new run: what a --resume without --checkpoint starts from."""
+    write_json_atomic(Path(out) / RUN_RECORD, {"checkpoint": str(pretrained.resolve()) if pretrained else None})
+
+
+def with_recorded_checkpoint(options: TTTOptions) -> TTTOptions:
+    """--resume without --checkpoint: the checkpoint the run started from (RUN/ttt_run.json), one
+    line if it is gone; the options as given otherwise."""
+    record = Path(options.out) / RUN_RECORD
+    if not options.resume or options.checkpoint or not record.is_file():
+        return options
+    data = read_json(record, "the run's record")
+    started = data.get("checkpoint") if isinstance(data, dict) else None
+    if not started:
+        return options  # the run trained from scratch
+    if not Path(started).exists():
+        raise InputError(f"the run in {options.out} started from --checkpoint {started} ({record}), which is gone: "
+                         "pass --checkpoint with a copy of it")
+    print(f"resuming from the checkpoint the run started from: {started}", flush=True)
+    return dataclasses.replace(options, checkpoint=started)
+
+
+def check_same_model(out: Path, cfg: RunConfig) -> None:
+    """A resumed run builds the model its checkpoints hold (RUN/config.json): one line naming what
+    differs and what is missing (a --checkpoint, --preset or --set it started with), before a build
+    of another canvas is refused in terms of --build."""
+    saved = Path(out) / "config.json"
+    data = read_json(saved, "the run's config") if saved.is_file() else None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict) or not isinstance(data.get("data"), dict):
+        return
+    have = {**{f"model.{k}": v for k, v in data["model"].items()}, "data.canvas": data["data"].get("canvas")}
+    # num_puzzle_ids and seq_len follow the build and the canvas
+    want = {**{f"model.{k}": v for k, v in cfg.model.to_dict().items()
+               if k not in (*RUNTIME_MODEL_FIELDS, "num_puzzle_ids", "seq_len")}, "data.canvas": cfg.data.canvas}
+    differ = [f"{k} {have.get(k)} (not {v})" for k, v in want.items() if have.get(k) != v]
+    if differ:
+        raise InputError(f"the run in {out} trained another model ({', '.join(differ[:3])} in {saved}): --resume "
+                         "it with the --checkpoint (and --preset, --set) it started from")
 
 
 def seconds_left(deadline: float, reserve_s: float = 0.0, now: float | None = None) -> float:

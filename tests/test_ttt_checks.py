@@ -93,3 +93,30 @@ def test_force_never_moves_aside_the_checkpoint_the_run_starts_from(tmp_path):
     for checkpoint in (step, run):
         refused(ttt(run, checkpoint, "--force"), "--force", "inside")
         assert tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_resume_without_checkpoint_continues_from_the_one_the_run_started_from(tmp_path):
+    """`ttt --resume` without --checkpoint said only that --build RUN/build held another canvas. The run
+    records the checkpoint it started from and resume takes it; a run without that record, or whose
+    checkpoint is gone, says what is missing in one line."""
+    import json
+    import shutil
+
+    pre = write_tiny_checkpoint(tmp_path / "pre")
+    out = tmp_path / "run"
+    first = ttt(out, pre, "--set", "train.max_steps=2", "--batch-size", "8")
+    assert first.returncode == 0, first.stderr
+    resumed = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--resume", "--budget", "60s",
+                             "--preset", "cpu-quick", "--no-progress", "--set", "train.max_steps=3")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from the checkpoint the run started from: {pre}" in resumed.stdout
+    assert json.loads((out / "config.json").read_text())["model"]["hidden_size"] == 32  # the checkpoint's model
+
+    shutil.rmtree(tmp_path / "pre")
+    line = refused(cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--resume", "--budget", "60s",
+                                  "--preset", "cpu-quick", "--no-progress"), str(pre), "--checkpoint")
+    assert "--build" not in line
+    (out / "ttt_run.json").unlink()  # a run from before the record: its config tells another model
+    line = refused(cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--resume", "--budget", "60s",
+                                  "--preset", "cpu-quick", "--no-progress"), "--checkpoint", "hidden_size 32")
+    assert "--build" not in line

@@ -60,11 +60,11 @@ def test_a_second_per_task_run_is_refused_before_it_writes_and_resume_keeps_the_
     out, sub = tmp_path / "run", tmp_path / "submission.json"
     options = TTTOptions(tasks=SMALL_TASKS, out=out, submission=sub, budget="60s", progress=False, per_task=True)
     ttt(options)
-    assert len(started) == 3 and sorted(p.name for p in out.iterdir()) == ["tasks"]
+    assert len(started) == 3 and sorted(p.name for p in out.iterdir()) == ["tasks", "ttt_run.json"]
     before = tree(tmp_path)
     proc = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--submission", sub, "--per-task",
                           "--budget", "60s", "--no-progress")
-    assert proc.returncode == 2 and "already holds a run (tasks)" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "already holds a run (ttt_run.json, tasks)" in proc.stderr, proc.stderr
     assert tree(tmp_path) == before and len(started) == 3, "the refused run wrote or trained"
 
     with pytest.raises(InputError, match="pass one"):
