@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import time
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from augment.files import read_json, write_json_atomic
 from augment.tasks import Task
 from submission import checkpoint_manifest as manifest
 from submission.runfolder import EXPORT_WEIGHTS, STATE, resolve_checkpoint
+from submission.runtime import seconds
 
-BUDGET_UNITS = {"h": 3600, "m": 60, "s": 1}
 QUICK_VIEWS = 8  # views per test input in the intermediate predictions
 # Shares of the plan at which a phase ends, without prediction, to re-plan from the step time measured:
 # early (the probe misjudges a loaded machine), then late, so that a later change of load moves only
@@ -30,16 +29,8 @@ MIN_TIMED_STEPS = 10  # a shorter phase times its steps too roughly to re-plan f
 
 
 def parse_budget(text: str) -> float:
-    """'90s', '30m', '8h', '1h30m' or plain seconds -> seconds."""
-    text = text.strip().lower()
-    if text.startswith("-"):
-        raise InputError(f"--budget must be a positive duration such as 90s, 30m or 8h, got {text!r}")
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise InputError(f"cannot read budget {text!r}; use e.g. 90s, 30m, 8h or 1h30m")
-    return sum(float(n) * BUDGET_UNITS[u] for n, u in parts)
+    """'90s', '30m', '8h', '10.5h', '1h30m' or plain seconds -> seconds (the notebook's parser)."""
+    return seconds(text, "--budget")
 
 
 @dataclasses.dataclass(frozen=True)
