@@ -59,6 +59,19 @@ class TTTOptions:
         return Path(self.submission) if self.submission else Path(self.out) / "submission.json"
 
 
+def check_resume_kind(options: TTTOptions) -> None:
+    """--resume continues a run as it was started: --per-task its tasks' runs (RUN/tasks/), without it
+    the one model of every task (RUN/checkpoints); the other way would train anew over its answers."""
+    out = Path(options.out)
+    if not options.resume or not out.is_dir():
+        return
+    per_task, joint = (out / "tasks").is_dir(), bool(runs.run_files(out))
+    if per_task and not options.per_task:
+        raise InputError(f"the run in {out} trains each task alone (RUN/tasks/): resume it with --per-task")
+    if joint and not per_task and options.per_task:
+        raise InputError(f"the run in {out} trains one model for every task: resume it without --per-task")
+
+
 def check_options(options: TTTOptions) -> float:
     """Every option checked before any work; returns the budget in seconds."""
     budget = parse_budget(str(options.budget))
@@ -69,6 +82,7 @@ def check_options(options: TTTOptions) -> float:
     if not 0 <= options.margin < 1:
         raise InputError(f"--margin must be a fraction in [0, 1), got {options.margin}")
     runs.check_force_resume(options.force, options.resume, Path(options.out))
+    check_resume_kind(options)
     if options.per_task and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InputError("--per-task runs in one process; start it without torchrun")
     if options.scoring not in SCORINGS:

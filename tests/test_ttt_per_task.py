@@ -294,3 +294,25 @@ def test_ctrl_c_in_a_per_task_run_resumes_the_half_trained_task_and_keeps_the_an
     merged = load_submission(tmp_path / "run" / "submission.json")
     validate_submission(merged, tasks)
     assert merged[tasks[1].id] == load_submission(second / "submission.json")[tasks[1].id]
+
+
+def test_resume_is_refused_when_per_task_differs_from_the_run(tmp_path, monkeypatch):
+    """A --per-task run resumed without --per-task trained every task anew in one model at the top of
+    the run, the task runs ignored, and replaced their answers; the other way round, a joint run's
+    checkpoint was ignored. Refused in one line before anything is written."""
+    started = stand_in_runs(monkeypatch)
+    out = tmp_path / "run"
+    options = TTTOptions(tasks=SMALL_TASKS, out=out, budget="60s", progress=False, per_task=True)
+    ttt(options)
+    before = tree(tmp_path)
+    with pytest.raises(InputError, match="--per-task"):
+        ttt(dataclasses.replace(options, per_task=False, resume=True))
+    assert tree(tmp_path) == before and len(started) == 3
+
+    joint = tmp_path / "joint"
+    joint.mkdir()
+    (joint / "config.json").write_text("{}")
+    (joint / "checkpoints").mkdir()
+    with pytest.raises(InputError, match="without --per-task"):
+        ttt(dataclasses.replace(options, out=joint, resume=True))
+    assert len(started) == 3
