@@ -32,10 +32,10 @@ deadline the tasks left keep theirs. --resume keeps the tasks whose runs ended (
 id>/done.json) and continues a task a signal stopped from its checkpoint, even when its quick
 prediction had already answered it.
 
---checkpoint is checked before anything is written (ttt_plan.check_checkpoint): a missing, incomplete
-or corrupt one, a --set that changes what its weights fix, or --force over an --out that holds it
-costs one line and no file. A folder that holds a run is refused before anything is written (the submission included), on
-every process of a torchrun before any writes, unless --force moves it aside or --resume
+--checkpoint is checked before anything is written: a missing, incomplete or corrupt one, a --set
+that changes what its weights fix, or --force over an --out that holds it costs one line and no
+file. A folder that holds a run is refused before anything is written (the submission included),
+on every process of a torchrun before any writes, unless --force moves it aside or --resume
 continues it.
 """
 
