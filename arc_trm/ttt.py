@@ -53,8 +53,8 @@ from typing import Callable
 from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
 from arc_trm.stopping import continue_command, exit_code, stopped_line
-from arc_trm.ttt_plan import (TTTJob, TTTOptions, check_checkpoint, check_options, record_start, seconds_left,
-                              with_recorded_checkpoint)
+from arc_trm.ttt_plan import (RUN_RECORD, TTTJob, TTTOptions, check_checkpoint, check_options, record_start,
+                              seconds_left, with_recorded_checkpoint)
 from arc_trm.config import TRAIN_LOG_LINES
 from augment.console import add_progress_argument
 from augment.errors import InputError, few_ids
@@ -161,12 +161,18 @@ def begin_run(options: TTTOptions, answered: list[Task], main: bool, barrier: Ca
 
 
 def check_same_tasks(out: Path, tasks: list[Task]) -> None:
-    """A resumed run trains the tasks it was trained on: one line, before any build, if not."""
-    saved = out / "ttt_challenges.json"
-    if not saved.is_file():
-        return
-    data = read_json(saved, "the run's task file")
-    trained = sorted(data) if isinstance(data, dict) else []
+    """A resumed run trains the tasks it was trained on (its task file, else the ids its record
+    holds: a --per-task run's): one line, before any build, if not."""
+    saved, record = out / "ttt_challenges.json", out / RUN_RECORD
+    if saved.is_file():
+        data = read_json(saved, "the run's task file")
+        trained = sorted(data) if isinstance(data, dict) else []
+    else:
+        data = read_json(record, "the run's record") if record.is_file() else None
+        ids = data.get("tasks") if isinstance(data, dict) else None
+        if not isinstance(ids, list):
+            return  # a run from before the record
+        trained = sorted(map(str, ids))
     asked = sorted(t.id for t in tasks)
     if trained != asked:
         raise InputError(f"the run in {out} was trained on {len(trained)} tasks ({few_ids(trained)}); you asked "
@@ -203,7 +209,7 @@ def ttt(options: TTTOptions) -> int:
     is_main = int(os.environ.get("RANK", "0")) == 0
     begin_run(options, answered, main=is_main, barrier=process_barrier if many else None)
     if is_main and not options.resume:
-        record_start(out, pretrained)
+        record_start(out, pretrained, tasks)
     if not tasks:
         print("no well-formed task to train on; the fallback submission stands")
         if many:

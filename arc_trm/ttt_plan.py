@@ -156,12 +156,14 @@ def check_checkpoint(options: TTTOptions) -> Path | None:
     return folder
 
 
-RUN_RECORD = "ttt_run.json"  # in RUN: {"checkpoint": the weights' folder the run started from, or null}
+RUN_RECORD = "ttt_run.json"  # in RUN: {"checkpoint": the weights' folder the run started from or null, "tasks": ids}
 
 
-def record_start(out: Path, pretrained: Path | None) -> None:
-    """RUN/ttt_run.json for a new run: what a --resume without --checkpoint starts from."""
-    write_json_atomic(Path(out) / RUN_RECORD, {"checkpoint": str(pretrained.resolve()) if pretrained else None})
+def record_start(out: Path, pretrained: Path | None, tasks: list[Task]) -> None:
+    """RUN/ttt_run.json for a new run: what a --resume without --checkpoint starts from, and the
+    tasks it trains (a --per-task run has no ttt_challenges.json of its own to check a resume by)."""
+    write_json_atomic(Path(out) / RUN_RECORD, {"checkpoint": str(pretrained.resolve()) if pretrained else None,
+                                               "tasks": sorted(t.id for t in tasks)}, indent=2)
 
 
 def with_recorded_checkpoint(options: TTTOptions) -> TTTOptions:

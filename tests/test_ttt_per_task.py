@@ -316,3 +316,19 @@ def test_resume_is_refused_when_per_task_differs_from_the_run(tmp_path, monkeypa
     with pytest.raises(InputError, match="without --per-task"):
         ttt(dataclasses.replace(options, out=joint, resume=True))
     assert len(started) == 3
+
+
+def test_a_resumed_per_task_run_checks_its_tasks_as_a_joint_run_does(tmp_path, monkeypatch, capsys):
+    """A joint run refuses --resume with other tasks (its ttt_challenges.json); a --per-task run has no
+    such file at its top, so it replaced its submission by the fallback and trained the new tasks
+    beside the old ones. The run records its tasks (RUN/ttt_run.json) and is refused alike, before
+    anything is written; on another rank, the checkpoint line is not repeated."""
+    started = stand_in_runs(monkeypatch)
+    out = tmp_path / "run"
+    options = TTTOptions(tasks=SMALL_TASKS, out=out, budget="60s", progress=False, per_task=True)
+    ttt(options)
+    before = tree(tmp_path)
+    other = "arc-agi-1:training/3c9b0459+6150a2bd@test"
+    with pytest.raises(InputError, match="was trained on 3 tasks"):
+        ttt(dataclasses.replace(options, tasks=other, resume=True))
+    assert tree(tmp_path) == before and len(started) == 3
