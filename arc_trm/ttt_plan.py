@@ -179,7 +179,8 @@ def with_recorded_checkpoint(options: TTTOptions) -> TTTOptions:
     if not Path(started).exists():
         raise InputError(f"the run in {options.out} started from --checkpoint {started} ({record}), which is gone: "
                          "pass --checkpoint with a copy of it")
-    print(f"resuming from the checkpoint the run started from: {started}", flush=True)
+    if int(os.environ.get("RANK", "0")) == 0:  # once, not once per torchrun process
+        print(f"resuming from the checkpoint the run started from: {started}", flush=True)
     return dataclasses.replace(options, checkpoint=started)
 
 

@@ -120,3 +120,17 @@ def test_resume_without_checkpoint_continues_from_the_one_the_run_started_from(t
     line = refused(cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--resume", "--budget", "60s",
                                   "--preset", "cpu-quick", "--no-progress"), "--checkpoint", "hidden_size 32")
     assert "--build" not in line
+
+
+def test_the_recorded_checkpoint_is_named_once_under_torchrun(tmp_path, monkeypatch, capsys):
+    from arc_trm.ttt_plan import record_start, with_recorded_checkpoint
+
+    pre = write_tiny_checkpoint(tmp_path / "pre")
+    out = tmp_path / "run"
+    out.mkdir()
+    record_start(out, pre, [])
+    options = TTTOptions(tasks=SMALL_TASKS, out=out, resume=True)
+    for rank, lines in (("1", 0), ("0", 1)):
+        monkeypatch.setenv("RANK", rank)
+        assert with_recorded_checkpoint(options).checkpoint == str(pre.resolve())
+        assert capsys.readouterr().out.count("resuming from the checkpoint") == lines

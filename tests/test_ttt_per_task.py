@@ -322,7 +322,7 @@ def test_a_resumed_per_task_run_checks_its_tasks_as_a_joint_run_does(tmp_path, m
     """A joint run refuses --resume with other tasks (its ttt_challenges.json); a --per-task run has no
     such file at its top, so it replaced its submission by the fallback and trained the new tasks
     beside the old ones. The run records its tasks (RUN/ttt_run.json) and is refused alike, before
-    anything is written; on another rank, the checkpoint line is not repeated."""
+    anything is written."""
     started = stand_in_runs(monkeypatch)
     out = tmp_path / "run"
     options = TTTOptions(tasks=SMALL_TASKS, out=out, budget="60s", progress=False, per_task=True)
