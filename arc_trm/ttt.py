@@ -311,19 +311,22 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
     margin = options.margin * (job.deadline - job.start)
     # The pretrained checkpoint, looked up once: each task's run loads this folder (a broken `latest` warns once).
     pretrained = str(resolve_checkpoint(options.checkpoint)) if options.checkpoint else None
-    for i, (task, name) in enumerate(zip(job.tasks, task_folder_names(job.tasks))):
+    folders = [job.out / "tasks" / name for name in task_folder_names(job.tasks)]
+    # Resumed: the tasks the earlier run answered are kept, and take no share of the time left.
+    earlier = [options.resume and (f / TASK_DONE).is_file() and is_submission_of(f / "submission.json", [t])
+               for t, f in zip(job.tasks, folders)]
+    for i, (task, folder) in enumerate(zip(job.tasks, folders)):
         now = time.time()
         if seconds_left(job.deadline, margin, now) <= 0:
             print(f"deadline reached: {len(job.tasks) - i} of {len(job.tasks)} tasks keep their fallback answers")
             break
-        folder = job.out / "tasks" / name
         answer = folder / "submission.json"
-        if options.resume and (folder / TASK_DONE).is_file() and is_submission_of(answer, [task]):
+        if earlier[i]:
             merge_answer(job, task, answer)
             result.earlier.append(task.id)
             print(f"task {i + 1}/{len(job.tasks)} {task.id}: answered by the earlier run")
             continue
-        share = time_share(job.deadline - now, [len(t.train) for t in job.tasks[i:]])
+        share = time_share(job.deadline - now, [len(t.train) for t, e in zip(job.tasks[i:], earlier[i:]) if not e])
         folder.mkdir(parents=True, exist_ok=True)
         print(f"task {i + 1}/{len(job.tasks)} {task.id}: {share:.0f} s")
         resume = options.resume and bool(runs.run_files(folder, runs.TTT_FILES))  # continue its own run

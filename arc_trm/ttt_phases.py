@@ -29,8 +29,8 @@ from arc_trm.stopping import StopRequest
 from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, train
 from arc_trm.train_cli import gpu_preset_warning
 from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
-                              check_same_model, fitted_warmup, plan_phases, replan, resumed_plan, seconds_left, start_config,
-                              user_step_cap)
+                              check_same_model, fitted_warmup, plan_phases, replan, resumed_plan, seconds_left,
+                              start_config, user_step_cap)
 from augment.build import max_side
 from augment.store import BuiltSet, IdentifierMap
 from augment.errors import InputError, few_ids

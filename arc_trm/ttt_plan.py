@@ -103,7 +103,8 @@ RUNTIME_MODEL_FIELDS = ("forward_dtype", "halt_max_steps", "halt_exploration_pro
                         "no_ACT_continue")
 
 
-def start_config(preset_name: str, pretrained: RunConfig | None, overrides: tuple[str, ...], where: object) -> RunConfig:
+def start_config(preset_name: str, pretrained: RunConfig | None, overrides: tuple[str, ...],
+                 where: object) -> RunConfig:
     """The preset, with a pretrained model's shape and canvas, then --set: one line when a --set
     changes what the weights of `where` fix."""
     cfg = preset(preset_name)

@@ -332,3 +332,23 @@ def test_a_resumed_per_task_run_checks_its_tasks_as_a_joint_run_does(tmp_path, m
     with pytest.raises(InputError, match="was trained on 3 tasks"):
         ttt(dataclasses.replace(options, tasks=other, resume=True))
     assert tree(tmp_path) == before and len(started) == 3
+
+
+def test_a_resumed_per_task_run_gives_the_time_left_to_the_tasks_still_to_train(tmp_path, monkeypatch):
+    """Resumed with the first task unanswered and the other two answered: the first task's share counted
+    the answered tasks' demonstrations, so it got about a third of the time and the rest went unused."""
+    import arc_trm.ttt_phases as phases
+
+    tasks = as_test_tasks(load_tasks(SMALL_TASKS))
+    clock = Clock(1000.0)
+    started = stand_in_runs(monkeypatch, clock)
+    job = per_task_job(tmp_path, tasks, 1000.0, 600.0)
+    options = TTTOptions(tasks=SMALL_TASKS, out=job.out, per_task=True)
+    per_task(options, job)
+    (job.out / "tasks" / tasks[0].id / "done.json").unlink()  # a signal stopped the first task
+    monkeypatch.setattr(phases, "test_time_train", phases.test_time_train)
+    del started[:]
+    result = per_task(dataclasses.replace(options, resume=True), job)
+    assert result.trained == [tasks[0].id] and result.earlier == [tasks[1].id, tasks[2].id]
+    [first] = started
+    assert first.deadline - first.start == pytest.approx(600.0)
