@@ -62,10 +62,6 @@ def print0(d: Dist, *args: object) -> None:
         print(*args, flush=True)
 
 
-# What train and ttt print per log step when no progress bar is drawn (train.log_line), for --help.
-TRAIN_LOG_LINES = "a plain log line (with the ETA) every train.log_every steps"
-
-
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (timing, deadlines); a no-op on CPU."""
     if device.type == "cuda":

@@ -18,7 +18,7 @@ from augment.errors import InputError
 from augment.files import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")  # what `train` writes into a run folder
-TTT_FILES = RUN_FILES + ("submission.json", "ttt_plan.json", "ttt_challenges.json",
+TTT_FILES = RUN_FILES + ("submission.json", "ttt_plan.json", "ttt_challenges.json", "ttt_run.json",
                          "tasks")  # and `ttt` (tasks/<id>/: one run per task with --per-task)
 
 

@@ -27,8 +27,8 @@ import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
 from arc_trm import runs
-from arc_trm.common import TRAIN_LOG_LINES, print0, setup, teardown
-from arc_trm.config import RunConfig, apply_overrides, check_device_available, preset
+from arc_trm.common import print0, setup, teardown
+from arc_trm.config import TRAIN_LOG_LINES, RunConfig, apply_overrides, check_device_available, preset
 from arc_trm.stopping import StopRequest, continue_command, exit_code, stopped_line
 from arc_trm.train import TrainOptions, train
 from augment.console import add_progress_argument

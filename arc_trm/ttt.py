@@ -21,7 +21,8 @@ Without --checkpoint it trains from scratch (useful on CPU and in tests).
 
 Ctrl-C or SIGTERM while it trains finishes the step, writes a checkpoint (the submission already
 holds the best answers so far) and prints the command that continues: the same options with
---resume, which restarts from the run's latest checkpoint under the --budget it is given.
+--resume, which restarts from the run's latest checkpoint under the --budget it is given. The run
+records the checkpoint it started from (RUN/ttt_run.json): --resume without --checkpoint uses it.
 
 With --per-task each task gets its own copy of the model, trained and predicted alone in
 RUN/tasks/<safe id>, under a share of the time left in proportion to its demonstrations (recomputed
@@ -31,8 +32,10 @@ deadline the tasks left keep theirs. --resume keeps the tasks whose runs ended (
 id>/done.json) and continues a task a signal stopped from its checkpoint, even when its quick
 prediction had already answered it.
 
-A folder that holds a run is refused before anything is written (the submission included), on
-every process of a torchrun before any writes, unless --force moves it aside or --resume
+--checkpoint is checked before anything is written: a missing, incomplete or corrupt one, a --set
+that changes what its weights fix, or --force over an --out that holds it costs one line and no
+file. A folder that holds a run is refused before anything is written (the submission included),
+on every process of a torchrun before any writes, unless --force moves it aside or --resume
 continues it.
 """
 
@@ -50,8 +53,9 @@ from typing import Callable
 from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
 from arc_trm.stopping import continue_command, exit_code, stopped_line
-from arc_trm.ttt_plan import TTTJob, TTTOptions, check_options, seconds_left
-from arc_trm.common import TRAIN_LOG_LINES
+from arc_trm.ttt_plan import (RUN_RECORD, TTTJob, TTTOptions, check_checkpoint, check_options, record_start,
+                              seconds_left, with_recorded_checkpoint)
+from arc_trm.config import TRAIN_LOG_LINES
 from augment.console import add_progress_argument
 from augment.errors import InputError, few_ids
 from augment.files import read_json, write_json_atomic
@@ -157,12 +161,18 @@ def begin_run(options: TTTOptions, answered: list[Task], main: bool, barrier: Ca
 
 
 def check_same_tasks(out: Path, tasks: list[Task]) -> None:
-    """A resumed run trains the tasks it was trained on: one line, before any build, if not."""
-    saved = out / "ttt_challenges.json"
-    if not saved.is_file():
-        return
-    data = read_json(saved, "the run's task file")
-    trained = sorted(data) if isinstance(data, dict) else []
+    """A resumed run trains the tasks it was trained on (its task file, else the ids its record
+    holds: a --per-task run's): one line, before any build, if not."""
+    saved, record = out / "ttt_challenges.json", out / RUN_RECORD
+    if saved.is_file():
+        data = read_json(saved, "the run's task file")
+        trained = sorted(data) if isinstance(data, dict) else []
+    else:
+        data = read_json(record, "the run's record") if record.is_file() else None
+        ids = data.get("tasks") if isinstance(data, dict) else None
+        if not isinstance(ids, list):
+            return  # a run from before the record
+        trained = sorted(map(str, ids))
     asked = sorted(t.id for t in tasks)
     if trained != asked:
         raise InputError(f"the run in {out} was trained on {len(trained)} tasks ({few_ids(trained)}); you asked "
@@ -188,6 +198,8 @@ def ttt(options: TTTOptions) -> int:
     Returns the exit status: 0, or 128 + the signal that stopped training (with a checkpoint)."""
     start = time.time()
     deadline = start + check_options(options)
+    options = with_recorded_checkpoint(options)
+    pretrained = check_checkpoint(options)  # before any write: a bad checkpoint or --set costs nothing
     out = Path(options.out)
     tasks, fallback_only = load_answer_tasks(options.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)
@@ -196,6 +208,8 @@ def ttt(options: TTTOptions) -> int:
     many = int(os.environ.get("WORLD_SIZE", "1")) > 1
     is_main = int(os.environ.get("RANK", "0")) == 0
     begin_run(options, answered, main=is_main, barrier=process_barrier if many else None)
+    if is_main and not options.resume:
+        record_start(out, pretrained, tasks)
     if not tasks:
         print("no well-formed task to train on; the fallback submission stands")
         if many:
@@ -297,19 +311,22 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
     margin = options.margin * (job.deadline - job.start)
     # The pretrained checkpoint, looked up once: each task's run loads this folder (a broken `latest` warns once).
     pretrained = str(resolve_checkpoint(options.checkpoint)) if options.checkpoint else None
-    for i, (task, name) in enumerate(zip(job.tasks, task_folder_names(job.tasks))):
+    folders = [job.out / "tasks" / name for name in task_folder_names(job.tasks)]
+    # Resumed: the tasks the earlier run answered are kept, and take no share of the time left.
+    earlier = [options.resume and (f / TASK_DONE).is_file() and is_submission_of(f / "submission.json", [t])
+               for t, f in zip(job.tasks, folders)]
+    for i, (task, folder) in enumerate(zip(job.tasks, folders)):
         now = time.time()
         if seconds_left(job.deadline, margin, now) <= 0:
             print(f"deadline reached: {len(job.tasks) - i} of {len(job.tasks)} tasks keep their fallback answers")
             break
-        folder = job.out / "tasks" / name
         answer = folder / "submission.json"
-        if options.resume and (folder / TASK_DONE).is_file() and is_submission_of(answer, [task]):
+        if earlier[i]:
             merge_answer(job, task, answer)
             result.earlier.append(task.id)
             print(f"task {i + 1}/{len(job.tasks)} {task.id}: answered by the earlier run")
             continue
-        share = time_share(job.deadline - now, [len(t.train) for t in job.tasks[i:]])
+        share = time_share(job.deadline - now, [len(t.train) for t, e in zip(job.tasks[i:], earlier[i:]) if not e])
         folder.mkdir(parents=True, exist_ok=True)
         print(f"task {i + 1}/{len(job.tasks)} {task.id}: {share:.0f} s")
         resume = options.resume and bool(runs.run_files(folder, runs.TTT_FILES))  # continue its own run

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from arc_trm import checkpoint as ckpt
 from arc_trm import runs
 from arc_trm.common import Dist, print0, setup, synchronize, teardown
-from arc_trm.config import RunConfig, apply_overrides, preset
+from arc_trm.config import RunConfig
 from arc_trm.data import to_model_batch
 from arc_trm.infer import PredictOptions, load_model, predict
 from arc_trm.model import TRM, Batch
@@ -29,7 +29,8 @@ from arc_trm.stopping import StopRequest
 from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, train
 from arc_trm.train_cli import gpu_preset_warning
 from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
-                              fitted_warmup, plan_phases, replan, resumed_plan, seconds_left, user_step_cap)
+                              check_same_model, fitted_warmup, plan_phases, replan, resumed_plan, seconds_left,
+                              start_config, user_step_cap)
 from augment.build import max_side
 from augment.store import BuiltSet, IdentifierMap
 from augment.errors import InputError, few_ids
@@ -124,22 +125,14 @@ def write_ttt_tasks(tasks: list[Task], out: Path) -> str:
 def ttt_config(options: TTTOptions, job: TTTJob, d: Dist) -> tuple[RunConfig, ckpt.Checkpoint | None]:
     """The run's config: the preset, the pretrained model's shape, the run's own task file and
     build, then --set (which may not change what the weights fix). Returns (config, pretrained)."""
-    cfg = preset(options.preset or ("kaggle" if torch.cuda.is_available() else "cpu-quick"))
-    pretrained = None
-    if options.checkpoint:
-        pretrained = ckpt.load_checkpoint(options.checkpoint)
-        cfg.model = pretrained.config.model  # the weights fix the model and the canvas
-        cfg.data.canvas = pretrained.config.data.canvas
+    pretrained = ckpt.load_checkpoint(options.checkpoint) if options.checkpoint else None
+    cfg = start_config(options.preset or ("kaggle" if torch.cuda.is_available() else "cpu-quick"),
+                       pretrained.config if pretrained is not None else None, options.overrides,
+                       pretrained.folder if pretrained is not None else None)
+    if options.resume:
+        check_same_model(job.out, cfg)
     cfg.data.tasks = write_ttt_tasks(job.tasks, job.out) if d.main else f"{job.out / 'ttt_challenges.json'}@test"
     cfg.data.build_dir = str(job.out / "build")
-    fixed = dataclasses.replace(cfg.model) if pretrained is not None else None
-    try:
-        apply_overrides(cfg, list(options.overrides))
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    if fixed is not None and (fixed != cfg.model or cfg.data.canvas ** 2 != fixed.seq_len):
-        changed = [k for k, v in fixed.to_dict().items() if getattr(cfg.model, k) != v] or ["data.canvas"]
-        raise InputError(f"--set {', '.join(changed)}: fixed by the weights of --checkpoint {pretrained.folder}")
     warning = gpu_preset_warning(options.preset, cfg, d.device)
     if warning and d.main:  # the plan still fits the budget, with few steps
         print(warning, file=sys.stderr, flush=True)

@@ -7,17 +7,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import time
 from pathlib import Path
 
 from arc_trm import runs
-from arc_trm.config import apply_overrides, preset
+from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.consistency import SCORINGS
 from augment.errors import InputError
+from augment.files import read_json, write_json_atomic
 from augment.tasks import Task
+from submission import checkpoint_manifest as manifest
+from submission.runfolder import EXPORT_WEIGHTS, STATE, resolve_checkpoint
+from submission.runtime import seconds
 
-BUDGET_UNITS = {"h": 3600, "m": 60, "s": 1}
 QUICK_VIEWS = 8  # views per test input in the intermediate predictions
 # Shares of the plan at which a phase ends, without prediction, to re-plan from the step time measured:
 # early (the probe misjudges a loaded machine), then late, so that a later change of load moves only
@@ -27,16 +29,8 @@ MIN_TIMED_STEPS = 10  # a shorter phase times its steps too roughly to re-plan f
 
 
 def parse_budget(text: str) -> float:
-    """'90s', '30m', '8h', '1h30m' or plain seconds -> seconds."""
-    text = text.strip().lower()
-    if text.startswith("-"):
-        raise InputError(f"--budget must be a positive duration such as 90s, 30m or 8h, got {text!r}")
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise InputError(f"cannot read budget {text!r}; use e.g. 90s, 30m, 8h or 1h30m")
-    return sum(float(n) * BUDGET_UNITS[u] for n, u in parts)
+    """'90s', '30m', '8h', '10.5h', '1h30m' or plain seconds -> seconds (the notebook's parser)."""
+    return seconds(text, "--budget")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +59,19 @@ class TTTOptions:
         return Path(self.submission) if self.submission else Path(self.out) / "submission.json"
 
 
+def check_resume_kind(options: TTTOptions) -> None:
+    """--resume continues a run as it was started: --per-task its tasks' runs (RUN/tasks/), without it
+    the one model of every task (RUN/checkpoints); the other way would train anew over its answers."""
+    out = Path(options.out)
+    if not options.resume or not out.is_dir():
+        return
+    per_task, joint = (out / "tasks").is_dir(), bool(runs.run_files(out))
+    if per_task and not options.per_task:
+        raise InputError(f"the run in {out} trains each task alone (RUN/tasks/): resume it with --per-task")
+    if joint and not per_task and options.per_task:
+        raise InputError(f"the run in {out} trains one model for every task: resume it without --per-task")
+
+
 def check_options(options: TTTOptions) -> float:
     """Every option checked before any work; returns the budget in seconds."""
     budget = parse_budget(str(options.budget))
@@ -75,6 +82,7 @@ def check_options(options: TTTOptions) -> float:
     if not 0 <= options.margin < 1:
         raise InputError(f"--margin must be a fraction in [0, 1), got {options.margin}")
     runs.check_force_resume(options.force, options.resume, Path(options.out))
+    check_resume_kind(options)
     if options.per_task and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InputError("--per-task runs in one process; start it without torchrun")
     if options.scoring not in SCORINGS:
@@ -86,6 +94,113 @@ def check_options(options: TTTOptions) -> float:
     except ValueError as e:
         raise InputError(str(e)) from None
     return budget
+
+
+# Model fields that say how the network runs, not what its weights are: a --set may change them
+# on pretrained weights (the notebook sets forward_dtype=float32 on a GPU without bf16); every other
+# model field, and data.canvas (the grid tokens), is fixed by the weights.
+RUNTIME_MODEL_FIELDS = ("forward_dtype", "halt_max_steps", "halt_exploration_prob", "H_cycles", "L_cycles",
+                        "no_ACT_continue")
+
+
+def start_config(preset_name: str, pretrained: RunConfig | None, overrides: tuple[str, ...],
+                 where: object) -> RunConfig:
+    """The preset, with a pretrained model's shape and canvas, then --set: one line when a --set
+    changes what the weights of `where` fix."""
+    cfg = preset(preset_name)
+    if pretrained is not None:
+        cfg.model = dataclasses.replace(pretrained.model)  # the weights fix the model and the canvas
+        cfg.data.canvas = pretrained.data.canvas
+    fixed = dataclasses.replace(cfg.model)
+    try:
+        apply_overrides(cfg, list(overrides))
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    if pretrained is not None:
+        changed = [k for k, v in fixed.to_dict().items()
+                   if k not in RUNTIME_MODEL_FIELDS and getattr(cfg.model, k) != v]
+        changed += ["data.canvas"] if cfg.data.canvas ** 2 != fixed.seq_len else []
+        if changed:
+            raise InputError(f"--set {', '.join(changed)}: fixed by the weights of --checkpoint {where}")
+    return cfg
+
+
+def check_checkpoint(options: TTTOptions) -> Path | None:
+    """--checkpoint, before anything is written (torch-free, so before the fallback): a complete
+    checkpoint or inference export whose files match its manifest (sizes and hashes: a truncated,
+    replaced or unreadable file is caught here, not after a build), with a config this arc-trm
+    reads, that no --set changes what its weights fix, and that --force will not move aside with
+    the run in --out. Returns the weights' folder (None: no --checkpoint)."""
+    if not options.checkpoint:
+        return None
+    given = Path(options.checkpoint)
+    if not given.exists():
+        raise InputError(f"--checkpoint {given}: no such file or folder")
+    folder = resolve_checkpoint(given)
+    weights = STATE if (folder / STATE).exists() else EXPORT_WEIGHTS
+    try:
+        manifest.verify(folder, (weights, "config.json", "identifiers.json"), full=True)
+    except OSError as e:
+        raise InputError(f"--checkpoint {folder}: cannot read {e.filename} ({e.strerror})") from None
+    data = read_json(folder / "config.json", "checkpoint config")
+    try:
+        saved = RunConfig.from_dict(data) if isinstance(data, dict) else None
+    except (ValueError, TypeError, KeyError) as e:
+        raise InputError(f"{folder / 'config.json'}: checkpoint config is not one this arc-trm reads ({e})") from None
+    if saved is None:
+        raise InputError(f"{folder / 'config.json'}: checkpoint config is not a JSON object")
+    start_config(options.preset or "kaggle", saved, options.overrides, folder)
+    out = Path(options.out).resolve()
+    if options.force and runs.run_files(out, runs.TTT_FILES) and folder.resolve().is_relative_to(out):
+        raise InputError(f"--checkpoint {folder} is inside --out {options.out}, which --force moves aside before "
+                         "the checkpoint is loaded: copy the checkpoint elsewhere or use another --out")
+    return folder
+
+
+RUN_RECORD = "ttt_run.json"  # in RUN: {"checkpoint": the weights' folder the run started from or null, "tasks": ids}
+
+
+def record_start(out: Path, pretrained: Path | None, tasks: list[Task]) -> None:
+    """RUN/ttt_run.json for a new run: what a --resume without --checkpoint starts from, and the
+    tasks it trains (a --per-task run has no ttt_challenges.json of its own to check a resume by)."""
+    write_json_atomic(Path(out) / RUN_RECORD, {"checkpoint": str(pretrained.resolve()) if pretrained else None,
+                                               "tasks": sorted(t.id for t in tasks)}, indent=2)
+
+
+def with_recorded_checkpoint(options: TTTOptions) -> TTTOptions:
+    """--resume without --checkpoint: the checkpoint the run started from (RUN/ttt_run.json), one
+    line if it is gone; the options as given otherwise."""
+    record = Path(options.out) / RUN_RECORD
+    if not options.resume or options.checkpoint or not record.is_file():
+        return options
+    data = read_json(record, "the run's record")
+    started = data.get("checkpoint") if isinstance(data, dict) else None
+    if not started:
+        return options  # the run trained from scratch
+    if not Path(started).exists():
+        raise InputError(f"the run in {options.out} started from --checkpoint {started} ({record}), which is gone: "
+                         "pass --checkpoint with a copy of it")
+    if int(os.environ.get("RANK", "0")) == 0:  # once, not once per torchrun process
+        print(f"resuming from the checkpoint the run started from: {started}", flush=True)
+    return dataclasses.replace(options, checkpoint=started)
+
+
+def check_same_model(out: Path, cfg: RunConfig) -> None:
+    """A resumed run builds the model its checkpoints hold (RUN/config.json): one line naming what
+    differs and what is missing (a --checkpoint, --preset or --set it started with), before a build
+    of another canvas is refused in terms of --build."""
+    saved = Path(out) / "config.json"
+    data = read_json(saved, "the run's config") if saved.is_file() else None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict) or not isinstance(data.get("data"), dict):
+        return
+    have = {**{f"model.{k}": v for k, v in data["model"].items()}, "data.canvas": data["data"].get("canvas")}
+    # num_puzzle_ids and seq_len follow the build and the canvas
+    want = {**{f"model.{k}": v for k, v in cfg.model.to_dict().items()
+               if k not in (*RUNTIME_MODEL_FIELDS, "num_puzzle_ids", "seq_len")}, "data.canvas": cfg.data.canvas}
+    differ = [f"{k} {have.get(k)} (not {v})" for k, v in want.items() if have.get(k) != v]
+    if differ:
+        raise InputError(f"the run in {out} trained another model ({', '.join(differ[:3])} in {saved}): --resume "
+                         "it with the --checkpoint (and --preset, --set) it started from")
 
 
 def seconds_left(deadline: float, reserve_s: float = 0.0, now: float | None = None) -> float:

@@ -15,7 +15,12 @@ probe's report (tests, and a dry run of the decision on any machine).
 
 Budget: Kaggle sets KAGGLE_IS_COMPETITION_RERUN only in the scoring rerun. There the notebook uses
 the full budget on every task; otherwise ("Save Version", interactive runs) a short smoke budget on
-a few tasks, merged into the fallback so the file stays complete.
+a few tasks, merged into the fallback so the file stays complete. Both budgets are parsed on every run
+(`run_budget`, with `seconds`, the parser `arc-trm ttt --budget` uses too).
+
+Launch: `ttt_launch` runs ttt under torchrun on several GPUs, except --per-task (one process);
+`fresh_run_flags` adds --force unless the user's flags resume, so a second "Run All" starts afresh and
+the first run moves aside.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from augment.errors import InputError
 from augment.files import read_json, write_json_atomic
 from submission.kaggle import load_submission, write_submission
 
@@ -160,13 +166,43 @@ def choose_run(report: DeviceReport, allow_cpu: bool = False) -> RunChoice:
                               "(set ARC_TRM_ALLOW_CPU=1 to train on CPU)")
 
 
-def seconds(text: str) -> int:
-    """'11h', '30m', '90s', '1h30m' -> seconds."""
-    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip())
-    if not m or not any(m.groups()):
-        raise ValueError(f"bad budget {text!r}: use e.g. 11h, 30m, 90s, 1h30m")
-    h, mi, s = (int(g or 0) for g in m.groups())
-    return 3600 * h + 60 * mi + s
+BUDGET_UNITS = {"h": 3600, "m": 60, "s": 1}
+
+
+def seconds(text: str, name: str = "budget") -> float:
+    """'11h', '10.5h', '30m', '90s', '1h30m' or plain seconds -> seconds: the one budget parser (the
+    notebook's budgets and `arc-trm ttt --budget`). `name` names the setting in the error line."""
+    text = str(text).strip().lower()
+    if text.startswith("-"):
+        raise InputError(f"{name} must be a positive duration such as 90s, 30m, 8h or 10.5h, got {text!r}")
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise InputError(f"bad {name} {text!r}: use e.g. 11h, 10.5h, 30m, 90s or 1h30m")
+    return sum(float(n) * BUDGET_UNITS[u] for n, u in parts)
+
+
+def run_budget(full: str, smoke: str, rerun: bool) -> float:
+    """The notebook's budget for this run, both settings parsed on every run: a typo in the scoring
+    rerun's ARC_TRM_BUDGET fails the "Save Version" run, not the rerun."""
+    budgets = {name: seconds(text, name) for name, text in (("ARC_TRM_BUDGET", full), ("ARC_TRM_SMOKE_BUDGET", smoke))}
+    return budgets["ARC_TRM_BUDGET" if rerun else "ARC_TRM_SMOKE_BUDGET"]
+
+
+def ttt_launch(gpus: int, args: list[str], python: str = sys.executable) -> list[str]:
+    """The command that runs `arc-trm ARGS`: under torchrun, one process per GPU, when there are
+    several GPUs, except --per-task, which trains one task at a time in one process."""
+    if gpus > 1 and "--per-task" not in args:  # torchrun as a module, so that it is this Python's
+        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "-m",
+                "arc_trm.cli", *args]
+    return [python, "-m", "arc_trm.cli", *args]
+
+
+def fresh_run_flags(ttt_args: list[str]) -> list[str]:
+    """["--force"] unless the user's ttt flags resume (or already force): a second "Run All" in one
+    session starts a new run, the old one moved aside to RUN.old-<time>, never deleted."""
+    return [] if {"--resume", "--force"} & set(ttt_args) else ["--force"]
 
 
 def smoke_subset(challenges: Path, count: int, out: Path) -> Path:

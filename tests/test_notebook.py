@@ -12,6 +12,7 @@ reach the network. The solutions stay outside the input folder and score the res
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -192,10 +193,11 @@ def cell_seconds(cell) -> float:
 
 
 def execute_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path_first: Path | None = None,
-                     **settings: str) -> list:
+                     times: int = 1, **settings: str) -> list:
     """Run the notebook offline against tmp_path/input; the executed code cells, the last one being a
     probe that shows the kernel cannot reach the network. `settings` are extra environment variables;
-    `path_first` goes first on the kernel's PYTHONPATH (what the image has installed)."""
+    `path_first` goes first on the kernel's PYTHONPATH (what the image has installed); `times` runs all
+    the cells that many times in the same kernel."""
     for key in ("KAGGLE_IS_COMPETITION_RERUN", "ARC_TRM_FAKE_DEVICE", "ARC_TRM_ALLOW_CPU", "ARC_TRM_TTT_COMMAND",
                 "ARC_TRM_COMPETITION"):
         monkeypatch.delenv(key, raising=False)
@@ -213,6 +215,8 @@ def execute_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path_first
         monkeypatch.setenv(key, value)
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells = [nbformat.from_dict({**copy.deepcopy(c), "id": f"{c.get('id', i)}-{n}"})
+                for n in range(times) for i, c in enumerate(nb.cells)]  # "Run All" `times` times in one kernel
     nb.cells.append(nbformat.v4.new_code_cell(NETBLOCK_PROBE))  # proves the kernel itself is offline
     client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=170,
                                      resources={"metadata": {"path": str(tmp_path)}})
@@ -348,18 +352,43 @@ def test_a_gpu_torch_cannot_run_or_no_gpu_keeps_the_fallback(device: str, built_
 
 def test_a_t4_trains_in_float32(built_dataset: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """The T4 report picks preset kaggle with forward_dtype float32; a stand-in ttt records its arguments."""
+    """The T4 report picks preset kaggle with forward_dtype float32; a stand-in ttt records its arguments.
+    The budget is 10.5h (the notebook's parser read whole numbers only)."""
     write_kaggle_input(tmp_path, f"competitions/{SLUG_2026}")
     attach(built_dataset, tmp_path, LAYOUTS["2026"][1])
     record = tmp_path / "ttt_args.json"
     stand_in = f"{sys.executable} -c 'import json, sys; json.dump(sys.argv[1:], open({json.dumps(str(record))}, \"w\"))'"
     text = notebook_text(execute_notebook(tmp_path, monkeypatch, ARC_TRM_FAKE_DEVICE=T4, ARC_TRM_SET="",
-                                          ARC_TRM_TTT_COMMAND=stand_in, KAGGLE_IS_COMPETITION_RERUN="1"))
+                                          ARC_TRM_TTT_COMMAND=stand_in, KAGGLE_IS_COMPETITION_RERUN="1",
+                                          ARC_TRM_BUDGET="10.5h"))
+    assert "scoring rerun: full budget 37800s" in text  # a decimal budget, as `arc-trm ttt --budget` takes
     assert "device: 2 x Tesla T4 (sm_75) has no native bf16: preset kaggle in float32" in text
     args = json.loads(record.read_text())
     assert args[args.index("--preset") + 1] == "kaggle"
     assert args[args.index("--set") + 1] == "model.forward_dtype=float32"
+    assert 37700 < int(args[args.index("--budget") + 1].rstrip("s")) <= 37800
     assert "ttt exit code: 0" in text and "valid submission: 3 tasks" in text
+
+
+def test_run_all_twice_starts_afresh_and_keeps_the_first_run(built_dataset: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """"Run All" a second time in the same session: the real ttt (on a canvas no task fits, so it ends in
+    seconds) found the first run's folder and refused; the first smoke submission stayed and was merged
+    as if ttt had answered. Now the first run moves aside to ttt_run.old-<time> and the old smoke
+    submission is deleted before the new smoke run."""
+    write_kaggle_input(tmp_path, "arc-prize-2025")
+    attach(built_dataset, tmp_path, "arc-trm-bundle", checkpoint=False)
+    cells = execute_notebook(tmp_path, monkeypatch, times=2, ARC_TRM_ALLOW_CPU="1", ARC_TRM_COMPETITION="arc-prize-2025",
+                             ARC_TRM_SET="data.canvas=2", ARC_TRM_SMOKE_BUDGET="60s",
+                             ARC_TRM_TTT_COMMAND=f"{sys.executable} -m arc_trm.cli")
+    first, second = (notebook_text(cells[i * 7:(i + 1) * 7]) for i in range(2))
+    for text in (first, second):
+        assert "ttt exit code: 0" in text and "no task fits the 2x2 canvas" in text, text[-3000:]
+        assert "valid submission: 3 tasks" in text
+    assert "--force" in next(line for line in second.splitlines() if line.startswith("$ "))
+    working = tmp_path / "working"
+    [aside] = [p for p in working.iterdir() if p.name.startswith("ttt_run.old-")]
+    assert (aside / "ttt_challenges.json").is_file() and (working / "ttt_run" / "ttt_challenges.json").is_file()
 
 
 @pytest.mark.slow

@@ -37,8 +37,37 @@ def test_the_real_probe_answers_on_this_machine(monkeypatch: pytest.MonkeyPatch)
 
 def test_budgets() -> None:
     assert rt.seconds("11h") == 39600 and rt.seconds("1h30m") == 5400 and rt.seconds("90s") == 90
-    with pytest.raises(ValueError, match="bad budget"):
-        rt.seconds("soon")
+    assert rt.seconds("10.5h") == 37800 and rt.seconds("45") == 45 and rt.seconds("1.5m") == 90
+    for bad in ("soon", "", "8x", "h8", "1h 30m"):
+        with pytest.raises(ValueError, match="bad budget"):
+            rt.seconds(bad)
+    with pytest.raises(ValueError, match="budget must be a positive duration"):
+        rt.seconds("-5m")
+
+
+def test_the_notebook_parses_both_budgets_on_every_run() -> None:
+    """A typo in the scoring rerun's budget shows in the smoke run ("Save Version"), not only in the
+    rerun, where it would cost the whole run."""
+    assert rt.run_budget("10.5h", "90s", rerun=True) == 37800
+    assert rt.run_budget("10.5h", "90s", rerun=False) == 90
+    with pytest.raises(ValueError, match="ARC_TRM_BUDGET"):
+        rt.run_budget("11 hours", "10m", rerun=False)
+    with pytest.raises(ValueError, match="ARC_TRM_SMOKE_BUDGET"):
+        rt.run_budget("11h", "ten minutes", rerun=True)
+
+
+def test_per_task_ttt_runs_as_one_process_whatever_the_gpus() -> None:
+    """torchrun would start one --per-task process per GPU, each refusing (or all doing the same tasks)."""
+    assert rt.ttt_launch(4, ["ttt", "--out", "r"], python="py") == [
+        "py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m", "arc_trm.cli", "ttt", "--out", "r"]
+    for gpus in (0, 1, 4):
+        assert rt.ttt_launch(gpus, ["ttt", "--per-task"], python="py") == ["py", "-m", "arc_trm.cli", "ttt", "--per-task"]
+    assert rt.ttt_launch(1, ["ttt"], python="py") == ["py", "-m", "arc_trm.cli", "ttt"]
+
+
+def test_a_second_run_all_starts_a_fresh_run_unless_told_to_resume() -> None:
+    assert rt.fresh_run_flags([]) == ["--force"] and rt.fresh_run_flags(["--batch-size", "64"]) == ["--force"]
+    assert rt.fresh_run_flags(["--resume"]) == [] and rt.fresh_run_flags(["--force"]) == []
 
 
 def test_smoke_subset_is_merged_into_a_complete_submission(tmp_path: Path) -> None:

@@ -294,3 +294,37 @@ def test_ttt_under_torchrun_checks_the_folder_on_every_rank_before_any_writes(tm
     assert "already holds a run" not in proc.stderr
     validate_submission(load_submission(out / "submission.json"), load_tasks(SMALL_TASKS))
     assert json.loads((out / "ttt_plan.json").read_text())["steps"] == 2
+
+
+FALLBACK_SPY = """
+import sys
+import arc_trm.ttt as ttt
+from arc_trm.cli import main
+
+real = ttt.write_fallback
+
+
+def spy(*args, **kwargs):
+    real(*args, **kwargs)
+    print("torch loaded at the fallback:", "torch" in sys.modules, flush=True)
+    sys.exit(0)
+
+
+ttt.write_fallback = spy
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_fallback_is_on_disk_before_torch_is_imported(tmp_path):
+    """`arc-trm ttt` writes its fallback before anything heavy can fail: torch (seconds to import,
+    and the import can fail) is not loaded yet when the fallback is on disk, from a checkpoint too."""
+    from conftest import write_tiny_checkpoint
+
+    pre = write_tiny_checkpoint(tmp_path / "pre")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", FALLBACK_SPY, "ttt", "--tasks", SMALL_TASKS, "--out", str(out),
+                           "--checkpoint", str(pre), "--budget", "60s", "--no-progress"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "torch loaded at the fallback: False" in proc.stdout, proc.stdout + proc.stderr
+    validate_submission(load_submission(out / "submission.json"), load_tasks(SMALL_TASKS))

@@ -60,11 +60,11 @@ def test_a_second_per_task_run_is_refused_before_it_writes_and_resume_keeps_the_
     out, sub = tmp_path / "run", tmp_path / "submission.json"
     options = TTTOptions(tasks=SMALL_TASKS, out=out, submission=sub, budget="60s", progress=False, per_task=True)
     ttt(options)
-    assert len(started) == 3 and sorted(p.name for p in out.iterdir()) == ["tasks"]
+    assert len(started) == 3 and sorted(p.name for p in out.iterdir()) == ["tasks", "ttt_run.json"]
     before = tree(tmp_path)
     proc = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--submission", sub, "--per-task",
                           "--budget", "60s", "--no-progress")
-    assert proc.returncode == 2 and "already holds a run (tasks)" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "already holds a run (ttt_run.json, tasks)" in proc.stderr, proc.stderr
     assert tree(tmp_path) == before and len(started) == 3, "the refused run wrote or trained"
 
     with pytest.raises(InputError, match="pass one"):
@@ -294,3 +294,61 @@ def test_ctrl_c_in_a_per_task_run_resumes_the_half_trained_task_and_keeps_the_an
     merged = load_submission(tmp_path / "run" / "submission.json")
     validate_submission(merged, tasks)
     assert merged[tasks[1].id] == load_submission(second / "submission.json")[tasks[1].id]
+
+
+def test_resume_is_refused_when_per_task_differs_from_the_run(tmp_path, monkeypatch):
+    """A --per-task run resumed without --per-task trained every task anew in one model at the top of
+    the run, the task runs ignored, and replaced their answers; the other way round, a joint run's
+    checkpoint was ignored. Refused in one line before anything is written."""
+    started = stand_in_runs(monkeypatch)
+    out = tmp_path / "run"
+    options = TTTOptions(tasks=SMALL_TASKS, out=out, budget="60s", progress=False, per_task=True)
+    ttt(options)
+    before = tree(tmp_path)
+    with pytest.raises(InputError, match="--per-task"):
+        ttt(dataclasses.replace(options, per_task=False, resume=True))
+    assert tree(tmp_path) == before and len(started) == 3
+
+    joint = tmp_path / "joint"
+    joint.mkdir()
+    (joint / "config.json").write_text("{}")
+    (joint / "checkpoints").mkdir()
+    with pytest.raises(InputError, match="without --per-task"):
+        ttt(dataclasses.replace(options, out=joint, resume=True))
+    assert len(started) == 3
+
+
+def test_a_resumed_per_task_run_checks_its_tasks_as_a_joint_run_does(tmp_path, monkeypatch, capsys):
+    """A joint run refuses --resume with other tasks (its ttt_challenges.json); a --per-task run has no
+    such file at its top, so it replaced its submission by the fallback and trained the new tasks
+    beside the old ones. The run records its tasks (RUN/ttt_run.json) and is refused alike, before
+    anything is written."""
+    started = stand_in_runs(monkeypatch)
+    out = tmp_path / "run"
+    options = TTTOptions(tasks=SMALL_TASKS, out=out, budget="60s", progress=False, per_task=True)
+    ttt(options)
+    before = tree(tmp_path)
+    other = "arc-agi-1:training/3c9b0459+6150a2bd@test"
+    with pytest.raises(InputError, match="was trained on 3 tasks"):
+        ttt(dataclasses.replace(options, tasks=other, resume=True))
+    assert tree(tmp_path) == before and len(started) == 3
+
+
+def test_a_resumed_per_task_run_gives_the_time_left_to_the_tasks_still_to_train(tmp_path, monkeypatch):
+    """Resumed with the first task unanswered and the other two answered: the first task's share counted
+    the answered tasks' demonstrations, so it got about a third of the time and the rest went unused."""
+    import arc_trm.ttt_phases as phases
+
+    tasks = as_test_tasks(load_tasks(SMALL_TASKS))
+    clock = Clock(1000.0)
+    started = stand_in_runs(monkeypatch, clock)
+    job = per_task_job(tmp_path, tasks, 1000.0, 600.0)
+    options = TTTOptions(tasks=SMALL_TASKS, out=job.out, per_task=True)
+    per_task(options, job)
+    (job.out / "tasks" / tasks[0].id / "done.json").unlink()  # a signal stopped the first task
+    monkeypatch.setattr(phases, "test_time_train", phases.test_time_train)
+    del started[:]
+    result = per_task(dataclasses.replace(options, resume=True), job)
+    assert result.trained == [tasks[0].id] and result.earlier == [tasks[1].id, tasks[2].id]
+    [first] = started
+    assert first.deadline - first.start == pytest.approx(600.0)

@@ -1,0 +1,136 @@
+"""`arc-trm ttt`'s checks before anything is written: the --checkpoint it starts from (present,
+complete, readable, a config this arc-trm reads) and the --set overrides its weights allow, and
+--force never moving aside the checkpoint the run starts from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from arc_trm.ttt_plan import TTTOptions, check_checkpoint
+from augment.errors import InputError
+
+from conftest import SMALL_TASKS, cli_in_process, write_tiny_checkpoint
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def ttt(out: Path, checkpoint: Path, *extra: str):
+    return cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--checkpoint", checkpoint, "--budget", "60s",
+                          "--preset", "cpu-quick", "--no-progress", *extra)
+
+
+def refused(proc, *words: str) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("arc-trm ttt: error:"), proc.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+    return lines[0]
+
+
+def corrupt(step: Path) -> None:
+    """state.pt replaced by bytes of the same size (the manifest's size check alone passes)."""
+    state = step / "state.pt"
+    state.write_bytes(b"\0" * state.stat().st_size)
+
+
+def unreadable(step: Path) -> None:
+    """state.pt as a folder: open() fails, even for root."""
+    (step / "state.pt").unlink()
+    (step / "state.pt").mkdir()
+
+
+@pytest.mark.parametrize("damage, words", [
+    (None, ("no such", "missing")),
+    ("empty", ("no checkpoint found",)),
+    (corrupt, ("state.pt", "corrupt")),
+    (unreadable, ("state.pt",)),
+])
+def test_a_bad_checkpoint_is_refused_before_the_run_folder_exists(tmp_path, damage, words):
+    checkpoint = tmp_path / "pre"
+    if damage == "empty":
+        checkpoint.mkdir()
+        (checkpoint / "notes.txt").write_text("not a checkpoint")
+    elif damage is not None:
+        checkpoint = write_tiny_checkpoint(checkpoint)  # the step folder: `latest` would skip a broken one
+        damage(checkpoint)
+    out = tmp_path / "run"
+    line = refused(ttt(out, checkpoint))
+    assert any(w in line for w in words), line
+    assert not out.exists(), "the refused run created its folder"
+
+
+@pytest.mark.parametrize("override, key", [("model.hidden_size=64", "hidden_size"), ("data.canvas=10", "data.canvas"),
+                                           ("model.num_heads=4", "num_heads")])
+def test_a_set_that_does_not_fit_the_weights_is_refused_before_the_run_folder_exists(tmp_path, override, key):
+    pre = write_tiny_checkpoint(tmp_path / "pre")
+    out = tmp_path / "run"
+    refused(ttt(out, pre, "--set", override), key, "fixed by the weights")
+    assert not out.exists()
+
+
+def test_a_set_that_changes_only_how_the_model_runs_is_accepted(tmp_path):
+    """The notebook passes model.forward_dtype=float32 on a T4 whatever dtype the checkpoint trained in:
+    the weights are the same (they were refused, so a T4 never trained from a bf16 checkpoint)."""
+    pre = write_tiny_checkpoint(tmp_path / "pre")  # float32
+    for override in ("model.forward_dtype=bfloat16", "model.halt_max_steps=2", "model.H_cycles=1"):
+        options = TTTOptions(tasks=SMALL_TASKS, out=tmp_path / "run", checkpoint=str(pre), overrides=(override,))
+        assert check_checkpoint(options) == pre
+    with pytest.raises(InputError, match="fixed by the weights"):
+        check_checkpoint(TTTOptions(tasks=SMALL_TASKS, out=tmp_path / "run", checkpoint=str(pre),
+                                    overrides=("model.forward_dtype=bfloat16", "model.L_layers=3")))
+
+
+def test_force_never_moves_aside_the_checkpoint_the_run_starts_from(tmp_path):
+    """--force --out RUN --checkpoint RUN/checkpoints/step_N: the checkpoint would go aside with the old
+    run before it is loaded; refused with RUN untouched and nothing moved."""
+    run = tmp_path / "run"
+    step = write_tiny_checkpoint(run)
+    before = tree(tmp_path)
+    for checkpoint in (step, run):
+        refused(ttt(run, checkpoint, "--force"), "--force", "inside")
+        assert tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_resume_without_checkpoint_continues_from_the_one_the_run_started_from(tmp_path):
+    """`ttt --resume` without --checkpoint said only that --build RUN/build held another canvas. The run
+    records the checkpoint it started from and resume takes it; a run without that record, or whose
+    checkpoint is gone, says what is missing in one line."""
+    import json
+    import shutil
+
+    pre = write_tiny_checkpoint(tmp_path / "pre")
+    out = tmp_path / "run"
+    first = ttt(out, pre, "--set", "train.max_steps=2", "--batch-size", "8")
+    assert first.returncode == 0, first.stderr
+    resumed = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--resume", "--budget", "60s",
+                             "--preset", "cpu-quick", "--no-progress", "--set", "train.max_steps=3")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from the checkpoint the run started from: {pre}" in resumed.stdout
+    assert json.loads((out / "config.json").read_text())["model"]["hidden_size"] == 32  # the checkpoint's model
+
+    shutil.rmtree(tmp_path / "pre")
+    line = refused(cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--resume", "--budget", "60s",
+                                  "--preset", "cpu-quick", "--no-progress"), str(pre), "--checkpoint")
+    assert "--build" not in line
+    (out / "ttt_run.json").unlink()  # a run from before the record: its config tells another model
+    line = refused(cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--resume", "--budget", "60s",
+                                  "--preset", "cpu-quick", "--no-progress"), "--checkpoint", "hidden_size 32")
+    assert "--build" not in line
+
+
+def test_the_recorded_checkpoint_is_named_once_under_torchrun(tmp_path, monkeypatch, capsys):
+    from arc_trm.ttt_plan import record_start, with_recorded_checkpoint
+
+    pre = write_tiny_checkpoint(tmp_path / "pre")
+    out = tmp_path / "run"
+    out.mkdir()
+    record_start(out, pre, [])
+    options = TTTOptions(tasks=SMALL_TASKS, out=out, resume=True)
+    for rank, lines in (("1", 0), ("0", 1)):
+        monkeypatch.setenv("RANK", rank)
+        assert with_recorded_checkpoint(options).checkpoint == str(pre.resolve())
+        assert capsys.readouterr().out.count("resuming from the checkpoint") == lines
