@@ -18,7 +18,7 @@ from arc_trm import checkpoint as ckpt
 from arc_trm import runs
 from arc_trm.common import CompiledOrEager, Dist, print0, setup, wants_compile
 from arc_trm.config import RunConfig, TrainConfig
-from arc_trm.builds import default_build_dir, load_or_build
+from arc_trm.builds import default_build_dir, is_default_build, load_or_build
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import evaluate_built
 from arc_trm.views import ViewRun
@@ -252,7 +252,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     if options.built is not None:
         built = options.built
     else:
-        how = "--build" if cfg.data.build_dir else "made on first use, then reused; --build DIR picks the folder"
+        how = "made on first use, then reused; --build DIR picks the folder" if is_default_build(cfg) else "--build"
         print0(d, f"build: {default_build_dir(cfg)} ({how})")
         built = load_or_build(cfg, d, options.progress and d.main, warn=lambda line: None)  # the header says it
         if options.preset and d.main:
