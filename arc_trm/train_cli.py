@@ -32,7 +32,7 @@ from arc_trm.builds import DEFAULT_BUILDS, default_build_dir, is_default_build
 from arc_trm.common import TRAIN_LOG_LINES, print0, setup, teardown
 from arc_trm.config import RunConfig, apply_overrides, check_device_available, preset
 from arc_trm.stopping import StopRequest, continue_command, exit_code, stopped_line
-from arc_trm.train import TrainOptions, train
+from arc_trm.train import TrainOptions, step_text, train
 from augment.console import add_progress_argument
 from augment.errors import InputError
 from augment.tasks import absolute_spec
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
                                continue_command("train", Path(args.out))), file=sys.stderr, flush=True)
         return exit_code(result.stopped_by)
     if result.metrics:
-        summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
-        print0(d, f"trained to step {result.steps}: {summary}")
+        m = result.metrics
+        print0(d, f"trained to step {result.steps}: {step_text(m)}, lr {m['lr']:.3g}, epoch {m['epoch']:.0f}")
     print0(d, f"checkpoint: {result.final_checkpoint}")
     return 0
