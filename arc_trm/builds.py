@@ -16,19 +16,46 @@ from augment.build import ensure_built
 from augment.options import BuildOptions
 from augment.store import BuiltSet
 from augment.errors import InputError
-from augment.tasks import absolute_spec
+from augment.tasks import absolute_spec, is_bundled, parse_spec, split_ids
 
 
-def default_build_dir(cfg: RunConfig) -> Path:
-    """data/built/<readable prefix>-<hash of the full source spec and the build parameters>."""
+DEFAULT_BUILDS = Path("data/built")  # under the working directory of the run's first start
+
+
+def default_build_dir(cfg: RunConfig, parent: Path = DEFAULT_BUILDS) -> Path:
+    """cfg.data.build_dir, else PARENT/<readable prefix>-<hash of the full source spec and the build
+    parameters>."""
     if cfg.data.build_dir:
         return Path(cfg.data.build_dir)
+    return parent / default_build_name(cfg)
+
+
+def default_build_name(cfg: RunConfig) -> str:
+    """<sources' base names>-a<augmentations>-c<canvas>-<hash>: the hash tells apart what the short
+    prefix does not (two folders named tasks, ids cut off after 40 characters)."""
     d = cfg.data
     key = json.dumps({"tasks": d.tasks, "augmentations": d.augmentations, "canvas": d.canvas,
                       "build_seed": d.build_seed}, sort_keys=True)
     digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
-    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in d.tasks)[:40].strip("_")
-    return Path("data/built") / f"{slug}-a{d.augmentations}-c{d.canvas}-{digest}"
+    label = ",".join(source_label(spec) for spec in d.tasks.split(",") if spec.strip())
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:40].strip("_")
+    return f"{slug}-a{d.augmentations}-c{d.canvas}-{digest}"
+
+
+def source_label(spec: str) -> str:
+    """A source as a folder name begins: a bundled set as written, a path by its base name (with
+    the ids it selects), and its role."""
+    body, role = parse_spec(spec.strip())
+    head, ids = split_ids(body)
+    if not is_bundled(body):
+        body = Path(head).name + ("/" + ids if ids else "")
+    return body + (f"@{role}" if role else "")
+
+
+def is_default_build(cfg: RunConfig) -> bool:
+    """Whether the build folder is the one made on first use for these sources and parameters
+    (none yet, or as the run recorded it), not one the user named with --build."""
+    return not cfg.data.build_dir or Path(cfg.data.build_dir).name == default_build_name(cfg)
 
 
 def check_own_build(out: Path, cfg: RunConfig) -> None:
@@ -61,7 +88,7 @@ def load_or_build(cfg: RunConfig, d: Dist, progress: bool, warn: Callable[[str],
     takes the build's warnings (default: printed)."""
     out = default_build_dir(cfg)
     if d.main:
-        if cfg.data.build_dir:
+        if not is_default_build(cfg):  # a default one's name holds the hash of what it is
             check_own_build(out, cfg)
         ensure_built(cfg.data.tasks, out, build_options(cfg, progress), **({"warn": warn} if warn else {}))
     if d.world > 1:

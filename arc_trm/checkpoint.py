@@ -172,7 +172,7 @@ def load_state(ckpt: Path, name: str = STATE, map_location: str | torch.device =
     """Load and validate one file of a checkpoint folder: its format version and size (manifest),
     then the content (state.pt: see validate_state; carry files: names -> tensors)."""
     path = Path(ckpt) / name
-    if name == STATE and not path.exists() and (Path(ckpt) / EXPORT_WEIGHTS).exists():
+    if name == STATE and reads_as_export(Path(ckpt)):
         manifest.verify(Path(ckpt), (EXPORT_WEIGHTS,))
         return validate_state(load_export(Path(ckpt)), Path(ckpt) / EXPORT_WEIGHTS)
     if not path.exists():
@@ -184,6 +184,11 @@ def load_state(ckpt: Path, name: str = STATE, map_location: str | torch.device =
     if not _is_tensor_dict(obj):
         raise InputError(f"{path}: expected a dict of tensors")
     return obj  # type: ignore[return-value]
+
+
+def reads_as_export(folder: Path) -> bool:
+    """Whether load_state reads `folder` as an inference export: model.safetensors, no state.pt."""
+    return not (folder / STATE).exists() and (folder / EXPORT_WEIGHTS).exists()
 
 
 def load_export(folder: Path) -> dict:

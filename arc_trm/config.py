@@ -144,7 +144,7 @@ class DataConfig:
     augmentations: int = 1000  # augmented versions per task (REFERENCE §2), identity included
     canvas: int = 30  # canvas side; the model's seq_len is canvas**2
     build_seed: int = 0
-    build_dir: str = ""  # "" = data/built/<sources>-a<augmentations>-c<canvas>
+    build_dir: str = ""  # "" = data/built/<sources>-a<augmentations>-c<canvas>-<hash>; train records it absolute
     bucketing: bool = False  # length buckets: small grids train and answer on small canvases (augment/buckets.py)
 
 

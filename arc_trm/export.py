@@ -41,7 +41,7 @@ class Export:
     """What `export_inference` wrote."""
 
     folder: Path
-    source: Path  # the checkpoint folder it came from
+    source: Path  # the checkpoint (or export) folder it came from
     tensors: int
     bytes: int  # size of the export folder's files
 
@@ -136,6 +136,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     result = export_inference(args.checkpoint, args.out, lean=args.lean)
     full = folder_bytes(result.source)
+    source = "export folder" if ckpt.reads_as_export(result.source) else "checkpoint folder"
     print(f"exported {result.source} -> {result.folder}: {result.tensors} tensors, "
-          f"{result.bytes / 1e6:.2f} MB (checkpoint folder: {full / 1e6:.2f} MB)")
+          f"{result.bytes / 1e6:.2f} MB ({source}: {full / 1e6:.2f} MB)")
     return 0

@@ -69,7 +69,8 @@ MEANINGS: dict[str, str] = {
     "data.augmentations": "augmented versions per task, the identity included",
     "data.canvas": "canvas side: larger grids are skipped",
     "data.build_seed": "seed of the augmentations",
-    "data.build_dir": "folder of the augmented set (empty: data/built/<sources>-a<augmentations>-c<canvas>)",
+    "data.build_dir": "folder of the augmented set (empty: data/built/<sources>-a<augmentations>-c<canvas>-<hash>, "
+                       "which train records absolute)",
     "data.bucketing": "length buckets: small grids train and answer on small canvases",
 }
 

@@ -18,7 +18,7 @@ from arc_trm import checkpoint as ckpt
 from arc_trm import runs
 from arc_trm.common import CompiledOrEager, Dist, print0, setup, wants_compile
 from arc_trm.config import RunConfig, TrainConfig
-from arc_trm.builds import default_build_dir, load_or_build
+from arc_trm.builds import default_build_dir, is_default_build, load_or_build
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import evaluate_built
 from arc_trm.views import ViewRun
@@ -30,7 +30,7 @@ from arc_trm.snapshot import BatchLayout, LatestCheckpoint, TrainState, out_of_m
 from arc_trm.stopping import StopRequest, signal_name
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from augment.build import canvas_skip_line
-from augment.console import bar_shown, progress_bar
+from augment.console import bar_shown, duration_text, progress_bar
 from augment.store import BuiltSet
 from augment.errors import InputError
 from augment.files import write_text_atomic
@@ -252,7 +252,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     if options.built is not None:
         built = options.built
     else:
-        how = "--build" if cfg.data.build_dir else "made on first use, then reused; --build DIR picks the folder"
+        how = "made on first use, then reused; --build DIR picks the folder" if is_default_build(cfg) else "--build"
         print0(d, f"build: {default_build_dir(cfg)} ({how})")
         built = load_or_build(cfg, d, options.progress and d.main, warn=lambda line: None)  # the header says it
         if options.preset and d.main:
@@ -336,8 +336,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
                 last = {"step": step, **window.summary(d), "lr": state.opts.weights.param_groups[0]["lr"],
                         "epoch": state.sampler_state["epoch"]}
                 sink.log(last)
-                bar.set_postfix(loss=f"{last['loss']:.3f}", exact=f"{last['exact_accuracy']:.2f}",
-                                steps=f"{last['halt_steps']:.1f}", sps=f"{last['samples_per_s']:.0f}")
+                bar.set_postfix_str(step_text(last))
                 if not show_bar:  # a plain line, so a batch log shows the run going
                     print0(d, log_line(last, end, (end - step) * (step_seconds or time.perf_counter() - t_step)))
                 window = LogWindow()
@@ -365,25 +364,19 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
 
 def log_line(last: dict[str, float], end: int, eta_s: float) -> str:
     """A log step's line when no progress bar shows it."""
-    return (f"step {last['step']}/{end}: loss {last['loss']:.3f}, "
-            f"{halting_text(last['exact_accuracy'], last['halt_steps'])}, {last['samples_per_s']:.0f} samples/s, "
-            f"lr {last['lr']:.3g}, ETA {duration_text(eta_s)}")
+    return f"step {last['step']}/{end}: {step_text(last)}, lr {last['lr']:.3g}, ETA {duration_text(eta_s)}"
+
+
+def step_text(last: dict[str, float]) -> str:
+    """A log step's loss, halting and speed, as the bar, the plain line and the final line show them."""
+    return (f"loss {last['loss']:.3f}, {halting_text(last['exact_accuracy'], last['halt_steps'])}, "
+            f"{last['samples_per_s']:.0f} samples/s")
 
 
 def halting_text(exact: float, halt_steps: float) -> str:
     """The halted rows' accuracy and steps; a halted row took at least one step, so 0 steps means none
     halted and there is nothing to show (not a measured 0)."""
     return f"exact {exact:.2f}, halt steps {halt_steps:.1f}" if halt_steps > 0 else "no row halted"
-
-
-def duration_text(seconds: float) -> str:
-    """45s, 3m05s, 2h07m: a duration as a log line shows it."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 DEADLINE = "deadline"

@@ -8,8 +8,9 @@
   arc-trm train --tasks arc-agi-2 --out runs/agi2 --set train.grad_accum_steps=4   768 in micro-batches of 192
 
 The augmented set is built on first use and cached (data/built/...). Overrides: `--set key=value`
-(e.g. `--set model.hidden_size=256 --set lr=2e-4`). The resolved config is saved as JSON in the
-run folder and beside every checkpoint. Metrics go to RUN/metrics.jsonl; `arc-trm plot RUN`
+(e.g. `--set model.hidden_size=256 --set lr=2e-4`). The resolved config (its task paths and build
+folder absolute, so a resume from any directory reuses the build) is saved as JSON in the run
+folder and beside every checkpoint. Metrics go to RUN/metrics.jsonl; `arc-trm plot RUN`
 draws them. A run folder holds one run: without --resume a folder that holds one is refused.
 Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and prints the command that
 continues (every torchrun rank stops at the same step); a second Ctrl-C stops at once.
@@ -27,10 +28,11 @@ import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
 from arc_trm import runs
+from arc_trm.builds import DEFAULT_BUILDS, default_build_dir, is_default_build
 from arc_trm.common import print0, setup, teardown
 from arc_trm.config import TRAIN_LOG_LINES, RunConfig, apply_overrides, check_device_available, preset
 from arc_trm.stopping import StopRequest, continue_command, exit_code, stopped_line
-from arc_trm.train import TrainOptions, train
+from arc_trm.train import TrainOptions, step_text, train
 from augment.console import add_progress_argument
 from augment.errors import InputError
 from augment.tasks import absolute_spec
@@ -61,7 +63,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then a resumed run's saved config, then --tasks/--augmentations, then --set; every
     field validated (one line naming the field) before any work starts."""
     cfg = preset(preset_name(args))
-    saved = saved_config(Path(args.out))
+    saved, builds_in = saved_config(Path(args.out)), DEFAULT_BUILDS
     runs.check_force_resume(args.force, args.resume, Path(args.out))  # before any build
     if args.resume and saved is not None:
         data = ckpt.read_json(saved, "run config")
@@ -71,6 +73,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
             cfg = RunConfig.from_dict(data)
         except (ValueError, TypeError, KeyError) as e:
             raise InputError(f"{saved}: run config is not one this arc-trm reads ({e})") from None
+        if cfg.data.build_dir and is_default_build(cfg):  # made on first use: --set data.* renames it, in place
+            builds_in, cfg.data.build_dir = Path(cfg.data.build_dir).parent, ""
         if args.tasks and cfg.data.tasks and task_list(absolute_spec(args.tasks)) != task_list(
                 absolute_spec(cfg.data.tasks)):  # "": imported
             raise InputError(f"the run was trained on {cfg.data.tasks}; you asked for {args.tasks} (leave out "
@@ -90,15 +94,16 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         check_device_available(cfg.train.device)
     except ValueError as e:
         raise InputError(str(e)) from None
-    return with_absolute_paths(cfg)
+    return with_absolute_paths(cfg, builds_in)
 
 
-def with_absolute_paths(cfg: RunConfig) -> RunConfig:
-    """The config with its task paths and build folder absolute, so the run's record resumes
-    (and its build is reused) from any working directory; bundled set names stay as they are."""
-    build_dir = str(Path(cfg.data.build_dir).resolve()) if cfg.data.build_dir else ""
-    data = dataclasses.replace(cfg.data, tasks=absolute_spec(cfg.data.tasks), build_dir=build_dir)
-    return dataclasses.replace(cfg, data=data)
+def with_absolute_paths(cfg: RunConfig, builds_in: Path = DEFAULT_BUILDS) -> RunConfig:
+    """The config with its task paths and build folder absolute (with no --build, the default one
+    in `builds_in`), so the run's record resumes and reuses its build from any working directory;
+    bundled set names stay as they are."""
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, tasks=absolute_spec(cfg.data.tasks)))
+    build_dir = str(default_build_dir(cfg, builds_in).resolve())  # named after the absolute sources
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, build_dir=build_dir))
 
 
 CPU_SECONDS_PER_SAMPLE = 28.8  # the paper model's training step on a CPU, per sample (docs/KAGGLE.md)
@@ -164,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
                                continue_command("train", Path(args.out))), file=sys.stderr, flush=True)
         return exit_code(result.stopped_by)
     if result.metrics:
-        summary = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "step")
-        print0(d, f"trained to step {result.steps}: {summary}")
+        m = result.metrics
+        print0(d, f"trained to step {result.steps}: {step_text(m)}, lr {m['lr']:.3g}, epoch {m['epoch']:.0f}")
     print0(d, f"checkpoint: {result.final_checkpoint}")
     return 0

@@ -26,3 +26,13 @@ def add_progress_argument(parser: argparse.ArgumentParser, instead: str = "") ->
     what = f": {instead} instead" if instead else ""
     parser.add_argument("--no-progress", action="store_true",
                         help=f"no progress bar{what}, as when stderr is not a terminal")
+
+
+def duration_text(seconds: float) -> str:
+    """45s, 3m05s, 2h07m: a duration as a log line shows it."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"

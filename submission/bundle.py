@@ -126,9 +126,14 @@ def check_checkpoint(folder: Path) -> None:
         raise InputError(tail(proc.stderr or proc.stdout, 1) or f"exit status {proc.returncode}")
 
 
-def check_checkpoint_flags(full_state: bool, full_table: bool) -> None:
-    """InputError for both flags: the training state carries its own whole table, and an export is
-    not a training state, so one of the two would be silently dropped."""
+def check_checkpoint_flags(checkpoint: str | Path | None, full_state: bool, full_table: bool) -> None:
+    """InputError for either flag without a checkpoint (nothing to ship, the flag would do nothing),
+    and for both: the training state carries its own whole table, and an export is not a training
+    state, so one of the two would be silently dropped."""
+    for flag, given in (("--full-state", full_state), ("--full-table", full_table)):
+        if given and checkpoint is None:
+            raise InputError(f"{flag} needs --checkpoint: without one no checkpoint is shipped (the notebook "
+                             "trains from scratch)")
     if full_state and full_table:
         raise InputError("--full-state and --full-table contradict: --full-state ships the training checkpoint "
                          "(state.pt, whole puzzle table included), --full-table an inference export with every "
@@ -230,7 +235,7 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
     that fails) leaves the earlier bundle as it was."""
     if spec.accelerator not in kp.ACCELERATORS:
         raise InputError(f"unknown accelerator {spec.accelerator!r}; use one of {', '.join(kp.ACCELERATORS)}")
-    check_checkpoint_flags(spec.full_state, spec.full_table)
+    check_checkpoint_flags(spec.checkpoint, spec.full_state, spec.full_table)
     out = Path(out)
     absent = [str(d) for d in spec.wheel_dirs if not Path(d).is_dir()]
     if absent:  # else silently skipped, and the missing wheels' advice says to pass --wheel-dir
@@ -279,11 +284,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="run folder, checkpoint folder or inference export to ship (its latest checkpoint); "
                         "default: none, the notebook trains from scratch")
     b.add_argument("--full-table", action="store_true",
-                   help="keep every puzzle row in the exported checkpoint (default off: only the network and "
-                        "the mean row that seeds new tasks' rows; ttt on new tasks never reads the others)")
+                   help="with --checkpoint: keep every puzzle row in the exported checkpoint (default off: only "
+                        "the network and the mean row that seeds new tasks' rows; ttt on new tasks never reads the "
+                        "others)")
     b.add_argument("--full-state", action="store_true",
-                   help="ship the whole training checkpoint (state.pt) instead of the inference export (default off; "
-                        "not with --full-table)")
+                   help="with --checkpoint: ship the whole training checkpoint (state.pt) instead of the inference "
+                        "export (default off; not with --full-table)")
     b.add_argument("--out", required=True, metavar="DIR",
                    help="output folder, e.g. dist/kaggle: DIR/dataset and DIR/kernel replace an earlier bundle's "
                         "(other files there are refused)")
@@ -318,7 +324,7 @@ def spec_from(args: argparse.Namespace, user: str) -> BundleSpec:
 def run(args: argparse.Namespace) -> int:
     if args.action != "bundle":  # argparse only offers `bundle`; keep the check explicit
         raise InputError(f"unknown action {args.action!r}")
-    check_checkpoint_flags(args.full_state, args.full_table)  # before --push's credential checks
+    check_checkpoint_flags(args.checkpoint, args.full_state, args.full_table)  # before --push's credential checks
     user = args.user or kp.kaggle_username() or PLACEHOLDER_USER
     if args.push:
         # Check before the slow part so a missing token is reported in a second, not after a build.

@@ -459,3 +459,18 @@ def test_full_state_with_full_table_is_refused_before_any_work(tmp_path: Path) -
     assert not (tmp_path / "dist").exists()
     with pytest.raises(kb.InputError, match="one or the other"):
         kb.write_bundle(tmp_path / "dist", kb.BundleSpec(checkpoint=run, full_state=True, full_table=True))
+
+
+@pytest.mark.parametrize("flag", ["--full-state", "--full-table"])
+def test_a_checkpoint_flag_without_a_checkpoint_is_refused(tmp_path: Path, flag: str) -> None:
+    """Without --checkpoint there is nothing to ship: the flag was taken and did nothing (exit 0)."""
+    from conftest import cli_in_process
+
+    proc = cli_in_process("kaggle", "bundle", flag, "--out", tmp_path / "dist", "--no-download")
+    assert proc.returncode == 2, proc.stderr
+    line, = proc.stderr.strip().splitlines()
+    assert f"{flag} needs --checkpoint" in line
+    assert not (tmp_path / "dist").exists()
+    with pytest.raises(kb.InputError, match="needs --checkpoint"):
+        kb.write_bundle(tmp_path / "dist", kb.BundleSpec(full_state=flag == "--full-state",
+                                                         full_table=flag == "--full-table"))

@@ -174,3 +174,15 @@ def test_the_help_says_an_export_is_a_checkpoint_too(tmp_path: Path) -> None:
     export_inference(write_tiny_checkpoint(tmp_path / "run"), tmp_path / "whole")
     proc = cli_in_process("export", "--checkpoint", tmp_path / "whole", "--out", tmp_path / "lean", "--lean")
     assert proc.returncode == 0 and (tmp_path / "lean" / ckpt.EXPORT_WEIGHTS).is_file(), proc.stderr
+
+
+def test_exporting_from_an_export_names_the_source_an_export_folder(tmp_path: Path) -> None:
+    # The size of the source read "(checkpoint folder: X MB)" when the source was an export.
+    from conftest import cli_in_process, write_tiny_checkpoint
+
+    run = write_tiny_checkpoint(tmp_path / "run")
+    proc = cli_in_process("export", "--checkpoint", run, "--out", tmp_path / "whole")
+    assert proc.returncode == 0 and "MB (checkpoint folder: " in proc.stdout, proc.stderr
+    proc = cli_in_process("export", "--checkpoint", tmp_path / "whole", "--out", tmp_path / "lean", "--lean")
+    assert proc.returncode == 0, proc.stderr
+    assert "MB (export folder: " in proc.stdout and "checkpoint folder" not in proc.stdout, proc.stdout

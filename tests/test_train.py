@@ -113,6 +113,29 @@ def test_a_run_with_relative_paths_resumes_and_shares_its_build_from_another_cwd
     assert build_meta.stat().st_mtime_ns == built and sorted(p.name for p in elsewhere.iterdir()) == ["run"]
 
 
+@pytest.mark.slow
+def test_a_run_without_build_records_its_default_build_and_resumes_it_from_another_cwd(tmp_path):
+    # The default build folder (data/built/... under the cwd) was worked out anew at every start:
+    # a resume from elsewhere quietly built the same set again under that directory.
+    from augment.tasks import load_tasks
+    here, elsewhere = tmp_path.resolve() / "here", tmp_path.resolve() / "elsewhere"
+    (here / "tasks").mkdir(parents=True)
+    elsewhere.mkdir()
+    for task in load_tasks(SMALL_TASKS):
+        (here / "tasks" / f"{task.id}.json").write_text(json.dumps(task.to_json()))
+    tiny = sets(TINY + ["train.max_steps=3", "train.checkpoint_every=1000"])
+    first = run_cli("train", "--tasks", "tasks", "--preset", "cpu-quick", "--out", "run", "--no-progress",
+                    "--stop-at", "2", *tiny, cwd=here)
+    assert_ok(first)
+    build = Path(json.loads((here / "run" / "config.json").read_text())["data"]["build_dir"])
+    assert build.parent == here / "data" / "built" and build.name.startswith("tasks-a4-c6-")  # short, readable
+    assert f"build: {build} (made on first use" in first.stdout
+    built = (build / "metadata.json").stat().st_mtime_ns
+    assert_ok(run_cli("train", "--out", here / "run", "--resume", "--no-progress", cwd=elsewhere))
+    assert final_state(here / "run")["step"] == 3
+    assert (build / "metadata.json").stat().st_mtime_ns == built and list(elsewhere.iterdir()) == []
+
+
 def test_run_writes_config_metrics_and_curves(tmp_path, small_build):
     run = tmp_path / "run"
     assert_ok(run_cli(*train_args(small_build, run, 3, "--set", "train.eval_every=2")))

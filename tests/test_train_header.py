@@ -82,7 +82,7 @@ def test_without_a_terminal_the_bar_gives_way_to_plain_lines_with_an_eta(tmp_pat
 @pytest.mark.parametrize("seconds, text", [(0, "0s"), (44.6, "45s"), (185, "3m05s"), (3599, "59m59s"),
                                            (7620, "2h07m"), (-3, "0s")])
 def test_duration_text(seconds, text):
-    from arc_trm.train import duration_text
+    from augment.console import duration_text
 
     assert duration_text(seconds) == text
 
@@ -95,6 +95,23 @@ def test_a_log_step_where_no_row_halted_says_so():
     assert halting_text(0.25, 3.5) == "exact 0.25, halt steps 3.5"
     last = {"step": 1, "loss": 2.5, "exact_accuracy": 0.0, "halt_steps": 0.0, "samples_per_s": 9, "lr": 1e-3}
     assert log_line(last, 4, 3) == "step 1/4: loss 2.500, no row halted, 9 samples/s, lr 0.001, ETA 3s"
+
+
+def test_the_bar_and_the_final_line_say_no_row_halted_where_none_did(tmp_path, monkeypatch):
+    # The bar's postfix (exact=0.00, steps=0.0) and the final line (exact_accuracy 0, halt_steps 0)
+    # read as measurements at a step where no row halted (none does before halt_max_steps, 3).
+    import arc_trm.train
+    import augment.console
+
+    for module in (arc_trm.train, augment.console):  # the bar drawn into the captured stderr
+        monkeypatch.setattr(module, "bar_shown", lambda enabled: enabled)
+    proc = cli_in_process("train", "--preset", "cpu-quick", "--tasks", SMALL_TASKS, *sets(TINY), "--build",
+                          tmp_path / "built", "--out", tmp_path / "run", "--stop-at", "2")
+    assert proc.returncode == 0, proc.stderr
+    summary = next(line for line in proc.stdout.splitlines() if line.startswith("trained to step 2: "))
+    assert "no row halted" in summary and "halt" not in summary.replace("no row halted", ""), summary
+    bar = [line for line in proc.stderr.split("\r") if line.startswith("train:")]
+    assert bar and "no row halted" in bar[-1] and "exact" not in bar[-1], bar[-1:]
 
 
 def test_a_resumed_run_without_its_config_json_continues_with_the_config_beside_its_checkpoint(tmp_path):

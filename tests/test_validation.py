@@ -134,6 +134,10 @@ def test_default_build_folders_name_everything_that_defines_the_build():
     assert folder(SMALL_TASKS) != folder(SMALL_TASKS, "data.build_seed=1")
     assert folder(SMALL_TASKS) == folder(SMALL_TASKS)
     assert folder(SMALL_TASKS).name.startswith("arc-agi-1_training_3c9b0459")
+    # A path source is named by its base name (recorded absolute, it began with the whole path);
+    # the hash still tells two folders of that name apart.
+    assert folder("/data/a/tasks,/data/b/x_challenges.json@train").name.startswith("tasks_x_challenges_json_train-a")
+    assert folder("/data/a/tasks") != folder("/data/b/tasks")
 
 
 def test_a_build_folder_with_other_parameters_is_refused_not_rebuilt(tmp_path, small_build):
