@@ -33,7 +33,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from arc_trm.config import RunConfig
+from arc_trm.config import config_from_json
 from arc_trm.model import TRM
 
 from augment.files import atomic_writer
@@ -112,11 +112,9 @@ def parse_config(text: object, path: Path):
     """The RunConfig stored in a checkpoint; one line for JSON that is not one (version skew)."""
     try:
         data = json.loads(text) if isinstance(text, str) else None
-        if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("model", "train", "data")):
-            raise ValueError("expected a JSON object with model, train and data sections")
-        return RunConfig.from_dict(data)
-    except (ValueError, TypeError) as e:
-        raise InputError(f"{path}: checkpoint config is not one this arc-trm reads ({e})") from None
+    except ValueError as e:
+        raise InputError(f"{path}: checkpoint config is not JSON ({e})") from None
+    return config_from_json(data, path, "checkpoint config")
 
 
 def expected_shapes(model_cfg) -> dict[str, tuple[int, ...]]:

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from augment.errors import InputError
 from augment.grids import MAX_SIDE
 
 POS_ENCODINGS = ("rope", "learned", "none")
@@ -248,6 +249,17 @@ def _preset_cpu_quick() -> RunConfig:
 
 
 PRESETS = {"paper": _preset_paper, "kaggle": _preset_kaggle, "cpu-quick": _preset_cpu_quick}
+
+
+def config_from_json(data: object, path: object, what: str = "run config") -> RunConfig:
+    """The RunConfig in parsed JSON (a run's or a checkpoint's config.json); one line naming the
+    file for anything else, e.g. a config written by another version of arc-trm."""
+    try:
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("model", "train", "data")):
+            raise ValueError("expected a JSON object with model, train and data sections")
+        return RunConfig.from_dict(data)
+    except (ValueError, TypeError, KeyError) as e:
+        raise InputError(f"{path}: {what} is not one this arc-trm reads ({e})") from None
 
 
 def preset(name: str) -> RunConfig:

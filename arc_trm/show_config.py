@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from arc_trm.config import PRESETS, RunConfig, apply_overrides, preset
+from arc_trm.config import PRESETS, RunConfig, apply_overrides, config_from_json, preset
 from augment.errors import InputError
 from augment.files import read_json
 
@@ -95,13 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--run shows a run's saved config and --preset a preset's: pass one")
     if args.run:
         path = Path(args.run) if Path(args.run).is_file() else Path(args.run) / "config.json"
-        data = read_json(path, "run config")
-        try:
-            cfg = RunConfig.from_dict(data) if isinstance(data, dict) else None
-        except (ValueError, TypeError, KeyError) as e:
-            raise InputError(f"{path}: run config is not one this arc-trm reads ({e})") from None
-        if cfg is None:
-            raise InputError(f"{path}: expected a JSON object with model, train and data sections")
+        cfg = config_from_json(read_json(path, "run config"), path)
     else:
         import torch  # the default preset depends on the machine, as in `train`
 

@@ -30,7 +30,8 @@ from arc_trm import checkpoint as ckpt
 from arc_trm import runs
 from arc_trm.builds import DEFAULT_BUILDS, default_build_dir, is_default_build
 from arc_trm.common import print0, setup, teardown
-from arc_trm.config import TRAIN_LOG_LINES, RunConfig, apply_overrides, check_device_available, preset
+from arc_trm.config import (TRAIN_LOG_LINES, RunConfig, apply_overrides, check_device_available, config_from_json,
+                             preset)
 from arc_trm.stopping import StopRequest, continue_command, exit_code, stopped_line
 from arc_trm.train import TrainOptions, step_text, train
 from augment.console import add_progress_argument
@@ -66,13 +67,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     saved, builds_in = saved_config(Path(args.out)), DEFAULT_BUILDS
     runs.check_force_resume(args.force, args.resume, Path(args.out))  # before any build
     if args.resume and saved is not None:
-        data = ckpt.read_json(saved, "run config")
-        try:
-            if not isinstance(data, dict):
-                raise ValueError("expected a JSON object with model, train and data sections")
-            cfg = RunConfig.from_dict(data)
-        except (ValueError, TypeError, KeyError) as e:
-            raise InputError(f"{saved}: run config is not one this arc-trm reads ({e})") from None
+        cfg = config_from_json(ckpt.read_json(saved, "run config"), saved)
         if cfg.data.build_dir and is_default_build(cfg):  # made on first use: --set data.* renames it, in place
             builds_in, cfg.data.build_dir = Path(cfg.data.build_dir).parent, ""
         if args.tasks and cfg.data.tasks and task_list(absolute_spec(args.tasks)) != task_list(

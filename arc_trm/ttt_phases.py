@@ -33,7 +33,7 @@ from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throug
                               start_config, user_step_cap)
 from augment.build import max_side
 from augment.store import BuiltSet, IdentifierMap
-from augment.errors import InputError, few_ids
+from augment.errors import few_ids
 from augment.tasks import Task
 from augment.files import write_json_atomic
 from submission.runfolder import step_of

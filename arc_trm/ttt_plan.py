@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from arc_trm import runs
-from arc_trm.config import RunConfig, apply_overrides, preset
+from arc_trm.config import RunConfig, apply_overrides, config_from_json, preset
 from arc_trm.consistency import SCORINGS
 from augment.errors import InputError
 from augment.files import read_json, write_json_atomic
@@ -142,13 +142,8 @@ def check_checkpoint(options: TTTOptions) -> Path | None:
         manifest.verify(folder, (weights, "config.json", "identifiers.json"), full=True)
     except OSError as e:
         raise InputError(f"--checkpoint {folder}: cannot read {e.filename} ({e.strerror})") from None
-    data = read_json(folder / "config.json", "checkpoint config")
-    try:
-        saved = RunConfig.from_dict(data) if isinstance(data, dict) else None
-    except (ValueError, TypeError, KeyError) as e:
-        raise InputError(f"{folder / 'config.json'}: checkpoint config is not one this arc-trm reads ({e})") from None
-    if saved is None:
-        raise InputError(f"{folder / 'config.json'}: checkpoint config is not a JSON object")
+    saved = config_from_json(read_json(folder / "config.json", "checkpoint config"), folder / "config.json",
+                             "checkpoint config")
     start_config(options.preset or "kaggle", saved, options.overrides, folder)
     out = Path(options.out).resolve()
     if options.force and runs.run_files(out, runs.TTT_FILES) and folder.resolve().is_relative_to(out):

@@ -9,8 +9,9 @@ import dataclasses
 import pytest
 
 from arc_trm import train_cli as train
-from arc_trm.config import RunConfig, apply_overrides, preset
+from arc_trm.config import RunConfig, apply_overrides, config_from_json, preset
 from arc_trm.show_config import MEANINGS
+from augment.errors import InputError
 
 from conftest import cli_in_process, write_tiny_checkpoint
 
@@ -67,3 +68,14 @@ def test_train_takes_seed_and_device_flags(tmp_path):
     assert cfg.train.seed == 0 and cfg.train.device == "auto"
     proc = cli_in_process("train", "--out", tmp_path / "run", "--seed", "-1")
     assert proc.returncode == 2 and "train.seed must be an integer >= 0, got -1" in proc.stderr
+
+
+@pytest.mark.parametrize("data, reason", [
+    ([1, 2], "expected a JSON object"),
+    ({"model": {}, "train": {}}, "expected a JSON object"),
+    ({"model": {"hidden_size": "wide"}, "train": {}, "data": {}}, "hidden_size"),
+])
+def test_a_config_file_this_version_cannot_read_is_one_line_naming_it(data, reason):
+    with pytest.raises(InputError, match=rf"^run/config.json: run config is not one this arc-trm reads \(.*{reason}"):
+        config_from_json(data, "run/config.json")
+    assert config_from_json(preset("cpu-quick").to_dict(), "x") == preset("cpu-quick")

@@ -88,15 +88,21 @@ def test_resume_with_another_model_config_is_refused(tmp_path, small_build):
     assert final_state(tmp_path / "run")["step"] == 2  # the checkpoint was left alone
 
 
-@pytest.mark.slow
-def test_a_run_with_relative_paths_resumes_and_shares_its_build_from_another_cwd(tmp_path):
-    # The config recorded --tasks and --build as typed: a resume from elsewhere found no tasks.
+def here_and_elsewhere(tmp_path: Path) -> tuple[Path, Path]:
+    """Two working directories; the first holds the small tasks as a folder named tasks/."""
     from augment.tasks import load_tasks
     here, elsewhere = tmp_path.resolve() / "here", tmp_path.resolve() / "elsewhere"
     (here / "tasks").mkdir(parents=True)
     elsewhere.mkdir()
     for task in load_tasks(SMALL_TASKS):
         (here / "tasks" / f"{task.id}.json").write_text(json.dumps(task.to_json()))
+    return here, elsewhere
+
+
+@pytest.mark.slow
+def test_a_run_with_relative_paths_resumes_and_shares_its_build_from_another_cwd(tmp_path):
+    # The config recorded --tasks and --build as typed: a resume from elsewhere found no tasks.
+    here, elsewhere = here_and_elsewhere(tmp_path)
     tiny = sets(TINY + ["train.max_steps=3", "train.checkpoint_every=1000"])
     assert_ok(run_cli("train", "--tasks", "tasks", "--preset", "cpu-quick", "--build", "build", "--out", "run",
                       "--no-progress", "--stop-at", "2", *tiny, cwd=here))
@@ -117,12 +123,7 @@ def test_a_run_with_relative_paths_resumes_and_shares_its_build_from_another_cwd
 def test_a_run_without_build_records_its_default_build_and_resumes_it_from_another_cwd(tmp_path):
     # The default build folder (data/built/... under the cwd) was worked out anew at every start:
     # a resume from elsewhere quietly built the same set again under that directory.
-    from augment.tasks import load_tasks
-    here, elsewhere = tmp_path.resolve() / "here", tmp_path.resolve() / "elsewhere"
-    (here / "tasks").mkdir(parents=True)
-    elsewhere.mkdir()
-    for task in load_tasks(SMALL_TASKS):
-        (here / "tasks" / f"{task.id}.json").write_text(json.dumps(task.to_json()))
+    here, elsewhere = here_and_elsewhere(tmp_path)
     tiny = sets(TINY + ["train.max_steps=3", "train.checkpoint_every=1000"])
     first = run_cli("train", "--tasks", "tasks", "--preset", "cpu-quick", "--out", "run", "--no-progress",
                     "--stop-at", "2", *tiny, cwd=here)
