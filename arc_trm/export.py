@@ -59,7 +59,7 @@ def folder_bytes(folder: Path) -> int:
 def check_export_folder(out: Path, found: Path) -> None:
     """One line unless `out` is new, empty or an earlier export (nothing is deleted otherwise)."""
     if out.resolve() == found.resolve():
-        raise InputError(f"{out}: the export must go to another folder than the checkpoint")
+        raise InputError(f"{out}: the export must go to another folder than the one it is read from")
     held = [] if is_export(out) else runs.run_files(out, runs.TTT_FILES)
     if held:
         raise InputError(f"--out {out} holds a run ({', '.join(held)}); an export never replaces one: "

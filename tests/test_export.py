@@ -186,3 +186,6 @@ def test_exporting_from_an_export_names_the_source_an_export_folder(tmp_path: Pa
     proc = cli_in_process("export", "--checkpoint", tmp_path / "whole", "--out", tmp_path / "lean", "--lean")
     assert proc.returncode == 0, proc.stderr
     assert "MB (export folder: " in proc.stdout and "checkpoint folder" not in proc.stdout, proc.stdout
+    # Onto itself: refused in words that fit an export as the source (they said "the checkpoint").
+    proc = cli_in_process("export", "--checkpoint", tmp_path / "lean", "--out", tmp_path / "lean")
+    assert proc.returncode == 2 and "another folder than the one it is read from" in proc.stderr, proc.stderr
