@@ -110,6 +110,8 @@ def read_json(path: str | Path, what: str = "file") -> object:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: malformed JSON in {what} at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:  # e.g. [[[[... 100,000 deep: Python's parser gives up, with a traceback
+        raise InputError(f"{path}: {what} nests its JSON too deeply to read") from None
 
 
 def read_jsonl(path: str | Path, what: str = "file") -> list[object]:
@@ -123,6 +125,8 @@ def read_jsonl(path: str | Path, what: str = "file") -> list[object]:
             out.append(json.loads(line))
         except json.JSONDecodeError as e:
             raise InputError(f"{path}: line {n} of {what} is not JSON: {e.msg}") from None
+        except RecursionError:
+            raise InputError(f"{path}: line {n} of {what} nests its JSON too deeply to read") from None
     return out
 
 

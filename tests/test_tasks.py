@@ -97,6 +97,17 @@ def test_malformed_json(tmp_path):
     assert "malformed JSON" in str(e.value) and str(p) in str(e.value)
 
 
+
+def test_json_nested_too_deeply_is_one_line(tmp_path):
+    # Python's parser raised RecursionError (a traceback) on 100,000 open brackets.
+    from augment.files import read_jsonl
+    p = write(tmp_path / "deep.json", "[" * 100_000)
+    with pytest.raises(TaskError, match="deep.json: .* nests its JSON too deeply"):
+        load_source(str(p))
+    p.write_text('{"step": 1}\n' + "[" * 100_000 + "\n")
+    with pytest.raises(InputError, match="deep.json: line 2 of metrics nests its JSON too deeply"):
+        read_jsonl(p, "metrics")
+
 def test_missing_file():
     with pytest.raises(TaskError, match="unknown task source|file not found"):
         load_source("/nonexistent/dir/x_challenges.json")
