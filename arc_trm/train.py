@@ -87,7 +87,7 @@ def build_model(cfg: RunConfig, num_puzzle_ids: int, device: torch.device) -> TR
     """TRM initialised from cfg.train.seed (identical on every rank); the caller's global RNG
     state is left as it was."""
     cfg.model.num_puzzle_ids = num_puzzle_ids
-    cfg.model.seq_len = cfg.data.canvas ** 2
+    cfg.fit_canvas()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
         model = TRM(cfg.model)
