@@ -229,6 +229,7 @@ class TrainOptions:
     stop: StopRequest | None = None
     preset: str = ""  # what the header names as the config's origin ("" = no header)
     latest: LatestCheckpoint | None = None  # with resume: the checkpoint, when the caller looked it up
+    continues: bool = False  # with resume: a later phase of the caller's own run (no "resumed from" line)
 
 
 @dataclass
@@ -259,7 +260,8 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
             print_header(cfg, built, out, options.preset)
     layout = batch_layout(cfg, d)
     state = initial_state(cfg, built, d, options.init_weights)
-    resumed_from = restore(out, state, cfg, built, layout, d, options.latest) if options.resume else None
+    resumed_from = (restore(out, state, cfg, built, layout, d, options.latest, announce=not options.continues)
+                    if options.resume else None)
     start_run_folder(out, cfg, state.step, options.resume, d)
     id_map = built.identifier_map()
     steps_total = total_steps(cfg, built)
