@@ -240,6 +240,7 @@ class TrainResult:
     metrics: dict[str, float]
     step_s: float  # mean seconds per step of this call, its first step (which may compile) aside
     stopped_by: str | None = None  # the signal that stopped training early (a checkpoint holds the step)
+    steps_total: int = 0  # the run's last step (more than `steps` when stop_at ended it early)
 
 
 def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> TrainResult:
@@ -361,7 +362,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
         sink.close()
     timed_steps = state.step - first_step
     return TrainResult(out, state.step, final_dir, last, timed_s / timed_steps if timed_steps > 0 else step_seconds,
-                       stopped_by)
+                       stopped_by, steps_total)
 
 
 def log_line(last: dict[str, float], end: int, eta_s: float) -> str:
