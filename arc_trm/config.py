@@ -195,6 +195,10 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
+    def fit_canvas(self) -> None:
+        """The model's grid length follows the canvas (train sets it before building the model)."""
+        self.model.seq_len = self.data.canvas ** 2
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model.to_dict(), "train": dataclasses.asdict(self.train),
                 "data": dataclasses.asdict(self.data)}

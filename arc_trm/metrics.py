@@ -1,6 +1,6 @@
 """Metrics flow through one sink. RUN/metrics.jsonl is the source of truth (`arc-trm plot` and a
 resumed run read it); with `--set train.wandb_project=NAME` the same records also go to Weights &
-Biases, an optional extra (`pip install arc-trm[wandb]`) imported only when asked for."""
+Biases, an optional extra (`pip install wandb`) imported only when asked for."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from arc_trm.config import RunConfig
-from augment.errors import InputError
+from augment.errors import missing_extra
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -50,5 +50,5 @@ def start_wandb(out: Path, cfg: RunConfig) -> Any:
     try:
         import wandb  # optional extra: imported only when train.wandb_project is set
     except ImportError:
-        raise InputError("train.wandb_project needs Weights & Biases: pip install 'arc-trm[wandb]'") from None
+        raise missing_extra("train.wandb_project", "wandb", "wandb") from None
     return wandb.init(project=cfg.train.wandb_project, name=out.name, dir=str(out), config=cfg.to_dict())

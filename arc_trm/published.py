@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from augment.errors import InputError
+from augment.errors import InputError, missing_extra
 from augment.files import read_json
 from augment.reference_ids import RECIPES, WHERE_CONCEPTARC, load_conceptarc, reference_identifiers
 from augment.transforms import Augmentation
@@ -83,7 +83,7 @@ def _hub():
         import huggingface_hub
         from huggingface_hub import constants
     except ImportError:
-        raise InputError("hf:// sources need huggingface_hub: pip install 'arc-trm[hub]'") from None
+        raise missing_extra("hf:// sources", "huggingface_hub", "hub") from None
     return huggingface_hub, constants.HF_HUB_OFFLINE
 
 

@@ -18,8 +18,8 @@ from augment.errors import InputError
 from augment.files import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")  # what `train` writes into a run folder
-TTT_FILES = RUN_FILES + ("submission.json", "ttt_plan.json", "ttt_challenges.json", "ttt_run.json",
-                         "tasks")  # and `ttt` (tasks/<id>/: one run per task with --per-task)
+TTT_OWN_FILES = ("ttt_plan.json", "ttt_challenges.json", "ttt_run.json", "tasks")  # only `ttt` writes these
+TTT_FILES = RUN_FILES + ("submission.json", *TTT_OWN_FILES)  # what a ttt run holds (tasks/<id>/: --per-task)
 
 
 def run_files(out: Path, names: tuple[str, ...] = RUN_FILES) -> list[str]:
@@ -67,6 +67,18 @@ def claim_run_folder(out: Path, force: bool, main: bool = True, names: tuple[str
     os.rename(out, target)
     print(f"moved the previous run in {out} aside to {target}", flush=True)
     return target
+
+
+def check_not_a_train_run(out: Path, force: bool) -> None:
+    """`ttt --out` a folder holding a `train` run (train's files, none of ttt's own): one line, since
+    neither --resume (another kind of run) nor writing into it (its submission replaced) is meant."""
+    out = Path(out)
+    trained = run_files(out, RUN_FILES)
+    if force or not trained or run_files(out, TTT_OWN_FILES):
+        return
+    raise InputError(f"{out} holds a train run ({', '.join(trained)}), not a ttt run: use another --out "
+                     f"(--checkpoint {out} starts ttt from its weights), or pass --force to move it aside to "
+                     f"{out.name}.old-<time>")
 
 
 def make_output_folder(out: Path) -> None:

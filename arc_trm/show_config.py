@@ -104,5 +104,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, args.set or [])
     except ValueError as e:
         raise InputError(str(e)) from None
+    if not args.run:
+        cfg.fit_canvas()  # as train builds the model; a run's saved config already holds its length
     print("\n".join(config_lines(cfg)))
     return 0

@@ -87,7 +87,7 @@ def build_model(cfg: RunConfig, num_puzzle_ids: int, device: torch.device) -> TR
     """TRM initialised from cfg.train.seed (identical on every rank); the caller's global RNG
     state is left as it was."""
     cfg.model.num_puzzle_ids = num_puzzle_ids
-    cfg.model.seq_len = cfg.data.canvas ** 2
+    cfg.fit_canvas()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
         model = TRM(cfg.model)
@@ -229,6 +229,7 @@ class TrainOptions:
     stop: StopRequest | None = None
     preset: str = ""  # what the header names as the config's origin ("" = no header)
     latest: LatestCheckpoint | None = None  # with resume: the checkpoint, when the caller looked it up
+    continues: bool = False  # with resume: a later phase of the caller's own run (no "resumed from" line)
 
 
 @dataclass
@@ -239,6 +240,7 @@ class TrainResult:
     metrics: dict[str, float]
     step_s: float  # mean seconds per step of this call, its first step (which may compile) aside
     stopped_by: str | None = None  # the signal that stopped training early (a checkpoint holds the step)
+    steps_total: int = 0  # the run's last step (more than `steps` when stop_at ended it early)
 
 
 def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> TrainResult:
@@ -259,7 +261,8 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
             print_header(cfg, built, out, options.preset)
     layout = batch_layout(cfg, d)
     state = initial_state(cfg, built, d, options.init_weights)
-    resumed_from = restore(out, state, cfg, built, layout, d, options.latest) if options.resume else None
+    resumed_from = (restore(out, state, cfg, built, layout, d, options.latest, announce=not options.continues)
+                    if options.resume else None)
     start_run_folder(out, cfg, state.step, options.resume, d)
     id_map = built.identifier_map()
     steps_total = total_steps(cfg, built)
@@ -359,7 +362,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
         sink.close()
     timed_steps = state.step - first_step
     return TrainResult(out, state.step, final_dir, last, timed_s / timed_steps if timed_steps > 0 else step_seconds,
-                       stopped_by)
+                       stopped_by, steps_total)
 
 
 def log_line(last: dict[str, float], end: int, eta_s: float) -> str:

@@ -167,4 +167,7 @@ def run(args: argparse.Namespace) -> int:
         m = result.metrics
         print0(d, f"trained to step {result.steps}: {step_text(m)}, lr {m['lr']:.3g}, epoch {m['epoch']:.0f}")
     print0(d, f"checkpoint: {result.final_checkpoint}")
+    if result.steps < result.steps_total:  # --stop-at ended it, as a pre-emption would: say how to continue
+        print0(d, f"stopped at step {result.steps} of {result.steps_total} (--stop-at); continue with: "
+                  f"{continue_command('train', Path(args.out))}")
     return 0

@@ -203,6 +203,7 @@ def ttt(options: TTTOptions) -> int:
     out = Path(options.out)
     tasks, fallback_only = load_answer_tasks(options.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)
+    runs.check_not_a_train_run(out, options.force)
     if options.resume:
         check_same_tasks(out, tasks)
     many = int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -300,6 +300,7 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
             resume=done > 0 or resumed, stop_at=stop, progress=setup.progress, built=setup.built,
             init_weights=setup.init if done == 0 else None, stop=signals,
             latest=setup.latest if done == setup.start else None,  # later phases: the marker their checkpoint wrote
+            continues=done > setup.start,
             deadline=job.deadline - margin - plan.predict_s - (0 if final else plan.quick_predict_s)))
         if trained.stopped_by is not None:
             return TTTOutcome(trained.steps, trained.stopped_by, trained.final_checkpoint)

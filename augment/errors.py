@@ -15,6 +15,13 @@ class InputError(ValueError):
     """Bad user input (a file, a flag, a checkpoint). The CLI prints it as one line, no traceback."""
 
 
+def missing_extra(need: str, package: str, extra: str) -> InputError:
+    """An optional dependency is absent. arc-trm is not on PyPI, so `pip install 'arc-trm[EXTRA]'`
+    fails: the line names the package, and the extra for a checkout."""
+    return InputError(f"{need} needs {package}: pip install {package} (in an arc-trm checkout: "
+                      f"pip install -e '.[{extra}]')")
+
+
 class TaskError(InputError):
     """Bad task input. The message names the file, the task and the example."""
 

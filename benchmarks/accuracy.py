@@ -179,7 +179,7 @@ def arm_config(arm: Arm, seed: int):
 
     cfg = apply_overrides(preset("cpu-quick"), [f"train.seed={seed}", "device=cpu", "train.eval_every=0",
                                                 "train.checkpoint_every=1000000", *arm.overrides])
-    cfg.model.seq_len = cfg.data.canvas ** 2  # what training sets; the FLOPs depend on it
+    cfg.fit_canvas()  # what training sets; the FLOPs depend on it
     return cfg
 
 

@@ -79,3 +79,13 @@ def test_a_config_file_this_version_cannot_read_is_one_line_naming_it(data, reas
     with pytest.raises(InputError, match=rf"^run/config.json: run config is not one this arc-trm reads \(.*{reason}"):
         config_from_json(data, "run/config.json")
     assert config_from_json(preset("cpu-quick").to_dict(), "x") == preset("cpu-quick")
+
+
+def test_config_shows_the_grid_length_the_preset_trains_with():
+    """seq_len follows data.canvas when train builds the model; `config` printed the dataclass
+    default (900) beside cpu-quick's canvas 10, a length no cpu-quick run has."""
+    proc = cli_in_process("config", "--preset", "cpu-quick")
+    assert proc.returncode == 0, proc.stderr
+    assert "data.canvas = 10 " in proc.stdout and "model.seq_len = 100 " in proc.stdout, proc.stdout
+    proc = cli_in_process("config", "--preset", "cpu-quick", "--set", "data.canvas=8")
+    assert "model.seq_len = 64 " in proc.stdout, proc.stdout

@@ -255,3 +255,13 @@ def test_inputs_and_out_are_checked_before_the_weights_are_located(tmp_path: Pat
                                           *force), str(folder), "checkpoint or an inference export")
         assert sorted(p.name for p in folder.iterdir()) == [weights], "nothing is written"
     assert not out.exists()
+
+
+def test_without_huggingface_hub_the_line_names_an_install_that_works(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """arc-trm is not on PyPI: the line said `pip install 'arc-trm[hub]'`, which fails."""
+    monkeypatch.setitem(__import__("sys").modules, "huggingface_hub", None)  # import fails as if absent
+    line = one_line_error(cli_in_process("import-checkpoint", f"hf://{REPO}/arc_v1_public", "--conceptarc",
+                                         CONCEPTARC, "--out", tmp_path / "r"), "huggingface_hub")
+    assert "pip install huggingface_hub" in line and "pip install -e '.[hub]'" in line, line
+    assert "pip install 'arc-trm[hub]'" not in line, line

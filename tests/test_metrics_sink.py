@@ -65,7 +65,7 @@ def test_metrics_jsonl_without_wandb_never_imports_it(tmp_path, small_build):
 
 
 def test_wandb_project_logs_the_same_records_offline(tmp_path, small_build, monkeypatch):
-    pytest.importorskip("wandb", reason="wandb is not installed (pip install 'arc-trm[wandb]')")
+    pytest.importorskip("wandb", reason="wandb is not installed (pip install wandb)")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))

@@ -139,5 +139,21 @@ def test_resume_with_a_stop_at_or_before_the_run_s_step_says_so_and_names_its_ch
                               "--no-progress")
         assert proc.returncode == 0, proc.stderr
         lines = proc.stdout.splitlines()
-        assert lines[-2] == f"nothing to train: {tiny_run} is already at step 3, at or past the stop asked for, step {stop}"
-        assert lines[-1] == f"checkpoint: {tiny_run / 'checkpoints' / 'step_0000003'}"
+        assert lines[-3] == f"nothing to train: {tiny_run} is already at step 3, at or past the stop asked for, step {stop}"
+        assert lines[-2] == f"checkpoint: {tiny_run / 'checkpoints' / 'step_0000003'}"
+        assert lines[-1].startswith("stopped at step 3 of 10 (--stop-at); continue with: "), lines[-1]
+
+
+def test_a_stop_at_before_the_end_says_how_to_continue(tmp_path):
+    """--stop-at stops 'as if pre-empted' (its help): the last line now says how to continue, as a
+    signal's does; a run that reached its last step says nothing of the kind."""
+    def run(*extra: str):
+        proc = cli_in_process("train", "--preset", "cpu-quick", "--tasks", SMALL_TASKS, *sets(TINY), "--set",
+                              "train.max_steps=4", "--build", tmp_path / "built", "--out", tmp_path / "run",
+                              "--no-progress", *extra)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()[-1]
+    last = run("--stop-at", "2")
+    assert last.startswith("stopped at step 2 of 4 (--stop-at)"), last
+    assert last.endswith(f"--out {tmp_path / 'run'} --resume"), last
+    assert run("--resume").startswith("checkpoint: "), "the finished run"

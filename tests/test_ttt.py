@@ -207,6 +207,9 @@ def test_ttt_without_a_step_cap_fills_its_budget_and_stops_in_time(tmp_path):
     # step time measured while training correct it, so the load does not widen the bounds.
     assert budget == 60 and 0.85 * budget <= used <= budget, log
     assert "re-plan at step" in log, log
+    # Each phase continues the one before from its checkpoint: no "resumed from step N" line, which
+    # read as a pre-emption the user never had (a real --resume still says it: test_signals).
+    assert "resumed from" not in log, log
     assert elapsed < 60 + 10, f"ttt took {elapsed:.0f} s on a 60 s budget"
     plan = json.loads((out / "ttt_plan.json").read_text())
     assert plan["steps"] > 40, "a tiny model on 2 cores fits far more than 40 steps into a minute"

@@ -134,3 +134,19 @@ def test_the_recorded_checkpoint_is_named_once_under_torchrun(tmp_path, monkeypa
         monkeypatch.setenv("RANK", rank)
         assert with_recorded_checkpoint(options).checkpoint == str(pre.resolve())
         assert capsys.readouterr().out.count("resuming from the checkpoint") == lines
+
+
+def test_a_train_run_as_out_is_refused_without_advising_resume_and_resume_writes_nothing(tmp_path):
+    """`ttt --out` a `train` run folder said 'continue it with --resume'; ttt --resume then replaced
+    the run's predicted submission.json with a fallback, wrote its build and plan into the run and
+    failed on the checkpoint's puzzle rows."""
+    run = tmp_path / "trained"
+    write_tiny_checkpoint(run)
+    (run / "submission.json").write_text('{"kept": "as it was"}')
+    before = tree(run)
+    line = refused(cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", run, "--budget", "60s", "--no-progress"),
+                   str(run), "train run", "another --out", f"--checkpoint {run}")
+    assert "--resume" not in line, line
+    refused(cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", run, "--budget", "60s", "--no-progress",
+                           "--resume"), str(run), "train run", "another --out")
+    assert tree(run) == before, "nothing written into the train run"
