@@ -1,6 +1,6 @@
 """Run `arc-trm ARGS` in this process and send it a real signal at one exact point of its run:
 
-  python tests/signal_at.py MODULE:FUNCTION N SIGNAME ARGS...
+  python tests/signal_at.py MODULE:FUNCTION N SIGNAME ARGS...    (or MODULE:CLASS.METHOD)
 
 The N-th call of MODULE.FUNCTION first sends SIGNAME to this process, then runs as usual. The
 tests of tests/test_signal_points.py use it where a signal must land in a gap too short to hit
@@ -18,8 +18,9 @@ import sys
 
 def signal_at(target: str, n: int, signum: int) -> None:
     """Wrap MODULE.FUNCTION so that its n-th call sends `signum` to this process first."""
-    module_name, name = target.split(":")
-    module = importlib.import_module(module_name)
+    module_name, path = target.split(":")
+    *owners, name = path.split(".")  # a function, or Class.method
+    module = functools.reduce(getattr, owners, importlib.import_module(module_name))
     original = getattr(module, name)
     calls = 0
 

@@ -158,3 +158,15 @@ def test_sigterm_in_a_build_leaves_no_half_written_folder(tmp_path):
                      "--augmentations", "2", "--no-progress")
     one_line(proc, signal.SIGTERM, f"arc-trm build: interrupted (SIGTERM); run it again with: arc-trm build --tasks")
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_between_the_two_renames_of_a_rebuild_leaves_a_whole_build(tmp_path):
+    """Before: SIGTERM after the old build was moved aside and before the new one took its name
+    left no build at --out and the old one in a hidden folder beside it."""
+    out = tmp_path / "built"
+    args = ["build", "--tasks", SMALL_TASKS, "--out", str(out), "--augmentations", "2", "--no-progress"]
+    assert run_cli(*args).returncode == 0
+    proc = signalled("pathlib:Path.rename", 2, signal.SIGTERM, *args, "--force")  # 1: old aside, 2: new in
+    one_line(proc, signal.SIGTERM, "arc-trm build: interrupted (SIGTERM)")
+    assert (out / "metadata.json").is_file() and [p.name for p in tmp_path.iterdir()] == ["built"]
+    assert "up to date" in run_cli(*args).stdout
