@@ -243,7 +243,8 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
         write_submission(out, merge_submission(tasks, ranked, earlier), tasks)
         write_candidates(candidates_path(out), merge_candidates(candidates_path(out), ranked, tasks))
         write_json_atomic(record_path(out), {
-            "tasks": absolute_spec(options.source), **({"source": absolute_spec(options.named)} if options.named else {}),
+            "tasks": absolute_spec(options.source),
+            **({"source": absolute_spec(options.named)} if options.named else {}),
             "checkpoint": checkpoints[0],
             **({"checkpoints": checkpoints} if len(checkpoints) > 1 else {}),
             "submission": out.name, "candidates": candidates_path(out).name,  # beside this record

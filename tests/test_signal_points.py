@@ -156,7 +156,7 @@ def test_sigterm_in_a_build_leaves_no_half_written_folder(tmp_path):
     out = tmp_path / "built"
     proc = signalled("augment.build:_save_npy", 1, signal.SIGTERM, "build", "--tasks", SMALL_TASKS, "--out", str(out),
                      "--augmentations", "2", "--no-progress")
-    one_line(proc, signal.SIGTERM, f"arc-trm build: interrupted (SIGTERM); run it again with: arc-trm build --tasks")
+    one_line(proc, signal.SIGTERM, "arc-trm build: interrupted (SIGTERM); run it again with: arc-trm build --tasks")
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
