@@ -156,8 +156,8 @@ def run(args: argparse.Namespace) -> int:
         runs.make_output_folder(Path(args.out))
     out = Path(args.out)
     stop = current()  # the CLI's (for the command's whole life), else one installed here
-    if d.main:
-        stop.describe = lambda signame: interrupted_line(signame, out, stop.again)
+    # Every process: under torchrun the one a signal reached before the loop may be another than rank 0.
+    stop.describe = lambda signame: interrupted_line(signame, out, stop.again)
     with stop.installed():  # a signal before the loop stops at once; in the loop, after the step
         result = train(cfg, out, TrainOptions(resume=args.resume, stop_at=args.stop_at, progress=not args.no_progress,
                                               stop=stop, preset=config_origin(args)))
@@ -172,8 +172,7 @@ def run(args: argparse.Namespace) -> int:
         m = result.metrics
         print0(d, f"trained to step {result.steps}: {step_text(m)}, lr {m['lr']:.3g}, epoch {m['epoch']:.0f}")
     print0(d, f"checkpoint: {result.final_checkpoint}")
-    if d.main:  # a signal in the last step, which finished: the guard says where the run stands, and exits 128 + it
-        stop.describe = line
+    stop.describe = line  # a signal in the last step, which finished: the guard says so and exits 128 + it
     return 0
 
 

@@ -211,9 +211,9 @@ def ttt(options: TTTOptions) -> int:
     many = int(os.environ.get("WORLD_SIZE", "1")) > 1
     is_main = int(os.environ.get("RANK", "0")) == 0
     begin_run(options, answered, main=is_main, barrier=process_barrier if many else None)
-    stop = current()  # the CLI's: a signal from here on, in a build, a plan or between tasks, gives this line
-    if is_main:
-        stop.describe = lambda signame: kept_line(signame, options, deadline)
+    # The CLI's request: a signal from here on, in a build, a plan or between tasks, gives this line
+    # (on every process: under torchrun the one a signal reached may be another than rank 0).
+    current().describe = lambda signame: kept_line(signame, options, deadline)
     if is_main and not options.resume:
         record_start(out, pretrained, tasks)
     if not tasks:
