@@ -153,10 +153,14 @@ def process_barrier() -> None:
     dist.barrier()
 
 
-def begin_run(options: TTTOptions, answered: list[Task], main: bool, barrier: Callable[[], None] | None) -> None:
+def begin_run(options: TTTOptions, answered: list[Task], main: bool, barrier: Callable[[], None] | None,
+              describe: Callable[[str], str] | None = None) -> None:
     """Claim --out on every process, wait for all of them, then write the fallback (main process):
-    no process may see a folder another has already written into."""
+    no process may see a folder another has already written into. `describe`: the line a signal
+    gives once --out is this run's (before, an older run may still be there, which --force moves)."""
     runs.claim_run_folder(Path(options.out), options.force, main=main, names=runs.TTT_FILES, resume=options.resume)
+    if describe is not None:
+        current().describe = describe
     if barrier is not None:
         barrier()
     if main:
@@ -210,10 +214,11 @@ def ttt(options: TTTOptions) -> int:
         check_same_tasks(out, tasks)
     many = int(os.environ.get("WORLD_SIZE", "1")) > 1
     is_main = int(os.environ.get("RANK", "0")) == 0
-    begin_run(options, answered, main=is_main, barrier=process_barrier if many else None)
-    # The CLI's request: a signal from here on, in a build, a plan or between tasks, gives this line
-    # (on every process: under torchrun the one a signal reached may be another than rank 0).
-    current().describe = lambda signame: kept_line(signame, options, deadline)
+    # The CLI's request: a signal from the claim on, in a build, a plan or between tasks, gives this
+    # line (on every process: under torchrun the one a signal reached may be another than rank 0).
+    again = current().again  # the command as given (read now: the guard gives the line after it is uninstalled)
+    begin_run(options, answered, main=is_main, barrier=process_barrier if many else None,
+              describe=lambda signame: kept_line(signame, options, deadline, again))
     if is_main and not options.resume:
         record_start(out, pretrained, tasks)
     if not tasks:
@@ -242,9 +247,12 @@ def ttt(options: TTTOptions) -> int:
     return exit_code(outcome.stopped_by)
 
 
-def kept_line(signame: str, options: TTTOptions, deadline: float) -> str:
+def kept_line(signame: str, options: TTTOptions, deadline: float, again: str = "") -> str:
     """The line of a run a signal stopped: its submission holds the answers so far, and the command
-    that continues it with the budget it had left."""
+    that continues it with the budget it had left; before the fallback is written, the same command."""
+    if not options.submission_path.is_file():
+        return (f"{signame}: stopped before the fallback submission was written; "
+                f"continue with: {again or 'the same command'}")
     return (f"{signame}: stopped; submission {options.submission_path} holds the answers so far; "
             f"continue with: {resume_command(options, deadline - time.time())}")
 

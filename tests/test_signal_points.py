@@ -90,6 +90,18 @@ def test_a_signal_in_ttt_s_build_or_plan_says_how_to_continue(tmp_path, target, 
 
 
 @pytest.mark.slow
+def test_a_signal_before_ttt_s_fallback_is_written_gives_the_same_command(tmp_path):
+    """Its folder claimed, its submission not yet written: --resume has nothing to keep, and the
+    command as given starts the run."""
+    run = tmp_path / "run"
+    proc = signalled("arc_trm.ttt:write_fallback", 1, signal.SIGTERM, *ttt_args(run))
+    line = one_line(proc, signal.SIGTERM, "SIGTERM: stopped before the fallback submission was written; "
+                                          "continue with: arc-trm ttt --tasks")
+    assert "--resume" not in line and not (run / "submission.json").exists()
+    assert "submission updated" in continued(line).stdout
+
+
+@pytest.mark.slow
 def test_ctrl_c_in_ttt_s_final_prediction_finishes_it_and_exits_with_the_signal_s_code(tmp_path):
     """Before: the prediction finished and the run exited 0 as if never interrupted."""
     run = tmp_path / "run"
