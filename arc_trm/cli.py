@@ -16,6 +16,7 @@ import sys
 
 from augment.errors import InputError
 from arc_trm import __version__
+from arc_trm.stopping import guarded
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = command_parser(name)
     args = sub.parse_args(join_negative_values(sub, rest))
     try:
-        return int(module.run(args) or 0)
+        return guarded(name, lambda: int(module.run(args) or 0), rest)  # a signal from here on: one line, 128 + signum
     except InputError as e:
         # Bad input is the user's to fix: one line, no traceback.
         print(f"arc-trm {name}: error: {e}", file=sys.stderr)
@@ -119,11 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         # `arc-trm score ... | head`: the reader left; the rest of the output has no one to read it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 128 + signal.SIGPIPE
-    except KeyboardInterrupt as e:
-        # train and ttt raise Interrupted for a signal outside their steps (or a second one)
-        signum = getattr(e, "signum", signal.SIGINT)
-        print(f"arc-trm {name}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
-        return 128 + signum
+    except KeyboardInterrupt:
+        # Ctrl-C while the guard's handlers go back (its last instant): no line to give but this
+        print(f"arc-trm {name}: interrupted (SIGINT)", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

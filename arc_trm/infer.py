@@ -16,7 +16,9 @@ puzzle embeddings were never trained get the fallback answer (the test input); `
 trains them. Only answers produced replace those of an earlier submission at the same path: a
 test input no view answered (a deadline) keeps its earlier entry and candidates, and with no
 answer at all a valid earlier submission is not rewritten. A file at --out that is JSON but no
-submission (the challenges, solutions or candidates file) is refused, not overwritten.
+submission (the challenges, solutions or candidates file) is refused, not overwritten. Ctrl-C or
+SIGTERM before the writes leaves the three files as they were; during them, the three are
+finished first; either way one line says so and the exit status is 130 or 143.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from submission.outputs import check_prediction_outputs, record_path
 from submission.kaggle import (candidates_path, earlier_entries, is_submission_of, merge_candidates, merge_submission,
                                write_candidates, write_submission)
 from augment.files import write_json_atomic
+from arc_trm.stopping import current
 from submission.score import pass_count, task_solutions
 from submission.vote import Candidate, pool_candidates, rank_candidates
 
@@ -234,17 +237,21 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     if not any(ranked.values()) and is_submission_of(out, tasks):
         print(f"no view finished: {out} keeps its answers")
         return replace(summary, written=False)
-    write_submission(out, merge_submission(tasks, ranked, earlier), tasks)
-    write_candidates(candidates_path(out), merge_candidates(candidates_path(out), ranked, tasks))
-    write_json_atomic(record_path(out), {
-        "tasks": absolute_spec(options.source), **({"source": absolute_spec(options.named)} if options.named else {}),
-        "checkpoint": checkpoints[0],
-        **({"checkpoints": checkpoints} if len(checkpoints) > 1 else {}),
-        "submission": out.name, "candidates": candidates_path(out).name,  # beside this record
-        "halting": run.halting, "scoring": run.scoring, "trajectories": run.trajectories, "noise": run.noise,
-        "max_steps": max_steps, "views": views_run,
-        "mean_steps": mean_steps, "seconds": seconds, "untrained_tasks": untrained_tasks,
-    }, indent=2)
+    # The three files are one result: a signal waits for the last (no new submission beside an
+    # old record); the command then says it finished and exits with the signal's code.
+    with current().polled(f"finishing the writes of {out.name}, its candidates and record"):
+        write_submission(out, merge_submission(tasks, ranked, earlier), tasks)
+        write_candidates(candidates_path(out), merge_candidates(candidates_path(out), ranked, tasks))
+        write_json_atomic(record_path(out), {
+            "tasks": absolute_spec(options.source),
+            **({"source": absolute_spec(options.named)} if options.named else {}),
+            "checkpoint": checkpoints[0],
+            **({"checkpoints": checkpoints} if len(checkpoints) > 1 else {}),
+            "submission": out.name, "candidates": candidates_path(out).name,  # beside this record
+            "halting": run.halting, "scoring": run.scoring, "trajectories": run.trajectories, "noise": run.noise,
+            "max_steps": max_steps, "views": views_run,
+            "mean_steps": mean_steps, "seconds": seconds, "untrained_tasks": untrained_tasks,
+        }, indent=2)
     return summary
 
 
@@ -322,7 +329,12 @@ def run(args: argparse.Namespace) -> int:
     options = PredictOptions(args.tasks, max_views=args.views, max_steps=args.max_steps)
     view_run = ViewRun(0, batch_size=args.batch_size, halting=args.halting == "on", progress=not args.no_progress,
                        scoring=args.scoring, trajectories=args.trajectories, noise=args.noise)
+    stop = current()  # the CLI's: a signal before the writes leaves the files as they were
+    stop.describe = lambda signame: (f"{signame}: stopped before writing; {args.out} and its record are as they were; "
+                                     f"run it again with: {stop.again or 'the same command'}")
     summary = predict(models, tasks, Path(args.out), options, view_run, d)
+    stop.describe = lambda signame: (f"{signame}: received while the answers were written, which finished first: "
+                                     f"{args.out} is complete")
     if summary is not None:
         print(f"predicted {summary.test_inputs} test inputs of {summary.tasks} tasks from {summary.views} views "
               f"in {summary.seconds:.1f} s, {summary.mean_steps:.2f} steps per view on average")

@@ -1,10 +1,19 @@
-"""SIGINT and SIGTERM during `train` and `ttt`: finish the step, checkpoint, say how to continue.
+"""SIGINT and SIGTERM: finish the step, checkpoint, say what was kept and how to continue.
 
-While a `StopRequest` is installed, the first SIGINT or SIGTERM only records the signal; the
-training loop reads it at the next step boundary (through the same all-reduce as its deadline,
-so that every rank stops at the same step), writes a checkpoint and returns. A second SIGINT, or
-a signal outside a graceful section (a build, a plan), raises `Interrupted` at once. A later
-SIGTERM is ignored: on Ctrl-C, torchrun forwards one to its workers (and waits 30 s for them).
+The CLI runs every command under one `StopRequest` (`guarded`), from after argument parsing to
+its exit status, so a signal at any point ends the same way: one line, 128 + the signal's number.
+Inside a graceful section (`polled`: training steps, the writes of a prediction) the first
+SIGINT or SIGTERM only records the signal; the training loop reads it at the next step boundary
+(through the same all-reduce as its deadline, so that every rank stops at the same step), writes
+a checkpoint and returns. A second SIGINT, or a signal outside a graceful section (a build, a
+plan, the gap between two tasks), raises `Interrupted` at once. A later SIGTERM is ignored: on
+Ctrl-C, torchrun forwards one to its workers (and waits 30 s for them).
+
+The line: a command keeps `describe` current (what its output holds now, and the command that
+continues); a command that stops its own loop prints its line itself and returns the code. A
+command that finished its work though a signal arrived in a graceful section returns 0: the
+guard then prints `describe` and exits with the signal's code all the same (the work is whole,
+and a scheduler that sent SIGTERM sees the code it expects).
 
 Torch-free: `arc-trm ttt` imports this before torch loads.
 """
@@ -14,13 +23,15 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STEP_NOTICE = "stopping after the current step with a checkpoint"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -38,6 +49,10 @@ class StopRequest:
 
     signum: int | None = None
     graceful: bool = False
+    # The line for a signal now, from its name: what is kept and the command that continues.
+    describe: Callable[[str], str] | None = None
+    notice: str = STEP_NOTICE  # what the graceful section does before it stops, said when the signal comes
+    again: str = ""  # the command line as given (the guard's), for a command stopped before it wrote anything
     _previous: dict[int, object] = field(default_factory=dict, repr=False)
 
     @property
@@ -45,42 +60,81 @@ class StopRequest:
         return signal_name(self.signum) if self.signum else None
 
     def handle(self, signum: int, frame: object = None) -> None:
-        if not self.graceful:
-            raise Interrupted(signum)
         if self.signum is not None:
             if signum == signal.SIGINT:  # Ctrl-C again: the user will not wait for the step
                 raise Interrupted(signum)
             return  # torchrun sends its workers SIGTERM after the terminal's SIGINT: already stopping
+        if not self.graceful:
+            raise Interrupted(signum)
         self.signum = signum
         # os.write, not print: a handler may run while the main thread is inside a buffered write
         # (tqdm's bar), and a second write into the same buffer raises.
-        os.write(2, f"\n{signal_name(signum)}: stopping after the current step with a checkpoint "
-                    f"(Ctrl-C again stops at once)\n".encode())
+        os.write(2, f"\n{signal_name(signum)}: {self.notice} (Ctrl-C again stops at once)\n".encode())
 
     @contextmanager
     def installed(self) -> Iterator[StopRequest]:
         """Handle SIGINT and SIGTERM while inside (main thread only: elsewhere Python cannot
-        install handlers, and the request simply never fires)."""
-        if threading.current_thread() is not threading.main_thread():
+        install handlers, and the request simply never fires). Installed already (the CLI's
+        request, which `current` hands out): nothing changes, and its handlers stay."""
+        global _active
+        if threading.current_thread() is not threading.main_thread() or self._previous:
             yield self
             return
         for s in SIGNALS:
             self._previous[s] = signal.signal(s, self.handle)
+        outer, _active = _active, self
         try:
             yield self
         finally:
+            _active = outer
             for s, previous in self._previous.items():
                 signal.signal(s, previous)
             self._previous.clear()
 
+    def line(self, signame: str, command: str) -> str:
+        """The one line a signal ends `arc-trm command` with (a command that says nothing of its
+        output writes it whole or not at all: running it again is how to continue)."""
+        if self.describe is not None:
+            return self.describe(signame)
+        again = f"; run it again with: {self.again}" if self.again else ""
+        return f"arc-trm {command}: interrupted ({signame}){again}"
+
     @contextmanager
-    def polled(self) -> Iterator[StopRequest]:
-        """A section whose loop reads `signum` at each step boundary."""
-        before, self.graceful = self.graceful, True
+    def polled(self, notice: str = STEP_NOTICE) -> Iterator[StopRequest]:
+        """A section that reads `signum` at each step boundary (or finishes before it reads it);
+        `notice` says what it does first."""
+        before = self.graceful, self.notice
+        self.graceful, self.notice = True, notice
         try:
             yield self
         finally:
-            self.graceful = before
+            self.graceful, self.notice = before
+
+
+_active: StopRequest | None = None  # the installed request (the CLI's, for the command's whole life)
+
+
+def current() -> StopRequest:
+    """The installed request (under the CLI, the command's), else a new one for the caller to install."""
+    return _active or StopRequest()
+
+
+def guarded(command: str, run: Callable[[], int], argv: list[str] | tuple[str, ...] = ()) -> int:
+    """Run a command under one StopRequest, from after its arguments `argv` are parsed to its exit
+    status: a signal at any point prints one line (the command's `describe`, else that it was
+    interrupted) and exits 128 + the signal's number, also when the command finished first."""
+    stop = StopRequest(again=" ".join([launcher(), command, *map(shlex.quote, argv)]))
+    try:
+        with stop.installed():
+            code = run()
+    except KeyboardInterrupt as e:  # Interrupted, or a Ctrl-C before the handlers were in place
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(stop.line(signal_name(signum), command), file=sys.stderr, flush=True)
+        return 128 + signum
+    if code == 0 and stop.signum is not None:  # a graceful section kept the signal; the work finished
+        print(stop.line(signal_name(stop.signum), command), file=sys.stderr, flush=True)
+        return 128 + stop.signum
+    return code
 
 
 def signal_name(signum: int) -> str:

@@ -13,7 +13,9 @@ folder absolute, so a resume from any directory reuses the build) is saved as JS
 folder and beside every checkpoint. Metrics go to RUN/metrics.jsonl; `arc-trm plot RUN`
 draws them. A run folder holds one run: without --resume a folder that holds one is refused.
 Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and prints the command that
-continues (every torchrun rank stops at the same step); a second Ctrl-C stops at once.
+continues (every torchrun rank stops at the same step); a second Ctrl-C stops at once. A signal
+before the first step (the build) stops at once and says how to continue; one in the last step
+lets it finish, and the exit status is 130 (SIGINT) or 143 (SIGTERM) either way.
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ from arc_trm.builds import DEFAULT_BUILDS, default_build_dir, is_default_build
 from arc_trm.common import print0, setup, teardown
 from arc_trm.config import (TRAIN_LOG_LINES, RunConfig, apply_overrides, check_device_available, config_from_json,
                              preset)
-from arc_trm.stopping import StopRequest, continue_command, exit_code, stopped_line
+from arc_trm.stopping import continue_command, current, exit_code, stopped_line
 from arc_trm.train import TrainOptions, step_text, train
 from augment.console import add_progress_argument
 from augment.errors import InputError
 from augment.tasks import absolute_spec
-from submission.runfolder import checkpoints_by_step
+from submission.runfolder import checkpoints_by_step, step_of
 
 
 def preset_name(args: argparse.Namespace) -> str:
@@ -152,16 +154,19 @@ def run(args: argparse.Namespace) -> int:
             dist.barrier()  # the old run is aside before any rank looks at the folder
     if d.main and not args.resume:  # a resumed run's folder must exist already (train() says so)
         runs.make_output_folder(Path(args.out))
-    stop = StopRequest()
+    out = Path(args.out)
+    stop = current()  # the CLI's (for the command's whole life), else one installed here
+    # Every process: under torchrun the one a signal reached before the loop may be another than rank 0.
+    stop.describe = lambda signame: interrupted_line(signame, out, stop.again)
     with stop.installed():  # a signal before the loop stops at once; in the loop, after the step
-        result = train(cfg, Path(args.out), TrainOptions(resume=args.resume, stop_at=args.stop_at,
-                                                          progress=not args.no_progress, stop=stop,
-                                                          preset=config_origin(args)))
+        result = train(cfg, out, TrainOptions(resume=args.resume, stop_at=args.stop_at, progress=not args.no_progress,
+                                              stop=stop, preset=config_origin(args)))
     teardown()
+    line = lambda signame: stopped_line(signame, result.steps, result.final_checkpoint,  # noqa: E731
+                                        continue_command("train", out))
     if result.stopped_by is not None:
         if d.main:
-            print(stopped_line(result.stopped_by, result.steps, result.final_checkpoint,
-                               continue_command("train", Path(args.out))), file=sys.stderr, flush=True)
+            print(line(result.stopped_by), file=sys.stderr, flush=True)
         return exit_code(result.stopped_by)
     if result.metrics:
         m = result.metrics
@@ -169,5 +174,17 @@ def run(args: argparse.Namespace) -> int:
     print0(d, f"checkpoint: {result.final_checkpoint}")
     if result.steps < result.steps_total:  # --stop-at ended it, as a pre-emption would: say how to continue
         print0(d, f"stopped at step {result.steps} of {result.steps_total} (--stop-at); continue with: "
-                  f"{continue_command('train', Path(args.out))}")
+                  f"{continue_command('train', out)}")
+    stop.describe = line  # a signal in the last step, which finished: the guard says so and exits 128 + it
     return 0
+
+
+def interrupted_line(signame: str, out: Path, again: str) -> str:
+    """The line of a signal before the training loop (a build, a restore): a run with a saved config
+    continues with --resume from its latest checkpoint (a new run's first step starts afresh);
+    before that nothing is written, and the same command starts it."""
+    if saved_config(out) is None:
+        return f"{signame}: stopped before training began (no checkpoint); continue with: {again or 'the same command'}"
+    done = [p for p in checkpoints_by_step(out) if (p / "state.pt").is_file()]
+    return stopped_line(signame, step_of(done[-1]) or 0 if done else 0, done[-1] if done else None,
+                        continue_command("train", out))

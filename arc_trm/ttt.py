@@ -21,8 +21,11 @@ Without --checkpoint it trains from scratch (useful on CPU and in tests).
 
 Ctrl-C or SIGTERM while it trains finishes the step, writes a checkpoint (the submission already
 holds the best answers so far) and prints the command that continues: the same options with
---resume, which restarts from the run's latest checkpoint under the --budget it is given. The run
-records the checkpoint it started from (RUN/ttt_run.json): --resume without --checkpoint uses it.
+--resume, which restarts from the run's latest checkpoint under the --budget it is given. A signal
+in the build, the plan or between two --per-task tasks stops at once with the same command; one in
+a prediction lets it finish (after the final one, the run says it finished), and the exit status
+is 130 (SIGINT) or 143 (SIGTERM) in every case. The run records the checkpoint it started from
+(RUN/ttt_run.json): --resume without --checkpoint uses it.
 
 With --per-task each task gets its own copy of the model, trained and predicted alone in
 RUN/tasks/<safe id>, under a share of the time left in proportion to its demonstrations (recomputed
@@ -52,7 +55,7 @@ from typing import Callable
 
 from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
-from arc_trm.stopping import continue_command, exit_code, stopped_line
+from arc_trm.stopping import continue_command, current, exit_code, stopped_line
 from arc_trm.ttt_plan import (RUN_RECORD, TTTJob, TTTOptions, check_checkpoint, check_options, record_start,
                               seconds_left, with_recorded_checkpoint)
 from arc_trm.config import TRAIN_LOG_LINES
@@ -150,10 +153,14 @@ def process_barrier() -> None:
     dist.barrier()
 
 
-def begin_run(options: TTTOptions, answered: list[Task], main: bool, barrier: Callable[[], None] | None) -> None:
+def begin_run(options: TTTOptions, answered: list[Task], main: bool, barrier: Callable[[], None] | None,
+              describe: Callable[[str], str] | None = None) -> None:
     """Claim --out on every process, wait for all of them, then write the fallback (main process):
-    no process may see a folder another has already written into."""
+    no process may see a folder another has already written into. `describe`: the line a signal
+    gives once --out is this run's (before, an older run may still be there, which --force moves)."""
     runs.claim_run_folder(Path(options.out), options.force, main=main, names=runs.TTT_FILES, resume=options.resume)
+    if describe is not None:
+        current().describe = describe
     if barrier is not None:
         barrier()
     if main:
@@ -208,7 +215,11 @@ def ttt(options: TTTOptions) -> int:
         check_same_tasks(out, tasks)
     many = int(os.environ.get("WORLD_SIZE", "1")) > 1
     is_main = int(os.environ.get("RANK", "0")) == 0
-    begin_run(options, answered, main=is_main, barrier=process_barrier if many else None)
+    # The CLI's request: a signal from the claim on, in a build, a plan or between tasks, gives this
+    # line (on every process: under torchrun the one a signal reached may be another than rank 0).
+    again = current().again  # the command as given (read now: the guard gives the line after it is uninstalled)
+    begin_run(options, answered, main=is_main, barrier=process_barrier if many else None,
+              describe=lambda signame: kept_line(signame, options, deadline, again))
     if is_main and not options.resume:
         record_start(out, pretrained, tasks)
     if not tasks:
@@ -224,18 +235,38 @@ def ttt(options: TTTOptions) -> int:
         job = TTTJob(tasks, answered, out, options.submission_path, start, deadline)
         stopped_by = per_task(options, job).stopped_by
         if stopped_by is not None and is_main:
-            print(f"{stopped_by}: stopped; submission {options.submission_path} holds the answers so far; "
-                  f"continue with: {resume_command(options, deadline - time.time())}", file=sys.stderr, flush=True)
-        return 0 if stopped_by is None else exit_code(stopped_by)
+            print(kept_line(stopped_by, options, deadline), file=sys.stderr, flush=True)
+        return finished(options) if stopped_by is None else exit_code(stopped_by)
     outcome = test_time_train(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
     if outcome.stopped_by is None:
-        return 0
+        return finished(options)
     if is_main:
         print(stopped_line(outcome.stopped_by, outcome.step, outcome.checkpoint,
                            resume_command(options, deadline - time.time()),
                            f", the best submission so far in {options.submission_path}"),
               file=sys.stderr, flush=True)
     return exit_code(outcome.stopped_by)
+
+
+def kept_line(signame: str, options: TTTOptions, deadline: float, again: str = "") -> str:
+    """The line of a run a signal stopped: its submission holds the answers so far, and the command
+    that continues it with the budget it had left; before the fallback is written, the same command."""
+    if not options.submission_path.is_file():
+        return (f"{signame}: stopped before the fallback submission was written; "
+                f"continue with: {again or 'the same command'}")
+    return (f"{signame}: stopped; submission {options.submission_path} holds the answers so far; "
+            f"continue with: {resume_command(options, deadline - time.time())}")
+
+
+def finished(options: TTTOptions) -> int:
+    """0; when a signal came in the last training step or the final prediction, which finished
+    first, the guard is told to say so (it exits with the signal's code: the run was signalled,
+    and nothing is left to continue)."""
+    stop = current()
+    stop.describe = lambda signame: (f"{signame}: received at the end; the run finished first (its final prediction "
+                                     f"included): submission {options.submission_path} holds its answers, "
+                                     f"nothing is left to continue")
+    return 0
 
 
 def time_share(seconds_left: float, demonstrations: list[int]) -> float:
@@ -308,7 +339,7 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
     summary line."""
     from arc_trm.ttt_phases import test_time_train
 
-    result = PerTaskResult()
+    result, stop = PerTaskResult(), current()
     margin = options.margin * (job.deadline - job.start)
     # The pretrained checkpoint, looked up once: each task's run loads this folder (a broken `latest` warns once).
     pretrained = str(resolve_checkpoint(options.checkpoint)) if options.checkpoint else None
@@ -341,6 +372,9 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
                 write_json_atomic(folder / TASK_DONE, {"task": task.id})
         if outcome.stopped_by is not None:
             result.stopped_by = outcome.stopped_by
+            break
+        if stop.signum is not None and i + 1 < len(job.tasks):  # came in the task's final prediction, which finished
+            result.stopped_by = stop.name
             break
     write_run_record(options, job, result)
     print(result.summary(job))

@@ -25,7 +25,7 @@ from arc_trm.snapshot import LatestCheckpoint
 from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from arc_trm.builds import load_or_build
-from arc_trm.stopping import StopRequest
+from arc_trm.stopping import StopRequest, current
 from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, train
 from arc_trm.train_cli import gpu_preset_warning
 from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
@@ -275,6 +275,12 @@ def record_replan(job: TTTJob, old: Plan, new: Plan, d: Dist) -> None:
 def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, checkpoint: Path | None = None) -> None:
     """Predict from the latest checkpoint (or `checkpoint`; every view, or a few per test input) into
     the submission."""
+    with current().polled(f"finishing this prediction first ({job.submission.name} keeps its answers)"):
+        predict_into(job, setup, step, full, d, checkpoint)
+
+
+def predict_into(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, checkpoint: Path | None) -> None:
+    """predict_now's work, which a signal lets finish: its answers are the run's deliverable."""
     loaded = load_model(checkpoint or job.out, d.device)
     view_run = loaded.view_run(batch_size=setup.batch_size, progress=setup.progress,
                                deadline=job.deadline - setup.margin / 2, scoring=setup.scoring)
@@ -340,9 +346,10 @@ def time_is_left(options: TTTOptions, job: TTTJob, d: Dist) -> bool:
 
 def test_time_train(options: TTTOptions, job: TTTJob) -> TTTOutcome:
     """The torch side of the run: prepare, plan, then train and predict phase by phase. SIGINT or
-    SIGTERM while it trains ends the step with a checkpoint (a signal before that stops at once)."""
+    SIGTERM while it trains ends the step with a checkpoint (a signal before that stops at once;
+    under the CLI, its request is the command's, and its line says how to continue)."""
     d = setup()
-    signals = StopRequest()
+    signals = current()
     outcome = TTTOutcome()
     with signals.installed():
         if not time_is_left(options, job, d):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,12 +146,35 @@ def replace_folder(tmp: str | Path, out: str | Path, is_previous: Callable[[Path
     tmp, out = Path(tmp), Path(out)
     check_replaceable(out, is_previous, what)
     old = None
-    if out.exists():
-        if any(out.iterdir()):
-            old = out.parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-            out.rename(old)
-        else:
-            out.rmdir()
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        with signals_held():  # between the two renames a signal would leave neither folder at `out`
+            if out.exists():
+                if any(out.iterdir()):
+                    old = out.parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
+                    out.rename(old)
+                else:
+                    out.rmdir()
+            tmp.rename(out)
+    finally:  # also when a signal held until now stops the command
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends, then go to the handlers that were in place
+    (main thread only, where Python handles signals; a thread mask would not do: the kernel hands a
+    process's signal to any thread that does not block it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)  # None: set outside Python
+        if received:
+            signal.raise_signal(received[0])

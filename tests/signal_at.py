@@ -1,0 +1,44 @@
+"""Run `arc-trm ARGS` in this process and send it a real signal at one exact point of its run:
+
+  python tests/signal_at.py MODULE:FUNCTION N SIGNAME ARGS...    (or MODULE:CLASS.METHOD)
+
+The N-th call of MODULE.FUNCTION first sends SIGNAME to this process, then runs as usual. The
+tests of tests/test_signal_points.py use it where a signal must land in a gap too short to hit
+from outside (between two tasks, in a build, in the final prediction) without a timed race.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import signal
+import sys
+
+
+def signal_at(target: str, n: int, signum: int) -> None:
+    """Wrap MODULE.FUNCTION so that its n-th call sends `signum` to this process first."""
+    module_name, path = target.split(":")
+    *owners, name = path.split(".")  # a function, or Class.method
+    module = functools.reduce(getattr, owners, importlib.import_module(module_name))
+    original = getattr(module, name)
+    calls = 0
+
+    @functools.wraps(original)
+    def wrapped(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            print(f"signal_at: {signal.Signals(signum).name} at call {n} of {target}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signum)  # Python runs the handler before the next bytecode
+        return original(*args, **kwargs)
+
+    setattr(module, name, wrapped)
+
+
+if __name__ == "__main__":
+    target, n, signame, *args = sys.argv[1:]
+    signal_at(target, int(n), signal.Signals[signame])
+    from arc_trm.cli import main
+
+    sys.exit(main(args))

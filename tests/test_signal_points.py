@@ -1,0 +1,184 @@
+"""A signal at any point of a command ends it the same way: one line saying what was kept and
+the command that continues, and 128 + the signal's number. Each test sends a real signal to a
+real `arc-trm` process at one exact point (tests/signal_at.py: the N-th call of a function), in
+the gaps the training loop's own guard did not cover: between two tasks of `ttt --per-task`, in
+ttt's build and plan, in its final prediction (which finishes), and in `train`, `predict` and
+`build` at their edges."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from arc_trm.ttt import as_test_tasks
+from augment.tasks import load_tasks
+from submission.kaggle import load_submission, validate_submission
+from submission.runfolder import latest_checkpoint
+
+from conftest import SMALL_TASKS, TINY, run_cli, sets
+
+HOOK = Path(__file__).with_name("signal_at.py")
+TWO = "arc-agi-1:training/3c9b0459+6150a2bd@test"
+
+
+def signalled(target: str, n: int, signum: int, *args: str | Path) -> subprocess.CompletedProcess:
+    """`arc-trm ARGS` in a fresh process that sends itself `signum` at the n-th call of `target`."""
+    proc = run_cli(*args, module=[str(HOOK), target, str(n), signal.Signals(signum).name])
+    assert f"signal_at: {signal.Signals(signum).name} at call {n} of {target}" in proc.stderr, proc.stderr
+    return proc
+
+
+def one_line(proc: subprocess.CompletedProcess, signum: int, starts: str) -> str:
+    """The run ended with the signal's code and one line, starting `starts`, without a traceback."""
+    assert proc.returncode == 128 + signum, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    name = signal.Signals(signum).name
+    lines = [line for line in proc.stderr.splitlines() if line.startswith((f"{name}:", "arc-trm "))
+             and not line.endswith("(Ctrl-C again stops at once)")]  # the notice as the signal comes
+    assert len(lines) == 1 and lines[0].startswith(starts), proc.stderr
+    return lines[0]
+
+
+def continued(line: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the command a stop line gives."""
+    command = shlex.split(line.split("continue with: ", 1)[1])
+    proc = run_cli(*(command[1:] if command[0] == "arc-trm" else command), timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def ttt_args(run: Path, tasks: str = SMALL_TASKS, *extra: str) -> list[str]:
+    return ["ttt", "--tasks", tasks, "--budget", "300s", "--out", str(run), "--no-progress", "--preset", "cpu-quick",
+            *extra, *sets(TINY + ["train.max_steps=2"])]
+
+
+@pytest.mark.slow
+def test_sigterm_between_two_tasks_of_a_per_task_run_says_how_to_continue(tmp_path):
+    """Before: the second task's time share (outside either task's training) was outside any guard,
+    and SIGTERM killed the process with no line."""
+    run, tasks = tmp_path / "run", as_test_tasks(load_tasks(TWO))
+    proc = signalled("arc_trm.ttt:time_share", 2, signal.SIGTERM, *ttt_args(run, TWO, "--per-task"))
+    line = one_line(proc, signal.SIGTERM, f"SIGTERM: stopped; submission {run / 'submission.json'} holds the answers")
+    validate_submission(load_submission(run / "submission.json"), tasks)
+    assert (run / "tasks" / tasks[0].id / "done.json").is_file() and not (run / "tasks" / tasks[1].id).exists()
+
+    resumed = continued(line)
+    assert f"task 1/2 {tasks[0].id}: answered by the earlier run" in resumed.stdout
+    assert (run / "tasks" / tasks[1].id / "done.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target, signum", [("arc_trm.ttt_phases:load_or_build", signal.SIGTERM),
+                                            ("arc_trm.ttt_phases:measure_throughput", signal.SIGINT)],
+                         ids=["build", "plan"])
+def test_a_signal_in_ttt_s_build_or_plan_says_how_to_continue(tmp_path, target, signum):
+    """Before: a bare 'arc-trm ttt: interrupted (SIGTERM)', though --resume continued."""
+    run = tmp_path / "run"
+    proc = signalled(target, 1, signum, *ttt_args(run))
+    name = signal.Signals(signum).name
+    line = one_line(proc, signum, f"{name}: stopped; submission {run / 'submission.json'} holds the answers so far; "
+                                  f"continue with: ")
+    validate_submission(load_submission(run / "submission.json"), as_test_tasks(load_tasks(SMALL_TASKS)))
+    assert not list(run.glob(".build.tmp-*")), "a build cut short was left beside the run"
+    resumed = continued(line)
+    assert "keeping the submission" in resumed.stdout and "submission updated" in resumed.stdout
+
+
+@pytest.mark.slow
+def test_a_signal_before_ttt_s_fallback_is_written_gives_the_same_command(tmp_path):
+    """Its folder claimed, its submission not yet written: --resume has nothing to keep, and the
+    command as given starts the run."""
+    run = tmp_path / "run"
+    proc = signalled("arc_trm.ttt:write_fallback", 1, signal.SIGTERM, *ttt_args(run))
+    line = one_line(proc, signal.SIGTERM, "SIGTERM: stopped before the fallback submission was written; "
+                                          "continue with: arc-trm ttt --tasks")
+    assert "--resume" not in line and not (run / "submission.json").exists()
+    assert "submission updated" in continued(line).stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_ttt_s_final_prediction_finishes_it_and_exits_with_the_signal_s_code(tmp_path):
+    """Before: the prediction finished and the run exited 0 as if never interrupted."""
+    run = tmp_path / "run"
+    proc = signalled("arc_trm.ttt_phases:predict_now", 1, signal.SIGINT, *ttt_args(run))
+    plan = json.loads((run / "ttt_plan.json").read_text())
+    assert plan["quick_stops"] == [], plan  # the one prediction is the final one
+    one_line(proc, signal.SIGINT, "SIGINT: received at the end; the run finished first (its final prediction "
+                                  f"included): submission {run / 'submission.json'} holds its answers")
+    assert "submission updated" in proc.stdout and "done in" in proc.stdout
+    assert json.loads((run / "submission.predict.json").read_text())["views"] > 0
+
+
+def train_args(build: Path, run: Path) -> list[str]:
+    return ["train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", str(build), "--out", str(run),
+            "--no-progress", *sets(TINY + ["train.max_steps=2", "train.checkpoint_every=1000"])]
+
+
+@pytest.mark.slow
+def test_a_signal_in_train_s_last_step_exits_with_its_code_as_ttt_does(tmp_path, small_build):
+    """Before: a signal in the last step (its checkpoint) was kept, and the run exited 0."""
+    run = tmp_path / "run"
+    proc = signalled("arc_trm.train:save_checkpoint", 1, signal.SIGINT, *train_args(small_build, run))
+    line = one_line(proc, signal.SIGINT, f"SIGINT: stopped at step 2, checkpoint {latest_checkpoint(run)}; ")
+    assert "trained to step 2" in proc.stdout
+    assert "nothing to train" in continued(line).stdout
+
+
+@pytest.mark.slow
+def test_a_signal_in_train_s_build_gives_the_command_that_starts_it(tmp_path, small_build):
+    """Before: a bare 'arc-trm train: interrupted (SIGTERM)'."""
+    run = tmp_path / "run"
+    proc = signalled("arc_trm.train:load_or_build", 1, signal.SIGTERM, *train_args(small_build, run))
+    line = one_line(proc, signal.SIGTERM, "SIGTERM: stopped before training began (no checkpoint); continue with: "
+                                          "arc-trm train --tasks")
+    assert "trained to step 2" in continued(line).stdout
+
+
+def predict_args(run: Path, out: Path) -> list[str]:
+    return ["predict", "--checkpoint", str(run), "--tasks", SMALL_TASKS, "--out", str(out), "--no-progress"]
+
+
+def test_sigterm_while_predict_writes_finishes_the_three_files(tmp_path, tiny_run):
+    """Before: SIGTERM between the submission and its record killed predict: a new submission
+    beside no record (or an earlier run's)."""
+    out = tmp_path / "sub.json"
+    proc = signalled("arc_trm.infer:write_candidates", 1, signal.SIGTERM, *predict_args(tiny_run, out))
+    one_line(proc, signal.SIGTERM, f"SIGTERM: received while the answers were written, which finished first: {out} "
+                                   "is complete")
+    record = json.loads(out.with_name("sub.predict.json").read_text())
+    assert record["views"] > 0 and out.with_name("sub.candidates.json").is_file()
+
+
+def test_sigterm_in_predict_s_inference_writes_nothing_and_says_so(tmp_path, tiny_run):
+    """Before: SIGTERM killed predict with no line."""
+    out = tmp_path / "sub.json"
+    proc = signalled("arc_trm.infer:vote_views", 1, signal.SIGTERM, *predict_args(tiny_run, out))
+    one_line(proc, signal.SIGTERM, f"SIGTERM: stopped before writing; {out} and its record are as they were; "
+                                   f"run it again with: arc-trm predict --checkpoint {tiny_run}")
+    assert not out.exists() and not out.with_name("sub.predict.json").exists()
+
+
+def test_sigterm_in_a_build_leaves_no_half_written_folder(tmp_path):
+    """Before: SIGTERM killed the build and left its temporary folder beside the output."""
+    out = tmp_path / "built"
+    proc = signalled("augment.build:_save_npy", 1, signal.SIGTERM, "build", "--tasks", SMALL_TASKS, "--out", str(out),
+                     "--augmentations", "2", "--no-progress")
+    one_line(proc, signal.SIGTERM, "arc-trm build: interrupted (SIGTERM); run it again with: arc-trm build --tasks")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_between_the_two_renames_of_a_rebuild_leaves_a_whole_build(tmp_path):
+    """Before: SIGTERM after the old build was moved aside and before the new one took its name
+    left no build at --out and the old one in a hidden folder beside it."""
+    out = tmp_path / "built"
+    args = ["build", "--tasks", SMALL_TASKS, "--out", str(out), "--augmentations", "2", "--no-progress"]
+    assert run_cli(*args).returncode == 0
+    proc = signalled("pathlib:Path.rename", 2, signal.SIGTERM, *args, "--force")  # 1: old aside, 2: new in
+    one_line(proc, signal.SIGTERM, "arc-trm build: interrupted (SIGTERM)")
+    assert (out / "metadata.json").is_file() and [p.name for p in tmp_path.iterdir()] == ["built"]
+    assert "up to date" in run_cli(*args).stdout
