@@ -35,7 +35,8 @@ import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
 from arc_trm.common import Dist, setup, teardown
-from arc_trm.config import RunConfig, check_device_available
+from arc_trm.config import RunConfig
+from arc_trm.config_rules import check_device_available
 from arc_trm.consistency import InputStream, ViewRecord, add_scoring_argument, best_trajectories
 from arc_trm.export import LEAN_IDENTIFIER
 from arc_trm.model import TRM

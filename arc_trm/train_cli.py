@@ -32,8 +32,8 @@ from arc_trm import checkpoint as ckpt
 from arc_trm import runs
 from arc_trm.builds import DEFAULT_BUILDS, default_build_dir, is_default_build
 from arc_trm.common import print0, setup, teardown
-from arc_trm.config import (TRAIN_LOG_LINES, RunConfig, apply_overrides, check_device_available, config_from_json,
-                             preset)
+from arc_trm.config import TRAIN_LOG_LINES, RunConfig, apply_overrides, config_from_json, preset
+from arc_trm.config_rules import check_device_available
 from arc_trm.stopping import continue_command, current, exit_code, stopped_line
 from arc_trm.train import TrainOptions, step_text, train
 from augment.console import add_progress_argument

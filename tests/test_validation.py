@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from arc_trm import cli
 from arc_trm.config import apply_overrides, preset
+from arc_trm.config_rules import check_device_available
 from arc_trm.builds import default_build_dir
 from augment.tasks import load_tasks
 from conftest import SMALL_TASKS, TINY, cli_in_process, run_cli, sets, write_tiny_checkpoint
@@ -44,6 +45,14 @@ def test_train_refuses_a_bad_set_in_one_line_before_any_work(override, tmp_path)
                           tmp_path / "build", "--no-progress", *sets(TINY + [override]))
     assert BAD_SETS[override] in one_error_line(proc)
     assert not out.exists() and not (tmp_path / "build").exists()
+
+
+def test_a_device_this_machine_lacks_is_named_with_the_ones_it_has():
+    check_device_available("cpu")
+    with pytest.raises(ValueError, match=r"'cuda:99' is not available here; this machine has: auto, cpu"):
+        check_device_available("cuda:99")
+    with pytest.raises(ValueError, match="'tpu' is not available"):
+        check_device_available("tpu")
 
 
 def test_good_overrides_still_apply():
