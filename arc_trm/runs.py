@@ -16,15 +16,9 @@ from pathlib import Path
 
 from augment.errors import InputError
 from augment.files import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
-
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")  # what `train` writes into a run folder
-TTT_OWN_FILES = ("ttt_plan.json", "ttt_challenges.json", "ttt_run.json", "tasks")  # only `ttt` writes these
-TTT_FILES = RUN_FILES + ("submission.json", *TTT_OWN_FILES)  # what a ttt run holds (tasks/<id>/: --per-task)
-
-
-def run_files(out: Path, names: tuple[str, ...] = RUN_FILES) -> list[str]:
-    """The names of a run's files that `out` already holds."""
-    return [name for name in names if (Path(out) / name).exists()]
+# A run's files are named once, in submission.runfolder (the bundle checks its --out by them too).
+from submission.runfolder import RUN_FILES as RUN_FILES, TTT_FILES as TTT_FILES, TTT_OWN_FILES as TTT_OWN_FILES
+from submission.runfolder import run_files as run_files
 
 
 def aside_name(out: Path, now: float | None = None) -> Path:

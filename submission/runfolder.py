@@ -26,6 +26,22 @@ STATE = "state.pt"
 EXPORT_WEIGHTS = "model.safetensors"
 LEAN_IDENTIFIER = "<mean>"  # the lean export's one trained row; never a build row's (those are "task#k")
 _STEP_DIR = re.compile(r"step_(\d+)$")
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")  # what `train` writes into a run folder
+TTT_OWN_FILES = ("ttt_plan.json", "ttt_challenges.json", "ttt_run.json", "tasks")  # only `ttt` writes these
+TTT_FILES = RUN_FILES + ("submission.json", *TTT_OWN_FILES)  # what a ttt run holds (tasks/<id>/: --per-task)
+
+
+def run_files(out: Path, names: tuple[str, ...] = RUN_FILES) -> list[str]:
+    """The names of a run's files that `out` already holds."""
+    return [name for name in names if (Path(out) / name).exists()]
+
+
+def check_holds_no_run(out: Path, never: str) -> None:
+    """One line naming `out` when it holds a train or ttt run (`never`: why what the command
+    writes may not go there), so that `export` and `kaggle bundle` never write into a run."""
+    held = run_files(out, TTT_FILES)
+    if held:
+        raise InputError(f"--out {out} holds a run ({', '.join(held)}); {never}: use a new or empty folder")
 
 
 def is_export(folder: Path) -> bool:
