@@ -3,6 +3,8 @@ kept and skipped (one line, the same whether the build is new or cached; the ful
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import SMALL_TASKS, TINY, cli_in_process, sets
@@ -112,6 +114,10 @@ def test_the_bar_and_the_final_line_say_no_row_halted_where_none_did(tmp_path, m
     assert "no row halted" in summary and "halt" not in summary.replace("no row halted", ""), summary
     bar = [line for line in proc.stderr.split("\r") if line.startswith("train:")]
     assert bar and "no row halted" in bar[-1] and "exact" not in bar[-1], bar[-1:]
+    # metrics.jsonl stores no halting figures there (a stored 0.0 was drawn as a measured 0 on curves.png)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all("loss" in r for r in rows)
+    assert not any("exact_accuracy" in r or "halt_steps" in r for r in rows), rows
 
 
 def test_a_resumed_run_without_its_config_json_continues_with_the_config_beside_its_checkpoint(tmp_path):
