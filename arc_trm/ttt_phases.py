@@ -208,7 +208,7 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
         resumed = f", {plan.steps - setup.start} after the resumed step {setup.start}" if setup.start else ""
         print(f"plan: {plan.steps} training steps ({plan.freeze_steps} embeddings only{resumed}) at "
               f"{plan.train_step_s:.3f} s/step, phases end at steps {plan.stops} (quick predictions at "
-              f"{plan.quick_stops}), {plan.predict_s:.0f} s reserved for the final prediction of {plan.views} views")
+              f"{plan.quick_stops}), {duration_text(plan.predict_s, tenths=True)} reserved for the final prediction of {plan.views} views")
     return plan
 
 
@@ -350,8 +350,8 @@ def predict_untrained(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> None
         return
     left = seconds_left(job.deadline, setup.margin)
     if plan.predict_s > left:
-        print0(d, f"no time to train or to predict: the final prediction may take {duration_text(plan.predict_s)}, "
-                  f"{duration_text(max(0.0, left))} is left; the fallback submission stands")
+        print0(d, f"no time to train or to predict: the final prediction may take "
+                  f"{duration_text(plan.predict_s, tenths=True)}, {duration_text(left, tenths=True)} is left; the fallback submission stands")
         return
     print0(d, "no time to train: predicting with the checkpoint's weights")
     with current().polled(f"finishing this prediction first ({job.submission.name} keeps its answers)"):

@@ -89,6 +89,14 @@ def test_duration_text(seconds, text):
     assert duration_text(seconds) == text
 
 
+@pytest.mark.parametrize("seconds, text", [(0.4, "0.4s"), (0.01, "<0.1s"), (0, "0.0s"), (-2, "0.0s"), (9.94, "9.9s"),
+                                           (9.96, "10s"), (185, "3m05s")])
+def test_duration_text_with_tenths_keeps_a_small_duration(seconds, text):
+    from augment.console import duration_text
+
+    assert duration_text(seconds, tenths=True) == text
+
+
 def test_a_log_step_where_no_row_halted_says_so():
     # "halt steps 0.0, exact 0.00" read as a measurement when no row had halted to measure.
     from arc_trm.train import halting_text, log_line

@@ -60,3 +60,16 @@ def test_when_not_even_the_prediction_fits_the_fallback_stands_and_one_line_says
     tasks = load_tasks(TASKS)
     assert load_submission(out / "submission.json") == fallback_submission(tasks)
     assert not (out / "submission.predict.json").exists()
+
+
+def test_the_plan_line_shows_a_reserve_under_a_second(tmp_path, monkeypatch):
+    """A final prediction reserved 0.4 s read "0 s reserved", as if none were."""
+    pre = write_tiny_checkpoint(tmp_path / "pre")
+    monkeypatch.setattr(ttt_phases, "measure_throughput", lambda *a, **k: Throughput(0.01, 0.4 / 3.75))
+    out = tmp_path / "ttt"
+    proc = cli_in_process("ttt", "--tasks", TASKS, "--checkpoint", pre, "--budget", "120s", "--out", out,
+                          "--no-progress", *sets([*TINY, "train.max_steps=2"]))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("plan: "))
+    assert json.loads((out / "ttt_plan.json").read_text())["predict_s"] == pytest.approx(0.4)
+    assert "0.4s reserved for the final prediction" in line, line
