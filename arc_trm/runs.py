@@ -11,25 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 from augment.errors import InputError
 from augment.files import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
-# A run's files are named once, in submission.runfolder (the bundle checks its --out by them too).
+# A run's files and its aside names are set once, in submission.runfolder (the bundle and the notebook use them).
 from submission.runfolder import RUN_FILES as RUN_FILES, TTT_FILES as TTT_FILES, TTT_OWN_FILES as TTT_OWN_FILES
-from submission.runfolder import run_files as run_files
-
-
-def aside_name(out: Path, now: float | None = None) -> Path:
-    """A free sibling name for an old run: RUN.old-YYYYmmdd-HHMMSS (with -2, -3... if taken)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
-    base = out.with_name(f"{out.name}.old-{stamp}")
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+from submission.runfolder import aside_name as aside_name, run_files as run_files
 
 
 def check_force_resume(force: bool, resume: bool, out: Path | None = None) -> None:

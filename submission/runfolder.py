@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from augment.errors import InputError
@@ -34,6 +35,30 @@ TTT_FILES = RUN_FILES + ("submission.json", *TTT_OWN_FILES)  # what a ttt run ho
 def run_files(out: Path, names: tuple[str, ...] = RUN_FILES) -> list[str]:
     """The names of a run's files that `out` already holds."""
     return [name for name in names if (Path(out) / name).exists()]
+
+
+def aside_name(out: Path, now: float | None = None) -> Path:
+    """A free sibling name for an old run: RUN.old-YYYYmmdd-HHMMSS (with -2, -3... if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    base = out.with_name(f"{out.name}.old-{stamp}")
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def asides_of(run: Path) -> list[Path]:
+    """The folders `--force` moved `run` aside to (aside_name's RUN.old-<time>[-n], real folders,
+    not links), oldest first."""
+    run = Path(run)
+    named = re.compile(re.escape(run.name) + r"\.old-(\d{8}-\d{6})(?:-(\d+))?")
+    try:
+        found = [(m, p) for p in run.parent.iterdir() if (m := named.fullmatch(p.name))]
+    except OSError:
+        return []
+    return [p for m, p in sorted(found, key=lambda mp: (mp[0].group(1), int(mp[0].group(2) or 1)))
+            if p.is_dir() and not p.is_symlink()]
 
 
 def check_holds_no_run(out: Path, never: str) -> None:
