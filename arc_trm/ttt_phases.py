@@ -9,6 +9,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -274,16 +275,14 @@ def record_replan(job: TTTJob, old: Plan, new: Plan, d: Dist) -> None:
               f"{old.steps} -> {new.steps} steps, phases end at steps {new.stops}")
 
 
-def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, checkpoint: Path | None = None) -> None:
-    """Predict from the latest checkpoint (or `checkpoint`; every view, or a few per test input) into
-    the submission."""
+def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, checkpoint: Path | None = None,
+                model: Callable[[], LoadedModel] | None = None) -> None:
+    """Predict from the latest checkpoint (or `checkpoint`, or the model `model` makes; every view,
+    or a few per test input) into the submission. A signal lets it finish: its answers are the
+    run's deliverable."""
     with current().polled(f"finishing this prediction first ({job.submission.name} keeps its answers)"):
-        predict_into(job, setup, step, full, d, checkpoint)
-
-
-def predict_into(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, checkpoint: Path | None) -> None:
-    """predict_now's work, which a signal lets finish: its answers are the run's deliverable."""
-    predict_with(job, setup, step, full, d, load_model(checkpoint or job.out, d.device))
+        loaded = model() if model is not None else load_model(checkpoint or job.out, d.device)
+        predict_with(job, setup, step, full, d, loaded)
 
 
 def predict_with(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, loaded: LoadedModel) -> None:
@@ -354,8 +353,7 @@ def predict_untrained(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> None
                   f"{duration_text(plan.predict_s, tenths=True)}, {duration_text(left, tenths=True)} is left; the fallback submission stands")
         return
     print0(d, "no time to train: predicting with the checkpoint's weights")
-    with current().polled(f"finishing this prediction first ({job.submission.name} keeps its answers)"):
-        predict_with(job, setup, 0, True, d, starting_model(setup, d))
+    predict_now(job, setup, 0, True, d, model=lambda: starting_model(setup, d))
 
 
 def starting_model(setup: TTTSetup, d: Dist) -> LoadedModel:
