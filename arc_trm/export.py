@@ -29,11 +29,10 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from arc_trm import checkpoint as ckpt
-from arc_trm import runs
 from augment.errors import InputError
 from augment.files import atomic_path, check_replaceable, replace_folder
 from submission import checkpoint_manifest as manifest
-from submission.runfolder import LEAN_IDENTIFIER, is_export
+from submission.runfolder import LEAN_IDENTIFIER, check_holds_no_run, is_export
 
 
 @dataclass
@@ -60,10 +59,8 @@ def check_export_folder(out: Path, found: Path) -> None:
     """One line unless `out` is new, empty or an earlier export (nothing is deleted otherwise)."""
     if out.resolve() == found.resolve():
         raise InputError(f"{out}: the export must go to another folder than the one it is read from")
-    held = [] if is_export(out) else runs.run_files(out, runs.TTT_FILES)
-    if held:
-        raise InputError(f"--out {out} holds a run ({', '.join(held)}); an export never replaces one: "
-                         f"use a new or empty folder")
+    if not is_export(out):
+        check_holds_no_run(out, "an export never replaces one")
     check_replaceable(out, is_export, "an inference export")
 
 

@@ -26,6 +26,7 @@ from augment.files import atomic_writer, read_json
 
 PANELS = (("loss", "loss"), ("exact_accuracy", "exact accuracy (halted rows)"),
           ("halt_steps", "mean halting steps"), ("samples_per_s", "samples / s"), ("lr", "learning rate"))
+HALTING_KEYS = ("exact_accuracy", "halt_steps")  # absent where no row halted (0.0 for both in older files)
 COLUMNS = 3
 MARKED_POINTS = 40  # curves with at most this many points get markers (a single point needs one to show)
 PHASE_COLOUR = "#7a5195"
@@ -63,6 +64,15 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
             raise InputError(f"{path}: line {n} is not a metrics record (a JSON object with a numeric \"step\")")
         (evals if any(k.startswith("eval_") for k in row) else train).append(row)
     return train, evals
+
+
+def value(row: dict, key: str) -> float:
+    """A record's `key` to draw; NaN (a gap in the curve) where it is absent or null, and for the
+    halting figures where no row halted (an older file's halt_steps 0: a halted row takes a step)."""
+    if key in HALTING_KEYS and not row.get("halt_steps"):
+        return math.nan
+    got = row.get(key)
+    return math.nan if got is None else float(got)
 
 
 def phase_marks(plan: dict) -> list[PhaseMark]:
@@ -138,8 +148,11 @@ def curves_figure(run: Path) -> Figure:
     for ax, (key, title) in zip(grid.flat, panels):
         if key == "eval":
             draw_eval(ax, evals, eval_keys)
+        elif key in HALTING_KEYS and all(math.isnan(value(r, key)) for r in train):
+            ax.text(0.5, 0.5, "no row halted\nat any logged step", transform=ax.transAxes,
+                    ha="center", va="center", color="#777")
         elif any(key in r for r in train):
-            ax.plot(steps, [r.get(key, float("nan")) for r in train], marker=marker, markersize=3)
+            ax.plot(steps, [value(r, key) for r in train], marker=marker, markersize=3)
         else:
             ax.text(0.5, 0.5, f"not recorded\n(no '{key}' in metrics.jsonl)", transform=ax.transAxes,
                     ha="center", va="center", color="#777")

@@ -11,31 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 from augment.errors import InputError
 from augment.files import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
-
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")  # what `train` writes into a run folder
-TTT_OWN_FILES = ("ttt_plan.json", "ttt_challenges.json", "ttt_run.json", "tasks")  # only `ttt` writes these
-TTT_FILES = RUN_FILES + ("submission.json", *TTT_OWN_FILES)  # what a ttt run holds (tasks/<id>/: --per-task)
-
-
-def run_files(out: Path, names: tuple[str, ...] = RUN_FILES) -> list[str]:
-    """The names of a run's files that `out` already holds."""
-    return [name for name in names if (Path(out) / name).exists()]
-
-
-def aside_name(out: Path, now: float | None = None) -> Path:
-    """A free sibling name for an old run: RUN.old-YYYYmmdd-HHMMSS (with -2, -3... if taken)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
-    base = out.with_name(f"{out.name}.old-{stamp}")
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+# A run's files and its aside names are set once, in submission.runfolder (the bundle and the notebook use them).
+from submission.runfolder import RUN_FILES as RUN_FILES, TTT_FILES as TTT_FILES, TTT_OWN_FILES as TTT_OWN_FILES
+from submission.runfolder import aside_name as aside_name, run_files as run_files
 
 
 def check_force_resume(force: bool, resume: bool, out: Path | None = None) -> None:

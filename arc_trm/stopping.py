@@ -69,7 +69,8 @@ class StopRequest:
         self.signum = signum
         # os.write, not print: a handler may run while the main thread is inside a buffered write
         # (tqdm's bar), and a second write into the same buffer raises.
-        os.write(2, f"\n{signal_name(signum)}: {self.notice} (Ctrl-C again stops at once)\n".encode())
+        hint = " (Ctrl-C again stops at once)" if signum == signal.SIGINT else ""  # a SIGTERM had no Ctrl-C
+        os.write(2, f"\n{signal_name(signum)}: {self.notice}{hint}\n".encode())
 
     @contextmanager
     def installed(self) -> Iterator[StopRequest]:

@@ -201,9 +201,10 @@ class LogWindow:
         if d.world > 1:
             dist.all_reduce(stats)
         loss, halted, exact, halt_steps = stats.tolist()
-        halted = max(halted, 1.0)
-        return {"loss": loss / max(self.samples, 1), "exact_accuracy": exact / halted,
-                "halt_steps": halt_steps / halted,
+        # Where no row halted there is no halted rows' accuracy or step count: the keys are left out
+        # (a stored 0 read as a measured 0 on curves.png).
+        halting = {"exact_accuracy": exact / halted, "halt_steps": halt_steps / halted} if halted > 0 else {}
+        return {"loss": loss / max(self.samples, 1), **halting,
                 "samples_per_s": self.samples / max(time.perf_counter() - self.t0, 1e-9)}
 
 
@@ -372,14 +373,16 @@ def log_line(last: dict[str, float], end: int, eta_s: float) -> str:
 
 def step_text(last: dict[str, float]) -> str:
     """A log step's loss, halting and speed, as the bar, the plain line and the final line show them."""
-    return (f"loss {last['loss']:.3f}, {halting_text(last['exact_accuracy'], last['halt_steps'])}, "
+    return (f"loss {last['loss']:.3f}, {halting_text(last.get('exact_accuracy'), last.get('halt_steps'))}, "
             f"{last['samples_per_s']:.0f} samples/s")
 
 
-def halting_text(exact: float, halt_steps: float) -> str:
-    """The halted rows' accuracy and steps; a halted row took at least one step, so 0 steps means none
-    halted and there is nothing to show (not a measured 0)."""
-    return f"exact {exact:.2f}, halt steps {halt_steps:.1f}" if halt_steps > 0 else "no row halted"
+def halting_text(exact: float | None, halt_steps: float | None) -> str:
+    """The halted rows' accuracy and steps; None (no row halted, so none recorded) or 0 steps (an
+    older record's way: a halted row took at least one step) has nothing to show, not a measured 0."""
+    if exact is None or halt_steps is None or halt_steps <= 0:
+        return "no row halted"
+    return f"exact {exact:.2f}, halt steps {halt_steps:.1f}"
 
 
 DEADLINE = "deadline"

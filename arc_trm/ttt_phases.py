@@ -9,6 +9,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from arc_trm import runs
 from arc_trm.common import Dist, print0, setup, synchronize, teardown
 from arc_trm.config import RunConfig
 from arc_trm.data import to_model_batch
-from arc_trm.infer import PredictOptions, load_model, predict
+from arc_trm.infer import LoadedModel, PredictOptions, load_model, predict
 from arc_trm.model import TRM, Batch
 from arc_trm.snapshot import LatestCheckpoint
 from arc_trm.optim import AdamATan2, SparseSignSGD
@@ -32,6 +33,7 @@ from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throug
                               check_same_model, fitted_warmup, plan_phases, replan, resumed_plan, seconds_left,
                               start_config, user_step_cap)
 from augment.build import max_side
+from augment.console import duration_text
 from augment.store import BuiltSet, IdentifierMap
 from augment.errors import few_ids
 from augment.tasks import Task
@@ -154,6 +156,7 @@ class TTTSetup:
     frozen: bool = False  # that checkpoint is still in the embeddings-only phase
     latest: LatestCheckpoint | None = None  # a resumed run's checkpoint, looked up once (its lookup may warn)
     source: str = ""  # --tasks as the user gave it (the report names it, not the run's copy)
+    pretrained: Path | None = None  # the checkpoint folder `init` comes from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +209,7 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
         resumed = f", {plan.steps - setup.start} after the resumed step {setup.start}" if setup.start else ""
         print(f"plan: {plan.steps} training steps ({plan.freeze_steps} embeddings only{resumed}) at "
               f"{plan.train_step_s:.3f} s/step, phases end at steps {plan.stops} (quick predictions at "
-              f"{plan.quick_stops}), {plan.predict_s:.0f} s reserved for the final prediction of {plan.views} views")
+              f"{plan.quick_stops}), {duration_text(plan.predict_s, tenths=True)} reserved for the final prediction of {plan.views} views")
     return plan
 
 
@@ -244,7 +247,7 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
     start, frozen = resume_point(latest) if latest is not None else (0, False)
     return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start),
                     user_step_cap(options.overrides), progress, options.scoring, start, frozen, latest,
-                    options.tasks)
+                    options.tasks, pretrained.folder if pretrained is not None else None)
 
 
 def phase_timing(trained: TrainResult, phase_steps: int, phase_s: float, quick_s: float, seconds_left: float,
@@ -272,16 +275,18 @@ def record_replan(job: TTTJob, old: Plan, new: Plan, d: Dist) -> None:
               f"{old.steps} -> {new.steps} steps, phases end at steps {new.stops}")
 
 
-def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, checkpoint: Path | None = None) -> None:
-    """Predict from the latest checkpoint (or `checkpoint`; every view, or a few per test input) into
-    the submission."""
+def predict_now(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, checkpoint: Path | None = None,
+                model: Callable[[], LoadedModel] | None = None) -> None:
+    """Predict from the latest checkpoint (or `checkpoint`, or the model `model` makes; every view,
+    or a few per test input) into the submission. A signal lets it finish: its answers are the
+    run's deliverable."""
     with current().polled(f"finishing this prediction first ({job.submission.name} keeps its answers)"):
-        predict_into(job, setup, step, full, d, checkpoint)
+        loaded = model() if model is not None else load_model(checkpoint or job.out, d.device)
+        predict_with(job, setup, step, full, d, loaded)
 
 
-def predict_into(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, checkpoint: Path | None) -> None:
-    """predict_now's work, which a signal lets finish: its answers are the run's deliverable."""
-    loaded = load_model(checkpoint or job.out, d.device)
+def predict_with(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, loaded: LoadedModel) -> None:
+    """Predict with `loaded` into the submission (every view, or a few per test input)."""
     view_run = loaded.view_run(batch_size=setup.batch_size, progress=setup.progress,
                                deadline=job.deadline - setup.margin / 2, scoring=setup.scoring)
     options = PredictOptions(setup.cfg.data.tasks, max_views=0 if full else QUICK_VIEWS, named=setup.source)
@@ -327,11 +332,36 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
         if last:
             break
         done = trained.steps
-    if not plan.stops and setup.start > 0:  # a resumed run with no step left to train: its final prediction
-        predict_now(job, setup, setup.start, True, d, setup.latest.folder if setup.latest else None)
-    elif not plan.stops and d.main:
-        print("no time to train within the budget; the fallback submission stands")
+    if not plan.stops:
+        predict_untrained(job, setup, plan, d)
     return TTTOutcome(done)
+
+
+def predict_untrained(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist) -> None:
+    """No training step fits: a resumed run predicts from its checkpoint; a new one from a
+    checkpoint predicts with its weights when the final prediction fits the time left (untrained
+    weights from scratch answer nothing); else the fallback stands, and one line says why."""
+    if setup.start > 0:  # a resumed run with no step left to train: its final prediction
+        predict_now(job, setup, setup.start, True, d, setup.latest.folder if setup.latest else None)
+        return
+    if setup.init is None:
+        print0(d, "no time to train within the budget; the fallback submission stands")
+        return
+    left = seconds_left(job.deadline, setup.margin)
+    if plan.predict_s > left:
+        print0(d, f"no time to train or to predict: the final prediction may take "
+                  f"{duration_text(plan.predict_s, tenths=True)}, {duration_text(left, tenths=True)} is left; the fallback submission stands")
+        return
+    print0(d, "no time to train: predicting with the checkpoint's weights")
+    predict_now(job, setup, 0, True, d, model=lambda: starting_model(setup, d))
+
+
+def starting_model(setup: TTTSetup, d: Dist) -> LoadedModel:
+    """The run's starting weights (the checkpoint's, its new puzzle rows at the mean) as a model to
+    predict with, under the run's own puzzle ids."""
+    model = build_model(setup.cfg, setup.built.num_identifiers, d.device)
+    model.load_state_dict(setup.init)
+    return LoadedModel(model.eval(), setup.cfg, setup.built.identifier_map(), setup.pretrained)
 
 
 def time_is_left(options: TTTOptions, job: TTTJob, d: Dist) -> bool:

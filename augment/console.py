@@ -28,8 +28,11 @@ def add_progress_argument(parser: argparse.ArgumentParser, instead: str = "") ->
                         help=f"no progress bar{what}, as when stderr is not a terminal")
 
 
-def duration_text(seconds: float) -> str:
-    """45s, 3m05s, 2h07m: a duration as a log line shows it."""
+def duration_text(seconds: float, tenths: bool = False) -> str:
+    """45s, 3m05s, 2h07m: a duration as a log line shows it. With `tenths`, one under 10 s keeps its
+    tenths (0.4s, and <0.1s for less), so a small reserve does not read as none."""
+    if tenths and seconds < 9.95:
+        return "<0.1s" if 0 < seconds < 0.05 else f"{max(0.0, seconds):.1f}s"
     s = max(0, round(seconds))
     if s < 60:
         return f"{s}s"

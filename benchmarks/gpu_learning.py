@@ -66,7 +66,8 @@ def part_learning(ctx: Context, rec: Recorder) -> None:
             samples_per_s=cfg.train.global_batch_size / result.step_s if result.step_s else None,
             loss_curve=[[lines[i]["step"], lines[i]["loss"]] for i in kept],
             # the training batches' exact accuracy: learning shows here even when held-out pass@2 is 0
-            exact_curve=[[lines[i]["step"], lines[i]["exact_accuracy"]] for i in kept])
+            # (the steps where a row halted: others record none)
+            exact_curve=[[lines[i]["step"], lines[i]["exact_accuracy"]] for i in kept if "exact_accuracy" in lines[i]])
     loaded = load_model(ctx.work / "learn-run", ctx.device)
     tasks = [t for t in built.tasks if t.role == "test"]
     r, _ = evaluate(loaded.model, tasks, loaded.id_map.identifiers, loaded.id_map.augmentations,

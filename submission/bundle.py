@@ -43,7 +43,7 @@ from submission import checkpoint_manifest
 from submission import push as kp
 from submission.checkpoint_manifest import MANIFEST
 from augment.files import check_replaceable, replace_folder, write_json_atomic
-from submission.runfolder import EXPORT_WEIGHTS, STATE, is_lean_export, resolve_checkpoint
+from submission.runfolder import EXPORT_WEIGHTS, STATE, check_holds_no_run, is_lean_export, resolve_checkpoint
 from submission.wheels import (KAGGLE_MISSING as KAGGLE_MISSING, KAGGLE_PLATFORMS, KAGGLE_PYTHON, PROJECT,
                                WheelTarget, build_project_wheel, collect_dependency_wheels as collect_dependency_wheels,
                                default_cache as default_cache, project_root, run_quiet, tail)
@@ -219,10 +219,11 @@ def is_bundle_kernel(folder: Path) -> bool:
 
 
 def check_bundle_out(out: Path) -> None:
-    """One line unless OUT/dataset and OUT/kernel can be replaced: absent, empty or an earlier
-    bundle's. Checked before any work, so a refusal is quick and nothing is deleted."""
+    """One line unless OUT is no run folder and OUT/dataset and OUT/kernel can be replaced: absent,
+    empty or an earlier bundle's. Checked before any work, so a refusal is quick and nothing is deleted."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    check_holds_no_run(out, "a bundle never goes into one")
     check_replaceable(out / "dataset", is_bundle_dataset, "a bundle's dataset folder (wheels/, checkpoint/, "
                                                          "dataset-metadata.json)")
     check_replaceable(out / "kernel", is_bundle_kernel, f"a bundle's kernel folder ({NOTEBOOK_NAME}, "

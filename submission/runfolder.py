@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from augment.errors import InputError
@@ -26,6 +27,46 @@ STATE = "state.pt"
 EXPORT_WEIGHTS = "model.safetensors"
 LEAN_IDENTIFIER = "<mean>"  # the lean export's one trained row; never a build row's (those are "task#k")
 _STEP_DIR = re.compile(r"step_(\d+)$")
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")  # what `train` writes into a run folder
+TTT_OWN_FILES = ("ttt_plan.json", "ttt_challenges.json", "ttt_run.json", "tasks")  # only `ttt` writes these
+TTT_FILES = RUN_FILES + ("submission.json", *TTT_OWN_FILES)  # what a ttt run holds (tasks/<id>/: --per-task)
+
+
+def run_files(out: Path, names: tuple[str, ...] = RUN_FILES) -> list[str]:
+    """The names of a run's files that `out` already holds."""
+    return [name for name in names if (Path(out) / name).exists()]
+
+
+def aside_name(out: Path, now: float | None = None) -> Path:
+    """A free sibling name for an old run: RUN.old-YYYYmmdd-HHMMSS (with -2, -3... if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    base = out.with_name(f"{out.name}.old-{stamp}")
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def asides_of(run: Path) -> list[Path]:
+    """The folders `--force` moved `run` aside to (aside_name's RUN.old-<time>[-n], real folders,
+    not links), oldest first."""
+    run = Path(run)
+    named = re.compile(re.escape(run.name) + r"\.old-(\d{8}-\d{6})(?:-(\d+))?")
+    try:
+        found = [(m, p) for p in run.parent.iterdir() if (m := named.fullmatch(p.name))]
+    except OSError:
+        return []
+    return [p for m, p in sorted(found, key=lambda mp: (mp[0].group(1), int(mp[0].group(2) or 1)))
+            if p.is_dir() and not p.is_symlink()]
+
+
+def check_holds_no_run(out: Path, never: str) -> None:
+    """One line naming `out` when it holds a train or ttt run (`never`: why what the command
+    writes may not go there), so that `export` and `kaggle bundle` never write into a run."""
+    held = run_files(out, TTT_FILES)
+    if held:
+        raise InputError(f"--out {out} holds a run ({', '.join(held)}); {never}: use a new or empty folder")
 
 
 def is_export(folder: Path) -> bool:

@@ -20,7 +20,8 @@ a few tasks, merged into the fallback so the file stays complete. Both budgets a
 
 Launch: `ttt_launch` runs ttt under torchrun on several GPUs, except --per-task (one process);
 `fresh_run_flags` adds --force unless the user's flags resume, so a second "Run All" starts afresh and
-the first run moves aside.
+the first run moves aside; `prune_earlier_runs` removes the checkpoints and builds of runs moved aside
+before (their submissions stay), so repeated Run Alls do not fill /kaggle/working.
 """
 
 from __future__ import annotations
@@ -28,14 +29,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from augment.errors import InputError
 from augment.files import read_json, write_json_atomic
 from submission.kaggle import load_submission, write_submission
+from submission.runfolder import TTT_OWN_FILES, asides_of, run_files
 
 PROBE = """
 import json, torch
@@ -201,8 +205,43 @@ def ttt_launch(gpus: int, args: list[str], python: str = sys.executable) -> list
 
 def fresh_run_flags(ttt_args: list[str]) -> list[str]:
     """["--force"] unless the user's ttt flags resume (or already force): a second "Run All" in one
-    session starts a new run, the old one moved aside to RUN.old-<time>, never deleted."""
+    session starts a new run, the old one moved aside to RUN.old-<time> (whose checkpoints and build
+    the next Run All's prune_earlier_runs removes)."""
     return [] if {"--resume", "--force"} & set(ttt_args) else ["--force"]
+
+
+BULKY = ("checkpoints", "build")  # what a moved-aside run can do without: large, and made again by any run
+
+
+def prune_earlier_runs(run: Path, log: Callable[[str], object] = print) -> list[Path]:
+    """Before a "Run All" starts anew: remove the checkpoints and builds of the ttt runs moved aside
+    from `run` by earlier ones (RUN.old-<time>; --per-task's tasks/<id>/ too), so that at most the
+    run about to move aside keeps its checkpoints (/kaggle/working holds 20 GB). Their submissions,
+    plans and logs stay. Only real folders inside such runs are removed, never a link or what one
+    points to; one line says what was removed. Returns the folders removed."""
+    removed: list[Path] = []
+    freed, pruned = 0, []
+    for old in asides_of(run):
+        if not run_files(old, TTT_OWN_FILES):  # not a ttt run: someone else's folder of that name
+            continue
+        tasks = old / "tasks"
+        owners = [old] + (sorted(p for p in tasks.iterdir() if p.is_dir() and not p.is_symlink())
+                          if tasks.is_dir() and not tasks.is_symlink() else [])
+        bulky = [f / name for f in owners for name in BULKY if (f / name).is_dir() and not (f / name).is_symlink()]
+        for folder in bulky:
+            freed += folder_bytes(folder)
+            shutil.rmtree(folder)
+        removed += bulky
+        pruned += [old.name] if bulky else []
+    if pruned:
+        log(f"removed the checkpoints and builds of {len(pruned)} earlier run{'s' if len(pruned) > 1 else ''} "
+            f"({', '.join(pruned)}): {freed / 1e6:.1f} MB freed; their submissions and logs stay")
+    return removed
+
+
+def folder_bytes(folder: Path) -> int:
+    """The size of the files under `folder` (links not followed)."""
+    return sum(os.lstat(os.path.join(root, name)).st_size for root, _, names in os.walk(folder) for name in names)
 
 
 def smoke_subset(challenges: Path, count: int, out: Path) -> Path:

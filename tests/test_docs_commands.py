@@ -76,3 +76,17 @@ def test_documented_overrides_name_real_keys():
         if len(value) == 1 and value.isalpha():  # a placeholder (grad_accum_steps=k): the key alone
             item = f"{key}=2"
         apply_overrides(preset("paper"), [item])
+
+
+def test_the_readme_s_count_of_tasks_the_cpu_canvas_skips_is_right():
+    """README's CPU quickstart trains with cpu-quick's canvas; it says how many tasks that skips."""
+    from augment.build import max_side
+    from augment.tasks import load_tasks
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    canvas = preset("cpu-quick").data.canvas
+    every, evaluation = load_tasks("arc-agi-1"), load_tasks("arc-agi-1:evaluation")
+    skipped = sum(max_side(t) > canvas for t in every)
+    assert (f"{canvas}x{canvas} canvas skips the tasks with a larger grid: {skipped} of arc-agi-1's {len(every)} "
+            f"({skipped / len(every):.0%}; {sum(max_side(t) > canvas for t in evaluation)} of the "
+            f"{len(evaluation)} evaluation tasks") in text

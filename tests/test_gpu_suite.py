@@ -53,7 +53,7 @@ def test_every_part_runs_on_cpu_with_real_values(cpu_suite):
     assert 0 < n["logits_mean_rel"] < 0.1 and n["loss_rel"] < 0.1 and n["sdpa_backend"] != "none seen"
     learn = r["learning"]
     assert learn["steps"] > 0 and len(learn["loss_curve"]) > 1 and all(loss > 0 for _, loss in learn["loss_curve"])
-    assert [s for s, _ in learn["exact_curve"]] == [s for s, _ in learn["loss_curve"]]
+    assert {s for s, _ in learn["exact_curve"]} <= {s for s, _ in learn["loss_curve"]}  # where a row halted
     assert all(0 <= e <= 1 for _, e in learn["exact_curve"])
     assert learn["pass@2"]["outputs"] == 18 and len(learn["pass@2"]["wilson95"]) == 2
     assert {m: v["views_per_s"] > 0 for m, v in r["inference"]["modes"].items()} == {"fixed": True, "halting": True}

@@ -4,6 +4,7 @@ matched columns, and the legend of `show` (issue 27, items 10 and 11)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -48,6 +49,23 @@ def test_plot_of_one_record_shows_its_point_on_whole_steps(tmp_path):
     out = plot.plot_run(tmp_path)
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size[0] > 600
+
+
+def test_plot_leaves_a_gap_where_no_row_halted(tmp_path):
+    """metrics.jsonl has no halting figures at a step where no row halted (an older file has 0.0 for
+    both): the two halting panels leave a gap there, not a measured 0."""
+    none_halted = {k: v for k, v in train_line(2).items() if k not in ("exact_accuracy", "halt_steps")}
+    older = {**train_line(3), "exact_accuracy": 0.0, "halt_steps": 0.0}
+    write_metrics(tmp_path, [{**train_line(1), "exact_accuracy": 0.5}, none_halted, older, train_line(4)])
+    fig = plot.curves_figure(tmp_path)
+    for title, first in (("exact accuracy (halted rows)", 0.5), ("mean halting steps", 1.0)):
+        ys = list(panel(fig, title).get_lines()[0].get_ydata())
+        assert ys[0] == first and math.isnan(ys[1]) and math.isnan(ys[2]) and not math.isnan(ys[3]), (title, ys)
+    assert [float(y) for y in panel(fig, "loss").get_lines()[0].get_ydata()] == pytest.approx([1.99, 1.98, 1.97, 1.96])
+    # No step halted at all: the panels say so instead of drawing nothing.
+    write_metrics(tmp_path, [none_halted])
+    texts = [t.get_text() for t in panel(plot.curves_figure(tmp_path), "mean halting steps").texts]
+    assert any("no row halted" in t for t in texts), texts
 
 
 def test_plot_has_a_learning_rate_panel_and_keeps_pass_at_1_visible(tmp_path):

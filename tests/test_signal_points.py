@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from arc_trm.stopping import STEP_NOTICE
 from arc_trm.ttt import as_test_tasks
 from augment.tasks import load_tasks
 from submission.kaggle import load_submission, validate_submission
@@ -23,6 +24,8 @@ from submission.runfolder import latest_checkpoint
 from conftest import SMALL_TASKS, TINY, run_cli, sets
 
 HOOK = Path(__file__).with_name("signal_at.py")
+# What a graceful section says as the signal comes (arc_trm.stopping's notice; predictions finish first)
+NOTICES = (STEP_NOTICE, "finishing ")
 TWO = "arc-agi-1:training/3c9b0459+6150a2bd@test"
 
 
@@ -39,7 +42,7 @@ def one_line(proc: subprocess.CompletedProcess, signum: int, starts: str) -> str
     assert "Traceback" not in proc.stderr, proc.stderr
     name = signal.Signals(signum).name
     lines = [line for line in proc.stderr.splitlines() if line.startswith((f"{name}:", "arc-trm "))
-             and not line.endswith("(Ctrl-C again stops at once)")]  # the notice as the signal comes
+             and not line.partition(": ")[2].startswith(NOTICES)]  # the notice as the signal comes
     assert len(lines) == 1 and lines[0].startswith(starts), proc.stderr
     return lines[0]
 

@@ -150,7 +150,10 @@ def test_run_writes_config_metrics_and_curves(tmp_path, small_build):
     train_lines = [x for x in lines if "loss" in x]
     eval_lines = [x for x in lines if "eval_pass@2" in x]
     assert [x["step"] for x in train_lines] == [1, 2, 3]
-    assert {"loss", "exact_accuracy", "halt_steps", "samples_per_s"} <= set(train_lines[0])
+    assert all({"loss", "samples_per_s"} <= set(x) for x in train_lines)
+    # the halting figures where a row halted (every row by halt_max_steps, 3), absent where none did
+    assert {"exact_accuracy", "halt_steps"} <= set(train_lines[-1])
+    assert all(("exact_accuracy" in x) == ("halt_steps" in x) for x in train_lines)
     # Voted inference on the test split at step 2 and at the end, scored against the solutions.
     assert [x["step"] for x in eval_lines] == [2, 3]
     assert 0.0 <= eval_lines[-1]["eval_pass@2"] <= 1.0 and eval_lines[-1]["eval_mean_steps"] >= 1

@@ -3,6 +3,8 @@ kept and skipped (one line, the same whether the build is new or cached; the ful
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import SMALL_TASKS, TINY, cli_in_process, sets
@@ -87,6 +89,14 @@ def test_duration_text(seconds, text):
     assert duration_text(seconds) == text
 
 
+@pytest.mark.parametrize("seconds, text", [(0.4, "0.4s"), (0.01, "<0.1s"), (0, "0.0s"), (-2, "0.0s"), (9.94, "9.9s"),
+                                           (9.96, "10s"), (185, "3m05s")])
+def test_duration_text_with_tenths_keeps_a_small_duration(seconds, text):
+    from augment.console import duration_text
+
+    assert duration_text(seconds, tenths=True) == text
+
+
 def test_a_log_step_where_no_row_halted_says_so():
     # "halt steps 0.0, exact 0.00" read as a measurement when no row had halted to measure.
     from arc_trm.train import halting_text, log_line
@@ -112,6 +122,10 @@ def test_the_bar_and_the_final_line_say_no_row_halted_where_none_did(tmp_path, m
     assert "no row halted" in summary and "halt" not in summary.replace("no row halted", ""), summary
     bar = [line for line in proc.stderr.split("\r") if line.startswith("train:")]
     assert bar and "no row halted" in bar[-1] and "exact" not in bar[-1], bar[-1:]
+    # metrics.jsonl stores no halting figures there (a stored 0.0 was drawn as a measured 0 on curves.png)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all("loss" in r for r in rows)
+    assert not any("exact_accuracy" in r or "halt_steps" in r for r in rows), rows
 
 
 def test_a_resumed_run_without_its_config_json_continues_with_the_config_beside_its_checkpoint(tmp_path):

@@ -1,0 +1,75 @@
+"""ttt from a checkpoint when the plan leaves no training step: it predicts with the checkpoint's
+weights when the final prediction fits the time left, else the fallback stands and one line says
+why. The speed probe is replaced by fixed figures, so the plan is the same on any machine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from arc_trm import ttt_phases
+from arc_trm.ttt_plan import Throughput
+from augment.tasks import load_tasks
+from submission.kaggle import fallback_submission, load_submission, validate_submission
+
+from conftest import TINY, cli_in_process, sets, write_tiny_checkpoint
+
+TASKS = "arc-agi-1:training/3c9b0459+6150a2bd@test"
+
+
+def run_ttt(tmp_path, monkeypatch, infer_step_s: float, per_task: bool = False):
+    """A 120 s run whose probe reads a very slow training step and `infer_step_s` per inference
+    step: the plan reserves 1.25 x 3 halting steps x infer_step_s for the final prediction (one
+    batch of views) and as much for each of two quick ones, so no training step fits when their
+    sum exceeds the time left."""
+    pre = write_tiny_checkpoint(tmp_path / "pre")  # its step_N folder
+    monkeypatch.setattr(ttt_phases, "measure_throughput", lambda *a, **k: Throughput(1e6, infer_step_s))
+    out = tmp_path / "ttt"
+    proc = cli_in_process("ttt", "--tasks", TASKS, "--checkpoint", pre, "--budget", "120s", "--out", out,
+                          "--no-progress", *(["--per-task"] if per_task else []),
+                          *sets([s for s in TINY if not s.startswith("data.augmentations")]))  # 16 views an input
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc, out, pre
+
+
+@pytest.mark.parametrize("per_task", [False, True])
+def test_no_step_fits_but_the_prediction_does_it_predicts_with_the_checkpoints_weights(tmp_path, monkeypatch,
+                                                                                      per_task):
+    # 50 s for the final prediction fits the ~110 s left, 150 s with the quick ones does not; per task,
+    # the first task's share (4 of 6 demonstrations, ~75 s) and the second's (the rest) are alike.
+    proc, out, pre = run_ttt(tmp_path, monkeypatch, 40 / 3, per_task)
+    lines = proc.stdout.splitlines()
+    assert "no time to train: predicting with the checkpoint's weights" in lines, proc.stdout
+    plan = json.loads(((out / "tasks" / "3c9b0459") if per_task else out).joinpath("ttt_plan.json").read_text())
+    assert plan["steps"] == 0
+    tasks = load_tasks(TASKS)
+    validate_submission(load_submission(out / "submission.json"), tasks)
+    record = json.loads((out / "submission.predict.json").read_text())
+    if per_task:
+        assert record["answered_tasks"] == ["3c9b0459", "6150a2bd"], proc.stdout
+    else:
+        assert record["views"] > 0 and record["checkpoint"] == str(pre.resolve())
+    assert not (out / "checkpoints").exists()  # nothing was trained
+
+
+def test_when_not_even_the_prediction_fits_the_fallback_stands_and_one_line_says_why(tmp_path, monkeypatch):
+    proc, out, _ = run_ttt(tmp_path, monkeypatch, 1000.0)  # 3750 s for the final prediction alone
+    said = [line for line in proc.stdout.splitlines() if line.startswith("no time")]
+    assert len(said) == 1 and "the fallback submission stands" in said[0] and "prediction" in said[0], proc.stdout
+    tasks = load_tasks(TASKS)
+    assert load_submission(out / "submission.json") == fallback_submission(tasks)
+    assert not (out / "submission.predict.json").exists()
+
+
+def test_the_plan_line_shows_a_reserve_under_a_second(tmp_path, monkeypatch):
+    """A final prediction reserved 0.4 s read "0 s reserved", as if none were."""
+    pre = write_tiny_checkpoint(tmp_path / "pre")
+    monkeypatch.setattr(ttt_phases, "measure_throughput", lambda *a, **k: Throughput(0.01, 0.4 / 3.75))
+    out = tmp_path / "ttt"
+    proc = cli_in_process("ttt", "--tasks", TASKS, "--checkpoint", pre, "--budget", "120s", "--out", out,
+                          "--no-progress", *sets([*TINY, "train.max_steps=2"]))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("plan: "))
+    assert json.loads((out / "ttt_plan.json").read_text())["predict_s"] == pytest.approx(0.4)
+    assert "0.4s reserved for the final prediction" in line, line
