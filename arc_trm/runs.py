@@ -16,8 +16,7 @@ from pathlib import Path
 from augment.errors import InputError
 from augment.files import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
 # A run's files and its aside names are set once, in submission.runfolder (the bundle and the notebook use them).
-from submission.runfolder import RUN_FILES as RUN_FILES, TTT_FILES as TTT_FILES, TTT_OWN_FILES as TTT_OWN_FILES
-from submission.runfolder import aside_name as aside_name, run_files as run_files
+from submission.runfolder import RUN_FILES, TTT_OWN_FILES, aside_name, run_files
 
 
 def check_force_resume(force: bool, resume: bool, out: Path | None = None) -> None:

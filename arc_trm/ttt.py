@@ -67,7 +67,7 @@ from submission.kaggle import (candidates_path, fallback_submission, is_submissi
                                merge_candidates, read_candidates, validate_submission, write_candidates,
                                write_submission)
 from submission.outputs import check_prediction_outputs, record_path
-from submission.runfolder import resolve_checkpoint
+from submission.runfolder import TTT_FILES, resolve_checkpoint, run_files
 
 
 def as_test_tasks(tasks: list[Task]) -> list[Task]:
@@ -158,7 +158,7 @@ def begin_run(options: TTTOptions, answered: list[Task], main: bool, barrier: Ca
     """Claim --out on every process, wait for all of them, then write the fallback (main process):
     no process may see a folder another has already written into. `describe`: the line a signal
     gives once --out is this run's (before, an older run may still be there, which --force moves)."""
-    runs.claim_run_folder(Path(options.out), options.force, main=main, names=runs.TTT_FILES, resume=options.resume)
+    runs.claim_run_folder(Path(options.out), options.force, main=main, names=TTT_FILES, resume=options.resume)
     if describe is not None:
         current().describe = describe
     if barrier is not None:
@@ -361,7 +361,7 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
         share = time_share(job.deadline - now, [len(t.train) for t, e in zip(job.tasks[i:], earlier[i:]) if not e])
         folder.mkdir(parents=True, exist_ok=True)
         print(f"task {i + 1}/{len(job.tasks)} {task.id}: {share:.0f} s")
-        resume = options.resume and bool(runs.run_files(folder, runs.TTT_FILES))  # continue its own run
+        resume = options.resume and bool(run_files(folder, TTT_FILES))  # continue its own run
         outcome = test_time_train(dataclasses.replace(options, resume=resume, checkpoint=pretrained),
                                   TTTJob([task], [task], folder, answer, now, now + share))
         if answer.exists():  # else no time to predict (or no canvas fits): the task keeps its fallback answer

@@ -16,7 +16,6 @@ import torch
 import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
-from arc_trm import runs
 from arc_trm.common import Dist, print0, setup, synchronize, teardown
 from arc_trm.config import RunConfig
 from arc_trm.data import to_model_batch
@@ -38,7 +37,7 @@ from augment.store import BuiltSet, IdentifierMap
 from augment.errors import few_ids
 from augment.tasks import Task
 from augment.files import write_json_atomic
-from submission.runfolder import step_of
+from submission.runfolder import run_files, step_of
 from submission.watchdog import shutdown_worker_pool
 
 
@@ -303,7 +302,7 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
     and the run without another prediction (the submission holds the latest one)."""
     margin, cfg = setup.margin, setup.cfg
     done, quick_s = setup.start, 0.0  # quick_s: the latest quick prediction's seconds
-    resumed = bool(runs.run_files(job.out))  # train's files: a new run has none (its folder was claimed)
+    resumed = bool(run_files(job.out))  # train's files: a new run has none (its folder was claimed)
     while stop := next((s for s in plan.stops if s > done), 0):
         final = stop == plan.steps
         began = time.time()

@@ -17,7 +17,7 @@ from augment.errors import InputError
 from augment.files import read_json, write_json_atomic
 from augment.tasks import Task
 from submission import checkpoint_manifest as manifest
-from submission.runfolder import EXPORT_WEIGHTS, STATE, resolve_checkpoint
+from submission.runfolder import EXPORT_WEIGHTS, STATE, TTT_FILES, resolve_checkpoint, run_files
 from submission.runtime import seconds
 
 QUICK_VIEWS = 8  # views per test input in the intermediate predictions
@@ -65,7 +65,7 @@ def check_resume_kind(options: TTTOptions) -> None:
     out = Path(options.out)
     if not options.resume or not out.is_dir():
         return
-    per_task, joint = (out / "tasks").is_dir(), bool(runs.run_files(out))
+    per_task, joint = (out / "tasks").is_dir(), bool(run_files(out))
     if per_task and not options.per_task:
         raise InputError(f"the run in {out} trains each task alone (RUN/tasks/): resume it with --per-task")
     if joint and not per_task and options.per_task:
@@ -146,7 +146,7 @@ def check_checkpoint(options: TTTOptions) -> Path | None:
                              "checkpoint config")
     start_config(options.preset or "kaggle", saved, options.overrides, folder)
     out = Path(options.out).resolve()
-    if options.force and runs.run_files(out, runs.TTT_FILES) and folder.resolve().is_relative_to(out):
+    if options.force and run_files(out, TTT_FILES) and folder.resolve().is_relative_to(out):
         raise InputError(f"--checkpoint {folder} is inside --out {options.out}, which --force moves aside before "
                          "the checkpoint is loaded: copy the checkpoint elsewhere or use another --out")
     return folder

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from arc_trm.checkpoint import latest_checkpoint
-from arc_trm.runs import TTT_FILES, claim_run_folder, truncate_metrics
+from arc_trm.runs import claim_run_folder, truncate_metrics
+from submission.runfolder import TTT_FILES
 from augment.errors import InputError
 
 from conftest import SMALL_TASKS, run_cli
