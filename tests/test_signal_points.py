@@ -174,11 +174,22 @@ def test_sigterm_in_a_build_leaves_no_half_written_folder(tmp_path):
 
 def test_sigterm_between_the_two_renames_of_a_rebuild_leaves_a_whole_build(tmp_path):
     """Before: SIGTERM after the old build was moved aside and before the new one took its name
-    left no build at --out and the old one in a hidden folder beside it."""
+    left no build at --out and the old one in a hidden folder beside it; then the build, whole at
+    --out, still said 'interrupted (SIGTERM); run it again'."""
     out = tmp_path / "built"
     args = ["build", "--tasks", SMALL_TASKS, "--out", str(out), "--augmentations", "2", "--no-progress"]
     assert run_cli(*args).returncode == 0
     proc = signalled("pathlib:Path.rename", 2, signal.SIGTERM, *args, "--force")  # 1: old aside, 2: new in
-    one_line(proc, signal.SIGTERM, "arc-trm build: interrupted (SIGTERM)")
+    one_line(proc, signal.SIGTERM, f"SIGTERM: received at the end; the build finished first: {out} is complete")
     assert (out / "metadata.json").is_file() and [p.name for p in tmp_path.iterdir()] == ["built"]
+    assert "up to date" in run_cli(*args).stdout
+
+
+def test_a_signal_once_a_new_build_is_in_place_says_it_finished(tmp_path):
+    """Before: SIGINT as the finished build was opened for its summary gave 'interrupted (SIGINT);
+    run it again', though every task was written."""
+    out = tmp_path / "built"
+    args = ["build", "--tasks", SMALL_TASKS, "--out", str(out), "--augmentations", "2", "--no-progress"]
+    proc = signalled("augment.store:BuiltSet.open", 1, signal.SIGINT, *args)
+    one_line(proc, signal.SIGINT, f"SIGINT: received at the end; the build finished first: {out} is complete")
     assert "up to date" in run_cli(*args).stdout
