@@ -5,9 +5,10 @@ its exit status, so a signal at any point ends the same way: one line, 128 + the
 Inside a graceful section (`polled`: training steps, the writes of a prediction) the first
 SIGINT or SIGTERM only records the signal; the training loop reads it at the next step boundary
 (through the same all-reduce as its deadline, so that every rank stops at the same step), writes
-a checkpoint and returns. A second SIGINT, or a signal outside a graceful section (a build, a
-plan, the gap between two tasks), raises `Interrupted` at once. A later SIGTERM is ignored: on
-Ctrl-C, torchrun forwards one to its workers (and waits 30 s for them).
+a checkpoint and returns. A second signal, or a signal outside a graceful section (a build, a
+plan, the gap between two tasks), raises `Interrupted` at once; under torchrun, a second SIGTERM
+is ignored: torchrun forwards the signal it gets to every worker (and waits 30 s for them), and a
+scheduler that signals the whole job reaches each worker a second time that way.
 
 The line: a command keeps `describe` current (what its output holds now, and the command that
 continues); a command that stops its own loop prints its line itself and returns the code. A
@@ -61,9 +62,9 @@ class StopRequest:
 
     def handle(self, signum: int, frame: object = None) -> None:
         if self.signum is not None:
-            if signum == signal.SIGINT:  # Ctrl-C again: the user will not wait for the step
-                raise Interrupted(signum)
-            return  # torchrun sends its workers SIGTERM after the terminal's SIGINT: already stopping
+            if signum == signal.SIGTERM and under_torchrun():
+                return  # torchrun's forward of a signal this worker has had already: still stopping
+            raise Interrupted(signum)  # a second signal: the sender will not wait for the step
         if not self.graceful:
             raise Interrupted(signum)
         self.signum = signum
@@ -144,6 +145,11 @@ def signal_name(signum: int) -> str:
 def exit_code(signame: str) -> int:
     """The shell's convention for a process ended by a signal: 130 for SIGINT, 143 for SIGTERM."""
     return 128 + int(signal.Signals[signame])
+
+
+def under_torchrun() -> bool:
+    """Whether torchrun (torch.distributed.elastic) started this process (any number of them)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
 
 
 def launcher() -> str:

@@ -2,7 +2,8 @@
 
   python tests/signal_at.py MODULE:FUNCTION N SIGNAME ARGS...    (or MODULE:CLASS.METHOD)
 
-The N-th call of MODULE.FUNCTION first sends SIGNAME to this process, then runs as usual. The
+The N-th call of MODULE.FUNCTION first sends SIGNAME to this process, then runs as usual (several
+targets, comma-separated: each at its own N-th call, for a second signal after a first). The
 tests of tests/test_signal_points.py use it where a signal must land in a gap too short to hit
 from outside (between two tasks, in a build, in the final prediction) without a timed race.
 """
@@ -38,7 +39,8 @@ def signal_at(target: str, n: int, signum: int) -> None:
 
 if __name__ == "__main__":
     target, n, signame, *args = sys.argv[1:]
-    signal_at(target, int(n), signal.Signals[signame])
+    for each in target.split(","):
+        signal_at(each, int(n), signal.Signals[signame])
     from arc_trm.cli import main
 
     sys.exit(main(args))

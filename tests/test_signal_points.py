@@ -29,7 +29,8 @@ TWO = "arc-agi-1:training/3c9b0459+6150a2bd@test"
 def signalled(target: str, n: int, signum: int, *args: str | Path) -> subprocess.CompletedProcess:
     """`arc-trm ARGS` in a fresh process that sends itself `signum` at the n-th call of `target`."""
     proc = run_cli(*args, module=[str(HOOK), target, str(n), signal.Signals(signum).name])
-    assert f"signal_at: {signal.Signals(signum).name} at call {n} of {target}" in proc.stderr, proc.stderr
+    for each in target.split(","):  # several: one signal at each
+        assert f"signal_at: {signal.Signals(signum).name} at call {n} of {each}" in proc.stderr, proc.stderr
     return proc
 
 
@@ -127,6 +128,18 @@ def test_a_signal_in_train_s_last_step_exits_with_its_code_as_ttt_does(tmp_path,
     line = one_line(proc, signal.SIGINT, f"SIGINT: stopped at step 2, checkpoint {latest_checkpoint(run)}; ")
     assert "trained to step 2" in proc.stdout
     assert "nothing to train" in continued(line).stdout
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_in_a_step_stops_train_at_once_as_a_second_ctrl_c_does(tmp_path, small_build):
+    """Before: the second SIGTERM was ignored (taken for torchrun's forward of a Ctrl-C, which it is
+    not outside torchrun): the step ran on, and nothing but SIGKILL stopped it sooner."""
+    run = tmp_path / "run"
+    twice = "arc_trm.train:set_learning_rates,arc_trm.train:train_step"  # both in step 1, before any checkpoint
+    proc = signalled(twice, 1, signal.SIGTERM, *train_args(small_build, run))
+    line = one_line(proc, signal.SIGTERM, "SIGTERM: stopped at step 0, no checkpoint; continue with: ")
+    assert "trained to step" not in proc.stdout and latest_checkpoint(run) is None
+    assert "trained to step 2" in continued(line).stdout
 
 
 @pytest.mark.slow
