@@ -16,6 +16,11 @@ command that finished its work though a signal arrived in a graceful section ret
 guard then prints `describe` and exits with the signal's code all the same (the work is whole,
 and a scheduler that sent SIGTERM sees the code it expects).
 
+Under torchrun the line is said once: where the ranks agreed on the signal (`agree`, at training's
+checks and end), by rank 0; where a signal stopped ranks at once (a Ctrl-C reaches every rank), by
+the first rank to get there (the process group's store counts them), so that a signal that
+reached one rank only is still said.
+
 Torch-free: `arc-trm ttt` imports this before torch loads.
 """
 
@@ -54,6 +59,7 @@ class StopRequest:
     describe: Callable[[str], str] | None = None
     notice: str = STEP_NOTICE  # what the graceful section does before it stops, said when the signal comes
     again: str = ""  # the command line as given (the guard's), for a command stopped before it wrote anything
+    quiet: bool = False  # torchrun: the ranks agreed on the signal, and rank 0 says the line
     _previous: dict[int, object] = field(default_factory=dict, repr=False)
 
     @property
@@ -91,6 +97,17 @@ class StopRequest:
             for s, previous in self._previous.items():
                 signal.signal(s, previous)
             self._previous.clear()
+
+    def agree(self, signum: int, main: bool) -> None:
+        """Take the signal the ranks agreed on (0: none), which a signal may have reached only some
+        of: every rank exits with its code, and rank 0 alone says the line."""
+        if signum:
+            self.signum, self.quiet = signum, not main
+
+    def say(self, line: str) -> None:
+        """Print the stop line, once per torchrun run (see the module's docstring)."""
+        if not self.quiet and first_to_say():
+            print(line, file=sys.stderr, flush=True)
 
     def line(self, signame: str, command: str) -> str:
         """The one line a signal ends `arc-trm command` with (a command that says nothing of its
@@ -130,12 +147,24 @@ def guarded(command: str, run: Callable[[], int], argv: list[str] | tuple[str, .
             code = run()
     except KeyboardInterrupt as e:  # Interrupted, or a Ctrl-C before the handlers were in place
         signum = getattr(e, "signum", signal.SIGINT)
-        print(stop.line(signal_name(signum), command), file=sys.stderr, flush=True)
+        stop.say(stop.line(signal_name(signum), command))
         return 128 + signum
     if code == 0 and stop.signum is not None:  # a graceful section kept the signal; the work finished
-        print(stop.line(signal_name(stop.signum), command), file=sys.stderr, flush=True)
+        stop.say(stop.line(signal_name(stop.signum), command))
         return 128 + stop.signum
     return code
+
+
+def first_to_say() -> bool:
+    """Under torchrun, whether this rank is the first to give a stop line: the process group's
+    store counts them. Elsewhere, before the group is joined or once it is gone, True."""
+    dist = sys.modules.get("torch.distributed")  # loaded by then if joined: this module stays torch-free
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or dist is None or not dist.is_initialized():
+        return True
+    try:
+        return dist.distributed_c10d._get_default_store().add("arc_trm/stop_lines", 1) == 1
+    except RuntimeError:  # the store's host has gone: said twice rather than never
+        return True
 
 
 def signal_name(signum: int) -> str:
