@@ -74,3 +74,14 @@ def test_a_signal_to_rank_1_alone_in_the_build_is_still_said(tmp_path, small_bui
     assert "signal_at: rank 1 exits 143" in proc.stderr, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("SIGTERM: stopped before training began")]
     assert len(lines) == 1, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_signal_to_rank_1_in_ttt_s_final_prediction_ends_both_ranks_alike(tmp_path):
+    """Before: the prediction finished on both ranks, then rank 1 exited 143 with the line and rank 0 exited 0."""
+    run = tmp_path / "run"
+    args = ["ttt", "--tasks", SMALL_TASKS, "--budget", "300s", "--out", str(run), "--no-progress", "--preset",
+            "cpu-quick", *sets(TINY + ["train.max_steps=2"])]
+    proc = signalled_ranks("arc_trm.ttt_phases:predict_now", signal.SIGTERM, 1, *args)
+    one_line_on_agreeing_ranks(proc, signal.SIGTERM, "SIGTERM: received at the end; the run finished first (its final "
+                                                     f"prediction included): submission {run / 'submission.json'}")
