@@ -206,3 +206,35 @@ def test_a_signal_once_a_new_build_is_in_place_says_it_finished(tmp_path):
     proc = signalled("augment.store:BuiltSet.open", 1, signal.SIGINT, *args)
     one_line(proc, signal.SIGINT, f"SIGINT: received at the end; the build finished first: {out} is complete")
     assert "up to date" in run_cli(*args).stdout
+
+
+def test_sigterm_between_the_bundle_s_two_folder_swaps_leaves_one_bundle(tmp_path):
+    """Before: SIGTERM after the new dataset folder took its place and before the kernel's left the
+    new dataset beside the earlier bundle's kernel, whose metadata names another dataset."""
+    out = tmp_path / "dist"
+    args = ["kaggle", "bundle", "--out", str(out), "--no-download", "--user", "tester"]
+    env = {"ARC_TRM_WHEEL_CACHE": str(tmp_path / "no-cache")}  # offline: missing wheels named, the bundle written
+    assert run_cli(*args, "--dataset-slug", "one", env=env).returncode == 1
+    proc = run_cli(*args, "--dataset-slug", "two", env=env, module=[str(HOOK), "submission.bundle:replace_folder", "2",
+                                                                 "SIGTERM"])
+    assert "signal_at: SIGTERM at call 2 of submission.bundle:replace_folder" in proc.stderr, proc.stderr
+    one_line(proc, signal.SIGTERM, "arc-trm kaggle: interrupted (SIGTERM)")
+    dataset = json.loads((out / "dataset" / "dataset-metadata.json").read_text())["id"]
+    kernel = json.loads((out / "kernel" / "kernel-metadata.json").read_text())["dataset_sources"]
+    assert [dataset] == kernel == ["tester/two"]
+    assert sorted(p.name for p in out.iterdir()) == ["dataset", "kernel"]
+
+
+def test_sigterm_as_import_checkpoint_commits_finishes_the_run_folder(tmp_path):
+    """Before: SIGTERM after the run's config.json and import.json and before its checkpoint left a
+    run folder with no checkpoint; the writes now finish first, and the line says so."""
+    import torch
+
+    from test_import_checkpoint import FIXTURE, write_inputs
+
+    paths, out = write_inputs(tmp_path, torch.load(FIXTURE, weights_only=True)), tmp_path / "run"
+    proc = signalled("arc_trm.checkpoint:commit_checkpoint", 1, signal.SIGTERM, "import-checkpoint", paths["ckpt"],
+                     "--identifiers", paths["ids"], "--out", out, "--config", paths["config"], "--canvas", "6")
+    one_line(proc, signal.SIGTERM, f"SIGTERM: received at the end; the import finished first: {out} holds the run")
+    assert latest_checkpoint(out) is not None and (latest_checkpoint(out) / "state.pt").is_file()
+    assert (out / "import.json").is_file() and not list((out / "checkpoints").glob(".tmp*"))
