@@ -20,7 +20,7 @@ from augment.tasks import load_tasks
 from submission.kaggle import load_submission, validate_submission
 from submission.runfolder import latest_checkpoint
 
-from conftest import SMALL_TASKS, TINY, run_cli, sets
+from conftest import SMALL_TASKS, TINY, run_cli, sets, write_tiny_checkpoint
 
 HOOK = Path(__file__).with_name("signal_at.py")
 TWO = "arc-agi-1:training/3c9b0459+6150a2bd@test"
@@ -238,3 +238,12 @@ def test_sigterm_as_import_checkpoint_commits_finishes_the_run_folder(tmp_path):
     one_line(proc, signal.SIGTERM, f"SIGTERM: received at the end; the import finished first: {out} holds the run")
     assert latest_checkpoint(out) is not None and (latest_checkpoint(out) / "state.pt").is_file()
     assert (out / "import.json").is_file() and not list((out / "checkpoints").glob(".tmp*"))
+
+
+def test_a_signal_held_across_the_export_s_swap_says_the_export_finished(tmp_path):
+    """Before: SIGTERM held while the finished export took its name said 'interrupted (SIGTERM); run
+    it again', though the export at --out was complete."""
+    run, out = write_tiny_checkpoint(tmp_path / "run").parent.parent, tmp_path / "export"
+    proc = signalled("pathlib:Path.rename", 1, signal.SIGTERM, "export", "--checkpoint", run, "--out", out)
+    one_line(proc, signal.SIGTERM, f"SIGTERM: received at the end; the export finished first: {out} is complete")
+    assert (out / "manifest.json").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["export", "run"]
