@@ -167,6 +167,17 @@ def test_sigterm_while_predict_writes_finishes_the_three_files(tmp_path, tiny_ru
     assert record["views"] > 0 and out.with_name("sub.candidates.json").is_file()
 
 
+def test_a_second_sigterm_in_predict_s_writes_stops_at_once_and_says_what_was_written(tmp_path, tiny_run):
+    """A second signal no longer waits for the writes (see stopping): the line said 'stopped before
+    writing; ... as they were', though the new submission was written beside no record."""
+    out = tmp_path / "sub.json"
+    twice = "arc_trm.infer:write_submission,arc_trm.infer:write_candidates"
+    proc = signalled(twice, 1, signal.SIGTERM, *predict_args(tiny_run, out))
+    one_line(proc, signal.SIGTERM, f"SIGTERM: stopped at once during the writes: {out} holds the new answers, its "
+                                   f"candidates and record may be missing or older; run it again with: arc-trm predict")
+    assert out.is_file() and not out.with_name("sub.predict.json").exists()
+
+
 def test_sigterm_in_predict_s_inference_writes_nothing_and_says_so(tmp_path, tiny_run):
     """Before: SIGTERM killed predict with no line."""
     out = tmp_path / "sub.json"
