@@ -16,8 +16,9 @@ command that finished its work though a signal arrived in a graceful section ret
 guard then prints `describe` and exits with the signal's code all the same (the work is whole,
 and a scheduler that sent SIGTERM sees the code it expects).
 
-Under torchrun the line is said once: where the ranks agreed on the signal (`agree`, at training's
-checks and end), by rank 0; where a signal stopped ranks at once (a Ctrl-C reaches every rank), by
+Under torchrun the line is said once: where the ranks agreed on the signal (at a step's check, or
+`agree` once training or ttt's run ends), by rank 0; where a signal stopped ranks at once (a
+Ctrl-C reaches every rank), by
 the first rank to get there (the process group's store counts them), so that a signal that
 reached one rank only is still said.
 
