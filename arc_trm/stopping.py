@@ -18,9 +18,8 @@ and a scheduler that sent SIGTERM sees the code it expects).
 
 Under torchrun the line is said once: where the ranks agreed on the signal (at a step's check, or
 `agree` once training or ttt's run ends), by rank 0; where a signal stopped ranks at once (a
-Ctrl-C reaches every rank), by
-the first rank to get there (the process group's store counts them), so that a signal that
-reached one rank only is still said.
+Ctrl-C reaches every rank), by the first rank to get there (the process group's store counts
+them), so that a signal that reached one rank only is still said.
 
 Torch-free: `arc-trm ttt` imports this before torch loads.
 """
