@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from arc_trm.stopping import StopRequest
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -50,6 +52,15 @@ def setup(device: str = "auto") -> Dist:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, chosen)
+
+
+def agree_on_signal(stop: StopRequest, d: Dist) -> None:
+    """Under torchrun, every rank takes the signal any rank has received (StopRequest.agree), so
+    all exit with its code and one says the line: at the end of training, and of ttt's run."""
+    if d.world > 1:
+        flags = torch.tensor([float(stop.signum or 0)], device=d.device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        stop.agree(int(flags.item()), d.main)
 
 
 def teardown() -> None:

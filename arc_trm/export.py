@@ -29,6 +29,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from arc_trm import checkpoint as ckpt
+from arc_trm.stopping import current
 from augment.errors import InputError
 from augment.files import atomic_path, check_replaceable, replace_folder
 from submission import checkpoint_manifest as manifest
@@ -98,7 +99,11 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
         ckpt.write_text_atomic(tmp / "config.json", config_text)
         ckpt.write_text_atomic(tmp / "identifiers.json", ids_text)
         manifest.write_manifest(tmp)
-        replace_folder(tmp, out, is_export, "an inference export")
+        stop = current()
+        with stop.polled(f"finishing the export in {out}"):  # a signal held across the swap comes after the work
+            stop.describe = lambda signame: (f"{signame}: received at the end; the export finished first: {out} "
+                                             "is complete")
+            replace_folder(tmp, out, is_export, "an inference export")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

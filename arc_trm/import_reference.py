@@ -48,6 +48,7 @@ from arc_trm.model import TRM
 from arc_trm.optim import AdamATan2
 from arc_trm.published import (ImportedNames, Located, NamesWanted, check_names_wanted, locate,
                                 resolve_names)
+from arc_trm.stopping import current
 from augment.errors import InputError
 from augment.reference_ids import RECIPES
 
@@ -254,20 +255,26 @@ def imported_state(model: TRM, run_cfg: RunConfig, identifiers: list[str], step:
 
 def write_imported_run(request: ImportRequest, located: Located, config: Path | None, state: dict,
                        names: ImportedNames) -> Path:
-    """OUT/config.json, OUT/import.json and the checkpoint folder, atomically; returns the folder."""
+    """OUT/config.json, OUT/import.json and the checkpoint folder, atomically; returns the folder.
+    They are one run: a signal waits for the last (no config.json without its checkpoint), and the
+    command then says the import finished and exits with the signal's code."""
     out, step, config_json = request.out, state["step"], state["config"]
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt.begin_checkpoint(out, step)
-    ckpt.torch_save_atomic(state, tmp / "state.pt")
-    ckpt.write_text_atomic(tmp / "config.json", config_json)
-    ckpt.write_text_atomic(tmp / "identifiers.json",
-                           json.dumps({"identifiers": names.identifiers, "augmentations": names.augmentations}))
-    ckpt.write_text_atomic(out / "config.json", config_json)
-    ckpt.write_text_atomic(out / "import.json", json.dumps({
-        "source": request.reference, "reference_checkpoint": str(located.weights.resolve()),
-        "identifiers": names.source, "config": str(config.resolve()) if config is not None else None,
-        "overrides": list(request.overrides), "step": step}, indent=2))
-    return ckpt.commit_checkpoint(out, step, keep=0)
+    stop = current()
+    with stop.polled(f"finishing the writes of the imported run in {out}"):
+        stop.describe = lambda signame: (f"{signame}: received at the end; the import finished first: {out} "
+                                         "holds the run")
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.begin_checkpoint(out, step)
+        ckpt.torch_save_atomic(state, tmp / "state.pt")
+        ckpt.write_text_atomic(tmp / "config.json", config_json)
+        ckpt.write_text_atomic(tmp / "identifiers.json",
+                               json.dumps({"identifiers": names.identifiers, "augmentations": names.augmentations}))
+        ckpt.write_text_atomic(out / "config.json", config_json)
+        ckpt.write_text_atomic(out / "import.json", json.dumps({
+            "source": request.reference, "reference_checkpoint": str(located.weights.resolve()),
+            "identifiers": names.source, "config": str(config.resolve()) if config is not None else None,
+            "overrides": list(request.overrides), "step": step}, indent=2))
+        return ckpt.commit_checkpoint(out, step, keep=0)
 
 
 def build_model(model_cfg: ModelConfig, state_dict: dict[str, Tensor], where: str) -> TRM:

@@ -322,6 +322,15 @@ def load_prediction_tasks(spec: str, skip_bad: bool) -> list[Task]:
     return sorted(tasks + [t for t in salvaged if t.id not in known], key=lambda t: t.id)
 
 
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of a file, None when absent: an atomic write gives a new one."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     tasks = load_prediction_tasks(args.tasks, args.skip_bad_tasks)
@@ -331,8 +340,12 @@ def run(args: argparse.Namespace) -> int:
     view_run = ViewRun(0, batch_size=args.batch_size, halting=args.halting == "on", progress=not args.no_progress,
                        scoring=args.scoring, trajectories=args.trajectories, noise=args.noise)
     stop = current()  # the CLI's: a signal before the writes leaves the files as they were
-    stop.describe = lambda signame: (f"{signame}: stopped before writing; {args.out} and its record are as they were; "
-                                     f"run it again with: {stop.again or 'the same command'}")
+    before = file_identity(Path(args.out))  # a second signal in the writes stops them at once: tell the two apart
+    stop.describe = lambda signame: (
+        (f"{signame}: stopped before writing; {args.out} and its record are as they were; "
+         if file_identity(Path(args.out)) == before else
+         f"{signame}: stopped at once during the writes: {args.out} holds the new answers, its candidates and record "
+         "may be missing or older; ") + f"run it again with: {stop.again or 'the same command'}")
     summary = predict(models, tasks, Path(args.out), options, view_run, d)
     stop.describe = lambda signame: (f"{signame}: received while the answers were written, which finished first: "
                                      f"{args.out} is complete")

@@ -5,15 +5,21 @@ its exit status, so a signal at any point ends the same way: one line, 128 + the
 Inside a graceful section (`polled`: training steps, the writes of a prediction) the first
 SIGINT or SIGTERM only records the signal; the training loop reads it at the next step boundary
 (through the same all-reduce as its deadline, so that every rank stops at the same step), writes
-a checkpoint and returns. A second SIGINT, or a signal outside a graceful section (a build, a
-plan, the gap between two tasks), raises `Interrupted` at once. A later SIGTERM is ignored: on
-Ctrl-C, torchrun forwards one to its workers (and waits 30 s for them).
+a checkpoint and returns. A second signal, or a signal outside a graceful section (a build, a
+plan, the gap between two tasks), raises `Interrupted` at once; under torchrun, a second SIGTERM
+is ignored: torchrun forwards the signal it gets to every worker (and waits 30 s for them), and a
+scheduler that signals the whole job reaches each worker a second time that way.
 
 The line: a command keeps `describe` current (what its output holds now, and the command that
 continues); a command that stops its own loop prints its line itself and returns the code. A
 command that finished its work though a signal arrived in a graceful section returns 0: the
 guard then prints `describe` and exits with the signal's code all the same (the work is whole,
 and a scheduler that sent SIGTERM sees the code it expects).
+
+Under torchrun the line is said once: where the ranks agreed on the signal (at a step's check, or
+`agree` once training or ttt's run ends), by rank 0; where a signal stopped ranks at once (a
+Ctrl-C reaches every rank), by the first rank to get there (the process group's store counts
+them), so that a signal that reached one rank only is still said.
 
 Torch-free: `arc-trm ttt` imports this before torch loads.
 """
@@ -53,6 +59,7 @@ class StopRequest:
     describe: Callable[[str], str] | None = None
     notice: str = STEP_NOTICE  # what the graceful section does before it stops, said when the signal comes
     again: str = ""  # the command line as given (the guard's), for a command stopped before it wrote anything
+    quiet: bool = False  # torchrun: the ranks agreed on the signal, and rank 0 says the line
     _previous: dict[int, object] = field(default_factory=dict, repr=False)
 
     @property
@@ -61,9 +68,9 @@ class StopRequest:
 
     def handle(self, signum: int, frame: object = None) -> None:
         if self.signum is not None:
-            if signum == signal.SIGINT:  # Ctrl-C again: the user will not wait for the step
-                raise Interrupted(signum)
-            return  # torchrun sends its workers SIGTERM after the terminal's SIGINT: already stopping
+            if signum == signal.SIGTERM and under_torchrun():
+                return  # torchrun's forward of a signal this worker has had already: still stopping
+            raise Interrupted(signum)  # a second signal: the sender will not wait for the step
         if not self.graceful:
             raise Interrupted(signum)
         self.signum = signum
@@ -91,6 +98,17 @@ class StopRequest:
             for s, previous in self._previous.items():
                 signal.signal(s, previous)
             self._previous.clear()
+
+    def agree(self, signum: int, main: bool) -> None:
+        """Take the signal the ranks agreed on (0: none), which a signal may have reached only some
+        of: every rank exits with its code, and rank 0 alone says the line."""
+        if signum:
+            self.signum, self.quiet = signum, not main
+
+    def say(self, line: str) -> None:
+        """Print the stop line, once per torchrun run (see the module's docstring)."""
+        if not self.quiet and first_to_say():
+            print(line, file=sys.stderr, flush=True)
 
     def line(self, signame: str, command: str) -> str:
         """The one line a signal ends `arc-trm command` with (a command that says nothing of its
@@ -130,12 +148,24 @@ def guarded(command: str, run: Callable[[], int], argv: list[str] | tuple[str, .
             code = run()
     except KeyboardInterrupt as e:  # Interrupted, or a Ctrl-C before the handlers were in place
         signum = getattr(e, "signum", signal.SIGINT)
-        print(stop.line(signal_name(signum), command), file=sys.stderr, flush=True)
+        stop.say(stop.line(signal_name(signum), command))
         return 128 + signum
     if code == 0 and stop.signum is not None:  # a graceful section kept the signal; the work finished
-        print(stop.line(signal_name(stop.signum), command), file=sys.stderr, flush=True)
+        stop.say(stop.line(signal_name(stop.signum), command))
         return 128 + stop.signum
     return code
+
+
+def first_to_say() -> bool:
+    """Under torchrun, whether this rank is the first to give a stop line: the process group's
+    store counts them. Elsewhere, before the group is joined or once it is gone, True."""
+    dist = sys.modules.get("torch.distributed")  # loaded by then if joined: this module stays torch-free
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or dist is None or not dist.is_initialized():
+        return True
+    try:
+        return dist.distributed_c10d._get_default_store().add("arc_trm/stop_lines", 1) == 1
+    except RuntimeError:  # the store's host has gone: said twice rather than never
+        return True
 
 
 def signal_name(signum: int) -> str:
@@ -145,6 +175,11 @@ def signal_name(signum: int) -> str:
 def exit_code(signame: str) -> int:
     """The shell's convention for a process ended by a signal: 130 for SIGINT, 143 for SIGTERM."""
     return 128 + int(signal.Signals[signame])
+
+
+def under_torchrun() -> bool:
+    """Whether torchrun (torch.distributed.elastic) started this process (any number of them)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
 
 
 def launcher() -> str:

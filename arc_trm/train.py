@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
 from arc_trm import runs
-from arc_trm.common import CompiledOrEager, Dist, print0, setup, wants_compile
+from arc_trm.common import CompiledOrEager, Dist, agree_on_signal, print0, setup, wants_compile
 from arc_trm.config import RunConfig, TrainConfig
 from arc_trm.builds import default_build_dir, is_default_build, load_or_build
 from arc_trm.data import Prefetcher, make_sampler
@@ -356,6 +356,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
             # 6. checkpoint
             if step % tcfg.checkpoint_every == 0 or step == end:
                 final_dir, saved_step = save_checkpoint(out, state, cfg, id_map, d), step
+        agree_on_signal(stop, d)  # one more check: a signal after the last one may have reached some ranks only
     finally:
         handlers.close()
         batches.close()

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
-from arc_trm.common import Dist, print0, setup, synchronize, teardown
+from arc_trm.common import Dist, agree_on_signal, print0, setup, synchronize, teardown
 from arc_trm.config import RunConfig
 from arc_trm.data import to_model_batch
 from arc_trm.infer import LoadedModel, PredictOptions, load_model, predict
@@ -387,6 +387,7 @@ def test_time_train(options: TTTOptions, job: TTTJob) -> TTTOutcome:
             plan = plan_run(options, job, prepared, d)
             with signals.polled():
                 outcome = train_and_predict(job, prepared, plan, d, signals)
+                agree_on_signal(signals, d)  # a signal in the final prediction may have reached some ranks only
     if d.main and outcome.stopped_by is None:
         print(f"done in {time.time() - job.start:.0f} s of {job.deadline - job.start:.0f} s; "
               f"submission at {job.submission}")

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -280,7 +281,7 @@ def _metadata(src: _Sources, arrays: dict[str, np.ndarray], options: BuildOption
 
 
 def _write_build(out: Path, arrays: dict[str, np.ndarray], meta: dict, kept: list[Task],
-                 before_rename: Callable[[Path], None] | None) -> None:
+                 before_rename: Callable[[Path], None] | None, placed: Callable[[], None] | None = None) -> None:
     """Write into a temporary sibling folder, then rename it into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(out)
@@ -297,7 +298,8 @@ def _write_build(out: Path, arrays: dict[str, np.ndarray], meta: dict, kept: lis
         write_text_atomic(tmp / "metadata.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
         if before_rename is not None:
             before_rename(tmp)
-        _replace(tmp, out)
+        # An earlier build at `out` is removed only once the new one is in place.
+        replace_folder(tmp, out, lambda p: (p / "metadata.json").is_file(), "a build", placed)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -305,8 +307,10 @@ def _write_build(out: Path, arrays: dict[str, np.ndarray], meta: dict, kept: lis
 
 def build_set(tasks: Sequence[Task], out: str | Path, options: BuildOptions = BuildOptions(), *,
               sources: Sequence[str] | None = None, warn: Callable[[str], None] = _warn,
+              placed: Callable[[], None] | None = None,
               _before_rename: Callable[[Path], None] | None = None) -> BuiltSet:
-    """Augment `tasks` and write the build to `out` (replacing an earlier build there).
+    """Augment `tasks` and write the build to `out` (replacing an earlier build there); `placed` is
+    called once the new build is at `out` (see replace_folder).
 
     The output depends only on the tasks and the options: rebuilding, or building with another
     number of workers, gives byte-identical files.
@@ -320,13 +324,8 @@ def build_set(tasks: Sequence[Task], out: str | Path, options: BuildOptions = Bu
     # Paths absolute: a run that names this build from another working directory must match it.
     recorded = [absolute_spec(s) for s in sources] if sources is not None else sorted({t.source for t in tasks})
     meta = _metadata(src, arrays, options, recorded, src_hash)
-    _write_build(out, arrays, meta, src.kept, _before_rename)
+    _write_build(out, arrays, meta, src.kept, _before_rename, placed)
     return BuiltSet.open(out)
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished build into place; an earlier build there is removed only afterwards."""
-    replace_folder(tmp, out, lambda p: (p / "metadata.json").is_file(), "a build")
 
 
 def is_up_to_date(out: str | Path, tasks: Sequence[Task], options: BuildOptions = BuildOptions()) -> bool:
@@ -396,11 +395,25 @@ def run(args: argparse.Namespace) -> int:
 
     tasks = load_tasks(specs, on_error="skip" if args.skip_bad_tasks else "raise", warn=warn_bad)
     reused = not args.force and is_up_to_date(args.out, tasks, options)
-    built = BuiltSet.open(args.out) if reused else build_set(tasks, args.out, options, sources=specs)
+    placed: list[bool] = []  # the new build is at --out: a signal from then on comes after the work
+    try:
+        built = BuiltSet.open(args.out) if reused else build_set(tasks, args.out, options, sources=specs,
+                                                                 placed=lambda: placed.append(True))
+        print_summary(args.out, built, reused, len(bad), start)
+    except KeyboardInterrupt as e:  # the CLI's Interrupted (its signum), or a plain Ctrl-C
+        if not placed:
+            raise  # the CLI says it was interrupted: --out is as it was, and the same command builds it
+        signum = getattr(e, "signum", signal.SIGINT)  # the CLI's exit code, but the work is whole: say so
+        print(f"{signal.Signals(signum).name}: received at the end; the build finished first: {args.out} is "
+              "complete", file=sys.stderr, flush=True)
+        return 128 + signum
+    return 0
+
+
+def print_summary(out: Path, built: BuiltSet, reused: bool, invalid: int, start: float) -> None:
     c = built.counts
     secs = time.perf_counter() - start
     what = "up to date (reused; --force rebuilds)" if reused else "built"
-    print(f"{args.out}: {what}: {c['tasks']} tasks ({c['train_tasks']} train, {c['test_tasks']} test, "
-          f"{skipped_count(c['skipped_tasks'], len(bad))}), {c['augmented_tasks']} augmented tasks, {c['train_examples']} "
+    print(f"{out}: {what}: {c['tasks']} tasks ({c['train_tasks']} train, {c['test_tasks']} test, "
+          f"{skipped_count(c['skipped_tasks'], invalid)}), {c['augmented_tasks']} augmented tasks, {c['train_examples']} "
           f"training examples, {c['test_views']} test views, {built.nbytes()} bytes, {secs:.1f} s")
-    return 0

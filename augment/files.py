@@ -140,9 +140,12 @@ def check_replaceable(out: str | Path, is_previous: Callable[[Path], bool], what
         raise InputError(f"{out} exists and is not {what}; refusing to replace it (use a new or empty folder)")
 
 
-def replace_folder(tmp: str | Path, out: str | Path, is_previous: Callable[[Path], bool], what: str) -> None:
+def replace_folder(tmp: str | Path, out: str | Path, is_previous: Callable[[Path], bool], what: str,
+                   placed: Callable[[], None] | None = None) -> None:
     """Move the finished folder `tmp` to `out`. An earlier `what` there is removed only afterwards;
-    anything else but an empty folder is refused (check_replaceable)."""
+    anything else but an empty folder is refused (check_replaceable). `placed` is called once `out`
+    holds the new folder, before a signal held across the swap goes on (so the caller can tell a
+    signal after its work from one during it)."""
     tmp, out = Path(tmp), Path(out)
     check_replaceable(out, is_previous, what)
     old = None
@@ -155,6 +158,8 @@ def replace_folder(tmp: str | Path, out: str | Path, is_previous: Callable[[Path
                 else:
                     out.rmdir()
             tmp.rename(out)
+            if placed is not None:
+                placed()
     finally:  # also when a signal held until now stops the command
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

@@ -42,7 +42,7 @@ from augment.errors import InputError
 from submission import checkpoint_manifest
 from submission import push as kp
 from submission.checkpoint_manifest import MANIFEST
-from augment.files import check_replaceable, replace_folder, write_json_atomic
+from augment.files import check_replaceable, replace_folder, signals_held, write_json_atomic
 from submission.runfolder import EXPORT_WEIGHTS, STATE, check_holds_no_run, is_lean_export, resolve_checkpoint
 from submission.wheels import (KAGGLE_MISSING as KAGGLE_MISSING, KAGGLE_PLATFORMS, KAGGLE_PYTHON, PROJECT,
                                WheelTarget, build_project_wheel, collect_dependency_wheels as collect_dependency_wheels,
@@ -265,8 +265,9 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
         write_json_atomic(shipped / "dataset-metadata.json", dataset_metadata(spec.user, spec.dataset_slug), indent=2)
         shutil.copy2(notebook, staged[kernel] / NOTEBOOK_NAME)
         write_json_atomic(staged[kernel] / "kernel-metadata.json", kernel_metadata(spec, NOTEBOOK_NAME), indent=2)
-        replace_folder(staged[dataset], dataset, is_bundle_dataset, "a bundle's dataset folder")
-        replace_folder(staged[kernel], kernel, is_bundle_kernel, "a bundle's kernel folder")
+        with signals_held():  # one bundle: a signal after the dataset's swap waits for the kernel's
+            replace_folder(staged[dataset], dataset, is_bundle_dataset, "a bundle's dataset folder")
+            replace_folder(staged[kernel], kernel, is_bundle_kernel, "a bundle's kernel folder")
     except BaseException:
         for folder in staged.values():
             shutil.rmtree(folder, ignore_errors=True)

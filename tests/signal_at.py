@@ -2,7 +2,9 @@
 
   python tests/signal_at.py MODULE:FUNCTION N SIGNAME ARGS...    (or MODULE:CLASS.METHOD)
 
-The N-th call of MODULE.FUNCTION first sends SIGNAME to this process, then runs as usual. The
+The N-th call of MODULE.FUNCTION first sends SIGNAME to this process, then runs as usual (several
+targets, comma-separated: each at its own N-th call, for a second signal after a first). Under
+torchrun every rank does so, as a Ctrl-C forwarded to each; with SIGNAL_AT_RANK=R only rank R. The
 tests of tests/test_signal_points.py use it where a signal must land in a gap too short to hit
 from outside (between two tasks, in a build, in the final prediction) without a timed race.
 """
@@ -28,7 +30,7 @@ def signal_at(target: str, n: int, signum: int) -> None:
     def wrapped(*args, **kwargs):
         nonlocal calls
         calls += 1
-        if calls == n:
+        if calls == n and os.environ.get("SIGNAL_AT_RANK", os.environ.get("RANK", "0")) == os.environ.get("RANK", "0"):
             print(f"signal_at: {signal.Signals(signum).name} at call {n} of {target}", file=sys.stderr, flush=True)
             os.kill(os.getpid(), signum)  # Python runs the handler before the next bytecode
         return original(*args, **kwargs)
@@ -38,7 +40,14 @@ def signal_at(target: str, n: int, signum: int) -> None:
 
 if __name__ == "__main__":
     target, n, signame, *args = sys.argv[1:]
-    signal_at(target, int(n), signal.Signals[signame])
+    for each in target.split(","):
+        signal_at(each, int(n), signal.Signals[signame])
+    rank = os.environ.get("RANK")
+    if rank is not None:  # torchrun SIGTERMs the other ranks once one exits: each still reports its own code
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)  # (the command's guard has its own handler)
     from arc_trm.cli import main
 
-    sys.exit(main(args))
+    code = main(args)
+    if rank is not None:
+        print(f"signal_at: rank {rank} exits {code}", file=sys.stderr, flush=True)
+    sys.exit(code)

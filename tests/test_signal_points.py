@@ -21,7 +21,7 @@ from augment.tasks import load_tasks
 from submission.kaggle import load_submission, validate_submission
 from submission.runfolder import latest_checkpoint
 
-from conftest import SMALL_TASKS, TINY, run_cli, sets
+from conftest import SMALL_TASKS, TINY, run_cli, sets, write_tiny_checkpoint
 
 HOOK = Path(__file__).with_name("signal_at.py")
 # What a graceful section says as the signal comes (arc_trm.stopping's notice; predictions finish first)
@@ -32,7 +32,8 @@ TWO = "arc-agi-1:training/3c9b0459+6150a2bd@test"
 def signalled(target: str, n: int, signum: int, *args: str | Path) -> subprocess.CompletedProcess:
     """`arc-trm ARGS` in a fresh process that sends itself `signum` at the n-th call of `target`."""
     proc = run_cli(*args, module=[str(HOOK), target, str(n), signal.Signals(signum).name])
-    assert f"signal_at: {signal.Signals(signum).name} at call {n} of {target}" in proc.stderr, proc.stderr
+    for each in target.split(","):  # several: one signal at each
+        assert f"signal_at: {signal.Signals(signum).name} at call {n} of {each}" in proc.stderr, proc.stderr
     return proc
 
 
@@ -133,6 +134,18 @@ def test_a_signal_in_train_s_last_step_exits_with_its_code_as_ttt_does(tmp_path,
 
 
 @pytest.mark.slow
+def test_a_second_sigterm_in_a_step_stops_train_at_once_as_a_second_ctrl_c_does(tmp_path, small_build):
+    """Before: the second SIGTERM was ignored (taken for torchrun's forward of a Ctrl-C, which it is
+    not outside torchrun): the step ran on, and nothing but SIGKILL stopped it sooner."""
+    run = tmp_path / "run"
+    twice = "arc_trm.train:set_learning_rates,arc_trm.train:train_step"  # both in step 1, before any checkpoint
+    proc = signalled(twice, 1, signal.SIGTERM, *train_args(small_build, run))
+    line = one_line(proc, signal.SIGTERM, "SIGTERM: stopped at step 0, no checkpoint; continue with: ")
+    assert "trained to step" not in proc.stdout and latest_checkpoint(run) is None
+    assert "trained to step 2" in continued(line).stdout
+
+
+@pytest.mark.slow
 def test_a_signal_in_train_s_build_gives_the_command_that_starts_it(tmp_path, small_build):
     """Before: a bare 'arc-trm train: interrupted (SIGTERM)'."""
     run = tmp_path / "run"
@@ -157,6 +170,17 @@ def test_sigterm_while_predict_writes_finishes_the_three_files(tmp_path, tiny_ru
     assert record["views"] > 0 and out.with_name("sub.candidates.json").is_file()
 
 
+def test_a_second_sigterm_in_predict_s_writes_stops_at_once_and_says_what_was_written(tmp_path, tiny_run):
+    """A second signal no longer waits for the writes (see stopping): the line said 'stopped before
+    writing; ... as they were', though the new submission was written beside no record."""
+    out = tmp_path / "sub.json"
+    twice = "arc_trm.infer:write_submission,arc_trm.infer:write_candidates"
+    proc = signalled(twice, 1, signal.SIGTERM, *predict_args(tiny_run, out))
+    one_line(proc, signal.SIGTERM, f"SIGTERM: stopped at once during the writes: {out} holds the new answers, its "
+                                   f"candidates and record may be missing or older; run it again with: arc-trm predict")
+    assert out.is_file() and not out.with_name("sub.predict.json").exists()
+
+
 def test_sigterm_in_predict_s_inference_writes_nothing_and_says_so(tmp_path, tiny_run):
     """Before: SIGTERM killed predict with no line."""
     out = tmp_path / "sub.json"
@@ -177,11 +201,63 @@ def test_sigterm_in_a_build_leaves_no_half_written_folder(tmp_path):
 
 def test_sigterm_between_the_two_renames_of_a_rebuild_leaves_a_whole_build(tmp_path):
     """Before: SIGTERM after the old build was moved aside and before the new one took its name
-    left no build at --out and the old one in a hidden folder beside it."""
+    left no build at --out and the old one in a hidden folder beside it; then the build, whole at
+    --out, still said 'interrupted (SIGTERM); run it again'."""
     out = tmp_path / "built"
     args = ["build", "--tasks", SMALL_TASKS, "--out", str(out), "--augmentations", "2", "--no-progress"]
     assert run_cli(*args).returncode == 0
     proc = signalled("pathlib:Path.rename", 2, signal.SIGTERM, *args, "--force")  # 1: old aside, 2: new in
-    one_line(proc, signal.SIGTERM, "arc-trm build: interrupted (SIGTERM)")
+    one_line(proc, signal.SIGTERM, f"SIGTERM: received at the end; the build finished first: {out} is complete")
     assert (out / "metadata.json").is_file() and [p.name for p in tmp_path.iterdir()] == ["built"]
     assert "up to date" in run_cli(*args).stdout
+
+
+def test_a_signal_once_a_new_build_is_in_place_says_it_finished(tmp_path):
+    """Before: SIGINT as the finished build was opened for its summary gave 'interrupted (SIGINT);
+    run it again', though every task was written."""
+    out = tmp_path / "built"
+    args = ["build", "--tasks", SMALL_TASKS, "--out", str(out), "--augmentations", "2", "--no-progress"]
+    proc = signalled("augment.store:BuiltSet.open", 1, signal.SIGINT, *args)
+    one_line(proc, signal.SIGINT, f"SIGINT: received at the end; the build finished first: {out} is complete")
+    assert "up to date" in run_cli(*args).stdout
+
+
+def test_sigterm_between_the_bundle_s_two_folder_swaps_leaves_one_bundle(tmp_path):
+    """Before: SIGTERM after the new dataset folder took its place and before the kernel's left the
+    new dataset beside the earlier bundle's kernel, whose metadata names another dataset."""
+    out = tmp_path / "dist"
+    args = ["kaggle", "bundle", "--out", str(out), "--no-download", "--user", "tester"]
+    env = {"ARC_TRM_WHEEL_CACHE": str(tmp_path / "no-cache")}  # offline: missing wheels named, the bundle written
+    assert run_cli(*args, "--dataset-slug", "one", env=env).returncode == 1
+    proc = run_cli(*args, "--dataset-slug", "two", env=env, module=[str(HOOK), "submission.bundle:replace_folder", "2",
+                                                                 "SIGTERM"])
+    assert "signal_at: SIGTERM at call 2 of submission.bundle:replace_folder" in proc.stderr, proc.stderr
+    one_line(proc, signal.SIGTERM, "arc-trm kaggle: interrupted (SIGTERM)")
+    dataset = json.loads((out / "dataset" / "dataset-metadata.json").read_text())["id"]
+    kernel = json.loads((out / "kernel" / "kernel-metadata.json").read_text())["dataset_sources"]
+    assert [dataset] == kernel == ["tester/two"]
+    assert sorted(p.name for p in out.iterdir()) == ["dataset", "kernel"]
+
+
+def test_sigterm_as_import_checkpoint_commits_finishes_the_run_folder(tmp_path):
+    """Before: SIGTERM after the run's config.json and import.json and before its checkpoint left a
+    run folder with no checkpoint; the writes now finish first, and the line says so."""
+    import torch
+
+    from test_import_checkpoint import FIXTURE, write_inputs
+
+    paths, out = write_inputs(tmp_path, torch.load(FIXTURE, weights_only=True)), tmp_path / "run"
+    proc = signalled("arc_trm.checkpoint:commit_checkpoint", 1, signal.SIGTERM, "import-checkpoint", paths["ckpt"],
+                     "--identifiers", paths["ids"], "--out", out, "--config", paths["config"], "--canvas", "6")
+    one_line(proc, signal.SIGTERM, f"SIGTERM: received at the end; the import finished first: {out} holds the run")
+    assert latest_checkpoint(out) is not None and (latest_checkpoint(out) / "state.pt").is_file()
+    assert (out / "import.json").is_file() and not list((out / "checkpoints").glob(".tmp*"))
+
+
+def test_a_signal_held_across_the_export_s_swap_says_the_export_finished(tmp_path):
+    """Before: SIGTERM held while the finished export took its name said 'interrupted (SIGTERM); run
+    it again', though the export at --out was complete."""
+    run, out = write_tiny_checkpoint(tmp_path / "run").parent.parent, tmp_path / "export"
+    proc = signalled("pathlib:Path.rename", 1, signal.SIGTERM, "export", "--checkpoint", run, "--out", out)
+    one_line(proc, signal.SIGTERM, f"SIGTERM: received at the end; the export finished first: {out} is complete")
+    assert (out / "manifest.json").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["export", "run"]
