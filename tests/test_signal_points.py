@@ -41,11 +41,16 @@ def one_line(proc: subprocess.CompletedProcess, signum: int, starts: str) -> str
     """The run ended with the signal's code and one line, starting `starts`, without a traceback."""
     assert proc.returncode == 128 + signum, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert "Traceback" not in proc.stderr, proc.stderr
-    name = signal.Signals(signum).name
-    lines = [line for line in proc.stderr.splitlines() if line.startswith((f"{name}:", "arc-trm "))
-             and not line.partition(": ")[2].startswith(NOTICES)]  # the notice as the signal comes
+    lines = stop_lines(proc.stderr, signum)
     assert len(lines) == 1 and lines[0].startswith(starts), proc.stderr
     return lines[0]
+
+
+def stop_lines(stderr: str, signum: int) -> list[str]:
+    """The lines a run ended with (the signal's, or an arc-trm error), not the notice as the signal comes."""
+    name = signal.Signals(signum).name
+    return [line for line in stderr.splitlines() if line.startswith((f"{name}:", "arc-trm "))
+            and not line.partition(": ")[2].startswith(NOTICES)]
 
 
 def continued(line: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SMALL_TASKS, TINY, run_cli, sets
+from test_signal_points import stop_lines
 
 HOOK = Path(__file__).with_name("signal_at.py")
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -31,9 +32,7 @@ def one_line_on_agreeing_ranks(proc: subprocess.CompletedProcess, signum: int, s
     for rank in (0, 1):
         assert f"signal_at: rank {rank} exits {128 + signum}" in proc.stderr, proc.stderr
     assert "[rank" not in proc.stderr, proc.stderr  # torch's prefix of a rank's uncaught exception
-    name = signal.Signals(signum).name
-    lines = [line for line in proc.stderr.splitlines()
-             if line.startswith(f"{name}:") and not line.endswith("(Ctrl-C again stops at once)")]
+    lines = stop_lines(proc.stderr, signum)
     assert len(lines) == 1 and lines[0].startswith(starts), proc.stderr
     return lines[0]
 
