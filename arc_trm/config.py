@@ -30,7 +30,7 @@ POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("float32", "bfloat16")
 COMPILE_SETTINGS = ("auto", "on", "off")
 TOKEN_LOSSES = ("stablemax", "softmax")  # arc_trm.loss
-# What train and ttt print per log step when no progress bar is drawn (train.log_line), for --help;
+# What train and ttt print per log step when no progress bar is drawn (metrics.log_line), for --help;
 # here, not in arc_trm.common, so that `arc-trm ttt` parses and writes its fallback before torch loads.
 TRAIN_LOG_LINES = "a plain log line (with the ETA) every train.log_every steps"
 

@@ -1,14 +1,23 @@
 """Metrics flow through one sink. RUN/metrics.jsonl is the source of truth (`arc-trm plot` and a
 resumed run read it); with `--set train.wandb_project=NAME` the same records also go to Weights &
-Biases, an optional extra (`pip install wandb`) imported only when asked for."""
+Biases, an optional extra (`pip install wandb`) imported only when asked for. A log step's
+figures are summed on the device over the steps since the last line (`LogWindow`) and shown the
+same way by the bar, the plain log line and the final line (`step_text`)."""
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import torch
+import torch.distributed as dist
+
+from arc_trm.common import Dist
 from arc_trm.config import RunConfig
+from augment.console import duration_text
 from augment.errors import missing_extra
 
 METRICS_FILE = "metrics.jsonl"
@@ -52,3 +61,53 @@ def start_wandb(out: Path, cfg: RunConfig) -> Any:
     except ImportError:
         raise missing_extra("train.wandb_project", "wandb", "wandb") from None
     return wandb.init(project=cfg.train.wandb_project, name=out.name, dir=str(out), config=cfg.to_dict())
+
+
+# ----------------------------------------------------------------------------------------------
+# What a log step measures, and how its lines show it
+
+
+@dataclass
+class LogWindow:
+    """Sums over the steps since the last log line. The sums stay on the device and are read
+    (and all-reduced) once per log line, so other steps never wait for the host."""
+
+    stats: torch.Tensor | None = None  # (4,) float64: loss sum, halted rows, exact rows, halt steps
+    samples: int = 0
+    steps: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+
+    def add(self, stats: torch.Tensor, batch_size: int) -> None:
+        self.stats = stats if self.stats is None else self.stats + stats
+        self.samples += batch_size
+        self.steps += 1
+
+    def summary(self, d: Dist) -> dict[str, float]:
+        stats = self.stats.clone()
+        if d.world > 1:
+            dist.all_reduce(stats)
+        loss, halted, exact, halt_steps = stats.tolist()
+        # Where no row halted there is no halted rows' accuracy or step count: the keys are left out
+        # (a stored 0 read as a measured 0 on curves.png).
+        halting = {"exact_accuracy": exact / halted, "halt_steps": halt_steps / halted} if halted > 0 else {}
+        return {"loss": loss / max(self.samples, 1), **halting,
+                "samples_per_s": self.samples / max(time.perf_counter() - self.t0, 1e-9)}
+
+
+def log_line(last: dict[str, float], end: int, eta_s: float) -> str:
+    """A log step's line when no progress bar shows it."""
+    return f"step {last['step']}/{end}: {step_text(last)}, lr {last['lr']:.3g}, ETA {duration_text(eta_s)}"
+
+
+def step_text(last: dict[str, float]) -> str:
+    """A log step's loss, halting and speed, as the bar, the plain line and the final line show them."""
+    return (f"loss {last['loss']:.3f}, {halting_text(last.get('exact_accuracy'), last.get('halt_steps'))}, "
+            f"{last['samples_per_s']:.0f} samples/s")
+
+
+def halting_text(exact: float | None, halt_steps: float | None) -> str:
+    """The halted rows' accuracy and steps; None (no row halted, so none recorded) or 0 steps (an
+    older record's way: a halted row took at least one step) has nothing to show, not a measured 0."""
+    if exact is None or halt_steps is None or halt_steps <= 0:
+        return "no row halted"
+    return f"exact {exact:.2f}, halt steps {halt_steps:.1f}"

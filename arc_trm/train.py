@@ -8,7 +8,7 @@ import math
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ from arc_trm.builds import default_build_dir, is_default_build, load_or_build
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import evaluate_built
 from arc_trm.views import ViewRun
-from arc_trm.metrics import METRICS_FILE, MetricsSink
+from arc_trm.metrics import METRICS_FILE, LogWindow, MetricsSink, log_line, step_text
 from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
@@ -30,7 +30,7 @@ from arc_trm.snapshot import BatchLayout, LatestCheckpoint, TrainState, out_of_m
 from arc_trm.stopping import StopRequest, signal_name
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from augment.build import canvas_skip_line
-from augment.console import bar_shown, duration_text, progress_bar
+from augment.console import bar_shown, progress_bar
 from augment.store import BuiltSet
 from augment.errors import InputError
 from augment.files import write_text_atomic
@@ -179,33 +179,6 @@ def print_header(cfg: RunConfig, built: BuiltSet, out: Path, preset_name: str) -
 
 # ----------------------------------------------------------------------------------------------
 # The loop
-
-
-@dataclass
-class LogWindow:
-    """Sums over the steps since the last log line. The sums stay on the device and are read
-    (and all-reduced) once per log line, so other steps never wait for the host."""
-
-    stats: torch.Tensor | None = None  # (4,) float64: loss sum, halted rows, exact rows, halt steps
-    samples: int = 0
-    steps: int = 0
-    t0: float = field(default_factory=time.perf_counter)
-
-    def add(self, stats: torch.Tensor, batch_size: int) -> None:
-        self.stats = stats if self.stats is None else self.stats + stats
-        self.samples += batch_size
-        self.steps += 1
-
-    def summary(self, d: Dist) -> dict[str, float]:
-        stats = self.stats.clone()
-        if d.world > 1:
-            dist.all_reduce(stats)
-        loss, halted, exact, halt_steps = stats.tolist()
-        # Where no row halted there is no halted rows' accuracy or step count: the keys are left out
-        # (a stored 0 read as a measured 0 on curves.png).
-        halting = {"exact_accuracy": exact / halted, "halt_steps": halt_steps / halted} if halted > 0 else {}
-        return {"loss": loss / max(self.samples, 1), **halting,
-                "samples_per_s": self.samples / max(time.perf_counter() - self.t0, 1e-9)}
 
 
 @dataclass
@@ -365,25 +338,6 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     timed_steps = state.step - first_step
     return TrainResult(out, state.step, final_dir, last, timed_s / timed_steps if timed_steps > 0 else step_seconds,
                        stopped_by, steps_total)
-
-
-def log_line(last: dict[str, float], end: int, eta_s: float) -> str:
-    """A log step's line when no progress bar shows it."""
-    return f"step {last['step']}/{end}: {step_text(last)}, lr {last['lr']:.3g}, ETA {duration_text(eta_s)}"
-
-
-def step_text(last: dict[str, float]) -> str:
-    """A log step's loss, halting and speed, as the bar, the plain line and the final line show them."""
-    return (f"loss {last['loss']:.3f}, {halting_text(last.get('exact_accuracy'), last.get('halt_steps'))}, "
-            f"{last['samples_per_s']:.0f} samples/s")
-
-
-def halting_text(exact: float | None, halt_steps: float | None) -> str:
-    """The halted rows' accuracy and steps; None (no row halted, so none recorded) or 0 steps (an
-    older record's way: a halted row took at least one step) has nothing to show, not a measured 0."""
-    if exact is None or halt_steps is None or halt_steps <= 0:
-        return "no row halted"
-    return f"exact {exact:.2f}, halt steps {halt_steps:.1f}"
 
 
 DEADLINE = "deadline"

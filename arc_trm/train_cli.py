@@ -35,7 +35,8 @@ from arc_trm.common import print0, setup, teardown
 from arc_trm.config import TRAIN_LOG_LINES, RunConfig, apply_overrides, config_from_json, preset
 from arc_trm.config_rules import check_device_available
 from arc_trm.stopping import continue_command, current, exit_code, stopped_line
-from arc_trm.train import TrainOptions, step_text, train
+from arc_trm.metrics import step_text
+from arc_trm.train import TrainOptions, train
 from augment.console import add_progress_argument
 from augment.errors import InputError
 from augment.tasks import absolute_spec

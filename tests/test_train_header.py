@@ -99,7 +99,7 @@ def test_duration_text_with_tenths_keeps_a_small_duration(seconds, text):
 
 def test_a_log_step_where_no_row_halted_says_so():
     # "halt steps 0.0, exact 0.00" read as a measurement when no row had halted to measure.
-    from arc_trm.train import halting_text, log_line
+    from arc_trm.metrics import halting_text, log_line
 
     assert halting_text(0.0, 0.0) == "no row halted"
     assert halting_text(0.25, 3.5) == "exact 0.25, halt steps 3.5"
