@@ -9,7 +9,7 @@ REF_CHECKPOINT is a file saved by the reference trainer with `torch.save(model.s
 (the EMA copy when EMA was on; `_orig_mod.` / `model.` key prefixes are accepted), a folder of
 `step_N` files as published (the latest step unless --step), or
 `hf://OWNER/REPO/FOLDER[/step_N]` on the Hugging Face Hub (needs `pip install huggingface_hub`;
-HF_HOME and HF_HUB_OFFLINE are honoured).
+HF_HOME and HF_HUB_OFFLINE are honoured; a hub that cannot be reached falls back to the cache).
 The model config comes from --config, else the all_config.yaml beside the weights (its `arch:`
 section, or a bare arch dict, or an arc-trm config.json); whatever it does not give is read from
 the weights' shapes (hidden size, blocks, mlp_t, learned positions, vocabulary, puzzle ids,

@@ -196,11 +196,40 @@ def test_an_unreachable_hub_is_one_line(tmp_path: Path, monkeypatch: pytest.Monk
         raise HTTPError("[Errno 111] Connection refused")
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # nothing cached to fall back on
     monkeypatch.setattr(huggingface_hub, "list_repo_files", unreachable)
     res = cli_in_process("import-checkpoint", f"hf://{REPO}/arc_v2_public", "--conceptarc", CONCEPTARC, "--out",
                          tmp_path / "run")
     one_line_error(res, f"hf://{REPO}/arc_v2_public", "Connection refused")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unreachable_hub_falls_back_to_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    fix: dict[str, Any]) -> None:
+    """Weights downloaded once, then imported again on a machine without network (HF_HUB_OFFLINE
+    unset): the hub's listing failed (after huggingface_hub's retries, 25 s) and the import
+    stopped with "Name or service not known", though every file was in the cache. huggingface_hub's
+    own downloads fall back to the cache; the import now does too, with one warning line."""
+    pytest.importorskip("huggingface_hub")
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HTTPError
+
+    def unreachable(*_: object, **__: object) -> list[str]:
+        raise HTTPError("[Errno -2] Name or service not known")
+
+    hub_cache(tmp_path / "hf", fix, steps=(5, 12))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", unreachable)
+    out = tmp_path / "run"
+    res = cli_in_process("import-checkpoint", f"hf://{REPO}/arc_v1_public", "--conceptarc", CONCEPTARC, "--out", out,
+                         "--canvas", "6")
+    assert res.returncode == 0, res.stderr
+    warning, = res.stderr.strip().splitlines()
+    assert "Name or service not known" in warning and "Hugging Face cache" in warning, warning
+    assert saved(out)["step"] == 12, "the latest step the cache holds"
+    assert "/blobs/" in json.loads((out / "import.json").read_text())["reference_checkpoint"]
 
 
 def test_legacy_format_file_without_mmap_still_imports(tmp_path: Path, fix: dict[str, Any]) -> None:
