@@ -294,3 +294,25 @@ def test_without_huggingface_hub_the_line_names_an_install_that_works(tmp_path: 
                                          CONCEPTARC, "--out", tmp_path / "r"), "huggingface_hub")
     assert "pip install huggingface_hub" in line and "pip install -e '.[hub]'" in line, line
     assert "pip install 'arc-trm[hub]'" not in line, line
+
+
+def test_force_moves_the_run_in_out_aside(tmp_path: Path, fix: dict[str, Any]) -> None:
+    """`--force` into a folder holding a run added the import to it: config.json was replaced,
+    `latest` pointed at the imported step (a later `train --resume` cut metrics.jsonl back to it),
+    and a checkpoint of the same step was deleted. As for train and ttt, the run there now moves
+    aside to OUT.old-<time>, whole, and OUT holds the import alone."""
+    folder = published_folder(tmp_path / "arc_v1_public", fix)
+    out = tmp_path / "run"
+    args = ("import-checkpoint", folder, "--conceptarc", CONCEPTARC, "--out", out, "--canvas", "6")
+    assert cli_in_process(*args).returncode == 0
+    (out / "metrics.jsonl").write_text('{"step": 25}\n')  # trained on from the import
+    config = (out / "config.json").read_text().replace('"lr": 0.0001', '"lr": 0.5')
+    (out / "config.json").write_text(config)
+    res = cli_in_process(*args, "--step", "10", "--force")
+    assert res.returncode == 0, res.stderr
+    aside, = tmp_path.glob("run.old-*")
+    assert f"aside to {aside}" in res.stdout, res.stdout
+    assert (aside / "metrics.jsonl").is_file() and (aside / "config.json").read_text() == config
+    assert (aside / "checkpoints" / "latest").read_text().strip() == "step_0000020"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest", "step_0000010"]
+    assert not (out / "metrics.jsonl").exists() and saved(out)["step"] == 10
