@@ -9,7 +9,7 @@ REF_CHECKPOINT is a file saved by the reference trainer with `torch.save(model.s
 (the EMA copy when EMA was on; `_orig_mod.` / `model.` key prefixes are accepted), a folder of
 `step_N` files as published (the latest step unless --step), or
 `hf://OWNER/REPO/FOLDER[/step_N]` on the Hugging Face Hub (needs `pip install huggingface_hub`;
-HF_HOME and HF_HUB_OFFLINE are honoured).
+HF_HOME and HF_HUB_OFFLINE are honoured; a hub that cannot be reached falls back to the cache).
 The model config comes from --config, else the all_config.yaml beside the weights (its `arch:`
 section, or a bare arch dict, or an arc-trm config.json); whatever it does not give is read from
 the weights' shapes (hidden size, blocks, mlp_t, learned positions, vocabulary, puzzle ids,
@@ -46,6 +46,7 @@ from arc_trm.config import ModelConfig, RunConfig, TrainConfig, apply_overrides,
 from arc_trm.convert import REF_BLOCK, load_reference_state_dict, strip_wrappers
 from arc_trm.model import TRM
 from arc_trm.optim import AdamATan2
+from arc_trm.runs import claim_run_folder
 from arc_trm.published import (ImportedNames, Located, NamesWanted, check_names_wanted, locate,
                                 resolve_names)
 from arc_trm.stopping import current
@@ -187,7 +188,7 @@ class ImportRequest:
     config: Path | None = None  # all_config.yaml / JSON (None: beside the weights, else their shapes)
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE
     canvas: int = 30  # canvas side the model was trained on
-    force: bool = False  # write even if `out` already holds a run
+    force: bool = False  # move a run already in `out` aside to OUT.old-<time>
     step: int | None = None  # which step_N of a folder (None: the latest)
     names: NamesWanted = NamesWanted()  # --identifiers, or the recipe to rebuild them for
 
@@ -257,12 +258,15 @@ def write_imported_run(request: ImportRequest, located: Located, config: Path | 
                        names: ImportedNames) -> Path:
     """OUT/config.json, OUT/import.json and the checkpoint folder, atomically; returns the folder.
     They are one run: a signal waits for the last (no config.json without its checkpoint), and the
-    command then says the import finished and exits with the signal's code."""
+    command then says the import finished and exits with the signal's code. With --force, a run
+    already in OUT moves aside first (now that the import is known to succeed)."""
     out, step, config_json = request.out, state["step"], state["config"]
     stop = current()
     with stop.polled(f"finishing the writes of the imported run in {out}"):
         stop.describe = lambda signame: (f"{signame}: received at the end; the import finished first: {out} "
                                          "holds the run")
+        if request.force:
+            claim_run_folder(out, force=True)
         out.mkdir(parents=True, exist_ok=True)
         tmp = ckpt.begin_checkpoint(out, step)
         ckpt.torch_save_atomic(state, tmp / "state.pt")
@@ -289,15 +293,16 @@ def build_model(model_cfg: ModelConfig, state_dict: dict[str, Tensor], where: st
 
 
 def check_import_out(out: Path, force: bool) -> None:
-    """One line unless --out can take the imported run: new or empty, or a run folder (with --force
-    only when it holds a run); never a checkpoint or an export (whose weights `--checkpoint OUT`
+    """One line unless --out can take the imported run: new or empty, or a run folder (with --force,
+    which moves it aside, only when it holds a run); never a checkpoint or an export (whose weights `--checkpoint OUT`
     would load instead) nor a folder of other files."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     if (out / ckpt.STATE).exists() or (out / ckpt.EXPORT_WEIGHTS).exists():
         raise InputError(f"--out {out}: holds a checkpoint or an inference export, not a run folder; use a new folder")
     if (out / "checkpoints" / "latest").exists() and not force:
-        raise InputError(f"{out}: already holds a run (use another --out, or --force to add to it)")
+        raise InputError(f"{out}: already holds a run (use another --out, or --force to move it aside to "
+                         f"{out.name}.old-<time>)")
     others = [p.name for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
     if others and not (out / "checkpoints").is_dir():  # config.json would be overwritten, the rest mixed in
         raise InputError(f"--out {out}: holds other files ({', '.join(sorted(others)[:3])}), not a run folder; "
@@ -351,7 +356,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set model.H_cycles=3 (repeatable)")
     p.add_argument("--canvas", type=int, default=30, help="canvas side the model was trained on (default 30)")
-    p.add_argument("--force", action="store_true", help="write even if --out already holds a run")
+    p.add_argument("--force", action="store_true",
+                   help="--out holds a run: move it aside to OUT.old-<time> (never deleted) and import anew")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ augment.reference_ids can rebuild the identifier list (REFERENCE §2b).
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -97,8 +98,43 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (OSError, ValueError, HTTPError)
 
 
+def _cached_names(hub, repo_id: str, folder: str) -> list[str]:
+    """The file names of `folder` in the cached snapshot of `repo_id` (no network)."""
+    prefix = f"{folder}/" if folder else ""
+    snapshot = Path(hub.snapshot_download(repo_id, allow_patterns=[f"{prefix}{CONFIG_NAME}"], local_files_only=True))
+    here = snapshot / folder
+    return [p.name for p in here.iterdir()] if here.is_dir() else []
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _hub_names(hub, repo_id: str, folder: str, offline: bool, source: str) -> tuple[list[str], bool]:
+    """(file names of `folder`, whether they come from the cache). Online, a hub that cannot be
+    reached (no network, hub down, no token) falls back to the cache, as huggingface_hub's own
+    downloads do; the hub's error is the one reported when the cache has no copy either."""
+    if offline:  # only what the cache holds
+        return _cached_names(hub, repo_id, folder), True
+    prefix = f"{folder}/" if folder else ""
+    try:
+        return [f[len(prefix):] for f in hub.list_repo_files(repo_id) if f.startswith(prefix)], False
+    except _hub_errors() as online:
+        try:
+            names = _cached_names(hub, repo_id, folder)
+        except _hub_errors():
+            raise online from None
+        if not _step_files(names):  # the cache has no weights there: the hub's error is the news
+            raise online from None
+        print(f"warning: {source}: the hub cannot be listed ({_first_line(online)}); using the copy in the "
+              "Hugging Face cache (HF_HUB_OFFLINE=1 skips the hub)", file=sys.stderr, flush=True)
+        return names, True
+
+
 def locate_on_hub(source: str, step: int | None) -> Located:
-    """hf://OWNER/REPO/FOLDER[/step_N] through huggingface_hub's cache (HF_HOME, HF_HUB_OFFLINE honoured)."""
+    """hf://OWNER/REPO/FOLDER[/step_N] through huggingface_hub's cache (HF_HOME, HF_HUB_OFFLINE honoured;
+    a hub that cannot be reached falls back to the cache)."""
     parts = source[len(HUB_PREFIX):].strip("/").split("/")
     if len(parts) < 2 or not all(parts):
         raise InputError(f"{source}: expected hf://OWNER/REPO[/FOLDER]")
@@ -110,21 +146,16 @@ def locate_on_hub(source: str, step: int | None) -> Located:
     hub, offline = _hub()
     prefix = f"{folder}/" if folder else ""
     try:
-        if offline:  # only what the cache holds
-            snapshot = Path(hub.snapshot_download(repo_id, allow_patterns=[f"{prefix}{CONFIG_NAME}"]))
-            here = snapshot / folder
-            names = [p.name for p in here.iterdir()] if here.is_dir() else []
-        else:
-            names = [f[len(prefix):] for f in hub.list_repo_files(repo_id) if f.startswith(prefix)]
+        names, cached = _hub_names(hub, repo_id, folder, offline, source)
         files = _step_files(names)
         chosen = _pick_step(files, step, source)
-        weights = Path(hub.hf_hub_download(repo_id, f"{prefix}{files[chosen]}"))
-        config = Path(hub.hf_hub_download(repo_id, f"{prefix}{CONFIG_NAME}")) if CONFIG_NAME in names else None
+        weights = Path(hub.hf_hub_download(repo_id, f"{prefix}{files[chosen]}", local_files_only=cached))
+        config = Path(hub.hf_hub_download(repo_id, f"{prefix}{CONFIG_NAME}", local_files_only=cached)) \
+            if CONFIG_NAME in names else None
     except InputError:
         raise
     except _hub_errors() as e:  # HTTP, no network, not cached, offline
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{source}: {first}") from None
+        raise InputError(f"{source}: {_first_line(e)}") from None
     return Located(weights, config, chosen)
 
 

@@ -3,8 +3,9 @@
 `train --out RUN` without `--resume` refuses a folder that already holds a run; `--force` moves
 the old run aside to a timestamped sibling (RUN.old-20250101-120000) and never deletes it.
 `ttt --out` follows the same rule with its own files (--per-task's RUN/tasks/ included), checked on
-every rank before any rank writes. `export` replaces only an earlier export. A resumed run's
-metrics.jsonl is cut back to the checkpoint's step, so its steps only increase.
+every rank before any rank writes; `import-checkpoint --force` moves a run aside the same way.
+`export` replaces only an earlier export. A resumed run's metrics.jsonl is cut back to the
+checkpoint's step, so its steps only increase.
 """
 
 from __future__ import annotations

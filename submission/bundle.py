@@ -148,17 +148,25 @@ def checkpoint_kind(full_state: bool, full_table: bool) -> str:
     return "lean inference export: network and mean puzzle row"
 
 
-def ship_checkpoint(src: Path, dest: Path, full_state: bool = False, full_table: bool = False) -> None:
-    """What ttt needs from `src` into `dest`: by default its lean inference export (the network and
-    the mean puzzle row, through `arc-trm export --lean`, so this module needs no torch); with
-    full_table the export with every puzzle row; with full_state the training checkpoint's files
-    (not the carry files)."""
-    is_export = not (src / STATE).is_file()
-    if full_state and is_export:
+def check_shippable(src: Path, full_state: bool = False, full_table: bool = False) -> None:
+    """One line unless `src` is of a kind the flags can ship and complete and loadable
+    (check_checkpoint). write_bundle calls it before the wheels are built or fetched."""
+    if full_state and not (src / STATE).is_file():
         raise InputError(f"{src} is an inference export: it has no full training state to ship")
     if full_table and is_lean_export(src):
         raise InputError(f"{src} is a lean export: it has no whole puzzle table to ship (bundle the run it came from)")
     check_checkpoint(src)
+
+
+def ship_checkpoint(src: Path, dest: Path, full_state: bool = False, full_table: bool = False,
+                    checked: bool = False) -> None:
+    """What ttt needs from `src` into `dest`: by default its lean inference export (the network and
+    the mean puzzle row, through `arc-trm export --lean`, so this module needs no torch); with
+    full_table the export with every puzzle row; with full_state the training checkpoint's files
+    (not the carry files). `checked`: check_shippable already passed (its load check is not repeated)."""
+    if not checked:
+        check_shippable(src, full_state, full_table)
+    is_export = not (src / STATE).is_file()
     if full_state or (full_table and is_export):
         copy_files(src, dest, EXPORT_FILES if is_export else CHECKPOINT_FILES)
         return
@@ -243,6 +251,8 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
         raise InputError(f"--wheel-dir {', '.join(absent)}: no such folder")
     ckpt = resolve_checkpoint(spec.checkpoint) if spec.checkpoint is not None else None
     check_bundle_out(out)
+    if ckpt is not None:  # before the wheels: a wrong kind or a bad checkpoint is one line, not one after minutes
+        check_shippable(ckpt, spec.full_state, spec.full_table)
     root = project_root()
     notebook = find_notebook(root)
     dataset, kernel = out / "dataset", out / "kernel"
@@ -259,7 +269,7 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
                                          download=spec.download, target=spec.target, log=log)
         wheels += deps.copied
         if ckpt is not None:
-            ship_checkpoint(ckpt, shipped / "checkpoint", spec.full_state, spec.full_table)
+            ship_checkpoint(ckpt, shipped / "checkpoint", spec.full_state, spec.full_table, checked=True)
             kind = checkpoint_kind(spec.full_state, spec.full_table)
             log(f"checkpoint {ckpt} -> {dataset / 'checkpoint'} ({kind}, {folder_mb(shipped / 'checkpoint'):.1f} MB)")
         write_json_atomic(shipped / "dataset-metadata.json", dataset_metadata(spec.user, spec.dataset_slug), indent=2)

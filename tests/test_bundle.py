@@ -474,3 +474,35 @@ def test_a_checkpoint_flag_without_a_checkpoint_is_refused(tmp_path: Path, flag:
     with pytest.raises(kb.InputError, match="needs --checkpoint"):
         kb.write_bundle(tmp_path / "dist", kb.BundleSpec(full_state=flag == "--full-state",
                                                          full_table=flag == "--full-table"))
+
+
+def test_a_checkpoint_that_cannot_ship_is_refused_before_the_wheels(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lean export with --full-table, an export with --full-state and a checkpoint whose files no
+    longer match its manifest were refused only after the arc-trm wheel was built and the dependency
+    wheels gathered (`pip download` with its retries where the cache lacks them): now in one line
+    before any of that, and --out is left as it was."""
+    from arc_trm.export import export_inference
+    from conftest import cli_in_process
+
+    def built(*_: object, **__: object) -> None:
+        raise AssertionError("the wheels were built before the checkpoint was checked")
+
+    monkeypatch.setattr(kb, "build_project_wheel", built)
+    monkeypatch.setattr(kb, "collect_dependency_wheels", built)
+    run = fake_run(tmp_path / "run")
+    export_inference(run, tmp_path / "lean", lean=True)
+    export_inference(run, tmp_path / "table")
+    bad = fake_run(tmp_path / "bad")
+    state = kb.resolve_checkpoint(bad) / kb.STATE
+    state.write_bytes(state.read_bytes() + b"x")  # the manifest no longer matches
+    for src, flags, needle in ((tmp_path / "lean", ["--full-table"], "lean export"),
+                               (tmp_path / "table", ["--full-state"], "inference export"),
+                               (bad, [], "manifest")):
+        proc = cli_in_process("kaggle", "bundle", "--checkpoint", src, *flags, "--out", tmp_path / "dist",
+                              "--no-download")
+        assert proc.returncode == 2, proc.stderr
+        line, = proc.stderr.strip().splitlines()
+        assert needle in line, line
+        assert "building" not in proc.stdout, proc.stdout
+        assert not (tmp_path / "dist").exists()

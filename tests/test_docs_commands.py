@@ -90,3 +90,12 @@ def test_the_readme_s_count_of_tasks_the_cpu_canvas_skips_is_right():
     assert (f"{canvas}x{canvas} canvas skips the tasks with a larger grid: {skipped} of arc-agi-1's {len(every)} "
             f"({skipped / len(every):.0%}; {sum(max_side(t) > canvas for t in evaluation)} of the "
             f"{len(evaluation)} evaluation tasks") in text
+
+
+def test_documented_conceptarc_files_have_a_name_the_command_takes():
+    """`--conceptarc` needs a `*_challenges.json` (its `*_solutions.json` is found beside it by name);
+    the README's `--conceptarc C.json` and USAGE's `CONCEPTARC.json` were refused when copied."""
+    named = sorted({m for path in DOCS for m in re.findall(r"--conceptarc\s+([^\s`|]+)", path.read_text())})
+    assert named, "the docs show --conceptarc"
+    for name in named:
+        assert name.endswith("_challenges.json"), f"--conceptarc {name}: import-checkpoint refuses that name"

@@ -196,11 +196,40 @@ def test_an_unreachable_hub_is_one_line(tmp_path: Path, monkeypatch: pytest.Monk
         raise HTTPError("[Errno 111] Connection refused")
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # nothing cached to fall back on
     monkeypatch.setattr(huggingface_hub, "list_repo_files", unreachable)
     res = cli_in_process("import-checkpoint", f"hf://{REPO}/arc_v2_public", "--conceptarc", CONCEPTARC, "--out",
                          tmp_path / "run")
     one_line_error(res, f"hf://{REPO}/arc_v2_public", "Connection refused")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unreachable_hub_falls_back_to_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    fix: dict[str, Any]) -> None:
+    """Weights downloaded once, then imported again on a machine without network (HF_HUB_OFFLINE
+    unset): the hub's listing failed (after huggingface_hub's retries, 25 s) and the import
+    stopped with "Name or service not known", though every file was in the cache. huggingface_hub's
+    own downloads fall back to the cache; the import now does too, with one warning line."""
+    pytest.importorskip("huggingface_hub")
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HTTPError
+
+    def unreachable(*_: object, **__: object) -> list[str]:
+        raise HTTPError("[Errno -2] Name or service not known")
+
+    hub_cache(tmp_path / "hf", fix, steps=(5, 12))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", unreachable)
+    out = tmp_path / "run"
+    res = cli_in_process("import-checkpoint", f"hf://{REPO}/arc_v1_public", "--conceptarc", CONCEPTARC, "--out", out,
+                         "--canvas", "6")
+    assert res.returncode == 0, res.stderr
+    warning, = res.stderr.strip().splitlines()
+    assert "Name or service not known" in warning and "Hugging Face cache" in warning, warning
+    assert saved(out)["step"] == 12, "the latest step the cache holds"
+    assert "/blobs/" in json.loads((out / "import.json").read_text())["reference_checkpoint"]
 
 
 def test_legacy_format_file_without_mmap_still_imports(tmp_path: Path, fix: dict[str, Any]) -> None:
@@ -265,3 +294,25 @@ def test_without_huggingface_hub_the_line_names_an_install_that_works(tmp_path: 
                                          CONCEPTARC, "--out", tmp_path / "r"), "huggingface_hub")
     assert "pip install huggingface_hub" in line and "pip install -e '.[hub]'" in line, line
     assert "pip install 'arc-trm[hub]'" not in line, line
+
+
+def test_force_moves_the_run_in_out_aside(tmp_path: Path, fix: dict[str, Any]) -> None:
+    """`--force` into a folder holding a run added the import to it: config.json was replaced,
+    `latest` pointed at the imported step (a later `train --resume` cut metrics.jsonl back to it),
+    and a checkpoint of the same step was deleted. As for train and ttt, the run there now moves
+    aside to OUT.old-<time>, whole, and OUT holds the import alone."""
+    folder = published_folder(tmp_path / "arc_v1_public", fix)
+    out = tmp_path / "run"
+    args = ("import-checkpoint", folder, "--conceptarc", CONCEPTARC, "--out", out, "--canvas", "6")
+    assert cli_in_process(*args).returncode == 0
+    (out / "metrics.jsonl").write_text('{"step": 25}\n')  # trained on from the import
+    config = (out / "config.json").read_text().replace('"lr": 0.0001', '"lr": 0.5')
+    (out / "config.json").write_text(config)
+    res = cli_in_process(*args, "--step", "10", "--force")
+    assert res.returncode == 0, res.stderr
+    aside, = tmp_path.glob("run.old-*")
+    assert f"aside to {aside}" in res.stdout, res.stdout
+    assert (aside / "metrics.jsonl").is_file() and (aside / "config.json").read_text() == config
+    assert (aside / "checkpoints" / "latest").read_text().strip() == "step_0000020"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest", "step_0000010"]
+    assert not (out / "metrics.jsonl").exists() and saved(out)["step"] == 10
