@@ -7,7 +7,8 @@
             --checkpoint: a lean inference export, i.e. model.safetensors with the EMA weights and
             only the mean puzzle row, which is all that test-time training on new tasks reads;
             --full-table keeps the whole puzzle table; --full-state ships the training checkpoint's
-            state.pt instead) and dataset-metadata.json
+            state.pt instead), dataset-metadata.json and, for weights imported from published ones
+            (the run's import.json), LICENSE-weights.txt naming their source and licence
   kernel/   the submission notebook and kernel-metadata.json (GPU on, machine_shape NvidiaL4 =
             4 x L4 unless --accelerator says otherwise, internet off, the dataset and the
             competition attached)
@@ -42,7 +43,8 @@ from augment.errors import InputError
 from submission import checkpoint_manifest
 from submission import push as kp
 from submission.checkpoint_manifest import MANIFEST
-from augment.files import check_replaceable, replace_folder, signals_held, write_json_atomic
+from submission.notice import NOTICE_NAME, WeightsSource, licence_label, weights_source
+from augment.files import check_replaceable, replace_folder, signals_held, write_json_atomic, write_text_atomic
 from submission.runfolder import EXPORT_WEIGHTS, STATE, check_holds_no_run, is_lean_export, resolve_checkpoint
 from submission.wheels import (KAGGLE_MISSING as KAGGLE_MISSING, KAGGLE_PLATFORMS, KAGGLE_PYTHON, PROJECT,
                                WheelTarget, build_project_wheel, collect_dependency_wheels as collect_dependency_wheels,
@@ -183,8 +185,11 @@ def folder_mb(folder: Path) -> float:
 
 # ---------------------------------------------------------------- metadata
 
-def dataset_metadata(user: str, slug: str) -> dict:
-    return {"title": slug_title(slug), "id": f"{user}/{slug}", "licenses": [{"name": "apache-2.0"}]}
+def dataset_metadata(user: str, slug: str, shipped: WeightsSource | None = None) -> dict:
+    """`shipped`: the source of imported weights in the dataset, whose licence the label and the
+    description name (see submission.notice)."""
+    meta = {"title": slug_title(slug), "id": f"{user}/{slug}", "licenses": licence_label(shipped)}
+    return meta if shipped is None else {**meta, "description": shipped.description()}
 
 
 def kernel_metadata(spec: BundleSpec, code_file: str = NOTEBOOK_NAME) -> dict:
@@ -206,7 +211,7 @@ def kernel_metadata(spec: BundleSpec, code_file: str = NOTEBOOK_NAME) -> dict:
 
 # ---------------------------------------------------------------- bundle
 
-DATASET_ENTRIES = frozenset({"wheels", "checkpoint", "dataset-metadata.json"})
+DATASET_ENTRIES = frozenset({"wheels", "checkpoint", "dataset-metadata.json", NOTICE_NAME})
 KERNEL_ENTRIES = frozenset({NOTEBOOK_NAME, "kernel-metadata.json"})
 
 
@@ -253,6 +258,7 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
     check_bundle_out(out)
     if ckpt is not None:  # before the wheels: a wrong kind or a bad checkpoint is one line, not one after minutes
         check_shippable(ckpt, spec.full_state, spec.full_table)
+    source = weights_source(ckpt) if ckpt is not None else None  # imported weights: their licence goes with them
     root = project_root()
     notebook = find_notebook(root)
     dataset, kernel = out / "dataset", out / "kernel"
@@ -272,7 +278,12 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
             ship_checkpoint(ckpt, shipped / "checkpoint", spec.full_state, spec.full_table, checked=True)
             kind = checkpoint_kind(spec.full_state, spec.full_table)
             log(f"checkpoint {ckpt} -> {dataset / 'checkpoint'} ({kind}, {folder_mb(shipped / 'checkpoint'):.1f} MB)")
-        write_json_atomic(shipped / "dataset-metadata.json", dataset_metadata(spec.user, spec.dataset_slug), indent=2)
+        if source is not None:
+            write_text_atomic(shipped / NOTICE_NAME, source.notice())
+            log(f"weights from {source.source} (licence: {source.licence or 'not recorded'}) -> "
+                f"{dataset / NOTICE_NAME}")
+        write_json_atomic(shipped / "dataset-metadata.json", dataset_metadata(spec.user, spec.dataset_slug, source),
+                          indent=2)
         shutil.copy2(notebook, staged[kernel] / NOTEBOOK_NAME)
         write_json_atomic(staged[kernel] / "kernel-metadata.json", kernel_metadata(spec, NOTEBOOK_NAME), indent=2)
         with signals_held():  # one bundle: a signal after the dataset's swap waits for the kernel's

@@ -506,3 +506,36 @@ def test_a_checkpoint_that_cannot_ship_is_refused_before_the_wheels(tmp_path: Pa
         assert needle in line, line
         assert "building" not in proc.stdout, proc.stdout
         assert not (tmp_path / "dist").exists()
+
+
+def imported_run(root: Path, source: str, weights: str) -> Path:
+    """A run folder as `arc-trm import-checkpoint` leaves it: a checkpoint and import.json naming the source."""
+    run = fake_run(root)
+    (run / "import.json").write_text(json.dumps({"source": source, "reference_checkpoint": weights, "step": 10}))
+    return run
+
+
+@pytest.mark.parametrize("source, weights, label, licence", [
+    ("hf://arcprize/trm_arc_prize_verification/arc_v2_public",
+     "/hf/hub/models--arcprize--trm_arc_prize_verification/snapshots/abc/arc_v2_public/step_723914", "other", "MIT"),
+    ("/data/mine/step_9", "/data/mine/step_9", "unknown", "not recorded")], ids=["published", "local"])
+def test_imported_weights_ship_with_their_licence_notice(tmp_path: Path, source: str, weights: str, label: str,
+                                                         licence: str) -> None:
+    """Before: the dataset was labelled apache-2.0 and carried the imported weights (MIT, from the
+    Hugging Face repository) without their notice."""
+    env = {**os.environ, "ARC_TRM_WHEEL_CACHE": str(tmp_path / "empty-cache")}  # offline: exit 1, bundle written
+    run = imported_run(tmp_path / "run", source, weights)
+    proc = cli("kaggle", "bundle", "--checkpoint", str(run), "--full-state", "--out", str(tmp_path / "dist"),
+               "--no-download", "--user", "tester", env=env)
+    assert proc.returncode == 1 and "missing wheels" in proc.stderr, proc.stderr
+    dataset = tmp_path / "dist" / "dataset"
+    notice = (dataset / "LICENSE-weights.txt").read_text()
+    assert source in notice and f"licence: {licence}" in notice and "Apache-2.0" in notice
+    meta = json.loads((dataset / "dataset-metadata.json").read_text())
+    assert meta["licenses"] == [{"name": label}]  # Kaggle takes one, from its list (no MIT): the description says
+    assert source in meta["description"] and licence in meta["description"] and "LICENSE-weights.txt" in meta["description"]
+
+
+def test_weights_trained_here_ship_as_apache_with_no_notice(tmp_path: Path) -> None:
+    assert kb.dataset_metadata("u", "my-data", kb.weights_source(kb.resolve_checkpoint(fake_run(tmp_path / "run")))) \
+        == {"title": "my data", "id": "u/my-data", "licenses": [{"name": "apache-2.0"}]}
