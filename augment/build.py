@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from augment.console import add_progress_argument, progress_bar
 
 from .draw import DRAW_CHUNK, augment_task
 from .errors import InputError, few_ids
-from .files import atomic_writer, read_json, replace_folder, write_text_atomic
+from .files import Placed, atomic_writer, finished_first, read_json, replace_folder, write_text_atomic
 from .options import BuildOptions
 from .store import ARRAYS, FORMAT, BuiltSet
 from .tasks import Task, absolute_spec, grid_hash, load_tasks
@@ -395,19 +394,14 @@ def run(args: argparse.Namespace) -> int:
 
     tasks = load_tasks(specs, on_error="skip" if args.skip_bad_tasks else "raise", warn=warn_bad)
     reused = not args.force and is_up_to_date(args.out, tasks, options)
-    placed: list[bool] = []  # the new build is at --out: a signal from then on comes after the work
-    try:
-        built = BuiltSet.open(args.out) if reused else build_set(tasks, args.out, options, sources=specs,
-                                                                 placed=lambda: placed.append(True))
+
+    def work(placed: Placed) -> int:
+        built = BuiltSet.open(args.out) if reused else build_set(tasks, args.out, options, sources=specs, placed=placed)
         print_summary(args.out, built, reused, len(bad), start)
-    except KeyboardInterrupt as e:  # the CLI's Interrupted (its signum), or a plain Ctrl-C
-        if not placed:
-            raise  # the CLI says it was interrupted: --out is as it was, and the same command builds it
-        signum = getattr(e, "signum", signal.SIGINT)  # the CLI's exit code, but the work is whole: say so
-        print(f"{signal.Signals(signum).name}: received at the end; the build finished first: {args.out} is "
-              "complete", file=sys.stderr, flush=True)
-        return 128 + signum
-    return 0
+        return 0
+
+    # A signal before the new build is at --out: the CLI says it was interrupted (--out is as it was).
+    return finished_first("build", work, lambda _: f"{args.out} is complete")
 
 
 def print_summary(out: Path, built: BuiltSet, reused: bool, invalid: int, start: float) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -183,3 +184,34 @@ def signals_held() -> Iterator[None]:
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)  # None: set outside Python
         if received:
             signal.raise_signal(received[0])
+
+
+class Placed:
+    """replace_folder's `placed` for a command: called once its work is at its final name, so a
+    signal from then on comes after the work (finished_first). `value`: what the caller passed, for
+    the line that says what is complete."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.value: object = None
+
+    def __call__(self, value: object = None) -> None:
+        self.done, self.value = True, value
+
+
+def finished_first(what: str, work: Callable[[Placed], int], kept: Callable[[Placed], str]) -> int:
+    """Run work(placed) and return its exit status. A signal that stops it (KeyboardInterrupt: the
+    CLI's Interrupted, or a Ctrl-C) before `placed` was called goes on: the CLI says the command was
+    interrupted, and the output is as it was. One after it (held across the folder swap, or as the
+    summary is printed) found the work whole: it says so, `kept(placed)` naming what is complete, and
+    returns 128 + signum, the code the sender expects. Build and kaggle bundle share this line."""
+    placed = Placed()
+    try:
+        return work(placed)
+    except KeyboardInterrupt as e:
+        if not placed.done:
+            raise
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"{signal.Signals(signum).name}: received at the end; the {what} finished first: {kept(placed)}",
+              file=sys.stderr, flush=True)
+        return 128 + signum

