@@ -27,7 +27,7 @@ from augment.tasks import Pair, Task
 from augment.files import read_json, write_text_atomic
 from submission.kaggle import submission_grids
 from submission.render import answer_rows, render_rows, render_task
-from submission.score import ScoreReport, evaluate, predict_info, recorded_source
+from submission.score import ScoreReport, evaluate, named_source, recorded_source
 
 THUMB_BOX = 72
 
@@ -65,9 +65,8 @@ def thumbnail(task_id: str, task: Task | None, attempts, solutions):
 def shown_source(source: str, sub_path: Path) -> str:
     """The task source as the user named it (HTML). A ttt run scores against its own copy of the
     tasks; its record names what the user passed as "source", which the page shows instead."""
-    info = predict_info(sub_path)
-    named = info.get("source") if isinstance(info, dict) and info.get("tasks") == source else None
-    if not isinstance(named, str) or not named or named == source:
+    named = named_source(source, sub_path)
+    if named is None:
         return f"<code>{html.escape(source)}</code>"
     return f"<code>{html.escape(named)}</code><br><small>read from the run's copy <code>{html.escape(source)}</code></small>"
 

@@ -271,6 +271,15 @@ def recorded_source(submission: str | Path) -> str:
     return spec
 
 
+def named_source(source: str, submission: str | Path) -> str | None:
+    """The task source as the user named it, when `source` (what was scored) is a run's own copy of
+    the tasks: a ttt run scores against RUN/ttt_challenges.json@test, and its record names what the
+    user passed as "source". None when `source` is what the user named."""
+    info = predict_info(submission)
+    named = info.get("source") if isinstance(info, dict) and info.get("tasks") == source else None
+    return named if isinstance(named, str) and named and named != source else None
+
+
 def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submission: str | Path,
                       ) -> tuple[dict[str, list[np.ndarray]], list[Task] | None, str]:
     """(solutions, tasks or None, description of where they came from)."""
@@ -335,7 +344,8 @@ def format_report(report: ScoreReport, *, source: str = "", submission: str = ""
     if submission:
         lines.append(f"submission: {submission}")
     if source:
-        lines.append(f"solutions:  {source}")
+        named = named_source(source, submission) if submission else None
+        lines.append(f"solutions:  {named}  (read from the run's copy {source})" if named else f"solutions:  {source}")
     lines += [
         f"{r.score_label}: {r.per_task:.4f}  "
         f"({sum(t.fraction for t in r.tasks):.2f} of {len(r.tasks)} tasks; {r.tasks_solved} fully solved)",
@@ -373,8 +383,9 @@ def run(args: argparse.Namespace) -> int:
     report, _, _, source, cand_path = evaluate(args.submission, args.tasks, args.solutions,
                                                candidates=args.candidates, partial=args.partial)
     if args.json:
-        out = dict(report.to_json(), submission=str(args.submission), solutions=source,
-                   candidates=str(cand_path) if cand_path else None)
+        named = named_source(source, args.submission)
+        out = dict(report.to_json(), submission=str(args.submission), solutions=named or source,
+                   candidates=str(cand_path) if cand_path else None, **({"solutions_copy": source} if named else {}))
         print(json.dumps(out, indent=1))
     else:
         print(format_report(report, source=source, submission=str(args.submission), table=not args.brief))

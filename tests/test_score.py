@@ -205,3 +205,21 @@ def test_score_piped_into_a_reader_that_leaves_early_ends_without_a_traceback(tm
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == "", err  # 128 + SIGPIPE, as a shell reports it
+
+
+def test_score_of_a_ttt_run_names_the_users_source_not_the_runs_copy(tmp_path):
+    """Before: `solutions:  RUN/ttt_challenges.json@test`, the run's internal copy of the tasks,
+    though the run records the source the user named (report showed it; score did not)."""
+    from conftest import SMALL_TASKS
+    from submission.kaggle import fallback_submission
+
+    tasks = load_tasks(SMALL_TASKS)
+    copy = tmp_path / "ttt_challenges.json"  # what `arc-trm ttt` writes into its run and scores against
+    write_json_atomic(copy, {t.id: t.to_json() for t in tasks})
+    write_json_atomic(tmp_path / "submission.json", fallback_submission(tasks))
+    write_json_atomic(tmp_path / "submission.predict.json", {"tasks": f"{copy}@test", "source": SMALL_TASKS})
+    proc = arc_trm("score", tmp_path / "submission.json", "--brief")
+    assert proc.returncode == 0, proc.stderr
+    assert f"solutions:  {SMALL_TASKS}  (read from the run's copy {copy}@test)" in proc.stdout.splitlines()
+    out = json.loads(arc_trm("score", tmp_path / "submission.json", "--json").stdout)
+    assert (out["solutions"], out["solutions_copy"]) == (SMALL_TASKS, f"{copy}@test")
