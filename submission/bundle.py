@@ -37,7 +37,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 from augment.errors import InputError
 from submission import checkpoint_manifest
@@ -369,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
         written.append(write_bundle(Path(args.out), spec_from(args, user), placed=placed))
         return summarise(written[0], args, user)
 
-    code = finished_first("bundle", work, lambda placed: bundle_kept(placed.value, args.push))  # type: ignore[arg-type]
+    code = finished_first("bundle", work, lambda placed: bundle_kept(cast(Bundle, placed.value), args.push))
     if code != 0 or not args.push:
         return code
     bundle = written[0]
