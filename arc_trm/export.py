@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from arc_trm import checkpoint as ckpt
 from arc_trm.stopping import current
 from augment.errors import InputError
-from augment.files import atomic_path, check_replaceable, replace_folder
+from augment.files import atomic_path, check_replaceable, finished_line, replace_folder
 from submission import checkpoint_manifest as manifest
 from submission.runfolder import LEAN_IDENTIFIER, check_holds_no_run, is_export
 
@@ -101,8 +101,7 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
         manifest.write_manifest(tmp)
         stop = current()
         with stop.polled(f"finishing the export in {out}"):  # a signal held across the swap comes after the work
-            stop.describe = lambda signame: (f"{signame}: received at the end; the export finished first: {out} "
-                                             "is complete")
+            stop.describe = lambda signame: finished_line(signame, "export", f"{out} is complete")
             replace_folder(tmp, out, is_export, "an inference export")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

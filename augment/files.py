@@ -212,6 +212,10 @@ def finished_first(what: str, work: Callable[[Placed], int], kept: Callable[[Pla
         if not placed.done:
             raise
         signum = getattr(e, "signum", signal.SIGINT)
-        print(f"{signal.Signals(signum).name}: received at the end; the {what} finished first: {kept(placed)}",
-              file=sys.stderr, flush=True)
+        print(finished_line(signal.Signals(signum).name, what, kept(placed)), file=sys.stderr, flush=True)
         return 128 + signum
+
+
+def finished_line(signame: str, what: str, kept: str) -> str:
+    """The line of a command whose work was whole when a signal stopped it (`kept`: what is complete)."""
+    return f"{signame}: received at the end; the {what} finished first: {kept}"
