@@ -1,0 +1,49 @@
+"""The licence a bundle gives shipped weights (submission/notice.py): read from the run's import
+record, or known from the published source it names; none for weights trained here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from augment.errors import InputError
+from submission.notice import CODE_LICENCE, known_licence, licence_label, weights_source
+
+CACHE_WEIGHTS = ("/root/.cache/huggingface/hub/models--arcprize--trm_arc_prize_verification/snapshots/abc/"
+                 "arc_v1_public/step_518071")
+
+
+def imported_run(tmp: Path, record: dict) -> Path:
+    """RUN/import.json and RUN/checkpoints/step_5 (the folder a bundle is given)."""
+    checkpoint = tmp / "run" / "checkpoints" / "step_5"
+    checkpoint.mkdir(parents=True)
+    (tmp / "run" / "import.json").write_text(json.dumps(record))
+    return checkpoint
+
+
+@pytest.mark.parametrize("record, licence", [
+    ({"source": "hf://arcprize/trm_arc_prize_verification/arc_v1_public", "reference_checkpoint": "x"}, "MIT"),
+    ({"source": "/data/step_518071", "reference_checkpoint": CACHE_WEIGHTS}, "MIT"),  # the hub cache's path
+    ({"source": "/data/step_1", "reference_checkpoint": "/data/step_1", "licence": "CC-BY-4.0"}, "CC-BY-4.0"),
+    ({"source": "/data/step_1", "reference_checkpoint": "/data/step_1"}, None),
+])
+def test_the_weights_licence_comes_from_the_record_or_the_known_source(tmp_path: Path, record: dict,
+                                                                      licence: str | None) -> None:
+    shipped = weights_source(imported_run(tmp_path, record))
+    assert shipped is not None and shipped.licence == licence
+    assert licence_label(shipped) == [{"name": "other" if licence else "unknown"}]
+    assert (f"licence: {licence}" if licence else "not recorded") in shipped.notice()
+
+
+def test_weights_trained_here_keep_the_code_licence(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_5"
+    checkpoint.mkdir(parents=True)
+    assert weights_source(checkpoint) is None and licence_label(None) == [{"name": CODE_LICENCE}]
+    assert known_licence("/data/my_weights") is None
+
+
+def test_a_record_without_a_source_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="import record without a source"):
+        weights_source(imported_run(tmp_path, {"step": 5}))
