@@ -40,8 +40,8 @@ from arc_trm.config_rules import check_device_available
 from arc_trm.consistency import InputStream, ViewRecord, add_scoring_argument, best_trajectories
 from arc_trm.export import LEAN_IDENTIFIER
 from arc_trm.model import TRM
-from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, make_views, prediction_of, run_views,
-                           view_sides, with_trajectories)
+from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, make_views, other_content_line, prediction_of,
+                           run_views, view_sides, with_trajectories)
 from augment.store import IdentifierMap
 from augment.console import add_progress_argument
 from augment.errors import InputError
@@ -161,7 +161,7 @@ def evaluate_built(model: TRM, built, *, views_per_input: int, d: Dist, run: Vie
     test_tasks = [t for t in built.tasks if t.role == "test"]
     if not test_tasks:
         return None
-    views, _ = make_views(test_tasks, built.identifiers, built.augmentation_records(), views_per_input)
+    views = make_views(test_tasks, built.identifiers, built.augmentation_records(), views_per_input).views
     run = run or ViewRun(canvas=built.canvas)
     result = vote_views(model, views, {t.id: t for t in test_tasks}, run, d)
     if result is None:
@@ -185,6 +185,7 @@ class PredictSummary:
     untrained: list[str]
     ranked: dict[tuple[str, int], list[Candidate]]
     kept: list[str] = field(default_factory=list)  # untrained tasks that kept an earlier file's answers
+    other_content: list[str] = field(default_factory=list)  # tasks whose rows were trained on other content
     written: bool = True  # False: no view finished and the earlier submission was left as it was
 
 
@@ -206,6 +207,7 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     model at a time. `run` gives the settings; each model's own canvas and bucketing replace its."""
     results: list[VotedResult] = []
     untrained: set[str] | None = None
+    other_content: set[str] = set()  # tasks some model has rows for, trained on other content
     checkpoints: list[str] = []
     max_steps = 0
     for loaded in models:
@@ -213,9 +215,10 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
             loaded.model.cfg.halt_max_steps = options.max_steps
         max_steps = loaded.model.cfg.halt_max_steps
         ids = loaded.id_map
-        views, missing = make_views(tasks, ids.identifiers, ids.augmentations, options.max_views, ids.task_hashes)
-        untrained = set(missing) if untrained is None else untrained & set(missing)
-        result = vote_views(loaded.model, views, {t.id: t for t in tasks},
+        found = make_views(tasks, ids.identifiers, ids.augmentations, options.max_views, ids.task_hashes)
+        untrained = set(found.untrained) if untrained is None else untrained & set(found.untrained)
+        other_content.update(found.other_content)
+        result = vote_views(loaded.model, found.views, {t.id: t for t in tasks},
                             replace(run, canvas=loaded.cfg.data.canvas, bucketing=loaded.cfg.data.bucketing), d)
         results += [result] if result is not None else []
         checkpoints.append(str(Path(loaded.checkpoint).resolve()))
@@ -232,7 +235,8 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     out = Path(out)
     earlier = earlier_entries(out, tasks)
     summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), views_run, mean_steps,
-                             seconds, untrained_tasks, ranked, kept=[t for t in untrained_tasks if t in earlier])
+                             seconds, untrained_tasks, ranked, kept=[t for t in untrained_tasks if t in earlier],
+                             other_content=sorted(other_content))
     # Only answers produced replace an earlier file's; with none (a deadline before any view
     # finished), a valid earlier submission is left as it was, byte for byte.
     if not any(ranked.values()) and is_submission_of(out, tasks):
@@ -252,6 +256,7 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
             "halting": run.halting, "scoring": run.scoring, "trajectories": run.trajectories, "noise": run.noise,
             "max_steps": max_steps, "views": views_run,
             "mean_steps": mean_steps, "seconds": seconds, "untrained_tasks": untrained_tasks,
+            "other_content_tasks": summary.other_content,
         }, indent=2)
     return summary
 
@@ -352,6 +357,8 @@ def run(args: argparse.Namespace) -> int:
     if summary is not None:
         print(f"predicted {summary.test_inputs} test inputs of {summary.tasks} tasks from {summary.views} views "
               f"in {summary.seconds:.1f} s, {summary.mean_steps:.2f} steps per view on average")
+        if summary.other_content:
+            print(other_content_line(summary.other_content, "they count as tasks the table lacks"))
         fallback = [t for t in summary.untrained if t not in summary.kept]
         for ids, got in ((fallback, "got the fallback answer"),
                          (summary.kept, f"kept the answers {summary.submission} held before")):

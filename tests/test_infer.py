@@ -106,11 +106,11 @@ def test_views_come_round_by_round_and_untrained_tasks_are_reported():
     idents = ["<blank>", "25ff71a9#0", "25ff71a9#1", "a85d4709#0"]
     augs = ["", Augmentation.identity().to_str(), Augmentation(2, tuple(range(10))).to_str(),
             Augmentation.identity().to_str()]
-    views, untrained = make_views(tasks, idents, augs)
+    views, untrained, _ = make_views(tasks, idents, augs)
     assert untrained == []
     assert [(v.task_id, v.test_index, v.row) for v in views] == [
         ("25ff71a9", 0, 1), ("25ff71a9", 1, 1), ("a85d4709", 0, 3), ("25ff71a9", 0, 2), ("25ff71a9", 1, 2)]
-    views, untrained = make_views(tasks, idents[:3], augs[:3], max_views=1)
+    views, untrained, _ = make_views(tasks, idents[:3], augs[:3], max_views=1)
     assert untrained == ["a85d4709"] and len(views) == 2
 
 
