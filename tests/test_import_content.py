@@ -58,6 +58,14 @@ def test_a_task_changed_under_its_id_counts_as_one_the_table_lacks(tmp_path: Pat
     assert record["untrained_tasks"] == [CHANGED] and record["other_content_tasks"] == [CHANGED]
     assert record["views"] == 2, "the unchanged tasks keep their rows (one view each)"
 
+    # ttt from the import starts the changed task's rows at the mean row, as a new task's, and says so.
+    proc = run_cli("ttt", "--tasks", task_file(tmp_path), "--checkpoint", run, "--budget", "40s", "--out",
+                   tmp_path / "ttt", "--no-progress", "--set", "train.max_steps=2", "--set", "data.augmentations=2",
+                   timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line, = [x for x in proc.stdout.splitlines() if "differ in content" in x]
+    assert line.startswith("1 tasks differ in content") and "mean row" in line and line.endswith(CHANGED), line
+
     # Names from an --identifiers file name no task set: the import says so once, and predict uses
     # each task's rows as before (older imported runs read the same: no content recorded).
     ids = tmp_path / "identifiers.json"
