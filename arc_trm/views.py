@@ -84,6 +84,14 @@ def make_views(tasks: list[Task], identifiers: list[str], augmentations: list[st
     return ViewSet([v for r in rounds for v in r], untrained, other_content)
 
 
+def fitting_views(views: list[View], tasks: dict[str, Task], canvas: int) -> tuple[list[View], set[tuple[str, int]]]:
+    """The views whose test input fits the canvas, and the test inputs (task id, index) that do
+    not: no view of theirs can answer (no dihedral changes a grid's longest side), so none runs."""
+    too_large = {(v.task_id, v.test_index) for v in views
+                 if max(tasks[v.task_id].test[v.test_index].input.shape) > canvas}
+    return [v for v in views if (v.task_id, v.test_index) not in too_large], too_large
+
+
 def other_content_line(ids: list[str], outcome: str) -> str:
     """The one line that says which tasks differ in content from what the checkpoint's rows of
     their ids were trained on (another release of a set changes a few tasks under the same ids)."""
