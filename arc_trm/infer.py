@@ -13,13 +13,14 @@ reranked by their log-probability under every view (arc_trm.consistency).
 Writes the submission (validated, atomically), `<name>.candidates.json` with every ranked
 candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose
 puzzle embeddings were never trained (or were trained on other content under the same id) get
-the fallback answer (the test input); `arc-trm ttt` trains them. So does a test input larger than
-the model's canvas (none of its views runs; the summary counts it apart). Only answers produced replace those of an earlier submission at the same path: a
-test input no view answered (a deadline) keeps its earlier entry and candidates, and with no
-answer at all a valid earlier submission is not rewritten. A file at --out that is JSON but no
-submission (the challenges, solutions or candidates file) is refused, not overwritten. Ctrl-C or
-SIGTERM before the writes leaves the three files as they were; during them, the three are
-finished first; either way one line says so and the exit status is 130 or 143.
+the fallback answer (the test input); `arc-trm ttt` trains them. A test input larger than the
+model's canvas gets it too (none of its views runs; the summary counts it apart). Only answers
+produced replace those of an earlier submission at the same path: a test input no view answered
+(a deadline) keeps its earlier entry and candidates, and with no answer at all a valid earlier
+submission is not rewritten. A file at --out that is JSON but no submission (the challenges,
+solutions or candidates file) is refused, not overwritten. Ctrl-C or SIGTERM before the writes
+leaves the three files as they were; during them, the three are finished first; either way one
+line says so and the exit status is 130 or 143.
 """
 
 from __future__ import annotations
