@@ -53,6 +53,7 @@ from arc_trm.stopping import current
 from augment.errors import InputError
 from augment.reference_ids import RECIPES
 from augment.store import IdentifierMap
+from submission.runfolder import IMPORT_RECORD
 
 # Values no weight shape reveals: printed when they come from the paper preset.
 _UNSEEN_IN_WEIGHTS = ("num_heads", "H_cycles", "L_cycles", "halt_max_steps", "halt_exploration_prob",
@@ -275,7 +276,7 @@ def write_imported_run(request: ImportRequest, located: Located, config: Path | 
         id_map = IdentifierMap(names.identifiers, names.augmentations, names.task_hashes)
         ckpt.write_text_atomic(tmp / "identifiers.json", json.dumps(id_map.to_json()))
         ckpt.write_text_atomic(out / "config.json", config_json)
-        ckpt.write_text_atomic(out / "import.json", json.dumps({
+        ckpt.write_text_atomic(out / IMPORT_RECORD, json.dumps({
             "source": request.reference, "reference_checkpoint": str(located.weights.resolve()),
             "identifiers": names.source, "config": str(config.resolve()) if config is not None else None,
             "overrides": list(request.overrides), "step": step}, indent=2))
