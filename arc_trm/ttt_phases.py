@@ -242,7 +242,7 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
     init = None if pretrained is None else transplant_weights(pretrained.state, pretrained.id_map,
                                                                built.identifier_map())
     ids = pretrained.id_map if pretrained is not None else None
-    other = trained_rows(job.tasks, ids.identifiers, ids.task_hashes)[1] if ids is not None else []
+    other = trained_rows(job.tasks, ids.identifiers, ids.task_hashes)[1] if ids and ids.task_hashes else []
     if other:  # transplant_weights gave their rows the mean
         print0(d, other_content_line(other, "their rows start at the mean row, as a new task's do"))
     views = len(built.test_views())

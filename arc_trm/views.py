@@ -25,6 +25,7 @@ from augment.errors import few_ids
 from augment.grids import split_identifier
 from augment.tasks import Task, content_hash
 from augment.transforms import Augmentation
+from submission.runfolder import LEAN_IDENTIFIER
 from submission.vote import Prediction
 
 
@@ -50,6 +51,8 @@ def trained_rows(tasks: list[Task], identifiers: list[str], task_hashes: list[st
     rows_of: dict[str, list[tuple[int, int]]] = {}
     other: set[str] = set()
     for row, ident in enumerate(identifiers[1:], start=1):
+        if ident == LEAN_IDENTIFIER:  # a lean export's mean row: no task's
+            continue
         task_id, k = split_identifier(ident)
         if task_hashes is None or hashes.get(task_id) == task_hashes[row]:
             rows_of.setdefault(task_id, []).append((k, row))
