@@ -52,6 +52,8 @@ from arc_trm.published import (ImportedNames, Located, NamesWanted, check_names_
 from arc_trm.stopping import current
 from augment.errors import InputError
 from augment.reference_ids import RECIPES
+from augment.store import IdentifierMap
+from submission.runfolder import IMPORT_RECORD
 
 # Values no weight shape reveals: printed when they come from the paper preset.
 _UNSEEN_IN_WEIGHTS = ("num_heads", "H_cycles", "L_cycles", "halt_max_steps", "halt_exploration_prob",
@@ -271,10 +273,10 @@ def write_imported_run(request: ImportRequest, located: Located, config: Path | 
         tmp = ckpt.begin_checkpoint(out, step)
         ckpt.torch_save_atomic(state, tmp / "state.pt")
         ckpt.write_text_atomic(tmp / "config.json", config_json)
-        ckpt.write_text_atomic(tmp / "identifiers.json",
-                               json.dumps({"identifiers": names.identifiers, "augmentations": names.augmentations}))
+        id_map = IdentifierMap(names.identifiers, names.augmentations, names.task_hashes)
+        ckpt.write_text_atomic(tmp / "identifiers.json", json.dumps(id_map.to_json()))
         ckpt.write_text_atomic(out / "config.json", config_json)
-        ckpt.write_text_atomic(out / "import.json", json.dumps({
+        ckpt.write_text_atomic(out / IMPORT_RECORD, json.dumps({
             "source": request.reference, "reference_checkpoint": str(located.weights.resolve()),
             "identifiers": names.source, "config": str(config.resolve()) if config is not None else None,
             "overrides": list(request.overrides), "step": step}, indent=2))
@@ -327,6 +329,9 @@ def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], obj
     state = imported_state(model, run_cfg, names.identifiers, located.step or 0)
     final = write_imported_run(request, located, config_path, state, names)
     tasks = len({i.rpartition("#")[0] for i in names.identifiers[1:]})
+    if names.task_hashes is None:  # predict and ttt then use a task's rows whatever its content
+        log(f"note: {names.source} names no task set, so the tasks' content is not recorded: predict and ttt "
+            "cannot check that a task is the one its puzzle rows were trained on")
     log(f"imported {sum(p.numel() for p in model.parameters()):,} parameters and {len(names.identifiers) - 1:,} "
         f"puzzle embeddings ({tasks:,} tasks, up to {names.versions} versions each) -> {final}")
     return final

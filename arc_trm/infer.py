@@ -12,13 +12,15 @@ reranked by their log-probability under every view (arc_trm.consistency).
 
 Writes the submission (validated, atomically), `<name>.candidates.json` with every ranked
 candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose
-puzzle embeddings were never trained get the fallback answer (the test input); `arc-trm ttt`
-trains them. Only answers produced replace those of an earlier submission at the same path: a
-test input no view answered (a deadline) keeps its earlier entry and candidates, and with no
-answer at all a valid earlier submission is not rewritten. A file at --out that is JSON but no
-submission (the challenges, solutions or candidates file) is refused, not overwritten. Ctrl-C or
-SIGTERM before the writes leaves the three files as they were; during them, the three are
-finished first; either way one line says so and the exit status is 130 or 143.
+puzzle embeddings were never trained (or were trained on other content under the same id) get
+the fallback answer (the test input); `arc-trm ttt` trains them. A test input larger than the
+model's canvas gets it too (none of its views runs; the summary counts it apart). Only answers
+produced replace those of an earlier submission at the same path: a test input no view answered
+(a deadline) keeps its earlier entry and candidates, and with no answer at all a valid earlier
+submission is not rewritten. A file at --out that is JSON but no submission (the challenges,
+solutions or candidates file) is refused, not overwritten. Ctrl-C or SIGTERM before the writes
+leaves the three files as they were; during them, the three are finished first; either way one
+line says so and the exit status is 130 or 143.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from arc_trm.config_rules import check_device_available
 from arc_trm.consistency import InputStream, ViewRecord, add_scoring_argument, best_trajectories
 from arc_trm.export import LEAN_IDENTIFIER
 from arc_trm.model import TRM
-from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, make_views, prediction_of, run_views,
-                           view_sides, with_trajectories)
+from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, fitting_views, make_views, other_content_line,
+                           prediction_of, run_views, view_sides, with_trajectories)
 from augment.store import IdentifierMap
 from augment.console import add_progress_argument
 from augment.errors import InputError
@@ -161,7 +163,7 @@ def evaluate_built(model: TRM, built, *, views_per_input: int, d: Dist, run: Vie
     test_tasks = [t for t in built.tasks if t.role == "test"]
     if not test_tasks:
         return None
-    views, _ = make_views(test_tasks, built.identifiers, built.augmentation_records(), views_per_input)
+    views = make_views(test_tasks, built.identifiers, built.augmentation_records(), views_per_input).views
     run = run or ViewRun(canvas=built.canvas)
     result = vote_views(model, views, {t.id: t for t in test_tasks}, run, d)
     if result is None:
@@ -185,6 +187,12 @@ class PredictSummary:
     untrained: list[str]
     ranked: dict[tuple[str, int], list[Candidate]]
     kept: list[str] = field(default_factory=list)  # untrained tasks that kept an earlier file's answers
+    other_content: list[str] = field(default_factory=list)  # tasks whose rows were trained on other content
+    answered: int = 0  # test inputs with a view that fits the canvas
+    answered_tasks: int = 0  # the tasks they belong to
+    too_large: list[str] = field(default_factory=list)  # tasks with a test input no model's canvas holds
+    canvas: int = 0  # the (largest) model canvas
+    too_large_kept: list[str] = field(default_factory=list)  # of those, the ones an earlier file answered
     written: bool = True  # False: no view finished and the earlier submission was left as it was
 
 
@@ -206,6 +214,11 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     model at a time. `run` gives the settings; each model's own canvas and bucketing replace its."""
     results: list[VotedResult] = []
     untrained: set[str] | None = None
+    other_content: set[str] = set()  # tasks some model has rows for, trained on other content
+    answered: set[tuple[str, int]] = set()  # test inputs some model has a view of that fits its canvas
+    too_large: set[tuple[str, int]] = set()  # test inputs with views, larger than a model's canvas
+    canvases: set[int] = set()
+    by_id = {t.id: t for t in tasks}
     checkpoints: list[str] = []
     max_steps = 0
     for loaded in models:
@@ -213,9 +226,14 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
             loaded.model.cfg.halt_max_steps = options.max_steps
         max_steps = loaded.model.cfg.halt_max_steps
         ids = loaded.id_map
-        views, missing = make_views(tasks, ids.identifiers, ids.augmentations, options.max_views, ids.task_hashes)
-        untrained = set(missing) if untrained is None else untrained & set(missing)
-        result = vote_views(loaded.model, views, {t.id: t for t in tasks},
+        found = make_views(tasks, ids.identifiers, ids.augmentations, options.max_views, ids.task_hashes)
+        untrained = set(found.untrained) if untrained is None else untrained & set(found.untrained)
+        other_content.update(found.other_content)
+        views, unfit = fitting_views(found.views, by_id, loaded.cfg.data.canvas)
+        answered.update((v.task_id, v.test_index) for v in views)
+        too_large |= unfit
+        canvases.add(loaded.cfg.data.canvas)
+        result = vote_views(loaded.model, views, by_id,
                             replace(run, canvas=loaded.cfg.data.canvas, bucketing=loaded.cfg.data.bucketing), d)
         results += [result] if result is not None else []
         checkpoints.append(str(Path(loaded.checkpoint).resolve()))
@@ -229,10 +247,15 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     mean_steps = sum(r.mean_steps * r.views for r in results) / views_run if views_run else 0.0
     seconds = sum(r.seconds for r in results)
     untrained_tasks = sorted(untrained or ())
+    too_large_tasks = sorted({task_id for task_id, _ in too_large - answered})
+    answered_tasks = {task_id for task_id, _ in answered}
     out = Path(out)
     earlier = earlier_entries(out, tasks)
     summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), views_run, mean_steps,
-                             seconds, untrained_tasks, ranked, kept=[t for t in untrained_tasks if t in earlier])
+                             seconds, untrained_tasks, ranked, kept=[t for t in untrained_tasks if t in earlier],
+                             other_content=sorted(other_content), answered=len(answered),
+                             answered_tasks=len(answered_tasks), too_large=too_large_tasks, canvas=max(canvases),
+                             too_large_kept=[t for t in too_large_tasks if t in earlier])
     # Only answers produced replace an earlier file's; with none (a deadline before any view
     # finished), a valid earlier submission is left as it was, byte for byte.
     if not any(ranked.values()) and is_submission_of(out, tasks):
@@ -252,6 +275,7 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
             "halting": run.halting, "scoring": run.scoring, "trajectories": run.trajectories, "noise": run.noise,
             "max_steps": max_steps, "views": views_run,
             "mean_steps": mean_steps, "seconds": seconds, "untrained_tasks": untrained_tasks,
+            "other_content_tasks": summary.other_content, "too_large_tasks": too_large_tasks,
         }, indent=2)
     return summary
 
@@ -331,6 +355,17 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
+def print_unanswered(summary: PredictSummary, ids: list[str], kept: list[str], why: str, hint: str,
+                     which: str = "") -> None:
+    """Up to two lines for tasks no view answered (`why`): those that got the fallback answer and
+    those that kept the answers the submission held before."""
+    fallback = [t for t in ids if t not in kept]
+    for group, got in ((fallback, f"got the fallback answer{which}"),
+                       (kept, f"kept the answers {summary.submission} held before{which}")):
+        if group:
+            print(f"{len(group)} tasks {why} and {got}{hint}: {', '.join(group[:5])}" + (" ..." if len(group) > 5 else ""))
+
+
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     tasks = load_prediction_tasks(args.tasks, args.skip_bad_tasks)
@@ -350,14 +385,16 @@ def run(args: argparse.Namespace) -> int:
     stop.describe = lambda signame: (f"{signame}: received while the answers were written, which finished first: "
                                      f"{args.out} is complete")
     if summary is not None:
-        print(f"predicted {summary.test_inputs} test inputs of {summary.tasks} tasks from {summary.views} views "
-              f"in {summary.seconds:.1f} s, {summary.mean_steps:.2f} steps per view on average")
-        fallback = [t for t in summary.untrained if t not in summary.kept]
-        for ids, got in ((fallback, "got the fallback answer"),
-                         (summary.kept, f"kept the answers {summary.submission} held before")):
-            if ids:
-                print(f"{len(ids)} tasks have no puzzle embedding trained on their content and {got} "
-                      f"(run `arc-trm ttt` on them): {', '.join(ids[:5])}" + (" ..." if len(ids) > 5 else ""))
+        print(f"predicted {summary.answered} of {summary.test_inputs} test inputs ({summary.answered_tasks} of "
+              f"{summary.tasks} tasks) from {summary.views} views in {summary.seconds:.1f} s, "
+              f"{summary.mean_steps:.2f} steps per view on average")
+        if summary.other_content:
+            print(other_content_line(summary.other_content, "they count as tasks the table lacks"))
+        print_unanswered(summary, summary.untrained, summary.kept,
+                         "have no puzzle embedding trained on their content", " (run `arc-trm ttt` on them)")
+        print_unanswered(summary, summary.too_large, summary.too_large_kept,
+                         f"have test inputs larger than the model's {summary.canvas}x{summary.canvas} canvas", "",
+                         " for them")
         if summary.written:
             print(f"wrote {summary.submission} and {candidates_path(summary.submission).name}")
     teardown()

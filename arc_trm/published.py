@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from augment.errors import InputError, missing_extra
 from augment.files import read_json
-from augment.reference_ids import RECIPES, WHERE_CONCEPTARC, load_conceptarc, reference_identifiers
+from augment.reference_ids import (RECIPES, WHERE_CONCEPTARC, load_conceptarc, recipe_task_hashes,
+                                   reference_identifiers)
 from augment.transforms import Augmentation
 
 REF_SEPARATOR = "|||"  # the reference's separator inside augmented puzzle names
@@ -254,6 +255,7 @@ class ImportedNames:
     augmentations: list[str]  # row -> augmentation record
     versions: int  # most versions of one task
     source: str = ""  # where the names came from, for messages and import.json
+    task_hashes: list[str] | None = None  # row -> content hash of its task; None: the source names no task set
 
 
 def read_identifiers(path: Path) -> ImportedNames:
@@ -311,4 +313,7 @@ def resolve_names(request: NamesWanted, config: dict[str, Any] | None, config_pa
         f"{request.seed} ({where})")
     built = reference_identifiers(recipe, request.conceptarc, augmentations, request.seed)
     source = f"recipe {recipe} at {augmentations} augmentations (seed {request.seed})"
-    return ImportedNames(*map_reference_identifiers(built.names), source=source)
+    identifiers, augmentations_of, versions = map_reference_identifiers(built.names)
+    content = recipe_task_hashes(recipe, request.conceptarc)
+    hashes = [""] + [content[ident.rpartition("#")[0]] for ident in identifiers[1:]]
+    return ImportedNames(identifiers, augmentations_of, versions, source, hashes)

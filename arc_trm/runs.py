@@ -17,7 +17,7 @@ from pathlib import Path
 from augment.errors import InputError
 from augment.files import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
 # A run's files and its aside names are set once, in submission.runfolder (the bundle and the notebook use them).
-from submission.runfolder import RUN_FILES, TTT_OWN_FILES, aside_name, run_files
+from submission.runfolder import IMPORT_RECORD, RUN_FILES, TTT_OWN_FILES, aside_name, run_files
 
 
 def check_force_resume(force: bool, resume: bool, out: Path | None = None) -> None:
@@ -52,13 +52,16 @@ def claim_run_folder(out: Path, force: bool, main: bool = True, names: tuple[str
 
 
 def check_not_a_train_run(out: Path, force: bool) -> None:
-    """`ttt --out` a folder holding a `train` run (train's files, none of ttt's own): one line, since
-    neither --resume (another kind of run) nor writing into it (its submission replaced) is meant."""
+    """`ttt --out` a folder holding a `train` or `import-checkpoint` run (their files, none of
+    ttt's own): one line naming which, since neither --resume (another kind of run) nor writing
+    into it (its submission replaced) is meant."""
     out = Path(out)
     trained = run_files(out, RUN_FILES)
     if force or not trained or run_files(out, TTT_OWN_FILES):
         return
-    raise InputError(f"{out} holds a train run ({', '.join(trained)}), not a ttt run: use another --out "
+    imported = run_files(out, (IMPORT_RECORD,))
+    kind = "an imported run (import-checkpoint)" if imported else "a trained run"
+    raise InputError(f"{out} holds {kind} ({', '.join(imported + trained)}), not a ttt run: use another --out "
                      f"(--checkpoint {out} starts ttt from its weights), or pass --force to move it aside to "
                      f"{out.name}.old-<time>")
 

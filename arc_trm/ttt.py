@@ -81,7 +81,9 @@ def as_test_tasks(tasks: list[Task]) -> list[Task]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", required=True, metavar="SOURCE",
                    help="new tasks: a Kaggle challenges .json, a folder or a source name")
-    p.add_argument("--checkpoint", help="pretrained run or checkpoint folder (default: train from scratch)")
+    p.add_argument("--checkpoint",
+                   help="pretrained run (trained or imported), checkpoint folder, or inference export from "
+                        "`arc-trm export` (--lean included) (default: train from scratch)")
     p.add_argument("--budget", default="8h", help="wall-clock budget for the whole run, e.g. 90s, 30m, 8h (default 8h)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--force", action="store_true",

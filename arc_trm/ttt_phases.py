@@ -28,6 +28,7 @@ from arc_trm.builds import load_or_build
 from arc_trm.stopping import StopRequest, current
 from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, train
 from arc_trm.train_cli import gpu_preset_warning
+from arc_trm.views import other_content_line, trained_rows
 from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
                               check_same_model, fitted_warmup, plan_phases, replan, resumed_plan, seconds_left,
                               start_config, user_step_cap)
@@ -240,6 +241,10 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
     shutdown_worker_pool()  # the build's joblib workers would otherwise idle on (and hold our stdout)
     init = None if pretrained is None else transplant_weights(pretrained.state, pretrained.id_map,
                                                                built.identifier_map())
+    ids = pretrained.id_map if pretrained is not None else None
+    other = trained_rows(job.tasks, ids.identifiers, ids.task_hashes)[1] if ids and ids.task_hashes else []
+    if other:  # transplant_weights gave their rows the mean
+        print0(d, other_content_line(other, "their rows start at the mean row, as a new task's do"))
     views = len(built.test_views())
     batch_size = max(1, min(options.batch_size, math.ceil(views / d.world)))
     latest = LatestCheckpoint.of(job.out) if options.resume else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,9 +21,11 @@ from arc_trm.model import TRM, Batch, Carry
 from augment.buckets import predicted_side
 from augment.console import progress_bar
 from augment.encoding import decode_grid, encode_grid
+from augment.errors import few_ids
 from augment.grids import split_identifier
 from augment.tasks import Task, content_hash
 from augment.transforms import Augmentation
+from submission.runfolder import LEAN_IDENTIFIER
 from submission.vote import Prediction
 
 
@@ -34,21 +37,41 @@ class View:
     augmentation: Augmentation
 
 
+class ViewSet(NamedTuple):
+    views: list[View]
+    untrained: list[str]  # tasks without a row trained on their content
+    other_content: list[str]  # of those, the ones whose id has rows, trained on other content
+
+
+def trained_rows(tasks: list[Task], identifiers: list[str], task_hashes: list[str] | None
+                 ) -> tuple[dict[str, list[tuple[int, int]]], list[str]]:
+    """(task id -> its (k, row) trained on the task's content, the ids of tasks whose rows were all
+    trained on other content). Without `task_hashes` (not recorded) a row counts whatever the content."""
+    hashes = {t.id: content_hash(t) for t in tasks} if task_hashes is not None else {}
+    rows_of: dict[str, list[tuple[int, int]]] = {}
+    other: set[str] = set()
+    for row, ident in enumerate(identifiers[1:], start=1):
+        if ident == LEAN_IDENTIFIER:  # a lean export's mean row: no task's
+            continue
+        task_id, k = split_identifier(ident)
+        if task_hashes is None or hashes.get(task_id) == task_hashes[row]:
+            rows_of.setdefault(task_id, []).append((k, row))
+        elif task_id in hashes:
+            other.add(task_id)
+    return rows_of, sorted(other - set(rows_of))
+
+
 def make_views(tasks: list[Task], identifiers: list[str], augmentations: list[str],
-               max_views: int = 0, task_hashes: list[str] | None = None) -> tuple[list[View], list[str]]:
+               max_views: int = 0, task_hashes: list[str] | None = None) -> ViewSet:
     """Views of every test input (at most `max_views` per input, lowest augmentation index first),
     and the ids of tasks that have no trained identifier. With `task_hashes` (the checkpoint's
-    IdentifierMap), a row trained on other content than the task now has is not used.
+    IdentifierMap), a row trained on other content than the task now has is not used: the task
+    counts as untrained.
 
     Views are ordered round by round (every input's first view, then every input's second, ...),
     so a run cut short by a deadline has still voted on every input.
     """
-    hashes = {t.id: content_hash(t) for t in tasks} if task_hashes is not None else {}
-    rows_of: dict[str, list[tuple[int, int]]] = {}
-    for row, ident in enumerate(identifiers[1:], start=1):
-        task_id, k = split_identifier(ident)
-        if task_hashes is None or hashes.get(task_id) == task_hashes[row]:
-            rows_of.setdefault(task_id, []).append((k, row))
+    rows_of, other_content = trained_rows(tasks, identifiers, task_hashes)
     rounds: list[list[View]] = []
     untrained = []
     for task in tasks:
@@ -61,7 +84,22 @@ def make_views(tasks: list[Task], identifiers: list[str], augmentations: list[st
                 rounds.append([])
             aug = Augmentation.from_str(augmentations[row])
             rounds[j] += [View(task.id, i, row, aug) for i in range(len(task.test))]
-    return [v for r in rounds for v in r], untrained
+    return ViewSet([v for r in rounds for v in r], untrained, other_content)
+
+
+def fitting_views(views: list[View], tasks: dict[str, Task], canvas: int) -> tuple[list[View], set[tuple[str, int]]]:
+    """The views whose test input fits the canvas, and the test inputs (task id, index) that do
+    not: no view of theirs can answer (no dihedral changes a grid's longest side), so none runs."""
+    too_large = {(v.task_id, v.test_index) for v in views
+                 if max(tasks[v.task_id].test[v.test_index].input.shape) > canvas}
+    return [v for v in views if (v.task_id, v.test_index) not in too_large], too_large
+
+
+def other_content_line(ids: list[str], outcome: str) -> str:
+    """The one line that says which tasks differ in content from what the checkpoint's rows of
+    their ids were trained on (another release of a set changes a few tasks under the same ids)."""
+    return (f"{len(ids)} tasks differ in content from the tasks the checkpoint's puzzle rows of the same ids were "
+            f"trained on, so those rows are not used and {outcome}: {few_ids(ids, 5)}")
 
 
 def encode_views(views: list[View], tasks: dict[str, Task], canvas: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,7 @@ EXPORT_WEIGHTS = "model.safetensors"
 LEAN_IDENTIFIER = "<mean>"  # the lean export's one trained row; never a build row's (those are "task#k")
 _STEP_DIR = re.compile(r"step_(\d+)$")
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")  # what `train` writes into a run folder
+IMPORT_RECORD = "import.json"  # what `import-checkpoint` writes beside a run's config and checkpoints
 TTT_OWN_FILES = ("ttt_plan.json", "ttt_challenges.json", "ttt_run.json", "tasks")  # only `ttt` writes these
 TTT_FILES = RUN_FILES + ("submission.json", *TTT_OWN_FILES)  # what a ttt run holds (tasks/<id>/: --per-task)
 

@@ -106,12 +106,27 @@ def test_views_come_round_by_round_and_untrained_tasks_are_reported():
     idents = ["<blank>", "25ff71a9#0", "25ff71a9#1", "a85d4709#0"]
     augs = ["", Augmentation.identity().to_str(), Augmentation(2, tuple(range(10))).to_str(),
             Augmentation.identity().to_str()]
-    views, untrained = make_views(tasks, idents, augs)
+    views, untrained, _ = make_views(tasks, idents, augs)
     assert untrained == []
     assert [(v.task_id, v.test_index, v.row) for v in views] == [
         ("25ff71a9", 0, 1), ("25ff71a9", 1, 1), ("a85d4709", 0, 3), ("25ff71a9", 0, 2), ("25ff71a9", 1, 2)]
-    views, untrained = make_views(tasks, idents[:3], augs[:3], max_views=1)
+    views, untrained, _ = make_views(tasks, idents[:3], augs[:3], max_views=1)
     assert untrained == ["a85d4709"] and len(views) == 2
+
+
+def test_rows_match_a_task_by_its_content_and_a_lean_exports_mean_row_is_no_tasks():
+    """ttt from a lean export (identifiers `<blank>`, `<mean>`) read its rows as task ids and
+    stopped with a traceback; a row recorded under other content is no row of the task."""
+    from arc_trm.views import trained_rows
+    from augment.tasks import content_hash
+
+    tasks = load_tasks("arc-agi-1:training/25ff71a9+a85d4709")
+    assert trained_rows(tasks, ["<blank>", "<mean>"], ["", ""]) == ({}, [])
+    idents = ["<blank>", "25ff71a9#0", "a85d4709#0"]
+    rows_of, other = trained_rows(tasks, idents, ["", content_hash(tasks[0]), "another task's"])
+    assert rows_of == {"25ff71a9": [(0, 1)]} and other == ["a85d4709"]
+    assert make_views(tasks, idents, ["", "t0p0123456789", "t0p0123456789"],
+                      task_hashes=["", content_hash(tasks[0]), "x"]).untrained == ["a85d4709"]
 
 
 @pytest.mark.slow

@@ -95,3 +95,29 @@ def test_a_bare_set_name_warns_at_predict_and_score_that_it_holds_the_training_s
         line, = warnings(proc)
         assert line.startswith("warning: arc-agi-1 ") and "use arc-agi-1:evaluation" in line, line
     assert warnings(cli_in_process("score", out, "--brief", "--tasks", "arc-agi-1:evaluation", "--partial")) == []
+
+
+def test_test_inputs_larger_than_the_canvas_are_counted_apart_and_keep_the_fallback(tmp_path):
+    """A test input larger than the model's canvas has no view that can answer: its views ran on a
+    blank canvas, the summary counted it as predicted, and its task silently kept the fallback."""
+    import json
+
+    from augment.tasks import load_tasks
+
+    run, out = tmp_path / "run", tmp_path / "s.json"
+    write_tiny_checkpoint(run)  # canvas 6, trained ids of 3c9b0459 only
+    task = load_tasks("arc-agi-1:training/3c9b0459").pop()
+    data = task.to_json(with_solutions=False)
+    large = [[(r + c) % 10 for c in range(8)] for r in range(8)]
+    data["test"].append({"input": large})  # a second test input, 8x8
+    challenges = tmp_path / "large_challenges.json"
+    challenges.write_text(json.dumps({task.id: data}))
+    r = cli_in_process("predict", "--checkpoint", run, "--tasks", challenges, "--out", out, "--no-progress",
+                       "--views", "1", "--max-steps", "1")
+    assert r.returncode == 0, r.stderr
+    assert "predicted 1 of 2 test inputs (1 of 1 tasks) from 1 views" in r.stdout, r.stdout
+    assert ("1 tasks have test inputs larger than the model's 6x6 canvas and got the fallback answer for them: "
+            "3c9b0459") in r.stdout, r.stdout
+    assert json.loads(out.read_text())["3c9b0459"][1]["attempt_1"] == large
+    record = json.loads(out.with_name("s.predict.json").read_text())
+    assert record["views"] == 1 and record["too_large_tasks"] == ["3c9b0459"]

@@ -145,8 +145,30 @@ def test_a_train_run_as_out_is_refused_without_advising_resume_and_resume_writes
     (run / "submission.json").write_text('{"kept": "as it was"}')
     before = tree(run)
     line = refused(cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", run, "--budget", "60s", "--no-progress"),
-                   str(run), "train run", "another --out", f"--checkpoint {run}")
+                   str(run), "holds a trained run", "another --out", f"--checkpoint {run}")
     assert "--resume" not in line, line
     refused(cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", run, "--budget", "60s", "--no-progress",
-                           "--resume"), str(run), "train run", "another --out")
+                           "--resume"), str(run), "holds a trained run", "another --out")
     assert tree(run) == before, "nothing written into the train run"
+
+
+def test_an_imported_run_as_out_is_named_an_imported_run_and_help_names_exports(tmp_path):
+    """`ttt --out` a folder `import-checkpoint` wrote was refused as "a train run"; and `--help`
+    for --checkpoint did not say that an inference export (`arc-trm export`) is accepted."""
+    import torch
+
+    from arc_trm.cli import command_parser
+    from test_import_checkpoint import FIXTURE, write_inputs
+
+    paths = write_inputs(tmp_path, torch.load(FIXTURE, weights_only=True))
+    run = tmp_path / "imported"
+    res = cli_in_process("import-checkpoint", paths["ckpt"], "--identifiers", paths["ids"], "--out", run,
+                         "--config", paths["config"], "--canvas", "6")
+    assert res.returncode == 0, res.stderr
+    before = tree(run)
+    line = refused(cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", run, "--budget", "60s", "--no-progress"),
+                   str(run), "holds an imported run (import-checkpoint)", "import.json", f"--checkpoint {run}")
+    assert "train run" not in line and "trained run" not in line, line
+    assert tree(run) == before
+    checkpoint, = [a for a in command_parser("ttt")._actions if "--checkpoint" in a.option_strings]
+    assert "imported" in checkpoint.help and "export" in checkpoint.help, checkpoint.help
