@@ -14,8 +14,8 @@ from pathlib import Path
 
 from augment.errors import InputError
 from augment.files import read_json
+from submission.runfolder import IMPORT_RECORD
 
-IMPORT_RECORD = "import.json"
 NOTICE_NAME = "LICENSE-weights.txt"
 CODE_LICENCE = "apache-2.0"  # Kaggle's name for the package's own licence
 
