@@ -7,10 +7,11 @@ same way by the bar, the plain log line and the final line (`step_text`)."""
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 import torch
 import torch.distributed as dist
@@ -92,6 +93,15 @@ class LogWindow:
         halting = {"exact_accuracy": exact / halted, "halt_steps": halt_steps / halted} if halted > 0 else {}
         return {"loss": loss / max(self.samples, 1), **halting,
                 "samples_per_s": self.samples / max(time.perf_counter() - self.t0, 1e-9)}
+
+
+ETA_STEPS = 50  # the ETA's window of recent steps
+
+
+def eta_seconds(steps_left: int, recent: Sequence[float]) -> float:
+    """The time `steps_left` steps take at the median of the `recent` steps' seconds: a compile, a
+    checkpoint or a burst of another job's load moves a mean, not the median."""
+    return steps_left * statistics.median(recent) if recent else 0.0
 
 
 def log_line(last: dict[str, float], end: int, eta_s: float) -> str:

@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import time
+from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from arc_trm.builds import default_build_dir, is_default_build, load_or_build
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import evaluate_built
 from arc_trm.views import ViewRun
-from arc_trm.metrics import METRICS_FILE, LogWindow, MetricsSink, log_line, step_text
+from arc_trm.metrics import ETA_STEPS, METRICS_FILE, LogWindow, MetricsSink, eta_seconds, log_line, step_text
 from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
@@ -253,6 +254,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     window = LogWindow()
     final_dir = None
     step_seconds = 0.0  # running mean, for the deadline
+    recent: deque[float] = deque(maxlen=ETA_STEPS)  # the last steps' seconds, for the ETA
     first_step, timed_s = state.step + 1, 0.0  # the seconds of the steps after this call's first
     # The state of the last batch consumed (what a checkpoint saves), read before the prefetch
     # thread starts drawing: a stop before the first step must not skip the batches it drew.
@@ -315,11 +317,12 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
                 sink.log(last)
                 bar.set_postfix_str(step_text(last))
                 if not show_bar:  # a plain line, so a batch log shows the run going
-                    print0(d, log_line(last, end, (end - step) * (step_seconds or time.perf_counter() - t_step)))
+                    print0(d, log_line(last, end, eta_seconds(end - step, recent or [time.perf_counter() - t_step])))
                 window = LogWindow()
             bar.update(1)
             seconds = time.perf_counter() - t_step
             step_seconds = 0.9 * step_seconds + 0.1 * seconds if step_seconds else seconds
+            recent.append(seconds)
             timed_s += seconds if step > first_step else 0.0
 
             # 5. evaluate on the test split

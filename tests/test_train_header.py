@@ -107,6 +107,17 @@ def test_a_log_step_where_no_row_halted_says_so():
     assert log_line(last, 4, 3) == "step 1/4: loss 2.500, no row halted, 9 samples/s, lr 0.001, ETA 3s"
 
 
+def test_the_eta_follows_the_typical_step_not_one_slow_one():
+    # The plain line's ETA took a 10-step running mean: on a shared machine it swung from 1m28s to
+    # 35m56s between two log lines of one run. A compile or a burst of load now moves it little.
+    from arc_trm.metrics import ETA_STEPS, eta_seconds
+
+    steady = [0.1] * 49
+    assert eta_seconds(100, steady + [30.0]) == pytest.approx(10.0)  # one 30 s step (a compile)
+    assert eta_seconds(100, steady[:20] + [2.0] * 30) == pytest.approx(200.0)  # a lasting slowdown counts
+    assert eta_seconds(0, steady) == 0.0 and ETA_STEPS >= 20
+
+
 def test_the_bar_and_the_final_line_say_no_row_halted_where_none_did(tmp_path, monkeypatch):
     # The bar's postfix (exact=0.00, steps=0.0) and the final line (exact_accuracy 0, halt_steps 0)
     # read as measurements at a step where no row halted (none does before halt_max_steps, 3).
