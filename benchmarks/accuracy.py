@@ -242,7 +242,7 @@ def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: P
     train_s = time.perf_counter() - start
 
     loaded = load_model(work / "run", torch.device("cpu"))
-    views, _ = make_views(tasks, loaded.id_map.identifiers, loaded.id_map.augmentations)
+    views = make_views(tasks, loaded.id_map.identifiers, loaded.id_map.augmentations).views
     start = time.perf_counter()
     view_run = ViewRun(canvas=cfg.data.canvas, bucketing=cfg.data.bucketing, scoring="consistency",
                        trajectories=arm.trajectories, noise=arm.noise, noise_seed=seed)

@@ -107,7 +107,8 @@ def evaluate(model, tasks, identifiers, augmentations, *, canvas: int, views_per
 
     synchronize(device)
     start = time.perf_counter()
-    views, untrained = make_views(tasks, identifiers, augmentations, views_per_input)
+    found = make_views(tasks, identifiers, augmentations, views_per_input)
+    views, untrained = found.views, found.untrained
     by_id = {t.id: t for t in tasks}
     inputs, fits = encode_views(views, by_id, canvas)
     ids = np.array([v.row for v in views], dtype=np.int32)
