@@ -8,7 +8,8 @@
             only the mean puzzle row, which is all that test-time training on new tasks reads;
             --full-table keeps the whole puzzle table; --full-state ships the training checkpoint's
             state.pt instead), dataset-metadata.json and, for weights imported from published ones
-            (the run's import.json), LICENSE-weights.txt naming their source and licence
+            (the import.json of the run or of its export), LICENSE-weights.txt naming their source
+            and licence
   kernel/   the submission notebook and kernel-metadata.json (GPU on, machine_shape NvidiaL4 =
             4 x L4 unless --accelerator says otherwise, internet off, the dataset and the
             competition attached)
@@ -46,7 +47,8 @@ from submission.checkpoint_manifest import MANIFEST
 from submission.notice import NOTICE_NAME, WeightsSource, licence_label, weights_source
 from augment.files import (Placed, check_replaceable, finished_first, replace_folder, signals_held, write_json_atomic,
                            write_text_atomic)
-from submission.runfolder import EXPORT_WEIGHTS, STATE, check_holds_no_run, is_lean_export, resolve_checkpoint
+from submission.runfolder import (EXPORT_WEIGHTS, IMPORT_RECORD, STATE, check_holds_no_run, is_lean_export,
+                                  resolve_checkpoint)
 from submission.wheels import (KAGGLE_MISSING as KAGGLE_MISSING, KAGGLE_PLATFORMS, KAGGLE_PYTHON, PROJECT,
                                WheelTarget, build_project_wheel, collect_dependency_wheels as collect_dependency_wheels,
                                default_cache as default_cache, project_root, run_quiet, tail)
@@ -171,7 +173,8 @@ def ship_checkpoint(src: Path, dest: Path, full_state: bool = False, full_table:
         check_shippable(src, full_state, full_table)
     is_export = not (src / STATE).is_file()
     if full_state or (full_table and is_export):
-        copy_files(src, dest, EXPORT_FILES if is_export else CHECKPOINT_FILES)
+        imported = (IMPORT_RECORD,) if is_export and (src / IMPORT_RECORD).is_file() else ()  # the export's own record
+        copy_files(src, dest, (EXPORT_FILES if is_export else CHECKPOINT_FILES) + imported)
         return
     cmd = [sys.executable, "-m", "arc_trm.cli", "export", "--checkpoint", str(src), "--out", str(dest)]
     proc = run_quiet(cmd if full_table else [*cmd, "--lean"], timeout=EXPORT_TIMEOUT_S)

@@ -50,12 +50,20 @@ class WeightsSource:
 
 
 def record_folders(checkpoint: Path) -> list[Path]:
-    """The folders that may hold a checkpoint's import record: the checkpoint folder, and the run
-    folder above it (RUN/checkpoints/step_N)."""
+    """The folders that may hold a checkpoint's import record: the checkpoint folder (an inference
+    export carries its source's record), and the run folder above it (RUN/checkpoints/step_N)."""
     folders = [checkpoint]
     if checkpoint.parent.name == "checkpoints":
         folders.append(checkpoint.parent.parent)
     return folders
+
+
+def import_record(checkpoint: Path) -> Path | None:
+    """The import record of `checkpoint`'s weights (see record_folders), or None: trained here."""
+    for folder in record_folders(Path(checkpoint)):
+        if (folder / IMPORT_RECORD).is_file():
+            return folder / IMPORT_RECORD
+    return None
 
 
 def known_licence(*names: str) -> tuple[str, str] | None:
@@ -70,20 +78,18 @@ def known_licence(*names: str) -> tuple[str, str] | None:
 def weights_source(checkpoint: Path) -> WeightsSource | None:
     """The source of `checkpoint`'s weights from its run's import record; None when there is none
     (trained here). A record's own `licence` wins over the table of known sources."""
-    for folder in record_folders(Path(checkpoint)):
-        path = folder / IMPORT_RECORD
-        if not path.is_file():
-            continue
-        record = read_json(path, "import record")
-        if not isinstance(record, dict) or not isinstance(record.get("source"), str):
-            raise InputError(f"{path}: import record without a source; cannot name the weights' licence")
-        source, weights = record["source"], str(record.get("reference_checkpoint") or "")
-        recorded = record.get("licence") or record.get("license")
-        if isinstance(recorded, str) and recorded:
-            return WeightsSource(source, weights, recorded)
-        licence, stated_at = known_licence(source, weights) or (None, "")
-        return WeightsSource(source, weights, licence, stated_at)
-    return None
+    path = import_record(checkpoint)
+    if path is None:
+        return None
+    record = read_json(path, "import record")
+    if not isinstance(record, dict) or not isinstance(record.get("source"), str):
+        raise InputError(f"{path}: import record without a source; cannot name the weights' licence")
+    source, weights = record["source"], str(record.get("reference_checkpoint") or "")
+    recorded = record.get("licence") or record.get("license")
+    if isinstance(recorded, str) and recorded:
+        return WeightsSource(source, weights, recorded)
+    licence, stated_at = known_licence(source, weights) or (None, "")
+    return WeightsSource(source, weights, licence, stated_at)
 
 
 def licence_label(shipped: WeightsSource | None) -> list[dict[str, str]]:

@@ -37,6 +37,15 @@ def test_the_weights_licence_comes_from_the_record_or_the_known_source(tmp_path:
     assert (f"licence: {licence}" if licence else "not recorded") in shipped.notice()
 
 
+def test_an_export_carries_its_own_record(tmp_path: Path) -> None:
+    """An inference export (no run folder above it) holds its source's import.json itself."""
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "import.json").write_text(json.dumps({"source": "hf://arcprize/trm_arc_prize_verification/x"}))
+    shipped = weights_source(export)
+    assert shipped is not None and shipped.licence == "MIT"
+
+
 def test_weights_trained_here_keep_the_code_licence(tmp_path: Path) -> None:
     checkpoint = tmp_path / "run" / "checkpoints" / "step_5"
     checkpoint.mkdir(parents=True)
