@@ -1,8 +1,9 @@
 """The licence of shipped weights: a bundle's dataset says where imported weights came from.
 
 arc-trm's code is Apache-2.0 (pyproject). Weights imported from published ones keep their own
-licence, which a redistribution must carry: `arc-trm import-checkpoint` records the source in the
-run's import.json, and `kaggle bundle` writes a notice (NOTICE_NAME) into the dataset and labels
+licence, which a redistribution must carry: `arc-trm import-checkpoint` records the source (and a
+known source's licence, licence_fields) in the run's import.json, which every `arc-trm export` of
+the run carries, and `kaggle bundle` writes a notice (NOTICE_NAME) into the dataset and labels
 its metadata. Kaggle's dataset-metadata.json takes exactly one licence from a fixed list (no MIT),
 so a dataset that mixes the two is labelled `other` and its description names both.
 """
@@ -75,6 +76,13 @@ def known_licence(*names: str) -> tuple[str, str] | None:
     return None
 
 
+def licence_fields(source: str, weights: str) -> dict[str, str]:
+    """What `import-checkpoint` adds to its record for a known published source (read back by
+    weights_source), so the record itself names the licence; nothing for an unknown one."""
+    known = known_licence(source, weights)
+    return {} if known is None else {"licence": known[0], "licence_stated_at": known[1]}
+
+
 def weights_source(checkpoint: Path) -> WeightsSource | None:
     """The source of `checkpoint`'s weights from its run's import record; None when there is none
     (trained here). A record's own `licence` wins over the table of known sources."""
@@ -87,7 +95,7 @@ def weights_source(checkpoint: Path) -> WeightsSource | None:
     source, weights = record["source"], str(record.get("reference_checkpoint") or "")
     recorded = record.get("licence") or record.get("license")
     if isinstance(recorded, str) and recorded:
-        return WeightsSource(source, weights, recorded)
+        return WeightsSource(source, weights, recorded, str(record.get("licence_stated_at") or ""))
     licence, stated_at = known_licence(source, weights) or (None, "")
     return WeightsSource(source, weights, licence, stated_at)
 

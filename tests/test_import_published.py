@@ -98,6 +98,7 @@ def test_folder_imports_latest_step_with_rebuilt_identifiers(tmp_path: Path, fix
     assert torch.equal(state["model"]["puzzle_table"], source), "table rows copied unchanged"
     record = json.loads((out / "import.json").read_text())
     assert record["identifiers"].startswith("recipe arc1concept at 0 augmentations")
+    assert "licence" not in record, "a local file of unknown origin: no licence is claimed"
 
     res = cli_in_process("import-checkpoint", folder, "--step", "10", "--conceptarc", CONCEPTARC, "--out",
                          tmp_path / "run10", "--canvas", "6")
@@ -171,6 +172,7 @@ def test_hub_reference_from_an_offline_cache(tmp_path: Path, fix: dict[str, Any]
     assert state["step"] == 12 and state["identifiers"] == expected_identifiers()
     record = json.loads((out / "import.json").read_text())
     assert record["source"] == f"hf://{REPO}/arc_v1_public" and "/blobs/" in record["reference_checkpoint"]
+    assert record["licence"] == "MIT" and record["licence_stated_at"] == f"https://huggingface.co/{REPO}"
 
     res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v2_public", "--conceptarc", CONCEPTARC, "--out",
                   tmp_path / "v2", "--canvas", "6", env=env, timeout=300)
