@@ -20,7 +20,7 @@ from arc_trm.stopping import guarded
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "build": ("augment.build", "build an augmented task set from ARC sources"),
+    "build": ("augment.build_cli", "build an augmented task set from ARC sources"),
     "show": ("submission.render", "write a PNG of a task (with attempts and solution when given)"),
     "train": ("arc_trm.train_cli", "train TRM on a built task set (CPU, one GPU or torchrun)"),
     "plot": ("arc_trm.plot", "write a PNG of a run's training curves"),
