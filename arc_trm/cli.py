@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reference-ids": ("augment.reference_ids", "write the reference builder's puzzle identifier list for a recipe"),
     "import-checkpoint": ("arc_trm.import_reference", "convert a reference TRM checkpoint into an arc-trm run"),
     "export": ("arc_trm.export", "write a checkpoint's inference export (EMA weights in safetensors)"),
-    "predict": ("arc_trm.infer", "voted inference with halting -> Kaggle submission.json"),
+    "predict": ("arc_trm.predict_cli", "voted inference with halting -> Kaggle submission.json"),
     "score": ("submission.score", "score a submission.json against solutions"),
     "report": ("submission.report", "write an HTML page over a scored run"),
     "ttt": ("arc_trm.ttt", "test-time train on new tasks under a deadline, then predict"),
