@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("submission.score", "score a submission.json against solutions"),
     "report": ("submission.report", "write an HTML page over a scored run"),
     "ttt": ("arc_trm.ttt", "test-time train on new tasks under a deadline, then predict"),
-    "kaggle": ("submission.bundle", "bundle the package, wheels and a checkpoint for Kaggle"),
+    "kaggle": ("submission.bundle_cli", "bundle the package, wheels and a checkpoint for Kaggle"),
     "config": ("arc_trm.show_config", "print the resolved config: every key, its value and meaning"),
 }
 
