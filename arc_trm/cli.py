@@ -20,18 +20,18 @@ from arc_trm.stopping import guarded
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "build": ("augment.build", "build an augmented task set from ARC sources"),
+    "build": ("augment.build_cli", "build an augmented task set from ARC sources"),
     "show": ("submission.render", "write a PNG of a task (with attempts and solution when given)"),
     "train": ("arc_trm.train_cli", "train TRM on a built task set (CPU, one GPU or torchrun)"),
     "plot": ("arc_trm.plot", "write a PNG of a run's training curves"),
     "reference-ids": ("augment.reference_ids", "write the reference builder's puzzle identifier list for a recipe"),
     "import-checkpoint": ("arc_trm.import_reference", "convert a reference TRM checkpoint into an arc-trm run"),
     "export": ("arc_trm.export", "write a checkpoint's inference export (EMA weights in safetensors)"),
-    "predict": ("arc_trm.infer", "voted inference with halting -> Kaggle submission.json"),
+    "predict": ("arc_trm.predict_cli", "voted inference with halting -> Kaggle submission.json"),
     "score": ("submission.score", "score a submission.json against solutions"),
     "report": ("submission.report", "write an HTML page over a scored run"),
     "ttt": ("arc_trm.ttt", "test-time train on new tasks under a deadline, then predict"),
-    "kaggle": ("submission.bundle", "bundle the package, wheels and a checkpoint for Kaggle"),
+    "kaggle": ("submission.bundle_cli", "bundle the package, wheels and a checkpoint for Kaggle"),
     "config": ("arc_trm.show_config", "print the resolved config: every key, its value and meaning"),
 }
 

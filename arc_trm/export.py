@@ -9,6 +9,8 @@ EMA) and the puzzle table. The export folder holds:
   model.safetensors   every tensor of the model's state dict, EMA values over the raw ones
   config.json         the run's resolved config
   identifiers.json    puzzle row -> identifier and augmentation
+  import.json         for weights imported with `arc-trm import-checkpoint`: the run's import
+                      record (their source and licence), which `kaggle bundle` turns into a notice
   manifest.json       format version, size and hash of each file
 
 `arc-trm predict --checkpoint OUT` and `arc-trm ttt --checkpoint OUT` load it like a run folder.
@@ -33,7 +35,8 @@ from arc_trm.stopping import current
 from augment.errors import InputError
 from augment.files import atomic_path, check_replaceable, finished_line, replace_folder
 from submission import checkpoint_manifest as manifest
-from submission.runfolder import LEAN_IDENTIFIER, check_holds_no_run, is_export
+from submission.notice import import_record
+from submission.runfolder import IMPORT_RECORD, LEAN_IDENTIFIER, check_holds_no_run, is_export
 
 
 @dataclass
@@ -89,6 +92,7 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
         hashes = [""] * rows if ids.get("task_hashes") is not None else None
         ids_text = json.dumps({"identifiers": ["<blank>", LEAN_IDENTIFIER][:rows], "augmentations": [""] * rows,
                                "task_hashes": hashes})
+    record = import_record(found)  # imported weights keep their source and licence in every export of them
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -98,6 +102,8 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
             save_file(weights, str(path), metadata=metadata)
         ckpt.write_text_atomic(tmp / "config.json", config_text)
         ckpt.write_text_atomic(tmp / "identifiers.json", ids_text)
+        if record is not None:
+            ckpt.write_text_atomic(tmp / IMPORT_RECORD, record.read_text(encoding="utf-8"))
         manifest.write_manifest(tmp)
         stop = current()
         with stop.polled(f"finishing the export in {out}"):  # a signal held across the swap comes after the work

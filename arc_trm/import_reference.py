@@ -25,8 +25,10 @@ A plain name `task` becomes our `task#0` (identity augmentation); augmented name
 id, keeping the reference's row order, so the puzzle table is copied unchanged.
 
 Writes OUT/config.json and OUT/checkpoints/step_N/ (N from a `step_N` file name, else 0) with
-the weights as both raw and EMA weights, atomically. Bad input (unknown or missing keys, shapes
-that do not fit, names that do not match the table) stops with a one-line error and exit code 2.
+the weights as both raw and EMA weights, atomically, and OUT/import.json: the source and, for a
+known published one, its licence (which `kaggle bundle` ships with the weights). Bad input
+(unknown or missing keys, shapes that do not fit, names that do not match the table) stops with
+a one-line error and exit code 2.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from arc_trm.stopping import current
 from augment.errors import InputError
 from augment.reference_ids import RECIPES
 from augment.store import IdentifierMap
+from submission.notice import licence_fields
 from submission.runfolder import IMPORT_RECORD
 
 # Values no weight shape reveals: printed when they come from the paper preset.
@@ -276,10 +279,12 @@ def write_imported_run(request: ImportRequest, located: Located, config: Path | 
         id_map = IdentifierMap(names.identifiers, names.augmentations, names.task_hashes)
         ckpt.write_text_atomic(tmp / "identifiers.json", json.dumps(id_map.to_json()))
         ckpt.write_text_atomic(out / "config.json", config_json)
+        weights = str(located.weights.resolve())
         ckpt.write_text_atomic(out / IMPORT_RECORD, json.dumps({
-            "source": request.reference, "reference_checkpoint": str(located.weights.resolve()),
+            "source": request.reference, "reference_checkpoint": weights,
             "identifiers": names.source, "config": str(config.resolve()) if config is not None else None,
-            "overrides": list(request.overrides), "step": step}, indent=2))
+            "overrides": list(request.overrides), "step": step, **licence_fields(request.reference, weights)},
+            indent=2))
         return ckpt.commit_checkpoint(out, step, keep=0)
 
 

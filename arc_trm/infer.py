@@ -1,32 +1,10 @@
-"""Voted inference with halting -> Kaggle submission.json.
-
-  arc-trm predict --checkpoint runs/agi2 --tasks arc-agi-2:evaluation --out submission.json
-
-Every test input is seen through the augmented views its task was trained under (one view per
-trained puzzle identifier). Views run in batches; a view stops once its halt logit is above 0
-(or at the step cap) and its batch slot is refilled with a pending view, so easy views cost few
-steps. `--halting off` runs every view for the full cap, as the reference evaluation does. Each
-prediction is decoded, its augmentation inverted, and the views vote: the two answers most views
-agree on become attempt_1 and attempt_2. With `--scoring consistency` the candidates are then
-reranked by their log-probability under every view (arc_trm.consistency).
-
-Writes the submission (validated, atomically), `<name>.candidates.json` with every ranked
-candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose
-puzzle embeddings were never trained (or were trained on other content under the same id) get
-the fallback answer (the test input); `arc-trm ttt` trains them. A test input larger than the
-model's canvas gets it too (none of its views runs; the summary counts it apart). Only answers
-produced replace those of an earlier submission at the same path: a test input no view answered
-(a deadline) keeps its earlier entry and candidates, and with no answer at all a valid earlier
-submission is not rewritten. A file at --out that is JSON but no submission (the challenges,
-solutions or candidates file) is refused, not overwritten. Ctrl-C or SIGTERM before the writes
-leaves the three files as they were; during them, the three are finished first; either way one
-line says so and the exit status is 130 or 143.
-"""
+"""Voted inference: a trained model loaded (load_model), its views run over ranks and voted on
+(vote_views), and the two callers: `predict`, which writes the submission, its candidates and
+record, and evaluate_built, which scores a build's test split during training. The command line
+(`arc-trm predict`) is arc_trm/predict_cli.py."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,19 +14,17 @@ import torch
 import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
-from arc_trm.common import Dist, setup, teardown
+from arc_trm.common import Dist
 from arc_trm.config import RunConfig
-from arc_trm.config_rules import check_device_available
-from arc_trm.consistency import InputStream, ViewRecord, add_scoring_argument, best_trajectories
+from arc_trm.consistency import InputStream, ViewRecord, best_trajectories
 from arc_trm.export import LEAN_IDENTIFIER
 from arc_trm.model import TRM
-from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, fitting_views, make_views, other_content_line,
-                           prediction_of, run_views, view_sides, with_trajectories)
+from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, fitting_views, make_views, prediction_of,
+                           run_views, view_sides, with_trajectories)
 from augment.store import IdentifierMap
-from augment.console import add_progress_argument
 from augment.errors import InputError
-from augment.tasks import Task, absolute_spec, load_tasks, training_split_warning
-from submission.outputs import check_prediction_outputs, record_path
+from augment.tasks import Task, absolute_spec
+from submission.outputs import record_path
 from submission.kaggle import (candidates_path, earlier_entries, is_submission_of, merge_candidates, merge_submission,
                                write_candidates, write_submission)
 from augment.files import write_json_atomic
@@ -278,124 +254,3 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
             "other_content_tasks": summary.other_content, "too_large_tasks": too_large_tasks,
         }, indent=2)
     return summary
-
-
-# ----------------------------------------------------------------------------------------------
-# Command line
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, action="append", metavar="RUN",
-                   help="run folder (its latest checkpoint), checkpoint folder or export; repeat it for an "
-                        "ensemble whose votes pool (one model in memory at a time)")
-    p.add_argument("--tasks", required=True, metavar="SOURCE", help="tasks to answer, e.g. arc-agi-2:evaluation or a challenges .json")
-    p.add_argument("--out", default="submission.json", help="submission file (default: submission.json)")
-    p.add_argument("--views", type=int, default=0,
-                   help="augmented views per test input (default 0 = every view the checkpoint was trained on)")
-    p.add_argument("--halting", choices=["on", "off"], default="on",
-                   help="on: a view stops when its halt logit > 0; off: always run the step cap (reference)")
-    p.add_argument("--max-steps", type=int, default=0, help="step cap per view (default: the model's halt_max_steps)")
-    p.add_argument("--batch-size", type=int, default=256, help="views in flight at once")
-    add_scoring_argument(p)
-    p.add_argument("--trajectories", type=int, default=1,
-                   help="runs of each view: the first clean, the others with --noise in the latent; the Q head "
-                        "picks each view's surest run (PTRM; default 1)")
-    p.add_argument("--noise", type=float, default=0.0,
-                   help="std of the Gaussian noise added to the latent before each cycle (default 0)")
-    p.add_argument("--weights", choices=["ema", "model"], default="ema", help="EMA weights (default) or raw weights")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps | cuda:N")
-    p.add_argument("--skip-bad-tasks", action="store_true",
-                   help="skip malformed tasks with a warning; those whose test inputs are readable get the "
-                        "fallback answer")
-    add_progress_argument(p)
-
-
-def check_arguments(args: argparse.Namespace) -> None:
-    """Every numeric option, the device and the output paths, before any model or task loads."""
-    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--views", args.views, 0),
-                             ("--max-steps", args.max_steps, 0), ("--trajectories", args.trajectories, 1)):
-        if value < low:
-            raise InputError(f"{flag} must be an integer >= {low}, got {value}")
-    if not args.noise >= 0:
-        raise InputError(f"--noise must be a number >= 0, got {args.noise}")
-    if len(args.checkpoint) > 1 and args.scoring == "consistency":
-        raise InputError("--scoring consistency ranks by one model's probabilities: give one --checkpoint, "
-                         "or pool several with --scoring votes")
-    if args.trajectories > 1 and args.noise == 0:
-        raise InputError("--trajectories > 1 needs --noise > 0 (clean runs of a view are identical)")
-    if args.noise > 0 and args.trajectories == 1:
-        raise InputError("--noise acts only on the extra runs of --trajectories N (the first run of a view is clean); "
-                         "pass --trajectories 2 or more")
-    try:
-        check_device_available(args.device)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    check_prediction_outputs(args.out)
-
-
-def load_prediction_tasks(spec: str, skip_bad: bool) -> list[Task]:
-    """The tasks to answer; with skip_bad, malformed ones are skipped with a warning and those
-    whose test inputs are readable come back without demonstrations (they get the fallback)."""
-    salvaged: list[Task] = []
-    warn = lambda m: print(f"warning: {m}", file=sys.stderr)  # noqa: E731
-    tasks = load_tasks(spec, on_error="skip" if skip_bad else "raise", warn=warn, salvaged=salvaged)
-    inflated = training_split_warning(spec)
-    if inflated:
-        print(inflated, file=sys.stderr)
-    known = {t.id for t in tasks}
-    return sorted(tasks + [t for t in salvaged if t.id not in known], key=lambda t: t.id)
-
-
-def file_identity(path: Path) -> tuple[int, int] | None:
-    """(inode, mtime) of a file, None when absent: an atomic write gives a new one."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns
-
-
-def print_unanswered(summary: PredictSummary, ids: list[str], kept: list[str], why: str, hint: str,
-                     which: str = "") -> None:
-    """Up to two lines for tasks no view answered (`why`): those that got the fallback answer and
-    those that kept the answers the submission held before."""
-    fallback = [t for t in ids if t not in kept]
-    for group, got in ((fallback, f"got the fallback answer{which}"),
-                       (kept, f"kept the answers {summary.submission} held before{which}")):
-        if group:
-            print(f"{len(group)} tasks {why} and {got}{hint}: {', '.join(group[:5])}" + (" ..." if len(group) > 5 else ""))
-
-
-def run(args: argparse.Namespace) -> int:
-    check_arguments(args)
-    tasks = load_prediction_tasks(args.tasks, args.skip_bad_tasks)
-    d = setup(args.device)
-    models = (load_model(path, d.device, args.weights) for path in args.checkpoint)  # one at a time
-    options = PredictOptions(args.tasks, max_views=args.views, max_steps=args.max_steps)
-    view_run = ViewRun(0, batch_size=args.batch_size, halting=args.halting == "on", progress=not args.no_progress,
-                       scoring=args.scoring, trajectories=args.trajectories, noise=args.noise)
-    stop = current()  # the CLI's: a signal before the writes leaves the files as they were
-    before = file_identity(Path(args.out))  # a second signal in the writes stops them at once: tell the two apart
-    stop.describe = lambda signame: (
-        (f"{signame}: stopped before writing; {args.out} and its record are as they were; "
-         if file_identity(Path(args.out)) == before else
-         f"{signame}: stopped at once during the writes: {args.out} holds the new answers, its candidates and record "
-         "may be missing or older; ") + f"run it again with: {stop.again or 'the same command'}")
-    summary = predict(models, tasks, Path(args.out), options, view_run, d)
-    stop.describe = lambda signame: (f"{signame}: received while the answers were written, which finished first: "
-                                     f"{args.out} is complete")
-    if summary is not None:
-        print(f"predicted {summary.answered} of {summary.test_inputs} test inputs ({summary.answered_tasks} of "
-              f"{summary.tasks} tasks) from {summary.views} views in {summary.seconds:.1f} s, "
-              f"{summary.mean_steps:.2f} steps per view on average")
-        if summary.other_content:
-            print(other_content_line(summary.other_content, "they count as tasks the table lacks"))
-        print_unanswered(summary, summary.untrained, summary.kept,
-                         "have no puzzle embedding trained on their content", " (run `arc-trm ttt` on them)")
-        print_unanswered(summary, summary.too_large, summary.too_large_kept,
-                         f"have test inputs larger than the model's {summary.canvas}x{summary.canvas} canvas", "",
-                         " for them")
-        if summary.written:
-            print(f"wrote {summary.submission} and {candidates_path(summary.submission).name}")
-    teardown()
-    return 0

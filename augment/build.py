@@ -1,25 +1,9 @@
-"""Build an augmented task set: N dihedral + colour-permutation versions of every task, with
-per-example translations, stored compactly and applied on the fly by the loader.
-
-Each task gets its identity version (k = 0) plus random (dihedral, colour permutation) versions up
-to --augmentations in total, drawing at most --max-tries times and dropping duplicates (a version
-whose multiset of (input, output) grids equals an earlier one's). The draws of a task depend only
-on --seed and the task's own content, so a task keeps its identifiers (`TASK#k`) and augmentations
-whatever else is in the set. Rows of the puzzle-embedding table follow sorted (task id, k).
-
-Training tasks train on every pair; for evaluation (role "test") tasks the demonstrations train and
-the test inputs form the test split. An existing build at --out with the same sources and
-parameters is reused unless --force is given. Writes go to a hidden temporary folder renamed into
-place at the end.
-
-examples:
-  arc-trm build --tasks arc-agi-2 --augmentations 1000 --out data/built/arc-agi-2
-  arc-trm build --tasks arc-agi-2,conceptarc_challenges.json@train --out data/built/agi2-concept
-"""
+"""The builder behind `arc-trm build` (build_set, ensure_built): a task set's augmented versions,
+drawn per task (draw.py), stored as the arrays of store.py and written atomically. What a build
+holds and how its versions are drawn is the command's help (augment/build_cli.py)."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -32,11 +16,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from joblib import Parallel, delayed
-from augment.console import add_progress_argument, progress_bar
+from augment.console import progress_bar
 
 from .draw import DRAW_CHUNK, augment_task
 from .errors import InputError, few_ids
-from .files import Placed, atomic_writer, finished_first, read_json, replace_folder, write_text_atomic
+from .files import atomic_writer, read_json, replace_folder, write_text_atomic
 from .options import BuildOptions
 from .store import ARRAYS, FORMAT, BuiltSet
 from .tasks import Task, absolute_spec, grid_hash, load_tasks
@@ -90,7 +74,7 @@ def max_side(task: Task) -> int:
 # ---------------------------------------------------------------------------------------------
 # Building
 # ---------------------------------------------------------------------------------------------
-def _warn(msg: str) -> None:
+def print_warning(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
@@ -305,7 +289,7 @@ def _write_build(out: Path, arrays: dict[str, np.ndarray], meta: dict, kept: lis
 
 
 def build_set(tasks: Sequence[Task], out: str | Path, options: BuildOptions = BuildOptions(), *,
-              sources: Sequence[str] | None = None, warn: Callable[[str], None] = _warn,
+              sources: Sequence[str] | None = None, warn: Callable[[str], None] = print_warning,
               placed: Callable[[], None] | None = None,
               _before_rename: Callable[[Path], None] | None = None) -> BuiltSet:
     """Augment `tasks` and write the build to `out` (replacing an earlier build there); `placed` is
@@ -338,7 +322,7 @@ def is_up_to_date(out: str | Path, tasks: Sequence[Task], options: BuildOptions 
 
 
 def ensure_built(specs: str | Sequence[str], out: str | Path, options: BuildOptions = BuildOptions(), *,
-                 on_error: str = "raise", force: bool = False, warn: Callable[[str], None] = _warn) -> BuiltSet:
+                 on_error: str = "raise", force: bool = False, warn: Callable[[str], None] = print_warning) -> BuiltSet:
     """Open the build at `out` if it was made from the same task content and options, else build it."""
     options.check()
     spec_list = [s.strip() for s in (specs.split(",") if isinstance(specs, str) else specs) if s.strip()]
@@ -346,68 +330,3 @@ def ensure_built(specs: str | Sequence[str], out: str | Path, options: BuildOpti
     if not force and is_up_to_date(out, tasks, options):
         return BuiltSet.open(out)
     return build_set(tasks, out, options, sources=spec_list, warn=warn)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", required=True, action="append", metavar="SOURCE",
-                        help="task sources (repeatable or comma-separated): arc-agi-1, arc-agi-2, kaggle2024, "
-                             "kaggle2025 (optionally :training / :evaluation), a Kaggle challenges .json, or a "
-                             "folder of task .json files; suffix @train or @test sets the role")
-    parser.add_argument("--out", required=True, type=Path, help="output folder of the build")
-    parser.add_argument("--augmentations", type=int, default=1000,
-                        help="augmented versions per task, the identity included (default 1000, the paper's)")
-    parser.add_argument("--max-tries", type=int, default=5000,
-                        help="random draws per task before giving up on reaching --augmentations (default 5000)")
-    parser.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
-    parser.add_argument("--canvas", type=int, default=30,
-                        help="canvas side, 1 to 30; tasks with a larger grid are skipped with a warning (default 30)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    parser.add_argument("--skip-bad-tasks", action="store_true",
-                        help="skip invalid tasks with a warning instead of aborting the build")
-    parser.add_argument("--force", action="store_true",
-                        help="rebuild even if --out already holds a build of the same tasks and parameters")
-    add_progress_argument(parser)
-
-
-def skipped_count(too_large: int, invalid: int) -> str:
-    """'N skipped', with the reasons when tasks were skipped for more than one."""
-    total = too_large + invalid
-    if too_large and invalid:
-        return f"{total} skipped: {invalid} invalid, {too_large} larger than the canvas"
-    return f"{total} skipped" + (" as invalid" if invalid else "")
-
-
-def run(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    specs = [s.strip() for group in args.tasks for s in group.split(",") if s.strip()]
-    options = BuildOptions(args.augmentations, args.seed, args.canvas, args.workers, args.max_tries,
-                           progress=not args.no_progress)
-    options.check()
-    bad: list[str] = []  # load_tasks warns once per task it skips, and only then
-
-    def warn_bad(msg: str) -> None:
-        bad.append(msg)
-        _warn(msg)
-
-    tasks = load_tasks(specs, on_error="skip" if args.skip_bad_tasks else "raise", warn=warn_bad)
-    reused = not args.force and is_up_to_date(args.out, tasks, options)
-
-    def work(placed: Placed) -> int:
-        built = BuiltSet.open(args.out) if reused else build_set(tasks, args.out, options, sources=specs, placed=placed)
-        print_summary(args.out, built, reused, len(bad), start)
-        return 0
-
-    # A signal before the new build is at --out: the CLI says it was interrupted (--out is as it was).
-    return finished_first("build", work, lambda _: f"{args.out} is complete")
-
-
-def print_summary(out: Path, built: BuiltSet, reused: bool, invalid: int, start: float) -> None:
-    c = built.counts
-    secs = time.perf_counter() - start
-    what = "up to date (reused; --force rebuilds)" if reused else "built"
-    print(f"{out}: {what}: {c['tasks']} tasks ({c['train_tasks']} train, {c['test_tasks']} test, "
-          f"{skipped_count(c['skipped_tasks'], invalid)}), {c['augmented_tasks']} augmented tasks, {c['train_examples']} "
-          f"training examples, {c['test_views']} test views, {built.nbytes()} bytes, {secs:.1f} s")

@@ -1,8 +1,9 @@
 """The licence of shipped weights: a bundle's dataset says where imported weights came from.
 
 arc-trm's code is Apache-2.0 (pyproject). Weights imported from published ones keep their own
-licence, which a redistribution must carry: `arc-trm import-checkpoint` records the source in the
-run's import.json, and `kaggle bundle` writes a notice (NOTICE_NAME) into the dataset and labels
+licence, which a redistribution must carry: `arc-trm import-checkpoint` records the source (and a
+known source's licence, licence_fields) in the run's import.json, which every `arc-trm export` of
+the run carries, and `kaggle bundle` writes a notice (NOTICE_NAME) into the dataset and labels
 its metadata. Kaggle's dataset-metadata.json takes exactly one licence from a fixed list (no MIT),
 so a dataset that mixes the two is labelled `other` and its description names both.
 """
@@ -50,12 +51,20 @@ class WeightsSource:
 
 
 def record_folders(checkpoint: Path) -> list[Path]:
-    """The folders that may hold a checkpoint's import record: the checkpoint folder, and the run
-    folder above it (RUN/checkpoints/step_N)."""
+    """The folders that may hold a checkpoint's import record: the checkpoint folder (an inference
+    export carries its source's record), and the run folder above it (RUN/checkpoints/step_N)."""
     folders = [checkpoint]
     if checkpoint.parent.name == "checkpoints":
         folders.append(checkpoint.parent.parent)
     return folders
+
+
+def import_record(checkpoint: Path) -> Path | None:
+    """The import record of `checkpoint`'s weights (see record_folders), or None: trained here."""
+    for folder in record_folders(Path(checkpoint)):
+        if (folder / IMPORT_RECORD).is_file():
+            return folder / IMPORT_RECORD
+    return None
 
 
 def known_licence(*names: str) -> tuple[str, str] | None:
@@ -67,23 +76,28 @@ def known_licence(*names: str) -> tuple[str, str] | None:
     return None
 
 
+def licence_fields(source: str, weights: str) -> dict[str, str]:
+    """What `import-checkpoint` adds to its record for a known published source (read back by
+    weights_source), so the record itself names the licence; nothing for an unknown one."""
+    known = known_licence(source, weights)
+    return {} if known is None else {"licence": known[0], "licence_stated_at": known[1]}
+
+
 def weights_source(checkpoint: Path) -> WeightsSource | None:
     """The source of `checkpoint`'s weights from its run's import record; None when there is none
     (trained here). A record's own `licence` wins over the table of known sources."""
-    for folder in record_folders(Path(checkpoint)):
-        path = folder / IMPORT_RECORD
-        if not path.is_file():
-            continue
-        record = read_json(path, "import record")
-        if not isinstance(record, dict) or not isinstance(record.get("source"), str):
-            raise InputError(f"{path}: import record without a source; cannot name the weights' licence")
-        source, weights = record["source"], str(record.get("reference_checkpoint") or "")
-        recorded = record.get("licence") or record.get("license")
-        if isinstance(recorded, str) and recorded:
-            return WeightsSource(source, weights, recorded)
-        licence, stated_at = known_licence(source, weights) or (None, "")
-        return WeightsSource(source, weights, licence, stated_at)
-    return None
+    path = import_record(checkpoint)
+    if path is None:
+        return None
+    record = read_json(path, "import record")
+    if not isinstance(record, dict) or not isinstance(record.get("source"), str):
+        raise InputError(f"{path}: import record without a source; cannot name the weights' licence")
+    source, weights = record["source"], str(record.get("reference_checkpoint") or "")
+    recorded = record.get("licence") or record.get("license")
+    if isinstance(recorded, str) and recorded:
+        return WeightsSource(source, weights, recorded, str(record.get("licence_stated_at") or ""))
+    licence, stated_at = known_licence(source, weights) or (None, "")
+    return WeightsSource(source, weights, licence, stated_at)
 
 
 def licence_label(shipped: WeightsSource | None) -> list[dict[str, str]]:

@@ -19,6 +19,7 @@ from augment.tasks import load_tasks
 from submission import bundle as kb
 from submission.kaggle import load_solutions, load_submission, validate_submission
 from submission.score import score_submission
+from submission.wheels import default_cache
 
 from conftest import network_reachable
 
@@ -122,7 +123,7 @@ def built_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if result.missing:
         if not network_reachable():
             pytest.skip(f"no wheel for {', '.join(result.missing)} in the local cache and the network is "
-                        f"unreachable; put them in {kb.default_cache()} to run this test offline")
+                        f"unreachable; put them in {default_cache()} to run this test offline")
         pytest.fail(f"network is up but pip download failed for {result.missing}")
     return result.dataset
 

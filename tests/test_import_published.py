@@ -22,7 +22,7 @@ import yaml
 from arc_trm.published import map_reference_identifiers
 from arc_trm.published import Recipe, recipe_from_config
 from augment.reference_ids import reference_identifiers
-from conftest import CONCEPTARC, cli_in_process, run_cli
+from conftest import CONCEPTARC, cli_in_process, run_cli, write_tiny_checkpoint
 
 FIXTURE = Path(__file__).parent / "fixtures" / "trm_reference_attn_rope.pt"
 PREFIX = "_orig_mod.model."
@@ -98,6 +98,7 @@ def test_folder_imports_latest_step_with_rebuilt_identifiers(tmp_path: Path, fix
     assert torch.equal(state["model"]["puzzle_table"], source), "table rows copied unchanged"
     record = json.loads((out / "import.json").read_text())
     assert record["identifiers"].startswith("recipe arc1concept at 0 augmentations")
+    assert "licence" not in record, "a local file of unknown origin: no licence is claimed"
 
     res = cli_in_process("import-checkpoint", folder, "--step", "10", "--conceptarc", CONCEPTARC, "--out",
                          tmp_path / "run10", "--canvas", "6")
@@ -171,6 +172,7 @@ def test_hub_reference_from_an_offline_cache(tmp_path: Path, fix: dict[str, Any]
     assert state["step"] == 12 and state["identifiers"] == expected_identifiers()
     record = json.loads((out / "import.json").read_text())
     assert record["source"] == f"hf://{REPO}/arc_v1_public" and "/blobs/" in record["reference_checkpoint"]
+    assert record["licence"] == "MIT" and record["licence_stated_at"] == f"https://huggingface.co/{REPO}"
 
     res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v2_public", "--conceptarc", CONCEPTARC, "--out",
                   tmp_path / "v2", "--canvas", "6", env=env, timeout=300)
@@ -316,3 +318,38 @@ def test_force_moves_the_run_in_out_aside(tmp_path: Path, fix: dict[str, Any]) -
     assert (aside / "checkpoints" / "latest").read_text().strip() == "step_0000020"
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest", "step_0000010"]
     assert not (out / "metrics.jsonl").exists() and saved(out)["step"] == 10
+
+
+def test_an_export_of_an_imported_run_carries_its_licence_into_the_bundle(tmp_path: Path, fix: dict[str, Any]) -> None:
+    """`arc-trm export` left the import record behind, so `kaggle bundle` of the (lean) export the
+    notebook uses shipped the published weights with no notice, labelled apache-2.0. The export
+    now carries import.json (in its manifest), and the bundle finds it there."""
+    pytest.importorskip("huggingface_hub")
+    from submission.bundle import ship_checkpoint
+    from submission.notice import weights_source
+    from submission.runfolder import is_export
+
+    hub_cache(tmp_path / "hf", fix)
+    run, lean = tmp_path / "run", tmp_path / "lean"
+    res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v1_public", "--conceptarc", CONCEPTARC, "--out", run,
+                  "--canvas", "6", env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert cli_in_process("export", "--checkpoint", run, "--out", lean, "--lean").returncode == 0
+    assert (lean / "import.json").read_text() == (run / "import.json").read_text()
+    assert is_export(lean) and "import.json" in json.loads((lean / "manifest.json").read_text())["files"]
+    env = {"ARC_TRM_WHEEL_CACHE": str(tmp_path / "empty-cache")}  # offline: exit 1, bundle written
+    res = run_cli("kaggle", "bundle", "--checkpoint", lean, "--out", tmp_path / "dist", "--no-download", env=env)
+    assert res.returncode == 1 and "missing wheels" in res.stderr, res.stderr
+    dataset = tmp_path / "dist" / "dataset"
+    notice = (dataset / "LICENSE-weights.txt").read_text()
+    assert f"hf://{REPO}/arc_v1_public" in notice and "licence: MIT" in notice, notice
+    assert json.loads((dataset / "dataset-metadata.json").read_text())["licenses"] == [{"name": "other"}]
+    assert (dataset / "checkpoint" / "import.json").is_file() and is_export(dataset / "checkpoint")
+    # An export with the whole table is copied as it is (--full-table): its record goes along.
+    assert cli_in_process("export", "--checkpoint", run, "--out", tmp_path / "full").returncode == 0
+    ship_checkpoint(tmp_path / "full", tmp_path / "shipped", full_table=True)
+    assert is_export(tmp_path / "shipped") and weights_source(tmp_path / "shipped").licence == "MIT"
+
+    trained = write_tiny_checkpoint(tmp_path / "trained")
+    assert cli_in_process("export", "--checkpoint", trained, "--out", tmp_path / "mine").returncode == 0
+    assert not (tmp_path / "mine" / "import.json").exists() and weights_source(tmp_path / "mine") is None

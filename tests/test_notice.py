@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from augment.errors import InputError
-from submission.notice import CODE_LICENCE, known_licence, licence_label, weights_source
+from submission.notice import CODE_LICENCE, known_licence, licence_fields, licence_label, weights_source
 
 CACHE_WEIGHTS = ("/root/.cache/huggingface/hub/models--arcprize--trm_arc_prize_verification/snapshots/abc/"
                  "arc_v1_public/step_518071")
@@ -37,11 +37,30 @@ def test_the_weights_licence_comes_from_the_record_or_the_known_source(tmp_path:
     assert (f"licence: {licence}" if licence else "not recorded") in shipped.notice()
 
 
+def test_an_export_carries_its_own_record(tmp_path: Path) -> None:
+    """An inference export (no run folder above it) holds its source's import.json itself."""
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "import.json").write_text(json.dumps({"source": "hf://arcprize/trm_arc_prize_verification/x"}))
+    shipped = weights_source(export)
+    assert shipped is not None and shipped.licence == "MIT"
+
+
 def test_weights_trained_here_keep_the_code_licence(tmp_path: Path) -> None:
     checkpoint = tmp_path / "run" / "checkpoints" / "step_5"
     checkpoint.mkdir(parents=True)
     assert weights_source(checkpoint) is None and licence_label(None) == [{"name": CODE_LICENCE}]
     assert known_licence("/data/my_weights") is None
+
+
+def test_the_record_names_a_known_licence_and_where_it_is_stated(tmp_path: Path) -> None:
+    """What import-checkpoint writes for a known source is what the notice then says."""
+    source, weights = "hf://arcprize/trm_arc_prize_verification/arc_v2_public", CACHE_WEIGHTS
+    fields = licence_fields(source, weights)
+    assert fields == {"licence": "MIT", "licence_stated_at": "https://huggingface.co/arcprize/trm_arc_prize_verification"}
+    shipped = weights_source(imported_run(tmp_path, {"source": source, "reference_checkpoint": weights, **fields}))
+    assert shipped is not None and f"licence: MIT ({fields['licence_stated_at']})" in shipped.notice()
+    assert licence_fields("/data/step_1", "/data/step_1") == {}
 
 
 def test_a_record_without_a_source_is_one_line(tmp_path: Path) -> None:

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import pytest
+
+from arc_trm.cli import command_parser
+from arc_trm.predict_cli import check_arguments
+from augment.errors import InputError
+
 from conftest import SMALL_TASKS, cli_in_process, write_tiny_checkpoint
+
+
+def test_options_are_checked_before_any_checkpoint_or_task_is_read(tmp_path):
+    """check_arguments refuses a bad option in one line though neither the checkpoint nor the tasks
+    exist: they are read only after it passes."""
+    base = ["--checkpoint", str(tmp_path / "nowhere"), "--tasks", str(tmp_path / "none.json"),
+            "--out", str(tmp_path / "s.json")]
+    parser = command_parser("predict")
+    for extra, needle in ((["--batch-size", "0"], "--batch-size must be"), (["--views", "-1"], "--views must be"),
+                          (["--noise", "-1"], "--noise must be"), (["--trajectories", "2"], "needs --noise > 0")):
+        with pytest.raises(InputError, match=needle):
+            check_arguments(parser.parse_args(base + extra))
+    check_arguments(parser.parse_args(base))
 
 
 def test_noise_without_trajectories_is_refused_in_one_line(tmp_path):

