@@ -9,7 +9,6 @@ from typing import Callable
 
 import torch.distributed as dist
 
-from arc_trm import checkpoint as ckpt
 from arc_trm.common import Dist
 from arc_trm.config import RunConfig
 from augment.build import ensure_built
@@ -17,6 +16,7 @@ from augment.options import BuildOptions
 from augment.store import BuiltSet
 from augment.errors import InputError
 from augment.tasks import absolute_spec, is_bundled, parse_spec, split_ids
+from augment.files import read_json
 
 
 DEFAULT_BUILDS = Path("data/built")  # under the working directory of the run's first start
@@ -64,7 +64,7 @@ def check_own_build(out: Path, cfg: RunConfig) -> None:
     meta_path = out / "metadata.json"
     if not meta_path.is_file():
         return
-    meta = ckpt.read_json(meta_path, "build metadata")
+    meta = read_json(meta_path, "build metadata")
     params = meta.get("params", {}) if isinstance(meta, dict) else {}
     want = {"augmentations": cfg.data.augmentations, "seed": cfg.data.build_seed, "canvas": cfg.data.canvas}
     have = {k: params.get(k) for k in want} if isinstance(params, dict) else {}

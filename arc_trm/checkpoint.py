@@ -36,12 +36,10 @@ from safetensors.torch import load_file
 from arc_trm.config import config_from_json
 from arc_trm.model import TRM
 
-from augment.files import atomic_writer
+from augment.files import atomic_writer, read_json, write_text_atomic
 from augment.store import IdentifierMap
 from augment.errors import InputError
 from submission import checkpoint_manifest as manifest
-# Re-exported for the run-folder code: one atomic writer and one JSON reader for every file.
-from augment.files import read_json as read_json, write_text_atomic as write_text_atomic
 from submission.runfolder import (EXPORT_WEIGHTS, STATE, checkpoint_dir, checkpoints_by_step, latest_checkpoint,
                                   latest_marker, resolve_checkpoint, temporary_checkpoint_dir)
 

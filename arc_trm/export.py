@@ -33,7 +33,8 @@ from safetensors.torch import save_file
 from arc_trm import checkpoint as ckpt
 from arc_trm.stopping import current
 from augment.errors import InputError
-from augment.files import atomic_path, check_replaceable, finished_line, replace_folder
+from augment.files import (atomic_path, check_replaceable, finished_line, read_json, replace_folder,
+                           write_text_atomic)
 from submission import checkpoint_manifest as manifest
 from submission.notice import import_record
 from submission.runfolder import IMPORT_RECORD, LEAN_IDENTIFIER, check_holds_no_run, is_export
@@ -76,7 +77,7 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
     out = Path(out)
     check_export_folder(out, found)  # before the weights load: a refusal is quick and writes nothing
     state = ckpt.load_state(found)
-    ids = ckpt.read_json(found / "identifiers.json", "identifier map")
+    ids = read_json(found / "identifiers.json", "identifier map")
     if not isinstance(ids, dict) or ids.get("identifiers") != state["identifiers"]:
         raise InputError(f"{found / 'identifiers.json'}: does not match the identifiers in state.pt")
     weights = inference_weights(state)
@@ -100,10 +101,10 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
     try:
         with atomic_path(tmp / ckpt.EXPORT_WEIGHTS) as path:  # 0644 like the other files (save_file makes 0600)
             save_file(weights, str(path), metadata=metadata)
-        ckpt.write_text_atomic(tmp / "config.json", config_text)
-        ckpt.write_text_atomic(tmp / "identifiers.json", ids_text)
+        write_text_atomic(tmp / "config.json", config_text)
+        write_text_atomic(tmp / "identifiers.json", ids_text)
         if record is not None:
-            ckpt.write_text_atomic(tmp / IMPORT_RECORD, record.read_text(encoding="utf-8"))
+            write_text_atomic(tmp / IMPORT_RECORD, record.read_text(encoding="utf-8"))
         manifest.write_manifest(tmp)
         stop = current()
         with stop.polled(f"finishing the export in {out}"):  # a signal held across the swap comes after the work

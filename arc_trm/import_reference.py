@@ -55,6 +55,7 @@ from arc_trm.stopping import current
 from augment.errors import InputError
 from augment.reference_ids import RECIPES
 from augment.store import IdentifierMap
+from augment.files import write_text_atomic
 from submission.notice import licence_fields
 from submission.runfolder import IMPORT_RECORD
 
@@ -275,12 +276,12 @@ def write_imported_run(request: ImportRequest, located: Located, config: Path | 
         out.mkdir(parents=True, exist_ok=True)
         tmp = ckpt.begin_checkpoint(out, step)
         ckpt.torch_save_atomic(state, tmp / "state.pt")
-        ckpt.write_text_atomic(tmp / "config.json", config_json)
+        write_text_atomic(tmp / "config.json", config_json)
         id_map = IdentifierMap(names.identifiers, names.augmentations, names.task_hashes)
-        ckpt.write_text_atomic(tmp / "identifiers.json", json.dumps(id_map.to_json()))
-        ckpt.write_text_atomic(out / "config.json", config_json)
+        write_text_atomic(tmp / "identifiers.json", json.dumps(id_map.to_json()))
+        write_text_atomic(out / "config.json", config_json)
         weights = str(located.weights.resolve())
-        ckpt.write_text_atomic(out / IMPORT_RECORD, json.dumps({
+        write_text_atomic(out / IMPORT_RECORD, json.dumps({
             "source": request.reference, "reference_checkpoint": weights,
             "identifiers": names.source, "config": str(config.resolve()) if config is not None else None,
             "overrides": list(request.overrides), "step": step, **licence_fields(request.reference, weights)},

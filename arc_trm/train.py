@@ -132,7 +132,7 @@ def start_run_folder(out: Path, cfg: RunConfig, step: int, resume: bool, d: Dist
     (those steps run again)."""
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
-        ckpt.write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
         if resume:
             runs.truncate_metrics(out / METRICS_FILE, step)
 

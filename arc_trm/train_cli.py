@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from arc_trm import checkpoint as ckpt
 from arc_trm import runs
 from arc_trm.builds import DEFAULT_BUILDS, default_build_dir, is_default_build
 from arc_trm.common import print0, setup, teardown
@@ -40,6 +39,7 @@ from arc_trm.train import TrainOptions, train
 from augment.console import add_progress_argument
 from augment.errors import InputError
 from augment.tasks import absolute_spec
+from augment.files import read_json
 from submission.runfolder import checkpoints_by_step, step_of
 
 
@@ -70,7 +70,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     saved, builds_in = saved_config(Path(args.out)), DEFAULT_BUILDS
     runs.check_force_resume(args.force, args.resume, Path(args.out))  # before any build
     if args.resume and saved is not None:
-        cfg = config_from_json(ckpt.read_json(saved, "run config"), saved)
+        cfg = config_from_json(read_json(saved, "run config"), saved)
         if cfg.data.build_dir and is_default_build(cfg):  # made on first use: --set data.* renames it, in place
             builds_in, cfg.data.build_dir = Path(cfg.data.build_dir).parent, ""
         if args.tasks and cfg.data.tasks and task_list(absolute_spec(args.tasks)) != task_list(

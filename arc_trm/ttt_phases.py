@@ -37,7 +37,7 @@ from augment.console import duration_text
 from augment.store import BuiltSet, IdentifierMap
 from augment.errors import few_ids
 from augment.tasks import Task
-from augment.files import write_json_atomic
+from augment.files import read_json, write_json_atomic
 from submission.runfolder import run_files, step_of
 from submission.watchdog import shutdown_worker_pool
 
@@ -174,7 +174,7 @@ def resume_point(latest: LatestCheckpoint) -> tuple[int, bool]:
     if found is None:
         return 0, False
     step = step_of(found) or 0
-    saved = ckpt.read_json(found / "config.json", "checkpoint config")
+    saved = read_json(found / "config.json", "checkpoint config")
     freeze = saved.get("train", {}).get("freeze_model_steps", 0) if isinstance(saved, dict) else 0
     return step, step < int(freeze)
 
