@@ -36,8 +36,8 @@ from augment.errors import InputError
 from augment.files import (atomic_path, check_replaceable, finished_line, read_json, replace_folder,
                            write_text_atomic)
 from submission import checkpoint_manifest as manifest
-from submission.notice import import_record
-from submission.runfolder import IMPORT_RECORD, LEAN_IDENTIFIER, check_holds_no_run, is_export
+from submission.notice import carry_import_record
+from submission.runfolder import LEAN_IDENTIFIER, check_holds_no_run, is_export
 
 
 @dataclass
@@ -93,7 +93,6 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
         hashes = [""] * rows if ids.get("task_hashes") is not None else None
         ids_text = json.dumps({"identifiers": ["<blank>", LEAN_IDENTIFIER][:rows], "augmentations": [""] * rows,
                                "task_hashes": hashes})
-    record = import_record(found)  # imported weights keep their source and licence in every export of them
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -103,8 +102,7 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
             save_file(weights, str(path), metadata=metadata)
         write_text_atomic(tmp / "config.json", config_text)
         write_text_atomic(tmp / "identifiers.json", ids_text)
-        if record is not None:
-            write_text_atomic(tmp / IMPORT_RECORD, record.read_text(encoding="utf-8"))
+        carry_import_record(found, tmp)  # imported weights keep their source and licence in every export of them
         manifest.write_manifest(tmp)
         stop = current()
         with stop.polled(f"finishing the export in {out}"):  # a signal held across the swap comes after the work

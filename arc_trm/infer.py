@@ -163,7 +163,7 @@ class PredictSummary:
     untrained: list[str]
     ranked: dict[tuple[str, int], list[Candidate]]
     kept: list[str] = field(default_factory=list)  # untrained tasks that kept an earlier file's answers
-    other_content: list[str] = field(default_factory=list)  # tasks whose rows were trained on other content
+    other_content: list[str] = field(default_factory=list)  # untrained tasks whose rows (in some model) hold other content
     answered: int = 0  # test inputs with a view that fits the canvas
     answered_tasks: int = 0  # the tasks they belong to
     too_large: list[str] = field(default_factory=list)  # tasks with a test input no model's canvas holds
@@ -190,7 +190,7 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     model at a time. `run` gives the settings; each model's own canvas and bucketing replace its."""
     results: list[VotedResult] = []
     untrained: set[str] | None = None
-    other_content: set[str] = set()  # tasks some model has rows for, trained on other content
+    other_content: set[str] = set()  # tasks some model has rows for, trained on other content (none answers: named)
     answered: set[tuple[str, int]] = set()  # test inputs some model has a view of that fits its canvas
     too_large: set[tuple[str, int]] = set()  # test inputs with views, larger than a model's canvas
     canvases: set[int] = set()
@@ -229,7 +229,7 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     earlier = earlier_entries(out, tasks)
     summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), views_run, mean_steps,
                              seconds, untrained_tasks, ranked, kept=[t for t in untrained_tasks if t in earlier],
-                             other_content=sorted(other_content), answered=len(answered),
+                             other_content=sorted(other_content & set(untrained_tasks)), answered=len(answered),
                              answered_tasks=len(answered_tasks), too_large=too_large_tasks, canvas=max(canvases),
                              too_large_kept=[t for t in too_large_tasks if t in earlier])
     # Only answers produced replace an earlier file's; with none (a deadline before any view

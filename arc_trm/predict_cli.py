@@ -146,7 +146,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"predicted {summary.answered} of {summary.test_inputs} test inputs ({summary.answered_tasks} of "
               f"{summary.tasks} tasks) from {summary.views} views in {summary.seconds:.1f} s, "
               f"{summary.mean_steps:.2f} steps per view on average")
-        if summary.other_content:
+        if summary.other_content and len(args.checkpoint) > 1:  # an ensemble: only tasks no checkpoint answers
+            print(other_content_line(summary.other_content, "no checkpoint has rows of their content: they count "
+                                     "as tasks the tables lack", "a checkpoint's"))
+        elif summary.other_content:
             print(other_content_line(summary.other_content, "they count as tasks the table lacks"))
         print_unanswered(summary, summary.untrained, summary.kept,
                          "have no puzzle embedding trained on their content", " (run `arc-trm ttt` on them)")

@@ -38,6 +38,7 @@ from augment.store import BuiltSet, IdentifierMap
 from augment.errors import few_ids
 from augment.tasks import Task
 from augment.files import read_json, write_json_atomic
+from submission.notice import carry_import_record
 from submission.runfolder import run_files, step_of
 from submission.watchdog import shutdown_worker_pool
 
@@ -134,6 +135,8 @@ def ttt_config(options: TTTOptions, job: TTTJob, d: Dist) -> tuple[RunConfig, ck
     if options.resume:
         check_same_model(job.out, cfg)
     cfg.data.tasks = write_ttt_tasks(job.tasks, job.out) if d.main else f"{job.out / 'ttt_challenges.json'}@test"
+    if d.main and pretrained is not None:  # imported weights: the run's checkpoints keep their source and licence
+        carry_import_record(pretrained.folder, job.out)
     cfg.data.build_dir = str(job.out / "build")
     warning = gpu_preset_warning(options.preset, cfg, d.device)
     if warning and d.main:  # the plan still fits the budget, with few steps

@@ -95,10 +95,11 @@ def fitting_views(views: list[View], tasks: dict[str, Task], canvas: int) -> tup
     return [v for v in views if (v.task_id, v.test_index) not in too_large], too_large
 
 
-def other_content_line(ids: list[str], outcome: str) -> str:
+def other_content_line(ids: list[str], outcome: str, whose: str = "the checkpoint's") -> str:
     """The one line that says which tasks differ in content from what the checkpoint's rows of
-    their ids were trained on (another release of a set changes a few tasks under the same ids)."""
-    return (f"{len(ids)} tasks differ in content from the tasks the checkpoint's puzzle rows of the same ids were "
+    their ids were trained on (another release of a set changes a few tasks under the same ids).
+    `whose`: an ensemble names the tasks no checkpoint answers, whose rows are some checkpoint's."""
+    return (f"{len(ids)} tasks differ in content from the tasks {whose} puzzle rows of the same ids were "
             f"trained on, so those rows are not used and {outcome}: {few_ids(ids, 5)}")
 
 

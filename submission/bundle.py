@@ -16,10 +16,9 @@ from augment.errors import InputError
 from submission import checkpoint_manifest
 from submission import push as kp
 from submission.checkpoint_manifest import MANIFEST
-from submission.notice import NOTICE_NAME, WeightsSource, licence_label, weights_source
+from submission.notice import NOTICE_NAME, WeightsSource, carry_import_record, licence_label, weights_source
 from augment.files import check_replaceable, replace_folder, signals_held, write_json_atomic, write_text_atomic
-from submission.runfolder import (EXPORT_WEIGHTS, IMPORT_RECORD, STATE, check_holds_no_run, is_lean_export,
-                                  resolve_checkpoint)
+from submission.runfolder import EXPORT_WEIGHTS, STATE, check_holds_no_run, is_lean_export, resolve_checkpoint
 from submission.wheels import (PROJECT, WheelTarget, build_project_wheel, collect_dependency_wheels, project_root,
                                run_quiet, tail)
 
@@ -143,8 +142,8 @@ def ship_checkpoint(src: Path, dest: Path, full_state: bool = False, full_table:
         check_shippable(src, full_state, full_table)
     is_export = not (src / STATE).is_file()
     if full_state or (full_table and is_export):
-        imported = (IMPORT_RECORD,) if is_export and (src / IMPORT_RECORD).is_file() else ()  # the export's own record
-        copy_files(src, dest, (EXPORT_FILES if is_export else CHECKPOINT_FILES) + imported)
+        copy_files(src, dest, EXPORT_FILES if is_export else CHECKPOINT_FILES)
+        carry_import_record(src, dest)  # imported weights: the export's own record, or the run's beside state.pt
         return
     cmd = [sys.executable, "-m", "arc_trm.cli", "export", "--checkpoint", str(src), "--out", str(dest)]
     proc = run_quiet(cmd if full_table else [*cmd, "--lean"], timeout=EXPORT_TIMEOUT_S)

@@ -3,8 +3,8 @@
 arc-trm's code is Apache-2.0 (pyproject). Weights imported from published ones keep their own
 licence, which a redistribution must carry: `arc-trm import-checkpoint` records the source (and a
 known source's licence, licence_fields) in the run's import.json, which every `arc-trm export` of
-the run carries, and `kaggle bundle` writes a notice (NOTICE_NAME) into the dataset and labels
-its metadata. Kaggle's dataset-metadata.json takes exactly one licence from a fixed list (no MIT),
+the run, every `ttt` run started from it and a bundle's copied checkpoint carry (carry_import_record),
+and `kaggle bundle` writes a notice (NOTICE_NAME) into the dataset and labels its metadata. Kaggle's dataset-metadata.json takes exactly one licence from a fixed list (no MIT),
 so a dataset that mixes the two is labelled `other` and its description names both.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from augment.errors import InputError
-from augment.files import read_json
+from augment.files import read_json, write_text_atomic
 from submission.runfolder import IMPORT_RECORD
 
 NOTICE_NAME = "LICENSE-weights.txt"
@@ -65,6 +65,18 @@ def import_record(checkpoint: Path) -> Path | None:
         if (folder / IMPORT_RECORD).is_file():
             return folder / IMPORT_RECORD
     return None
+
+
+def carry_import_record(checkpoint: Path, folder: Path) -> Path | None:
+    """Copy the import record of `checkpoint`'s weights (import_record) into `folder`, atomically:
+    what is made from imported weights (an export, a ttt run, a bundle's checkpoint/) names their
+    source and licence as the import does. None, nothing written: weights trained here."""
+    record = import_record(checkpoint)
+    target = Path(folder) / IMPORT_RECORD
+    if record is None or record.resolve() == target.resolve():
+        return None if record is None else target
+    write_text_atomic(target, record.read_text(encoding="utf-8"))
+    return target
 
 
 def known_licence(*names: str) -> tuple[str, str] | None:

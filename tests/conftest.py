@@ -93,9 +93,10 @@ def tiny_run(tiny_run_once: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_run_once, tmp_path / "tiny_run"))
 
 
-def write_tiny_checkpoint(run: Path, step: int = 10, state_patch: dict | None = None) -> Path:
+def write_tiny_checkpoint(run: Path, step: int = 10, state_patch: dict | None = None, ids: dict | None = None) -> Path:
     """A valid arc-trm run folder with one untrained TINY checkpoint, written the way training
-    writes it (no training: fast). `state_patch` replaces entries of state.pt."""
+    writes it (no training: fast). `state_patch` replaces entries of state.pt; `ids` its
+    identifiers.json (two rows besides the blank; default: 3c9b0459's, no task content recorded)."""
     import json
 
     import torch
@@ -110,7 +111,8 @@ def write_tiny_checkpoint(run: Path, step: int = 10, state_patch: dict | None = 
     cfg.model.forward_dtype = "float32"
     torch.manual_seed(0)
     model = TRM(cfg.model)
-    ids = {"identifiers": ["<blank>", "3c9b0459#0", "3c9b0459#1"], "augmentations": ["", "t0p0123456789", "t1p0123456789"]}
+    ids = ids or {"identifiers": ["<blank>", "3c9b0459#0", "3c9b0459#1"],
+                  "augmentations": ["", "t0p0123456789", "t1p0123456789"]}
     state = {"model": model.state_dict(), "ema": None, "optim": {}, "sampler": None, "step": step,
              "config": json.dumps(cfg.to_dict()), "identifiers": ids["identifiers"], **(state_patch or {})}
     run.mkdir(parents=True, exist_ok=True)

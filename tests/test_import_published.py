@@ -353,3 +353,44 @@ def test_an_export_of_an_imported_run_carries_its_licence_into_the_bundle(tmp_pa
     trained = write_tiny_checkpoint(tmp_path / "trained")
     assert cli_in_process("export", "--checkpoint", trained, "--out", tmp_path / "mine").returncode == 0
     assert not (tmp_path / "mine" / "import.json").exists() and weights_source(tmp_path / "mine") is None
+
+
+def test_a_ttt_run_from_imported_weights_keeps_their_licence_in_its_bundle(tmp_path: Path,
+                                                                          fix: dict[str, Any]) -> None:
+    """ttt from an imported run wrote no import record, so `kaggle bundle` of the ttt run's own
+    checkpoints shipped the published weights with no notice, labelled apache-2.0; and --full-state
+    of the import put the notice in the dataset but not in the copied checkpoint/. A ttt run (each
+    task's run, with --per-task) now copies the record of the checkpoint it starts from, and the
+    bundle copies it beside state.pt."""
+    pytest.importorskip("huggingface_hub")
+    from arc_trm.ttt import ttt
+    from arc_trm.ttt_plan import TTTOptions
+    from submission.bundle import ship_checkpoint
+    from submission.notice import weights_source
+    from submission.runfolder import resolve_checkpoint
+
+    hub_cache(tmp_path / "hf", fix)
+    run = tmp_path / "run"
+    res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v1_public", "--conceptarc", CONCEPTARC, "--out", run,
+                  "--canvas", "6", env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert res.returncode == 0, res.stderr
+    tiny, one_task = ("train.max_steps=2", "data.augmentations=2"), "arc-agi-1:training/3c9b0459@test"
+    for name, per_task in (("ttt", False), ("each", True)):
+        assert ttt(TTTOptions(tasks=one_task, out=tmp_path / name, checkpoint=str(run), budget="60s",
+                              preset="cpu-quick", progress=False, per_task=per_task, overrides=tiny)) == 0
+    task_runs = sorted((tmp_path / "each" / "tasks").iterdir())
+    for folder in [tmp_path / "ttt", *task_runs]:
+        assert (folder / "import.json").read_text() == (run / "import.json").read_text(), folder
+        assert weights_source(resolve_checkpoint(folder)).licence == "MIT", folder
+
+    env = {"ARC_TRM_WHEEL_CACHE": str(tmp_path / "empty-cache")}  # offline: exit 1, bundle written
+    res = run_cli("kaggle", "bundle", "--checkpoint", tmp_path / "ttt", "--out", tmp_path / "dist", "--no-download",
+                  env=env)
+    assert res.returncode == 1 and "missing wheels" in res.stderr, res.stderr
+    notice = (tmp_path / "dist" / "dataset" / "LICENSE-weights.txt").read_text()
+    assert f"hf://{REPO}/arc_v1_public" in notice and "licence: MIT" in notice, notice
+    assert weights_source(tmp_path / "dist" / "dataset" / "checkpoint").licence == "MIT"
+
+    # --full-state copies state.pt and its files; the run's record now goes along (the checks still pass).
+    ship_checkpoint(resolve_checkpoint(task_runs[0]), tmp_path / "state", full_state=True)
+    assert (tmp_path / "state" / "state.pt").is_file() and weights_source(tmp_path / "state").licence == "MIT"

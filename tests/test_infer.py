@@ -267,6 +267,31 @@ def test_an_ensemble_pools_each_checkpoints_votes(tmp_path):
     assert proc.returncode == 2 and "one --checkpoint" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_an_ensemble_names_only_the_tasks_no_checkpoint_answers_as_other_content(tmp_path):
+    """With several checkpoints, the "differ in content" line (and the record's other_content_tasks)
+    listed every task any checkpoint held under other content, also one another checkpoint answers.
+    Now only tasks no checkpoint answers: a holds A and B (B under other content), b holds B and C
+    (C under other content): B is answered by b, C by neither."""
+    from augment.tasks import content_hash
+    from conftest import cli_in_process, write_tiny_checkpoint
+
+    tasks = load_tasks(SMALL_TASKS)
+    (a, hash_a), (b, hash_b), (c, _) = ((t.id, content_hash(t)) for t in tasks)
+    for name, rows in (("a", ((a, hash_a), (b, "other content"))), ("b", ((b, hash_b), (c, "other content")))):
+        write_tiny_checkpoint(tmp_path / name, ids={"identifiers": ["<blank>", *(f"{t}#0" for t, _ in rows)],
+                                                    "augmentations": ["", "t0p0123456789", "t0p0123456789"],
+                                                    "task_hashes": ["", *(h for _, h in rows)]})
+    out = tmp_path / "ab.json"
+    proc = cli_in_process("predict", "--checkpoint", tmp_path / "a", "--checkpoint", tmp_path / "b", "--tasks",
+                          SMALL_TASKS, "--out", out, "--no-progress", "--max-steps", "1")
+    assert proc.returncode == 0, proc.stderr
+    line, = [x for x in proc.stdout.splitlines() if "differ in content" in x]
+    assert line.startswith("1 tasks differ in content") and line.endswith(f": {c}"), line
+    assert "a checkpoint's puzzle rows" in line and "no checkpoint has rows of their content" in line, line
+    record = json.loads(out.with_name("ab.predict.json").read_text())
+    assert record["other_content_tasks"] == [c] and record["untrained_tasks"] == [c]
+
+
 def test_pooled_rankings_equal_one_ranking_of_all_predictions():
     from submission.vote import Prediction, pool_candidates
 
