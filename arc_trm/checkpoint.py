@@ -15,6 +15,7 @@ foreign or incompatible files into one-line InputErrors.
 An inference export (`arc-trm export`, arc_trm/export.py: model.safetensors, config.json,
 identifiers.json, manifest.json) is accepted wherever a checkpoint folder is read for inference;
 `load_state` returns it in the same shape as a state.pt (EMA folded into "model", no optimiser).
+`transplant_weights` gives a checkpoint's weights a puzzle table for another identifier map (ttt).
 """
 
 from __future__ import annotations
@@ -243,3 +244,25 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def transplant_weights(state: dict, old: IdentifierMap, new: IdentifierMap) -> dict:
+    """Pretrained weights (EMA when present) with a puzzle table for the new rows: a row is copied
+    only when the checkpoint trained the same identifier, augmentation and task content; the rest
+    start at the mean of the pretrained rows."""
+    weights = {**state["model"], **(state.get("ema") or {})}
+    old_table = state["model"]["puzzle_table"]
+    mean = old_table[1:].mean(0) if old_table.shape[0] > 1 else torch.zeros(old_table.shape[1])
+    old_rows = {old.row_key(r)[:2]: r for r in range(1, len(old.identifiers))}  # (identifier, augmentation)
+    table = mean.repeat(len(new.identifiers), 1)
+    table[0] = 0  # the blank id
+    for r in range(1, len(new.identifiers)):
+        ident, aug, content = new.row_key(r)
+        match = old_rows.get((ident, aug))
+        if match is None:
+            continue
+        old_content = old.row_key(match)[2]
+        if content is None or old_content is None or content == old_content:  # None: not recorded
+            table[r] = old_table[match]
+    weights["puzzle_table"] = table
+    return weights

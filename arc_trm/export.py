@@ -120,7 +120,7 @@ def export_lean(source: str | Path, out: str | Path) -> Export:
 
 def lean_table(table):
     """The blank row (zeros) and, when the table has trained rows, their mean: ttt seeds every new
-    puzzle row with the mean of rows 1..N (ttt_phases.transplant_weights), and the mean of this
+    puzzle row with the mean of rows 1..N (checkpoint.transplant_weights), and the mean of this
     one-row rest is that same row, so ttt starts from identical weights."""
     lean = table.new_zeros(min(2, table.shape[0]), table.shape[1])
     if table.shape[0] > 1:

@@ -34,7 +34,7 @@ from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throug
                               start_config, user_step_cap)
 from augment.build import max_side
 from augment.console import duration_text
-from augment.store import BuiltSet, IdentifierMap
+from augment.store import BuiltSet
 from augment.errors import few_ids
 from augment.tasks import Task
 from augment.files import read_json, write_json_atomic
@@ -91,28 +91,6 @@ def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: 
     if d.world > 1:
         dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
     return Throughput(float(seconds[0]), float(seconds[1]))
-
-
-def transplant_weights(state: dict, old: IdentifierMap, new: IdentifierMap) -> dict:
-    """Pretrained weights (EMA when present) with a puzzle table for the new rows: a row is copied
-    only when the checkpoint trained the same identifier, augmentation and task content; the rest
-    start at the mean of the pretrained rows."""
-    weights = {**state["model"], **(state.get("ema") or {})}
-    old_table = state["model"]["puzzle_table"]
-    mean = old_table[1:].mean(0) if old_table.shape[0] > 1 else torch.zeros(old_table.shape[1])
-    old_rows = {old.row_key(r)[:2]: r for r in range(1, len(old.identifiers))}  # (identifier, augmentation)
-    table = mean.repeat(len(new.identifiers), 1)
-    table[0] = 0  # the blank id
-    for r in range(1, len(new.identifiers)):
-        ident, aug, content = new.row_key(r)
-        match = old_rows.get((ident, aug))
-        if match is None:
-            continue
-        old_content = old.row_key(match)[2]
-        if content is None or old_content is None or content == old_content:  # None: not recorded
-            table[r] = old_table[match]
-    weights["puzzle_table"] = table
-    return weights
 
 
 def write_ttt_tasks(tasks: list[Task], out: Path) -> str:
@@ -242,7 +220,7 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
     progress = options.progress and d.main
     built = load_or_build(cfg, d, progress)
     shutdown_worker_pool()  # the build's joblib workers would otherwise idle on (and hold our stdout)
-    init = None if pretrained is None else transplant_weights(pretrained.state, pretrained.id_map,
+    init = None if pretrained is None else ckpt.transplant_weights(pretrained.state, pretrained.id_map,
                                                                built.identifier_map())
     ids = pretrained.id_map if pretrained is not None else None
     other = trained_rows(job.tasks, ids.identifiers, ids.task_hashes)[1] if ids and ids.task_hashes else []

@@ -225,7 +225,7 @@ def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: P
     from arc_trm.flops import flops_per_step
     from arc_trm.infer import load_model, vote_views
     from arc_trm.train import TrainOptions, train
-    from arc_trm.ttt_phases import transplant_weights
+    from arc_trm.checkpoint import transplant_weights
     from arc_trm.views import ViewRun, make_views
 
     cfg = arm_config(arm, seed)

@@ -15,7 +15,8 @@ import time
 import pytest
 import torch
 
-from arc_trm.ttt_phases import fits_canvas, transplant_weights
+from arc_trm.checkpoint import transplant_weights
+from arc_trm.ttt_phases import fits_canvas
 from arc_trm.ttt_plan import (PhaseTiming, PlanInputs, Throughput, fitted_warmup, parse_budget, plan_phases, replan,
                               user_step_cap)
 from augment.store import IdentifierMap
