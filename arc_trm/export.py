@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from arc_trm import checkpoint as ckpt
 from arc_trm.stopping import current
 from augment.errors import InputError
-from augment.files import (atomic_path, check_replaceable, finished_line, read_json, replace_folder,
+from augment.files import (atomic_path, check_replaceable, finished_line, folder_bytes, read_json, replace_folder,
                            write_text_atomic)
 from submission import checkpoint_manifest as manifest
 from submission.notice import carry_import_record
@@ -54,10 +54,6 @@ def inference_weights(state: dict) -> dict:
     """The model's state dict with EMA values over the raw ones, as contiguous CPU tensors."""
     weights = {**state["model"], **(state.get("ema") or {})}
     return {name: t.detach().cpu().contiguous() for name, t in weights.items()}
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
 def check_export_folder(out: Path, found: Path) -> None:

@@ -55,7 +55,7 @@ from arc_trm.stopping import current
 from augment.errors import InputError
 from augment.reference_ids import RECIPES
 from augment.store import IdentifierMap
-from augment.files import write_text_atomic
+from augment.files import finished_line, write_text_atomic
 from submission.notice import licence_fields
 from submission.runfolder import IMPORT_RECORD
 
@@ -269,8 +269,7 @@ def write_imported_run(request: ImportRequest, located: Located, config: Path | 
     out, step, config_json = request.out, state["step"], state["config"]
     stop = current()
     with stop.polled(f"finishing the writes of the imported run in {out}"):
-        stop.describe = lambda signame: (f"{signame}: received at the end; the import finished first: {out} "
-                                         "holds the run")
+        stop.describe = lambda signame: finished_line(signame, "import", f"{out} holds the run")
         if request.force:
             claim_run_folder(out, force=True)
         out.mkdir(parents=True, exist_ok=True)

@@ -219,3 +219,8 @@ def finished_first(what: str, work: Callable[[Placed], int], kept: Callable[[Pla
 def finished_line(signame: str, what: str, kept: str) -> str:
     """The line of a command whose work was whole when a signal stopped it (`kept`: what is complete)."""
     return f"{signame}: received at the end; the {what} finished first: {kept}"
+
+
+def folder_bytes(folder: str | Path) -> int:
+    """The size of the files under `folder` (links not followed: a link's own size, not its target's)."""
+    return sum(os.lstat(os.path.join(root, name)).st_size for root, _, names in os.walk(folder) for name in names)

@@ -29,7 +29,8 @@ import torch
 
 from arc_trm import checkpoint as ckpt
 from arc_trm.config import preset
-from arc_trm.export import export_inference, export_lean, folder_bytes
+from arc_trm.export import export_inference, export_lean
+from augment.files import folder_bytes
 from arc_trm.model import TRM
 
 ROWS = 876_406

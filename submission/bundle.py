@@ -17,7 +17,8 @@ from submission import checkpoint_manifest
 from submission import push as kp
 from submission.checkpoint_manifest import MANIFEST
 from submission.notice import NOTICE_NAME, WeightsSource, carry_import_record, licence_label, weights_source
-from augment.files import check_replaceable, replace_folder, signals_held, write_json_atomic, write_text_atomic
+from augment.files import (check_replaceable, folder_bytes, replace_folder, signals_held, write_json_atomic,
+                           write_text_atomic)
 from submission.runfolder import EXPORT_WEIGHTS, STATE, check_holds_no_run, is_lean_export, resolve_checkpoint
 from submission.wheels import (PROJECT, WheelTarget, build_project_wheel, collect_dependency_wheels, project_root,
                                run_quiet, tail)
@@ -153,7 +154,7 @@ def ship_checkpoint(src: Path, dest: Path, full_state: bool = False, full_table:
 
 
 def folder_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+    return folder_bytes(folder) / 1e6
 
 
 # ---------------------------------------------------------------- metadata

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from augment.errors import InputError
-from augment.files import read_json, write_json_atomic
+from augment.files import folder_bytes, read_json, write_json_atomic
 from submission.kaggle import load_submission, write_submission
 from submission.runfolder import TTT_OWN_FILES, asides_of, run_files
 
@@ -237,11 +237,6 @@ def prune_earlier_runs(run: Path, log: Callable[[str], object] = print) -> list[
         log(f"removed the checkpoints and builds of {len(pruned)} earlier run{'s' if len(pruned) > 1 else ''} "
             f"({', '.join(pruned)}): {freed / 1e6:.1f} MB freed; their submissions and logs stay")
     return removed
-
-
-def folder_bytes(folder: Path) -> int:
-    """The size of the files under `folder` (links not followed)."""
-    return sum(os.lstat(os.path.join(root, name)).st_size for root, _, names in os.walk(folder) for name in names)
 
 
 def smoke_subset(challenges: Path, count: int, out: Path) -> Path:
