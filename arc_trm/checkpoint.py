@@ -37,6 +37,7 @@ from safetensors.torch import load_file
 from arc_trm.config import config_from_json
 from arc_trm.model import TRM
 
+from augment.console import eprint
 from augment.files import atomic_writer, read_json, write_text_atomic
 from augment.store import IdentifierMap
 from augment.errors import InputError
@@ -236,7 +237,7 @@ def main(argv: list[str]) -> int:
     try:
         found = load_checkpoint(argv[0])
     except InputError as e:
-        print(e, file=sys.stderr)
+        eprint(e)
         return 2
     print(f"{found.folder}: checkpoint format {FORMAT_VERSION}, step {found.state['step']}, valid")
     return 0

@@ -14,6 +14,7 @@ import re
 import signal
 import sys
 
+from augment.console import eprint
 from augment.errors import InputError
 from arc_trm import __version__
 from arc_trm.stopping import guarded
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "--version") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help", "--version"):
             parser.print_usage(sys.stderr)
-            print(f"arc-trm: error: unknown command {argv[0]!r}", file=sys.stderr)
+            eprint(f"arc-trm: error: unknown command {argv[0]!r}")
             return 2
         if argv and argv[0] == "--version":
             print(f"arc-trm {__version__}")
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return guarded(name, lambda: int(module.run(args) or 0), rest)  # a signal from here on: one line, 128 + signum
     except InputError as e:
         # Bad input is the user's to fix: one line, no traceback.
-        print(f"arc-trm {name}: error: {e}", file=sys.stderr)
+        eprint(f"arc-trm {name}: error: {e}")
         return 2
     except BrokenPipeError:
         # `arc-trm score ... | head`: the reader left; the rest of the output has no one to read it.
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
         # Ctrl-C while the guard's handlers go back (its last instant): no line to give but this
-        print(f"arc-trm {name}: interrupted (SIGINT)", file=sys.stderr)
+        eprint(f"arc-trm {name}: interrupted (SIGINT)")
         return 128 + signal.SIGINT
 
 

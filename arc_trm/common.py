@@ -6,13 +6,13 @@ NCCL is used between GPUs, gloo between CPU processes.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 
 from arc_trm.stopping import StopRequest
+from augment.launch import launch
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,13 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 
 def setup(device: str = "auto") -> Dist:
     """Join the torchrun process group (if any) and choose this rank's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    chosen = pick_device(device, local_rank)
-    if world == 1:
+    launched = launch()
+    chosen = pick_device(device, launched.local_rank)
+    if not launched.many:
         return Dist(device=chosen)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, chosen)
+    return Dist(dist.get_rank(), dist.get_world_size(), launched.local_rank, chosen)
 
 
 def agree_on_signal(stop: StopRequest, d: Dist) -> None:

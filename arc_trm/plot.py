@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from augment.console import eprint
 from augment.errors import InputError
 from augment.files import atomic_writer, read_json
 
@@ -57,7 +57,7 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             if n == len(lines) and not text.endswith("\n"):  # cut short by a crash; `--resume` drops it too
-                print(f"warning: {path}: left out its last line, which was cut short", file=sys.stderr)
+                eprint(f"warning: {path}: left out its last line, which was cut short")
                 break
             raise InputError(f"{path}: line {n} is not JSON") from None
         if not isinstance(row, dict) or not isinstance(row.get("step"), (int, float)):
@@ -99,7 +99,7 @@ def run_phases(run: Path) -> list[PhaseMark]:
             raise InputError(f"{path}: expected a JSON object")
         return phase_marks(plan)
     except (InputError, TypeError, ValueError) as e:
-        print(f"warning: {e}; phases not marked", file=sys.stderr)
+        eprint(f"warning: {e}; phases not marked")
         return []
 
 

@@ -26,7 +26,6 @@ line says so and the exit status is 130 or 143.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from arc_trm.common import setup, teardown
@@ -35,7 +34,7 @@ from arc_trm.consistency import add_scoring_argument
 from arc_trm.infer import PredictOptions, PredictSummary, load_model, predict
 from arc_trm.stopping import current
 from arc_trm.views import ViewRun, other_content_line
-from augment.console import add_progress_argument
+from augment.console import add_progress_argument, eprint
 from augment.errors import InputError
 from augment.tasks import Task, load_tasks, training_split_warning
 from submission.kaggle import candidates_path
@@ -95,11 +94,11 @@ def load_prediction_tasks(spec: str, skip_bad: bool) -> list[Task]:
     """The tasks to answer; with skip_bad, malformed ones are skipped with a warning and those
     whose test inputs are readable come back without demonstrations (they get the fallback)."""
     salvaged: list[Task] = []
-    warn = lambda m: print(f"warning: {m}", file=sys.stderr)  # noqa: E731
+    warn = lambda m: eprint(f"warning: {m}")  # noqa: E731
     tasks = load_tasks(spec, on_error="skip" if skip_bad else "raise", warn=warn, salvaged=salvaged)
     inflated = training_split_warning(spec)
     if inflated:
-        print(inflated, file=sys.stderr)
+        eprint(inflated)
     known = {t.id for t in tasks}
     return sorted(tasks + [t for t in salvaged if t.id not in known], key=lambda t: t.id)
 

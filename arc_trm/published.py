@@ -12,11 +12,11 @@ augment.reference_ids can rebuild the identifier list (REFERENCE §2b).
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from augment.console import eprint
 from augment.errors import InputError, missing_extra
 from augment.files import read_json
 from augment.reference_ids import (RECIPES, WHERE_CONCEPTARC, load_conceptarc, recipe_task_hashes,
@@ -128,8 +128,8 @@ def _hub_names(hub, repo_id: str, folder: str, offline: bool, source: str) -> tu
             raise online from None
         if not _step_files(names):  # the cache has no weights there: the hub's error is the news
             raise online from None
-        print(f"warning: {source}: the hub cannot be listed ({_first_line(online)}); using the copy in the "
-              "Hugging Face cache (HF_HUB_OFFLINE=1 skips the hub)", file=sys.stderr, flush=True)
+        eprint(f"warning: {source}: the hub cannot be listed ({_first_line(online)}); using the copy in the "
+               "Hugging Face cache (HF_HUB_OFFLINE=1 skips the hub)")
         return names, True
 
 

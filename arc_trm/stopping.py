@@ -36,6 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from augment.console import eprint
+from augment.launch import launch
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STEP_NOTICE = "stopping after the current step with a checkpoint"
 
@@ -108,7 +111,7 @@ class StopRequest:
     def say(self, line: str) -> None:
         """Print the stop line, once per torchrun run (see the module's docstring)."""
         if not self.quiet and first_to_say():
-            print(line, file=sys.stderr, flush=True)
+            eprint(line)
 
     def line(self, signame: str, command: str) -> str:
         """The one line a signal ends `arc-trm command` with (a command that says nothing of its
@@ -160,7 +163,7 @@ def first_to_say() -> bool:
     """Under torchrun, whether this rank is the first to give a stop line: the process group's
     store counts them. Elsewhere, before the group is joined or once it is gone, True."""
     dist = sys.modules.get("torch.distributed")  # loaded by then if joined: this module stays torch-free
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or dist is None or not dist.is_initialized():
+    if not launch().many or dist is None or not dist.is_initialized():
         return True
     try:
         return dist.distributed_c10d._get_default_store().add("arc_trm/stop_lines", 1) == 1
@@ -185,10 +188,10 @@ def under_torchrun() -> bool:
 def launcher() -> str:
     """How this process was started, for the command that continues it: torchrun with the same
     number of processes per node, or plain `arc-trm`."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-    if world > 1:
-        nodes = f" --nnodes {world // max(local, 1)}" if local != world else ""
+    launched = launch()
+    if launched.many:
+        local = launched.local_world
+        nodes = f" --nnodes {launched.world // max(local, 1)}" if local != launched.world else ""
         return f"torchrun{nodes} --nproc_per_node {local} -m arc_trm.cli"
     return "arc-trm"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections import deque
 from contextlib import ExitStack
@@ -31,7 +30,7 @@ from arc_trm.snapshot import BatchLayout, LatestCheckpoint, TrainState, out_of_m
 from arc_trm.stopping import StopRequest, signal_name
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from augment.build import canvas_skip_line
-from augment.console import bar_shown, progress_bar
+from augment.console import bar_shown, eprint, progress_bar
 from augment.store import BuiltSet
 from augment.errors import InputError
 from augment.files import write_text_atomic
@@ -174,8 +173,10 @@ def print_header(cfg: RunConfig, built: BuiltSet, out: Path, preset_name: str) -
     if h.skipped:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(skipped_file, "".join(f"{i}\n" for i in built.meta["skipped"]))
-        print(("warning: " if h.many_skipped else "") + h.skipped, file=sys.stderr if h.many_skipped else sys.stdout,
-              flush=True)
+        if h.many_skipped:
+            eprint(f"warning: {h.skipped}")
+        else:
+            print(h.skipped, flush=True)
 
 
 # ----------------------------------------------------------------------------------------------

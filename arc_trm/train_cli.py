@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
 import torch
@@ -36,7 +35,7 @@ from arc_trm.config_rules import check_device_available
 from arc_trm.stopping import continue_command, current, exit_code, stopped_line
 from arc_trm.metrics import step_text
 from arc_trm.train import TrainOptions, train
-from augment.console import add_progress_argument
+from augment.console import add_progress_argument, eprint
 from augment.errors import InputError
 from augment.tasks import absolute_spec
 from augment.files import read_json
@@ -148,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     d = setup(cfg.train.device)
     warning = gpu_preset_warning(args.preset, cfg, d.device)
     if warning and d.main:
-        print(warning, file=sys.stderr, flush=True)
+        eprint(warning)
     if args.force:
         runs.claim_run_folder(Path(args.out), force=True, main=d.main)
         if d.world > 1:
@@ -167,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                                         continue_command("train", out))
     if result.stopped_by is not None:
         if d.main:
-            print(line(result.stopped_by), file=sys.stderr, flush=True)
+            eprint(line(result.stopped_by))
         return exit_code(result.stopped_by)
     if result.metrics:
         m = result.metrics

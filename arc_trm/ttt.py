@@ -47,8 +47,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -59,9 +57,10 @@ from arc_trm.stopping import continue_command, current, exit_code, stopped_line
 from arc_trm.ttt_plan import (RUN_RECORD, TTTJob, TTTOptions, check_checkpoint, check_options, record_start,
                               seconds_left, with_recorded_checkpoint)
 from arc_trm.config import TRAIN_LOG_LINES
-from augment.console import add_progress_argument
+from augment.console import add_progress_argument, eprint
 from augment.errors import InputError, few_ids
 from augment.files import read_json, write_json_atomic
+from augment.launch import launch
 from augment.tasks import Task, absolute_spec, load_tasks, safe_name
 from submission.kaggle import (candidates_path, fallback_submission, is_submission_of, load_submission,
                                merge_candidates, read_candidates, validate_submission, write_candidates,
@@ -120,7 +119,7 @@ def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:
     """(tasks to train and answer, malformed tasks that keep the fallback answer). A malformed
     task is skipped with a warning; the rest still train."""
     salvaged: list[Task] = []
-    warn = lambda m: print(f"warning: {m}", file=sys.stderr)  # noqa: E731
+    warn = lambda m: eprint(f"warning: {m}")  # noqa: E731
     tasks = load_tasks(spec, on_error="skip", warn=warn, salvaged=salvaged)
     known = {t.id for t in tasks}
     return as_test_tasks(tasks), as_test_tasks([t for t in salvaged if t.id not in known])
@@ -140,7 +139,7 @@ def write_fallback(options: TTTOptions, answered: list[Task]) -> None:
             print(f"resuming: keeping the submission in {sub_path} ({len(answered)} tasks)")
             return
         except InputError as e:
-            print(f"warning: the run's submission cannot be kept ({e}); writing the fallback", file=sys.stderr)
+            eprint(f"warning: the run's submission cannot be kept ({e}); writing the fallback")
     write_submission(sub_path, fallback_submission(answered), answered)
     print(f"fallback submission written to {sub_path} ({len(answered)} tasks)")
 
@@ -215,8 +214,8 @@ def ttt(options: TTTOptions) -> int:
     runs.check_not_a_train_run(out, options.force)
     if options.resume:
         check_same_tasks(out, tasks)
-    many = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    is_main = int(os.environ.get("RANK", "0")) == 0
+    launched = launch()
+    many, is_main = launched.many, launched.main
     # The CLI's request: a signal from the claim on, in a build, a plan or between tasks, gives this
     # line (on every process: under torchrun the one a signal reached may be another than rank 0).
     again = current().again  # the command as given (read now: the guard gives the line after it is uninstalled)
@@ -237,16 +236,15 @@ def ttt(options: TTTOptions) -> int:
         job = TTTJob(tasks, answered, out, options.submission_path, start, deadline)
         stopped_by = per_task(options, job).stopped_by
         if stopped_by is not None and is_main:
-            print(kept_line(stopped_by, options, deadline), file=sys.stderr, flush=True)
+            eprint(kept_line(stopped_by, options, deadline))
         return finished(options) if stopped_by is None else exit_code(stopped_by)
     outcome = test_time_train(options, TTTJob(tasks, answered, out, options.submission_path, start, deadline))
     if outcome.stopped_by is None:
         return finished(options)
     if is_main:
-        print(stopped_line(outcome.stopped_by, outcome.step, outcome.checkpoint,
-                           resume_command(options, deadline - time.time()),
-                           f", the best submission so far in {options.submission_path}"),
-              file=sys.stderr, flush=True)
+        eprint(stopped_line(outcome.stopped_by, outcome.step, outcome.checkpoint,
+                            resume_command(options, deadline - time.time()),
+                            f", the best submission so far in {options.submission_path}"))
     return exit_code(outcome.stopped_by)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,7 +32,7 @@ from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throug
                               check_same_model, fitted_warmup, plan_phases, replan, resumed_plan, seconds_left,
                               start_config, user_step_cap)
 from augment.build import max_side
-from augment.console import duration_text
+from augment.console import duration_text, eprint
 from augment.store import BuiltSet
 from augment.errors import few_ids
 from augment.tasks import Task
@@ -118,7 +117,7 @@ def ttt_config(options: TTTOptions, job: TTTJob, d: Dist) -> tuple[RunConfig, ck
     cfg.data.build_dir = str(job.out / "build")
     warning = gpu_preset_warning(options.preset, cfg, d.device)
     if warning and d.main:  # the plan still fits the budget, with few steps
-        print(warning, file=sys.stderr, flush=True)
+        eprint(warning)
     return cfg, pretrained
 
 
@@ -205,8 +204,7 @@ def fits_canvas(tasks: list[Task], canvas: int, main: bool = True) -> bool:
         ids = sorted(t.id for t in tasks)
         what = (f"task {ids[0]}, which keeps its fallback answer" if len(ids) == 1 else
                 f"all {len(ids)} tasks ({few_ids(ids)}), which keep their fallback answers")
-        print(f"warning: no task fits the {canvas}x{canvas} canvas (largest grid side {span}): skipping {what}",
-              file=sys.stderr, flush=True)
+        eprint(f"warning: no task fits the {canvas}x{canvas} canvas (largest grid side {span}): skipping {what}")
     return False
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from arc_trm.config import RunConfig, apply_overrides, config_from_json, preset
 from arc_trm.consistency import SCORINGS
 from augment.errors import InputError
 from augment.files import read_json, write_json_atomic
+from augment.launch import launch
 from augment.tasks import Task
 from submission import checkpoint_manifest as manifest
 from submission.runfolder import EXPORT_WEIGHTS, STATE, TTT_FILES, resolve_checkpoint, run_files
@@ -83,7 +83,7 @@ def check_options(options: TTTOptions) -> float:
         raise InputError(f"--margin must be a fraction in [0, 1), got {options.margin}")
     runs.check_force_resume(options.force, options.resume, Path(options.out))
     check_resume_kind(options)
-    if options.per_task and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if options.per_task and launch().many:
         raise InputError("--per-task runs in one process; start it without torchrun")
     if options.scoring not in SCORINGS:
         raise InputError(f"--scoring must be one of {', '.join(SCORINGS)}, got {options.scoring!r}")
@@ -175,7 +175,7 @@ def with_recorded_checkpoint(options: TTTOptions) -> TTTOptions:
     if not Path(started).exists():
         raise InputError(f"the run in {options.out} started from --checkpoint {started} ({record}), which is gone: "
                          "pass --checkpoint with a copy of it")
-    if int(os.environ.get("RANK", "0")) == 0:  # once, not once per torchrun process
+    if launch().main:  # once, not once per torchrun process
         print(f"resuming from the checkpoint the run started from: {started}", flush=True)
     return dataclasses.replace(options, checkpoint=started)
 

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from joblib import Parallel, delayed
-from augment.console import progress_bar
+from augment.console import eprint, progress_bar
 
 from .draw import DRAW_CHUNK, augment_task
 from .errors import InputError, few_ids
@@ -75,7 +74,7 @@ def max_side(task: Task) -> int:
 # Building
 # ---------------------------------------------------------------------------------------------
 def print_warning(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
+    eprint(f"warning: {msg}")
 
 
 def _default_workers() -> int:

@@ -28,6 +28,14 @@ def add_progress_argument(parser: argparse.ArgumentParser, instead: str = "") ->
                         help=f"no progress bar{what}, as when stderr is not a terminal")
 
 
+def eprint(*parts: object) -> None:
+    """print(*parts) to stderr in one write: print writes the text and its newline apart, and
+    under torchrun the ranks share one terminal or pipe, where another rank's line can land
+    between the two."""
+    sys.stderr.write(" ".join(map(str, parts)) + "\n")
+    sys.stderr.flush()
+
+
 def duration_text(seconds: float, tenths: bool = False) -> str:
     """45s, 3m05s, 2h07m: a duration as a log line shows it. With `tenths`, one under 10 s keeps its
     tenths (0.4s, and <0.1s for less), so a small reserve does not read as none."""

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
+from .console import eprint
 from .errors import InputError
 
 
@@ -212,7 +212,7 @@ def finished_first(what: str, work: Callable[[Placed], int], kept: Callable[[Pla
         if not placed.done:
             raise
         signum = getattr(e, "signum", signal.SIGINT)
-        print(finished_line(signal.Signals(signum).name, what, kept(placed)), file=sys.stderr, flush=True)
+        eprint(finished_line(signal.Signals(signum).name, what, kept(placed)))
         return 128 + signum
 
 

@@ -33,10 +33,10 @@ examples:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import cast
 
+from augment.console import eprint
 from augment.errors import InputError
 from augment.files import Placed, finished_first
 from submission import push as kp
@@ -99,10 +99,10 @@ def run(args: argparse.Namespace) -> int:
         # Check before the slow part so a missing token is reported in a second, not after a build.
         problems = kp.push_problems(user)
         if problems:
-            print("arc-trm kaggle: cannot --push:", file=sys.stderr)
+            eprint("arc-trm kaggle: cannot --push:")
             for p in problems:
-                print(f"  - {p}", file=sys.stderr)
-            print("  (run without --push to only write the bundle)", file=sys.stderr)
+                eprint(f"  - {p}")
+            eprint("  (run without --push to only write the bundle)")
             return 1
     written: list[Bundle] = []
 
@@ -139,8 +139,8 @@ def summarise(bundle: Bundle, args: argparse.Namespace, user: str) -> int:
         print(f"note: ids use {PLACEHOLDER_USER!r}; pass --user to set your Kaggle username")
     if bundle.missing:
         flags = " ".join(spec_from(args, user).target.pip_args())
-        print(f"arc-trm kaggle: missing wheels: {', '.join(bundle.missing)} — the notebook cannot install "
-              f"offline without them. Fetch them on a connected machine (pip download --no-deps {flags} "
-              f"{' '.join(bundle.missing)} -d WHEELS) and rerun with --wheel-dir WHEELS.", file=sys.stderr)
+        eprint(f"arc-trm kaggle: missing wheels: {', '.join(bundle.missing)} — the notebook cannot install "
+               f"offline without them. Fetch them on a connected machine (pip download --no-deps {flags} "
+               f"{' '.join(bundle.missing)} -d WHEELS) and rerun with --wheel-dir WHEELS.")
         return 1
     return 0

@@ -9,7 +9,6 @@ example:
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +16,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from augment.console import eprint
 from augment.errors import InputError
 from augment.files import atomic_writer
 from augment.grids import same_grid
@@ -248,8 +248,7 @@ def run(args: argparse.Namespace) -> int:
     if args.submission:
         attempts = attempts_for(task, args.submission)
         if attempts is None:
-            print(f"note: task {task.id!r} is not in {args.submission}; drawing it without attempts",
-                  file=sys.stderr)
+            eprint(f"note: task {task.id!r} is not in {args.submission}; drawing it without attempts")
     out = Path(args.out) if args.out else Path(f"{safe_name(task.id)}.png")
     render_task(task, attempts, out, box=args.box)
     print(out)

@@ -14,13 +14,13 @@ and nothing besides the files its manifest.json lists.
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 import time
 from pathlib import Path
 
+from augment.console import eprint
 from augment.errors import InputError
+from augment.launch import launch
 from submission.checkpoint_manifest import MANIFEST
 
 STATE = "state.pt"
@@ -125,10 +125,9 @@ def latest_checkpoint(run: Path) -> Path | None:
         if (named / STATE).is_file():
             return named
     done = [p for p in checkpoints_by_step(run) if (p / STATE).is_file()]
-    if named is not None and int(os.environ.get("RANK", "0")) == 0:  # one warning, not one per process
+    if named is not None and launch().main:  # one warning, not one per process
         instead = f"using {done[-1]} instead" if done else "no complete checkpoint is left"
-        print(f"warning: {marker} names {named.name}, which is missing or has no {STATE}; {instead}",
-              file=sys.stderr, flush=True)
+        eprint(f"warning: {marker} names {named.name}, which is missing or has no {STATE}; {instead}")
     return done[-1] if done else None
 
 

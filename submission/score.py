@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import binomtest
 
+from augment.console import eprint
 from augment.errors import InputError, few_ids
 from augment.grids import Grid, same_grid
 from augment.tasks import Task, load_tasks, training_split_warning
@@ -285,10 +285,10 @@ def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submis
     """(solutions, tasks or None, description of where they came from)."""
     if tasks_spec is None and solutions_file is None:
         tasks_spec = recorded_source(submission)
-    tasks = load_tasks(tasks_spec, warn=lambda m: print(m, file=sys.stderr)) if tasks_spec else None
+    tasks = load_tasks(tasks_spec, warn=eprint) if tasks_spec else None
     inflated = training_split_warning(tasks_spec) if tasks_spec else None
     if inflated:
-        print(inflated, file=sys.stderr)
+        eprint(inflated)
     if solutions_file is None:
         assert tasks is not None and tasks_spec is not None
         return solutions_from_tasks(tasks, tasks_spec), tasks, tasks_spec

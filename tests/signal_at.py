@@ -17,6 +17,8 @@ import os
 import signal
 import sys
 
+from augment.console import eprint
+
 
 def signal_at(target: str, n: int, signum: int) -> None:
     """Wrap MODULE.FUNCTION so that its n-th call sends `signum` to this process first."""
@@ -31,7 +33,7 @@ def signal_at(target: str, n: int, signum: int) -> None:
         nonlocal calls
         calls += 1
         if calls == n and os.environ.get("SIGNAL_AT_RANK", os.environ.get("RANK", "0")) == os.environ.get("RANK", "0"):
-            print(f"signal_at: {signal.Signals(signum).name} at call {n} of {target}", file=sys.stderr, flush=True)
+            eprint(f"signal_at: {signal.Signals(signum).name} at call {n} of {target}")
             os.kill(os.getpid(), signum)  # Python runs the handler before the next bytecode
         return original(*args, **kwargs)
 
@@ -49,5 +51,5 @@ if __name__ == "__main__":
 
     code = main(args)
     if rank is not None:
-        print(f"signal_at: rank {rank} exits {code}", file=sys.stderr, flush=True)
+        eprint(f"signal_at: rank {rank} exits {code}")
     sys.exit(code)

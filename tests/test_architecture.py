@@ -95,3 +95,16 @@ def test_curated_apis():
         for name in pkg.__all__:
             assert getattr(pkg, name) is not None, f"{pkg.__name__}.{name}"
     assert arc_trm.TRM.__name__ == "TRM" and augment.load_tasks and submission.rank_candidates
+
+
+def test_stderr_lines_go_through_eprint():
+    """print(..., file=sys.stderr) writes a line and its newline apart; under torchrun another rank's
+    line landed between them (a CI run's stop line began mid-line). Package code uses eprint."""
+    offenders = []
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
+                        and any(k.arg == "file" and "stderr" in ast.unparse(k.value) for k in node.keywords)):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders

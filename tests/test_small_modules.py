@@ -5,6 +5,7 @@ checkpoint's model-config check."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,22 @@ def test_a_checkpoint_from_another_model_config_is_refused(tmp_path: Path) -> No
     saved = {"model": {**cfg.model.to_dict(), "hidden_size": 64}}
     with pytest.raises(InputError, match="hidden_size: checkpoint 64 vs run 32"):
         check_compatible(saved, cfg, tmp_path / "state.pt")
+
+
+def test_eprint_writes_each_line_in_one_write(monkeypatch):
+    """Two processes sharing a pipe interleave at write boundaries: the newline must not be one."""
+    from augment.console import eprint
+
+    writes: list[str] = []
+
+    class Stream:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            writes.append("<flush>")
+
+    monkeypatch.setattr(sys, "stderr", Stream())
+    eprint("SIGTERM: stopped;", 3)
+    assert writes == ["SIGTERM: stopped; 3\n", "<flush>"]

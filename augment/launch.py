@@ -1,0 +1,31 @@
+"""What the launcher told this process: torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and
+LOCAL_WORLD_SIZE; a plain run is rank 0 of 1. Torch-free, so it can be read before torch loads
+(ttt writes its fallback first)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Launch:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1  # processes on this node
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def many(self) -> bool:
+        return self.world > 1
+
+
+def launch() -> Launch:
+    env = os.environ
+    world = int(env.get("WORLD_SIZE", "1"))
+    return Launch(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")),
+                  int(env.get("LOCAL_WORLD_SIZE", str(world))))
