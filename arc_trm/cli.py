@@ -13,9 +13,11 @@ import os
 import re
 import signal
 import sys
+from typing import NoReturn
 
 from augment.console import eprint
 from augment.errors import InputError
+from augment.launch import exit_process
 from arc_trm import __version__
 from arc_trm.stopping import guarded
 
@@ -127,5 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGINT
 
 
+def entry() -> NoReturn:
+    """The `arc-trm` console script and `python -m arc_trm.cli`."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

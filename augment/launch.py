@@ -5,7 +5,9 @@ LOCAL_WORLD_SIZE; a plain run is rank 0 of 1. Torch-free, so it can be read befo
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 
 @dataclass(frozen=True)
@@ -29,3 +31,15 @@ def launch() -> Launch:
     world = int(env.get("WORLD_SIZE", "1"))
     return Launch(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")),
                   int(env.get("LOCAL_WORLD_SIZE", str(world))))
+
+
+def exit_process(code: int) -> NoReturn:
+    """End this process with `code`. Under torchrun, without the interpreter's finalization: a gloo
+    worker thread that still holds the last collective's tensors takes the GIL to free them, which
+    a finalizing interpreter answers by ending the thread, and C++ aborts the rank (SIGABRT,
+    "terminate called without an active exception"). torchrun then reports a finished run as failed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if launch().many:
+        os._exit(code)
+    sys.exit(code)

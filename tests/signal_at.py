@@ -18,6 +18,7 @@ import signal
 import sys
 
 from augment.console import eprint
+from augment.launch import exit_process
 
 
 def signal_at(target: str, n: int, signum: int) -> None:
@@ -52,4 +53,4 @@ if __name__ == "__main__":
     code = main(args)
     if rank is not None:
         eprint(f"signal_at: rank {rank} exits {code}")
-    sys.exit(code)
+    exit_process(code)

@@ -1,0 +1,61 @@
+"""A torchrun rank ends without the interpreter's finalization (augment.launch.exit_process): a
+gloo worker thread that frees the last collective's tensors during finalization aborted ranks of
+finished runs (SIGABRT, "terminate called without an active exception"; 1 CI run in 5)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import run_cli
+
+ATEXIT_SPY = "import atexit\natexit.register(lambda: print('finalized', flush=True))\n"
+
+
+@pytest.mark.parametrize("world, finalized", [("1", True), ("2", False)])
+def test_the_cli_entry_point_skips_finalization_under_torchrun_only(tmp_path, world, finalized):
+    """`python -m arc_trm.cli` (and the console script, the same `entry`) exits through exit_process:
+    its code kept, the interpreter's exit work (atexit here) done only outside torchrun."""
+    (tmp_path / "sitecustomize.py").write_text(ATEXIT_SPY)
+    proc = run_cli("--version", env={"PYTHONPATH": str(tmp_path), "WORLD_SIZE": world})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("arc-trm ")
+    assert ("finalized" in proc.stdout) == finalized, proc.stdout
+    unknown = run_cli("no-such-command", env={"PYTHONPATH": str(tmp_path), "WORLD_SIZE": world})
+    assert unknown.returncode == 2 and "unknown command" in unknown.stderr
+
+
+RANK_SCRIPT = textwrap.dedent("""
+    import sys
+    import torch
+    import torch.distributed as dist
+    from augment.launch import exit_process
+
+    def agree() -> int:  # the tensor is Python's; gloo's worker thread frees its own reference late
+        flag = torch.tensor([float(dist.get_rank())])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
+
+    dist.init_process_group("gloo")
+    for _ in range(3):
+        agree()
+    (exit_process if sys.argv[1] == "exit_process" else sys.exit)(0)
+""")
+
+
+@pytest.mark.slow
+def test_gloo_ranks_that_exit_right_after_a_collective_do_not_abort(tmp_path):
+    """Two gloo ranks exit right after their collectives, three times. Through sys.exit, 2 of 3
+    such runs aborted here (the worker thread's late free met the finalizing interpreter); through
+    exit_process none may."""
+    script = tmp_path / "ranks.py"
+    script.write_text(RANK_SCRIPT)
+    for attempt in range(3):
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                               str(script), "exit_process"], capture_output=True, text=True, timeout=240,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0 and "terminate called" not in proc.stderr, (attempt, proc.stderr[-3000:])
