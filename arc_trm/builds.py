@@ -15,7 +15,7 @@ from augment.build import ensure_built
 from augment.options import BuildOptions
 from augment.store import BuiltSet
 from augment.errors import InputError
-from augment.tasks import absolute_spec, is_bundled, parse_spec, split_ids
+from augment.tasks import absolute_spec, is_bundled, parse_spec, split_ids, split_specs
 from augment.files import read_json
 
 
@@ -37,7 +37,7 @@ def default_build_name(cfg: RunConfig) -> str:
     key = json.dumps({"tasks": d.tasks, "augmentations": d.augmentations, "canvas": d.canvas,
                       "build_seed": d.build_seed}, sort_keys=True)
     digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
-    label = ",".join(source_label(spec) for spec in d.tasks.split(",") if spec.strip())
+    label = ",".join(source_label(spec) for spec in split_specs(d.tasks))
     slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:40].strip("_")
     return f"{slug}-a{d.augmentations}-c{d.canvas}-{digest}"
 
@@ -68,7 +68,7 @@ def check_own_build(out: Path, cfg: RunConfig) -> None:
     params = meta.get("params", {}) if isinstance(meta, dict) else {}
     want = {"augmentations": cfg.data.augmentations, "seed": cfg.data.build_seed, "canvas": cfg.data.canvas}
     have = {k: params.get(k) for k in want} if isinstance(params, dict) else {}
-    specs = [s.strip() for s in absolute_spec(cfg.data.tasks).split(",") if s.strip()]
+    specs = split_specs(absolute_spec(cfg.data.tasks))
     sources = meta.get("sources") if isinstance(meta, dict) else None
     if isinstance(sources, list) and all(isinstance(s, str) for s in sources):
         sources = [absolute_spec(s) for s in sources]  # a build recorded before paths were absolute

@@ -37,7 +37,7 @@ from arc_trm.metrics import step_text
 from arc_trm.train import TrainOptions, train
 from augment.console import add_progress_argument, eprint
 from augment.errors import InputError
-from augment.tasks import absolute_spec
+from augment.tasks import absolute_spec, split_specs
 from augment.files import read_json
 from submission.runfolder import checkpoints_by_step, step_of
 
@@ -72,7 +72,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         cfg = config_from_json(read_json(saved, "run config"), saved)
         if cfg.data.build_dir and is_default_build(cfg):  # made on first use: --set data.* renames it, in place
             builds_in, cfg.data.build_dir = Path(cfg.data.build_dir).parent, ""
-        if args.tasks and cfg.data.tasks and task_list(absolute_spec(args.tasks)) != task_list(
+        if args.tasks and cfg.data.tasks and split_specs(absolute_spec(args.tasks)) != split_specs(
                 absolute_spec(cfg.data.tasks)):  # "": imported
             raise InputError(f"the run was trained on {cfg.data.tasks}; you asked for {args.tasks} (leave out "
                              f"--tasks to continue it, or train a new run in another --out)")
@@ -114,11 +114,6 @@ def gpu_preset_warning(preset_name: str | None, cfg: RunConfig, device: torch.de
     return (f"warning: the {preset_name} preset is made for GPUs: at its batch of {cfg.train.global_batch_size} a "
             f"step takes about {hours:.0f} h on a CPU (about {CPU_SECONDS_PER_SAMPLE:.0f} s per sample was "
             f"measured); --preset cpu-quick is made for CPUs")
-
-
-def task_list(spec: str) -> list[str]:
-    """A --tasks value as its comma-separated sources, spaces aside."""
-    return [part.strip() for part in spec.split(",") if part.strip()]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

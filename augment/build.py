@@ -22,7 +22,7 @@ from .errors import InputError, few_ids
 from .files import atomic_writer, read_json, replace_folder, write_text_atomic
 from .options import BuildOptions
 from .store import ARRAYS, FORMAT, BuiltSet
-from .tasks import Task, absolute_spec, grid_hash, load_tasks
+from .tasks import Task, absolute_spec, grid_hash, load_tasks, split_specs
 from .transforms import Augmentation
 
 
@@ -324,7 +324,7 @@ def ensure_built(specs: str | Sequence[str], out: str | Path, options: BuildOpti
                  on_error: str = "raise", force: bool = False, warn: Callable[[str], None] = print_warning) -> BuiltSet:
     """Open the build at `out` if it was made from the same task content and options, else build it."""
     options.check()
-    spec_list = [s.strip() for s in (specs.split(",") if isinstance(specs, str) else specs) if s.strip()]
+    spec_list = split_specs(specs) if isinstance(specs, str) else [s.strip() for s in specs if s.strip()]
     tasks = load_tasks(spec_list, on_error=on_error, warn=lambda m: warn(m))  # type: ignore[arg-type]
     if not force and is_up_to_date(out, tasks, options):
         return BuiltSet.open(out)

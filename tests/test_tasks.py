@@ -176,6 +176,27 @@ def test_at_sign_inside_a_path_is_not_a_role(tmp_path, monkeypatch):
     assert absolute_spec(rel) == str(p.resolve())
 
 
+def test_a_comma_inside_a_path_is_part_of_it(tmp_path, monkeypatch):
+    """--tasks splits on commas, which split a folder like `ARC, copy` into two sources that do not
+    exist; a comma inside an existing path now stays in it (with ids, a role, and beside others)."""
+    d = tmp_path / "ARC, copy"
+    d.mkdir()
+    p = write(d / "x_challenges.json", {"abc": GOOD, "def": GOOD})
+    (other := tmp_path / "more").mkdir()
+    write(other / "gg.json", GOOD)
+    assert [t.id for t in load_tasks(str(p))] == ["abc", "def"]
+    assert [(t.id, t.role) for t in load_tasks(f"{p}/def@test, {other}")] == [("def", "test"), ("gg", "train")]
+    assert [t.id for t in load_tasks(f"{other},{d}/x_challenges.json/abc")] == ["abc", "gg"]
+    monkeypatch.chdir(tmp_path)
+    assert absolute_spec("ARC, copy/x_challenges.json@train,arc-agi-1") == f"{p.resolve()}@train,arc-agi-1"
+    with pytest.raises(TaskError):  # a comma between two missing paths still separates them
+        load_tasks("ARC, nothing")
+    r = _cli("--tasks", f"{p}/abc", "--out", str(tmp_path / "out"), "--augmentations", "2", "--workers", "1",
+             "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [t["id"] for t in json.loads((tmp_path / "out" / "metadata.json").read_text())["tasks"]] == ["abc"]
+
+
 def test_folder_source_leaves_out_hidden_files(tmp_path):
     """macOS writes a binary `._ID.json` beside every file it copies to a USB drive or a share; such
     a folder was refused ("malformed JSON") or, with --skip-bad-tasks, warned about per file."""
