@@ -109,6 +109,15 @@ def log_line(last: dict[str, float], end: int, eta_s: float) -> str:
     return f"step {last['step']}/{end}: {step_text(last)}, lr {last['lr']:.3g}, ETA {duration_text(eta_s)}"
 
 
+# The train bar: tqdm's own remaining time (a moving average) is left out for the median ETA.
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+
+def bar_text(last: dict[str, float], eta_s: float) -> str:
+    """A log step's text in the bar (after its steps and elapsed time)."""
+    return f"{step_text(last)}, ETA {duration_text(eta_s)}"
+
+
 def step_text(last: dict[str, float]) -> str:
     """A log step's loss, halting and speed, as the bar, the plain line and the final line show them."""
     return (f"loss {last['loss']:.3f}, {halting_text(last.get('exact_accuracy'), last.get('halt_steps'))}, "

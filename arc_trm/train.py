@@ -22,7 +22,8 @@ from arc_trm.builds import default_build_dir, is_default_build, load_or_build
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import evaluate_built
 from arc_trm.views import ViewRun
-from arc_trm.metrics import ETA_STEPS, METRICS_FILE, LogWindow, MetricsSink, eta_seconds, log_line, step_text
+from arc_trm.metrics import (BAR_FORMAT, ETA_STEPS, METRICS_FILE, LogWindow, MetricsSink, bar_text, eta_seconds,
+                             log_line)
 from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
@@ -249,7 +250,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     sink = MetricsSink.open(out, cfg, d.main)
     # No bar (asked for none, or no terminal): a plain line per log step, with the ETA, instead.
     show_bar = bar_shown(options.progress and d.main)
-    bar = progress_bar(show_bar, total=end, initial=state.step, desc="train", unit="step")
+    bar = progress_bar(show_bar, total=end, initial=state.step, desc="train", unit="step", bar_format=BAR_FORMAT)
     step_setup = StepSetup(state.opts, d, tcfg.global_batch_size, tcfg.token_loss)
     last: dict[str, float] = {}
     window = LogWindow()
@@ -316,9 +317,10 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
                 last = {"step": step, **window.summary(d), "lr": state.opts.weights.param_groups[0]["lr"],
                         "epoch": state.sampler_state["epoch"]}
                 sink.log(last)
-                bar.set_postfix_str(step_text(last))
+                eta_s = eta_seconds(end - step, recent or [time.perf_counter() - t_step])
+                bar.set_postfix_str(bar_text(last, eta_s))
                 if not show_bar:  # a plain line, so a batch log shows the run going
-                    print0(d, log_line(last, end, eta_seconds(end - step, recent or [time.perf_counter() - t_step])))
+                    print0(d, log_line(last, end, eta_s))
                 window = LogWindow()
             bar.update(1)
             seconds = time.perf_counter() - t_step

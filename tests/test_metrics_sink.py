@@ -82,3 +82,47 @@ def test_wandb_project_logs_the_same_records_offline(tmp_path, small_build, monk
     assert [h["_step"] for h in history] == [1, 2, 3]
     for line, row in zip(lines, history):
         assert row["loss"] == pytest.approx(line["loss"]) and row["lr"] == pytest.approx(line["lr"])
+
+
+def test_the_train_bar_on_a_terminal_shows_the_median_eta_not_tqdm_s(tmp_path, small_build):
+    """On a terminal the bar showed tqdm's own remaining time, a moving average that swings with a
+    compile, a checkpoint or another job's load; it now shows the median ETA the plain line gives."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import threading
+
+    from conftest import SMALL_TASKS, TINY, sets
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 200, 0, 0))  # a 200-column terminal
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the terminal closed (EIO once the process is gone)
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    proc = subprocess.run([sys.executable, "-m", "arc_trm.cli", "train", "--tasks", SMALL_TASKS, "--preset",
+                           "cpu-quick", "--build", str(small_build), "--out", str(tmp_path / "run"),
+                           *sets(TINY + ["train.max_steps=3"])], stdout=subprocess.PIPE, stderr=slave, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    os.close(slave)
+    reader.join(timeout=30)
+    os.close(master)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, screen[-2000:]
+    bars = [part for part in screen.replace("\r", "\n").splitlines() if part.startswith("train:")]
+    assert bars and bars[-1].startswith("train: 100%"), (screen[-2000:], proc.stdout[-2000:])
+    assert ", ETA " in bars[-1] and "<" not in bars[-1] and "/s]" not in bars[-1], bars[-1]
