@@ -3,7 +3,7 @@
     RUN/checkpoints/step_000100/     one folder per checkpoint:
         state.pt                     model, EMA, optimisers, puzzle table, sampler, RNG, step
         carry_rank{r}.pt             each rank's ACT carry (exact resume)
-        config.json, identifiers.json
+        config.json, identifiers.json  what each puzzle row means (augment/identifier_map.py)
         manifest.json                format version, size and hash of every file (written last)
 
 A checkpoint folder is written under a temporary name and renamed when complete, and `latest`

@@ -63,6 +63,9 @@ class IdentifierMap:
         """None when every row means the same; else one line naming the first row that differs."""
         if len(self.identifiers) != len(other.identifiers):
             return f"{len(self.identifiers)} puzzle rows vs {len(other.identifiers)}"
+        same_content = None in (self.task_hashes, other.task_hashes) or self.task_hashes == other.task_hashes
+        if same_content and self.identifiers == other.identifiers and self.augmentations == other.augmentations:
+            return None  # the common case (a resume), without a task look-up per row
         for r in range(len(self.identifiers)):
             a, b = self.row_key(r), other.row_key(r)
             if a[0] != b[0]:

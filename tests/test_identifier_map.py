@@ -11,7 +11,8 @@ import pytest
 
 from arc_trm.checkpoint import load_checkpoint
 from augment.errors import InputError
-from augment.store import BuiltSet, IdentifierMap
+from augment.identifier_map import IdentifierMap
+from augment.store import BuiltSet
 from augment.tasks import content_hash
 
 from conftest import cli_in_process, write_tiny_checkpoint
