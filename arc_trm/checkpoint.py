@@ -3,7 +3,7 @@
     RUN/checkpoints/step_000100/     one folder per checkpoint:
         state.pt                     model, EMA, optimisers, puzzle table, sampler, RNG, step
         carry_rank{r}.pt             each rank's ACT carry (exact resume)
-        config.json, identifiers.json
+        config.json, identifiers.json  what each puzzle row means (augment/identifier_map.py)
         manifest.json                format version, size and hash of every file (written last)
 
 A checkpoint folder is written under a temporary name and renamed when complete, and `latest`
@@ -222,14 +222,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     state = load_state(folder, map_location=map_location)
     cfg = parse_config(state["config"], folder / STATE)
     manifest.verify(folder, ("identifiers.json",))
-    ids = read_json(folder / "identifiers.json", "identifier map")
-    idents = ids.get("identifiers") if isinstance(ids, dict) else None
-    augs = ids.get("augmentations") if isinstance(ids, dict) else None
-    hashes = ids.get("task_hashes") if isinstance(ids, dict) else None
-    if (idents != state["identifiers"] or not isinstance(augs, list) or len(augs) != len(idents)
-            or not (hashes is None or (isinstance(hashes, list) and len(hashes) == len(idents)))):
-        raise InputError(f"{folder / 'identifiers.json'}: identifier map does not match the puzzle table")
-    return Checkpoint(folder, state, cfg, IdentifierMap(idents, augs, hashes))
+    path = folder / "identifiers.json"
+    id_map = IdentifierMap.from_json(read_json(path, "identifier map"), path)
+    if id_map.identifiers != state["identifiers"]:
+        raise InputError(f"{path}: identifier map does not match the puzzle table")
+    return Checkpoint(folder, state, cfg, id_map)
 
 
 def main(argv: list[str]) -> int:

@@ -35,6 +35,7 @@ from arc_trm.stopping import current
 from augment.errors import InputError
 from augment.files import (atomic_path, check_replaceable, finished_line, folder_bytes, read_json, replace_folder,
                            write_text_atomic)
+from augment.identifier_map import IdentifierMap
 from submission import checkpoint_manifest as manifest
 from submission.notice import carry_import_record
 from submission.runfolder import LEAN_IDENTIFIER, check_holds_no_run, is_export
@@ -73,12 +74,13 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
     out = Path(out)
     check_export_folder(out, found)  # before the weights load: a refusal is quick and writes nothing
     state = ckpt.load_state(found)
-    ids = read_json(found / "identifiers.json", "identifier map")
-    if not isinstance(ids, dict) or ids.get("identifiers") != state["identifiers"]:
-        raise InputError(f"{found / 'identifiers.json'}: does not match the identifiers in state.pt")
+    ids_path = found / "identifiers.json"
+    ids = IdentifierMap.from_json(read_json(ids_path, "identifier map"), ids_path)
+    if ids.identifiers != state["identifiers"]:
+        raise InputError(f"{ids_path}: does not match the identifiers in state.pt")
     weights = inference_weights(state)
     metadata = {"format": ckpt.EXPORT_FORMAT, "step": str(int(state["step"]))}
-    config_text, ids_text = state["config"], (found / "identifiers.json").read_text(encoding="utf-8")
+    config_text = state["config"]
     if lean:
         metadata.update(table="lean", source_rows=str(int(weights["puzzle_table"].shape[0])))
         weights["puzzle_table"] = lean_table(weights["puzzle_table"])
@@ -86,9 +88,8 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
         config = json.loads(config_text)
         config["model"]["num_puzzle_ids"] = rows
         config_text = json.dumps(config, indent=2)
-        hashes = [""] * rows if ids.get("task_hashes") is not None else None
-        ids_text = json.dumps({"identifiers": ["<blank>", LEAN_IDENTIFIER][:rows], "augmentations": [""] * rows,
-                               "task_hashes": hashes})
+        ids = IdentifierMap(["<blank>", LEAN_IDENTIFIER][:rows], [""] * rows,  # the mean row is no task's
+                            {} if ids.task_hashes is not None else None)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -97,7 +98,7 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
         with atomic_path(tmp / ckpt.EXPORT_WEIGHTS) as path:  # 0644 like the other files (save_file makes 0600)
             save_file(weights, str(path), metadata=metadata)
         write_text_atomic(tmp / "config.json", config_text)
-        write_text_atomic(tmp / "identifiers.json", ids_text)
+        write_text_atomic(tmp / "identifiers.json", json.dumps(ids.to_json()))  # an older per-row file: per task
         carry_import_record(found, tmp)  # imported weights keep their source and licence in every export of them
         manifest.write_manifest(tmp)
         stop = current()

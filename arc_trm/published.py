@@ -19,6 +19,7 @@ from typing import Any, Callable
 from augment.console import eprint
 from augment.errors import InputError, missing_extra
 from augment.files import read_json
+from augment.grids import split_identifier
 from augment.reference_ids import (RECIPES, WHERE_CONCEPTARC, load_conceptarc, recipe_task_hashes,
                                    reference_identifiers)
 from augment.transforms import Augmentation
@@ -255,7 +256,7 @@ class ImportedNames:
     augmentations: list[str]  # row -> augmentation record
     versions: int  # most versions of one task
     source: str = ""  # where the names came from, for messages and import.json
-    task_hashes: list[str] | None = None  # row -> content hash of its task; None: the source names no task set
+    task_hashes: dict[str, str] | None = None  # task id -> content hash; None: the source names no task set
 
 
 def read_identifiers(path: Path) -> ImportedNames:
@@ -315,5 +316,5 @@ def resolve_names(request: NamesWanted, config: dict[str, Any] | None, config_pa
     source = f"recipe {recipe} at {augmentations} augmentations (seed {request.seed})"
     identifiers, augmentations_of, versions = map_reference_identifiers(built.names)
     content = recipe_task_hashes(recipe, request.conceptarc)
-    hashes = [""] + [content[ident.rpartition("#")[0]] for ident in identifiers[1:]]
+    hashes = {task: content[task] for task in dict.fromkeys(split_identifier(i).task_id for i in identifiers[1:])}
     return ImportedNames(identifiers, augmentations_of, versions, source, hashes)

@@ -43,10 +43,11 @@ class ViewSet(NamedTuple):
     other_content: list[str]  # of those, the ones whose id has rows, trained on other content
 
 
-def trained_rows(tasks: list[Task], identifiers: list[str], task_hashes: list[str] | None
+def trained_rows(tasks: list[Task], identifiers: list[str], task_hashes: dict[str, str] | None
                  ) -> tuple[dict[str, list[tuple[int, int]]], list[str]]:
     """(task id -> its (k, row) trained on the task's content, the ids of tasks whose rows were all
-    trained on other content). Without `task_hashes` (not recorded) a row counts whatever the content."""
+    trained on other content). `task_hashes`: the checkpoint's task id -> content hash
+    (IdentifierMap); without it (not recorded) a row counts whatever the content."""
     hashes = {t.id: content_hash(t) for t in tasks} if task_hashes is not None else {}
     rows_of: dict[str, list[tuple[int, int]]] = {}
     other: set[str] = set()
@@ -54,7 +55,7 @@ def trained_rows(tasks: list[Task], identifiers: list[str], task_hashes: list[st
         if ident == LEAN_IDENTIFIER:  # a lean export's mean row: no task's
             continue
         task_id, k = split_identifier(ident)
-        if task_hashes is None or hashes.get(task_id) == task_hashes[row]:
+        if task_hashes is None or (task_id in hashes and hashes[task_id] == task_hashes.get(task_id)):
             rows_of.setdefault(task_id, []).append((k, row))
         elif task_id in hashes:
             other.add(task_id)
@@ -62,7 +63,7 @@ def trained_rows(tasks: list[Task], identifiers: list[str], task_hashes: list[st
 
 
 def make_views(tasks: list[Task], identifiers: list[str], augmentations: list[str],
-               max_views: int = 0, task_hashes: list[str] | None = None) -> ViewSet:
+               max_views: int = 0, task_hashes: dict[str, str] | None = None) -> ViewSet:
     """Views of every test input (at most `max_views` per input, lowest augmentation index first),
     and the ids of tasks that have no trained identifier. With `task_hashes` (the checkpoint's
     IdentifierMap), a row trained on other content than the task now has is not used: the task

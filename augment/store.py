@@ -35,6 +35,7 @@ from .encoding import COLOUR_OFFSET, EOS
 from .errors import InputError
 from .files import read_json
 from .grids import BLANK_IDENTIFIER, make_identifier, split_identifier
+from .identifier_map import IdentifierMap
 from .tasks import Task, content_hash, task_from_json
 from .transforms import TRANSPOSING, Augmentation, dihedral
 
@@ -53,43 +54,6 @@ class TestView:
     task_id: str
     test_index: int
     aug_index: int
-
-
-@dataclass(frozen=True)
-class IdentifierMap:
-    """What each puzzle-table row means: its identifier `task#k`, its augmentation record and the
-    content hash of its task. Saved beside every checkpoint; a row trained under one meaning must
-    not be reused under another (another build seed or role draws other augmentations)."""
-
-    identifiers: list[str]  # row -> "task_id#k" ("<blank>" for row 0)
-    augmentations: list[str]  # row -> Augmentation.to_str() ("" for row 0)
-    task_hashes: list[str] | None  # row -> tasks.content_hash ("" for row 0); None if not recorded
-
-    def to_json(self) -> dict:
-        return {"identifiers": self.identifiers, "augmentations": self.augmentations,
-                "task_hashes": self.task_hashes}
-
-    @classmethod
-    def from_json(cls, data: dict) -> "IdentifierMap":
-        return cls(list(data["identifiers"]), list(data["augmentations"]), data.get("task_hashes"))
-
-    def row_key(self, row: int) -> tuple:
-        return (self.identifiers[row], self.augmentations[row],
-                self.task_hashes[row] if self.task_hashes is not None else None)
-
-    def first_difference(self, other: "IdentifierMap") -> str | None:
-        """None when every row means the same; else one line naming the first row that differs."""
-        if len(self.identifiers) != len(other.identifiers):
-            return f"{len(self.identifiers)} puzzle rows vs {len(other.identifiers)}"
-        for r in range(len(self.identifiers)):
-            a, b = self.row_key(r), other.row_key(r)
-            if a[0] != b[0]:
-                return f"row {r} is {a[0]} vs {b[0]}"
-            if a[1] != b[1]:
-                return (f"row {r} ({a[0]}) is augmentation {a[1]} vs {b[1]} (another build seed or task role)")
-            if None not in (a[2], b[2]) and a[2] != b[2]:
-                return f"row {r} ({a[0]}): the task's content changed"
-        return None
 
 
 class BuiltSet:
@@ -178,11 +142,10 @@ class BuiltSet:
         return Augmentation.from_array(self._ram("row_aug")[row])
 
     def identifier_map(self) -> IdentifierMap:
-        hashes = {t.id: content_hash(t) for t in self.tasks}
-        row_task = self._ram("row_task")
-        ids = self.task_ids
+        """What each row means, with the content hash of every task that has rows."""
+        with_rows = {t["id"] for t in self.meta["tasks"] if int(t["num_rows"]) > 0}
         return IdentifierMap(list(self.identifiers), self.augmentation_records(),
-                             [""] + [hashes[ids[t]] for t in row_task[1:]])
+                             {t.id: content_hash(t) for t in self.tasks if t.id in with_rows})
 
     def augmentation_records(self) -> list[str]:
         """`Augmentation.to_str()` of every row ("" for the blank row 0), vectorised: a paper-size

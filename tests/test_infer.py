@@ -121,12 +121,12 @@ def test_rows_match_a_task_by_its_content_and_a_lean_exports_mean_row_is_no_task
     from augment.tasks import content_hash
 
     tasks = load_tasks("arc-agi-1:training/25ff71a9+a85d4709")
-    assert trained_rows(tasks, ["<blank>", "<mean>"], ["", ""]) == ({}, [])
+    assert trained_rows(tasks, ["<blank>", "<mean>"], {}) == ({}, [])
     idents = ["<blank>", "25ff71a9#0", "a85d4709#0"]
-    rows_of, other = trained_rows(tasks, idents, ["", content_hash(tasks[0]), "another task's"])
+    rows_of, other = trained_rows(tasks, idents, {"25ff71a9": content_hash(tasks[0]), "a85d4709": "another task's"})
     assert rows_of == {"25ff71a9": [(0, 1)]} and other == ["a85d4709"]
     assert make_views(tasks, idents, ["", "t0p0123456789", "t0p0123456789"],
-                      task_hashes=["", content_hash(tasks[0]), "x"]).untrained == ["a85d4709"]
+                      task_hashes={"25ff71a9": content_hash(tasks[0]), "a85d4709": "x"}).untrained == ["a85d4709"]
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ import torch
 from arc_trm.checkpoint import latest_checkpoint
 from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.train import ema_rate_at, lr_at
+from augment.store import BuiltSet
+from augment.tasks import content_hash
 
 from conftest import SMALL_TASKS, TINY, run_cli, sets
 
@@ -146,6 +148,8 @@ def test_run_writes_config_metrics_and_curves(tmp_path, small_build):
     assert json.loads((ckpt / "config.json").read_text()) == json.loads((run / "config.json").read_text())
     ids = json.loads((ckpt / "identifiers.json").read_text())
     assert len(ids["identifiers"]) == len(ids["augmentations"]) == saved.model.num_puzzle_ids
+    # One content hash per task, not per row (a published-size map has 1.2 M rows over ~1,000 tasks).
+    assert ids["task_hashes"] == {t.id: content_hash(t) for t in BuiltSet.open(small_build).tasks}
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     train_lines = [x for x in lines if "loss" in x]
     eval_lines = [x for x in lines if "eval_pass@2" in x]

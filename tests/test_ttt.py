@@ -127,15 +127,15 @@ def test_only_an_explicit_max_steps_caps_the_plan_and_a_long_warmup_is_cut():
 def test_transplant_gives_new_ids_the_mean_row_and_keeps_known_ones():
     table = torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 6.0]])
     state = {"model": {"puzzle_table": table, "w": torch.ones(2)}, "ema": {"w": torch.full((2,), 5.0)}}
-    old = IdentifierMap(["<blank>", "a#0", "b#0"], ["", "t0p0123456789", "t1p0123456789"], ["", "ha", "hb"])
+    old = IdentifierMap(["<blank>", "a#0", "b#0"], ["", "t0p0123456789", "t1p0123456789"], {"a": "ha", "b": "hb"})
     new = IdentifierMap(["<blank>", "b#0", "new#0", "new#1"], ["", "t1p0123456789", "t0p0123456789", "t2p0123456789"],
-                        ["", "hb", "hn", "hn"])
+                        {"b": "hb", "new": "hn"})
     out = transplant_weights(state, old, new)
     assert torch.equal(out["w"], torch.full((2,), 5.0))  # EMA weights preferred
     assert torch.equal(out["puzzle_table"], torch.tensor([[0.0, 0.0], [3.0, 6.0], [2.0, 4.0], [2.0, 4.0]]))
     # The same name under another augmentation, or on changed content, is another puzzle: the mean.
-    for changed in (IdentifierMap(["<blank>", "b#0"], ["", "t5p0123456789"], ["", "hb"]),
-                    IdentifierMap(["<blank>", "b#0"], ["", "t1p0123456789"], ["", "other"])):
+    for changed in (IdentifierMap(["<blank>", "b#0"], ["", "t5p0123456789"], {"b": "hb"}),
+                    IdentifierMap(["<blank>", "b#0"], ["", "t1p0123456789"], {"b": "other"})):
         assert torch.equal(transplant_weights(state, old, changed)["puzzle_table"][1], torch.tensor([2.0, 4.0]))
 
 
