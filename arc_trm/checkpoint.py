@@ -39,7 +39,7 @@ from arc_trm.model import TRM
 
 from augment.console import eprint
 from augment.files import atomic_writer, read_json, write_text_atomic
-from augment.store import IdentifierMap
+from augment.identifier_map import IdentifierMap
 from augment.errors import InputError
 from submission import checkpoint_manifest as manifest
 from submission.runfolder import (EXPORT_WEIGHTS, STATE, checkpoint_dir, checkpoints_by_step, latest_checkpoint,

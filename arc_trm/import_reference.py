@@ -54,7 +54,7 @@ from arc_trm.published import (ImportedNames, Located, NamesWanted, check_names_
 from arc_trm.stopping import current
 from augment.errors import InputError
 from augment.reference_ids import RECIPES
-from augment.store import IdentifierMap
+from augment.identifier_map import IdentifierMap
 from augment.files import finished_line, write_text_atomic
 from submission.notice import licence_fields
 from submission.runfolder import IMPORT_RECORD

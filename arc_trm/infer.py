@@ -21,7 +21,7 @@ from arc_trm.export import LEAN_IDENTIFIER
 from arc_trm.model import TRM
 from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, fitting_views, make_views, prediction_of,
                            run_views, view_sides, with_trajectories)
-from augment.store import IdentifierMap
+from augment.identifier_map import IdentifierMap
 from augment.errors import InputError
 from augment.tasks import Task, absolute_spec
 from submission.outputs import record_path

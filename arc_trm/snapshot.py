@@ -17,7 +17,8 @@ from arc_trm.config import RunConfig
 from arc_trm.data import Sampler
 from arc_trm.model import TRM, Carry
 from arc_trm.step import Optimizers, carries_from_state, carry_state, split_carry
-from augment.store import BuiltSet, IdentifierMap
+from augment.identifier_map import IdentifierMap
+from augment.store import BuiltSet
 from augment.errors import InputError
 
 

@@ -347,7 +347,7 @@ def test_ttt_starts_from_the_same_weights_with_the_lean_export(trained_run: Path
     from arc_trm.checkpoint import load_checkpoint
     from arc_trm.export import export_inference, export_lean
     from arc_trm.checkpoint import transplant_weights
-    from augment.store import IdentifierMap
+    from augment.identifier_map import IdentifierMap
 
     full = load_checkpoint(export_inference(trained_run, tmp_path / "full").folder)
     lean = load_checkpoint(export_lean(trained_run, tmp_path / "lean").folder)

@@ -19,7 +19,7 @@ from arc_trm.checkpoint import transplant_weights
 from arc_trm.ttt_phases import fits_canvas
 from arc_trm.ttt_plan import (PhaseTiming, PlanInputs, Throughput, fitted_warmup, parse_budget, plan_phases, replan,
                               user_step_cap)
-from augment.store import IdentifierMap
+from augment.identifier_map import IdentifierMap
 from augment.errors import InputError
 from augment.tasks import load_tasks
 from submission.kaggle import load_submission, validate_submission
