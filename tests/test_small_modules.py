@@ -95,3 +95,17 @@ def test_eprint_writes_each_line_in_one_write(monkeypatch):
     monkeypatch.setattr(sys, "stderr", Stream())
     eprint("SIGTERM: stopped;", 3)
     assert writes == ["SIGTERM: stopped; 3\n", "<flush>"]
+
+
+def test_launch_reads_what_torchrun_set(monkeypatch):
+    from augment.launch import Launch, launch
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert launch() == Launch() and launch().main and not launch().many
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert launch() == Launch(rank=3, world=4, local_rank=1, local_world=4)  # one node unless told
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert launch().local_world == 2 and launch().many and not launch().main
