@@ -36,6 +36,7 @@ from arc_trm.stopping import current
 from arc_trm.views import ViewRun, other_content_line
 from augment.console import add_progress_argument, eprint
 from augment.errors import InputError
+from augment.files import finished_line
 from augment.tasks import Task, load_tasks, training_split_warning
 from submission.kaggle import candidates_path
 from submission.outputs import check_prediction_outputs
@@ -139,8 +140,7 @@ def run(args: argparse.Namespace) -> int:
          f"{signame}: stopped at once during the writes: {args.out} holds the new answers, its candidates and record "
          "may be missing or older; ") + f"run it again with: {stop.again or 'the same command'}")
     summary = predict(models, tasks, Path(args.out), options, view_run, d)
-    stop.describe = lambda signame: (f"{signame}: received while the answers were written, which finished first: "
-                                     f"{args.out} is complete")
+    stop.describe = lambda signame: finished_line(signame, "prediction", f"{args.out} is complete")
     if summary is not None:
         print(f"predicted {summary.answered} of {summary.test_inputs} test inputs ({summary.answered_tasks} of "
               f"{summary.tasks} tasks) from {summary.views} views in {summary.seconds:.1f} s, "

@@ -59,7 +59,7 @@ from arc_trm.ttt_plan import (RUN_RECORD, TTTJob, TTTOptions, check_checkpoint, 
 from arc_trm.config import TRAIN_LOG_LINES
 from augment.console import add_progress_argument, eprint
 from augment.errors import InputError, few_ids
-from augment.files import read_json, write_json_atomic
+from augment.files import finished_line, read_json, write_json_atomic
 from augment.launch import launch
 from augment.tasks import Task, absolute_spec, load_tasks, safe_name
 from submission.kaggle import (candidates_path, fallback_submission, is_submission_of, load_submission,
@@ -263,9 +263,9 @@ def finished(options: TTTOptions) -> int:
     first, the guard is told to say so (it exits with the signal's code: the run was signalled,
     and nothing is left to continue)."""
     stop = current()
-    stop.describe = lambda signame: (f"{signame}: received at the end; the run finished first (its final prediction "
-                                     f"included): submission {options.submission_path} holds its answers, "
-                                     f"nothing is left to continue")
+    stop.describe = lambda signame: finished_line(signame, "run (its final prediction included)",
+                                                  f"submission {options.submission_path} holds its answers, "
+                                                  "nothing is left to continue")
     return 0
 
 

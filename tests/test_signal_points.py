@@ -117,8 +117,8 @@ def test_ctrl_c_in_ttt_s_final_prediction_finishes_it_and_exits_with_the_signal_
     proc = signalled("arc_trm.ttt_phases:predict_now", 1, signal.SIGINT, *ttt_args(run))
     plan = json.loads((run / "ttt_plan.json").read_text())
     assert plan["quick_stops"] == [], plan  # the one prediction is the final one
-    one_line(proc, signal.SIGINT, "SIGINT: received at the end; the run finished first (its final prediction "
-                                  f"included): submission {run / 'submission.json'} holds its answers")
+    one_line(proc, signal.SIGINT, "SIGINT: received at the end; the run (its final prediction included) finished "
+                                  f"first: submission {run / 'submission.json'} holds its answers")
     assert "submission updated" in proc.stdout and "done in" in proc.stdout
     assert json.loads((run / "submission.predict.json").read_text())["views"] > 0
 
@@ -169,8 +169,7 @@ def test_sigterm_while_predict_writes_finishes_the_three_files(tmp_path, tiny_ru
     beside no record (or an earlier run's)."""
     out = tmp_path / "sub.json"
     proc = signalled("arc_trm.infer:write_candidates", 1, signal.SIGTERM, *predict_args(tiny_run, out))
-    one_line(proc, signal.SIGTERM, f"SIGTERM: received while the answers were written, which finished first: {out} "
-                                   "is complete")
+    one_line(proc, signal.SIGTERM, f"SIGTERM: received at the end; the prediction finished first: {out} is complete")
     record = json.loads(out.with_name("sub.predict.json").read_text())
     assert record["views"] > 0 and out.with_name("sub.candidates.json").is_file()
 

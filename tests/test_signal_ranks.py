@@ -82,5 +82,5 @@ def test_a_signal_to_rank_1_in_ttt_s_final_prediction_ends_both_ranks_alike(tmp_
     args = ["ttt", "--tasks", SMALL_TASKS, "--budget", "300s", "--out", str(run), "--no-progress", "--preset",
             "cpu-quick", *sets(TINY + ["train.max_steps=2"])]
     proc = signalled_ranks("arc_trm.ttt_phases:predict_now", signal.SIGTERM, 1, *args)
-    one_line_on_agreeing_ranks(proc, signal.SIGTERM, "SIGTERM: received at the end; the run finished first (its final "
-                                                     f"prediction included): submission {run / 'submission.json'}")
+    one_line_on_agreeing_ranks(proc, signal.SIGTERM, "SIGTERM: received at the end; the run (its final prediction "
+                                                     f"included) finished first: submission {run / 'submission.json'}")
