@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from augment.console import eprint
 from augment.errors import InputError
-from augment.launch import exit_process
+from augment.launch import exit_process, peer_gone
 from arc_trm import __version__
 from arc_trm.stopping import guarded
 
@@ -119,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input is the user's to fix: one line, no traceback.
         eprint(f"arc-trm {name}: error: {e}")
         return 2
+    except RuntimeError as e:
+        if (words := peer_gone(e)) is None:
+            raise
+        # A peer's own error or signal ended it; its line says why, and this rank's traceback would bury it.
+        eprint(f"arc-trm {name}: stopped: another process of this torchrun job has ended ({words}); its line says why")
+        return 1
     except BrokenPipeError:
         # `arc-trm score ... | head`: the reader left; the rest of the output has no one to read it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush

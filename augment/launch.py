@@ -33,6 +33,16 @@ def launch() -> Launch:
                   int(env.get("LOCAL_WORLD_SIZE", str(world))))
 
 
+# What gloo and NCCL say when another process of the job has gone.
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote process exited")
+
+
+def peer_gone(error: BaseException) -> str | None:
+    """Under torchrun, the words of `error` that say another process of the job has ended (its
+    collective cannot finish); None for any other error."""
+    return next((words for words in PEER_GONE if words in str(error)), None) if launch().many else None
+
+
 def exit_process(code: int) -> NoReturn:
     """End this process with `code`. Under torchrun, without the interpreter's finalization: a gloo
     worker thread that still holds the last collective's tensors takes the GIL to free them, which

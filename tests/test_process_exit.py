@@ -1,6 +1,7 @@
-"""A torchrun rank ends without the interpreter's finalization (augment.launch.exit_process): a
-gloo worker thread that frees the last collective's tensors during finalization aborted ranks of
-finished runs (SIGABRT, "terminate called without an active exception"; 1 CI run in 5)."""
+"""How a torchrun rank ends. Without the interpreter's finalization (augment.launch.exit_process):
+a gloo worker thread that frees the last collective's tensors during finalization aborted ranks of
+finished runs (SIGABRT, "terminate called without an active exception"; 1 CI run in 5). And with
+one line when another rank has ended first (augment.launch.peer_gone), not a traceback."""
 
 from __future__ import annotations
 
@@ -59,3 +60,34 @@ def test_gloo_ranks_that_exit_right_after_a_collective_do_not_abort(tmp_path):
                                str(script), "exit_process"], capture_output=True, text=True, timeout=240,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert proc.returncode == 0 and "terminate called" not in proc.stderr, (attempt, proc.stderr[-3000:])
+
+
+
+GLOO_PEER_GONE = ("[third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:7092. "
+                  "This is typically caused by a remote worker crashing.")  # torch 2.13's words, verbatim
+
+
+@pytest.mark.parametrize("world, error, said", [("2", GLOO_PEER_GONE, True), ("1", GLOO_PEER_GONE, False),
+                                               ("2", "mat1 and mat2 shapes cannot be multiplied", False)])
+def test_a_rank_whose_peer_has_ended_says_one_line_not_a_traceback(monkeypatch, world, error, said):
+    """A torchrun rank whose collective fails because another rank ended (its own error or signal)
+    printed gloo's traceback after the other rank's line. Any other error, or the same words
+    outside torchrun, still raises: it is a defect to see whole."""
+    import importlib
+
+    from arc_trm.cli import COMMANDS
+    from conftest import cli_in_process
+
+    def run(args):
+        raise RuntimeError(error)
+
+    monkeypatch.setattr(importlib.import_module(COMMANDS["config"][0]), "run", run)
+    monkeypatch.setenv("WORLD_SIZE", world)
+    if not said:
+        with pytest.raises(RuntimeError, match=error[:20].replace("[", r"\[")):
+            cli_in_process("config")
+        return
+    proc = cli_in_process("config")
+    assert proc.returncode == 1
+    assert proc.stderr == ("arc-trm config: stopped: another process of this torchrun job has ended (Connection closed "
+                           "by peer); its line says why\n")
