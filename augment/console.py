@@ -1,6 +1,6 @@
-"""Progress bars: drawn only on a terminal. In a log file (a batch job, a Kaggle notebook's log)
-tqdm's redraws pile up on one line of carriage returns; there each long loop prints plain lines
-or a summary instead."""
+"""What the terminal shows. Progress bars are drawn only on a terminal: in a log file (a batch
+job, a Kaggle notebook's log) tqdm's redraws pile up on one line of carriage returns, so there
+each long loop prints plain lines or a summary instead. Lines to stderr go out in one write."""
 
 from __future__ import annotations
 
