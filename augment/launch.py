@@ -4,8 +4,10 @@ LOCAL_WORLD_SIZE; a plain run is rank 0 of 1. Torch-free, so it can be read befo
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -47,9 +49,14 @@ def exit_process(code: int) -> NoReturn:
     """End this process with `code`. Under torchrun, without the interpreter's finalization: a gloo
     worker thread that still holds the last collective's tensors takes the GIL to free them, which
     a finalizing interpreter answers by ending the thread, and C++ aborts the rank (SIGABRT,
-    "terminate called without an active exception"). torchrun then reports a finished run as failed."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    "terminate called without an active exception"). torchrun then reports a finished run as failed.
+    What the interpreter does before it finalizes still runs, in its order: threads' exit (a build's
+    joblib workers are told to stop there), then the exit handlers (which wait for those workers,
+    and remove joblib's folders in /dev/shm)."""
     if launch().many:
+        getattr(threading, "_shutdown", lambda: None)()
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
