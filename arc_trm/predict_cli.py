@@ -34,7 +34,7 @@ from arc_trm.consistency import add_scoring_argument
 from arc_trm.infer import PredictOptions, PredictSummary, load_model, predict
 from arc_trm.stopping import current
 from arc_trm.views import ViewRun, other_content_line
-from augment.console import add_progress_argument, eprint
+from augment.console import add_progress_argument, warn_once
 from augment.errors import InputError
 from augment.files import finished_line
 from augment.tasks import Task, load_tasks, training_split_warning
@@ -95,11 +95,10 @@ def load_prediction_tasks(spec: str, skip_bad: bool) -> list[Task]:
     """The tasks to answer; with skip_bad, malformed ones are skipped with a warning and those
     whose test inputs are readable come back without demonstrations (they get the fallback)."""
     salvaged: list[Task] = []
-    warn = lambda m: eprint(f"warning: {m}")  # noqa: E731
-    tasks = load_tasks(spec, on_error="skip" if skip_bad else "raise", warn=warn, salvaged=salvaged)
+    tasks = load_tasks(spec, on_error="skip" if skip_bad else "raise", warn=warn_once, salvaged=salvaged)
     inflated = training_split_warning(spec)
     if inflated:
-        eprint(inflated)
+        warn_once(inflated.removeprefix("warning: "))
     known = {t.id for t in tasks}
     return sorted(tasks + [t for t in salvaged if t.id not in known], key=lambda t: t.id)
 

@@ -57,7 +57,7 @@ from arc_trm.stopping import continue_command, current, exit_code, stopped_line
 from arc_trm.ttt_plan import (RUN_RECORD, TTTJob, TTTOptions, check_checkpoint, check_options, record_start,
                               seconds_left, with_recorded_checkpoint)
 from arc_trm.config import TRAIN_LOG_LINES
-from augment.console import add_progress_argument, eprint
+from augment.console import add_progress_argument, eprint, warn_once
 from augment.errors import InputError, few_ids
 from augment.files import finished_line, read_json, write_json_atomic
 from augment.launch import launch
@@ -119,8 +119,7 @@ def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:
     """(tasks to train and answer, malformed tasks that keep the fallback answer). A malformed
     task is skipped with a warning; the rest still train."""
     salvaged: list[Task] = []
-    warn = lambda m: eprint(f"warning: {m}")  # noqa: E731
-    tasks = load_tasks(spec, on_error="skip", warn=warn, salvaged=salvaged)
+    tasks = load_tasks(spec, on_error="skip", warn=warn_once, salvaged=salvaged)
     known = {t.id for t in tasks}
     return as_test_tasks(tasks), as_test_tasks([t for t in salvaged if t.id not in known])
 

@@ -9,6 +9,8 @@ import sys
 
 from tqdm import tqdm
 
+from .launch import launch
+
 
 def bar_shown(enabled: bool) -> bool:
     """Whether a bar asked for (`enabled`) is drawn: only when stderr is a terminal."""
@@ -34,6 +36,13 @@ def eprint(*parts: object) -> None:
     between the two."""
     sys.stderr.write(" ".join(map(str, parts)) + "\n")
     sys.stderr.flush()
+
+
+def warn_once(message: str) -> None:
+    """`warning: MESSAGE` on stderr from one process: under torchrun every rank reads the same
+    input, and each would say the same line."""
+    if launch().main:
+        eprint(f"warning: {message}")
 
 
 def duration_text(seconds: float, tenths: bool = False) -> str:

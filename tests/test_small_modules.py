@@ -109,3 +109,13 @@ def test_launch_reads_what_torchrun_set(monkeypatch):
     assert launch() == Launch(rank=3, world=4, local_rank=1, local_world=4)  # one node unless told
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert launch().local_world == 2 and launch().many and not launch().main
+
+
+def test_warn_once_speaks_from_rank_0_only(monkeypatch, capsys):
+    from augment.console import warn_once
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        warn_once(f"rank {rank} read a bad task")
+    assert capsys.readouterr().err == "warning: rank 0 read a bad task\n"

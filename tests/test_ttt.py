@@ -300,6 +300,24 @@ def test_ttt_under_torchrun_checks_the_folder_on_every_rank_before_any_writes(tm
     assert json.loads((out / "ttt_plan.json").read_text())["steps"] == 2
 
 
+
+@pytest.mark.slow
+def test_ttt_under_torchrun_warns_of_a_malformed_task_once(tmp_path):
+    """Every rank reads the tasks: each printed the same warning (eight GPUs, eight lines)."""
+    from conftest import run_cli
+
+    good = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[2, 1]]}]}
+    ragged = {"train": [{"input": [[1, 2], [3]], "output": [[1]]}], "test": [{"input": [[0, 1]]}]}
+    tasks = tmp_path / "x_challenges.json"
+    tasks.write_text(json.dumps({"aaa": good, "bbb": good, "ccc": ragged}))
+    proc = run_cli("--standalone", "--nproc_per_node", "2", "-m", "arc_trm.cli", "ttt", "--tasks", tasks, "--out",
+                   tmp_path / "run", "--budget", "60s", "--no-progress", *sets(TINY + ["train.max_steps=2"]),
+                   module=["-m", "torch.distributed.run"], timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: skipping bad task")]
+    assert len(warnings) == 1 and "task 'ccc'" in warnings[0], proc.stderr[-3000:]
+    assert set(load_submission(tmp_path / "run" / "submission.json")) == {"aaa", "bbb", "ccc"}
+
 FALLBACK_SPY = """
 import sys
 import arc_trm.ttt as ttt
