@@ -98,7 +98,7 @@ def load_prediction_tasks(spec: str, skip_bad: bool) -> list[Task]:
     tasks = load_tasks(spec, on_error="skip" if skip_bad else "raise", warn=warn_once, salvaged=salvaged)
     inflated = training_split_warning(spec)
     if inflated:
-        warn_once(inflated.removeprefix("warning: "))
+        warn_once(inflated)
     known = {t.id for t in tasks}
     return sorted(tasks + [t for t in salvaged if t.id not in known], key=lambda t: t.id)
 

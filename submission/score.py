@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import binomtest
 
-from augment.console import eprint
+from augment.console import eprint, warn_once
 from augment.errors import InputError, few_ids
 from augment.grids import Grid, same_grid
 from augment.tasks import Task, load_tasks, training_split_warning
@@ -288,7 +288,7 @@ def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submis
     tasks = load_tasks(tasks_spec, warn=eprint) if tasks_spec else None
     inflated = training_split_warning(tasks_spec) if tasks_spec else None
     if inflated:
-        eprint(inflated)
+        warn_once(inflated)
     if solutions_file is None:
         assert tasks is not None and tasks_spec is not None
         return solutions_from_tasks(tasks, tasks_spec), tasks, tasks_spec
