@@ -240,10 +240,6 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
-
-
 def transplant_weights(state: dict, old: IdentifierMap, new: IdentifierMap) -> dict:
     """Pretrained weights (EMA when present) with a puzzle table for the new rows: a row is copied
     only when the checkpoint trained the same identifier, augmentation and task content; the rest
@@ -264,3 +260,7 @@ def transplant_weights(state: dict, old: IdentifierMap, new: IdentifierMap) -> d
             table[r] = old_table[match]
     weights["puzzle_table"] = table
     return weights
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

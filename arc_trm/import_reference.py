@@ -53,6 +53,7 @@ from arc_trm.published import (ImportedNames, Located, NamesWanted, check_names_
                                 resolve_names)
 from arc_trm.stopping import current
 from augment.errors import InputError
+from augment.grids import task_of
 from augment.reference_ids import RECIPES
 from augment.identifier_map import IdentifierMap
 from augment.files import finished_line, write_text_atomic
@@ -333,7 +334,7 @@ def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], obj
     run_cfg = import_run_config(request, model_cfg, train_section, names.versions)
     state = imported_state(model, run_cfg, names.identifiers, located.step or 0)
     final = write_imported_run(request, located, config_path, state, names)
-    tasks = len({i.rpartition("#")[0] for i in names.identifiers[1:]})
+    tasks = len({task_of(i) for i in names.identifiers[1:]})
     if names.task_hashes is None:  # predict and ttt then use a task's rows whatever its content
         log(f"note: {names.source} names no task set, so the tasks' content is not recorded: predict and ttt "
             "cannot check that a task is the one its puzzle rows were trained on")

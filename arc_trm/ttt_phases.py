@@ -219,7 +219,7 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
     built = load_or_build(cfg, d, progress)
     shutdown_worker_pool()  # the build's joblib workers would otherwise idle on (and hold our stdout)
     init = None if pretrained is None else ckpt.transplant_weights(pretrained.state, pretrained.id_map,
-                                                               built.identifier_map())
+                                                                   built.identifier_map())
     ids = pretrained.id_map if pretrained is not None else None
     other = trained_rows(job.tasks, ids.identifiers, ids.task_hashes)[1] if ids and ids.task_hashes else []
     if other:  # transplant_weights gave their rows the mean
