@@ -39,8 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 EPILOG = """typical flow:
-  arc-trm build --tasks arc-agi-2 --out data/built/arc-agi-2
-  arc-trm train --tasks arc-agi-2 --build data/built/arc-agi-2 --out runs/agi2
+  arc-trm train --tasks arc-agi-2 --out runs/agi2      builds the augmented set on first use
   arc-trm predict --checkpoint runs/agi2 --tasks arc-agi-2:evaluation --out submission.json
   arc-trm score submission.json --tasks arc-agi-2:evaluation
 

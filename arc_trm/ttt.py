@@ -330,6 +330,14 @@ def write_run_record(options: TTTOptions, job: TTTJob, result: PerTaskResult) ->
     }, indent=2)
 
 
+def ran_no_view(answer: Path) -> bool:
+    """Whether the prediction that wrote `answer` ran no view (its record counts 0): a deadline left
+    it the fallback answers alone."""
+    record = record_path(answer)
+    data = read_json(record, "prediction record") if record.is_file() else None
+    return isinstance(data, dict) and data.get("views") == 0
+
+
 def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
     """Each task alone, with its own model copy, in RUN/tasks/<safe id>; the run's submission
     takes each task's answers once its prediction is written, and its record is rewritten. Past the
@@ -363,7 +371,7 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
         resume = options.resume and bool(run_files(folder, TTT_FILES))  # continue its own run
         outcome = test_time_train(dataclasses.replace(options, resume=resume, checkpoint=pretrained),
                                   TTTJob([task], [task], folder, answer, now, now + share))
-        if answer.exists():  # else no time to predict (or no canvas fits): the task keeps its fallback answer
+        if answer.exists() and not ran_no_view(answer):  # else no time to predict: the task keeps its fallback answer
             merge_answer(job, task, answer)
             result.trained.append(task.id)
             write_run_record(options, job, result)

@@ -274,7 +274,11 @@ def predict_with(job: TTTJob, setup: TTTSetup, step: int, full: bool, d: Dist, l
                                deadline=job.deadline - setup.margin / 2, scoring=setup.scoring)
     options = PredictOptions(setup.cfg.data.tasks, max_views=0 if full else QUICK_VIEWS, named=setup.source)
     summary = predict([loaded], job.answered, job.submission, options, view_run, d)
-    if summary is not None:
+    if summary is None or not summary.written:  # another rank, or predict said the submission keeps its answers
+        return
+    if summary.views == 0:
+        print(f"step {step}: no view ran: {job.submission} holds the fallback answers")
+    else:
         print(f"step {step}: submission updated from {summary.views} views "
               f"({summary.mean_steps:.2f} steps per view), {time.time() - job.start:.0f} s since start")
 

@@ -181,21 +181,23 @@ def with_recorded_checkpoint(options: TTTOptions) -> TTTOptions:
 
 
 def check_same_model(out: Path, cfg: RunConfig) -> None:
-    """A resumed run builds the model its checkpoints hold (RUN/config.json): one line naming what
-    differs and what is missing (a --checkpoint, --preset or --set it started with), before a build
-    of another canvas is refused in terms of --build."""
+    """A resumed run builds the model its checkpoints hold and the augmented set its build holds
+    (RUN/config.json): one line naming what differs and what is missing (a --checkpoint, --preset or
+    --set it started with), before its build is refused in terms of --build, which ttt has not."""
     saved = Path(out) / "config.json"
     data = read_json(saved, "the run's config") if saved.is_file() else None
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict) or not isinstance(data.get("data"), dict):
         return
-    have = {**{f"model.{k}": v for k, v in data["model"].items()}, "data.canvas": data["data"].get("canvas")}
+    built = [k for k in ("canvas", "augmentations", "build_seed") if k in data["data"]]  # what RUN/build was made with
+    have = {**{f"model.{k}": v for k, v in data["model"].items()}, **{f"data.{k}": data["data"][k] for k in built}}
     # num_puzzle_ids and seq_len follow the build and the canvas
     want = {**{f"model.{k}": v for k, v in cfg.model.to_dict().items()
-               if k not in (*RUNTIME_MODEL_FIELDS, "num_puzzle_ids", "seq_len")}, "data.canvas": cfg.data.canvas}
+               if k not in (*RUNTIME_MODEL_FIELDS, "num_puzzle_ids", "seq_len")},
+            **{f"data.{k}": getattr(cfg.data, k) for k in built}}
     differ = [f"{k} {have.get(k)} (not {v})" for k, v in want.items() if have.get(k) != v]
     if differ:
-        raise InputError(f"the run in {out} trained another model ({', '.join(differ[:3])} in {saved}): --resume "
-                         "it with the --checkpoint (and --preset, --set) it started from")
+        raise InputError(f"the run in {out} was started with other settings ({', '.join(differ[:3])} in {saved}): "
+                         "--resume it with the --checkpoint (and --preset, --set) it started from")
 
 
 def seconds_left(deadline: float, reserve_s: float = 0.0, now: float | None = None) -> float:

@@ -122,6 +122,18 @@ def test_resume_without_checkpoint_continues_from_the_one_the_run_started_from(t
     assert "--build" not in line
 
 
+def test_resume_without_the_runs_data_settings_names_them_not_build(tmp_path):
+    """`ttt --resume` left without the run's `--set data.augmentations=4` said '--build RUN/build: holds
+    a build of ... pass ... another --build', an option ttt does not have. It names the setting."""
+    out = tmp_path / "run"
+    common = ("--tasks", SMALL_TASKS, "--out", out, "--budget", "60s", "--preset", "cpu-quick", "--no-progress",
+              "--set", "train.max_steps=1", "--batch-size", "8")
+    first = cli_in_process("ttt", *common, "--set", "data.augmentations=4")
+    assert first.returncode == 0, first.stderr
+    line = refused(cli_in_process("ttt", *common, "--resume"), "data.augmentations 4", "--set")
+    assert "--build" not in line
+
+
 def test_the_recorded_checkpoint_is_named_once_under_torchrun(tmp_path, monkeypatch, capsys):
     from arc_trm.ttt_plan import record_start, with_recorded_checkpoint
 

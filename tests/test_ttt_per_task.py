@@ -352,3 +352,39 @@ def test_a_resumed_per_task_run_gives_the_time_left_to_the_tasks_still_to_train(
     assert result.trained == [tasks[0].id] and result.earlier == [tasks[1].id, tasks[2].id]
     [first] = started
     assert first.deadline - first.start == pytest.approx(600.0)
+
+
+def past_deadline(monkeypatch) -> None:
+    """Every prediction meets a deadline already past: no view runs, as when a task's share of the
+    budget is spent before its final prediction (a machine slower than the probe measured)."""
+    from arc_trm.infer import LoadedModel
+
+    view_run = LoadedModel.view_run
+    monkeypatch.setattr(LoadedModel, "view_run",
+                        lambda self, *a, **k: dataclasses.replace(view_run(self, *a, **k), deadline=time.time() - 1))
+
+
+def test_a_task_whose_prediction_ran_no_view_is_not_counted_as_answered(tmp_path, monkeypatch, capsys):
+    """A task's final prediction that ran no view printed 'submission updated from 0 views' and the
+    summary counted the task as 'answered by their own model' although it held the fallback answer."""
+    past_deadline(monkeypatch)
+    out = tmp_path / "run"
+    ttt(TTTOptions(tasks=SMALL_TASKS, out=out, budget="60s", preset="cpu-quick", progress=False, per_task=True,
+                   overrides=(*TINY, "train.max_steps=2")))
+    printed = capsys.readouterr().out
+    tasks = load_tasks(SMALL_TASKS)
+    assert "updated from 0 views" not in printed
+    assert f"per-task: 0 of {len(tasks)} tasks answered by their own model, {len(tasks)} keep the fallback" in printed
+    assert load_submission(out / "submission.json") == fallback_submission(tasks)
+    record = json.loads((out / "submission.predict.json").read_text())
+    assert record["answered_tasks"] == [] and record["fallback_tasks"] == sorted(t.id for t in tasks)
+
+
+def test_a_joint_run_whose_prediction_ran_no_view_does_not_say_it_updated_the_submission(tmp_path, monkeypatch, capsys):
+    past_deadline(monkeypatch)
+    out = tmp_path / "run"
+    ttt(TTTOptions(tasks=SMALL_TASKS, out=out, budget="60s", preset="cpu-quick", progress=False,
+                   overrides=(*TINY, "train.max_steps=2")))
+    printed = capsys.readouterr().out
+    assert "no view finished" in printed and "submission updated" not in printed
+    assert load_submission(out / "submission.json") == fallback_submission(load_tasks(SMALL_TASKS))
