@@ -117,7 +117,7 @@ def start_config(preset_name: str, pretrained: RunConfig | None, overrides: tupl
     except ValueError as e:
         raise InputError(str(e)) from None
     if pretrained is not None:
-        changed = [k for k, v in fixed.to_dict().items()
+        changed = [f"model.{k}" for k, v in fixed.to_dict().items()
                    if k not in RUNTIME_MODEL_FIELDS and getattr(cfg.model, k) != v]
         changed += ["data.canvas"] if cfg.data.canvas ** 2 != fixed.seq_len else []
         if changed:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: the whole pipeline end to end on ARC tasks bundled with the package, no network.
 # build -> train (cpu-quick) -> predict with halting -> score -> report and pictures.
-# About 8-15 minutes on 2 CPU cores, venv included. Usage: bash scripts/main_job.sh [RUN_DIR]
+# About 5-15 minutes on 2 CPU cores, venv included. Usage: bash scripts/main_job.sh [RUN_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup_env.sh

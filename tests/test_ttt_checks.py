@@ -63,8 +63,10 @@ def test_a_bad_checkpoint_is_refused_before_the_run_folder_exists(tmp_path, dama
     assert not out.exists(), "the refused run created its folder"
 
 
-@pytest.mark.parametrize("override, key", [("model.hidden_size=64", "hidden_size"), ("data.canvas=10", "data.canvas"),
-                                           ("model.num_heads=4", "num_heads")])
+@pytest.mark.parametrize("override, key", [("model.hidden_size=64", "--set model.hidden_size:"),
+                                           ("data.canvas=10", "--set data.canvas:"),
+                                           ("hidden_size=64", "--set model.hidden_size:"),
+                                           ("model.num_heads=4", "--set model.num_heads:")])
 def test_a_set_that_does_not_fit_the_weights_is_refused_before_the_run_folder_exists(tmp_path, override, key):
     pre = write_tiny_checkpoint(tmp_path / "pre")
     out = tmp_path / "run"
