@@ -1,6 +1,6 @@
 """Test-time training on new tasks under a deadline, then voted prediction.
 
-  arc-trm ttt --tasks /kaggle/input/arc-prize-2025/arc-agi_test_challenges.json \\
+  arc-trm ttt --tasks /kaggle/input/arc-prize-2026-arc-agi-2/arc-agi_test_challenges.json \\
               --checkpoint pretrained/ --budget 11h --out runs/ttt --submission /kaggle/working/submission.json
 
 TRM answers only tasks whose puzzle embeddings it has trained, so on unseen tasks it must train on
