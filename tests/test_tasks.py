@@ -125,6 +125,21 @@ def test_solution_count_mismatch(tmp_path):
         task_from_json("abc", GOOD, [[[1, 2]], [[3]]])
 
 
+@pytest.mark.parametrize("solutions, fragment", [
+    ({"abc": [[[1, 2], [3]]]}, r"task 'abc': solutions\[0\]: ragged grid"),
+    ({"abc": []}, r"task 'abc': solutions: solutions hold 0 grids for 1 test inputs"),
+    ([[[[1]]]], "solutions must map task ids to lists of grids"),
+])
+def test_a_fault_in_the_solutions_file_names_that_file(tmp_path, solutions, fragment):
+    """Before: a bad grid in x_solutions.json was reported against x_challenges.json, the file that
+    holds no fault, so a user searched the wrong file."""
+    p = write(tmp_path / "x_challenges.json", {"abc": GOOD})
+    sol = write(tmp_path / "x_solutions.json", solutions)
+    with pytest.raises(TaskError, match=fragment) as e:
+        load_source(str(p))
+    assert str(e.value).startswith(f"{sol}: ") and str(p) not in str(e.value)
+
+
 def test_bad_solution_grid(tmp_path):
     with pytest.raises(TaskError, match=r"solutions\[0\].*colours"):
         task_from_json("abc", GOOD, [[[12]]])
