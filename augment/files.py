@@ -96,6 +96,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def read_text(path: str | Path, what: str = "file") -> str:
     """A UTF-8 text file; InputError (one line) when it is missing or unreadable."""
     path = Path(path)
+    if path.is_dir():  # "not found" would send the user looking for a path that is there
+        raise InputError(f"{path}: {what} is a folder; give the file")
     if not path.is_file():
         raise InputError(f"{what} not found: {path}")
     try:

@@ -223,3 +223,16 @@ def test_score_of_a_ttt_run_names_the_users_source_not_the_runs_copy(tmp_path):
     assert f"solutions:  {SMALL_TASKS}  (read from the run's copy {copy}@test)" in proc.stdout.splitlines()
     out = json.loads(arc_trm("score", tmp_path / "submission.json", "--json").stdout)
     assert (out["solutions"], out["solutions_copy"]) == (SMALL_TASKS, f"{copy}@test")
+
+
+def test_a_folder_given_for_a_file_is_named_as_a_folder_not_as_missing(tmp_path):
+    """Before: `arc-trm score runs/x` (the run folder, not its submission.json) said "submission not
+    found: runs/x", though the path is there; the same for a folder given as --solutions."""
+    write_json_atomic(tmp_path / "run" / "submission.json", SUB)
+    write_json_atomic(tmp_path / "sol.json", {t: [s.tolist() for s in v] for t, v in SOLUTIONS.items()})
+    for args, folder, what in [((tmp_path / "run", "--solutions", tmp_path / "sol.json"), tmp_path / "run", "submission"),
+                               ((tmp_path / "run" / "submission.json", "--solutions", tmp_path), tmp_path, "solutions file")]:
+        proc = arc_trm("score", *args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert lines[0] == f"arc-trm score: error: {folder}: {what} is a folder; give the file"
