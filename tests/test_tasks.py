@@ -98,6 +98,21 @@ def test_malformed_json(tmp_path):
 
 
 
+def test_a_byte_order_mark_is_read_past_and_utf_16_is_named(tmp_path):
+    """Before: a file saved by a Windows editor with a UTF-8 byte-order mark was refused with
+    "Unexpected UTF-8 BOM (decode using utf-8-sig)", a hint for programmers, and a UTF-16 file
+    (PowerShell 5's `>`) with "not UTF-8 text (invalid start byte)"."""
+    p = tmp_path / "x_challenges.json"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps({"abc": GOOD}).encode())
+    (tmp_path / "x_solutions.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"abc": [[[5, 6]]]}).encode())
+    (task,) = load_source(str(p))
+    assert task.train[0].input.tolist() == [[1, 2], [3, 4]] and task.test[0].output.tolist() == [[5, 6]]
+    p.write_text(json.dumps({"abc": GOOD}), encoding="utf-16")
+    with pytest.raises(TaskError) as e:
+        load_source(str(p))
+    assert str(e.value) == f"{p}: task file is UTF-16 text; save it as UTF-8"
+
+
 def test_json_nested_too_deeply_is_one_line(tmp_path):
     # Python's parser raised RecursionError (a traceback) on 100,000 open brackets.
     from augment.files import read_jsonl
