@@ -178,9 +178,22 @@ def _skip(e: TaskError, salvaged: list[Task] | None, task_id: str, data: object,
     warn(f"skipping bad task: {e}" + ("; it keeps the fallback answer" if kept is not None else ""))
 
 
+def _is_one_task(data: object) -> bool:
+    """Whether JSON is one task ({"train": [...], "test": [...]}), not a mapping of task ids."""
+    return isinstance(data, dict) and (isinstance(data.get("train"), list) or isinstance(data.get("test"), list))
+
+
+def _is_many_tasks(data: object) -> bool:
+    """Whether JSON is a Kaggle challenges mapping {task id: task}, not one task."""
+    return isinstance(data, dict) and bool(data) and not _is_one_task(data) and all(map(_is_one_task, data.values()))
+
+
 def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path: str | Path,
                         on_error: str, warn, salvaged: list[Task] | None = None,
                         solutions_path: Path | None = None) -> list[Task]:
+    if _is_one_task(challenges):  # else its keys "train" and "test" would be read as task ids
+        raise TaskError("holds one task, not a Kaggle challenges file of many: give the folder of such task "
+                        "files as the source", path=path)
     if not isinstance(challenges, dict):
         raise TaskError("expected an object mapping task ids to tasks", path=path)
     if solutions is not None and not isinstance(solutions, dict):
@@ -287,6 +300,9 @@ def _load_body(body: str, role: Role | None, on_error: str, warn, salvaged: list
             data = None
             try:
                 data = _read_json(f)
+                if _is_many_tasks(data):  # else read as one task named after the file, with no 'train'
+                    raise TaskError("holds many tasks (a Kaggle challenges file), not one: give the file itself "
+                                    "as the source, not its folder", path=f)
                 out.append(task_from_json(f.stem, data, role=r, path=f))
             except TaskError as e:
                 if on_error == "raise":

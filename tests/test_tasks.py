@@ -227,6 +227,27 @@ def test_a_comma_inside_a_path_is_part_of_it(tmp_path, monkeypatch):
     assert [t["id"] for t in json.loads((tmp_path / "out" / "metadata.json").read_text())["tasks"]] == ["abc"]
 
 
+def test_a_task_file_and_a_challenges_file_given_the_other_way_round_say_so(tmp_path):
+    """Before: one ARC task file given as --tasks said "task 'train': task must be an object with
+    'train' and 'test'" (its keys read as task ids), and a folder holding a Kaggle challenges file
+    (the Kaggle dataset's folder) said "task 'x_challenges': 'train' must be a non-empty list"."""
+    one = write(tmp_path / "abc.json", GOOD)
+    with pytest.raises(TaskError) as e:
+        load_source(str(one))
+    assert str(e.value) == (f"{one}: holds one task, not a Kaggle challenges file of many: give the folder of "
+                            "such task files as the source")
+    d = tmp_path / "kaggle"
+    d.mkdir()
+    many = write(d / "arc-agi_evaluation_challenges.json", {"abc": GOOD, "def": GOOD})
+    with pytest.raises(TaskError) as e:
+        load_source(str(d))
+    assert str(e.value) == (f"{many}: holds many tasks (a Kaggle challenges file), not one: give the file itself "
+                            "as the source, not its folder")
+    assert [t.id for t in load_source(str(many))] == ["abc", "def"]
+    odd = write(tmp_path / "odd.json", {"train": GOOD, "test": GOOD})  # task ids that read like the keys
+    assert [t.id for t in load_source(str(odd))] == ["train", "test"]
+
+
 def test_folder_source_leaves_out_hidden_files(tmp_path):
     """macOS writes a binary `._ID.json` beside every file it copies to a USB drive or a share; such
     a folder was refused ("malformed JSON") or, with --skip-bad-tasks, warned about per file."""
