@@ -183,17 +183,35 @@ def _is_one_task(data: object) -> bool:
     return isinstance(data, dict) and (isinstance(data.get("train"), list) or isinstance(data.get("test"), list))
 
 
-def _is_many_tasks(data: object) -> bool:
-    """Whether JSON is a Kaggle challenges mapping {task id: task}, not one task."""
-    return isinstance(data, dict) and bool(data) and not _is_one_task(data) and all(map(_is_one_task, data.values()))
+def json_kind(data: object) -> str | None:
+    """What Kaggle-format JSON holds, judged by its shape (for a message when a file is given in
+    another's place; not a validation): "task" (one), "challenges" {id: task}, "submission"
+    {id: [{"attempt_1": grid, "attempt_2": grid}, ...]} or "solutions" {id: [grid, ...]}; else None."""
+    if not isinstance(data, dict) or not data:
+        return None
+    if _is_one_task(data):
+        return "task"
+    values = list(data.values())
+    if all(map(_is_one_task, values)):
+        return "challenges"
+    if any(isinstance(v, list) and v and isinstance(v[0], dict) and set(v[0]) & {"attempt_1", "attempt_2"}
+           for v in values):
+        return "submission"
+    if all(isinstance(v, list) and v and isinstance(v[0], list) and v[0] and isinstance(v[0][0], list)
+           for v in values):
+        return "solutions"
+    return None
 
 
 def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path: str | Path,
                         on_error: str, warn, salvaged: list[Task] | None = None,
                         solutions_path: Path | None = None) -> list[Task]:
-    if _is_one_task(challenges):  # else its keys "train" and "test" would be read as task ids
+    kind = json_kind(challenges)
+    if kind == "task":  # else its keys "train" and "test" would be read as task ids
         raise TaskError("holds one task, not a Kaggle challenges file of many: give the folder of such task "
                         "files as the source", path=path)
+    if kind in ("solutions", "submission"):  # else each answer list is read as a task without 'train'
+        raise TaskError(f"is a {kind} file, not a challenges file: give the challenges file as the source", path=path)
     if not isinstance(challenges, dict):
         raise TaskError("expected an object mapping task ids to tasks", path=path)
     if solutions is not None and not isinstance(solutions, dict):
@@ -300,7 +318,7 @@ def _load_body(body: str, role: Role | None, on_error: str, warn, salvaged: list
             data = None
             try:
                 data = _read_json(f)
-                if _is_many_tasks(data):  # else read as one task named after the file, with no 'train'
+                if json_kind(data) == "challenges":  # else read as one task named after the file, with no 'train'
                     raise TaskError("holds many tasks (a Kaggle challenges file), not one: give the file itself "
                                     "as the source, not its folder", path=f)
                 out.append(task_from_json(f.stem, data, role=r, path=f))
