@@ -27,6 +27,7 @@ import numpy as np
 from .errors import InputError, TaskError
 from .files import read_json
 from .grids import MAX_SIDE, NUM_COLOURS
+from .json_kind import json_kind
 
 Role = Literal["train", "test"]
 ROLES: tuple[Role, ...] = ("train", "test")
@@ -176,31 +177,6 @@ def _skip(e: TaskError, salvaged: list[Task] | None, task_id: str, data: object,
     if kept is not None:
         salvaged.append(kept)  # type: ignore[union-attr]
     warn(f"skipping bad task: {e}" + ("; it keeps the fallback answer" if kept is not None else ""))
-
-
-def _is_one_task(data: object) -> bool:
-    """Whether JSON is one task ({"train": [...], "test": [...]}), not a mapping of task ids."""
-    return isinstance(data, dict) and (isinstance(data.get("train"), list) or isinstance(data.get("test"), list))
-
-
-def json_kind(data: object) -> str | None:
-    """What Kaggle-format JSON holds, judged by its shape (for a message when a file is given in
-    another's place; not a validation): "task" (one), "challenges" {id: task}, "submission"
-    {id: [{"attempt_1": grid, "attempt_2": grid}, ...]} or "solutions" {id: [grid, ...]}; else None."""
-    if not isinstance(data, dict) or not data:
-        return None
-    if _is_one_task(data):
-        return "task"
-    values = list(data.values())
-    if all(map(_is_one_task, values)):
-        return "challenges"
-    if any(isinstance(v, list) and v and isinstance(v[0], dict) and set(v[0]) & {"attempt_1", "attempt_2"}
-           for v in values):
-        return "submission"
-    if all(isinstance(v, list) and v and isinstance(v[0], list) and v[0] and isinstance(v[0][0], list)
-           for v in values):
-        return "solutions"
-    return None
 
 
 def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path: str | Path,

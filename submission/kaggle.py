@@ -17,7 +17,8 @@ import numpy as np
 
 from augment.errors import InputError, TaskError
 from augment.files import read_json, write_json_atomic
-from augment.tasks import Task, grid_from_json, json_kind
+from augment.json_kind import json_kind
+from augment.tasks import Task, grid_from_json
 from submission.vote import Candidate, Key, choose_attempts
 
 ATTEMPTS = ("attempt_1", "attempt_2")
