@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import reprlib
 from dataclasses import dataclass, field
 import importlib.util
 from pathlib import Path
@@ -85,9 +86,10 @@ def grid_from_json(value: object, *, path: str | Path | None, task_id: str | Non
         elif len(row) != width:
             raise TaskError(f"ragged grid: row {r} has {len(row)} cells, row 0 has {width}", **err)
         for c, v in enumerate(row):
-            # bool is an int subclass; a JSON true is not a colour.
+            # bool is an int subclass; a JSON true is not a colour. reprlib: a 400-digit number or a long
+            # string shows shortened, so the line stays one screen line.
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < NUM_COLOURS:
-                raise TaskError(f"cell ({r}, {c}) is {v!r}; colours are integers 0-9", **err)
+                raise TaskError(f"cell ({r}, {c}) is {reprlib.repr(v)}; colours are integers 0-9", **err)
     h, w = len(value), width
     if h > MAX_SIDE or w > MAX_SIDE:
         raise TaskError(f"grid is {h}x{w}; sides must be 1 to {MAX_SIDE}", **err)

@@ -58,6 +58,8 @@ def test_without_solutions_file_outputs_are_hidden(tmp_path):
     ([], "non-empty"),
     ([[]], "non-empty"),
     ("x", "non-empty"),
+    ([[10 ** 400]], "is 100000000000000000...0000000000000000000; colours"),  # the cell in full was 400 digits
+    ([["0123456789" * 30]], "is '012345678901...7890123456789'; colours"),
 ])
 def test_bad_grid_names_file_task_and_example(tmp_path, grid, fragment):
     t = bad_task()
