@@ -327,6 +327,15 @@ def solutions_path_for(challenges: Path) -> Path | None:
     return challenges.with_name(challenges.name.replace("challenges", "solutions"))
 
 
+def source_specs(specs: str | Iterable[str]) -> list[str]:
+    """The sources of a --tasks value (or several); one line when it names none: an empty value
+    (`--tasks "$UNSET"`) would otherwise be read as the current folder or as no --tasks at all."""
+    out = [s for spec in ([specs] if isinstance(specs, str) else specs) for s in split_specs(spec)]
+    if not out:
+        raise TaskError(f"--tasks names no task source (it is {specs if isinstance(specs, str) else ','.join(specs)!r})")
+    return out
+
+
 def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"] = "raise",
                warn=print, salvaged: list[Task] | None = None) -> list[Task]:
     """Load and combine several sources (comma-separated string or list).
@@ -335,11 +344,10 @@ def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"]
     (its test inputs must stay in the test split). With on_error="skip", a `salvaged` list
     receives the skipped tasks whose test inputs are readable (see salvage_task).
     """
-    if isinstance(specs, str):
-        specs = split_specs(specs)
+    specs = source_specs(specs)
     by_id: dict[str, Task] = {}
     for spec in specs:
-        for task in load_source(spec.strip(), on_error=on_error, warn=warn, salvaged=salvaged):
+        for task in load_source(spec, on_error=on_error, warn=warn, salvaged=salvaged):
             old = by_id.get(task.id)
             if old is None:
                 by_id[task.id] = task
