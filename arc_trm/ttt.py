@@ -107,9 +107,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> TTTOptions:
-    for flag, value in (("--checkpoint", args.checkpoint), ("--submission", args.submission)):
-        if value is not None and not value.strip():  # `--checkpoint "$CKPT"` unset: else read as left out
-            raise InputError(f"{flag} is empty; give a path, or leave {flag} out")
     return TTTOptions(tasks=args.tasks, out=Path(args.out), checkpoint=args.checkpoint, budget=args.budget,
                       submission=Path(args.submission) if args.submission else None, preset=args.preset,
                       overrides=tuple(args.set or ()), embedding_fraction=args.embedding_fraction,

@@ -66,11 +66,12 @@ def test_a_bad_checkpoint_is_refused_before_the_run_folder_exists(tmp_path, dama
 @pytest.mark.parametrize("flag", ["--checkpoint", "--submission"])
 def test_an_empty_checkpoint_or_submission_is_refused_not_read_as_left_out(tmp_path, flag):
     """`--checkpoint "$CKPT"` with the variable unset trained from scratch without a word (hours of a
-    Kaggle budget on an untrained model), and an empty --submission left the answers only in RUN."""
+    Kaggle budget on an untrained model), and an empty --submission left the answers only in RUN
+    (the check: arc_trm.cli.empty_value_line, for every command)."""
     pre = write_tiny_checkpoint(tmp_path / "pre")
     out = tmp_path / "run"
     proc = ttt(out, pre, flag, "") if flag == "--submission" else ttt(out, "")  # type: ignore[arg-type]
-    assert refused(proc) == f"arc-trm ttt: error: {flag} is empty; give a path, or leave {flag} out"
+    assert refused(proc) == f"arc-trm ttt: error: {flag} is empty; give a value, or leave it out"
     assert not out.exists()
 
 
