@@ -107,6 +107,18 @@ def test_force_never_moves_aside_the_checkpoint_the_run_starts_from(tmp_path):
         assert tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+@pytest.mark.parametrize("record", ['{"checkpoint": 5, "tasks": []}', '[1]'])
+def test_a_run_record_of_another_shape_is_one_line(tmp_path, record):
+    """Before: ttt_run.json with "checkpoint": 5 (an edit) stopped `ttt --resume` with a TypeError
+    traceback from Path(5); a record that is no object was read as "trained from scratch"."""
+    from arc_trm.ttt_plan import RUN_RECORD, with_recorded_checkpoint
+
+    (tmp_path / RUN_RECORD).write_text(record)
+    with pytest.raises(InputError, match=rf"^{tmp_path / RUN_RECORD}: expected an object whose \"checkpoint\" is a "
+                                         "path or null; pass --checkpoint$"):
+        with_recorded_checkpoint(TTTOptions(tasks=SMALL_TASKS, out=tmp_path, resume=True))
+
+
 def test_resume_without_checkpoint_continues_from_the_one_the_run_started_from(tmp_path):
     """`ttt --resume` without --checkpoint said only that --build RUN/build held another canvas. The run
     records the checkpoint it started from and resume takes it; a run without that record, or whose
