@@ -330,9 +330,10 @@ def solutions_path_for(challenges: Path) -> Path | None:
 def source_specs(specs: str | Iterable[str]) -> list[str]:
     """The sources of a --tasks value (or several); one line when it names none: an empty value
     (`--tasks "$UNSET"`) would otherwise be read as the current folder or as no --tasks at all."""
-    out = [s for spec in ([specs] if isinstance(specs, str) else specs) for s in split_specs(spec)]
+    given = [specs] if isinstance(specs, str) else list(specs)
+    out = [s for spec in given for s in split_specs(spec)]
     if not out:
-        raise TaskError(f"--tasks names no task source (it is {specs if isinstance(specs, str) else ','.join(specs)!r})")
+        raise TaskError(f"--tasks names no task source (it is {','.join(given)!r})")
     return out
 
 

@@ -230,12 +230,16 @@ def test_a_folder_given_for_a_file_is_named_as_a_folder_not_as_missing(tmp_path)
     found: runs/x", though the path is there; the same for a folder given as --solutions."""
     write_json_atomic(tmp_path / "run" / "submission.json", SUB)
     write_json_atomic(tmp_path / "sol.json", {t: [s.tolist() for s in v] for t, v in SOLUTIONS.items()})
-    for args, folder, what in [((tmp_path / "run", "--solutions", tmp_path / "sol.json"), tmp_path / "run", "submission"),
-                               ((tmp_path / "run" / "submission.json", "--solutions", tmp_path), tmp_path, "solutions file")]:
+    sub, sol = tmp_path / "run" / "submission.json", tmp_path / "sol.json"
+    for args, folder, what in [((tmp_path / "run", "--solutions", sol), tmp_path / "run", "submission"),
+                               ((sub, "--solutions", tmp_path), tmp_path, "solutions file")]:
         proc = arc_trm("score", *args)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert lines[0] == f"arc-trm score: error: {folder}: {what} is a folder; give the file"
+
+
+GIVE_CHALLENGES = "give the challenges file as the source"
 
 
 def test_a_file_given_in_another_kinds_place_is_named_as_that_kind(tmp_path):
@@ -250,9 +254,10 @@ def test_a_file_given_in_another_kinds_place_is_named_as_that_kind(tmp_path):
     for args, line in [
         (("--solutions", chal), f"{chal}: is a challenges file, not a solutions file: pass it as --tasks"),
         (("--solutions", sub), f"{sub}: is a submission file, not a solutions file: pass it as SUBMISSION"),
-        (("--tasks", sub), f"{sub}: is a submission file, not a challenges file: give the challenges file as the source"),
-        (("--tasks", sol), f"{sol}: is a solutions file, not a challenges file: give the challenges file as the source"),
+        (("--tasks", sub), f"{sub}: is a submission file, not a challenges file: {GIVE_CHALLENGES}"),
+        (("--tasks", sol), f"{sol}: is a solutions file, not a challenges file: {GIVE_CHALLENGES}"),
     ]:
         proc = arc_trm("score", sub, *args)
-        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"arc-trm score: error: {line}"], proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and lines == [f"arc-trm score: error: {line}"], proc.stderr
     assert arc_trm("score", sub, "--tasks", chal).returncode == 0  # the right kinds in their places
