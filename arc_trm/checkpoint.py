@@ -201,6 +201,7 @@ def load_export(folder: Path) -> dict:
     if meta.get("format") != EXPORT_FORMAT or not meta.get("step", "").isdigit():
         raise InputError(f"{path}: not an arc-trm inference export (format {meta.get('format')!r})")
     config = read_json(folder / "config.json", "config")
+    config_from_json(config, folder / "config.json", "checkpoint config")  # a fault names this file, not the weights
     ids = read_json(folder / "identifiers.json", "identifier map")
     if not isinstance(ids, dict) or not isinstance(ids.get("identifiers"), list):
         raise InputError(f"{folder / 'identifiers.json'}: expected an object with an \"identifiers\" list")

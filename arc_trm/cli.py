@@ -95,6 +95,21 @@ def join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> li
     return out
 
 
+def empty_value_line(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """The line for an option or argument given as an empty string (`--checkpoint "$CKPT"` with the
+    variable unset), which a command would read as left out (train on the preset's tasks, ttt from
+    scratch) or as the current folder (--out); None when there is none."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if value == action.default:
+            continue
+        if any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])):
+            name = "/".join(action.option_strings) or action.metavar or action.dest
+            optional = action.option_strings and not action.required
+            return f"{name} is empty; give a value" + (", or leave it out" if optional else "")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, _ = build_parser()
@@ -112,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     sub = command_parser(name)
     args = sub.parse_args(join_negative_values(sub, rest))
+    if (empty := empty_value_line(sub, args)) is not None:
+        eprint(f"arc-trm {name}: error: {empty}")
+        return 2
     try:
         return guarded(name, lambda: int(module.run(args) or 0), rest)  # a signal from here on: one line, 128 + signum
     except InputError as e:

@@ -204,6 +204,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        stray = sorted(set(d) - {"model", "train", "data"})
+        if stray:  # e.g. "lr" beside the sections: read nowhere, so the run would ignore it
+            raise ValueError(f"unknown top-level keys: {stray}; every setting lives in model, train or data")
+
         def section(kind: type, values: dict[str, Any]) -> Any:
             known = {f.name for f in dataclasses.fields(kind)}
             unknown = sorted(set(values) - known)

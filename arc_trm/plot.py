@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,10 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
             raise InputError(f"{path}: line {n} is not JSON") from None
         if not isinstance(row, dict) or not isinstance(row.get("step"), (int, float)):
             raise InputError(f"{path}: line {n} is not a metrics record (a JSON object with a numeric \"step\")")
+        drawn = [k for k in row if k in dict(PANELS) or k.startswith("eval_pass")]
+        for key in drawn:  # else float() or matplotlib fails on it with a traceback
+            if not (row[key] is None or isinstance(row[key], (int, float)) and not isinstance(row[key], bool)):
+                raise InputError(f"{path}: line {n}: {key!r} is {reprlib.repr(row[key])}, not a number")
         (evals if any(k.startswith("eval_") for k in row) else train).append(row)
     return train, evals
 

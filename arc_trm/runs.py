@@ -81,8 +81,9 @@ def make_output_folder(out: Path) -> None:
 
 
 def truncate_metrics(path: Path, step: int) -> int:
-    """Drop the lines of a metrics file logged after `step` (and a line cut short by a kill), so
-    that a resumed run continues the curve instead of repeating it. Returns lines dropped."""
+    """Drop the lines of a metrics file logged after `step` (and a line cut short by a kill, or any
+    other that is no metrics record: `plot` refuses those), so that a resumed run continues the
+    curve instead of repeating it. Returns lines dropped."""
     path = Path(path)
     if not path.exists():
         return 0
@@ -94,8 +95,9 @@ def truncate_metrics(path: Path, step: int) -> int:
         except json.JSONDecodeError:
             dropped += 1
             continue
-        if isinstance(record, dict) and int(record.get("step", 0)) > step:
-            dropped += 1
+        logged = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(logged, (int, float)) or isinstance(logged, bool) or logged > step:
+            dropped += 1  # int() of a "step" that is no number stopped --resume with a traceback
             continue
         kept.append(line)
     if dropped or (text and not text.endswith("\n")):

@@ -37,7 +37,7 @@ from arc_trm.metrics import step_text
 from arc_trm.train import TrainOptions, train
 from augment.console import add_progress_argument, eprint
 from augment.errors import InputError
-from augment.tasks import absolute_spec, split_specs
+from augment.tasks import absolute_spec, source_specs, split_specs
 from augment.files import read_json
 from submission.runfolder import checkpoints_by_step, step_of
 
@@ -76,7 +76,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                 absolute_spec(cfg.data.tasks)):  # "": imported
             raise InputError(f"the run was trained on {cfg.data.tasks}; you asked for {args.tasks} (leave out "
                              f"--tasks to continue it, or train a new run in another --out)")
-    if args.tasks:
+    if args.tasks is not None:
+        source_specs(args.tasks)  # an empty --tasks is refused, not read as "the preset's tasks"
         cfg.data.tasks = args.tasks
     if args.augmentations is not None:
         cfg.data.augmentations = args.augmentations

@@ -169,7 +169,9 @@ def with_recorded_checkpoint(options: TTTOptions) -> TTTOptions:
     if not options.resume or options.checkpoint or not record.is_file():
         return options
     data = read_json(record, "the run's record")
-    started = data.get("checkpoint") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("checkpoint"), (str, type(None))):
+        raise InputError(f"{record}: expected an object whose \"checkpoint\" is a path or null; pass --checkpoint")
+    started = data["checkpoint"] if "checkpoint" in data else None
     if not started:
         return options  # the run trained from scratch
     if not Path(started).exists():

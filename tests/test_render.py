@@ -147,9 +147,26 @@ def test_report_html(tmp_path):
 
 
 def test_report_needs_a_task_source(tmp_path):
-    (tmp_path / "submission.json").write_text("{}")
+    write_json_atomic(tmp_path / "submission.json", fallback_submission([TASK]))
     with pytest.raises(InputError, match="predict.json"):
         report.write_report(tmp_path)
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"t": [{"attempt_1": [[1]]', "malformed JSON in submission"),  # cut short by a full disk
+    (json.dumps(TASK.to_json()), "not a submission"),
+])
+def test_report_names_a_broken_submission_before_a_missing_record(tmp_path, text, words):
+    """Before: `arc-trm report RUN` on a truncated submission.json without its record said only "no
+    task source recorded in RUN/submission.predict.json", hiding what was wrong with the submission
+    (score named it); the submission is read first now, as score does."""
+    (tmp_path / "submission.json").write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "arc_trm.cli", "report", str(tmp_path)], capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(tmp_path / "submission.json") in lines[0] and words in lines[0] and "predict.json" not in lines[0]
+    assert not (tmp_path / "report.html").exists()
 
 
 def test_report_takes_a_submission_file(tmp_path):

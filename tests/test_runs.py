@@ -93,6 +93,18 @@ def test_truncate_metrics_keeps_steps_up_to_the_checkpoint(tmp_path):
     assert truncate_metrics(path, 2) == 0 and truncate_metrics(tmp_path / "absent.jsonl", 2) == 0
 
 
+def test_truncate_metrics_drops_lines_that_are_no_metrics_record(tmp_path):
+    """Before: a line with "step": "a" (an edit, another tool's line) stopped `train --resume` with
+    a ValueError traceback from int(), after the build; a list or a line without a step was kept,
+    and `plot` then refused the file."""
+    path = tmp_path / "metrics.jsonl"
+    good = [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.9}]
+    path.write_text("".join(json.dumps(x) + "\n" for x in [good[0], {"step": "a"}, [1, 2], {"loss": 1}, {"step": True},
+                                                            good[1]]))
+    assert truncate_metrics(path, 2) == 4
+    assert [json.loads(x) for x in path.read_text().splitlines()] == good
+
+
 @pytest.mark.slow
 def test_resume_cuts_metrics_back_to_the_checkpoint(tmp_path, small_build):
     run = tmp_path / "run"

@@ -223,3 +223,41 @@ def test_score_of_a_ttt_run_names_the_users_source_not_the_runs_copy(tmp_path):
     assert f"solutions:  {SMALL_TASKS}  (read from the run's copy {copy}@test)" in proc.stdout.splitlines()
     out = json.loads(arc_trm("score", tmp_path / "submission.json", "--json").stdout)
     assert (out["solutions"], out["solutions_copy"]) == (SMALL_TASKS, f"{copy}@test")
+
+
+def test_a_folder_given_for_a_file_is_named_as_a_folder_not_as_missing(tmp_path):
+    """Before: `arc-trm score runs/x` (the run folder, not its submission.json) said "submission not
+    found: runs/x", though the path is there; the same for a folder given as --solutions."""
+    write_json_atomic(tmp_path / "run" / "submission.json", SUB)
+    write_json_atomic(tmp_path / "sol.json", {t: [s.tolist() for s in v] for t, v in SOLUTIONS.items()})
+    sub, sol = tmp_path / "run" / "submission.json", tmp_path / "sol.json"
+    for args, folder, what in [((tmp_path / "run", "--solutions", sol), tmp_path / "run", "submission"),
+                               ((sub, "--solutions", tmp_path), tmp_path, "solutions file")]:
+        proc = arc_trm("score", *args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert lines[0] == f"arc-trm score: error: {folder}: {what} is a folder; give the file"
+
+
+GIVE_CHALLENGES = "give the challenges file as the source"
+
+
+def test_a_file_given_in_another_kinds_place_is_named_as_that_kind(tmp_path):
+    """Before: the challenges file given as --solutions said "task 'full': solutions must be a
+    non-empty list of grids", and a submission or solutions file given as --tasks said "task 'full':
+    task must be an object with 'train' and 'test'", each blaming a task of a file of the wrong kind."""
+    sub, sol, chal = tmp_path / "submission.json", tmp_path / "x_solutions.json", tmp_path / "x_challenges.json"
+    write_json_atomic(sub, SUB)
+    write_json_atomic(sol, {t: [s.tolist() for s in v] for t, v in SOLUTIONS.items()})
+    write_json_atomic(chal, {t: {"train": [{"input": [[0]], "output": [[0]]}], "test": [{"input": [[0]]}] * len(v)}
+                             for t, v in SOLUTIONS.items()})
+    for args, line in [
+        (("--solutions", chal), f"{chal}: is a challenges file, not a solutions file: pass it as --tasks"),
+        (("--solutions", sub), f"{sub}: is a submission file, not a solutions file: pass it as SUBMISSION"),
+        (("--tasks", sub), f"{sub}: is a submission file, not a challenges file: {GIVE_CHALLENGES}"),
+        (("--tasks", sol), f"{sol}: is a solutions file, not a challenges file: {GIVE_CHALLENGES}"),
+    ]:
+        proc = arc_trm("score", sub, *args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and lines == [f"arc-trm score: error: {line}"], proc.stderr
+    assert arc_trm("score", sub, "--tasks", chal).returncode == 0  # the right kinds in their places

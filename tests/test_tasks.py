@@ -58,6 +58,8 @@ def test_without_solutions_file_outputs_are_hidden(tmp_path):
     ([], "non-empty"),
     ([[]], "non-empty"),
     ("x", "non-empty"),
+    ([[10 ** 400]], "is 100000000000000000...0000000000000000000; colours"),  # the cell in full was 400 digits
+    ([["0123456789" * 30]], "is '012345678901...7890123456789'; colours"),
 ])
 def test_bad_grid_names_file_task_and_example(tmp_path, grid, fragment):
     t = bad_task()
@@ -98,6 +100,21 @@ def test_malformed_json(tmp_path):
 
 
 
+def test_a_byte_order_mark_is_read_past_and_utf_16_is_named(tmp_path):
+    """Before: a file saved by a Windows editor with a UTF-8 byte-order mark was refused with
+    "Unexpected UTF-8 BOM (decode using utf-8-sig)", a hint for programmers, and a UTF-16 file
+    (PowerShell 5's `>`) with "not UTF-8 text (invalid start byte)"."""
+    p = tmp_path / "x_challenges.json"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps({"abc": GOOD}).encode())
+    (tmp_path / "x_solutions.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"abc": [[[5, 6]]]}).encode())
+    (task,) = load_source(str(p))
+    assert task.train[0].input.tolist() == [[1, 2], [3, 4]] and task.test[0].output.tolist() == [[5, 6]]
+    p.write_text(json.dumps({"abc": GOOD}), encoding="utf-16")
+    with pytest.raises(TaskError) as e:
+        load_source(str(p))
+    assert str(e.value) == f"{p}: task file is UTF-16 text; save it as UTF-8"
+
+
 def test_json_nested_too_deeply_is_one_line(tmp_path):
     # Python's parser raised RecursionError (a traceback) on 100,000 open brackets.
     from augment.files import read_jsonl
@@ -123,6 +140,21 @@ def test_solution_count_mismatch(tmp_path):
     assert "solutions hold 2 grids for 1 test inputs" in str(e.value) and "'abc'" in str(e.value)
     with pytest.raises(TaskError, match="solutions"):
         task_from_json("abc", GOOD, [[[1, 2]], [[3]]])
+
+
+@pytest.mark.parametrize("solutions, fragment", [
+    ({"abc": [[[1, 2], [3]]]}, r"task 'abc': solutions\[0\]: ragged grid"),
+    ({"abc": []}, r"task 'abc': solutions: solutions hold 0 grids for 1 test inputs"),
+    ([[[[1]]]], "solutions must map task ids to lists of grids"),
+])
+def test_a_fault_in_the_solutions_file_names_that_file(tmp_path, solutions, fragment):
+    """Before: a bad grid in x_solutions.json was reported against x_challenges.json, the file that
+    holds no fault, so a user searched the wrong file."""
+    p = write(tmp_path / "x_challenges.json", {"abc": GOOD})
+    sol = write(tmp_path / "x_solutions.json", solutions)
+    with pytest.raises(TaskError, match=fragment) as e:
+        load_source(str(p))
+    assert str(e.value).startswith(f"{sol}: ") and str(p) not in str(e.value)
 
 
 def test_bad_solution_grid(tmp_path):
@@ -195,6 +227,27 @@ def test_a_comma_inside_a_path_is_part_of_it(tmp_path, monkeypatch):
              "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert [t["id"] for t in json.loads((tmp_path / "out" / "metadata.json").read_text())["tasks"]] == ["abc"]
+
+
+def test_a_task_file_and_a_challenges_file_given_the_other_way_round_say_so(tmp_path):
+    """Before: one ARC task file given as --tasks said "task 'train': task must be an object with
+    'train' and 'test'" (its keys read as task ids), and a folder holding a Kaggle challenges file
+    (the Kaggle dataset's folder) said "task 'x_challenges': 'train' must be a non-empty list"."""
+    one = write(tmp_path / "abc.json", GOOD)
+    with pytest.raises(TaskError) as e:
+        load_source(str(one))
+    assert str(e.value) == (f"{one}: holds one task, not a Kaggle challenges file of many: give the folder of "
+                            "such task files as the source")
+    d = tmp_path / "kaggle"
+    d.mkdir()
+    many = write(d / "arc-agi_evaluation_challenges.json", {"abc": GOOD, "def": GOOD})
+    with pytest.raises(TaskError) as e:
+        load_source(str(d))
+    assert str(e.value) == (f"{many}: holds many tasks (a Kaggle challenges file), not one: give the file itself "
+                            "as the source, not its folder")
+    assert [t.id for t in load_source(str(many))] == ["abc", "def"]
+    odd = write(tmp_path / "odd.json", {"train": GOOD, "test": GOOD})  # task ids that read like the keys
+    assert [t.id for t in load_source(str(odd))] == ["train", "test"]
 
 
 def test_folder_source_leaves_out_hidden_files(tmp_path):

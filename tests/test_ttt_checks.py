@@ -63,6 +63,18 @@ def test_a_bad_checkpoint_is_refused_before_the_run_folder_exists(tmp_path, dama
     assert not out.exists(), "the refused run created its folder"
 
 
+@pytest.mark.parametrize("flag", ["--checkpoint", "--submission"])
+def test_an_empty_checkpoint_or_submission_is_refused_not_read_as_left_out(tmp_path, flag):
+    """`--checkpoint "$CKPT"` with the variable unset trained from scratch without a word (hours of a
+    Kaggle budget on an untrained model), and an empty --submission left the answers only in RUN
+    (the check: arc_trm.cli.empty_value_line, for every command)."""
+    pre = write_tiny_checkpoint(tmp_path / "pre")
+    out = tmp_path / "run"
+    proc = ttt(out, pre, flag, "") if flag == "--submission" else ttt(out, "")  # type: ignore[arg-type]
+    assert refused(proc) == f"arc-trm ttt: error: {flag} is empty; give a value, or leave it out"
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("override, key", [("model.hidden_size=64", "--set model.hidden_size:"),
                                            ("data.canvas=10", "--set data.canvas:"),
                                            ("hidden_size=64", "--set model.hidden_size:"),
@@ -95,6 +107,18 @@ def test_force_never_moves_aside_the_checkpoint_the_run_starts_from(tmp_path):
     for checkpoint in (step, run):
         refused(ttt(run, checkpoint, "--force"), "--force", "inside")
         assert tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize("record", ['{"checkpoint": 5, "tasks": []}', '[1]'])
+def test_a_run_record_of_another_shape_is_one_line(tmp_path, record):
+    """Before: ttt_run.json with "checkpoint": 5 (an edit) stopped `ttt --resume` with a TypeError
+    traceback from Path(5); a record that is no object was read as "trained from scratch"."""
+    from arc_trm.ttt_plan import RUN_RECORD, with_recorded_checkpoint
+
+    (tmp_path / RUN_RECORD).write_text(record)
+    with pytest.raises(InputError, match=rf"^{tmp_path / RUN_RECORD}: expected an object whose \"checkpoint\" is a "
+                                         "path or null; pass --checkpoint$"):
+        with_recorded_checkpoint(TTTOptions(tasks=SMALL_TASKS, out=tmp_path, resume=True))
 
 
 def test_resume_without_checkpoint_continues_from_the_one_the_run_started_from(tmp_path):

@@ -245,3 +245,39 @@ def test_a_canvas_larger_than_an_arc_grid_is_refused_before_any_work(option, val
     proc = cli_in_process(*command, "--out", out)
     assert words in one_error_line(proc)
     assert not out.exists() and not (tmp_path / "build").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "build", "ttt", "score"])
+def test_an_empty_tasks_value_is_refused_in_one_line_before_any_work(command, tmp_path):
+    """`--tasks "$TASKS"` with the variable unset: train trained on the preset's arc-agi-2 without a
+    word, score stopped with an AssertionError traceback, and build and ttt said "no tasks loaded
+    from []"."""
+    out = tmp_path / "out"
+    sub = tmp_path / "s.json"
+    sub.write_text(json.dumps({"t": [{"attempt_1": [[0]], "attempt_2": [[0]]}]}))
+    args = {"train": ["--preset", "cpu-quick", "--out", out, "--build", tmp_path / "build", "--no-progress"],
+            "build": ["--out", out, "--no-progress"], "ttt": ["--out", out, "--budget", "5s", "--no-progress"],
+            "score": [sub]}[command]
+    proc = cli_in_process(command, *args, "--tasks", "")
+    leave = ", or leave it out" if command in ("train", "score") else ""  # build and ttt require --tasks
+    assert one_error_line(proc) == f"arc-trm {command}: error: --tasks is empty; give a value{leave}"
+    assert not out.exists() and not (tmp_path / "build").exists()
+    proc = cli_in_process(command, *args, "--tasks", " , ")  # no source either, caught where tasks are read
+    assert one_error_line(proc).startswith(f"arc-trm {command}: error: --tasks names no task source (it is ")
+    assert not out.exists() and not (tmp_path / "build").exists()
+
+
+@pytest.mark.parametrize("command, args, flag", [
+    ("train", ["--preset", "cpu-quick", "--tasks", SMALL_TASKS, "--out", ""], "--out"),
+    ("score", [""], "SUBMISSION"),
+    ("show", ["x", "--tasks", SMALL_TASKS, "--submission", ""], "--submission"),
+    ("predict", ["--checkpoint", "", "--tasks", SMALL_TASKS], "--checkpoint"),
+])
+def test_any_empty_value_is_named_in_one_line(command, args, flag, tmp_path, monkeypatch):
+    """Before: `train --out ""` trained into the current folder, `show --submission ""` drew no
+    attempts, `score ""` said ".: submission is a folder"; an empty value is a slip (an unset
+    variable), named before the command starts (arc_trm.cli.empty_value_line)."""
+    monkeypatch.chdir(tmp_path)
+    assert flag in one_error_line(cli_in_process(command, *args)) and "is empty; give a value" in one_error_line(
+        cli_in_process(command, *args))
+    assert list(tmp_path.iterdir()) == []
