@@ -23,7 +23,8 @@ from augment.console import progress_bar
 from augment.encoding import decode_grid, encode_grid
 from augment.errors import few_ids
 from augment.grids import split_identifier
-from augment.tasks import Task, content_hash
+from augment.task_hash import content_hash
+from augment.tasks import Task
 from augment.transforms import Augmentation
 from submission.runfolder import LEAN_IDENTIFIER
 from submission.vote import Prediction

@@ -22,7 +22,8 @@ from .errors import InputError, few_ids
 from .files import atomic_writer, read_json, replace_folder, write_text_atomic
 from .options import BuildOptions
 from .store import ARRAYS, FORMAT, BuiltSet
-from .tasks import Task, absolute_spec, grid_hash, load_tasks, split_specs
+from .task_hash import update_pairs
+from .tasks import Task, absolute_spec, load_tasks, split_specs
 from .transforms import Augmentation
 
 
@@ -52,9 +53,7 @@ def task_key(task: Task) -> str:
     """Content hash of what the build uses of a task (role included): the per-task seed."""
     h = hashlib.blake2b(digest_size=16)
     h.update(task.role.encode())
-    for i, o in hash_pairs(task):
-        h.update(grid_hash(i))
-        h.update(grid_hash(o) if o is not None else b"-")
+    update_pairs(h, hash_pairs(task))
     return h.hexdigest()
 
 

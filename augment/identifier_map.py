@@ -2,7 +2,7 @@
 
     {"identifiers":   ["<blank>", "task#0", "task#1", ...],   row -> identifier
      "augmentations": ["", "t0p0123456789", ...],             row -> Augmentation.to_str()
-     "task_hashes":   {"task": "<content hash>", ...}}        task id -> tasks.content_hash, or null
+     "task_hashes":   {"task": "<content hash>", ...}}        task id -> task_hash.content_hash, or null
 
 The content hash is kept per task, not per row: every row of a task id has the same one (a map
 never holds one id under two contents), and a published-size table has 1.2 M rows over about
@@ -27,7 +27,7 @@ class IdentifierMap:
 
     identifiers: list[str]  # row -> "task_id#k" ("<blank>" for row 0)
     augmentations: list[str]  # row -> Augmentation.to_str() ("" for row 0)
-    task_hashes: dict[str, str] | None  # task id -> tasks.content_hash; None if not recorded
+    task_hashes: dict[str, str] | None  # task id -> task_hash.content_hash; None if not recorded
 
     def to_json(self) -> dict:
         return {"identifiers": self.identifiers, "augmentations": self.augmentations,

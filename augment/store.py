@@ -36,7 +36,8 @@ from .errors import InputError
 from .files import read_json
 from .grids import BLANK_IDENTIFIER, make_identifier, split_identifier
 from .identifier_map import IdentifierMap
-from .tasks import Task, content_hash, task_from_json
+from .task_hash import content_hash
+from .tasks import Task, task_from_json
 from .transforms import TRANSPOSING, Augmentation, dihedral
 
 FORMAT = "arc-trm-build/1"

@@ -15,7 +15,6 @@ test inputs form the test split (REFERENCE §3).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import reprlib
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from .errors import InputError, TaskError
 from .files import read_json
 from .grids import MAX_SIDE, NUM_COLOURS
 from .json_kind import json_kind
+from .task_hash import task_hash
 
 Role = Literal["train", "test"]
 ROLES: tuple[Role, ...] = ("train", "test")
@@ -361,37 +361,6 @@ def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"]
     if not by_id and not salvaged:
         raise TaskError(f"no tasks loaded from {list(specs)}")
     return [by_id[k] for k in sorted(by_id)]
-
-
-def grid_hash(grid: np.ndarray) -> bytes:
-    """Digest of a grid; the shape is part of it (REFERENCE §2)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(np.asarray(grid.shape, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(grid, dtype=np.uint8).tobytes())
-    return h.digest()
-
-
-def task_hash(task: Task) -> str:
-    """Content hash of a task's demonstrations and test inputs (and known test outputs)."""
-    h = hashlib.blake2b(digest_size=16)
-    for pairs in (task.train, task.test):
-        h.update(len(pairs).to_bytes(4, "little"))
-        for p in pairs:
-            h.update(grid_hash(p.input))
-            h.update(grid_hash(p.output) if p.output is not None else b"-")
-    return h.hexdigest()
-
-
-def content_hash(task: Task) -> str:
-    """Hash of what a trained puzzle embedding depends on: demonstrations and test inputs (not the
-    test outputs, which a hidden test set lacks)."""
-    h = hashlib.blake2b(digest_size=16)
-    for pairs, with_outputs in ((task.train, True), (task.test, False)):
-        h.update(len(pairs).to_bytes(4, "little"))
-        for p in pairs:
-            h.update(grid_hash(p.input))
-            h.update(grid_hash(p.output) if with_outputs and p.output is not None else b"-")
-    return h.hexdigest()
 
 
 def training_split_warning(specs: str) -> str | None:

@@ -2,7 +2,7 @@
 
 A synthetic IdentifierMap of ROWS puzzle rows over TASKS tasks, shaped like an imported published
 checkpoint's: 8-hex task ids, rows `task#k`, augmentation records `t<dihedral>p0<9 digits>`, and a
-32-hex tasks.content_hash per task. It is written both ways in the same run:
+32-hex task_hash.content_hash per task. It is written both ways in the same run:
 
   per row   the older file: "task_hashes" a list, one hash per row ("" for row 0)
   per task  the current file: "task_hashes" an object, task id -> hash

@@ -13,7 +13,7 @@ from arc_trm.checkpoint import load_checkpoint
 from augment.errors import InputError
 from augment.identifier_map import IdentifierMap
 from augment.store import BuiltSet
-from augment.tasks import content_hash
+from augment.task_hash import content_hash
 
 from conftest import cli_in_process, write_tiny_checkpoint
 

@@ -118,7 +118,7 @@ def test_rows_match_a_task_by_its_content_and_a_lean_exports_mean_row_is_no_task
     """ttt from a lean export (identifiers `<blank>`, `<mean>`) read its rows as task ids and
     stopped with a traceback; a row recorded under other content is no row of the task."""
     from arc_trm.views import trained_rows
-    from augment.tasks import content_hash
+    from augment.task_hash import content_hash
 
     tasks = load_tasks("arc-agi-1:training/25ff71a9+a85d4709")
     assert trained_rows(tasks, ["<blank>", "<mean>"], {}) == ({}, [])
@@ -272,7 +272,7 @@ def test_an_ensemble_names_only_the_tasks_no_checkpoint_answers_as_other_content
     listed every task any checkpoint held under other content, also one another checkpoint answers.
     Now only tasks no checkpoint answers: a holds A and B (B under other content), b holds B and C
     (C under other content): B is answered by b, C by neither."""
-    from augment.tasks import content_hash
+    from augment.task_hash import content_hash
     from conftest import cli_in_process, write_tiny_checkpoint
 
     tasks = load_tasks(SMALL_TASKS)

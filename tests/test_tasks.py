@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from augment.errors import InputError, TaskError
-from augment.tasks import absolute_spec, grid_hash, load_source, load_tasks, safe_name, task_from_json, task_hash
+from augment.json_kind import json_kind
+from augment.task_hash import content_hash, grid_hash, task_hash
+from augment.tasks import absolute_spec, load_source, load_tasks, safe_name, task_from_json
 from conftest import CONCEPTARC
 
 GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1]]}]}
@@ -296,6 +298,24 @@ def test_task_hash_content():
     assert task_hash(a) == task_hash(b)
     c = task_from_json("a", bad_task(test=[{"input": [[0, 2]]}]))
     assert task_hash(a) != task_hash(c)
+
+
+def test_content_hash_leaves_out_the_test_outputs_and_its_bytes_are_fixed():
+    """identifiers.json stores content hashes: a change of the bytes hashed would make every imported
+    or trained run's tasks read as changed. The value is the one the first release wrote."""
+    hidden = task_from_json("a", GOOD)
+    solved = task_from_json("a", {**GOOD, "test": [{"input": [[0, 1]], "output": [[1, 0]]}]})
+    assert content_hash(hidden) == content_hash(solved) == "71abfb4a855c48bc87ffa31b2071ac2d"
+    assert task_hash(hidden) == content_hash(hidden) != task_hash(solved)
+
+
+def test_json_kind_names_each_kaggle_file_by_its_shape():
+    grid = [[1, 2]]
+    assert json_kind(GOOD) == "task"
+    assert json_kind({"t1": GOOD}) == "challenges"
+    assert json_kind({"t1": [{"attempt_1": grid, "attempt_2": grid}]}) == "submission"
+    assert json_kind({"t1": [grid]}) == "solutions"
+    assert json_kind({}) is json_kind([GOOD]) is json_kind({"t1": 3}) is None
 
 
 def test_bundled_datasets():

@@ -12,7 +12,7 @@ from arc_trm.checkpoint import latest_checkpoint
 from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.train import ema_rate_at, lr_at
 from augment.store import BuiltSet
-from augment.tasks import content_hash
+from augment.task_hash import content_hash
 
 from conftest import SMALL_TASKS, TINY, run_cli, sets
 
