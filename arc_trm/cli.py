@@ -61,8 +61,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error in one line: argparse would print the usage block (up to 7 lines) first."""
+
+    def error(self, message: str) -> NoReturn:
+        eprint(f"{self.prog}: error: {message} (`{self.prog} --help` lists every option)")
+        sys.exit(2)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="arc-trm", description="Tiny Recursive Model (TRM) for ARC, from task files to a scored submission.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"arc-trm {__version__}")
@@ -76,7 +84,7 @@ def command_parser(name: str) -> argparse.ArgumentParser:
     """The parser of one subcommand (its module imported)."""
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    sub = argparse.ArgumentParser(prog=f"arc-trm {name}", description=module.__doc__ or help_text,
+    sub = Parser(prog=f"arc-trm {name}", description=module.__doc__ or help_text,
                                   formatter_class=HelpFormatter)
     module.add_arguments(sub)
     return sub
@@ -115,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser, _ = build_parser()
     if not argv or argv[0] in ("-h", "--help", "--version") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help", "--version"):
-            parser.print_usage(sys.stderr)
-            eprint(f"arc-trm: error: unknown command {argv[0]!r}")
+            eprint(f"arc-trm: error: unknown command {argv[0]!r} (`arc-trm --help` lists the commands)")
             return 2
         if argv and argv[0] == "--version":
             print(f"arc-trm {__version__}")

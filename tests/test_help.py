@@ -104,3 +104,24 @@ def test_gpu_preset_on_cpu_warns_in_ttt_too(tmp_path, capsys):
     assert "paper preset is made for GPUs" in capsys.readouterr().err
     ttt_config(TTTOptions(tasks=SMALL_TASKS, out=tmp_path, preset="cpu-quick"), job, Dist())
     assert "made for GPUs" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--preset", "bogus", "--out", "x"], "arc-trm train: error: argument --preset: invalid choice: 'bogus'"),
+    (["train", "--seed", "x", "--out", "x"], "arc-trm train: error: argument --seed: invalid int value: 'x'"),
+    (["predict", "--tasks", "arc-agi-1"], "arc-trm predict: error: the following arguments are required"),
+    (["kaggle", "bundle", "--checkpoint", "x"], "arc-trm kaggle bundle: error: the following arguments are required"),
+    (["score", "x.json", "--no-such-option"], "arc-trm score: error: unrecognized arguments: --no-such-option"),
+    (["no-such-command"], "arc-trm: error: unknown command 'no-such-command'"),
+])
+def test_a_usage_error_is_one_line_naming_the_command(capsys, argv, words):
+    """argparse prints its usage block (up to 7 lines for train) before the error: the brief's one
+    clear line is the last; now it is the only one, and it says where the options are listed."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith(words), err
+    assert "--help" in err
