@@ -11,11 +11,11 @@ import torch.distributed as dist
 
 from arc_trm.common import Dist
 from arc_trm.config import RunConfig
-from augment.build import ensure_built
+from augment.build import ensure_built, is_up_to_date
 from augment.options import BuildOptions
 from augment.store import BuiltSet
 from augment.errors import InputError
-from augment.tasks import absolute_spec, is_bundled, parse_spec, split_ids, split_specs
+from augment.tasks import absolute_spec, is_bundled, load_tasks, parse_spec, split_ids, split_specs
 from augment.files import read_json
 
 
@@ -60,7 +60,8 @@ def is_default_build(cfg: RunConfig) -> bool:
 
 def check_own_build(out: Path, cfg: RunConfig) -> None:
     """A --build folder that holds a build of other parameters or sources is refused, never
-    rebuilt over (the user's own build)."""
+    rebuilt over (the user's own build). Sources under other paths with the same content are the
+    same build (a ttt run moved to another folder holds its tasks' copy under a new path)."""
     meta_path = out / "metadata.json"
     if not meta_path.is_file():
         return
@@ -72,6 +73,9 @@ def check_own_build(out: Path, cfg: RunConfig) -> None:
     sources = meta.get("sources") if isinstance(meta, dict) else None
     if isinstance(sources, list) and all(isinstance(s, str) for s in sources):
         sources = [absolute_spec(s) for s in sources]  # a build recorded before paths were absolute
+    if sources != specs and have == want:  # the same content under other paths (loaded only then)
+        tasks = load_tasks(specs, on_error="skip", warn=lambda _: None)
+        sources = specs if is_up_to_date(out, tasks, build_options(cfg)) else sources
     if have != want or sources != specs:
         raise InputError(f"--build {out}: holds a build of {sources} with {have}, not {specs} with {want}; "
                          f"pass the same --tasks/--set data.* or another --build (it is never rebuilt over)")

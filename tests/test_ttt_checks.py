@@ -160,6 +160,21 @@ def test_resume_without_the_runs_data_settings_names_them_not_build(tmp_path):
     assert "--build" not in line
 
 
+def test_a_run_moved_to_another_folder_resumes_on_its_own_build(tmp_path):
+    """A ttt run renamed or copied elsewhere (off /kaggle/working, say) was refused on --resume: its
+    build recorded the old folder's copy of the tasks ('--build RUN/build: holds a build of
+    [OLD/ttt_challenges.json@test] ...'). The same tasks under another path are the same build."""
+    first, moved = tmp_path / "run", tmp_path / "moved"
+    common = ("--tasks", SMALL_TASKS, "--budget", "60s", "--preset", "cpu-quick", "--no-progress",
+              "--set", "train.max_steps=1", "--batch-size", "8")
+    assert cli_in_process("ttt", *common, "--out", first).returncode == 0
+    first.rename(moved)
+    built = (moved / "build" / "metadata.json").read_bytes()
+    again = cli_in_process("ttt", *common, "--out", moved, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert (moved / "build" / "metadata.json").read_bytes() == built, "the build was made again"
+
+
 def test_the_recorded_checkpoint_is_named_once_under_torchrun(tmp_path, monkeypatch, capsys):
     from arc_trm.ttt_plan import record_start, with_recorded_checkpoint
 

@@ -3,6 +3,7 @@ work; submissions carry their own record; build folders are named by everything 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -130,6 +131,38 @@ def test_each_submission_has_its_own_record_and_scores_from_any_cwd(checkpoint, 
 
 
 # ---------------------------------------------------------------------------------------------- builds
+
+def test_a_named_build_of_other_tasks_is_refused_and_the_same_tasks_elsewhere_are_not(tmp_path):
+    """check_own_build never builds over a --build folder of other sources; a copy of the same tasks
+    under another path (a moved ttt run's tasks) is the same build, and one changed grid is not."""
+    from arc_trm.builds import build_options, check_own_build
+    from augment.build import ensure_built
+    from augment.errors import InputError
+
+    def folder(name: str, tasks) -> str:
+        (tmp_path / name).mkdir()
+        for task in tasks:
+            (tmp_path / name / f"{task.id}.json").write_text(json.dumps(task.to_json()))
+        return str(tmp_path / name)
+
+    tasks = load_tasks(SMALL_TASKS)
+    cfg = apply_overrides(preset("cpu-quick"), ["data.augmentations=2"])
+    cfg.data.tasks, cfg.data.build_dir = folder("a", tasks), str(tmp_path / "build")
+    ensure_built(cfg.data.tasks, tmp_path / "build", build_options(cfg))
+    check_own_build(tmp_path / "build", cfg)
+    cfg.data.tasks = folder("copy", tasks)
+    check_own_build(tmp_path / "build", cfg)
+    changed = tasks[0].train[0].input.copy()
+    changed[0, 0] = (changed[0, 0] + 1) % 10
+    other = [dataclasses.replace(tasks[0], train=(dataclasses.replace(tasks[0].train[0], input=changed),
+                                                  *tasks[0].train[1:])), *tasks[1:]]
+    cfg.data.tasks = folder("other", other)
+    with pytest.raises(InputError, match="holds a build of"):
+        check_own_build(tmp_path / "build", cfg)
+    cfg.data.tasks = folder("again", tasks)
+    with pytest.raises(InputError, match="holds a build of"):
+        check_own_build(tmp_path / "build", apply_overrides(cfg, ["data.build_seed=1"]))
+
 
 def test_default_build_folders_name_everything_that_defines_the_build():
     def folder(tasks: str, *sets_: str) -> Path:
