@@ -109,6 +109,11 @@ def empty_value_line(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     scratch) or as the current folder (--out); None when there is none."""
     for action in parser._actions:
         value = getattr(args, action.dest, None)
+        if isinstance(action, argparse._SubParsersAction):  # kaggle's action: its own options
+            chosen = action.choices.get(value) if isinstance(value, str) else None
+            if chosen is not None and (line := empty_value_line(chosen, args)) is not None:
+                return line
+            continue
         if value == action.default:
             continue
         if any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])):

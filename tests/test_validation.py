@@ -305,6 +305,7 @@ def test_an_empty_tasks_value_is_refused_in_one_line_before_any_work(command, tm
     ("score", [""], "SUBMISSION"),
     ("show", ["x", "--tasks", SMALL_TASKS, "--submission", ""], "--submission"),
     ("predict", ["--checkpoint", "", "--tasks", SMALL_TASKS], "--checkpoint"),
+    ("kaggle", ["bundle", "--checkpoint", "x", "--out", ""], "--out"),
 ])
 def test_any_empty_value_is_named_in_one_line(command, args, flag, tmp_path, monkeypatch):
     """Before: `train --out ""` trained into the current folder, `show --submission ""` drew no
