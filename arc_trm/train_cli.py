@@ -59,7 +59,8 @@ def config_origin(args: argparse.Namespace) -> str:
     """Where the run's config comes from, for the header."""
     if args.resume and saved_config(Path(args.out)) is not None:
         return "the run's saved config (resumed)"
-    return f"preset {preset_name(args)}" + (" with --set overrides" if args.set else "")
+    fresh = f" (--resume: {args.out} holds no run yet, so a new one starts)" if args.resume else ""
+    return f"preset {preset_name(args)}" + (" with --set overrides" if args.set else "") + fresh
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:

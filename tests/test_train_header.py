@@ -156,6 +156,18 @@ def test_a_resumed_run_without_its_config_json_continues_with_the_config_beside_
     assert config_origin(args) == "the run's saved config (resumed)"
 
 
+def test_resume_into_a_folder_with_no_run_says_a_new_run_starts(tmp_path):
+    """A pre-empted job run again with --resume before its first start wrote anything (killed in the
+    build) starts a new run, as it should; the header said only 'preset cpu-quick', as if --resume
+    had not been given."""
+    from arc_trm.cli import command_parser
+    from arc_trm.train_cli import config_origin
+
+    (tmp_path / "run").mkdir()
+    args = command_parser("train").parse_args(["--out", str(tmp_path / "run"), "--resume", "--preset", "cpu-quick"])
+    assert config_origin(args) == f"preset cpu-quick (--resume: {tmp_path / 'run'} holds no run yet, so a new one starts)"
+
+
 @pytest.mark.slow  # the shared trained run (a train process) when no earlier test made it
 def test_resume_with_a_stop_at_or_before_the_run_s_step_says_so_and_names_its_checkpoint(tiny_run):
     """--stop-at at or below the step a run is at took no step and ended with "checkpoint: None"."""
