@@ -84,8 +84,7 @@ def command_parser(name: str) -> argparse.ArgumentParser:
     """The parser of one subcommand (its module imported)."""
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    sub = Parser(prog=f"arc-trm {name}", description=module.__doc__ or help_text,
-                                  formatter_class=HelpFormatter)
+    sub = Parser(prog=f"arc-trm {name}", description=module.__doc__ or help_text, formatter_class=HelpFormatter)
     module.add_arguments(sub)
     return sub
 
