@@ -57,7 +57,7 @@ from arc_trm.stopping import continue_command, current, exit_code, stopped_line
 from arc_trm.ttt_plan import (RUN_RECORD, TTTJob, TTTOptions, check_checkpoint, check_options, record_start,
                               seconds_left, with_recorded_checkpoint)
 from arc_trm.config import TRAIN_LOG_LINES
-from augment.console import add_progress_argument, eprint, warn_once
+from augment.console import add_progress_argument, duration_text, eprint, warn_once
 from augment.errors import InputError, few_ids
 from augment.files import finished_line, read_json, write_json_atomic
 from augment.launch import launch
@@ -220,6 +220,8 @@ def ttt(options: TTTOptions) -> int:
     again = current().again  # the command as given (read now: the guard gives the line after it is uninstalled)
     begin_run(options, answered, main=is_main, barrier=process_barrier if many else None,
               describe=lambda signame: kept_line(signame, options, deadline, again))
+    if is_main:  # the unit read back: a bare --budget 11 is 11 seconds
+        print(f"budget: {duration_text(deadline - start)}, until {time.strftime('%H:%M:%S %Z', time.localtime(deadline))}")
     if is_main and not options.resume:
         record_start(out, pretrained, tasks)
     if not tasks:

@@ -73,3 +73,4 @@ def test_the_plan_line_shows_a_reserve_under_a_second(tmp_path, monkeypatch):
     line = next(line for line in proc.stdout.splitlines() if line.startswith("plan: "))
     assert json.loads((out / "ttt_plan.json").read_text())["predict_s"] == pytest.approx(0.4)
     assert "0.4s reserved for the final prediction" in line, line
+    assert "\nbudget: 2m00s, until " in proc.stdout, "the budget read back, with its unit"
