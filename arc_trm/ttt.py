@@ -67,6 +67,7 @@ from submission.kaggle import (candidates_path, fallback_submission, is_submissi
                                write_submission)
 from submission.outputs import check_prediction_outputs, record_path
 from submission.runfolder import TTT_FILES, resolve_checkpoint, run_files
+from submission.score import predict_info
 
 
 def as_test_tasks(tasks: list[Task]) -> list[Task]:
@@ -335,9 +336,8 @@ def write_run_record(options: TTTOptions, job: TTTJob, result: PerTaskResult) ->
 def ran_no_view(answer: Path) -> bool:
     """Whether the prediction that wrote `answer` ran no view (its record counts 0): a deadline left
     it the fallback answers alone."""
-    record = record_path(answer)
-    data = read_json(record, "prediction record") if record.is_file() else None
-    return isinstance(data, dict) and data.get("views") == 0
+    info = predict_info(answer)
+    return info is not None and info.get("views") == 0
 
 
 def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:

@@ -23,7 +23,7 @@ from .files import atomic_writer, read_json, replace_folder, write_text_atomic
 from .options import BuildOptions
 from .store import ARRAYS, FORMAT, BuiltSet
 from .task_hash import update_pairs
-from .tasks import Task, absolute_spec, load_tasks, split_specs
+from .tasks import Task, absolute_spec, load_tasks, source_specs
 from .transforms import Augmentation
 
 
@@ -319,7 +319,7 @@ def ensure_built(specs: str | Sequence[str], out: str | Path, options: BuildOpti
                  on_error: str = "raise", force: bool = False, warn: Callable[[str], None] = warn_once) -> BuiltSet:
     """Open the build at `out` if it was made from the same task content and options, else build it."""
     options.check()
-    spec_list = split_specs(specs) if isinstance(specs, str) else [s.strip() for s in specs if s.strip()]
+    spec_list = source_specs(specs)
     tasks = load_tasks(spec_list, on_error=on_error, warn=lambda m: warn(m))  # type: ignore[arg-type]
     if not force and is_up_to_date(out, tasks, options):
         return BuiltSet.open(out)

@@ -28,7 +28,7 @@ from augment.console import add_progress_argument, warn_once
 from augment.files import Placed, finished_first
 from augment.options import BuildOptions
 from augment.store import BuiltSet
-from augment.tasks import load_tasks, split_specs
+from augment.tasks import load_tasks, source_specs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def skipped_count(too_large: int, invalid: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    specs = [s for group in args.tasks for s in split_specs(group)]
+    specs = source_specs(args.tasks)
     options = BuildOptions(args.augmentations, args.seed, args.canvas, args.workers, args.max_tries,
                            progress=not args.no_progress)
     options.check()
