@@ -221,7 +221,7 @@ def ttt(options: TTTOptions) -> int:
     again = current().again  # the command as given (read now: the guard gives the line after it is uninstalled)
     begin_run(options, answered, main=is_main, barrier=process_barrier if many else None,
               describe=lambda signame: kept_line(signame, options, deadline, again))
-    if is_main:  # the unit read back: a bare --budget 11 is 11 seconds
+    if is_main:  # the budget read back, with the clock time it ends
         print(f"budget: {duration_text(deadline - start)}, until {time.strftime('%H:%M:%S %Z', time.localtime(deadline))}")
     if is_main and not options.resume:
         record_start(out, pretrained, tasks)

@@ -29,7 +29,7 @@ MIN_TIMED_STEPS = 10  # a shorter phase times its steps too roughly to re-plan f
 
 
 def parse_budget(text: str) -> float:
-    """'90s', '30m', '8h', '10.5h', '1h30m' or plain seconds -> seconds (the notebook's parser)."""
+    """'90s', '30m', '8h', '10.5h' or '1h30m' -> seconds (the notebook's parser)."""
     return seconds(text, "--budget")
 
 
@@ -41,7 +41,7 @@ class TTTOptions:
     tasks: str  # a Kaggle challenges .json, a folder or a source name
     out: Path  # run folder
     checkpoint: str | None = None  # pretrained run or checkpoint folder (None: from scratch)
-    budget: str = "8h"  # wall clock for the whole run: 90s, 30m, 8h, 1h30m or plain seconds
+    budget: str = "8h"  # wall clock for the whole run: 90s, 30m, 8h or 1h30m (a unit is required)
     submission: Path | None = None  # the submission kept valid (default OUT/submission.json)
     preset: str | None = None  # default: kaggle on a GPU, cpu-quick otherwise
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE

@@ -174,13 +174,14 @@ BUDGET_UNITS = {"h": 3600, "m": 60, "s": 1}
 
 
 def seconds(text: str, name: str = "budget") -> float:
-    """'11h', '10.5h', '30m', '90s', '1h30m' or plain seconds -> seconds: the one budget parser (the
-    notebook's budgets and `arc-trm ttt --budget`). `name` names the setting in the error line."""
+    """'11h', '10.5h', '30m', '90s' or '1h30m' -> seconds: the one budget parser (the notebook's
+    budgets and `arc-trm ttt --budget`). `name` names the setting in the error line. A bare number
+    is refused: '11' meant 11 hours to some users and ran for 11 seconds."""
     text = str(text).strip().lower()
     if text.startswith("-"):
         raise InputError(f"{name} must be a positive duration such as 90s, 30m, 8h or 10.5h, got {text!r}")
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
+        raise InputError(f"{name} {text!r} has no unit: give {text}s, {text}m or {text}h")
     parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise InputError(f"bad {name} {text!r}: use e.g. 11h, 10.5h, 30m, 90s or 1h30m")
