@@ -62,25 +62,41 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """A usage error in one line: argparse would print the usage block (up to 7 lines) first."""
+    """A usage error in one line: argparse would print the usage block (up to 7 lines) first. It
+    keeps the actions it declares, and its subcommands' action, for the checks below (argparse
+    keeps them only in private attributes)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.declared: list[argparse.Action] = []  # before super().__init__, which declares --help
+        self.subcommands: argparse.Action | None = None
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.declared.append(action)
+        return action
+
+    def add_subparsers(self, **kwargs) -> argparse.Action:  # type: ignore[override]
+        self.subcommands = super().add_subparsers(**kwargs)
+        return self.subcommands
 
     def error(self, message: str) -> NoReturn:
         eprint(f"{self.prog}: error: {message} (`{self.prog} --help` lists every option)")
         sys.exit(2)
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+def build_parser() -> Parser:
     parser = Parser(
         prog="arc-trm", description="Tiny Recursive Model (TRM) for ARC, from task files to a scored submission.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"arc-trm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text, add_help=False)
-    return parser, sub
+        sub.add_parser(name, help=help_text, add_help=False)  # type: ignore[attr-defined]
+    return parser
 
 
-def command_parser(name: str) -> argparse.ArgumentParser:
+def command_parser(name: str) -> Parser:
     """The parser of one subcommand (its module imported)."""
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
@@ -89,12 +105,13 @@ def command_parser(name: str) -> argparse.ArgumentParser:
     return sub
 
 
-def join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+def join_negative_values(parser: Parser, argv: list[str]) -> list[str]:
     """`--budget -5m` as `--budget=-5m`: argparse reads a value like -5m as an unknown option and
     says only "expected one argument"; joined, the command's own check names the problem."""
+    options = {name: action for action in parser.declared for name in action.option_strings}
     out: list[str] = []
     for token in argv:
-        action = parser._option_string_actions.get(out[-1]) if out else None
+        action = options.get(out[-1]) if out else None
         if action is not None and action.nargs is None and re.match(r"-\.?\d", token):
             out[-1] = f"{out[-1]}={token}"
         else:
@@ -102,38 +119,40 @@ def join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> li
     return out
 
 
-def empty_value_line(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+def empty_value_line(parser: Parser, args: argparse.Namespace) -> str | None:
     """The line for an option or argument given as an empty string (`--checkpoint "$CKPT"` with the
     variable unset), which a command would read as left out (train on the preset's tasks, ttt from
     scratch) or as the current folder (--out); None when there is none."""
-    for action in parser._actions:
+    for action in parser.declared:
         value = getattr(args, action.dest, None)
-        if isinstance(action, argparse._SubParsersAction):  # kaggle's action: its own options
-            chosen = action.choices.get(value) if isinstance(value, str) else None
-            if chosen is not None and (line := empty_value_line(chosen, args)) is not None:
-                return line
-            continue
         if value == action.default:
             continue
         if any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])):
             name = "/".join(action.option_strings) or action.metavar or action.dest
             optional = action.option_strings and not action.required
             return f"{name} is empty; give a value" + (", or leave it out" if optional else "")
+    if (sub := parser.subcommands) is not None and sub.choices:  # kaggle's actions: their own options
+        chosen = sub.choices.get(getattr(args, sub.dest, None))  # type: ignore[union-attr]
+        if isinstance(chosen, Parser):
+            return empty_value_line(chosen, args)
     return None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser, _ = build_parser()
-    if not argv or argv[0] in ("-h", "--help", "--version") or argv[0] not in COMMANDS:
-        if argv and argv[0] not in ("-h", "--help", "--version"):
-            eprint(f"arc-trm: error: unknown command {argv[0]!r} (`arc-trm --help` lists the commands)")
-            return 2
-        if argv and argv[0] == "--version":
-            print(f"arc-trm {__version__}")
-            return 0
-        parser.print_help()
+    first = argv[0] if argv else None
+    if first == "--version":
+        print(f"arc-trm {__version__}")
         return 0
+    if first in (None, "-h", "--help"):
+        build_parser().print_help()
+        if first is None:  # `arc-trm $CMD` with the variable unset must not pass for a run
+            eprint("arc-trm: error: no command given (the commands are listed above)")
+            return 2
+        return 0
+    if first not in COMMANDS:
+        eprint(f"arc-trm: error: unknown command {first!r} (`arc-trm --help` lists the commands)")
+        return 2
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(COMMANDS[name][0])
     sub = command_parser(name)

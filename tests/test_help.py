@@ -17,11 +17,7 @@ FLAGS = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreC
 def parsers(name: str) -> list[argparse.ArgumentParser]:
     """The command's parser and its actions' parsers (kaggle bundle)."""
     top = command_parser(name)
-    found = [top]
-    for action in top._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            found += list(action.choices.values())
-    return found
+    return [top, *(top.subcommands.choices.values() if top.subcommands else [])]
 
 
 def option_help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
@@ -54,6 +50,26 @@ def test_help_speaks_plainly_and_wraps_evenly(name):
         for action in parser._actions:
             if "--tasks" in action.option_strings:
                 assert action.metavar == "SOURCE", f"{parser.prog} --tasks shows {action.metavar}"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_the_cli_checks_see_every_option(name):
+    """The empty-value check and the negative-value join walk the options a Parser declared. An
+    option added another way (an argument group) would escape both: argparse's own list holds none
+    that the Parser does not know."""
+    for parser in parsers(name):
+        known = [*parser.declared, *([parser.subcommands] if parser.subcommands else [])]
+        assert {id(a) for a in parser._actions} == {id(a) for a in known}, parser.prog
+
+
+def test_no_command_is_an_error(capsys):
+    """`arc-trm $CMD` with the variable unset printed the help and exited 0, so a script went on as
+    if its step had run."""
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert "train" in out and "predict" in out
+    assert err == "arc-trm: error: no command given (the commands are listed above)\n"
+    assert main(["--help"]) == 0
 
 
 def test_version(capsys):
