@@ -84,10 +84,23 @@ def run(args: argparse.Namespace) -> int:
     return finished_first("build", work, lambda _: f"{args.out} is complete")
 
 
+def short_of_augmentations(meta: dict) -> str:
+    """'; K tasks have fewer than N versions (fewest: ID, n)', or '' when every task has N. A task
+    in few colours has few distinct versions (two colours: 8 x 9 = 72), and --max-tries caps them."""
+    want = int(meta["augmentations"])
+    short = sorted((int(t["num_rows"]), t["id"]) for t in meta["tasks"] if int(t["num_rows"]) < want)
+    if not short:
+        return ""
+    fewest, tid = short[0]
+    return (f"; {len(short)} {'task has' if len(short) == 1 else 'tasks have'} fewer than {want} versions "
+            f"(fewest: {tid}, {fewest}): too few distinct ones, or --max-tries {meta['max_tries']} ran out")
+
+
 def print_summary(out: Path, built: BuiltSet, reused: bool, invalid: int, start: float) -> None:
     c = built.counts
     secs = time.perf_counter() - start
     what = "up to date (reused; --force rebuilds)" if reused else "built"
     print(f"{out}: {what}: {c['tasks']} tasks ({c['train_tasks']} train, {c['test_tasks']} test, "
           f"{skipped_count(c['skipped_tasks'], invalid)}), {c['augmented_tasks']} augmented tasks, {c['train_examples']} "
-          f"training examples, {c['test_views']} test views, {built.nbytes()} bytes, {secs:.1f} s")
+          f"training examples, {c['test_views']} test views, {built.nbytes()} bytes, {secs:.1f} s"
+          f"{short_of_augmentations(built.meta)}")

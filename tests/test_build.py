@@ -320,6 +320,12 @@ def test_cli_build_summary(tmp_path, capsys):
     bs = BuiltSet.open(tmp_path / "o")
     assert len(bs.test_views()) == 6
     assert build_run(args) == 0 and "reused" in capsys.readouterr().out
+    # --max-tries below --augmentations: each task stops at 1 + 1 versions, and the summary says so.
+    capped = parser.parse_args(["--tasks", f"{folder}@test", "--out", str(tmp_path / "c"), "--augmentations", "5",
+                                "--max-tries", "1", "--workers", "1", "--canvas", str(CANVAS), "--no-progress"])
+    assert build_run(capped) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        "; 2 tasks have fewer than 5 versions (fewest: t1, 2): too few distinct ones, or --max-tries 1 ran out")
     with pytest.raises(InputError):
         build_run(parser.parse_args(["--tasks", str(folder), "--out", str(tmp_path / "o"), "--augmentations", "0"]))
 
