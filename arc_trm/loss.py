@@ -39,7 +39,7 @@ TOKEN_LOSS = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_ent
 class Metrics:
     """Sums over rows that halted this step (and have any supervised token), as the reference.
 
-    Sums (not means) so that ranks can be all-reduced; `means()` divides by `count`.
+    Sums (not means) so that ranks can be all-reduced.
     """
 
     count: Tensor
@@ -47,16 +47,6 @@ class Metrics:
     exact_accuracy: Tensor  # rows fully correct
     q_halt_accuracy: Tensor  # rows where (q_halt >= 0) == fully correct
     steps: Tensor  # sum of step counts
-
-    def means(self) -> dict[str, float]:
-        n = max(int(self.count), 1)
-        return {
-            "count": float(self.count),
-            "accuracy": float(self.accuracy) / n,
-            "exact_accuracy": float(self.exact_accuracy) / n,
-            "q_halt_accuracy": float(self.q_halt_accuracy) / n,
-            "steps": float(self.steps) / n,
-        }
 
 
 @dataclass

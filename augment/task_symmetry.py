@@ -154,10 +154,6 @@ class TaskSymmetry:
         assert best is not None, "the identity is always a symmetry"
         return best
 
-    def identity_key(self) -> int:
-        mapping = np.arange(NUM_COLOURS, dtype=np.uint8)[None, :]
-        return int(self.keys(np.zeros(1, dtype=np.int64), mapping)[0])
-
 
 def exact_keys(pairs: Pairs, dihedral_ids: np.ndarray, mapping: np.ndarray,
                interned: dict[tuple, int]) -> np.ndarray:

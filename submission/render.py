@@ -33,7 +33,6 @@ TEXT = (30, 30, 30)
 # Border colours, distinct from the palette's green (3) and red (2) so a frame never reads as cells.
 CORRECT = (0, 200, 83)
 WRONG = (213, 0, 0)
-NEUTRAL = (200, 200, 200)
 MUTED = (110, 110, 110)  # text of an empty slot: grey, yet readable
 BORDER = 3
 FONT_PX = 15  # labels readable at 100% zoom
