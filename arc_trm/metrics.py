@@ -73,7 +73,9 @@ class LogWindow:
     """Sums over the steps since the last log line. The sums stay on the device and are read
     (and all-reduced) once per log line, so other steps never wait for the host."""
 
-    stats: torch.Tensor | None = None  # (4,) float64: loss sum, halted rows, exact rows, halt steps
+    # (6,) float64 sums: loss, then over the halted rows: rows, exact rows, halt steps, token
+    # accuracy, rows whose halt signal was right
+    stats: torch.Tensor | None = None
     samples: int = 0
     steps: int = 0
     t0: float = field(default_factory=time.perf_counter)
@@ -87,10 +89,11 @@ class LogWindow:
         stats = self.stats.clone()
         if d.world > 1:
             dist.all_reduce(stats)
-        loss, halted, exact, halt_steps = stats.tolist()
+        loss, halted, exact, halt_steps, token_accuracy, q_halt_correct = stats.tolist()
         # Where no row halted there is no halted rows' accuracy or step count: the keys are left out
-        # (a stored 0 read as a measured 0 on curves.png).
-        halting = {"exact_accuracy": exact / halted, "halt_steps": halt_steps / halted} if halted > 0 else {}
+        # (a stored 0 read as a measured 0 on curves.png). The reference logs the same four.
+        halting = {"exact_accuracy": exact / halted, "halt_steps": halt_steps / halted,
+                   "accuracy": token_accuracy / halted, "q_halt_accuracy": q_halt_correct / halted} if halted > 0 else {}
         return {"loss": loss / max(self.samples, 1), **halting,
                 "samples_per_s": self.samples / max(time.perf_counter() - self.t0, 1e-9)}
 

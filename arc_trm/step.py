@@ -101,7 +101,7 @@ class StepSetup:
 @dataclass
 class StepResult:
     carry: Carry | list[Carry]  # of the same kind as train_step's `carry`
-    stats: torch.Tensor  # (4,) float64 on the device: loss sum, halted rows, exact rows, halt steps
+    stats: torch.Tensor  # (6,) float64 on the device: the sums LogWindow.stats adds up
 
 
 def train_step(model: TRM, carry: Carry | list[Carry], batch: Batch, min_halt_steps: torch.Tensor,
@@ -125,7 +125,7 @@ def train_step(model: TRM, carry: Carry | list[Carry], batch: Batch, min_halt_st
         row_grads.append(out.puzzle_rows.grad)
         m = result.metrics
         stats.append(torch.stack([result.loss.detach().double(), m.count.double(), m.exact_accuracy.double(),
-                                  m.steps.double()]))
+                                  m.steps.double(), m.accuracy.double(), m.q_halt_accuracy.double()]))
     all_reduce_grads(model, setup.d)
     if update_weights:
         opts.weights.step()

@@ -156,8 +156,11 @@ def test_run_writes_config_metrics_and_curves(tmp_path, small_build):
     assert [x["step"] for x in train_lines] == [1, 2, 3]
     assert all({"loss", "samples_per_s"} <= set(x) for x in train_lines)
     # the halting figures where a row halted (every row by halt_max_steps, 3), absent where none did
-    assert {"exact_accuracy", "halt_steps"} <= set(train_lines[-1])
-    assert all(("exact_accuracy" in x) == ("halt_steps" in x) for x in train_lines)
+    # (and, as the reference logs them, token accuracy and the halt signal's accuracy, all four together)
+    halting = {"exact_accuracy", "halt_steps", "accuracy", "q_halt_accuracy"}
+    assert halting <= set(train_lines[-1])
+    assert all(not halting & set(x) or halting <= set(x) for x in train_lines)
+    assert all(0 <= x[k] <= 1 for x in train_lines for k in ("accuracy", "q_halt_accuracy") if k in x)
     # Voted inference on the test split at step 2 and at the end, scored against the solutions.
     assert [x["step"] for x in eval_lines] == [2, 3]
     assert 0.0 <= eval_lines[-1]["eval_pass@2"] <= 1.0 and eval_lines[-1]["eval_mean_steps"] >= 1
