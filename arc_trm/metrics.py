@@ -92,8 +92,9 @@ class LogWindow:
         loss, halted, exact, halt_steps, token_accuracy, q_halt_correct = stats.tolist()
         # Where no row halted there is no halted rows' accuracy or step count: the keys are left out
         # (a stored 0 read as a measured 0 on curves.png). The reference logs the same four.
-        halting = {"exact_accuracy": exact / halted, "halt_steps": halt_steps / halted,
-                   "accuracy": token_accuracy / halted, "q_halt_accuracy": q_halt_correct / halted} if halted > 0 else {}
+        halting = ({"exact_accuracy": exact / halted, "halt_steps": halt_steps / halted,
+                    "accuracy": token_accuracy / halted, "q_halt_accuracy": q_halt_correct / halted}
+                   if halted > 0 else {})
         return {"loss": loss / max(self.samples, 1), **halting,
                 "samples_per_s": self.samples / max(time.perf_counter() - self.t0, 1e-9)}
 

@@ -93,7 +93,8 @@ def short_of_augmentations(meta: dict) -> str:
         return ""
     fewest, tid = short[0]
     return (f"; {len(short)} {'task has' if len(short) == 1 else 'tasks have'} fewer than {want} versions "
-            f"(fewest: {tid}, {fewest}): too few distinct ones, or --max-tries {meta['max_tries']} ran out")
+            f"(fewest: {tid}, {fewest}): few colours or symmetric grids allow no more, "
+            f"or --max-tries {meta['max_tries']} ran out")
 
 
 def print_summary(out: Path, built: BuiltSet, reused: bool, invalid: int, start: float) -> None:

@@ -325,7 +325,8 @@ def test_cli_build_summary(tmp_path, capsys):
                                 "--max-tries", "1", "--workers", "1", "--canvas", str(CANVAS), "--no-progress"])
     assert build_run(capped) == 0
     assert capsys.readouterr().out.rstrip().endswith(
-        "; 2 tasks have fewer than 5 versions (fewest: t1, 2): too few distinct ones, or --max-tries 1 ran out")
+        "; 2 tasks have fewer than 5 versions (fewest: t1, 2): few colours or symmetric grids allow no more, "
+        "or --max-tries 1 ran out")
     with pytest.raises(InputError):
         build_run(parser.parse_args(["--tasks", str(folder), "--out", str(tmp_path / "o"), "--augmentations", "0"]))
 
