@@ -120,9 +120,10 @@ def join_negative_values(parser: Parser, argv: list[str]) -> list[str]:
 
 
 def empty_value_line(parser: Parser, args: argparse.Namespace) -> str | None:
-    """The line for an option or argument given as an empty string (`--checkpoint "$CKPT"` with the
-    variable unset), which a command would read as left out (train on the preset's tasks, ttt from
-    scratch) or as the current folder (--out); None when there is none."""
+    """The error line for an option or argument given as an empty string (`--checkpoint "$CKPT"` with
+    the variable unset), which a command would read as left out (train on the preset's tasks, ttt from
+    scratch) or as the current folder (--out); None when there is none. It names the parser that
+    holds the option (`arc-trm kaggle bundle`), as argparse's own errors do."""
     for action in parser.declared:
         value = getattr(args, action.dest, None)
         if value == action.default:
@@ -130,7 +131,7 @@ def empty_value_line(parser: Parser, args: argparse.Namespace) -> str | None:
         if any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])):
             name = "/".join(action.option_strings) or action.metavar or action.dest
             optional = action.option_strings and not action.required
-            return f"{name} is empty; give a value" + (", or leave it out" if optional else "")
+            return f"{parser.prog}: error: {name} is empty; give a value" + (", or leave it out" if optional else "")
     if (sub := parser.subcommands) is not None and sub.choices:  # kaggle's actions: their own options
         chosen = sub.choices.get(getattr(args, sub.dest, None))  # type: ignore[union-attr]
         if isinstance(chosen, Parser):
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = command_parser(name)
     args = sub.parse_args(join_negative_values(sub, rest))
     if (empty := empty_value_line(sub, args)) is not None:
-        eprint(f"arc-trm {name}: error: {empty}")
+        eprint(empty)
         return 2
     try:
         return guarded(name, lambda: int(module.run(args) or 0), rest)  # a signal from here on: one line, 128 + signum
