@@ -137,7 +137,7 @@ def test_predict_cli_writes_valid_files_with_fallback_for_untrained_tasks(tmp_pa
     sub.parent.mkdir()
     proc = run_cli("predict", "--checkpoint", run, "--tasks", tasks, "--out", sub, "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "1 tasks have no puzzle embedding trained on their content" in proc.stdout
+    assert "1 task has no puzzle embedding trained on its content" in proc.stdout
     loaded = load_tasks(tasks)
     data = load_submission(sub)
     validate_submission(data, loaded)
