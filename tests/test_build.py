@@ -331,6 +331,22 @@ def test_cli_build_summary(tmp_path, capsys):
         build_run(parser.parse_args(["--tasks", str(folder), "--out", str(tmp_path / "o"), "--augmentations", "0"]))
 
 
+def test_cli_build_summary_of_one_task_and_one_version_is_in_the_singular(tmp_path, capsys):
+    """A one-task build said '1 tasks (...), 1 augmented tasks, ..., 1 test views'."""
+    import argparse
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "t1.json").write_text(json.dumps(make_task("t1", seed=1).to_json()))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--tasks", f"{folder}@test", "--out", str(tmp_path / "o"), "--augmentations", "1",
+                              "--workers", "1", "--canvas", str(CANVAS), "--no-progress"])
+    assert build_run(args) == 0
+    out = capsys.readouterr().out
+    assert ": built: 1 task (0 train, 1 test, 0 skipped), 1 augmented task, " in out, out
+    assert " training examples, 1 test view, " in out, out
+
+
 def test_an_interrupted_build_draws_no_bar_after_it_stops(monkeypatch, capsys):
     import gc
 
