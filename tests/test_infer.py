@@ -285,8 +285,8 @@ def test_an_ensemble_names_only_the_tasks_no_checkpoint_answers_as_other_content
     proc = cli_in_process("predict", "--checkpoint", tmp_path / "a", "--checkpoint", tmp_path / "b", "--tasks",
                           SMALL_TASKS, "--out", out, "--no-progress", "--max-steps", "1")
     assert proc.returncode == 0, proc.stderr
-    line, = [x for x in proc.stdout.splitlines() if "differ in content" in x]
-    assert line.startswith("1 tasks differ in content") and line.endswith(f": {c}"), line
+    line, = [x for x in proc.stdout.splitlines() if "in content from the tasks" in x]
+    assert line.startswith("1 task differs in content") and line.endswith(f": {c}"), line
     assert "a checkpoint's puzzle rows" in line and "no checkpoint has rows of their content" in line, line
     record = json.loads(out.with_name("ab.predict.json").read_text())
     assert record["other_content_tasks"] == [c] and record["untrained_tasks"] == [c]

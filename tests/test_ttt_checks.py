@@ -225,3 +225,16 @@ def test_an_imported_run_as_out_is_named_an_imported_run_and_help_names_exports(
     assert tree(run) == before
     checkpoint, = [a for a in command_parser("ttt")._actions if "--checkpoint" in a.option_strings]
     assert "imported" in checkpoint.help and "export" in checkpoint.help, checkpoint.help
+
+
+def test_one_task_s_lines_are_in_the_singular(tmp_path, capsys):
+    """ttt on one task said 'fallback submission written to ... (1 tasks)', and predict or ttt on one
+    changed task '1 tasks differ in content from the tasks ...'."""
+    from arc_trm.ttt import TTTOptions, write_fallback
+    from arc_trm.views import other_content_line
+    from augment.tasks import load_tasks
+
+    task = load_tasks("arc-agi-1:training/3c9b0459@test")
+    write_fallback(TTTOptions(tasks="", out=tmp_path / "run"), task)
+    assert capsys.readouterr().out == f"fallback submission written to {tmp_path / 'run' / 'submission.json'} (1 task)\n"
+    assert other_content_line(["3c9b0459"], "x").startswith("1 task differs in content from the tasks ")
