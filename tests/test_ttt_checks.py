@@ -135,7 +135,10 @@ def test_resume_without_checkpoint_continues_from_the_one_the_run_started_from(t
     resumed = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--resume", "--budget", "60s",
                              "--preset", "cpu-quick", "--no-progress", "--set", "train.max_steps=3")
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming from the checkpoint the run started from: {pre}" in resumed.stdout
+    # It said "resuming from the checkpoint the run started from: PRE", then "resumed from step 2 (RUN/...)".
+    assert (f"--resume without --checkpoint: the run started from {pre} (recorded in {out / 'ttt_run.json'}); it "
+            "continues from its own latest checkpoint") in resumed.stdout
+    assert f"resumed from step 2 ({out / 'checkpoints'}" in resumed.stdout, resumed.stdout
     assert json.loads((out / "config.json").read_text())["model"]["hidden_size"] == 32  # the checkpoint's model
 
     shutil.rmtree(tmp_path / "pre")
