@@ -39,7 +39,7 @@ from augment.errors import InputError
 from augment.files import finished_line
 from augment.tasks import Task, load_tasks, training_split_warning
 from submission.kaggle import candidates_path
-from submission.outputs import check_prediction_outputs
+from submission.outputs import check_prediction_outputs, record_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
                          (f"has test inputs {too_large}", f"have test inputs {too_large}"), "",
                          (" for it", " for them"))
         if summary.written:
-            print(f"wrote {summary.submission} and {candidates_path(summary.submission).name}")
+            sub = summary.submission  # the record too: `score` and `report` read their --tasks from it
+            print(f"wrote {sub} and, beside it, {candidates_path(sub).name} and {record_path(sub).name}")
     teardown()
     return 0

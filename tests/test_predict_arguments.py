@@ -88,6 +88,9 @@ def test_the_summary_says_which_untrained_tasks_kept_earlier_answers_and_whether
            "on it): 74dd1130" in r.stdout
     assert f"1 task has no puzzle embedding trained on its content and kept the answers {out} held before" in r.stdout
     assert json.loads(out.read_text())["6150a2bd"] == earlier["6150a2bd"] and f"wrote {out}" in r.stdout
+    # it named the candidates file but not the record beside them, which `score` reads its --tasks from
+    assert f"wrote {out} and, beside it, s.candidates.json and s.predict.json\n" in r.stdout
+    assert (tmp_path / "s.candidates.json").is_file() and (tmp_path / "s.predict.json").is_file()
     untrained = SMALL_TASKS.replace("3c9b0459+", "")  # no view runs: the file is left as it was
     out.write_text(json.dumps({t: json.loads(out.read_text())[t] for t in ("6150a2bd", "74dd1130")}))
     before = out.read_bytes()
