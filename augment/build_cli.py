@@ -101,8 +101,8 @@ def print_summary(out: Path, built: BuiltSet, reused: bool, invalid: int, start:
     c = built.counts
     secs = time.perf_counter() - start
     what = "up to date (reused; --force rebuilds)" if reused else "built"
-    print(f"{out}: {what}: {counted(c['tasks'], 'task')} ({c['train_tasks']} train, {c['test_tasks']} test, "
-          f"{skipped_count(c['skipped_tasks'], invalid)}), {counted(c['augmented_tasks'], 'augmented task')}, "
+    print(f"{out}: {what}: {counted(c['tasks'], 'task')} kept ({c['train_tasks']} train, {c['test_tasks']} "
+          f"test; {skipped_count(c['skipped_tasks'], invalid)}), {counted(c['augmented_tasks'], 'augmented task')}, "
           f"{counted(c['train_examples'], 'training example')}, {counted(c['test_views'], 'test view')}, "
           f"{built.nbytes()} bytes, {secs:.1f} s"
           f"{short_of_augmentations(built.meta)}")
