@@ -239,5 +239,6 @@ def test_one_task_s_lines_are_in_the_singular(tmp_path, capsys):
 
     task = load_tasks("arc-agi-1:training/3c9b0459@test")
     write_fallback(TTTOptions(tasks="", out=tmp_path / "run"), task)
-    assert capsys.readouterr().out == f"fallback submission written to {tmp_path / 'run' / 'submission.json'} (1 task)\n"
+    sub = tmp_path / "run" / "submission.json"
+    assert capsys.readouterr().out == f"fallback submission written to {sub} (1 task)\n"
     assert other_content_line(["3c9b0459"], "x").startswith("1 task differs in content from the tasks ")
