@@ -34,12 +34,12 @@ from arc_trm.consistency import add_scoring_argument
 from arc_trm.infer import PredictOptions, PredictSummary, load_model, predict
 from arc_trm.stopping import current
 from arc_trm.views import ViewRun, other_content_line
-from augment.console import add_progress_argument, warn_once
+from augment.console import add_progress_argument, counted, warn_once
 from augment.errors import InputError
 from augment.files import finished_line
 from augment.tasks import Task, load_tasks, training_split_warning
 from submission.kaggle import candidates_path
-from submission.outputs import check_prediction_outputs
+from submission.outputs import check_prediction_outputs, record_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -112,15 +112,19 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
-def print_unanswered(summary: PredictSummary, ids: list[str], kept: list[str], why: str, hint: str,
-                     which: str = "") -> None:
+def print_unanswered(summary: PredictSummary, ids: list[str], kept: list[str], why: tuple[str, str], hint: str,
+                     which: tuple[str, str] = ("", "")) -> None:
     """Up to two lines for tasks no view answered (`why`): those that got the fallback answer and
-    those that kept the answers the submission held before."""
+    those that kept the answers the submission held before. `why`, `which`: for one task, for more;
+    `hint` may say {them}."""
     fallback = [t for t in ids if t not in kept]
-    for group, got in ((fallback, f"got the fallback answer{which}"),
-                       (kept, f"kept the answers {summary.submission} held before{which}")):
+    for group, got in ((fallback, "got the fallback answer"),
+                       (kept, f"kept the answers {summary.submission} held before")):
         if group:
-            print(f"{len(group)} tasks {why} and {got}{hint}: {', '.join(group[:5])}" + (" ..." if len(group) > 5 else ""))
+            one = len(group) == 1
+            print(f"{counted(len(group), 'task')} {why[not one]} and {got}{which[not one]}"
+                  f"{hint.format(them='it' if one else 'them')}: {', '.join(group[:5])}"
+                  + (" ..." if len(group) > 5 else ""))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     stop.describe = lambda signame: finished_line(signame, "prediction", f"{args.out} is complete")
     if summary is not None:
         print(f"predicted {summary.answered} of {summary.test_inputs} test inputs ({summary.answered_tasks} of "
-              f"{summary.tasks} tasks) from {summary.views} views in {summary.seconds:.1f} s, "
+              f"{summary.tasks} tasks) from {counted(summary.views, 'view')} in {summary.seconds:.1f} s, "
               f"{summary.mean_steps:.2f} steps per view on average")
         if summary.other_content and len(args.checkpoint) > 1:  # an ensemble: only tasks no checkpoint answers
             print(other_content_line(summary.other_content, "no checkpoint has rows of their content: they count "
@@ -150,11 +154,14 @@ def run(args: argparse.Namespace) -> int:
         elif summary.other_content:
             print(other_content_line(summary.other_content, "they count as tasks the table lacks"))
         print_unanswered(summary, summary.untrained, summary.kept,
-                         "have no puzzle embedding trained on their content", " (run `arc-trm ttt` on them)")
+                         ("has no puzzle embedding trained on its content",
+                          "have no puzzle embedding trained on their content"), " (run `arc-trm ttt` on {them})")
+        too_large = f"larger than the model's {summary.canvas}x{summary.canvas} canvas"
         print_unanswered(summary, summary.too_large, summary.too_large_kept,
-                         f"have test inputs larger than the model's {summary.canvas}x{summary.canvas} canvas", "",
-                         " for them")
+                         (f"has test inputs {too_large}", f"have test inputs {too_large}"), "",
+                         (" for it", " for them"))
         if summary.written:
-            print(f"wrote {summary.submission} and {candidates_path(summary.submission).name}")
+            sub = summary.submission  # the record too: `score` and `report` read their --tasks from it
+            print(f"wrote {sub} and, beside it, {candidates_path(sub).name} and {record_path(sub).name}")
     teardown()
     return 0

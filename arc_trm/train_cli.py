@@ -57,10 +57,11 @@ def saved_config(out: Path) -> Path | None:
 
 def config_origin(args: argparse.Namespace) -> str:
     """Where the run's config comes from, for the header."""
+    overrides = " with --set overrides" if args.set else ""  # applied over a saved config too
     if args.resume and saved_config(Path(args.out)) is not None:
-        return "the run's saved config (resumed)"
+        return f"the run's saved config (resumed){overrides}"
     fresh = f" (--resume: {args.out} holds no run yet, so a new one starts)" if args.resume else ""
-    return f"preset {preset_name(args)}" + (" with --set overrides" if args.set else "") + fresh
+    return f"preset {preset_name(args)}{overrides}{fresh}"
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:

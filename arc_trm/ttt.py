@@ -57,7 +57,7 @@ from arc_trm.stopping import continue_command, current, exit_code, stopped_line
 from arc_trm.ttt_plan import (RUN_RECORD, TTTJob, TTTOptions, check_checkpoint, check_options, record_start,
                               seconds_left, with_recorded_checkpoint)
 from arc_trm.config import TRAIN_LOG_LINES
-from augment.console import add_progress_argument, duration_text, eprint, warn_once
+from augment.console import add_progress_argument, counted, duration_text, eprint, warn_once
 from augment.errors import InputError, few_ids
 from augment.files import finished_line, read_json, write_json_atomic
 from augment.launch import launch
@@ -136,12 +136,12 @@ def write_fallback(options: TTTOptions, answered: list[Task]) -> None:
     if options.resume and sub_path.is_file():
         try:
             validate_submission(load_submission(sub_path), answered, path=sub_path)
-            print(f"resuming: keeping the submission in {sub_path} ({len(answered)} tasks)")
+            print(f"resuming: keeping the submission in {sub_path} ({counted(len(answered), 'task')})")
             return
         except InputError as e:
             eprint(f"warning: the run's submission cannot be kept ({e}); writing the fallback")
     write_submission(sub_path, fallback_submission(answered), answered)
-    print(f"fallback submission written to {sub_path} ({len(answered)} tasks)")
+    print(f"fallback submission written to {sub_path} ({counted(len(answered), 'task')})")
 
 
 def process_barrier() -> None:

@@ -178,7 +178,9 @@ def with_recorded_checkpoint(options: TTTOptions) -> TTTOptions:
         raise InputError(f"the run in {options.out} started from --checkpoint {started} ({record}), which is gone: "
                          "pass --checkpoint with a copy of it")
     if launch().main:  # once, not once per torchrun process
-        print(f"resuming from the checkpoint the run started from: {started}", flush=True)
+        # Not "resuming from" it: training continues from the run's own latest checkpoint, said next.
+        print(f"--resume without --checkpoint: the run started from {started} (recorded in {record}); it "
+              "continues from its own latest checkpoint", flush=True)
     return dataclasses.replace(options, checkpoint=started)
 
 

@@ -101,7 +101,8 @@ def other_content_line(ids: list[str], outcome: str, whose: str = "the checkpoin
     """The one line that says which tasks differ in content from what the checkpoint's rows of
     their ids were trained on (another release of a set changes a few tasks under the same ids).
     `whose`: an ensemble names the tasks no checkpoint answers, whose rows are some checkpoint's."""
-    return (f"{len(ids)} tasks differ in content from the tasks {whose} puzzle rows of the same ids were "
+    differ = "task differs" if len(ids) == 1 else "tasks differ"
+    return (f"{len(ids)} {differ} in content from the tasks {whose} puzzle rows of the same ids were "
             f"trained on, so those rows are not used and {outcome}: {few_ids(ids, 5)}")
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from augment.build import build_set, is_up_to_date
-from augment.console import add_progress_argument, warn_once
+from augment.console import add_progress_argument, counted, warn_once
 from augment.files import Placed, finished_first
 from augment.options import BuildOptions
 from augment.store import BuiltSet
@@ -101,7 +101,8 @@ def print_summary(out: Path, built: BuiltSet, reused: bool, invalid: int, start:
     c = built.counts
     secs = time.perf_counter() - start
     what = "up to date (reused; --force rebuilds)" if reused else "built"
-    print(f"{out}: {what}: {c['tasks']} tasks ({c['train_tasks']} train, {c['test_tasks']} test, "
-          f"{skipped_count(c['skipped_tasks'], invalid)}), {c['augmented_tasks']} augmented tasks, {c['train_examples']} "
-          f"training examples, {c['test_views']} test views, {built.nbytes()} bytes, {secs:.1f} s"
+    print(f"{out}: {what}: {counted(c['tasks'], 'task')} kept ({c['train_tasks']} train, {c['test_tasks']} "
+          f"test; {skipped_count(c['skipped_tasks'], invalid)}), {counted(c['augmented_tasks'], 'augmented task')}, "
+          f"{counted(c['train_examples'], 'training example')}, {counted(c['test_views'], 'test view')}, "
+          f"{built.nbytes()} bytes, {secs:.1f} s"
           f"{short_of_augmentations(built.meta)}")

@@ -45,6 +45,11 @@ def warn_once(message: str) -> None:
         eprint(f"warning: {message}")
 
 
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """'1 task', '3 tasks': a count with its noun in the number a user line needs."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def duration_text(seconds: float, tenths: bool = False) -> str:
     """45s, 3m05s, 2h07m: a duration as a log line shows it. With `tenths`, one under 10 s keeps its
     tenths (0.4s, and <0.1s for less), so a small reserve does not read as none."""

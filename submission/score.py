@@ -357,6 +357,8 @@ def format_report(report: ScoreReport, *, source: str = "", submission: str = ""
     if r.pass_at_k:
         lines.append("pass@k (per output, from candidates): " +
                      "  ".join(f"pass@{k} {r.pass_at_k_text(k)}" for k in r.shown_ks()))
+    elif submission:  # said, as `report` says it: a line left out reads as a score that dropped it
+        lines.append(f"pass@k: no candidates file ({candidates_path(submission).name} is not beside the submission)")
     if table:
         width = max([len(t.task_id) for t in r.tasks] + [4])
         lines += ["", f"{'task':<{width}}  solved  matched"]

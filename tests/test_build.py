@@ -331,6 +331,22 @@ def test_cli_build_summary(tmp_path, capsys):
         build_run(parser.parse_args(["--tasks", str(folder), "--out", str(tmp_path / "o"), "--augmentations", "0"]))
 
 
+def test_cli_build_summary_of_one_task_and_one_version_is_in_the_singular(tmp_path, capsys):
+    """A one-task build said '1 tasks (...), 1 augmented tasks, ..., 1 test views'."""
+    import argparse
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "t1.json").write_text(json.dumps(make_task("t1", seed=1).to_json()))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--tasks", f"{folder}@test", "--out", str(tmp_path / "o"), "--augmentations", "1",
+                              "--workers", "1", "--canvas", str(CANVAS), "--no-progress"])
+    assert build_run(args) == 0
+    out = capsys.readouterr().out
+    assert ": built: 1 task kept (0 train, 1 test; 0 skipped), 1 augmented task, " in out, out
+    assert " training examples, 1 test view, " in out, out
+
+
 def test_an_interrupted_build_draws_no_bar_after_it_stops(monkeypatch, capsys):
     import gc
 
@@ -363,3 +379,15 @@ def test_a_bar_is_drawn_only_on_a_terminal(monkeypatch, capsys):
         bar.close()
         assert ("augmenting" in capsys.readouterr().err) == tty
         assert console.bar_shown(True) == tty and not console.bar_shown(False)
+
+
+def test_cli_build_summary_counts_skipped_tasks_apart_from_those_kept(tmp_path, capsys):
+    """Of two tasks, one too large for the canvas, the summary said '1 task (0 train, 1 test, 1 skipped)':
+    a breakdown of 2 under a count of 1."""
+    import argparse
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--tasks", "arc-agi-1:training/3c9b0459+007bbfb7@test", "--out", str(tmp_path / "o"),
+                              "--augmentations", "1", "--workers", "1", "--canvas", "6", "--no-progress"])
+    assert build_run(args) == 0
+    assert ": built: 1 task kept (0 train, 1 test; 1 skipped), 1 augmented task, " in capsys.readouterr().out

@@ -53,8 +53,8 @@ def test_a_task_changed_under_its_id_counts_as_one_the_table_lacks(tmp_path: Pat
                   "--canvas", "6", env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}, timeout=300)
     assert res.returncode == 0, res.stderr
     stdout, record = predicted(run, task_file(tmp_path), tmp_path / "s.json")
-    line, = [x for x in stdout.splitlines() if "differ in content" in x]
-    assert line.startswith("1 tasks differ in content") and line.endswith(CHANGED), line
+    line, = [x for x in stdout.splitlines() if "in content from the tasks" in x]
+    assert line.startswith("1 task differs in content") and line.endswith(CHANGED), line
     assert record["untrained_tasks"] == [CHANGED] and record["other_content_tasks"] == [CHANGED]
     assert record["views"] == 2, "the unchanged tasks keep their rows (one view each)"
 
@@ -63,8 +63,8 @@ def test_a_task_changed_under_its_id_counts_as_one_the_table_lacks(tmp_path: Pat
                    tmp_path / "ttt", "--no-progress", "--set", "train.max_steps=2", "--set", "data.augmentations=2",
                    timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    line, = [x for x in proc.stdout.splitlines() if "differ in content" in x]
-    assert line.startswith("1 tasks differ in content") and "mean row" in line and line.endswith(CHANGED), line
+    line, = [x for x in proc.stdout.splitlines() if "in content from the tasks" in x]
+    assert line.startswith("1 task differs in content") and "mean row" in line and line.endswith(CHANGED), line
 
     # Names from an --identifiers file name no task set: the import says so once, and predict uses
     # each task's rows as before (older imported runs read the same: no content recorded).
@@ -77,5 +77,5 @@ def test_a_task_changed_under_its_id_counts_as_one_the_table_lacks(tmp_path: Pat
     note, = [x for x in res.stdout.splitlines() if "not recorded" in x]
     assert note.startswith(f"note: {ids} names no task set"), note
     stdout, record = predicted(unchecked, task_file(tmp_path), tmp_path / "u.json")
-    assert "differ in content" not in stdout
+    assert "in content from the tasks" not in stdout
     assert record["untrained_tasks"] == [] and record["views"] == 3

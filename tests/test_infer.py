@@ -137,7 +137,7 @@ def test_predict_cli_writes_valid_files_with_fallback_for_untrained_tasks(tmp_pa
     sub.parent.mkdir()
     proc = run_cli("predict", "--checkpoint", run, "--tasks", tasks, "--out", sub, "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "1 tasks have no puzzle embedding trained on their content" in proc.stdout
+    assert "1 task has no puzzle embedding trained on its content" in proc.stdout
     loaded = load_tasks(tasks)
     data = load_submission(sub)
     validate_submission(data, loaded)
@@ -285,8 +285,8 @@ def test_an_ensemble_names_only_the_tasks_no_checkpoint_answers_as_other_content
     proc = cli_in_process("predict", "--checkpoint", tmp_path / "a", "--checkpoint", tmp_path / "b", "--tasks",
                           SMALL_TASKS, "--out", out, "--no-progress", "--max-steps", "1")
     assert proc.returncode == 0, proc.stderr
-    line, = [x for x in proc.stdout.splitlines() if "differ in content" in x]
-    assert line.startswith("1 tasks differ in content") and line.endswith(f": {c}"), line
+    line, = [x for x in proc.stdout.splitlines() if "in content from the tasks" in x]
+    assert line.startswith("1 task differs in content") and line.endswith(f": {c}"), line
     assert "a checkpoint's puzzle rows" in line and "no checkpoint has rows of their content" in line, line
     record = json.loads(out.with_name("ab.predict.json").read_text())
     assert record["other_content_tasks"] == [c] and record["untrained_tasks"] == [c]

@@ -84,10 +84,13 @@ def test_the_summary_says_which_untrained_tasks_kept_earlier_answers_and_whether
     args = ["predict", "--checkpoint", run, "--out", out, "--no-progress", "--views", "1", "--max-steps", "1"]
     r = cli_in_process(*args, "--tasks", SMALL_TASKS)
     assert r.returncode == 0, r.stderr
-    assert "1 tasks have no puzzle embedding trained on their content and got the fallback answer (run `arc-trm ttt` " \
-           "on them): 74dd1130" in r.stdout
-    assert f"1 tasks have no puzzle embedding trained on their content and kept the answers {out} held before" in r.stdout
+    assert "1 task has no puzzle embedding trained on its content and got the fallback answer (run `arc-trm ttt` " \
+           "on it): 74dd1130" in r.stdout
+    assert f"1 task has no puzzle embedding trained on its content and kept the answers {out} held before" in r.stdout
     assert json.loads(out.read_text())["6150a2bd"] == earlier["6150a2bd"] and f"wrote {out}" in r.stdout
+    # it named the candidates file but not the record beside them, which `score` reads its --tasks from
+    assert f"wrote {out} and, beside it, s.candidates.json and s.predict.json\n" in r.stdout
+    assert (tmp_path / "s.candidates.json").is_file() and (tmp_path / "s.predict.json").is_file()
     untrained = SMALL_TASKS.replace("3c9b0459+", "")  # no view runs: the file is left as it was
     out.write_text(json.dumps({t: json.loads(out.read_text())[t] for t in ("6150a2bd", "74dd1130")}))
     before = out.read_bytes()
@@ -134,8 +137,8 @@ def test_test_inputs_larger_than_the_canvas_are_counted_apart_and_keep_the_fallb
     r = cli_in_process("predict", "--checkpoint", run, "--tasks", challenges, "--out", out, "--no-progress",
                        "--views", "1", "--max-steps", "1")
     assert r.returncode == 0, r.stderr
-    assert "predicted 1 of 2 test inputs (1 of 1 tasks) from 1 views" in r.stdout, r.stdout
-    assert ("1 tasks have test inputs larger than the model's 6x6 canvas and got the fallback answer for them: "
+    assert "predicted 1 of 2 test inputs (1 of 1 tasks) from 1 view in" in r.stdout, r.stdout
+    assert ("1 task has test inputs larger than the model's 6x6 canvas and got the fallback answer for it: "
             "3c9b0459") in r.stdout, r.stdout
     assert json.loads(out.read_text())["3c9b0459"][1]["attempt_1"] == large
     record = json.loads(out.with_name("s.predict.json").read_text())

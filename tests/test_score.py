@@ -139,6 +139,16 @@ def test_cli_scores_perfect_submission(kaggle_files, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # score writes nothing
 
 
+def test_cli_says_when_there_is_no_candidates_file_as_report_does(kaggle_files, tmp_path):
+    """Without S.candidates.json, score printed no pass@k line at all, where report says 'no candidates file'."""
+    d, chosen = kaggle_files
+    path = tmp_path / "s.json"
+    write_json_atomic(path, {t.id: [{"attempt_1": [[0]], "attempt_2": [[0]]} for _ in t.test] for t in chosen})
+    res = arc_trm("score", path, "--tasks", d / "arc-agi_evaluation_challenges.json", "--brief")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[-1] == "pass@k: no candidates file (s.candidates.json is not beside the submission)"
+
+
 def test_cli_malformed_submission_is_one_line_exit_2(kaggle_files, tmp_path):
     d, _ = kaggle_files
     bad = tmp_path / "submission.json"

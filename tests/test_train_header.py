@@ -156,6 +156,20 @@ def test_a_resumed_run_without_its_config_json_continues_with_the_config_beside_
     assert config_origin(args) == "the run's saved config (resumed)"
 
 
+def test_a_resumed_run_s_header_names_the_set_overrides_applied_over_its_saved_config(tmp_path):
+    """`train --resume --set train.max_steps=9` ran with the override, but the header said only
+    "the run's saved config (resumed)", as if the saved config ran unchanged."""
+    from arc_trm.cli import command_parser
+    from arc_trm.train_cli import config_origin, resolve_config
+    from conftest import write_tiny_checkpoint
+
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    args = command_parser("train").parse_args(["--out", str(run), "--resume", "--set", "train.max_steps=9"])
+    assert resolve_config(args).train.max_steps == 9
+    assert config_origin(args) == "the run's saved config (resumed) with --set overrides"
+
+
 def test_resume_into_a_folder_with_no_run_says_a_new_run_starts(tmp_path):
     """A pre-empted job run again with --resume before its first start wrote anything (killed in the
     build) starts a new run, as it should; the header said only 'preset cpu-quick', as if --resume

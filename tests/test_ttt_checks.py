@@ -135,7 +135,10 @@ def test_resume_without_checkpoint_continues_from_the_one_the_run_started_from(t
     resumed = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--resume", "--budget", "60s",
                              "--preset", "cpu-quick", "--no-progress", "--set", "train.max_steps=3")
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming from the checkpoint the run started from: {pre}" in resumed.stdout
+    # It said "resuming from the checkpoint the run started from: PRE", then "resumed from step 2 (RUN/...)".
+    assert (f"--resume without --checkpoint: the run started from {pre} (recorded in {out / 'ttt_run.json'}); it "
+            "continues from its own latest checkpoint") in resumed.stdout
+    assert f"resumed from step 2 ({out / 'checkpoints'}" in resumed.stdout, resumed.stdout
     assert json.loads((out / "config.json").read_text())["model"]["hidden_size"] == 32  # the checkpoint's model
 
     shutil.rmtree(tmp_path / "pre")
@@ -225,3 +228,17 @@ def test_an_imported_run_as_out_is_named_an_imported_run_and_help_names_exports(
     assert tree(run) == before
     checkpoint, = [a for a in command_parser("ttt")._actions if "--checkpoint" in a.option_strings]
     assert "imported" in checkpoint.help and "export" in checkpoint.help, checkpoint.help
+
+
+def test_one_task_s_lines_are_in_the_singular(tmp_path, capsys):
+    """ttt on one task said 'fallback submission written to ... (1 tasks)', and predict or ttt on one
+    changed task '1 tasks differ in content from the tasks ...'."""
+    from arc_trm.ttt import TTTOptions, write_fallback
+    from arc_trm.views import other_content_line
+    from augment.tasks import load_tasks
+
+    task = load_tasks("arc-agi-1:training/3c9b0459@test")
+    write_fallback(TTTOptions(tasks="", out=tmp_path / "run"), task)
+    sub = tmp_path / "run" / "submission.json"
+    assert capsys.readouterr().out == f"fallback submission written to {sub} (1 task)\n"
+    assert other_content_line(["3c9b0459"], "x").startswith("1 task differs in content from the tasks ")
