@@ -359,7 +359,9 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
     for i, (task, folder) in enumerate(zip(job.tasks, folders)):
         now = time.time()
         if seconds_left(job.deadline, margin, now) <= 0:
-            print(f"deadline reached: {len(job.tasks) - i} of {len(job.tasks)} tasks keep their fallback answers")
+            left = len(job.tasks) - i
+            keep = "keeps its fallback answer" if left == 1 else "keep their fallback answers"
+            print(f"deadline reached: {left} of {len(job.tasks)} tasks {keep}")
             break
         answer = folder / "submission.json"
         if earlier[i]:

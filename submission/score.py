@@ -81,7 +81,8 @@ class ScoreReport:
         if not self.tasks_left_out:
             return ""
         known = len(self.tasks) + self.tasks_left_out
-        return (f"{self.tasks_left_out} of {known} tasks with solutions are not in the submission; counted as "
+        are = "is" if self.tasks_left_out == 1 else "are"
+        return (f"{self.tasks_left_out} of {known} tasks with solutions {are} not in the submission; counted as "
                 f"unsolved, the official score is {self.per_task * len(self.tasks) / known:.4f}")
 
     @property

@@ -68,7 +68,7 @@ def test_score_rejects_incomplete_submission_unless_partial():
     text = format_report(r)
     assert "score (per-task average of the tasks scored, --partial): 0.7500" in text and "official" not in \
         text.splitlines()[0]
-    assert "left out: 1 of 3 tasks with solutions are not in the submission; counted as unsolved, the official " \
+    assert "left out: 1 of 3 tasks with solutions is not in the submission; counted as unsolved, the official " \
         "score is 0.5000" in text and r.to_json()["tasks_left_out"] == 1
     whole = format_report(score_submission(SUB, SOLUTIONS, partial=True))
     assert whole.startswith("score (official, per-task average): 0.5000") and "left out" not in whole

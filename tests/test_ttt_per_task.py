@@ -187,6 +187,11 @@ def test_per_task_stops_at_the_deadline_and_keeps_what_it_has(tmp_path, monkeypa
     assert "deadline reached: 2 of 3 tasks keep their fallback answers" in capsys.readouterr().out
     validate_submission(load_submission(job.submission), tasks)
     assert sorted(p.name for p in (job.out / "tasks").iterdir()) == [tasks[0].id]
+    # One task left: its line is in the singular ("1 of 2 tasks keep their fallback answers" before).
+    clock.now = 1000.0
+    two = per_task_job(tmp_path / "two", tasks[:2], 1000.0, 50.0)
+    per_task(TTTOptions(tasks=SMALL_TASKS, out=two.out, per_task=True), two)
+    assert "deadline reached: 1 of 2 tasks keeps its fallback answer\n" in capsys.readouterr().out
 
 
 def test_the_main_path_loads_nothing_past_the_deadline(tmp_path, capsys):
