@@ -29,8 +29,8 @@ from arc_trm.train import TrainOptions, TrainResult, batch_layout, build_model, 
 from arc_trm.train_cli import gpu_preset_warning
 from arc_trm.views import other_content_line, trained_rows
 from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throughput, TTTJob, TTTOptions,
-                              check_same_model, fitted_warmup, plan_phases, replan, resumed_plan, seconds_left,
-                              start_config, user_step_cap)
+                              check_same_model, fitted_warmup, plan_line, plan_phases, replan, resumed_plan,
+                              seconds_left, start_config, user_step_cap)
 from augment.build import max_side
 from augment.console import duration_text, eprint
 from augment.store import BuiltSet
@@ -186,11 +186,9 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
     apply_plan(cfg, plan)
     save_plan(job, plan, d)
     if d.main:
-        resumed = f", {plan.steps - setup.start} after the resumed step {setup.start}" if setup.start else ""
-        print(f"plan: {plan.steps} training steps ({plan.freeze_steps} embeddings only{resumed}) at "
-              f"{plan.train_step_s:.3f} s/step, phases end at steps {plan.stops} (quick predictions at "
-              f"{plan.quick_stops}), {duration_text(plan.predict_s, tenths=True)} reserved for the final prediction of {plan.views} views")
+        print(plan_line(plan, setup.start))
     return plan
+
 
 
 def fits_canvas(tasks: list[Task], canvas: int, main: bool = True) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 from arc_trm import runs
 from arc_trm.config import RunConfig, apply_overrides, config_from_json, preset
 from arc_trm.consistency import SCORINGS
+from augment.console import duration_text
 from augment.errors import InputError
 from augment.files import read_json, write_json_atomic
 from augment.launch import launch
@@ -243,6 +244,15 @@ class Plan:
     stops: list[int]  # steps at which a phase ends; the last is followed by the final prediction
     quick_stops: list[int]  # those followed by a quick prediction (the others only re-plan)
     replans: list[Replan] = dataclasses.field(default_factory=list)
+
+
+def plan_line(plan: Plan, start: int) -> str:
+    """The plan as the run prints it; `start`: the step a resumed run continues from (0: none)."""
+    resumed = f", {plan.steps - start} after the resumed step {start}" if start else ""
+    quick = f"quick predictions at {plan.quick_stops}" if plan.quick_stops else "no quick predictions"
+    return (f"plan: {plan.steps} training steps ({plan.freeze_steps} embeddings only{resumed}) at "
+            f"{plan.train_step_s:.3f} s/step, phases end at steps {plan.stops} ({quick}), "
+            f"{duration_text(plan.predict_s, tenths=True)} reserved for the final prediction of {plan.views} views")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -17,8 +18,8 @@ import torch
 
 from arc_trm.checkpoint import transplant_weights
 from arc_trm.ttt_phases import fits_canvas
-from arc_trm.ttt_plan import (PhaseTiming, PlanInputs, Throughput, fitted_warmup, parse_budget, plan_phases, replan,
-                              user_step_cap)
+from arc_trm.ttt_plan import (PhaseTiming, PlanInputs, Throughput, fitted_warmup, parse_budget, plan_line, plan_phases,
+                              replan, user_step_cap)
 from augment.identifier_map import IdentifierMap
 from augment.errors import InputError
 from augment.tasks import load_tasks
@@ -47,6 +48,10 @@ def test_plan_reserves_prediction_time_and_splits_phases():
     assert plan.freeze_steps == round(0.25 * plan.steps)
     # Stops at a tenth and at four fifths only re-plan; the embeddings-only end and the half predict quickly.
     assert plan.quick_stops == [plan.freeze_steps, plan.steps // 2]
+    assert f"(quick predictions at {plan.quick_stops})" in plan_line(plan, 0)
+    # A plan without quick predictions said "(quick predictions at [])".
+    line = plan_line(dataclasses.replace(plan, quick_stops=[]), 0)
+    assert "(no quick predictions)" in line and "[]" not in line
     assert plan.stops == [plan.steps // 10, plan.freeze_steps, plan.steps // 2, int(0.8 * plan.steps),
                           plan.steps]
     # From scratch: no embeddings-only phase; a step cap wins over the time that is left.
