@@ -304,44 +304,44 @@ def test_ensure_built_reuses_and_rebuilds(tmp_path):
     assert np.array_equal(bs.tasks[0].train[0].input, t2.train[0].input)  # content changed: rebuilt
 
 
-def test_cli_build_summary(tmp_path, capsys):
+def build_cli(out: Path, tasks: str, *options: str, canvas: int = CANVAS) -> int:
+    """`arc-trm build --tasks TASKS --out OUT OPTIONS`, one worker, no bar, in this process."""
     import argparse
-    folder = tmp_path / "tasks"
-    folder.mkdir()
-    for tid, seed in (("t1", 1), ("t2", 2)):
-        (folder / f"{tid}.json").write_text(json.dumps(make_task(tid, seed=seed).to_json()))
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--tasks", f"{folder}@test", "--out", str(tmp_path / "o"), "--augmentations", "3",
-                              "--workers", "1", "--canvas", str(CANVAS), "--no-progress"])
-    assert build_run(args) == 0
+    return build_run(parser.parse_args(["--tasks", tasks, "--out", str(out), "--workers", "1", "--canvas", str(canvas),
+                                        "--no-progress", *options]))
+
+
+def task_folder(tmp_path: Path, ids: tuple[str, ...]) -> Path:
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    for seed, tid in enumerate(ids, start=1):
+        (folder / f"{tid}.json").write_text(json.dumps(make_task(tid, seed=seed).to_json()))
+    return folder
+
+
+def test_cli_build_summary(tmp_path, capsys):
+    folder = task_folder(tmp_path, ("t1", "t2"))
+    assert build_cli(tmp_path / "o", f"{folder}@test", "--augmentations", "3") == 0
     out = capsys.readouterr().out
     assert "2 tasks" in out and "6 augmented tasks" in out and "12 training examples" in out and "bytes" in out
     bs = BuiltSet.open(tmp_path / "o")
     assert len(bs.test_views()) == 6
-    assert build_run(args) == 0 and "reused" in capsys.readouterr().out
+    assert build_cli(tmp_path / "o", f"{folder}@test", "--augmentations", "3") == 0
+    assert "reused" in capsys.readouterr().out
     # --max-tries below --augmentations: each task stops at 1 + 1 versions, and the summary says so.
-    capped = parser.parse_args(["--tasks", f"{folder}@test", "--out", str(tmp_path / "c"), "--augmentations", "5",
-                                "--max-tries", "1", "--workers", "1", "--canvas", str(CANVAS), "--no-progress"])
-    assert build_run(capped) == 0
+    assert build_cli(tmp_path / "c", f"{folder}@test", "--augmentations", "5", "--max-tries", "1") == 0
     assert capsys.readouterr().out.rstrip().endswith(
         "; 2 tasks have fewer than 5 versions (fewest: t1, 2): few colours or symmetric grids allow no more, "
         "or --max-tries 1 ran out")
     with pytest.raises(InputError):
-        build_run(parser.parse_args(["--tasks", str(folder), "--out", str(tmp_path / "o"), "--augmentations", "0"]))
+        build_cli(tmp_path / "o", str(folder), "--augmentations", "0")
 
 
 def test_cli_build_summary_of_one_task_and_one_version_is_in_the_singular(tmp_path, capsys):
     """A one-task build said '1 tasks (...), 1 augmented tasks, ..., 1 test views'."""
-    import argparse
-    folder = tmp_path / "tasks"
-    folder.mkdir()
-    (folder / "t1.json").write_text(json.dumps(make_task("t1", seed=1).to_json()))
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--tasks", f"{folder}@test", "--out", str(tmp_path / "o"), "--augmentations", "1",
-                              "--workers", "1", "--canvas", str(CANVAS), "--no-progress"])
-    assert build_run(args) == 0
+    assert build_cli(tmp_path / "o", f"{task_folder(tmp_path, ('t1',))}@test", "--augmentations", "1") == 0
     out = capsys.readouterr().out
     assert ": built: 1 task kept (0 train, 1 test; 0 skipped), 1 augmented task, " in out, out
     assert " training examples, 1 test view, " in out, out
@@ -384,10 +384,5 @@ def test_a_bar_is_drawn_only_on_a_terminal(monkeypatch, capsys):
 def test_cli_build_summary_counts_skipped_tasks_apart_from_those_kept(tmp_path, capsys):
     """Of two tasks, one too large for the canvas, the summary said '1 task (0 train, 1 test, 1 skipped)':
     a breakdown of 2 under a count of 1."""
-    import argparse
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--tasks", "arc-agi-1:training/3c9b0459+007bbfb7@test", "--out", str(tmp_path / "o"),
-                              "--augmentations", "1", "--workers", "1", "--canvas", "6", "--no-progress"])
-    assert build_run(args) == 0
+    assert build_cli(tmp_path / "o", "arc-agi-1:training/3c9b0459+007bbfb7@test", "--augmentations", "1", canvas=6) == 0
     assert ": built: 1 task kept (0 train, 1 test; 1 skipped), 1 augmented task, " in capsys.readouterr().out
