@@ -121,9 +121,9 @@ def print_unanswered(summary: PredictSummary, ids: list[str], kept: list[str], w
     for group, got in ((fallback, "got the fallback answer"),
                        (kept, f"kept the answers {summary.submission} held before")):
         if group:
-            one = len(group) == 1
-            print(f"{counted(len(group), 'task')} {why[not one]} and {got}{which[not one]}"
-                  f"{hint.format(them='it' if one else 'them')}: {', '.join(group[:5])}"
+            number = 0 if len(group) == 1 else 1  # index into the (one, more) wordings
+            print(f"{counted(len(group), 'task')} {why[number]} and {got}{which[number]}"
+                  f"{hint.format(them=('it', 'them')[number])}: {', '.join(group[:5])}"
                   + (" ..." if len(group) > 5 else ""))
 
 

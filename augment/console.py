@@ -45,9 +45,9 @@ def warn_once(message: str) -> None:
         eprint(f"warning: {message}")
 
 
-def counted(n: int, noun: str, plural: str = "") -> str:
+def counted(n: int, noun: str) -> str:
     """'1 task', '3 tasks': a count with its noun in the number a user line needs."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+    return f"{n} {noun if n == 1 else noun + 's'}"
 
 
 def duration_text(seconds: float, tenths: bool = False) -> str:
