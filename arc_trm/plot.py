@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from augment.console import eprint
 from augment.errors import InputError
 from augment.files import atomic_writer, read_json
+from augment.json_kind import is_number
 
 PANELS = (("loss", "loss"), ("exact_accuracy", "exact accuracy (halted rows)"),
           ("halt_steps", "mean halting steps"), ("samples_per_s", "samples / s"), ("lr", "learning rate"))
@@ -49,6 +50,7 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
         hint = f"; a ttt --per-task run has one per task: arc-trm plot {run / 'tasks' / 'TASK'}" if per_task else ""
         raise InputError(f"{path}: no metrics (is {run} a training run folder?){hint}")
     train, evals = [], []
+    panels = dict(PANELS)
     text = path.read_text(errors="replace")
     lines = text.splitlines()
     for n, line in enumerate(lines, start=1):
@@ -63,9 +65,9 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
             raise InputError(f"{path}: line {n} is not JSON") from None
         if not isinstance(row, dict) or not isinstance(row.get("step"), (int, float)):
             raise InputError(f"{path}: line {n} is not a metrics record (a JSON object with a numeric \"step\")")
-        drawn = [k for k in row if k in dict(PANELS) or k.startswith("eval_pass")]
+        drawn = [k for k in row if k in panels or k.startswith("eval_pass")]
         for key in drawn:  # else float() or matplotlib fails on it with a traceback
-            if not (row[key] is None or isinstance(row[key], (int, float)) and not isinstance(row[key], bool)):
+            if not (row[key] is None or is_number(row[key])):
                 raise InputError(f"{path}: line {n}: {key!r} is {reprlib.repr(row[key])}, not a number")
         (evals if any(k.startswith("eval_") for k in row) else train).append(row)
     return train, evals

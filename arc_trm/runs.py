@@ -16,6 +16,7 @@ from pathlib import Path
 
 from augment.errors import InputError
 from augment.files import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
+from augment.json_kind import is_number
 # A run's files and its aside names are set once, in submission.runfolder (the bundle and the notebook use them).
 from submission.runfolder import IMPORT_RECORD, RUN_FILES, TTT_OWN_FILES, aside_name, run_files
 
@@ -96,7 +97,7 @@ def truncate_metrics(path: Path, step: int) -> int:
             dropped += 1
             continue
         logged = record.get("step") if isinstance(record, dict) else None
-        if not isinstance(logged, (int, float)) or isinstance(logged, bool) or logged > step:
+        if not is_number(logged) or logged > step:
             dropped += 1  # int() of a "step" that is no number stopped --resume with a traceback
             continue
         kept.append(line)

@@ -190,7 +190,6 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
     return plan
 
 
-
 def fits_canvas(tasks: list[Task], canvas: int, main: bool = True) -> bool:
     """True when some task fits the canvas (the build skips the others with a warning); else all
     are skipped here, with one warning line (on the main process), and keep their fallback answers."""

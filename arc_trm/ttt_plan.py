@@ -172,7 +172,7 @@ def with_recorded_checkpoint(options: TTTOptions) -> TTTOptions:
     data = read_json(record, "the run's record")
     if not isinstance(data, dict) or not isinstance(data.get("checkpoint"), (str, type(None))):
         raise InputError(f"{record}: expected an object whose \"checkpoint\" is a path or null; pass --checkpoint")
-    started = data["checkpoint"] if "checkpoint" in data else None
+    started = data.get("checkpoint")
     if not started:
         return options  # the run trained from scratch
     if not Path(started).exists():

@@ -1,7 +1,13 @@
 """What a Kaggle-format JSON file holds, judged by its shape: the line for a file given in another
-kind's place (a submission as --tasks, the challenges as --solutions) names its kind, not a task."""
+kind's place (a submission as --tasks, the challenges as --solutions) names its kind, not a task.
+Also what a JSON number is, for the readers that check one."""
 
 from __future__ import annotations
+
+
+def is_number(value: object) -> bool:
+    """Whether a JSON value is a number: an int or a float, not a bool (which Python counts as an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def is_one_task(data: object) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 
 from augment.errors import InputError, TaskError
 from augment.files import read_json, write_json_atomic
-from augment.json_kind import json_kind
+from augment.json_kind import is_number, json_kind
 from augment.tasks import Task, grid_from_json
 from submission.vote import Candidate, Key, choose_attempts
 
@@ -282,7 +282,7 @@ def read_candidates(path: str | Path) -> dict[Key, list[Candidate]]:
                     value = c.get(name)
                     if optional and value is None:
                         return None
-                    if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    if not is_number(value):
                         raise TaskError(f"{name} must be a number, got {value!r}", path=path, task_id=task_id,
                                         where=where)
                     return float(value)
