@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, TextIO
@@ -99,13 +100,37 @@ class LogWindow:
                 "samples_per_s": self.samples / max(time.perf_counter() - self.t0, 1e-9)}
 
 
-ETA_STEPS = 50  # the ETA's window of recent steps
+ETA_LAPS = 20  # the ETA's window of recent laps (log step to log step)
 
 
 def eta_seconds(steps_left: int, recent: Sequence[float]) -> float:
-    """The time `steps_left` steps take at the median of the `recent` steps' seconds: a compile, a
+    """The time `steps_left` steps take at the median of the `recent` seconds per step: a compile, a
     checkpoint or a burst of another job's load moves a mean, not the median."""
     return steps_left * statistics.median(recent) if recent else 0.0
+
+
+@dataclass
+class StepClock:
+    """Seconds per step for the ETA, timed from one log step to the next. A log step is the loop's
+    only host synchronisation: on a GPU the steps between return before their kernels finish, so a
+    step's own wall time reads short and the sync's wait lands on the log step alone. The first lap
+    of a call (a compile) counts only until another lap is timed."""
+    step: int  # where the current lap started
+    t: float = field(default_factory=time.perf_counter)
+    first: float | None = None
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=ETA_LAPS))
+
+    def lap(self, step: int, now: float | None = None) -> None:
+        now = time.perf_counter() if now is None else now
+        per_step = (now - self.t) / max(step - self.step, 1)
+        if self.first is None:
+            self.first = per_step
+        else:
+            self.recent.append(per_step)
+        self.step, self.t = step, now
+
+    def eta(self, steps_left: int) -> float:
+        return eta_seconds(steps_left, self.recent or ([self.first] if self.first is not None else []))
 
 
 def log_line(last: dict[str, float], end: int, eta_s: float) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,7 @@ from arc_trm.builds import default_build_dir, is_default_build, load_or_build
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import evaluate_built
 from arc_trm.views import ViewRun
-from arc_trm.metrics import (BAR_FORMAT, ETA_STEPS, METRICS_FILE, LogWindow, MetricsSink, bar_text, eta_seconds,
-                             log_line)
+from arc_trm.metrics import BAR_FORMAT, METRICS_FILE, LogWindow, MetricsSink, StepClock, bar_text, log_line
 from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.optim import AdamATan2, SparseSignSGD
@@ -207,6 +205,7 @@ class TrainOptions:
     preset: str = ""  # what the header names as the config's origin ("" = no header)
     latest: LatestCheckpoint | None = None  # with resume: the checkpoint, when the caller looked it up
     continues: bool = False  # with resume: a later phase of the caller's own run (no "resumed from" line)
+    run_end: int = 0  # a caller training in phases (TTT): its run's last step, where the bar and ETA count to
 
 
 @dataclass
@@ -244,19 +243,19 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     id_map = built.identifier_map()
     steps_total = total_steps(cfg, built)
     end = min(steps_total, options.stop_at) if options.stop_at > 0 else steps_total
+    shown_end = max(end, min(options.run_end, steps_total))  # what the bar, log lines and ETA count to
     if state.step == 0:
         print0(d, f"training {count_parameters(state.model):,} parameters, {built.num_identifiers:,} puzzle ids, "
                   f"{steps_total:,} steps of global batch {tcfg.global_batch_size} on {device} x{d.world}")
     sink = MetricsSink.open(out, cfg, d.main)
     # No bar (asked for none, or no terminal): a plain line per log step, with the ETA, instead.
     show_bar = bar_shown(options.progress and d.main)
-    bar = progress_bar(show_bar, total=end, initial=state.step, desc="train", unit="step", bar_format=BAR_FORMAT)
+    bar = progress_bar(show_bar, total=shown_end, initial=state.step, desc="train", unit="step", bar_format=BAR_FORMAT)
     step_setup = StepSetup(state.opts, d, tcfg.global_batch_size, tcfg.token_loss)
     last: dict[str, float] = {}
     window = LogWindow()
     final_dir = None
     step_seconds = 0.0  # running mean, for the deadline
-    recent: deque[float] = deque(maxlen=ETA_STEPS)  # the last steps' seconds, for the ETA
     first_step, timed_s = state.step + 1, 0.0  # the seconds of the steps after this call's first
     # The state of the last batch consumed (what a checkpoint saves), read before the prefetch
     # thread starts drawing: a stop before the first step must not skip the batches it drew.
@@ -274,6 +273,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
         if options.stop is None:
             handlers.enter_context(stop.installed())
         handlers.enter_context(stop.polled())
+        clock = StepClock(state.step)  # the ETA's laps, from here
         while state.step < end:
             reason = stop_reason(options.deadline, step_seconds, stop, d, agree=state.step % tcfg.log_every == 0)
             if reason is not None:
@@ -317,15 +317,15 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
                 last = {"step": step, **window.summary(d), "lr": state.opts.weights.param_groups[0]["lr"],
                         "epoch": state.sampler_state["epoch"]}
                 sink.log(last)
-                eta_s = eta_seconds(end - step, recent or [time.perf_counter() - t_step])
+                clock.lap(step)
+                eta_s = clock.eta(shown_end - step)
                 bar.set_postfix_str(bar_text(last, eta_s))
                 if not show_bar:  # a plain line, so a batch log shows the run going
-                    print0(d, log_line(last, end, eta_s))
+                    print0(d, log_line(last, shown_end, eta_s))
                 window = LogWindow()
             bar.update(1)
             seconds = time.perf_counter() - t_step
             step_seconds = 0.9 * step_seconds + 0.1 * seconds if step_seconds else seconds
-            recent.append(seconds)
             timed_s += seconds if step > first_step else 0.0
 
             # 5. evaluate on the test split

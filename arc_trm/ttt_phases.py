@@ -292,7 +292,7 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
         final = stop == plan.steps
         began = time.time()
         trained = train(cfg, job.out, TrainOptions(
-            resume=done > 0 or resumed, stop_at=stop, progress=setup.progress, built=setup.built,
+            resume=done > 0 or resumed, stop_at=stop, run_end=plan.steps, progress=setup.progress, built=setup.built,
             init_weights=setup.init if done == 0 else None, stop=signals,
             latest=setup.latest if done == setup.start else None,  # later phases: the marker their checkpoint wrote
             continues=done > setup.start,

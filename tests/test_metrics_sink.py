@@ -126,3 +126,23 @@ def test_the_train_bar_on_a_terminal_shows_the_median_eta_not_tqdm_s(tmp_path, s
     bars = [part for part in screen.replace("\r", "\n").splitlines() if part.startswith("train:")]
     assert bars and bars[-1].startswith("train: 100%"), (screen[-2000:], proc.stdout[-2000:])
     assert ", ETA " in bars[-1] and "<" not in bars[-1] and "/s]" not in bars[-1], bars[-1]
+
+
+def test_a_phase_of_a_longer_run_counts_its_lines_and_eta_to_the_run_s_end(tmp_path, small_build, capsys,
+                                                                          monkeypatch):
+    """TTT trains in phases (train stops at each, then predicts): its lines read "step 4/4 ... ETA 0s"
+    at the end of a phase of a 12-step run, as if the run were ending."""
+    import re
+    import time
+
+    from arc_trm.metrics import LogWindow
+
+    summary = LogWindow.summary  # each lap of 2 steps takes at least 0.5 s: the ETA's 8 steps, 2 s
+    monkeypatch.setattr(LogWindow, "summary", lambda self, d: (time.sleep(0.5), summary(self, d))[1])
+    train(tiny_config("train.max_steps=12", "train.log_every=2"), tmp_path / "run",
+          TrainOptions(built=BuiltSet.open(small_build), progress=False, stop_at=4, run_end=12))
+    lines = re.findall(r"^step (\d+)/(\d+): .*, ETA (\S+)$", capsys.readouterr().out, re.MULTILINE)
+    assert [(step, end) for step, end, _ in lines] == [("2", "12"), ("4", "12")], lines
+    assert lines[-1][2] not in ("0s", "1s"), lines  # 8 steps left, at 0.25 s or more each
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]  # the phase itself still ends at its stop

@@ -110,12 +110,46 @@ def test_a_log_step_where_no_row_halted_says_so():
 def test_the_eta_follows_the_typical_step_not_one_slow_one():
     # The plain line's ETA took a 10-step running mean: on a shared machine it swung from 1m28s to
     # 35m56s between two log lines of one run. A compile or a burst of load now moves it little.
-    from arc_trm.metrics import ETA_STEPS, eta_seconds
+    from arc_trm.metrics import ETA_LAPS, eta_seconds
 
-    steady = [0.1] * 49
-    assert eta_seconds(100, steady + [30.0]) == pytest.approx(10.0)  # one 30 s step (a compile)
-    assert eta_seconds(100, steady[:20] + [2.0] * 30) == pytest.approx(200.0)  # a lasting slowdown counts
-    assert eta_seconds(0, steady) == 0.0 and ETA_STEPS >= 20
+    steady = [0.1] * 19
+    assert eta_seconds(100, steady + [30.0]) == pytest.approx(10.0)  # one 30 s lap (a checkpoint)
+    assert eta_seconds(100, steady[:8] + [2.0] * 12) == pytest.approx(200.0)  # a lasting slowdown counts
+    assert eta_seconds(0, steady) == 0.0 and ETA_LAPS >= 10
+
+
+def test_the_eta_times_steps_from_log_step_to_log_step_not_each_step_alone():
+    # A log step is the only host sync: on a GPU the 9 steps between return early (0.01 s) and the
+    # log step waits for all ten (1 s). The median step then said 0.01 s a step, 11x short.
+    from arc_trm.metrics import StepClock
+
+    clock = StepClock(step=0, t=0.0)
+    clock.lap(10, now=31.0)  # the first lap holds a 30 s compile: it counts only while it is alone
+    assert clock.eta(100) == pytest.approx(310.0)
+    for lap in range(1, 4):
+        clock.lap(10 + 10 * lap, now=31.0 + 1.09 * lap)
+    assert clock.eta(100) == pytest.approx(10.9)
+    clock.lap(45, now=clock.t + 60.0)  # one lap with a checkpoint or an evaluation moves it little
+    assert clock.eta(100) == pytest.approx(10.9)
+
+
+def test_the_log_line_s_eta_counts_the_wait_at_the_log_step(tmp_path, monkeypatch):
+    # The wait for the device lands on the log step (here 1 s, in the summary's sync): the ETA must
+    # count it, at least 0.5 s for each of the steps left, where each step alone took milliseconds.
+    import re
+    import time
+
+    from arc_trm.metrics import LogWindow
+
+    summary = LogWindow.summary
+    monkeypatch.setattr(LogWindow, "summary", lambda self, d: (time.sleep(1.0), summary(self, d))[1])
+    proc = cli_in_process("train", "--preset", "cpu-quick", "--tasks", SMALL_TASKS, *sets(TINY), "--build",
+                          tmp_path / "built", "--out", tmp_path / "run", "--stop-at", "6", "--no-progress",
+                          "--set", "train.log_every=2")
+    assert proc.returncode == 0, proc.stderr
+    etas = re.findall(r"^step (\d+)/6: .*, ETA (\d+)s$", proc.stdout, re.MULTILINE)
+    assert [step for step, _ in etas] == ["2", "4", "6"], proc.stdout
+    assert int(etas[1][1]) >= 1  # 2 steps left at >= 0.5 s each
 
 
 def test_the_bar_and_the_final_line_say_no_row_halted_where_none_did(tmp_path, monkeypatch):
