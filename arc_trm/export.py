@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 
 from arc_trm import checkpoint as ckpt
 from arc_trm.stopping import current
+from augment.console import size_text
 from augment.errors import InputError
 from augment.files import (atomic_path, check_replaceable, finished_line, folder_bytes, read_json, replace_folder,
                            write_text_atomic)
@@ -141,5 +142,5 @@ def run(args: argparse.Namespace) -> int:
     full = folder_bytes(result.source)
     source = "export folder" if ckpt.reads_as_export(result.source) else "checkpoint folder"
     print(f"exported {result.source} -> {result.folder}: {result.tensors} tensors, "
-          f"{result.bytes / 1e6:.2f} MB ({source}: {full / 1e6:.2f} MB)")
+          f"{size_text(result.bytes)} ({source}: {size_text(full)})")
     return 0

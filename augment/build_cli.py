@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from augment.build import build_set, is_up_to_date
-from augment.console import add_progress_argument, counted, warn_once
+from augment.console import add_progress_argument, counted, size_text, warn_once
 from augment.files import Placed, finished_first
 from augment.options import BuildOptions
 from augment.store import BuiltSet
@@ -104,5 +104,5 @@ def print_summary(out: Path, built: BuiltSet, reused: bool, invalid: int, start:
     print(f"{out}: {what}: {counted(c['tasks'], 'task')} kept ({c['train_tasks']} train, {c['test_tasks']} "
           f"test; {skipped_count(c['skipped_tasks'], invalid)}), {counted(c['augmented_tasks'], 'augmented task')}, "
           f"{counted(c['train_examples'], 'training example')}, {counted(c['test_views'], 'test view')}, "
-          f"{built.nbytes()} bytes, {secs:.1f} s"
+          f"{size_text(built.nbytes())}, {secs:.1f} s"
           f"{short_of_augmentations(built.meta)}")

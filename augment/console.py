@@ -50,6 +50,14 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun if n == 1 else noun + 's'}"
 
 
+def size_text(n_bytes: int) -> str:
+    """0.24 MB, 45.1 MB, 312 MB, 1.25 GB: a size as every summary line shows it (three figures)."""
+    mb = n_bytes / 1e6
+    if mb >= 999.5:
+        return f"{mb / 1e3:.2f} GB"
+    return f"{mb:.2f} MB" if mb < 9.995 else f"{mb:.1f} MB" if mb < 99.95 else f"{mb:.0f} MB"
+
+
 def duration_text(seconds: float, tenths: bool = False) -> str:
     """45s, 3m05s, 2h07m: a duration as a log line shows it. With `tenths`, one under 10 s keeps its
     tenths (0.4s, and <0.1s for less), so a small reserve does not read as none."""

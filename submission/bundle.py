@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from augment.console import size_text
 from augment.errors import InputError
 from submission import checkpoint_manifest
 from submission import push as kp
@@ -153,10 +154,6 @@ def ship_checkpoint(src: Path, dest: Path, full_state: bool = False, full_table:
                          f"{tail(proc.stderr or proc.stdout, 3)}")
 
 
-def folder_mb(folder: Path) -> float:
-    return folder_bytes(folder) / 1e6
-
-
 # ---------------------------------------------------------------- metadata
 
 def dataset_metadata(user: str, slug: str, shipped: WeightsSource | None = None) -> dict:
@@ -253,7 +250,7 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
         if ckpt is not None:
             ship_checkpoint(ckpt, shipped / "checkpoint", spec.full_state, spec.full_table, checked=True)
             kind = checkpoint_kind(spec.full_state, spec.full_table)
-            log(f"checkpoint {ckpt} -> {dataset / 'checkpoint'} ({kind}, {folder_mb(shipped / 'checkpoint'):.1f} MB)")
+            log(f"checkpoint {ckpt} -> {dataset / 'checkpoint'} ({kind}, {size_text(folder_bytes(shipped / 'checkpoint'))})")
         if source is not None:
             write_text_atomic(shipped / NOTICE_NAME, source.notice())
             log(f"weights from {source.source} (licence: {source.licence or 'not recorded'}) -> "

@@ -36,12 +36,12 @@ import argparse
 from pathlib import Path
 from typing import cast
 
-from augment.console import eprint
+from augment.console import eprint, size_text
 from augment.errors import InputError
-from augment.files import Placed, finished_first
+from augment.files import Placed, finished_first, folder_bytes
 from submission import push as kp
 from submission.bundle import (DEFAULT_COMPETITION, DEFAULT_DATASET_SLUG, DEFAULT_KERNEL_SLUG, PLACEHOLDER_USER, Bundle,
-                               BundleSpec, check_checkpoint_flags, checkpoint_kind, folder_mb, write_bundle)
+                               BundleSpec, check_checkpoint_flags, checkpoint_kind, write_bundle)
 from submission.wheels import KAGGLE_PLATFORMS, KAGGLE_PYTHON, WheelTarget
 
 
@@ -129,11 +129,11 @@ def bundle_kept(bundle: Bundle, push: bool) -> str:
 def summarise(bundle: Bundle, args: argparse.Namespace, user: str) -> int:
     """Print what the bundle holds; 1 when wheels are missing (the notebook cannot install offline)."""
     shipped = bundle.dataset / "checkpoint"
-    checkpoint = (f"{checkpoint_kind(args.full_state, args.full_table)} {folder_mb(shipped):.1f} MB"
+    checkpoint = (f"{checkpoint_kind(args.full_state, args.full_table)} {size_text(folder_bytes(shipped))}"
                   if bundle.checkpoint else "no checkpoint: the notebook trains from scratch")
     # The first wheel is arc-trm's: its name carries arc_trm.__version__ (setuptools reads it from there).
     print(f"dataset: {bundle.dataset}  ({', '.join(w.name for w in bundle.wheels)}; {checkpoint}; "
-          f"{folder_mb(bundle.dataset):.1f} MB)")
+          f"{size_text(folder_bytes(bundle.dataset))})")
     print(f"kernel:  {bundle.kernel}  (machine_shape {bundle.accelerator})")
     if user == PLACEHOLDER_USER:
         print(f"note: ids use {PLACEHOLDER_USER!r}; pass --user to set your Kaggle username")

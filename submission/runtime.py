@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from augment.console import size_text
 from augment.errors import InputError
 from augment.files import folder_bytes, read_json, write_json_atomic
 from submission.kaggle import load_submission, write_submission
@@ -236,7 +237,7 @@ def prune_earlier_runs(run: Path, log: Callable[[str], object] = print) -> list[
         pruned += [old.name] if bulky else []
     if pruned:
         log(f"removed the checkpoints and builds of {len(pruned)} earlier run{'s' if len(pruned) > 1 else ''} "
-            f"({', '.join(pruned)}): {freed / 1e6:.1f} MB freed; their submissions and logs stay")
+            f"({', '.join(pruned)}): {size_text(freed)} freed; their submissions and logs stay")
     return removed
 
 

@@ -362,7 +362,7 @@ def format_report(report: ScoreReport, *, source: str = "", submission: str = ""
         lines.append(f"pass@k: no candidates file ({candidates_path(submission).name} is not beside the submission)")
     if table:
         width = max([len(t.task_id) for t in r.tasks] + [4])
-        lines += ["", f"{'task':<{width}}  solved  matched"]
+        lines += ["", f"{'task':<{width}}  solved  matched (per test output; - neither attempt)"]
         for t in sorted(r.tasks, key=lambda t: (-t.fraction, t.task_id)):
             lines.append(f"{t.task_id:<{width}}  {f'{t.solved}/{t.total}':>6}  {format_matched(t.matched)}")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from augment.draw import augment_task
 from augment.build import is_up_to_date, task_key
 from augment.build_cli import run as build_run, add_arguments
 from augment.encoding import decode_grid, encode_grid
+from augment.console import size_text
 from augment.store import BuiltSet, TestView
 from augment.errors import InputError
 from augment.tasks import Pair, Task, load_tasks
@@ -325,8 +326,9 @@ def test_cli_build_summary(tmp_path, capsys):
     folder = task_folder(tmp_path, ("t1", "t2"))
     assert build_cli(tmp_path / "o", f"{folder}@test", "--augmentations", "3") == 0
     out = capsys.readouterr().out
-    assert "2 tasks" in out and "6 augmented tasks" in out and "12 training examples" in out and "bytes" in out
+    assert "2 tasks" in out and "6 augmented tasks" in out and "12 training examples" in out
     bs = BuiltSet.open(tmp_path / "o")
+    assert f", {size_text(bs.nbytes())}, " in out, out
     assert len(bs.test_views()) == 6
     assert build_cli(tmp_path / "o", f"{folder}@test", "--augmentations", "3") == 0
     assert "reused" in capsys.readouterr().out

@@ -68,7 +68,7 @@ def test_only_the_checkpoints_and_builds_of_earlier_moved_aside_runs_go(tmp_path
     assert (run / "checkpoints" / "step_0000010" / "state.pt").is_file() and all((k / "checkpoints").is_dir() for k in kept)
     assert (strange / "checkpoints" / "mine.txt").is_file() and (outside / "shared" / "checkpoints" / "state.pt").is_file()
     assert said == [f"removed the checkpoints and builds of 2 earlier runs ({older.name}, {per_task.name}): "
-                    "0.9 MB freed; their submissions and logs stay"]
+                    "0.90 MB freed; their submissions and logs stay"]
 
     said.clear()  # nothing left to remove: nothing said
     assert rt.prune_earlier_runs(run, log=said.append) == [] and said == []

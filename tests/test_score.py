@@ -72,6 +72,10 @@ def test_score_rejects_incomplete_submission_unless_partial():
         "score is 0.5000" in text and r.to_json()["tasks_left_out"] == 1
     whole = format_report(score_submission(SUB, SOLUTIONS, partial=True))
     assert whole.startswith("score (official, per-task average): 0.5000") and "left out" not in whole
+    # The table's "-" (an output neither attempt matched) was not explained: report's page says "neither attempt".
+    table = whole.splitlines()[whole.splitlines().index("") + 1:]
+    assert table[0] == "task  solved  matched (per test output; - neither attempt)", table
+    assert table[-1].split() == ["none", "0/1", "-"], table
 
 
 def test_pass_at_k():

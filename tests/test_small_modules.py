@@ -97,6 +97,15 @@ def test_eprint_writes_each_line_in_one_write(monkeypatch):
     assert writes == ["SIGTERM: stopped; 3\n", "<flush>"]
 
 
+def test_a_size_reads_the_same_in_every_summary():
+    """export said 0.24 MB where kaggle bundle said 0.2 MB of the same folder, and build gave bytes."""
+    from augment.console import size_text
+
+    assert [size_text(n) for n in (0, 240_123, 9_994_000, 9_996_000, 45_120_000, 312_400_000, 999_600_000,
+                                   1_254_000_000)] == ["0.00 MB", "0.24 MB", "9.99 MB", "10.0 MB", "45.1 MB",
+                                                       "312 MB", "1.00 GB", "1.25 GB"]
+
+
 def test_launch_reads_what_torchrun_set(monkeypatch):
     from augment.launch import Launch, launch
 
