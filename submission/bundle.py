@@ -250,7 +250,8 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
         if ckpt is not None:
             ship_checkpoint(ckpt, shipped / "checkpoint", spec.full_state, spec.full_table, checked=True)
             kind = checkpoint_kind(spec.full_state, spec.full_table)
-            log(f"checkpoint {ckpt} -> {dataset / 'checkpoint'} ({kind}, {size_text(folder_bytes(shipped / 'checkpoint'))})")
+            size = size_text(folder_bytes(shipped / "checkpoint"))
+            log(f"checkpoint {ckpt} -> {dataset / 'checkpoint'} ({kind}, {size})")
         if source is not None:
             write_text_atomic(shipped / NOTICE_NAME, source.notice())
             log(f"weights from {source.source} (licence: {source.licence or 'not recorded'}) -> "
