@@ -12,7 +12,7 @@ augment.reference_ids can rebuild the identifier list (REFERENCE §2b).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -211,11 +211,10 @@ def _first_repeat(names: list[str]) -> tuple[int, int] | None:
     return None  # unreachable: the set was smaller
 
 
-def map_reference_identifiers(names: list[Any]) -> tuple[list[str], list[str], int]:
-    """Reference puzzle names (row = puzzle id) -> our identifiers and augmentation records.
-
-    Returns (identifiers, augmentations, max versions per task). Row order is kept: row r of the
-    result describes reference puzzle id r. Raises ValueError on a malformed or duplicated name
+def map_reference_identifiers(names: list[Any]) -> ImportedNames:
+    """Reference puzzle names (row = puzzle id) -> our identifiers, augmentation records and the
+    most versions of one task (no source yet). Row order is kept: row r of the result describes
+    reference puzzle id r. Raises ValueError on a malformed or duplicated name
     (the first bad row in id order).
     """
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -247,7 +246,7 @@ def map_reference_identifiers(names: list[Any]) -> tuple[list[str], list[str], i
         raise ValueError(f"puzzle name {names[repeat[1]]!r} appears twice (ids {repeat[0]} and {repeat[1]})")
     if not versions:
         raise ValueError("names no puzzles besides the blank id 0")
-    return identifiers, augmentations, max(versions.values())
+    return ImportedNames(identifiers, augmentations, max(versions.values()))
 
 
 @dataclass
@@ -265,7 +264,7 @@ def read_identifiers(path: Path) -> ImportedNames:
     if isinstance(names, dict) and isinstance(names.get("identifiers"), list):
         names = names["identifiers"]
     try:
-        return ImportedNames(*map_reference_identifiers(names), source=str(path))  # type: ignore[arg-type]
+        return replace(map_reference_identifiers(names), source=str(path))
     except ValueError as e:
         raise InputError(f"{path}: {e}") from None
 
@@ -314,7 +313,7 @@ def resolve_names(request: NamesWanted, config: dict[str, Any] | None, config_pa
         f"{request.seed} ({where})")
     built = reference_identifiers(recipe, request.conceptarc, augmentations, request.seed)
     source = f"recipe {recipe} at {augmentations} augmentations (seed {request.seed})"
-    identifiers, augmentations_of, versions = map_reference_identifiers(built.names)
+    mapped = map_reference_identifiers(built.names)
     content = recipe_task_hashes(recipe, request.conceptarc)
-    hashes = {task: content[task] for task in dict.fromkeys(split_identifier(i).task_id for i in identifiers[1:])}
-    return ImportedNames(identifiers, augmentations_of, versions, source, hashes)
+    tasks = dict.fromkeys(split_identifier(i).task_id for i in mapped.identifiers[1:])
+    return replace(mapped, source=source, task_hashes={task: content[task] for task in tasks})

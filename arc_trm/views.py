@@ -247,9 +247,14 @@ def view_sides(views: list[View], tasks: dict[str, Task], run: ViewRun) -> list[
     return [memo[(v.task_id, v.test_index)] for v in views]
 
 
-def with_trajectories(views: list[View], run: ViewRun) -> tuple[list[View], np.ndarray, np.ndarray]:
-    """Each view `run.trajectories` times, trajectory by trajectory: (rows, the noise std of each
-    row, the view each row belongs to). The first trajectory of a view is clean."""
+class Trajectories(NamedTuple):
+    rows: list[View]  # each view k times, trajectory by trajectory
+    noise: np.ndarray  # (rows,) float32: each row's noise std; a view's first trajectory is clean (0)
+    owner: np.ndarray  # (rows,) int: the view each row belongs to
+
+
+def with_trajectories(views: list[View], run: ViewRun) -> Trajectories:
+    """Each view `run.trajectories` times, trajectory by trajectory."""
     k, n = run.trajectories, len(views)
     noise = np.repeat(np.array([0.0] + [run.noise] * (k - 1), dtype=np.float32), n)
-    return views * k, noise, np.tile(np.arange(n), k)
+    return Trajectories(views * k, noise, np.tile(np.arange(n), k))

@@ -27,7 +27,7 @@ from augment.tasks import Pair, Task
 from augment.files import read_json, write_text_atomic
 from submission.kaggle import submission_grids
 from submission.render import answer_rows, render_rows, render_task
-from submission.score import ScoreReport, evaluate, named_source
+from submission.score import Evaluation, ScoreReport, evaluate, named_source
 
 THUMB_BOX = 72
 
@@ -109,10 +109,10 @@ def summary_html(report: ScoreReport, source: str, sub_path: Path, cand_path: Pa
     return '<dl class="summary">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
-def build_report_html(report: ScoreReport, sub: dict, tasks: list[Task] | None, solutions_source: str,
-                      sub_path: Path, cand_path: Path | None) -> str:
+def build_report_html(scored: Evaluation, sub_path: Path) -> str:
+    report, tasks = scored.report, scored.solutions.tasks
     by_id = {t.id: t for t in tasks} if tasks else {}
-    grids = submission_grids({t.task_id: sub[t.task_id] for t in report.tasks}, path=sub_path)
+    grids = submission_grids({t.task_id: scored.submission[t.task_id] for t in report.tasks}, path=sub_path)
     rows = []
     for ts in sorted(report.tasks, key=lambda t: (-t.fraction, t.task_id)):
         task = by_id.get(ts.task_id)
@@ -127,7 +127,7 @@ def build_report_html(report: ScoreReport, sub: dict, tasks: list[Task] | None, 
     title = f"arc-trm report: {html.escape(str(sub_path.parent))}"
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{CSS}</style></head><body>\n<h1>{title}</h1>\n"
-            f"{summary_html(report, solutions_source, sub_path, cand_path)}\n"
+            f"{summary_html(report, scored.solutions.source, sub_path, scored.candidates)}\n"
             "<h2>Tasks</h2>\n<p>Solved first. Attempt borders: green = matches the solution, red = differs.</p>\n"
             "<table><thead><tr><th>task</th><th>solved</th><th>matched by</th><th>test inputs, attempts, "
             "solutions</th></tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table></body></html>\n")
@@ -179,8 +179,7 @@ def write_report(run_dir: str | Path, submission: str | Path | None = None, task
         raise InputError(f"{run_dir}: no submission to report: {sub_path} does not exist (write one with "
                          f"`arc-trm predict --checkpoint {run_dir} --tasks SOURCE --out {sub_path}`, or pass "
                          f"--submission)")
-    report, tasks, sub, source, cand_path = evaluate(sub_path, tasks_spec, solutions_file, partial=partial)
-    page = build_report_html(report, sub, tasks, source, sub_path, cand_path)
+    page = build_report_html(evaluate(sub_path, tasks_spec, solutions_file, partial=partial), sub_path)
     out = run_dir / "report.html"
     write_text_atomic(out, page)
     return out

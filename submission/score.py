@@ -281,9 +281,17 @@ def named_source(source: str, submission: str | Path) -> str | None:
     return named if isinstance(named, str) and named and named != source else None
 
 
-def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submission: str | Path,
-                      ) -> tuple[dict[str, list[np.ndarray]], list[Task] | None, str]:
-    """(solutions, tasks or None, description of where they came from)."""
+@dataclass(frozen=True)
+class Solutions:
+    """What a submission is scored against."""
+    grids: dict[str, list[np.ndarray]]  # task id -> one solution per test input
+    tasks: list[Task] | None  # None: a solutions file alone
+    source: str  # where they came from, as the summary names it
+
+
+def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submission: str | Path) -> Solutions:
+    """The solutions of --tasks, of --solutions (checked against --tasks when both are given), or
+    of the task source recorded beside the submission."""
     if tasks_spec is None and solutions_file is None:
         tasks_spec = recorded_source(submission)
     tasks = load_tasks(tasks_spec, warn=eprint) if tasks_spec is not None else None  # "": load_tasks says so
@@ -292,10 +300,10 @@ def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submis
         warn_once(inflated)
     if solutions_file is None:
         assert tasks is not None and tasks_spec is not None
-        return solutions_from_tasks(tasks, tasks_spec), tasks, tasks_spec
+        return Solutions(solutions_from_tasks(tasks, tasks_spec), tasks, tasks_spec)
     sols = load_solutions(solutions_file)
     if tasks is None:
-        return sols, None, str(solutions_file)
+        return Solutions(sols, None, str(solutions_file))
     missing = [t.id for t in tasks if t.id not in sols]
     if missing:
         raise InputError(f"{solutions_file}: no solutions for {len(missing)} task(s) of {tasks_spec!r} "
@@ -304,7 +312,7 @@ def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submis
         if len(sols[t.id]) != len(t.test):
             raise InputError(f"{solutions_file}: task {t.id!r} has {len(sols[t.id])} solutions for "
                              f"{len(t.test)} test input(s)")
-    return {t.id: sols[t.id] for t in tasks}, tasks, f"{tasks_spec} with {solutions_file}"
+    return Solutions({t.id: sols[t.id] for t in tasks}, tasks, f"{tasks_spec} with {solutions_file}")
 
 
 def load_ranked(sub_path: str | Path, explicit: str | None = None) -> tuple[dict | None, Path | None]:
@@ -317,20 +325,27 @@ def load_ranked(sub_path: str | Path, explicit: str | None = None) -> tuple[dict
     return read_candidates(path), path
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    report: ScoreReport
+    submission: dict
+    solutions: Solutions
+    candidates: Path | None  # the ranked candidates file read for pass@k; None: there is none
+
+
 def evaluate(sub_path: str | Path, tasks_spec: str | None = None, solutions_file: str | None = None, *,
-             candidates: str | None = None, partial: bool = False,
-             ) -> tuple[ScoreReport, list[Task] | None, dict, str, Path | None]:
-    """Load everything and score: (report, tasks or None, submission dict, source, candidates path)."""
+             candidates: str | None = None, partial: bool = False) -> Evaluation:
+    """Load the submission, its solutions and its candidates (when there are some), and score."""
     sub_path = Path(sub_path)
     sub = load_submission(sub_path)
     check_is_submission(sub, sub_path)  # before the solutions, which may come from the file's record
-    solutions, tasks, source = resolve_solutions(tasks_spec, solutions_file, sub_path)
-    report = score_submission(sub, solutions, partial=partial, path=sub_path)
+    solutions = resolve_solutions(tasks_spec, solutions_file, sub_path)
+    report = score_submission(sub, solutions.grids, partial=partial, path=sub_path)
     ranked, cand_path = load_ranked(sub_path, candidates)
     if ranked is not None:
-        scored = {t.task_id: solutions[t.task_id] for t in report.tasks}
+        scored = {t.task_id: solutions.grids[t.task_id] for t in report.tasks}
         report.pass_at_k = pass_at_ks(ranked, scored)
-    return report, tasks, sub, source, cand_path
+    return Evaluation(report, sub, solutions, cand_path)
 
 
 # ---------------------------------------------------------------- CLI
@@ -383,8 +398,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report, _, _, source, cand_path = evaluate(args.submission, args.tasks, args.solutions,
-                                               candidates=args.candidates, partial=args.partial)
+    scored = evaluate(args.submission, args.tasks, args.solutions, candidates=args.candidates, partial=args.partial)
+    report, source, cand_path = scored.report, scored.solutions.source, scored.candidates
     if args.json:
         named = named_source(source, args.submission)
         out = dict(report.to_json(), submission=str(args.submission), solutions=named or source,

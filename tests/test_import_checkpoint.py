@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from arc_trm.published import BLANK, _parse_name, map_reference_identifiers
+from arc_trm.published import BLANK, ImportedNames, _parse_name, map_reference_identifiers
 from arc_trm.infer import load_model
 from arc_trm.model import Batch
 from augment.transforms import Augmentation
@@ -108,8 +108,9 @@ def test_import_without_config_infers_shapes(tmp_path: Path, fix: dict[str, Any]
 
 
 def test_identifier_mapping_rules() -> None:
-    ids, augs, versions = map_reference_identifiers(
+    mapped = map_reference_identifiers(
         ["<blank>", "b|||t1|||0123456789", "a", "b", "a|||t2|||0123456798", "b|||t0|||0213456789"])
+    ids, augs, versions = mapped.identifiers, mapped.augmentations, mapped.versions
     assert ids == ["<blank>", "b#1", "a#0", "b#0", "a#1", "b#2"], "k counts augmented names by puzzle id"
     assert augs[:3] == ["", "t1p0123456789", "t0p0123456789"] and versions == 3
     for bad in (["<blank>", "a", "a"], ["x", "a"], ["<blank>", "a|||t8|||0123456789"],
@@ -127,7 +128,7 @@ def test_identifier_mapping_fast_path_follows_the_rules(name: str) -> None:
     """The inline check of common names gives what the rule-by-rule parse gives, or its error."""
     try:
         task_id, k, record = _parse_name(name, 1, {})
-        expected: object = ([BLANK, f"{task_id}#{k}"], ["", record], 1)
+        expected: object = ImportedNames([BLANK, f"{task_id}#{k}"], ["", record], 1)
     except ValueError as e:
         expected = str(e)
     try:

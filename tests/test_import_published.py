@@ -69,7 +69,7 @@ def published_folder(folder: Path, fix: dict[str, Any], steps=(10, 20),
 
 @functools.lru_cache(maxsize=1)
 def expected_identifiers() -> list[str]:
-    return map_reference_identifiers(reference_identifiers("arc1concept", CONCEPTARC, 0).names)[0]
+    return map_reference_identifiers(reference_identifiers("arc1concept", CONCEPTARC, 0).names).identifiers
 
 
 def one_line_error(res, *needles: str) -> str:
