@@ -93,6 +93,15 @@ def tiny_run(tiny_run_once: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_run_once, tmp_path / "tiny_run"))
 
 
+def tiny_config(*extra: str):
+    """cpu-quick at TINY sizes on SMALL_TASKS, with `extra` overrides (key=value)."""
+    from arc_trm.config import apply_overrides, preset
+
+    cfg = apply_overrides(preset("cpu-quick"), TINY + list(extra))
+    cfg.data.tasks = SMALL_TASKS
+    return cfg
+
+
 def write_tiny_checkpoint(run: Path, step: int = 10, state_patch: dict | None = None, ids: dict | None = None) -> Path:
     """A valid arc-trm run folder with one untrained TINY checkpoint, written the way training
     writes it (no training: fast). `state_patch` replaces entries of state.pt; `ids` its
@@ -102,11 +111,9 @@ def write_tiny_checkpoint(run: Path, step: int = 10, state_patch: dict | None = 
     import torch
 
     from arc_trm import checkpoint as ckpt
-    from arc_trm.config import apply_overrides, preset
     from arc_trm.model import TRM
 
-    cfg = apply_overrides(preset("cpu-quick"), TINY)
-    cfg.data.tasks = SMALL_TASKS  # what its puzzle rows mean (a resume with --tasks SMALL_TASKS matches)
+    cfg = tiny_config()  # data.tasks: what its puzzle rows mean (a resume with --tasks SMALL_TASKS matches)
     cfg.model.num_puzzle_ids, cfg.model.seq_len = 3, cfg.data.canvas ** 2
     cfg.model.forward_dtype = "float32"
     torch.manual_seed(0)

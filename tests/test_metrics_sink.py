@@ -8,17 +8,10 @@ import sys
 
 import pytest
 
-from arc_trm.config import apply_overrides, preset
 from arc_trm.train import TrainOptions, train
 from augment.store import BuiltSet
 
-from conftest import SMALL_TASKS, TINY
-
-
-def tiny_config(*extra: str):
-    cfg = apply_overrides(preset("cpu-quick"), TINY + list(extra))
-    cfg.data.tasks = SMALL_TASKS
-    return cfg
+from conftest import tiny_config
 
 
 def wandb_records(path) -> list[bytes]:

@@ -13,21 +13,14 @@ import torch
 
 import arc_trm.train as train_module
 from arc_trm.common import CompiledOrEager
-from arc_trm.config import RunConfig, apply_overrides, preset
 from arc_trm.data import GroupSampler, host_batch, make_sampler
 from arc_trm.model import TRM
 from arc_trm.train import TrainOptions, build_model, ema_rate_at, lr_at, train
 from augment.store import BuiltSet
 from augment.errors import InputError
 
-from conftest import SMALL_TASKS, TINY
+from conftest import tiny_config
 from test_train import final_state
-
-
-def tiny_config(*extra: str) -> RunConfig:
-    cfg = apply_overrides(preset("cpu-quick"), TINY + list(extra))
-    cfg.data.tasks = SMALL_TASKS
-    return cfg
 
 
 # ----------------------------------------------------------------------------------------------
