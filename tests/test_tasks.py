@@ -174,6 +174,32 @@ def test_skip_mode_warns_and_keeps_good_tasks(tmp_path):
         load_tasks(str(p), on_error="raise")
 
 
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_a_selection_reads_only_the_tasks_it_names(tmp_path, as_folder):
+    """`FILE/good` read every task of FILE before selecting: a bad task not selected was warned
+    about and salvaged (predict and ttt then answered it in the submission), and `FILE/bad`, skipped
+    as bad, was refused as "not found"."""
+    bad = bad_task(train=[])  # its test input is readable: salvaged when skipped
+    if as_folder:
+        source = tmp_path / "tasks"
+        source.mkdir()
+        write(source / "good.json", GOOD)
+        write(source / "bad.json", bad)
+    else:
+        source = write(tmp_path / "c.json", {"good": GOOD, "bad": bad})
+    warnings: list[str] = []
+    salvaged: list = []
+    tasks = load_tasks(f"{source}/good", on_error="skip", warn=warnings.append, salvaged=salvaged)
+    assert [t.id for t in tasks] == ["good"] and salvaged == [] and warnings == []
+    assert [t.id for t in load_tasks(f"{source}/good")] == ["good"]  # the unselected bad task raises nothing
+    assert load_tasks(f"{source}/bad", on_error="skip", warn=warnings.append, salvaged=salvaged) == []
+    assert [t.id for t in salvaged] == ["bad"] and len(warnings) == 1 and "'bad'" in warnings[0]
+    with pytest.raises(TaskError, match="'bad'"):
+        load_tasks(f"{source}/good+bad")
+    with pytest.raises(TaskError, match="task ids not found .*: nope"):
+        load_tasks(f"{source}/good+nope", on_error="skip", warn=warnings.append)
+
+
 def test_folder_source_and_roles(tmp_path):
     d = tmp_path / "evaluation"
     d.mkdir()
