@@ -158,7 +158,7 @@ def replace_folder(tmp: str | Path, out: str | Path, is_previous: Callable[[Path
     signal after its work from one during it)."""
     tmp, out = Path(tmp), Path(out)
     check_replaceable(out, is_previous, what)
-    old = None
+    old, swapped = None, False
     try:
         with signals_held():  # between the two renames a signal would leave neither folder at `out`
             if out.exists():
@@ -168,11 +168,14 @@ def replace_folder(tmp: str | Path, out: str | Path, is_previous: Callable[[Path
                 else:
                     out.rmdir()
             tmp.rename(out)
+            swapped = True
             if placed is not None:
                 placed()
     finally:  # also when a signal held until now stops the command
-        if old is not None:
+        if old is not None and swapped:
             shutil.rmtree(old, ignore_errors=True)
+        elif old is not None:  # the new folder did not take its place: the earlier one goes back
+            old.rename(out)
 
 
 @contextmanager

@@ -128,3 +128,29 @@ def test_warn_once_speaks_from_rank_0_only(monkeypatch, capsys):
         monkeypatch.setenv("RANK", rank)
         warn_once(f"rank {rank} read a bad task")
     assert capsys.readouterr().err == "warning: rank 0 read a bad task\n"
+
+
+def test_a_folder_swap_that_fails_puts_the_earlier_folder_back(tmp_path, monkeypatch):
+    """replace_folder moved the earlier build aside, and when the new one could not take its place
+    (an OSError in the second rename) deleted it anyway: neither folder was left."""
+    from augment.files import replace_folder
+
+    out, tmp = tmp_path / "build", tmp_path / ".build.tmp"
+    for folder, text in ((out, "earlier"), (tmp, "new")):
+        folder.mkdir()
+        (folder / "meta.json").write_text(text)
+    rename = Path.rename
+
+    def failing(self, target):
+        if self == tmp:
+            raise OSError(28, "No space left on device")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError):
+        replace_folder(tmp, out, lambda p: True, "a build")
+    assert (out / "meta.json").read_text() == "earlier" and (tmp / "meta.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".build.tmp", "build"]  # nothing left aside
+    monkeypatch.setattr(Path, "rename", rename)
+    replace_folder(tmp, out, lambda p: True, "a build")
+    assert (out / "meta.json").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["build"]
