@@ -2,8 +2,9 @@
 translation offsets of their examples (REFERENCE §2). Runs in the build's worker processes.
 
 A task's draws depend only on the build seed and the task's own content key, so a task keeps its
-versions whatever else is in the set. Versions are de-duplicated by a 128-bit hash of their
-multiset of (input, output) pairs, computed from per-colour tables without building the grids.
+versions whatever else is in the set. Versions are de-duplicated by a 64-bit key of their
+multiset of (input, output) pairs (128-bit pair hashes, computed from per-colour tables without
+building the grids, mixed into one word).
 """
 
 from __future__ import annotations
@@ -77,16 +78,11 @@ def augment_task(pairs: Sequence[tuple[np.ndarray, np.ndarray | None]], train_sh
     return table_arr, offsets.reshape(n * e, 2).astype(np.uint8)
 
 
-_WEIGHTS: np.ndarray | None = None
-
-
+@functools.cache
 def _hash_weights() -> np.ndarray:
     """(2 sides, 900 cells, 2 words) fixed random uint64 weights of the position-weighted grid hash."""
-    global _WEIGHTS
-    if _WEIGHTS is None:
-        rng = np.random.default_rng(0x6172632D74726D)  # fixed: part of the dedup definition
-        _WEIGHTS = rng.integers(0, 2**64 - 1, size=(2, 30 * 30, 2), dtype=np.uint64, endpoint=True)
-    return _WEIGHTS
+    rng = np.random.default_rng(0x6172632D74726D)  # fixed: part of the dedup definition
+    return rng.integers(0, 2**64 - 1, size=(2, 30 * 30, 2), dtype=np.uint64, endpoint=True)
 
 
 def _pair_hash_tables(pairs: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray]:

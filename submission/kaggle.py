@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from augment.errors import InputError, TaskError
+from augment.errors import InputError, TaskError, few_ids
 from augment.files import read_json, write_json_atomic
 from augment.json_kind import is_number, json_kind
 from augment.tasks import Task, grid_from_json
@@ -124,12 +124,6 @@ def expected_counts(tasks: Iterable[Task] | Mapping[str, int]) -> dict[str, int]
     return {t.id: len(t.test) for t in tasks}
 
 
-def _name_some(ids: Iterable[str], limit: int = 5) -> str:
-    ids = sorted(ids)
-    shown = ", ".join(repr(i) for i in ids[:limit])
-    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
-
-
 def check_is_submission(sub: object, path: str | Path | None) -> None:
     """One line when the file is other JSON (a task file, solutions, candidates): a submission maps
     task ids to lists of {"attempt_1": grid, "attempt_2": grid}."""
@@ -164,12 +158,12 @@ def validate_submission(sub: object, tasks: Iterable[Task] | Mapping[str, int], 
     where = f"{path}: " if path else ""
     if not isinstance(sub, dict):
         raise InputError(f"{where}submission must be a JSON object mapping task ids to lists of attempts")
-    missing = set(counts) - set(sub)
+    missing = [repr(i) for i in sorted(set(counts) - set(sub))]
     if missing:
-        raise InputError(f"{where}submission is missing {len(missing)} task(s): {_name_some(missing)}")
-    extra = set(sub) - set(counts)
+        raise InputError(f"{where}submission is missing {len(missing)} task(s): {few_ids(missing, 5)}")
+    extra = [repr(i) for i in sorted(set(sub) - set(counts))]
     if extra:
-        raise InputError(f"{where}submission has {len(extra)} task(s) not in the task set: {_name_some(extra)}")
+        raise InputError(f"{where}submission has {len(extra)} task(s) not in the task set: {few_ids(extra, 5)}")
     for task_id, n in counts.items():
         entries = sub[task_id]
         if not isinstance(entries, list):

@@ -71,6 +71,7 @@ class Target:
 class Polling:
     every_s: float = DEFAULT_POLL_S
     max_wait_s: float = DEFAULT_WAIT_S
+    answer_s: float = 120.0  # the most one `kaggle datasets status` may take (a hung network)
 
 
 def home_kaggle() -> Path:
@@ -196,17 +197,27 @@ def push_problems(user: str) -> list[str]:
     return problems
 
 
-def run_cli(cli: Path, args: Sequence[str], log: Callable[[str], object], quiet: bool = False
-            ) -> subprocess.CompletedProcess:
-    if not quiet:
-        log("$ kaggle " + " ".join(args))
-    return subprocess.run([str(cli), *args], capture_output=quiet, text=True, check=False)
+def run_cli(cli: Path, args: Sequence[str], log: Callable[[str], object]) -> subprocess.CompletedProcess:
+    log("$ kaggle " + " ".join(args))
+    return subprocess.run([str(cli), *args], text=True, check=False)
 
 
-def dataset_exists(cli: Path, dataset_id: str) -> bool:
+def dataset_status(cli: Path, dataset_id: str, polling: Polling) -> subprocess.CompletedProcess | None:
+    """`kaggle datasets status`; None when it gives no answer within `polling.answer_s`."""
+    try:
+        return subprocess.run([str(cli), "datasets", "status", dataset_id], capture_output=True, text=True,
+                              timeout=polling.answer_s, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def dataset_exists(cli: Path, dataset_id: str, polling: Polling) -> bool:
     """`kaggle datasets status` exits 0 for a dataset this account can see, non-zero otherwise."""
-    return subprocess.run([str(cli), "datasets", "status", dataset_id], capture_output=True, text=True,
-                          timeout=120, check=False).returncode == 0
+    proc = dataset_status(cli, dataset_id, polling)
+    if proc is None:
+        raise InputError(f"`kaggle datasets status {dataset_id}` gave no answer in {polling.answer_s:.0f}s; "
+                         "nothing was pushed (check the network, then run the command again)")
+    return proc.returncode == 0
 
 
 def wait_until_ready(cli: Path, dataset_id: str, polling: Polling, log: Callable[[str], object]) -> None:
@@ -214,18 +225,20 @@ def wait_until_ready(cli: Path, dataset_id: str, polling: Polling, log: Callable
     end = time.monotonic() + polling.max_wait_s
     while True:
         time.sleep(polling.every_s)  # the first answer right after an upload may still be the old version's
-        proc = run_cli(cli, ["datasets", "status", dataset_id], log, quiet=True)
-        words = (proc.stdout or "").strip().splitlines()
+        proc = dataset_status(cli, dataset_id, polling)
+        words = proc.stdout.strip().splitlines() if proc is not None and proc.stdout else []
+        answered = proc is not None and proc.returncode == 0
         status = words[-1].strip().lower() if words else ""
-        if proc.returncode == 0 and status in READY:
+        if answered and status in READY:
             log(f"dataset {dataset_id}: ready")
             return
-        if proc.returncode == 0 and status in FAILED:
+        if answered and status in FAILED:
             raise InputError(f"Kaggle could not process dataset {dataset_id} (status {status!r})")
+        said = "no answer" if proc is None else status or f"exit {proc.returncode}"
         if time.monotonic() > end:
             raise InputError(f"dataset {dataset_id} not ready after {polling.max_wait_s:.0f}s "
-                             f"(last status {status or proc.returncode!r}); the kernel was not pushed")
-        log(f"dataset {dataset_id}: {status or 'exit ' + str(proc.returncode)}; waiting")
+                             f"(last status {said!r}); the kernel was not pushed")
+        log(f"dataset {dataset_id}: {said}; waiting")
 
 
 def push(target: Target, polling: Polling = Polling(), log: Callable[[str], object] = print) -> int:
@@ -234,7 +247,7 @@ def push(target: Target, polling: Polling = Polling(), log: Callable[[str], obje
     if cli is None:
         raise InputError(f"the `kaggle` command is not installed: run  {INSTALL_CLI}")
     # Folders (wheels/, checkpoint/) are skipped by the CLI unless uploaded as archives; Kaggle unpacks zips.
-    if dataset_exists(cli, target.dataset_id):
+    if dataset_exists(cli, target.dataset_id, polling):
         args = ["datasets", "version", "-p", str(target.dataset), "-m", target.message, "--dir-mode", "zip"]
     else:
         args = ["datasets", "create", "-p", str(target.dataset), "--dir-mode", "zip"]

@@ -52,7 +52,7 @@ def png_data_uri(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def thumbnail(task_id: str, task: Task | None, attempts, solutions):
+def thumbnail(task: Task | None, attempts, solutions):
     """Picture of one task's test rows: input (when known), attempts, solution (the one scored
     against: --solutions gives what a challenges file lacks)."""
     if task is not None:
@@ -117,7 +117,7 @@ def build_report_html(scored: Evaluation, sub_path: Path) -> str:
     for ts in sorted(report.tasks, key=lambda t: (-t.fraction, t.task_id)):
         task = by_id.get(ts.task_id)
         sols = list(report.solutions[ts.task_id])
-        img = thumbnail(ts.task_id, task, grids[ts.task_id], sols)
+        img = thumbnail(task, grids[ts.task_id], sols)
         cls = "solved" if ts.solved == ts.total else "partial" if ts.solved else "unsolved"
         rows.append(
             f'<tr class="{cls}"><td><code>{html.escape(ts.task_id)}</code></td>'

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from augment.console import eprint
 from augment.errors import InputError
+from augment.grids import BLANK_IDENTIFIER
 from augment.launch import launch
 from submission.checkpoint_manifest import MANIFEST
 
@@ -89,7 +90,7 @@ def is_lean_export(folder: Path) -> bool:
         ids = json.loads((Path(folder) / "identifiers.json").read_text(encoding="utf-8")).get("identifiers")
     except (OSError, ValueError, AttributeError):
         return False
-    return (Path(folder) / EXPORT_WEIGHTS).is_file() and ids == ["<blank>", LEAN_IDENTIFIER]
+    return (Path(folder) / EXPORT_WEIGHTS).is_file() and ids == [BLANK_IDENTIFIER, LEAN_IDENTIFIER]
 
 
 def checkpoint_dir(run: Path, step: int) -> Path:

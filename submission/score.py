@@ -41,7 +41,7 @@ CI_METHOD = "wilson"
 CONFIDENCE = 0.95
 MAX_K = 10
 
-Solutions = Mapping[str, Sequence[np.ndarray]]
+SolutionGrids = Mapping[str, Sequence[np.ndarray]]  # task id -> one solution per test input
 
 
 @dataclass
@@ -69,7 +69,7 @@ class ScoreReport:
     confidence: float = CONFIDENCE
     pass_at_k: dict[int, float] = field(default_factory=dict)  # per-output pass@k from candidates
     tasks_left_out: int = 0  # --partial: tasks of the solutions the submission does not hold
-    solutions: Solutions = field(default_factory=dict, repr=False)  # of the tasks scored (report draws them)
+    solutions: SolutionGrids = field(default_factory=dict, repr=False)  # of the tasks scored (report draws them)
 
     @property
     def score_label(self) -> str:
@@ -123,7 +123,7 @@ def binomial_ci(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple
     return float(max(0.0, ci.low)), float(min(1.0, ci.high))
 
 
-def score_submission(sub: dict, solutions: Solutions, *, partial: bool = False,
+def score_submission(sub: dict, solutions: SolutionGrids, *, partial: bool = False,
                      path: str | Path | None = None) -> ScoreReport:
     """Score a submission dict (as loaded from JSON) against {task_id: [solution grid, ...]}.
 
@@ -227,7 +227,7 @@ def pass_at_k(ranked: Mapping[Key, Sequence[Candidate]], solutions: Mapping[str,
     raise ValueError(f"per must be 'output' or 'task', not {per!r}")
 
 
-def pass_at_ks(ranked: Mapping[Key, Sequence[Candidate]], solutions: Solutions,
+def pass_at_ks(ranked: Mapping[Key, Sequence[Candidate]], solutions: SolutionGrids,
                max_k: int = MAX_K) -> dict[int, float]:
     """pass@k for k = 1 .. min(longest candidate list, max_k) (at least k = 1, 2)."""
     longest = max([len(v) for (t, _), v in ranked.items() if t in solutions] or [0])
@@ -236,12 +236,12 @@ def pass_at_ks(ranked: Mapping[Key, Sequence[Candidate]], solutions: Solutions,
 
 # ---------------------------------------------------------------- resolving solutions
 
-def solutions_from_tasks(tasks: Sequence[Task], source: str) -> dict[str, list[np.ndarray]]:
+def solutions_from_tasks(tasks: Sequence[Task], source: str) -> SolutionGrids:
     missing = [t.id for t in tasks if not t.has_solutions]
     if missing:
         raise InputError(f"source {source!r} has no solutions for {len(missing)} task(s) (e.g. {missing[0]!r}); "
                          "pass --solutions FILE")
-    return {t.id: [p.output for p in t.test] for t in tasks}
+    return task_solutions(tasks)  # type: ignore[return-value]  # every output is known (checked above)
 
 
 def predict_info(submission: str | Path) -> dict | None:
@@ -284,7 +284,7 @@ def named_source(source: str, submission: str | Path) -> str | None:
 @dataclass(frozen=True)
 class Solutions:
     """What a submission is scored against."""
-    grids: dict[str, list[np.ndarray]]  # task id -> one solution per test input
+    grids: SolutionGrids
     tasks: list[Task] | None  # None: a solutions file alone
     source: str  # where they came from, as the summary names it
 

@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Sequence
 
+from packaging.version import InvalidVersion, Version
+
 from augment.errors import InputError
 
 PROJECT = "arc-trm"
@@ -163,10 +165,18 @@ def find_wheel(req: str, folders: Sequence[Path], target: WheelTarget = WheelTar
     for folder in folders:
         if not folder.is_dir():
             continue
-        hits = sorted(p for p in folder.glob("*.whl") if p.name.lower().startswith(prefix) and target.accepts(p.name))
+        hits = [p for p in folder.glob("*.whl") if p.name.lower().startswith(prefix) and target.accepts(p.name)]
         if hits:
-            return hits[-1]
+            return max(hits, key=wheel_version)
     return None
+
+
+def wheel_version(wheel: Path) -> Version:
+    """A wheel file's version (its second field; 0 where that is no valid version)."""
+    try:
+        return Version(wheel.name.split("-")[1])
+    except (InvalidVersion, IndexError):
+        return Version("0")
 
 
 def download_command(req: str, cache: Path, target: WheelTarget) -> list[str]:

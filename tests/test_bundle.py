@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from augment.errors import InputError
 from augment.files import folder_bytes
 from submission import bundle as kb
 from submission import push as kp
@@ -196,7 +197,7 @@ def test_an_older_cli_is_refused_for_auth_login_credentials(fake_home: Path, tmp
 def write_fake_kaggle(bin_dir: Path, state: Path, version: str = "1.8.4") -> Path:
     """A stand-in `kaggle` that records its arguments in state/calls.txt. `datasets status` fails
     (exit 1) until a dataset was created (state/created), then answers "processing" twice, then
-    "ready"; `--version` reports `version`."""
+    "ready"; with state/hang it answers nothing for a minute. `--version` reports `version`."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     state.mkdir(parents=True, exist_ok=True)
     fake = bin_dir / "kaggle"
@@ -206,6 +207,7 @@ echo "$@" >> "$S/calls.txt"
 case "$1 $2" in
   "--version ") echo "Kaggle API {version}" ;;
   "datasets status")
+    [ -f "$S/hang" ] && exec sleep 60
     [ -f "$S/created" ] || {{ echo "no such dataset here"; exit 1; }}
     n=$(cat "$S/count" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "$S/count"
     if [ $n -le 2 ]; then echo "processing"; else echo "ready"; fi ;;
@@ -253,6 +255,24 @@ def test_an_existing_dataset_gets_a_new_version(tmp_path: Path, monkeypatch: pyt
     assert calls[1] == f"datasets version -p {tmp_path / 'ds'} -m v2 --dir-mode zip"
     assert calls[0] == calls[2] == calls[3] == "datasets status alice/data"
     assert calls[-1] == f"kernels push -p {tmp_path / 'k'} --accelerator NvidiaL4"
+
+
+def test_a_status_call_that_hangs_ends_in_one_line_not_a_wait_forever(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kaggle datasets status` had no time limit while waiting for the dataset (a hung network
+    hung the push past --max-wait), and 120 s before the upload, after which a traceback."""
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    write_fake_kaggle(bin_dir, state)
+    (state / "hang").touch()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    target = kp.Target(tmp_path / "ds", tmp_path / "k", "alice/data", "NvidiaL4", "v2")
+    with pytest.raises(InputError, match=r"^`kaggle datasets status alice/data` gave no answer in 0s; nothing was "):
+        kp.push(target, kp.Polling(every_s=0.01, max_wait_s=1, answer_s=0.3), log=print)
+    logs: list[str] = []
+    with pytest.raises(InputError, match=r"not ready after 1s \(last status 'no answer'\); the kernel was not"):
+        kp.wait_until_ready(bin_dir / "kaggle", "alice/data", kp.Polling(every_s=0.01, max_wait_s=1, answer_s=0.3),
+                            logs.append)
+    assert logs and set(logs) == {"dataset alice/data: no answer; waiting"}, logs
 
 
 def test_old_cli_is_refused_and_the_cli_beside_python_is_found(tmp_path: Path,
@@ -308,6 +328,10 @@ def test_wheels_are_fetched_for_kaggles_python(tmp_path: Path, monkeypatch: pyte
     fits = tmp_path / "pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
     fits.touch()
     assert kw.find_wheel("pkg==1.0", [tmp_path]) == fits
+    # An unpinned requirement takes the newest version, not the last name: 0.10 over 0.9.
+    for version in ("0.9", "0.10", "0.10rc1"):
+        (tmp_path / f"other-{version}-py3-none-any.whl").touch()
+    assert kw.find_wheel("other", [tmp_path]) == tmp_path / "other-0.10-py3-none-any.whl"
     assert kw.WheelTarget().accepts("safetensors-0.8.0-cp310-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
     assert not kw.WheelTarget().accepts("x-1-cp312-cp312-manylinux_2_34_x86_64.whl")  # newer glibc than the target
     assert not kw.WheelTarget("3.11").accepts("pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl")
