@@ -369,7 +369,8 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
             result.earlier.append(task.id)
             print(f"task {i + 1}/{len(job.tasks)} {task.id}: answered by the earlier run")
             continue
-        share = time_share(job.deadline - now, [len(t.train) for t, e in zip(job.tasks[i:], earlier[i:]) if not e])
+        demos = [len(t.train) for t, e in zip(job.tasks[i:], earlier[i:]) if not e]
+        share = time_share(seconds_left(job.deadline, margin, now), demos)  # the margin stays the run's
         folder.mkdir(parents=True, exist_ok=True)
         print(f"task {i + 1}/{len(job.tasks)} {task.id}: {share:.0f} s")
         resume = options.resume and bool(run_files(folder, TTT_FILES))  # continue its own run

@@ -100,9 +100,11 @@ class Clock:
         return self.now
 
 
-def stand_in_runs(monkeypatch, clock: Clock | None = None, after: float = 0.0) -> list[TTTJob]:
+def stand_in_runs(monkeypatch, clock: Clock | None = None, after: float = 0.0, whole_share: bool = False
+                  ) -> list[TTTJob]:
     """test_time_train replaced by a run that answers its task with the fallback (and moves the
-    clock on by `after` seconds): the per-task loop alone, without torch's cost."""
+    clock on by `after` seconds, or to its own deadline with `whole_share`): the per-task loop
+    alone, without torch's cost."""
     import arc_trm.ttt as ttt_module
     import arc_trm.ttt_phases as phases
 
@@ -115,7 +117,7 @@ def stand_in_runs(monkeypatch, clock: Clock | None = None, after: float = 0.0) -
         (job.out / "config.json").write_text("{}")
         write_submission(job.submission, fallback_submission(job.answered), job.answered)
         if clock is not None:
-            clock.now += after
+            clock.now = job.deadline if whole_share else clock.now + after
         return phases.TTTOutcome()
 
     monkeypatch.setattr(phases, "test_time_train", stand_in)
@@ -192,6 +194,22 @@ def test_per_task_stops_at_the_deadline_and_keeps_what_it_has(tmp_path, monkeypa
     two = per_task_job(tmp_path / "two", tasks[:2], 1000.0, 50.0)
     per_task(TTTOptions(tasks=SMALL_TASKS, out=two.out, per_task=True), two)
     assert "deadline reached: 1 of 2 tasks keeps its fallback answer\n" in capsys.readouterr().out
+
+
+def test_per_task_shares_hand_out_the_time_before_the_margin_not_the_margin(tmp_path, monkeypatch, capsys):
+    """Each task's share came from the time left to the deadline, margin included: tasks that used
+    their shares ran the last one to the deadline itself, and with many tasks (each keeping back
+    its own 5%) the loop's check, which keeps the margin, left the last ones untrained."""
+    tasks = as_test_tasks(load_tasks(SMALL_TASKS))
+    clock = Clock(1000.0)
+    started = stand_in_runs(monkeypatch, clock, whole_share=True)
+    job = per_task_job(tmp_path, tasks, 1000.0, 50.0)
+    options = TTTOptions(tasks=SMALL_TASKS, out=job.out, per_task=True)
+    per_task(options, job)
+    margin = options.margin * 50.0
+    assert [j.tasks[0].id for j in started] == [t.id for t in tasks], capsys.readouterr().out
+    assert started[-1].deadline == pytest.approx(job.deadline - margin)
+    assert all(j.deadline <= job.deadline - margin + 1e-6 for j in started)
 
 
 def test_the_main_path_loads_nothing_past_the_deadline(tmp_path, capsys):
@@ -356,7 +374,7 @@ def test_a_resumed_per_task_run_gives_the_time_left_to_the_tasks_still_to_train(
     result = per_task(dataclasses.replace(options, resume=True), job)
     assert result.trained == [tasks[0].id] and result.earlier == [tasks[1].id, tasks[2].id]
     [first] = started
-    assert first.deadline - first.start == pytest.approx(600.0)
+    assert first.deadline - first.start == pytest.approx(600.0 * (1 - options.margin))  # all but the margin
 
 
 def past_deadline(monkeypatch) -> None:
