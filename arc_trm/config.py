@@ -269,6 +269,16 @@ def config_from_json(data: object, path: object, what: str = "run config") -> Ru
         raise InputError(f"{path}: {what} is not one this arc-trm reads ({e})") from None
 
 
+# The preset a command runs without --preset: (on a GPU, otherwise).
+DEFAULT_PRESETS = {"train": ("paper", "cpu-quick"), "ttt": ("kaggle", "cpu-quick")}
+
+
+def default_preset(command: str, cuda: bool) -> str:
+    """`command`'s preset without --preset (config.py stays torch-free: the caller asks torch)."""
+    on_gpu, otherwise = DEFAULT_PRESETS[command]
+    return on_gpu if cuda else otherwise
+
+
 def preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from arc_trm.config import PRESETS, RunConfig, apply_overrides, config_from_json, preset
+from arc_trm.config import PRESETS, RunConfig, apply_overrides, config_from_json, default_preset, preset
 from augment.errors import InputError
 from augment.files import read_json
 
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         import torch  # the default preset depends on the machine, as in `train`
 
-        cfg = preset(args.preset or ("paper" if torch.cuda.is_available() else "cpu-quick"))
+        cfg = preset(args.preset or default_preset("train", torch.cuda.is_available()))
     try:
         cfg = apply_overrides(cfg, args.set or [])
     except ValueError as e:

@@ -16,7 +16,8 @@ import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
 from arc_trm.common import Dist, agree_on_signal, print0, setup, synchronize, teardown
-from arc_trm.config import RunConfig
+from arc_trm.config import RunConfig, apply_overrides, default_preset, preset
+from arc_trm.config_rules import check_device_available
 from arc_trm.data import to_model_batch
 from arc_trm.infer import LoadedModel, PredictOptions, load_model, predict
 from arc_trm.model import TRM, Batch
@@ -34,7 +35,7 @@ from arc_trm.ttt_plan import (QUICK_VIEWS, PhaseTiming, Plan, PlanInputs, Throug
 from augment.build import max_side
 from augment.console import duration_text, eprint
 from augment.store import BuiltSet
-from augment.errors import few_ids
+from augment.errors import InputError, few_ids
 from augment.tasks import Task
 from augment.files import read_json, write_json_atomic
 from submission.notice import carry_import_record
@@ -106,7 +107,7 @@ def ttt_config(options: TTTOptions, job: TTTJob, d: Dist) -> tuple[RunConfig, ck
     """The run's config: the preset, the pretrained model's shape, the run's own task file and
     build, then --set (which may not change what the weights fix). Returns (config, pretrained)."""
     pretrained = ckpt.load_checkpoint(options.checkpoint) if options.checkpoint else None
-    cfg = start_config(options.preset or ("kaggle" if torch.cuda.is_available() else "cpu-quick"),
+    cfg = start_config(options.preset or default_preset("ttt", torch.cuda.is_available()),
                        pretrained.config if pretrained is not None else None, options.overrides,
                        pretrained.folder if pretrained is not None else None)
     if options.resume:
@@ -358,11 +359,23 @@ def time_is_left(options: TTTOptions, job: TTTJob, d: Dist) -> bool:
     return float(left) > 0
 
 
+def run_device(options: TTTOptions) -> str:
+    """train.device as the run's config holds it (a --set may name one; train() sets up the same),
+    checked against this machine."""
+    name = options.preset or default_preset("ttt", torch.cuda.is_available())
+    try:  # also the --set check against the preset that runs (check_options could not tell which)
+        device = apply_overrides(preset(name), list(options.overrides)).train.device
+        check_device_available(device)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    return device
+
+
 def test_time_train(options: TTTOptions, job: TTTJob) -> TTTOutcome:
     """The torch side of the run: prepare, plan, then train and predict phase by phase. SIGINT or
     SIGTERM while it trains ends the step with a checkpoint (a signal before that stops at once;
     under the CLI, its request is the command's, and its line says how to continue)."""
-    d = setup()
+    d = setup(run_device(options))
     signals = current()
     outcome = TTTOutcome()
     with signals.installed():

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from arc_trm import runs
-from arc_trm.config import RunConfig, apply_overrides, config_from_json, preset
+from arc_trm.config import DEFAULT_PRESETS, RunConfig, apply_overrides, config_from_json, preset
 from arc_trm.consistency import SCORINGS
 from augment.console import duration_text
 from augment.errors import InputError
@@ -90,11 +90,16 @@ def check_options(options: TTTOptions) -> float:
         raise InputError(f"--scoring must be one of {', '.join(SCORINGS)}, got {options.scoring!r}")
     if not 0 <= options.embedding_fraction <= 1:
         raise InputError(f"--embedding-fraction must be a fraction in [0, 1], got {options.embedding_fraction}")
-    try:
-        apply_overrides(preset(options.preset or "kaggle"), list(options.overrides))  # names, types, ranges
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    return budget
+    # Names, types and ranges; without --preset, against either preset the machine may run (torch,
+    # which tells, loads after the fallback is written): start_config checks the one that runs.
+    errors = []
+    for name in [options.preset] if options.preset else DEFAULT_PRESETS["ttt"]:
+        try:
+            apply_overrides(preset(name), list(options.overrides))
+            return budget
+        except ValueError as e:
+            errors.append(e)
+    raise InputError(str(errors[0]))
 
 
 # Model fields that say how the network runs, not what its weights are: a --set may change them

@@ -4,6 +4,7 @@ complete, readable, a config this arc-trm reads) and the --set overrides its wei
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,25 @@ def test_one_task_s_lines_are_in_the_singular(tmp_path, capsys):
     sub = tmp_path / "run" / "submission.json"
     assert capsys.readouterr().out == f"fallback submission written to {sub} (1 task)\n"
     assert other_content_line(["3c9b0459"], "x").startswith("1 task differs in content from the tasks ")
+
+
+def test_ttt_runs_on_the_device_its_set_names_and_refuses_one_this_machine_lacks(tmp_path, monkeypatch):
+    """ttt set up on 'auto' whatever train.device said, while train() inside it used train.device:
+    `--set train.device=cuda` on a machine without one ended in a traceback after the build, and
+    on a GPU machine `train.device=cpu` trained on the CPU but predicted on the GPU."""
+    import torch
+
+    from arc_trm.ttt_phases import run_device
+    from arc_trm.ttt_plan import check_options
+
+    proc = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", tmp_path / "run", "--budget", "60s",
+                          "--no-progress", "--set", "train.device=cuda:7")
+    refused(proc, "device 'cuda:7' is not available here")
+    assert (tmp_path / "run" / "submission.json").is_file()  # the fallback, written before torch loads
+    options = TTTOptions(tasks=SMALL_TASKS, out=str(tmp_path / "other"))
+    assert run_device(dataclasses.replace(options, overrides=("train.device=cpu",))) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    # Without --preset a --set was checked against the GPU's kaggle preset alone, whose 8 heads make
+    # hidden_size 40 odd per head: refused, where the cpu-quick preset that runs here takes it.
+    odd_on_gpu = dataclasses.replace(options, overrides=("model.hidden_size=40",))
+    assert check_options(odd_on_gpu) == 8 * 3600 and run_device(odd_on_gpu) == "auto"
