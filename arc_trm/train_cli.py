@@ -30,7 +30,7 @@ import torch.distributed as dist
 from arc_trm import runs
 from arc_trm.builds import DEFAULT_BUILDS, default_build_dir, is_default_build
 from arc_trm.common import print0, setup, teardown
-from arc_trm.config import TRAIN_LOG_LINES, RunConfig, apply_overrides, config_from_json, preset
+from arc_trm.config import TRAIN_LOG_LINES, RunConfig, apply_overrides, config_from_json, default_preset, preset
 from arc_trm.config_rules import check_device_available
 from arc_trm.stopping import continue_command, current, exit_code, stopped_line
 from arc_trm.metrics import step_text
@@ -38,12 +38,12 @@ from arc_trm.train import TrainOptions, train
 from augment.console import add_progress_argument, eprint
 from augment.errors import InputError
 from augment.tasks import absolute_spec, source_specs, split_specs
-from augment.files import read_json
+from augment.files import finished_line, read_json
 from submission.runfolder import checkpoints_by_step, step_of
 
 
 def preset_name(args: argparse.Namespace) -> str:
-    return args.preset or ("paper" if torch.cuda.is_available() else "cpu-quick")
+    return args.preset or default_preset("train", torch.cuda.is_available())
 
 
 def saved_config(out: Path) -> Path | None:
@@ -173,7 +173,9 @@ def run(args: argparse.Namespace) -> int:
     if result.steps < result.steps_total:  # --stop-at ended it, as a pre-emption would: say how to continue
         print0(d, f"stopped at step {result.steps} of {result.steps_total} (--stop-at); continue with: "
                   f"{continue_command('train', out)}")
-    stop.describe = line  # a signal in the last step, which finished: the guard says so and exits 128 + it
+    # A signal in the last step, which finished: the guard says so and exits 128 + it.
+    stop.describe = (line if result.steps < result.steps_total else  # a finished run has nothing to continue
+                     lambda signame: finished_line(signame, "training", f"checkpoint {result.final_checkpoint}"))
     return 0
 
 
