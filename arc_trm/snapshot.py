@@ -88,7 +88,8 @@ def restore(out: Path, state: TrainState, cfg: RunConfig, built: BuiltSet, layou
     if state.ema is not None and saved["ema"] is not None:
         state.ema = {k: v.to(d.device) for k, v in saved["ema"].items()}
     state.opts.weights.load_state_dict(saved["optim"])
-    state.sampler.load_state_dict(saved["sampler"])
+    if saved["sampler"] is not None:  # an imported run has none: its sampler starts afresh
+        state.sampler.load_state_dict(saved["sampler"])
     state.explore.set_state(saved["explore_rng"])
     state.step = int(saved["step"])
     if announce:

@@ -257,3 +257,28 @@ def test_out_of_other_files_is_refused_and_a_run_folder_takes_force(tmp_path: Pa
     assert import_cli(paths, run).returncode == 0
     _expect_error(import_cli(paths, run), "already holds a run")
     assert import_cli(paths, run, "--force").returncode == 0
+
+
+def test_an_imported_run_whose_rows_match_the_build_trains_on_with_a_fresh_sampler(tmp_path: Path,
+                                                                                   small_build: Path) -> None:
+    """An imported run holds no sampler state ("sampler": None, as the reference saves none): a
+    `train --resume` whose build meant the same rows ended in a TypeError traceback on loading it."""
+    from arc_trm import checkpoint as ckpt
+    from arc_trm.import_reference import imported_state
+    from arc_trm.model import TRM
+    from augment.store import BuiltSet
+    from conftest import cli_in_process, tiny_config
+
+    id_map = BuiltSet.open(small_build).identifier_map()
+    cfg = tiny_config("train.max_steps=3")
+    cfg.model.num_puzzle_ids, cfg.model.seq_len = len(id_map.identifiers), cfg.data.canvas ** 2
+    run = tmp_path / "run"
+    tmp = ckpt.begin_checkpoint(run, 1)
+    ckpt.torch_save_atomic(imported_state(TRM(cfg.model), cfg, id_map.identifiers, 1), tmp / "state.pt")
+    (tmp / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (tmp / "identifiers.json").write_text(json.dumps(id_map.to_json()))
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    ckpt.commit_checkpoint(run, 1)
+    proc = cli_in_process("train", "--out", run, "--resume", "--build", small_build, "--no-progress")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "resumed from step 1" in proc.stdout and "trained to step 3" in proc.stdout, proc.stdout
