@@ -79,13 +79,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_reference_config(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(model settings, our train section or None) from a config file.
-
-    Accepts the reference's all_config.yaml (or a JSON copy) with an `arch` section, a bare arch
-    dict, or an arc-trm run config.json (`model`/`train`/`data` sections).
-    """
-    data = read_config_file(path)
+def reference_sections(data: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(model settings, our train section or None) from a config file's contents (`data`, read
+    from `path`): the reference's all_config.yaml (or a JSON copy) with an `arch` section, a bare
+    arch dict, or an arc-trm run config.json (`model`/`train`/`data` sections)."""
     if isinstance(data.get("arch"), dict):
         return dict(data["arch"]), None
     if isinstance(data.get("model"), dict) and ("train" in data or "data" in data):
@@ -224,13 +221,13 @@ def import_model_config(request: ImportRequest, state_dict: dict[str, Tensor], a
 
 
 def import_run_config(request: ImportRequest, model_cfg: ModelConfig, train_section: dict[str, Any] | None,
-                      versions: int) -> RunConfig:
+                      versions: int, config_path: Path | None) -> RunConfig:
     """The run config: the imported model, the reference's train section if given, then --set."""
     try:
         train_cfg = RunConfig.from_dict({"model": model_cfg.to_dict(), "train": train_section or {},
                                          "data": {}}).train if train_section else TrainConfig()
     except (ValueError, TypeError) as e:
-        raise InputError(f"{request.config}: train section: {e}") from None
+        raise InputError(f"{config_path}: train section: {e}") from None
     run_cfg = RunConfig(model=model_cfg, train=train_cfg)
     run_cfg.data.tasks = ""  # the reference's task sources are not recorded in its checkpoint
     run_cfg.data.augmentations = versions
@@ -328,10 +325,11 @@ def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], obj
     raw_config = read_config_file(config_path) if config_path is not None else None
     names = resolve_names(request.names, raw_config, config_path, log)
     state_dict = _load_reference_file(located.weights)
-    arch, train_section = read_reference_config(config_path) if config_path is not None else (None, None)
+    arch, train_section = (reference_sections(raw_config, config_path) if raw_config is not None and
+                           config_path is not None else (None, None))
     model_cfg = import_model_config(request, state_dict, arch, names, config_path, log)
     model = build_model(model_cfg, state_dict, str(located.weights))
-    run_cfg = import_run_config(request, model_cfg, train_section, names.versions)
+    run_cfg = import_run_config(request, model_cfg, train_section, names.versions, config_path)
     state = imported_state(model, run_cfg, names.identifiers, located.step or 0)
     final = write_imported_run(request, located, config_path, state, names)
     tasks = len({task_of(i) for i in names.identifiers[1:]})

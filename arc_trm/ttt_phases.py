@@ -314,9 +314,9 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
             began = time.time()
             predict_now(job, setup, trained.steps, last, d)
             quick_s = time.time() - began
+        done = trained.steps
         if last:
             break
-        done = trained.steps
     if not plan.stops:
         predict_untrained(job, setup, plan, d)
     return TTTOutcome(done)

@@ -222,11 +222,11 @@ lr: 0.0001
 
 
 def test_reference_yaml_config(tmp_path: Path) -> None:
-    from arc_trm.import_reference import read_reference_config
+    from arc_trm.import_reference import read_config_file, reference_sections
 
     path = tmp_path / "all_config.yaml"
     path.write_text(ALL_CONFIG_YAML)
-    arch, train = read_reference_config(path)
+    arch, train = reference_sections(read_config_file(path), path)
     assert train is None
     assert (arch["H_cycles"], arch["L_cycles"], arch["num_heads"], arch["mlp_t"]) == (2, 3, 4, False)
     assert arch["forward_dtype"] == "float32" and arch["loss"]["name"] == "losses@ACTLossHead"
