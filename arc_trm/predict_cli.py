@@ -37,7 +37,7 @@ from arc_trm.views import ViewRun, other_content_line
 from augment.console import add_progress_argument, counted, warn_once
 from augment.errors import InputError
 from augment.files import finished_line
-from augment.tasks import Task, load_tasks, training_split_warning
+from augment.tasks import Task, load_answerable, training_split_warning
 from submission.kaggle import candidates_path
 from submission.outputs import check_prediction_outputs, record_path
 
@@ -94,13 +94,11 @@ def check_arguments(args: argparse.Namespace) -> None:
 def load_prediction_tasks(spec: str, skip_bad: bool) -> list[Task]:
     """The tasks to answer; with skip_bad, malformed ones are skipped with a warning and those
     whose test inputs are readable come back without demonstrations (they get the fallback)."""
-    salvaged: list[Task] = []
-    tasks = load_tasks(spec, on_error="skip" if skip_bad else "raise", warn=warn_once, salvaged=salvaged)
+    loaded = load_answerable(spec, skip_bad=skip_bad, warn=warn_once)
     inflated = training_split_warning(spec)
     if inflated:
         warn_once(inflated)
-    known = {t.id for t in tasks}
-    return sorted(tasks + [t for t in salvaged if t.id not in known], key=lambda t: t.id)
+    return sorted(loaded.tasks + loaded.salvaged, key=lambda t: t.id)
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:

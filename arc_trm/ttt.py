@@ -61,7 +61,7 @@ from augment.console import add_progress_argument, counted, duration_text, eprin
 from augment.errors import InputError, few_ids
 from augment.files import finished_line, read_json, write_json_atomic
 from augment.launch import launch
-from augment.tasks import Task, absolute_spec, load_tasks, safe_name
+from augment.tasks import Task, absolute_spec, load_answerable, safe_name
 from submission.kaggle import (candidates_path, fallback_submission, is_submission_of, load_submission,
                                merge_candidates, read_candidates, validate_submission, write_candidates,
                                write_submission)
@@ -84,7 +84,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint",
                    help="pretrained run (trained or imported), checkpoint folder, or inference export from "
                         "`arc-trm export` (--lean included) (default: train from scratch)")
-    p.add_argument("--budget", default="8h", help="wall-clock budget for the whole run, e.g. 90s, 30m, 8h (default 8h)")
+    p.add_argument("--budget", default=TTTOptions.budget,
+                   help=f"wall-clock budget for the whole run, e.g. 90s, 30m, 8h (default {TTTOptions.budget})")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--force", action="store_true",
                    help="--out holds another run: move it aside to OUT.old-<time> (never deleted) and start anew")
@@ -95,11 +96,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["paper", "kaggle", "cpu-quick"],
                    help="training hyperparameters (default: kaggle on a GPU, cpu-quick otherwise)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
-    p.add_argument("--embedding-fraction", type=float, default=0.2,
-                   help="with --checkpoint: share of training steps that train only the new embeddings (default 0.2)")
-    p.add_argument("--margin", type=float, default=0.05,
-                   help="share of the budget kept in reserve (default 0.05)")
-    p.add_argument("--batch-size", type=int, default=256, help="views in flight during prediction")
+    p.add_argument("--embedding-fraction", type=float, default=TTTOptions.embedding_fraction,
+                   help="with --checkpoint: share of training steps that train only the new embeddings "
+                        f"(default {TTTOptions.embedding_fraction})")
+    p.add_argument("--margin", type=float, default=TTTOptions.margin,
+                   help=f"share of the budget kept in reserve (default {TTTOptions.margin})")
+    p.add_argument("--batch-size", type=int, default=TTTOptions.batch_size,
+                   help=f"views in flight during prediction (default {TTTOptions.batch_size})")
     add_scoring_argument(p)
     p.add_argument("--per-task", action="store_true",
                    help="train and predict each task with its own model copy, the budget split by demonstrations "
@@ -119,10 +122,8 @@ def options_from_args(args: argparse.Namespace) -> TTTOptions:
 def load_answer_tasks(spec: str) -> tuple[list[Task], list[Task]]:
     """(tasks to train and answer, malformed tasks that keep the fallback answer). A malformed
     task is skipped with a warning; the rest still train."""
-    salvaged: list[Task] = []
-    tasks = load_tasks(spec, on_error="skip", warn=warn_once, salvaged=salvaged)
-    known = {t.id for t in tasks}
-    return as_test_tasks(tasks), as_test_tasks([t for t in salvaged if t.id not in known])
+    loaded = load_answerable(spec, warn=warn_once)
+    return as_test_tasks(loaded.tasks), as_test_tasks(loaded.salvaged)
 
 
 def write_fallback(options: TTTOptions, answered: list[Task]) -> None:

@@ -378,6 +378,21 @@ def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"]
     return [by_id[k] for k in sorted(by_id)]
 
 
+@dataclass(frozen=True)
+class Answerable:
+    tasks: list[Task]  # well-formed: trained on and answered
+    salvaged: list[Task]  # malformed, but their test inputs read: answered with the fallback
+
+
+def load_answerable(specs: str, *, skip_bad: bool = True, warn=print) -> Answerable:
+    """The tasks of `specs` a submission answers; with skip_bad a malformed task is skipped with a
+    warning, and kept without demonstrations when its test inputs are readable."""
+    salvaged: list[Task] = []
+    tasks = load_tasks(specs, on_error="skip" if skip_bad else "raise", warn=warn, salvaged=salvaged)
+    known = {t.id for t in tasks}
+    return Answerable(tasks, [t for t in salvaged if t.id not in known])
+
+
 def training_split_warning(specs: str) -> str | None:
     """A warning (for warn_once) when a source names a bundled set without a split: it holds the
     training split too, whose tasks a run trained on the set has learned, so a score on it is inflated."""
