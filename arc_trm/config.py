@@ -349,24 +349,34 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     its field's type, and the result is validated."""
     sections = {"model": cfg.model, "train": cfg.train, "data": cfg.data}
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} is not key=value")
-        if "." in key:
-            sec_name, _, field = key.partition(".")
-            if sec_name not in sections:
-                raise ValueError(f"unknown config section {sec_name!r} in {item!r}; use model, train or data"
-                                 f"{suggest_key(key, sections)}")
-            owners = [sec_name] if field in field_types(sections[sec_name]) else []
-        else:
-            field = key
-            owners = [n for n, s in sections.items() if field in field_types(s)]
-        if len(owners) != 1:
-            where = "no config field" if not owners else f"several sections ({', '.join(owners)}); prefix one"
-            raise ValueError(f"config key {key!r} matches {where}{'' if owners else suggest_key(key, sections)}")
-        target = sections[owners[0]]
+        sec_name, field = override_field(item, sections)
+        target = sections[sec_name]
         try:
-            setattr(target, field, _parse_value(text.strip(), field_types(target)[field]))
+            setattr(target, field, _parse_value(item.partition("=")[2].strip(), field_types(target)[field]))
         except ValueError as e:
             raise ValueError(f"override {item!r}: {e}") from None
     return validate(cfg)
+
+
+def override_field(item: str, sections: dict[str, Any] | None = None) -> tuple[str, str]:
+    """The (section, field) a `key=value` override sets; ValueError when it names none, or several."""
+    if sections is None:
+        cfg = RunConfig()
+        sections = {"model": cfg.model, "train": cfg.train, "data": cfg.data}
+    key, sep, _ = item.partition("=")
+    key = key.strip()
+    if not sep:
+        raise ValueError(f"override {item!r} is not key=value")
+    if "." in key:
+        sec_name, _, field = key.partition(".")
+        if sec_name not in sections:
+            raise ValueError(f"unknown config section {sec_name!r} in {item!r}; use model, train or data"
+                             f"{suggest_key(key, sections)}")
+        owners = [sec_name] if field in field_types(sections[sec_name]) else []
+    else:
+        field = key
+        owners = [n for n, s in sections.items() if field in field_types(s)]
+    if len(owners) != 1:
+        where = "no config field" if not owners else f"several sections ({', '.join(owners)}); prefix one"
+        raise ValueError(f"config key {key!r} matches {where}{'' if owners else suggest_key(key, sections)}")
+    return owners[0], field

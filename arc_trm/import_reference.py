@@ -44,7 +44,7 @@ import yaml
 from torch import Tensor
 
 from arc_trm import checkpoint as ckpt
-from arc_trm.config import ModelConfig, RunConfig, TrainConfig, apply_overrides, preset
+from arc_trm.config import ModelConfig, RunConfig, TrainConfig, apply_overrides, override_field, preset
 from arc_trm.convert import REF_BLOCK, load_reference_state_dict, strip_wrappers
 from arc_trm.model import TRM
 from arc_trm.optim import AdamATan2
@@ -121,10 +121,6 @@ def infer_from_state_dict(state_dict: dict[str, Tensor]) -> tuple[dict[str, Any]
     return found, total_len
 
 
-def _override_keys(overrides: list[str]) -> set[str]:
-    return {item.partition("=")[0].rpartition(".")[2] for item in overrides}
-
-
 def resolve_model_config(state_dict: dict[str, Tensor], arch: dict[str, Any] | None, overrides: list[str],
                          canvas: int) -> tuple[Any, list[str]]:
     """ModelConfig for the checkpoint: paper preset < weight shapes < --config < --set.
@@ -142,7 +138,7 @@ def resolve_model_config(state_dict: dict[str, Tensor], arch: dict[str, Any] | N
         cfg = apply_overrides(RunConfig(model=cfg), overrides).model  # other sections: applied later
     except ValueError as e:
         raise ValueError(f"--set: {e}") from None
-    set_keys = _override_keys(overrides)
+    set_keys = {override_field(item)[1] for item in overrides}  # checked by apply_overrides above
     if "seq_len" not in given and "seq_len" not in set_keys:
         cfg.seq_len = total_len - cfg.puzzle_emb_len if total_len is not None else canvas * canvas
         if cfg.seq_len < 1:

@@ -350,7 +350,7 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
     from arc_trm.ttt_phases import test_time_train
 
     result, stop = PerTaskResult(), current()
-    margin = options.margin * (job.deadline - job.start)
+    margin = job.margin_s(options.margin)
     # The pretrained checkpoint, looked up once: each task's run loads this folder (a broken `latest` warns once).
     pretrained = str(resolve_checkpoint(options.checkpoint)) if options.checkpoint else None
     folders = [job.out / "tasks" / name for name in task_folder_names(job.tasks)]

@@ -226,7 +226,7 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
     batch_size = max(1, min(options.batch_size, math.ceil(views / d.world)))
     latest = LatestCheckpoint.of(job.out) if options.resume else None
     start, frozen = resume_point(latest) if latest is not None else (0, False)
-    return TTTSetup(cfg, built, init, views, batch_size, options.margin * (job.deadline - job.start),
+    return TTTSetup(cfg, built, init, views, batch_size, job.margin_s(options.margin),
                     user_step_cap(options.overrides), progress, options.scoring, start, frozen, latest,
                     options.tasks, pretrained.folder if pretrained is not None else None)
 
@@ -352,7 +352,7 @@ def starting_model(setup: TTTSetup, d: Dist) -> LoadedModel:
 def time_is_left(options: TTTOptions, job: TTTJob, d: Dist) -> bool:
     """The deadline check (less the margin) before any loading, building or probing; every
     process takes the earliest clock's answer, so all go on or none."""
-    left = torch.tensor([seconds_left(job.deadline, options.margin * (job.deadline - job.start))])
+    left = torch.tensor([seconds_left(job.deadline, job.margin_s(options.margin))])
     if d.world > 1:
         left = left.to(d.device)
         dist.all_reduce(left, op=dist.ReduceOp.MIN)

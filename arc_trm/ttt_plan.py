@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from arc_trm import runs
-from arc_trm.config import DEFAULT_PRESETS, RunConfig, apply_overrides, config_from_json, preset
+from arc_trm.config import (DEFAULT_PRESETS, RunConfig, apply_overrides, config_from_json, override_field,
+                            preset)
 from arc_trm.consistency import SCORINGS
 from augment.console import duration_text
 from augment.errors import InputError
@@ -225,6 +226,10 @@ class TTTJob:
     start: float  # time.time() at the start of the run
     deadline: float  # time.time() by which the run must be done
 
+    def margin_s(self, fraction: float) -> float:
+        """The reserve kept before the deadline: `fraction` (--margin) of this job's budget."""
+        return fraction * (self.deadline - self.start)
+
 
 @dataclasses.dataclass(frozen=True)
 class Replan:
@@ -283,12 +288,8 @@ class PlanInputs:
 
 def user_step_cap(overrides: tuple[str, ...] | list[str]) -> int:
     """train.max_steps if a --set names it, else 0: a preset's max_steps never caps a budgeted run."""
-    cap = 0
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key.strip() in ("max_steps", "train.max_steps"):
-            cap = int(float(value))
-    return cap
+    named = [item for item in overrides if override_field(item) == ("train", "max_steps")]
+    return apply_overrides(preset("cpu-quick"), named).train.max_steps if named else 0  # the last one counts
 
 
 def fitted_warmup(warmup: int, steps: int) -> int:
