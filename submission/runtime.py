@@ -1,5 +1,5 @@
-"""What the Kaggle notebook decides once arc-trm is installed (standard library only; torch runs in a
-subprocess): which device to train on, how long, on which tasks, and folding a partial run back into
+"""What the Kaggle notebook decides once arc-trm is installed (no torch in the kernel: torch runs in
+a subprocess): which device to train on, how long, on which tasks, and folding a partial run back into
 the full submission.
 
 Install check: the notebook installs only the bundle's own wheels, with --no-deps (a resolver would

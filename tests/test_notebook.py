@@ -141,6 +141,23 @@ def test_notebook_without_dataset_keeps_fallback(tmp_path: Path, monkeypatch: py
                    for tid, task in data.items()}
 
 
+def test_a_package_that_does_not_import_in_the_kernel_keeps_the_fallback(built_dataset: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The install cell imported submission.runtime outside any guard: a package it needs that does
+    not import in this image (here scipy) raised in the cell, and a notebook that raises gives Kaggle
+    no submission, though the fallback file was on disk."""
+    challenges, _ = write_kaggle_input(tmp_path, f"competitions/{SLUG_2026}")
+    attach(built_dataset, tmp_path, LAYOUTS["2026"][1])
+    image = tmp_path / "image"
+    (image / "scipy").mkdir(parents=True)
+    (image / "scipy" / "__init__.py").write_text("raise ImportError('scipy is broken in this image')\n")
+    text = notebook_text(execute_notebook(tmp_path, monkeypatch, path_first=image, KAGGLE_IS_COMPETITION_RERUN="1"))
+    assert ("arc-trm does not import here (ImportError: scipy is broken in this image): keeping the fallback "
+            "submission") in text, text[-3000:]
+    assert "installed: False" in text and "ttt exit" not in text and "valid submission: 3 tasks" in text
+    validate_submission(load_submission(tmp_path / "working" / "submission.json"), load_tasks(str(challenges)))
+
+
 def test_notebook_without_challenges_says_so_and_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "input" / "competitions" / SLUG_2026).mkdir(parents=True)
     cells = execute_notebook(tmp_path, monkeypatch)
