@@ -23,12 +23,20 @@ def encode_grid(grid: np.ndarray, canvas: int = CANVAS, offset: tuple[int, int] 
     if not (r0 >= 0 and c0 >= 0 and r0 + h <= canvas and c0 + w <= canvas):
         raise ValueError(f"grid {h}x{w} at offset {offset} does not fit a {canvas}x{canvas} canvas")
     out = np.zeros((canvas, canvas), dtype=np.uint8)
-    out[r0:r0 + h, c0:c0 + w] = grid.astype(np.uint8) + COLOUR_OFFSET
-    if r0 + h < canvas:
-        out[r0 + h, c0:c0 + w] = EOS
-    if c0 + w < canvas:
-        out[r0:r0 + h, c0 + w] = EOS
+    place_tokens(out, grid.astype(np.uint8) + COLOUR_OFFSET, r0, c0)
     return out.reshape(-1)
+
+
+def place_tokens(board: np.ndarray, tokens: np.ndarray, r0: int, c0: int) -> None:
+    """Write a grid's tokens (h, w) into `board` (canvas, canvas) at (r0, c0), with EOS on the row
+    below and the column right of it where the canvas has room: the one encoding of training and
+    inference alike."""
+    h, w = tokens.shape
+    board[r0:r0 + h, c0:c0 + w] = tokens
+    if r0 + h < board.shape[0]:
+        board[r0 + h, c0:c0 + w] = EOS
+    if c0 + w < board.shape[1]:
+        board[r0:r0 + h, c0 + w] = EOS
 
 
 def labels_from_tokens(tokens: np.ndarray) -> np.ndarray:

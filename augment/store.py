@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .buckets import bucket_of, remap_offsets
-from .encoding import COLOUR_OFFSET, EOS
+from .encoding import COLOUR_OFFSET, place_tokens
 from .errors import InputError
 from .files import read_json
 from .grids import BLANK_IDENTIFIER, make_identifier, split_identifier
@@ -278,14 +278,7 @@ class BuiltSet:
             g = int(gids[b])
             h, w = int(shapes[g, 0]), int(shapes[g, 1])
             x = dihedral(luts[b][grids[g, :h, :w]], int(aug[b, 0]))
-            hh, ww = x.shape
-            r0, c0 = int(offs[b, 0]), int(offs[b, 1])
-            o = out[b]
-            o[r0:r0 + hh, c0:c0 + ww] = x
-            if r0 + hh < c:
-                o[r0 + hh, c0:c0 + ww] = EOS
-            if c0 + ww < c:
-                o[r0:r0 + hh, c0 + ww] = EOS
+            place_tokens(out[b], x, int(offs[b, 0]), int(offs[b, 1]))
         return out.reshape(len(gids), c * c)
 
     # -- misc --------------------------------------------------------------------------------
