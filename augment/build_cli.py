@@ -25,7 +25,7 @@ from pathlib import Path
 
 from augment.build import build_set, is_up_to_date
 from augment.console import add_progress_argument, counted, size_text, warn_once
-from augment.files import Placed, finished_first
+from augment.files import Placed, finished_first, folder_bytes
 from augment.options import BuildOptions
 from augment.store import BuiltSet
 from augment.tasks import load_tasks, source_specs
@@ -37,13 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "kaggle2025 (optionally :training / :evaluation), a Kaggle challenges .json, or a "
                              "folder of task .json files; suffix @train or @test sets the role")
     parser.add_argument("--out", required=True, type=Path, help="output folder of the build")
-    parser.add_argument("--augmentations", type=int, default=1000,
-                        help="augmented versions per task, the identity included (default 1000, the paper's)")
-    parser.add_argument("--max-tries", type=int, default=5000,
-                        help="random draws per task before giving up on reaching --augmentations (default 5000)")
-    parser.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
-    parser.add_argument("--canvas", type=int, default=30,
-                        help="canvas side, 1 to 30; tasks with a larger grid are skipped with a warning (default 30)")
+    default = BuildOptions()
+    parser.add_argument("--augmentations", type=int, default=default.augmentations,
+                        help="augmented versions per task, the identity included "
+                             f"(default {default.augmentations}, the paper's)")
+    parser.add_argument("--max-tries", type=int, default=default.max_tries,
+                        help="random draws per task before giving up on reaching --augmentations "
+                             f"(default {default.max_tries})")
+    parser.add_argument("--seed", type=int, default=default.seed, help=f"build seed (default {default.seed})")
+    parser.add_argument("--canvas", type=int, default=default.canvas,
+                        help=f"canvas side, 1 to {default.canvas}; tasks with a larger grid are skipped with a warning "
+                             f"(default {default.canvas})")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--skip-bad-tasks", action="store_true",
                         help="skip invalid tasks with a warning instead of aborting the build")
@@ -104,5 +108,5 @@ def print_summary(out: Path, built: BuiltSet, reused: bool, invalid: int, start:
     print(f"{out}: {what}: {counted(c['tasks'], 'task')} kept ({c['train_tasks']} train, {c['test_tasks']} "
           f"test; {skipped_count(c['skipped_tasks'], invalid)}), {counted(c['augmented_tasks'], 'augmented task')}, "
           f"{counted(c['train_examples'], 'training example')}, {counted(c['test_views'], 'test view')}, "
-          f"{size_text(built.nbytes())}, {secs:.1f} s"
+          f"{size_text(folder_bytes(built.path))}, {secs:.1f} s"
           f"{short_of_augmentations(built.meta)}")

@@ -286,9 +286,6 @@ class BuiltSet:
     def counts(self) -> dict:
         return dict(self.meta["counts"])
 
-    def nbytes(self) -> int:
-        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
-
     def __repr__(self) -> str:
         c = self.meta["counts"]
         return (f"BuiltSet({str(self.path)!r}: {c['tasks']} tasks, {c['augmented_tasks']} augmented tasks, "

@@ -71,15 +71,12 @@ def slug_title(slug: str) -> str:
     return slug.replace("-", " ").replace("_", " ")
 
 
-def find_notebook(root: Path | None = None) -> Path:
-    """The submission notebook: notebooks/ in the source tree, else inside the installed package."""
-    candidates = [Path(__file__).resolve().parent.parent / "arc_trm" / "notebooks" / NOTEBOOK_NAME]
-    if root is not None:
-        candidates.insert(0, root / "notebooks" / NOTEBOOK_NAME)
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise InputError(f"notebook {NOTEBOOK_NAME} not found (looked in {', '.join(map(str, candidates))})")
+def find_notebook(root: Path) -> Path:
+    """The submission notebook in the checkout's notebooks/ (the wheel holds none)."""
+    path = root / "notebooks" / NOTEBOOK_NAME
+    if not path.is_file():
+        raise InputError(f"notebook {path} not found")
+    return path
 
 
 # ---------------------------------------------------------------- checkpoint

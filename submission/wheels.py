@@ -119,15 +119,15 @@ def project_root() -> Path:
 
 
 def _copy_source(root: Path, dest: Path) -> None:
-    """Copy what setuptools needs (top-level files, packages, notebooks) so the build writes its
-    build/ and egg-info into a temporary folder, not into the user's checkout."""
+    """Copy what setuptools needs (top-level files and packages) so the build writes its build/ and
+    egg-info into a temporary folder, not into the user's checkout."""
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     for item in root.iterdir():
         if item.is_file() and (item.suffix in (".toml", ".cfg", ".py", ".in", ".md", ".txt", ".rst")
                                or item.name.startswith("LICENSE")):
             shutil.copy2(item, dest / item.name)
-        elif item.is_dir() and ((item / "__init__.py").is_file() or item.name == "notebooks"):
+        elif item.is_dir() and (item / "__init__.py").is_file():
             shutil.copytree(item, dest / item.name, ignore=ignore)
 
 

@@ -23,6 +23,7 @@ from augment.build import is_up_to_date, task_key
 from augment.build_cli import run as build_run, add_arguments
 from augment.encoding import decode_grid, encode_grid
 from augment.console import size_text
+from augment.files import folder_bytes
 from augment.store import BuiltSet, TestView
 from augment.errors import InputError
 from augment.tasks import Pair, Task, load_tasks
@@ -328,7 +329,7 @@ def test_cli_build_summary(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 tasks" in out and "6 augmented tasks" in out and "12 training examples" in out
     bs = BuiltSet.open(tmp_path / "o")
-    assert f", {size_text(bs.nbytes())}, " in out, out
+    assert f", {size_text(folder_bytes(bs.path))}, " in out, out
     assert len(bs.test_views()) == 6
     assert build_cli(tmp_path / "o", f"{folder}@test", "--augmentations", "3") == 0
     assert "reused" in capsys.readouterr().out
