@@ -52,7 +52,7 @@ FORMAT_VERSION = manifest.FORMAT_VERSION
 EXPORT_FORMAT = "arc-trm-inference-export-1"
 # What torch.load raises on files that are not a weights-only checkpoint (corrupt, truncated,
 # a pickle that would import or run code).
-_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError,
+LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError,
                 AttributeError, IndexError, ImportError, zipfile.BadZipFile, UnicodeDecodeError)
 
 
@@ -93,12 +93,12 @@ def commit_checkpoint(run: Path, step: int, keep: int = 2) -> Path:
 # Loading and validation
 
 
-def _torch_load(path: Path, map_location: str | torch.device) -> object:
+def torch_load(path: Path, map_location: str | torch.device) -> object:
     try:
         with warnings.catch_warnings():  # torch warns about legacy pickles; the error below says it all
             warnings.simplefilter("ignore")
             return torch.load(path, map_location=map_location, weights_only=True)
-    except _LOAD_ERRORS as e:
+    except LOAD_ERRORS as e:
         text = str(e).strip()
         first = text.splitlines()[0].split(". ")[0][:160] if text else ""
         raise InputError(f"{path}: not a readable weights-only checkpoint ({type(e).__name__}: {first})") from None
@@ -176,7 +176,7 @@ def load_state(ckpt: Path, name: str = STATE, map_location: str | torch.device =
     if not path.exists():
         raise InputError(f"{path}: checkpoint file missing")
     manifest.verify(Path(ckpt), (name,))
-    obj = _torch_load(path, map_location)
+    obj = torch_load(path, map_location)
     if name == STATE:
         return validate_state(obj, path)
     if not _is_tensor_dict(obj):
@@ -243,8 +243,8 @@ def main(argv: list[str]) -> int:
 
 def transplant_weights(state: dict, old: IdentifierMap, new: IdentifierMap) -> dict:
     """Pretrained weights (EMA when present) with a puzzle table for the new rows: a row is copied
-    only when the checkpoint trained the same identifier, augmentation and task content; the rest
-    start at the mean of the pretrained rows."""
+    when the checkpoint trained the same identifier and augmentation, on the same task content (or
+    either side records none); the rest start at the mean of the pretrained rows."""
     weights = {**state["model"], **(state.get("ema") or {})}
     old_table = state["model"]["puzzle_table"]
     mean = old_table[1:].mean(0) if old_table.shape[0] > 1 else torch.zeros(old_table.shape[1])

@@ -154,7 +154,7 @@ class TrainConfig:
     epochs: int = 100_000  # passes over the task groups (sets max_steps when that is 0)
     max_steps: int = 0
     lr: float = 1e-4
-    lr_warmup_steps: int = 2000  # linear from 0, then constant
+    lr_warmup_steps: int = 2000  # linear from 0, then constant (or cosine: lr_min_ratio)
     lr_min_ratio: float = 1.0  # the reference's cosine after warmup, down to lr * this (1.0 = constant)
     weight_decay: float = 0.1
     beta1: float = 0.9

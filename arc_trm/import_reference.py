@@ -167,8 +167,8 @@ def _load_reference_file(path: Path) -> dict[str, Tensor]:
         raise InputError(f"{path}: checkpoint file missing")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except ckpt._LOAD_ERRORS:  # an old-format or unreadable file: the ordinary load, or its one-line error
-        obj = ckpt._torch_load(path, "cpu")
+    except ckpt.LOAD_ERRORS:  # an old-format or unreadable file: the ordinary load, or its one-line error
+        obj = ckpt.torch_load(path, "cpu")
     if isinstance(obj, dict) and "model" in obj and "config" in obj:
         raise InputError(f"{path}: this is an arc-trm checkpoint, not a reference state dict; use it "
                          "directly with --checkpoint / --resume")

@@ -119,10 +119,3 @@ class SparseSignSGD:
             ids, grad = gathered.ids, gathered.grad
         group = self.param_groups[0]
         sparse_sign_sgd_update(self.table, ids, grad, group["lr"], group["weight_decay"])
-
-    def state_dict(self) -> dict[str, Any]:
-        # Stateless apart from hyper-parameters; the table itself is saved with the model.
-        return {"param_groups": [dict(g) for g in self.param_groups]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.param_groups = [dict(g) for g in state["param_groups"]]

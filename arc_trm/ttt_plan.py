@@ -372,8 +372,6 @@ def replan(plan: Plan, timing: PhaseTiming, step_cap: int) -> Plan:
         replans=[*plan.replans, Replan(done, timing.step_s, timing.overhead_s, timing.seconds_left, steps)])
 
 
-
-
 def resumed_plan(plan: Plan, done: int, step_cap: int) -> Plan:
     """A plan fitted to the time left after a resumed run's `done` steps, in the run's steps: every
     count moves on by `done`, and a user's train.max_steps caps the run's total, not the rest."""

@@ -138,6 +138,8 @@ class ViewRun:
             raise ValueError(f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
         if self.trajectories < 1 or not self.noise >= 0:
             raise ValueError(f"trajectories must be >= 1 and noise >= 0, got {self.trajectories} and {self.noise}")
+
+
 @dataclass
 class ViewOutputs:
     tokens: np.ndarray  # (N, L) predicted tokens
@@ -228,11 +230,6 @@ def prediction_of(view: View, outputs: ViewOutputs, j: int, fits: bool, canvas: 
     grid = decode_grid(outputs.tokens[j], canvas) if fits else None
     return Prediction(view.task_id, view.test_index, None if grid is None else view.augmentation.invert(grid),
                       float(outputs.halt_prob[j]))
-
-
-def predictions_from(views: list[View], outputs: ViewOutputs, fits: np.ndarray, canvas: int) -> list[Prediction]:
-    """Every view that ran, decoded (views a deadline left unrun are skipped)."""
-    return [prediction_of(v, outputs, j, fits[j], canvas) for j, v in enumerate(views) if outputs.steps[j] > 0]
 
 
 def view_sides(views: list[View], tasks: dict[str, Task], run: ViewRun) -> list[int]:
