@@ -232,6 +232,12 @@ def prediction_of(view: View, outputs: ViewOutputs, j: int, fits: bool, canvas: 
                       float(outputs.halt_prob[j]))
 
 
+def predictions_from(views: list[View], outputs: ViewOutputs, fits: np.ndarray, canvas: int) -> list[Prediction]:
+    """Every view that ran, decoded (views a deadline left unrun are skipped): benchmarks/halting.py's
+    vote over one run_views call."""
+    return [prediction_of(v, outputs, j, fits[j], canvas) for j, v in enumerate(views) if outputs.steps[j] > 0]
+
+
 def view_sides(views: list[View], tasks: dict[str, Task], run: ViewRun) -> list[int]:
     """Canvas side of each view: its length bucket, or the full canvas."""
     if not run.bucketing:

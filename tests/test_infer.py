@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from arc_trm.config import ModelConfig
-from arc_trm.views import View, ViewOutputs, ViewRun, make_views, prediction_of, run_views
+from arc_trm.views import View, ViewOutputs, ViewRun, make_views, predictions_from, run_views
 from arc_trm.model import TRM, Batch
 from augment.encoding import encode_grid
 from augment.tasks import load_tasks
@@ -48,7 +48,7 @@ def test_inverted_views_vote_for_the_solution_across_all_dihedral_ids():
     views.append(View(task.id, 0, 9, Augmentation.identity()))
     tokens.append(np.zeros(36, np.uint8))  # no decodable grid: must not vote
     outputs = ViewOutputs(np.stack(tokens), np.full(9, 0.7, np.float32), np.ones(9, np.int32), 0.0)
-    preds = [prediction_of(v, outputs, j, True, 6) for j, v in enumerate(views)]
+    preds = predictions_from(views, outputs, np.ones(9, bool), 6)
     assert preds[-1].grid is None
     for p in preds[:-1]:
         assert np.array_equal(p.grid, solution)

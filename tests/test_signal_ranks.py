@@ -48,12 +48,13 @@ def test_a_signal_in_the_last_step_under_torchrun_ends_every_rank_with_its_code_
         tmp_path, small_build, signum, rank):
     """Before: a SIGTERM to rank 1 in the last step (after the loop's last check) exited rank 1 with
     143 and rank 0 with 0 (or torchrun killed it); a Ctrl-C, which reaches every rank, gave the line
-    once per rank."""
+    once per rank. The run is whole (step 2 of 2): the line says so, with no command to continue."""
     run = tmp_path / "run"
     proc = signalled_ranks("arc_trm.train:save_checkpoint", signum, rank, *train_args(small_build, run))
-    one_line_on_agreeing_ranks(proc, signum, f"{signal.Signals(signum).name}: stopped at step 2, checkpoint "
-                                             f"{run / 'checkpoints' / 'step_0000002'}; continue with: {LAUNCHER} "
-                                             f"train --out {run} --resume")
+    line = one_line_on_agreeing_ranks(proc, signum, f"{signal.Signals(signum).name}: received at the end; the "
+                                                    f"training finished first: checkpoint "
+                                                    f"{run / 'checkpoints' / 'step_0000002'}")
+    assert "continue with" not in line
 
 
 @pytest.mark.slow
