@@ -111,26 +111,59 @@ def eta_seconds(steps_left: int, recent: Sequence[float]) -> float:
 
 @dataclass
 class StepClock:
-    """Seconds per step for the ETA, timed from one log step to the next. A log step is the loop's
+    """Seconds per step, for the ETA, the deadline and the run's summary. A log step is the loop's
     only host synchronisation: on a GPU the steps between return before their kernels finish, so a
-    step's own wall time reads short and the sync's wait lands on the log step alone. The first lap
-    of a call (a compile) counts only until another lap is timed."""
-    step: int  # where the current lap started
-    t: float = field(default_factory=time.perf_counter)
+    step's own wall time reads short and the sync's wait lands on the log step alone. So laps, from
+    one log step to the next, give the ETA and bound the deadline; the first lap of a call (a
+    compile) counts only until another is timed. Each step's own time gives the mean for the
+    summary and covers the deadline before the first lap."""
+    began: int  # the step this call started after
+    t: float = field(default_factory=time.perf_counter)  # when the lap in progress started
+    lap_from: int = -1  # the step it started after (began, until the first lap)
+    done: int = -1  # the last step timed
     first: float | None = None
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=ETA_LAPS))
+    step_s: float = 0.0  # running mean of a step's own time
+    timed_s: float = 0.0  # the steps' own time, the call's first step (which may compile) aside
+
+    def __post_init__(self) -> None:
+        self.lap_from = self.began if self.lap_from < 0 else self.lap_from
+        self.done = self.began if self.done < 0 else self.done
+
+    def step_done(self, step: int, seconds: float, synced: bool, now: float | None = None) -> None:
+        """Record a step's own `seconds`; a `synced` (log) step also ends a lap."""
+        self.step_s = 0.9 * self.step_s + 0.1 * seconds if self.step_s else seconds
+        self.timed_s += seconds if step > self.began + 1 else 0.0
+        self.done = step
+        if synced:
+            self.lap(step, now)
 
     def lap(self, step: int, now: float | None = None) -> None:
         now = time.perf_counter() if now is None else now
-        per_step = (now - self.t) / max(step - self.step, 1)
+        per_step = (now - self.t) / max(step - self.lap_from, 1)
         if self.first is None:
             self.first = per_step
         else:
             self.recent.append(per_step)
-        self.step, self.t = step, now
+        self.lap_from, self.t = step, now
 
     def eta(self, steps_left: int) -> float:
         return eta_seconds(steps_left, self.recent or ([self.first] if self.first is not None else []))
+
+    def mean_step_s(self) -> float:
+        """This call's mean seconds per step, its first step aside (the running mean if it has one only)."""
+        steps = self.done - self.began - 1
+        return self.timed_s / steps if steps > 0 else self.step_s
+
+    def seconds_needed(self, steps: int, now: float | None = None) -> float:
+        """Seconds from `now` until `steps` more steps are done, on the safe side: a step takes the
+        longer of its own time and the latest lap's, and the steps since the last sync may still be
+        queued on the device (past the lap's time, they have run)."""
+        now = time.perf_counter() if now is None else now
+        latest = self.recent[-1] if self.recent else self.first or 0.0
+        per_step = max(self.step_s, latest)
+        queued = max(0.0, self.t + (self.done - self.lap_from) * latest - now)
+        return queued + steps * per_step
 
 
 def log_line(last: dict[str, float], end: int, eta_s: float) -> str:

@@ -255,8 +255,6 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     last: dict[str, float] = {}
     window = LogWindow()
     final_dir = None
-    step_seconds = 0.0  # running mean, for the deadline
-    first_step, timed_s = state.step + 1, 0.0  # the seconds of the steps after this call's first
     # The state of the last batch consumed (what a checkpoint saves), read before the prefetch
     # thread starts drawing: a stop before the first step must not skip the batches it drew.
     state.sampler_state = state.sampler.state_dict()
@@ -273,9 +271,10 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
         if options.stop is None:
             handlers.enter_context(stop.installed())
         handlers.enter_context(stop.polled())
-        clock = StepClock(state.step)  # the ETA's laps, from here
+        clock = StepClock(state.step)  # this call's step times, from here
         while state.step < end:
-            reason = stop_reason(options.deadline, step_seconds, stop, d, agree=state.step % tcfg.log_every == 0)
+            reason = stop_reason(options.deadline, clock.seconds_needed(2), stop, d,
+                                 agree=state.step % tcfg.log_every == 0)
             if reason is not None:
                 if reason == DEADLINE:
                     print0(d, f"stopping at step {state.step}: the deadline leaves no time for another step")
@@ -313,20 +312,20 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
 
             # 4. log (the only host synchronisation of a step, every log_every steps)
             window.add(result.stats, tcfg.global_batch_size)
-            if step % tcfg.log_every == 0 or step == end:
+            logged = step % tcfg.log_every == 0 or step == end
+            if logged:
                 last = {"step": step, **window.summary(d), "lr": state.opts.weights.param_groups[0]["lr"],
                         "epoch": state.sampler_state["epoch"]}
                 sink.log(last)
-                clock.lap(step)
+                clock.step_done(step, time.perf_counter() - t_step, synced=True)
                 eta_s = clock.eta(shown_end - step)
                 bar.set_postfix_str(bar_text(last, eta_s))
                 if not show_bar:  # a plain line, so a batch log shows the run going
                     print0(d, log_line(last, shown_end, eta_s))
                 window = LogWindow()
+            else:
+                clock.step_done(step, time.perf_counter() - t_step, synced=False)
             bar.update(1)
-            seconds = time.perf_counter() - t_step
-            step_seconds = 0.9 * step_seconds + 0.1 * seconds if step_seconds else seconds
-            timed_s += seconds if step > first_step else 0.0
 
             # 5. evaluate on the test split
             if tcfg.eval_every > 0 and (step % tcfg.eval_every == 0 or step == end):
@@ -341,22 +340,21 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
         batches.close()
         bar.close()
         sink.close()
-    timed_steps = state.step - first_step
-    return TrainResult(out, state.step, final_dir, last, timed_s / timed_steps if timed_steps > 0 else step_seconds,
-                       stopped_by, steps_total)
+    return TrainResult(out, state.step, final_dir, last, clock.mean_step_s(), stopped_by, steps_total)
 
 
 DEADLINE = "deadline"
 
 
-def stop_reason(deadline: float | None, step_seconds: float, stop: StopRequest, d: Dist,
+def stop_reason(deadline: float | None, seconds_needed: float, stop: StopRequest, d: Dist,
                 agree: bool = True) -> str | None:
     """Why training stops before the next step, the same on every rank: a signal's name when any
-    rank received one, DEADLINE when any rank would overrun the deadline with one more step (+ a
-    margin for the checkpoint), else None. Under torchrun one all-reduce decides both (a signal may
-    reach one process only); without a deadline the ranks compare only when `agree` (at log steps,
-    which synchronise anyway), so a step keeps no host sync and a signal stops within log_every."""
-    late = deadline is not None and time.time() + 2 * step_seconds > deadline
+    rank received one, DEADLINE when any rank would overrun the deadline in `seconds_needed` (one
+    more step, and a margin for the checkpoint), else None. Under torchrun one all-reduce decides
+    both (a signal may reach one process only); without a deadline the ranks compare only when
+    `agree` (at log steps, which synchronise anyway), so a step keeps no host sync and a signal
+    stops within log_every."""
+    late = deadline is not None and time.time() + seconds_needed > deadline
     if d.world == 1:
         return stop.name or (DEADLINE if late else None)
     if deadline is None and not agree:

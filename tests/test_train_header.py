@@ -123,7 +123,7 @@ def test_the_eta_times_steps_from_log_step_to_log_step_not_each_step_alone():
     # log step waits for all ten (1 s). The median step then said 0.01 s a step, 11x short.
     from arc_trm.metrics import StepClock
 
-    clock = StepClock(step=0, t=0.0)
+    clock = StepClock(began=0, t=0.0)
     clock.lap(10, now=31.0)  # the first lap holds a 30 s compile: it counts only while it is alone
     assert clock.eta(100) == pytest.approx(310.0)
     for lap in range(1, 4):
@@ -131,6 +131,26 @@ def test_the_eta_times_steps_from_log_step_to_log_step_not_each_step_alone():
     assert clock.eta(100) == pytest.approx(10.9)
     clock.lap(45, now=clock.t + 60.0)  # one lap with a checkpoint or an evaluation moves it little
     assert clock.eta(100) == pytest.approx(10.9)
+
+
+def test_the_deadline_counts_the_device_s_queue_not_each_step_alone():
+    # The deadline took twice a running mean of each step's own time. On a GPU the 9 steps between
+    # log steps return in 0.01 s and the log step waits 0.91 s for all ten: the mean fell to 0.04 s
+    # a step before a log step, where a step takes 0.1 s, and the steps queued since the last sync
+    # were not counted at all.
+    from arc_trm.metrics import StepClock
+
+    clock, now = StepClock(began=0, t=0.0), 0.0
+    for step in range(1, 41):
+        synced = step % 10 == 0
+        now += 0.91 if synced else 0.01
+        clock.step_done(step, 0.91 if synced else 0.01, synced, now=now)
+        if step > 10:  # after the first lap: one more step and the checkpoint's margin, 2 steps in all
+            queued = 0.1 * (step % 10) - (now - clock.t)  # the steps since the sync the device has not run
+            assert clock.seconds_needed(2, now=now) >= 0.2 + queued - 1e-9, step
+    assert 0.2 <= clock.seconds_needed(2, now=now) < 0.7  # just synced: nothing queued
+    assert clock.eta(10) == pytest.approx(1.0)
+    assert clock.mean_step_s() == pytest.approx((4.0 - 0.01) / 39)  # the first step (0.01 s) aside
 
 
 def test_the_log_line_s_eta_counts_the_wait_at_the_log_step(tmp_path, monkeypatch):
