@@ -15,7 +15,7 @@ from augment.build import ensure_built, is_up_to_date
 from augment.options import BuildOptions
 from augment.store import BuiltSet
 from augment.errors import InputError
-from augment.tasks import absolute_spec, is_bundled, load_tasks, parse_spec, split_ids, split_specs
+from augment.tasks import Reading, absolute_spec, is_bundled, load_tasks, parse_spec, split_ids, split_specs
 from augment.files import read_json
 
 
@@ -74,7 +74,7 @@ def check_own_build(out: Path, cfg: RunConfig) -> None:
     if isinstance(sources, list) and all(isinstance(s, str) for s in sources):
         sources = [absolute_spec(s) for s in sources]  # a build recorded before paths were absolute
     if sources != specs and have == want:  # the same content under other paths (loaded only then)
-        tasks = load_tasks(specs, on_error="skip", warn=lambda _: None)
+        tasks = load_tasks(specs, Reading(skip=True, warn=lambda _: None))
         sources = specs if is_up_to_date(out, tasks, build_options(cfg)) else sources
     if have != want or sources != specs:
         raise InputError(f"--build {out}: holds a build of {sources} with {have}, not {specs} with {want}; "

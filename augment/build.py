@@ -316,11 +316,12 @@ def is_up_to_date(out: str | Path, tasks: Sequence[Task], options: BuildOptions 
 
 
 def ensure_built(specs: str | Sequence[str], out: str | Path, options: BuildOptions = BuildOptions(), *,
-                 on_error: str = "raise", force: bool = False, warn: Callable[[str], None] = warn_once) -> BuiltSet:
-    """Open the build at `out` if it was made from the same task content and options, else build it."""
+                 warn: Callable[[str], None] = warn_once) -> BuiltSet:
+    """Open the build at `out` if it was made from the same task content and options, else build
+    it. A bad task raises; `warn` hears of tasks the build leaves out."""
     options.check()
     spec_list = source_specs(specs)
-    tasks = load_tasks(spec_list, on_error=on_error, warn=lambda m: warn(m))  # type: ignore[arg-type]
-    if not force and is_up_to_date(out, tasks, options):
+    tasks = load_tasks(spec_list)
+    if is_up_to_date(out, tasks, options):
         return BuiltSet.open(out)
     return build_set(tasks, out, options, sources=spec_list, warn=warn)

@@ -28,7 +28,7 @@ from augment.console import add_progress_argument, counted, size_text, warn_once
 from augment.files import Placed, finished_first, folder_bytes
 from augment.options import BuildOptions
 from augment.store import BuiltSet
-from augment.tasks import load_tasks, source_specs
+from augment.tasks import Reading, load_tasks, source_specs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         bad.append(msg)
         warn_once(msg)
 
-    tasks = load_tasks(specs, on_error="skip" if args.skip_bad_tasks else "raise", warn=warn_bad)
+    tasks = load_tasks(specs, Reading(skip=args.skip_bad_tasks, warn=warn_bad))
     reused = not args.force and is_up_to_date(args.out, tasks, options)
 
     def work(placed: Placed) -> int:

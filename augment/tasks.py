@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import reprlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import importlib.util
 from pathlib import Path
 from typing import Callable, Iterable, Literal
@@ -175,14 +175,14 @@ def salvage_task(task_id: str, data: object, role: Role, path: str | Path | None
 
 @dataclass
 class Reading:
-    """How a source's tasks are read: `only` the ids a selection names (None: every task), each
-    checked; one that fails its checks raises, or with `skip` is left out with a warning.
-    `salvaged`, when given, receives each task left out whose test inputs are readable
-    (salvage_task), so that it keeps the fallback answer."""
+    """How tasks are read: each is checked, and one that fails its checks raises, or with `skip`
+    is left out with a warning. `salvaged`, when given, receives each task left out whose test
+    inputs are readable (salvage_task), so that it keeps the fallback answer. load_source sets
+    `only` and `skipped` for each source it reads."""
     skip: bool = False
     warn: Callable[[str], None] = print
     salvaged: list[Task] | None = None
-    only: frozenset[str] | None = None
+    only: frozenset[str] | None = None  # the ids a selection names (None: every task)
     skipped: set[str] = field(default_factory=set)  # the ids left out as bad
 
     def wants(self, task_id: str) -> bool:
@@ -272,13 +272,13 @@ def split_ids(body: str) -> tuple[str, str]:
     return body, ""
 
 
-def load_source(spec: str, *, on_error: Literal["raise", "skip"] = "raise", warn=print,
-                salvaged: list[Task] | None = None) -> list[Task]:
-    """Load the tasks of one source spec (see the module docstring)."""
+def load_source(spec: str, reading: Reading | None = None) -> list[Task]:
+    """Load the tasks of one source spec (see the module docstring), read as `reading` says
+    (default: a bad task raises)."""
     body, role = parse_spec(spec)
     body, wanted = split_ids(body)
     ids = [i for i in wanted.split("+") if i]
-    reading = Reading(on_error == "skip", warn, salvaged, frozenset(ids) if wanted else None)
+    reading = replace(reading or Reading(), only=frozenset(ids) if wanted else None, skipped=set())
     tasks = _load_body(body, role, reading)
     if not wanted:
         return tasks
@@ -352,18 +352,17 @@ def source_specs(specs: str | Iterable[str]) -> list[str]:
     return out
 
 
-def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"] = "raise",
-               warn=print, salvaged: list[Task] | None = None) -> list[Task]:
-    """Load and combine several sources (comma-separated string or list).
+def load_tasks(specs: str | Iterable[str], reading: Reading | None = None) -> list[Task]:
+    """Load and combine several sources (comma-separated string or list), read as `reading` says
+    (default: a bad task raises).
 
     A task id appearing twice must have identical content; it is kept once, and a `test` role wins
-    (its test inputs must stay in the test split). With on_error="skip", a `salvaged` list
-    receives the skipped tasks whose test inputs are readable (see salvage_task).
+    (its test inputs must stay in the test split).
     """
     specs = source_specs(specs)
     by_id: dict[str, Task] = {}
     for spec in specs:
-        for task in load_source(spec, on_error=on_error, warn=warn, salvaged=salvaged):
+        for task in load_source(spec, reading):
             old = by_id.get(task.id)
             if old is None:
                 by_id[task.id] = task
@@ -373,7 +372,7 @@ def load_tasks(specs: str | Iterable[str], *, on_error: Literal["raise", "skip"]
                                 f"{task.source})", task_id=task.id)
             if task.role == "test":
                 by_id[task.id] = task
-    if not by_id and not salvaged:
+    if not by_id and not (reading and reading.salvaged):
         raise TaskError(f"no tasks loaded from {list(specs)}")
     return [by_id[k] for k in sorted(by_id)]
 
@@ -388,7 +387,7 @@ def load_answerable(specs: str, *, skip_bad: bool = True, warn=print) -> Answera
     """The tasks of `specs` a submission answers; with skip_bad a malformed task is skipped with a
     warning, and kept without demonstrations when its test inputs are readable."""
     salvaged: list[Task] = []
-    tasks = load_tasks(specs, on_error="skip" if skip_bad else "raise", warn=warn, salvaged=salvaged)
+    tasks = load_tasks(specs, Reading(skip=skip_bad, warn=warn, salvaged=salvaged))
     known = {t.id for t in tasks}
     return Answerable(tasks, [t for t in salvaged if t.id not in known])
 

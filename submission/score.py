@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import binomtest
 
-from augment.console import eprint, warn_once
+from augment.console import warn_once
 from augment.errors import InputError, few_ids
 from augment.grids import Grid, same_grid
 from augment.tasks import Task, load_tasks, training_split_warning
@@ -294,7 +294,7 @@ def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submis
     of the task source recorded beside the submission."""
     if tasks_spec is None and solutions_file is None:
         tasks_spec = recorded_source(submission)
-    tasks = load_tasks(tasks_spec, warn=eprint) if tasks_spec is not None else None  # "": load_tasks says so
+    tasks = load_tasks(tasks_spec) if tasks_spec is not None else None  # "": load_tasks says so
     inflated = training_split_warning(tasks_spec) if tasks_spec else None
     if inflated:
         warn_once(inflated)

@@ -14,7 +14,7 @@ import pytest
 from augment.errors import InputError, TaskError
 from augment.json_kind import json_kind
 from augment.task_hash import content_hash, grid_hash, task_hash
-from augment.tasks import absolute_spec, load_source, load_tasks, safe_name, task_from_json
+from augment.tasks import Reading, absolute_spec, load_source, load_tasks, safe_name, task_from_json
 from conftest import CONCEPTARC
 
 GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1]]}]}
@@ -167,11 +167,11 @@ def test_bad_solution_grid(tmp_path):
 def test_skip_mode_warns_and_keeps_good_tasks(tmp_path):
     p = write(tmp_path / "c.json", {"good": GOOD, "bad": bad_task(train=[])})
     warnings = []
-    tasks = load_tasks(str(p), on_error="skip", warn=warnings.append)
+    tasks = load_tasks(str(p), Reading(skip=True, warn=warnings.append))
     assert [t.id for t in tasks] == ["good"]
     assert len(warnings) == 1 and "'bad'" in warnings[0]
     with pytest.raises(TaskError):
-        load_tasks(str(p), on_error="raise")
+        load_tasks(str(p))
 
 
 @pytest.mark.parametrize("as_folder", [False, True])
@@ -189,15 +189,16 @@ def test_a_selection_reads_only_the_tasks_it_names(tmp_path, as_folder):
         source = write(tmp_path / "c.json", {"good": GOOD, "bad": bad})
     warnings: list[str] = []
     salvaged: list = []
-    tasks = load_tasks(f"{source}/good", on_error="skip", warn=warnings.append, salvaged=salvaged)
+    skip = Reading(skip=True, warn=warnings.append, salvaged=salvaged)
+    tasks = load_tasks(f"{source}/good", skip)
     assert [t.id for t in tasks] == ["good"] and salvaged == [] and warnings == []
     assert [t.id for t in load_tasks(f"{source}/good")] == ["good"]  # the unselected bad task raises nothing
-    assert load_tasks(f"{source}/bad", on_error="skip", warn=warnings.append, salvaged=salvaged) == []
+    assert load_tasks(f"{source}/bad", skip) == []
     assert [t.id for t in salvaged] == ["bad"] and len(warnings) == 1 and "'bad'" in warnings[0]
     with pytest.raises(TaskError, match="'bad'"):
         load_tasks(f"{source}/good+bad")
     with pytest.raises(TaskError, match="task ids not found .*: nope"):
-        load_tasks(f"{source}/good+nope", on_error="skip", warn=warnings.append)
+        load_tasks(f"{source}/good+nope", skip)
 
 
 def test_folder_source_and_roles(tmp_path):
