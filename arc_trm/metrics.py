@@ -118,6 +118,7 @@ class StepClock:
     compile) counts only until another is timed. Each step's own time gives the mean for the
     summary and covers the deadline before the first lap."""
     began: int  # the step this call started after
+    queues: bool = True  # the device runs behind the host (a GPU; a CPU step is done when it returns)
     t: float = field(default_factory=time.perf_counter)  # when the lap in progress started
     lap_from: int = -1  # the step it started after (began, until the first lap)
     done: int = -1  # the last step timed
@@ -157,12 +158,12 @@ class StepClock:
 
     def seconds_needed(self, steps: int, now: float | None = None) -> float:
         """Seconds from `now` until `steps` more steps are done, on the safe side: a step takes the
-        longer of its own time and the latest lap's, and the steps since the last sync may still be
-        queued on the device (past the lap's time, they have run)."""
+        longer of its own time and the latest lap's, and on a device that `queues` the steps since the
+        last sync may not have run yet (those past the lap's time have)."""
         now = time.perf_counter() if now is None else now
         latest = self.recent[-1] if self.recent else self.first or 0.0
         per_step = max(self.step_s, latest)
-        queued = max(0.0, self.t + (self.done - self.lap_from) * latest - now)
+        queued = max(0.0, self.t + (self.done - self.lap_from) * latest - now) if self.queues else 0.0
         return queued + steps * per_step
 
 

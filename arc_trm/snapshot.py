@@ -68,10 +68,9 @@ class LatestCheckpoint:
 
 
 def restore(out: Path, state: TrainState, cfg: RunConfig, built: BuiltSet, layout: BatchLayout, d: Dist,
-            latest: LatestCheckpoint | None = None, announce: bool = True) -> Path | None:
+            latest: LatestCheckpoint | None = None) -> Path | None:
     """Load the run's latest checkpoint (`latest` when the caller has looked it up) into `state`;
-    returns its folder. A run folder with none starts at step 0. `announce`: say where it resumed
-    (not when ttt's next phase continues its own run)."""
+    returns its folder. A run folder with none starts at step 0."""
     found = (latest or LatestCheckpoint.of(out)).folder
     if found is None:
         if not out.is_dir():
@@ -92,8 +91,6 @@ def restore(out: Path, state: TrainState, cfg: RunConfig, built: BuiltSet, layou
         state.sampler.load_state_dict(saved["sampler"])
     state.explore.set_state(saved["explore_rng"])
     state.step = int(saved["step"])
-    if announce:
-        print0(d, f"resumed from step {state.step} ({found})")
     if cfg.train.save_carry:
         state.carries = restore_carries(found, built.canvas, layout, d)
     return found

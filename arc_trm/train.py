@@ -237,8 +237,9 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
             print_header(cfg, built, out, options.preset)
     layout = batch_layout(cfg, d)
     state = initial_state(cfg, built, d, options.init_weights)
-    resumed_from = (restore(out, state, cfg, built, layout, d, options.latest, announce=not options.continues)
-                    if options.resume else None)
+    resumed_from = restore(out, state, cfg, built, layout, d, options.latest) if options.resume else None
+    if resumed_from is not None and not options.continues:  # ttt's next phase continues its own run quietly
+        print0(d, f"resumed from step {state.step} ({resumed_from})")
     start_run_folder(out, cfg, state.step, options.resume, d)
     id_map = built.identifier_map()
     steps_total = total_steps(cfg, built)
@@ -271,7 +272,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
         if options.stop is None:
             handlers.enter_context(stop.installed())
         handlers.enter_context(stop.polled())
-        clock = StepClock(state.step)  # this call's step times, from here
+        clock = StepClock(state.step, queues=device.type != "cpu")  # this call's step times, from here
         while state.step < end:
             reason = stop_reason(options.deadline, clock.seconds_needed(2), stop, d,
                                  agree=state.step % tcfg.log_every == 0)

@@ -151,6 +151,10 @@ def test_the_deadline_counts_the_device_s_queue_not_each_step_alone():
     assert 0.2 <= clock.seconds_needed(2, now=now) < 0.7  # just synced: nothing queued
     assert clock.eta(10) == pytest.approx(1.0)
     assert clock.mean_step_s() == pytest.approx((4.0 - 0.01) / 39)  # the first step (0.01 s) aside
+    on_cpu = StepClock(began=0, t=0.0, queues=False)  # a CPU step has run when it returns: nothing queued
+    for step in range(1, 16):
+        on_cpu.step_done(step, 0.1, synced=step % 10 == 0, now=0.1 * step)
+    assert on_cpu.seconds_needed(2, now=1.5) == pytest.approx(0.2)
 
 
 def test_the_log_line_s_eta_counts_the_wait_at_the_log_step(tmp_path, monkeypatch):
