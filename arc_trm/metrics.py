@@ -120,16 +120,15 @@ class StepClock:
     began: int  # the step this call started after
     queues: bool = True  # the device runs behind the host (a GPU; a CPU step is done when it returns)
     t: float = field(default_factory=time.perf_counter)  # when the lap in progress started
-    lap_from: int = -1  # the step it started after (began, until the first lap)
-    done: int = -1  # the last step timed
+    lap_from: int = field(init=False)  # the step it started after
+    done: int = field(init=False)  # the last step timed
     first: float | None = None
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=ETA_LAPS))
     step_s: float = 0.0  # running mean of a step's own time
     timed_s: float = 0.0  # the steps' own time, the call's first step (which may compile) aside
 
     def __post_init__(self) -> None:
-        self.lap_from = self.began if self.lap_from < 0 else self.lap_from
-        self.done = self.began if self.done < 0 else self.done
+        self.lap_from = self.done = self.began
 
     def step_done(self, step: int, seconds: float, synced: bool, now: float | None = None) -> None:
         """Record a step's own `seconds`; a `synced` (log) step also ends a lap."""
