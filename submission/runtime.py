@@ -172,6 +172,7 @@ def choose_run(report: DeviceReport, allow_cpu: bool = False) -> RunChoice:
 
 
 BUDGET_UNITS = {"h": 3600, "m": 60, "s": 1}
+MAX_BUDGET_S = 366 * 24 * 3600  # past a year, a typo (and past ~10^10 s the clock time it ends overflows)
 
 
 def seconds(text: str, name: str = "budget") -> float:
@@ -186,7 +187,10 @@ def seconds(text: str, name: str = "budget") -> float:
     parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise InputError(f"bad {name} {text!r}: use e.g. 11h, 10.5h, 30m, 90s or 1h30m")
-    return sum(float(n) * BUDGET_UNITS[u] for n, u in parts)
+    total = sum(float(n) * BUDGET_UNITS[u] for n, u in parts)
+    if total > MAX_BUDGET_S:
+        raise InputError(f"{name} {text!r} is longer than a year: give at most {MAX_BUDGET_S // 3600}h")
+    return total
 
 
 def run_budget(full: str, smoke: str, rerun: bool) -> float:

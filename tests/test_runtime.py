@@ -46,6 +46,11 @@ def test_budgets() -> None:
     # A bare number was read as seconds: a user meaning 11 hours got an 11-second run.
     with pytest.raises(ValueError, match=r"budget '11' has no unit: give 11s, 11m or 11h"):
         rt.seconds("11")
+    # 10^17 hours reached the clock time the run ends: an OverflowError traceback from time.localtime.
+    assert rt.seconds("8784h") == rt.MAX_BUDGET_S
+    for huge in ("8785h", "99999999999999999h", "9" * 400 + "s"):
+        with pytest.raises(ValueError, match="is longer than a year: give at most 8784h"):
+            rt.seconds(huge)
 
 
 def test_the_notebook_parses_both_budgets_on_every_run() -> None:
