@@ -111,57 +111,55 @@ def eta_seconds(steps_left: int, recent: Sequence[float]) -> float:
 
 @dataclass
 class StepClock:
-    """Seconds per step, for the ETA, the deadline and the run's summary. A log step is the loop's
-    only host synchronisation: on a GPU the steps between return before their kernels finish, so a
-    step's own wall time reads short and the sync's wait lands on the log step alone. So laps, from
-    one log step to the next, give the ETA and bound the deadline; the first lap of a call (a
-    compile) counts only until another is timed. Each step's own time gives the mean for the
-    summary and covers the deadline before the first lap."""
+    """Seconds per step, for the ETA, the deadline and the run's summary. A call's first step may
+    hold a compile, so it is timed alone and the laps start after it. A log step is the loop's only
+    host synchronisation: on a GPU the steps between return before their kernels finish, so a step's
+    own wall time reads short and the sync's wait lands on the log step. So laps, from one log step
+    to the next, give the ETA and bound the deadline; each step's own time (the sync's wait
+    included) gives the mean and covers the deadline before the first lap."""
     began: int  # the step this call started after
     queues: bool = True  # the device runs behind the host (a GPU; a CPU step is done when it returns)
+    prior_s: float = 0.0  # a step's seconds as the caller measured them (0: unknown), until a step is timed
     t: float = field(default_factory=time.perf_counter)  # when the lap in progress started
     lap_from: int = field(init=False)  # the step it started after
     done: int = field(init=False)  # the last step timed
-    first: float | None = None
+    first_s: float = 0.0  # the call's first step's own time
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=ETA_LAPS))
-    step_s: float = 0.0  # running mean of a step's own time
-    timed_s: float = 0.0  # the steps' own time, the call's first step (which may compile) aside
+    step_s: float = 0.0  # running mean of a step's own time, the first aside
+    timed_s: float = 0.0  # the steps' own time, the first aside
 
     def __post_init__(self) -> None:
         self.lap_from = self.done = self.began
 
     def step_done(self, step: int, seconds: float, synced: bool, now: float | None = None) -> None:
         """Record a step's own `seconds`; a `synced` (log) step also ends a lap."""
-        self.step_s = 0.9 * self.step_s + 0.1 * seconds if self.step_s else seconds
-        self.timed_s += seconds if step > self.began + 1 else 0.0
-        self.done = step
-        if synced:
-            self.lap(step, now)
-
-    def lap(self, step: int, now: float | None = None) -> None:
         now = time.perf_counter() if now is None else now
-        per_step = (now - self.t) / max(step - self.lap_from, 1)
-        if self.first is None:
-            self.first = per_step
-        else:
-            self.recent.append(per_step)
-        self.lap_from, self.t = step, now
+        self.done = step
+        if step == self.began + 1:
+            self.first_s, self.lap_from, self.t = seconds, step, now
+            return
+        self.step_s = 0.9 * self.step_s + 0.1 * seconds if self.step_s else seconds
+        self.timed_s += seconds
+        if synced:
+            self.recent.append((now - self.t) / max(step - self.lap_from, 1))
+            self.lap_from, self.t = step, now
 
     def eta(self, steps_left: int) -> float:
-        return eta_seconds(steps_left, self.recent or ([self.first] if self.first is not None else []))
+        return eta_seconds(steps_left, self.recent or [self.step_s or self.first_s])
 
     def mean_step_s(self) -> float:
-        """This call's mean seconds per step, its first step aside (the running mean if it has one only)."""
+        """This call's mean seconds per step, its first step aside (unless it ran that one only)."""
         steps = self.done - self.began - 1
-        return self.timed_s / steps if steps > 0 else self.step_s
+        return self.timed_s / steps if steps > 0 else self.first_s
 
     def seconds_needed(self, steps: int, now: float | None = None) -> float:
         """Seconds from `now` until `steps` more steps are done, on the safe side: a step takes the
         longer of its own time and the latest lap's, and on a device that `queues` the steps since the
-        last sync may not have run yet (those past the lap's time have)."""
+        last sync may not have run yet (those past the lap's time have). Before a second step is
+        timed, a step takes `prior_s` when known (the first may have compiled), else the first's time."""
         now = time.perf_counter() if now is None else now
-        latest = self.recent[-1] if self.recent else self.first or 0.0
-        per_step = max(self.step_s, latest)
+        latest = self.recent[-1] if self.recent else 0.0
+        per_step = max(self.step_s or self.prior_s or self.first_s, latest)
         queued = max(0.0, self.t + (self.done - self.lap_from) * latest - now) if self.queues else 0.0
         return queued + steps * per_step
 

@@ -206,6 +206,7 @@ class TrainOptions:
     latest: LatestCheckpoint | None = None  # with resume: the checkpoint, when the caller looked it up
     continues: bool = False  # with resume: a later phase of the caller's own run (no "resumed from" line)
     run_end: int = 0  # a caller training in phases (TTT): its run's last step, where the bar and ETA count to
+    step_s: float = 0.0  # with a deadline: a step's seconds as the caller measured them (0: unknown)
 
 
 @dataclass
@@ -272,8 +273,9 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
         if options.stop is None:
             handlers.enter_context(stop.installed())
         handlers.enter_context(stop.polled())
-        clock = StepClock(state.step, queues=device.type != "cpu")  # this call's step times, from here
+        clock = StepClock(state.step, queues=device.type != "cpu", prior_s=options.step_s)
         while state.step < end:
+            t_step = time.perf_counter()  # before the check: under torchrun its all-reduce waits for the device
             reason = stop_reason(options.deadline, clock.seconds_needed(2), stop, d,
                                  agree=state.step % tcfg.log_every == 0)
             if reason is not None:
@@ -285,7 +287,6 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
                 final_dir = ckpt.checkpoint_dir(out, state.step) if saved else save_checkpoint(out, state, cfg,
                                                                                               id_map, d)
                 break
-            t_step = time.perf_counter()
             state.step += 1
             step = state.step
             # 1. learning rates (warmup, then constant or cosine); the weights may wait (TTT)

@@ -296,7 +296,7 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
             resume=done > 0 or resumed, stop_at=stop, run_end=plan.steps, progress=setup.progress, built=setup.built,
             init_weights=setup.init if done == 0 else None, stop=signals,
             latest=setup.latest if done == setup.start else None,  # later phases: the marker their checkpoint wrote
-            continues=done > setup.start,
+            continues=done > setup.start, step_s=plan.replans[-1].step_s if plan.replans else plan.train_step_s,
             deadline=job.deadline - margin - plan.predict_s - (0 if final else plan.quick_predict_s)))
         if trained.stopped_by is not None:
             return TTTOutcome(trained.steps, trained.stopped_by, trained.final_checkpoint)

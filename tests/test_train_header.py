@@ -124,13 +124,13 @@ def test_the_eta_times_steps_from_log_step_to_log_step_not_each_step_alone():
     from arc_trm.metrics import StepClock
 
     clock = StepClock(began=0, t=0.0)
-    clock.lap(10, now=31.0)  # the first lap holds a 30 s compile: it counts only while it is alone
-    assert clock.eta(100) == pytest.approx(310.0)
-    for lap in range(1, 4):
-        clock.lap(10 + 10 * lap, now=31.0 + 1.09 * lap)
-    assert clock.eta(100) == pytest.approx(10.9)
-    clock.lap(45, now=clock.t + 60.0)  # one lap with a checkpoint or an evaluation moves it little
-    assert clock.eta(100) == pytest.approx(10.9)
+    clock.step_done(1, 30.0, synced=False, now=30.0)  # a compile: the laps start after it
+    assert clock.eta(100) == pytest.approx(3000.0)  # nothing else known yet
+    for step in range(2, 42):
+        clock.step_done(step, 0.01 if step % 10 else 0.92, synced=step % 10 == 0, now=30.0 + 0.1 * (step - 1))
+    assert clock.eta(100) == pytest.approx(10.0)
+    clock.step_done(50, 0.01, synced=True, now=clock.t + 60.0)  # a lap with a checkpoint moves it little
+    assert clock.eta(100) == pytest.approx(10.0)
 
 
 def test_the_deadline_counts_the_device_s_queue_not_each_step_alone():
@@ -149,12 +149,28 @@ def test_the_deadline_counts_the_device_s_queue_not_each_step_alone():
             queued = 0.1 * (step % 10) - (now - clock.t)  # the steps since the sync the device has not run
             assert clock.seconds_needed(2, now=now) >= 0.2 + queued - 1e-9, step
     assert 0.2 <= clock.seconds_needed(2, now=now) < 0.7  # just synced: nothing queued
-    assert clock.eta(10) == pytest.approx(1.0)
     assert clock.mean_step_s() == pytest.approx((4.0 - 0.01) / 39)  # the first step (0.01 s) aside
     on_cpu = StepClock(began=0, t=0.0, queues=False)  # a CPU step has run when it returns: nothing queued
     for step in range(1, 16):
         on_cpu.step_done(step, 0.1, synced=step % 10 == 0, now=0.1 * step)
     assert on_cpu.seconds_needed(2, now=1.5) == pytest.approx(0.2)
+
+
+def test_a_compiling_first_step_does_not_end_a_phase():
+    # The running mean started from the first step, which may compile (30 s), and decayed by 0.9 a
+    # step: a phase with less than about 60 s left stopped after its first step, for tens of steps
+    # of 0.1 s. The first step now stands alone, and the caller's measured step time stands in for it.
+    from arc_trm.metrics import StepClock
+
+    clock = StepClock(began=100, t=0.0, queues=False)
+    clock.step_done(101, 30.0, synced=False, now=30.0)
+    assert clock.seconds_needed(2, now=30.0) == pytest.approx(60.0)  # no other measure: the first's time
+    clock.step_done(102, 0.1, synced=False, now=30.1)
+    assert clock.seconds_needed(2, now=30.1) == pytest.approx(0.2)
+    assert clock.mean_step_s() == pytest.approx(0.1)
+    measured = StepClock(began=100, t=0.0, queues=False, prior_s=0.1)  # ttt's probe measured 0.1 s a step
+    measured.step_done(101, 30.0, synced=False, now=30.0)
+    assert measured.seconds_needed(2, now=30.0) == pytest.approx(0.2)
 
 
 def test_the_log_line_s_eta_counts_the_wait_at_the_log_step(tmp_path, monkeypatch):

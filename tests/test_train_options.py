@@ -193,3 +193,23 @@ def test_a_deadline_stop_before_the_first_step_resumes_bit_identically(tmp_path,
     for part in ("model", "ema"):
         for name, tensor in a[part].items():
             assert torch.equal(tensor, b[part][name]), f"{part}.{name} differs after resume"
+
+
+def test_train_s_deadline_sets_the_first_step_aside(tmp_path, small_build, monkeypatch):
+    """train() handed the deadline check twice a running mean that started from the first step (a
+    compile on a GPU, here a 2 s sleep), so for tens of steps it asked for about 4 s where a step
+    takes a fraction of one. The check before each step records what it was asked for."""
+    built = BuiltSet.open(small_build)
+    cfg = tiny_config("train.max_steps=4", "train.checkpoint_every=1000")
+    asked: list[float] = []
+    check = train_module.stop_reason
+    monkeypatch.setattr(train_module, "stop_reason", lambda deadline, needed, *a, **k: (
+        asked.append(needed), check(deadline, needed, *a, **k))[1])
+    step, calls = train_module.train_step, []
+    monkeypatch.setattr(train_module, "train_step", lambda *a, **k: (
+        calls.append(0), time.sleep(2.0 if len(calls) == 1 else 0.0), step(*a, **k))[2])
+    result = train(cfg, tmp_path / "run", TrainOptions(progress=False, built=built, deadline=time.time() + 3600))
+    assert result.steps == 4 and len(asked) == 4
+    assert asked[1] >= 4.0  # after the first step, its time is all there is
+    assert max(asked[2:]) < 2.0, asked  # after the second, the first is set aside
+    assert result.step_s < 1.0
