@@ -41,6 +41,15 @@ def mlp_width(dim: int, expansion: float) -> int:
     return -(-round(expansion * dim * 2 / 3) // 256) * 256
 
 
+def _reference_number(kind: type, value: Any, key: str) -> Any:
+    """`kind(value)` of a reference config's `key`; ValueError naming the key otherwise (int() and
+    float() of None or a list raise TypeError, and of a word a message without the key)."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a number, got {value!r}") from None
+
+
 @dataclass
 class ModelConfig:
     hidden_size: int = 512
@@ -126,15 +135,15 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown reference config keys: {sorted(unknown)}")
 
-        hidden = int(out.get("hidden_size", cls.hidden_size))
-        ndim = int(ref.get("puzzle_emb_ndim", hidden))
+        hidden = _reference_number(int, out.get("hidden_size", cls.hidden_size), "hidden_size")
+        ndim = _reference_number(int, ref.get("puzzle_emb_ndim", hidden), "puzzle_emb_ndim")
         if ndim != hidden:
             raise ValueError(f"only puzzle_emb_ndim == hidden_size is supported, got {ndim} vs {hidden}")
-        if int(out.get("puzzle_emb_len", cls.puzzle_emb_len)) == 0:
+        if _reference_number(int, out.get("puzzle_emb_len", cls.puzzle_emb_len), "puzzle_emb_len") == 0:
             # The reference's 0 means "as many positions as the puzzle vector needs".
-            out["puzzle_emb_len"] = math.ceil(ndim / hidden)
+            out["puzzle_emb_len"] = math.ceil(ndim / max(hidden, 1))  # hidden_size 0: check_section's line
         out.setdefault("forward_dtype", "bfloat16")
-        out["expansion"] = float(out.get("expansion", cls.expansion))
+        out["expansion"] = _reference_number(float, out.get("expansion", cls.expansion), "expansion")
         return cls(**out)
 
 

@@ -48,15 +48,15 @@ from arc_trm.config import ModelConfig, RunConfig, TrainConfig, apply_overrides,
 from arc_trm.convert import REF_BLOCK, load_reference_state_dict, strip_wrappers
 from arc_trm.model import TRM
 from arc_trm.optim import AdamATan2
-from arc_trm.runs import claim_run_folder
+from arc_trm.runs import claim_run_folder, refuse_held_run
 from arc_trm.published import (ImportedNames, Located, NamesWanted, check_names_wanted, locate,
-                                resolve_names)
+                                rebuild_names)
 from arc_trm.stopping import current
 from augment.errors import InputError
 from augment.grids import task_of
 from augment.reference_ids import RECIPES
 from augment.identifier_map import IdentifierMap
-from augment.files import finished_line, write_text_atomic
+from augment.files import finished_line, read_text, write_text_atomic
 from submission.notice import licence_fields
 from submission.runfolder import IMPORT_RECORD
 
@@ -69,7 +69,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """A YAML or JSON config file as a mapping."""
     if not path.is_file():
         raise InputError(f"{path}: config file missing")
-    text = path.read_text()
+    text = read_text(path, "config file")  # one line for a file that is not UTF-8 text
     try:
         data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
     except (yaml.YAMLError, ValueError) as e:  # JSONDecodeError is a ValueError
@@ -294,20 +294,19 @@ def build_model(model_cfg: ModelConfig, state_dict: dict[str, Tensor], where: st
 
 
 def check_import_out(out: Path, force: bool) -> None:
-    """One line unless --out can take the imported run: new or empty, or a run folder (with --force,
-    which moves it aside, only when it holds a run); never a checkpoint or an export (whose weights `--checkpoint OUT`
-    would load instead) nor a folder of other files."""
+    """One line unless --out can take the imported run: new or empty, or a run folder with --force
+    (which moves it aside; any of a run's files makes one, as for train); never a checkpoint or an
+    export (whose weights `--checkpoint OUT` would load instead) nor a folder of other files."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     if (out / ckpt.STATE).exists() or (out / ckpt.EXPORT_WEIGHTS).exists():
         raise InputError(f"--out {out}: holds a checkpoint or an inference export, not a run folder; use a new folder")
-    if (out / "checkpoints" / "latest").exists() and not force:
-        raise InputError(f"{out}: already holds a run (use another --out, or --force to move it aside to "
-                         f"{out.name}.old-<time>)")
     others = [p.name for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
     if others and not (out / "checkpoints").is_dir():  # config.json would be overwritten, the rest mixed in
         raise InputError(f"--out {out}: holds other files ({', '.join(sorted(others)[:3])}), not a run folder; "
                          f"use a new or empty folder")
+    if not force:  # train's guard: a run killed before its first checkpoint is a run too
+        refuse_held_run(out, resumable=False)
 
 
 def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], object] = print) -> Path:
@@ -315,11 +314,11 @@ def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], obj
     if request.canvas < 1:
         raise InputError(f"--canvas must be positive, got {request.canvas}")
     check_import_out(request.out, request.force)
-    check_names_wanted(request.names)
+    given = check_names_wanted(request.names)  # --identifiers read now: before any download
     located = locate(request.reference, request.step)
     config_path = request.config or located.config
     raw_config = read_config_file(config_path) if config_path is not None else None
-    names = resolve_names(request.names, raw_config, config_path, log)
+    names = given if given is not None else rebuild_names(request.names, raw_config, config_path, log)
     state_dict = _load_reference_file(located.weights)
     arch, train_section = (reference_sections(raw_config, config_path) if raw_config is not None and
                            config_path is not None else (None, None))

