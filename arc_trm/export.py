@@ -16,7 +16,8 @@ EMA) and the puzzle table. The export folder holds:
 `arc-trm predict --checkpoint OUT` and `arc-trm ttt --checkpoint OUT` load it like a run folder.
 Files are written under temporary names and renamed into place, so an interrupted export never
 leaves a folder that looks complete. OUT must be new, empty or an earlier export: a run, a
-checkpoint, a folder above one or any other files are refused (the build's guard), never deleted.
+checkpoint, a folder above one or any other files are refused (the build's guard), never deleted;
+so is the folder the command runs in (the export replaces its folder whole).
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def check_export_folder(out: Path, found: Path) -> None:
     if not is_export(out):
         check_holds_no_run(out, "an export never replaces one")
     check_replaceable(out, is_export, "an inference export")
+    if out.resolve() == Path.cwd().resolve():  # the swap would leave the shell in a removed folder
+        raise InputError(f"{out}: is the folder you are in, and an export replaces its folder whole: give a "
+                         "folder inside it (e.g. --out export) or run from another folder")
 
 
 def export_inference(source: str | Path, out: str | Path, lean: bool = False) -> Export:
@@ -74,6 +78,7 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
     found = ckpt.resolve_checkpoint(source)
     out = Path(out)
     check_export_folder(out, found)  # before the weights load: a refusal is quick and writes nothing
+    where = out.resolve()  # `dir/..` or a link: the temporary folder goes beside the real one
     state = ckpt.load_state(found)
     ids_path = found / "identifiers.json"
     ids = IdentifierMap.from_json(read_json(ids_path, "identifier map"), ids_path)
@@ -91,7 +96,7 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
         config_text = json.dumps(config, indent=2)
         ids = IdentifierMap(["<blank>", LEAN_IDENTIFIER][:rows], [""] * rows,  # the mean row is no task's
                             {} if ids.task_hashes is not None else None)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp = where.with_name(f".{where.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -105,7 +110,7 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
         stop = current()
         with stop.polled(f"finishing the export in {out}"):  # a signal held across the swap comes after the work
             stop.describe = lambda signame: finished_line(signame, "export", f"{out} is complete")
-            replace_folder(tmp, out, is_export, "an inference export")
+            replace_folder(tmp, where, is_export, "an inference export")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -131,7 +136,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run folder (its latest checkpoint), checkpoint folder or an inference export (e.g. to "
                         "make a --lean one of it)")
     p.add_argument("--out", required=True,
-                   help="export folder: new, empty or an earlier export (replaced); anything else is refused")
+                   help="export folder: new, empty or an earlier export (replaced), not the folder you are in; "
+                        "anything else is refused")
     p.add_argument("--lean", action="store_true",
                    help="keep only the network and the mean puzzle row (what ttt on new tasks reads); "
                         "predict then refuses it: it knows no task (default: the whole puzzle table)")

@@ -21,6 +21,7 @@ from arc_trm.export import LEAN_IDENTIFIER
 from arc_trm.model import TRM
 from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, fitting_views, make_views, prediction_of,
                            run_views, view_sides, with_trajectories)
+from augment.console import counted
 from augment.identifier_map import IdentifierMap
 from augment.errors import InputError
 from augment.tasks import Task, absolute_spec
@@ -47,9 +48,21 @@ class LoadedModel:
                        scoring)
 
 
+def check_weights_held(path: str | Path, weights: str) -> None:
+    """One line when `weights` asks for the raw weights of an inference export, which holds one set:
+    the EMA values where the run kept EMA (arc_trm.export.inference_weights)."""
+    if weights != "model":
+        return
+    folder = ckpt.resolve_checkpoint(path)
+    if ckpt.reads_as_export(folder):
+        raise InputError(f"{folder}: an inference export holds the EMA weights only (the raw ones where the run "
+                         "kept no EMA): drop --weights model, or give the run's checkpoint for its raw weights")
+
+
 def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> LoadedModel:
     """A trained model from a run folder or checkpoint folder (EMA weights by default). The model
     takes the checkpoint's own tensors, so a large puzzle table is held once, not twice."""
+    check_weights_held(path, weights)
     found = ckpt.load_checkpoint(path)
     if LEAN_IDENTIFIER in found.id_map.identifiers:  # its one trained row is the mean: no view of any task
         raise InputError(f"{found.folder}: a lean export (export --lean) keeps no task's puzzle row, so predict has "
@@ -68,9 +81,10 @@ def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> 
 @dataclass
 class VotedResult:
     ranked: dict[tuple[str, int], list[Candidate]]
-    mean_steps: float
-    views: int
+    mean_steps: float  # per run
+    views: int  # views with a finished run (each votes once)
     seconds: float
+    runs: int = 0  # runs that finished: `views` times the trajectories, less those a deadline cut
 
 
 def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], run: ViewRun, d: Dist) -> VotedResult | None:
@@ -88,7 +102,8 @@ def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], run: ViewR
     sides = view_sides(mine, tasks, run)
     records: list[ViewRecord] = []  # votes: one per view (the best trajectory)
     ranked: dict = {}
-    steps: list[int] = []
+    steps: list[int] = []  # of every finished run
+    views_done = 0
     seconds = 0.0
     for side in sorted(set(sides)):
         group = [v for v, s in zip(mine, sides) if s == side]
@@ -117,20 +132,22 @@ def vote_views(model: TRM, views: list[View], tasks: dict[str, Task], run: ViewR
         else:
             records += best_trajectories([record(outputs, j, None) for j in range(len(rows)) if outputs.steps[j] > 0])
         steps += [int(s) for s in outputs.steps if s > 0]
+        views_done += len(set(owner[outputs.steps > 0].tolist()))  # a view's trajectories count once
         seconds += outputs.seconds
     preds = [r.prediction for r in records]
     if d.world > 1:
         gathered: list = [None] * d.world
-        dist.all_gather_object(gathered, (preds, ranked, steps, seconds))
+        dist.all_gather_object(gathered, (preds, ranked, steps, seconds, views_done))
         preds = [p for g in gathered for p in g[0]]
         ranked = {k: c for g in gathered for k, c in g[1].items()}
         steps = [s for g in gathered for s in g[2]]
         seconds = max(g[3] for g in gathered)
+        views_done = sum(g[4] for g in gathered)
     if not d.main:
         return None
     if not consistency:
         ranked = rank_candidates(preds)
-    return VotedResult(ranked, float(np.mean(steps)) if steps else 0.0, len(steps), seconds)
+    return VotedResult(ranked, float(np.mean(steps)) if steps else 0.0, views_done, seconds, len(steps))
 
 
 def evaluate_built(model: TRM, built, *, views_per_input: int, d: Dist, run: ViewRun | None = None
@@ -157,15 +174,18 @@ class PredictSummary:
     submission: Path
     tasks: int
     test_inputs: int
-    views: int
-    mean_steps: float
+    views: int  # views with a finished run, each voting once per model
+    mean_steps: float  # per run (a view runs once per trajectory)
     seconds: float
     untrained: list[str]
     ranked: dict[tuple[str, int], list[Candidate]]
     kept: list[str] = field(default_factory=list)  # untrained tasks that kept an earlier file's answers
     other_content: list[str] = field(default_factory=list)  # untrained tasks whose rows (in some model) hold other content
-    answered: int = 0  # test inputs with a view that fits the canvas
+    answered: int = 0  # test inputs some view decoded a grid for
     answered_tasks: int = 0  # the tasks they belong to
+    runs: int = 0  # finished runs: views times trajectories, less those a deadline cut
+    undecoded: list[str] = field(default_factory=list)  # tasks with a test input whose views finished, no grid
+    undecoded_kept: list[str] = field(default_factory=list)  # of those, the ones an earlier file answered
     too_large: list[str] = field(default_factory=list)  # tasks with a test input no model's canvas holds
     canvas: int = 0  # the (largest) model canvas
     too_large_kept: list[str] = field(default_factory=list)  # of those, the ones an earlier file answered
@@ -191,7 +211,7 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     results: list[VotedResult] = []
     untrained: set[str] | None = None
     other_content: set[str] = set()  # tasks some model has rows for, trained on other content (none answers: named)
-    answered: set[tuple[str, int]] = set()  # test inputs some model has a view of that fits its canvas
+    fitting: set[tuple[str, int]] = set()  # test inputs some model has a view of that fits its canvas
     too_large: set[tuple[str, int]] = set()  # test inputs with views, larger than a model's canvas
     canvases: set[int] = set()
     by_id = {t.id: t for t in tasks}
@@ -206,7 +226,7 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
         untrained = set(found.untrained) if untrained is None else untrained & set(found.untrained)
         other_content.update(found.other_content)
         views, unfit = fitting_views(found.views, by_id, loaded.cfg.data.canvas)
-        answered.update((v.task_id, v.test_index) for v in views)
+        fitting.update((v.task_id, v.test_index) for v in views)
         too_large |= unfit
         canvases.add(loaded.cfg.data.canvas)
         result = vote_views(loaded.model, views, by_id,
@@ -219,23 +239,27 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     if not d.main:
         return None
     ranked = results[0].ranked if len(results) == 1 else pool_candidates(r.ranked for r in results)
-    views_run = sum(r.views for r in results)
-    mean_steps = sum(r.mean_steps * r.views for r in results) / views_run if views_run else 0.0
+    views_run, runs = sum(r.views for r in results), sum(r.runs for r in results)
+    mean_steps = sum(r.mean_steps * r.runs for r in results) / runs if runs else 0.0
     seconds = sum(r.seconds for r in results)
     untrained_tasks = sorted(untrained or ())
-    too_large_tasks = sorted({task_id for task_id, _ in too_large - answered})
-    answered_tasks = {task_id for task_id, _ in answered}
+    too_large_tasks = sorted({task_id for task_id, _ in too_large - fitting})
+    answered = {key for key, candidates in ranked.items() if candidates}
+    undecoded = sorted({task_id for task_id, _ in set(ranked) - answered})  # a key: some view of it finished
     out = Path(out)
     earlier = earlier_entries(out, tasks)
     summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), views_run, mean_steps,
                              seconds, untrained_tasks, ranked, kept=[t for t in untrained_tasks if t in earlier],
                              other_content=sorted(other_content & set(untrained_tasks)), answered=len(answered),
-                             answered_tasks=len(answered_tasks), too_large=too_large_tasks, canvas=max(canvases),
+                             answered_tasks=len({task_id for task_id, _ in answered}), runs=runs,
+                             undecoded=undecoded, undecoded_kept=[t for t in undecoded if t in earlier],
+                             too_large=too_large_tasks, canvas=max(canvases),
                              too_large_kept=[t for t in too_large_tasks if t in earlier])
     # Only answers produced replace an earlier file's; with none (a deadline before any view
-    # finished), a valid earlier submission is left as it was, byte for byte.
-    if not any(ranked.values()) and is_submission_of(out, tasks):
-        print(f"no view finished: {out} keeps its answers")
+    # finished, or views that decoded no grid), a valid earlier submission is left as it was.
+    if not answered and is_submission_of(out, tasks):
+        print(f"{counted(views_run, 'view')} finished but none decoded a valid grid: {out} keeps its answers"
+              if views_run else f"no view finished: {out} keeps its answers")
         return replace(summary, written=False)
     # The three files are one result: a signal waits for the last (no new submission beside an
     # old record); the command then says it finished and exits with the signal's code.
@@ -249,7 +273,7 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
             **({"checkpoints": checkpoints} if len(checkpoints) > 1 else {}),
             "submission": out.name, "candidates": candidates_path(out).name,  # beside this record
             "halting": run.halting, "scoring": run.scoring, "trajectories": run.trajectories, "noise": run.noise,
-            "max_steps": max_steps, "views": views_run,
+            "max_steps": max_steps, "views": views_run, "runs": runs,
             "mean_steps": mean_steps, "seconds": seconds, "untrained_tasks": untrained_tasks,
             "other_content_tasks": summary.other_content, "too_large_tasks": too_large_tasks,
         }, indent=2)

@@ -14,13 +14,14 @@ Writes the submission (validated, atomically), `<name>.candidates.json` with eve
 candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose
 puzzle embeddings were never trained (or were trained on other content under the same id) get
 the fallback answer (the test input); `arc-trm ttt` trains them. A test input larger than the
-model's canvas gets it too (none of its views runs; the summary counts it apart). Only answers
+model's canvas gets it too (none of its views runs; the summary counts it apart), as does one whose
+views all finished without decoding a valid grid (one line names its task). Only answers
 produced replace those of an earlier submission at the same path: a test input no view answered
 (a deadline) keeps its earlier entry and candidates, and with no answer at all a valid earlier
 submission is not rewritten. A file at --out that is JSON but no submission (the challenges,
-solutions or candidates file) is refused, not overwritten. Ctrl-C or SIGTERM before the writes
-leaves the three files as they were; during them, the three are finished first; either way one
-line says so and the exit status is 130 or 143.
+solutions or candidates file), or no JSON and not named .json (notes, a model), is refused, not
+overwritten. Ctrl-C or SIGTERM before the writes leaves the three files as they were; during them,
+the three are finished first; either way one line says so and the exit status is 130 or 143.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 from arc_trm.common import setup, teardown
 from arc_trm.config_rules import check_device_available
 from arc_trm.consistency import add_scoring_argument
-from arc_trm.infer import PredictOptions, PredictSummary, load_model, predict
+from arc_trm.infer import PredictOptions, PredictSummary, check_weights_held, load_model, predict
 from arc_trm.stopping import current
 from arc_trm.views import ViewRun, other_content_line
 from augment.console import add_progress_argument, counted, warn_once
@@ -60,7 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "picks each view's surest run (PTRM; default 1)")
     p.add_argument("--noise", type=float, default=0.0,
                    help="std of the Gaussian noise added to the latent before each cycle (default 0)")
-    p.add_argument("--weights", choices=["ema", "model"], default="ema", help="EMA weights (default) or raw weights")
+    p.add_argument("--weights", choices=["ema", "model"], default="ema",
+                   help="EMA weights (default) or raw weights (a run's or checkpoint's; an export holds the EMA ones "
+                        "only)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps | cuda:N")
     p.add_argument("--skip-bad-tasks", action="store_true",
                    help="skip malformed tasks with a warning; those whose test inputs are readable get the "
@@ -89,6 +92,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise InputError(str(e)) from None
     check_prediction_outputs(args.out)
+    for path in args.checkpoint:  # all before the first model runs (an ensemble loads them in turn)
+        check_weights_held(path, args.weights)
 
 
 def load_prediction_tasks(spec: str, skip_bad: bool) -> list[Task]:
@@ -125,6 +130,15 @@ def print_unanswered(summary: PredictSummary, ids: list[str], kept: list[str], w
                   + (" ..." if len(group) > 5 else ""))
 
 
+def predicted_line(summary: PredictSummary, trajectories: int) -> str:
+    """How many test inputs got an answer, from how many views; with trajectories, the runs apart
+    (each view runs once per trajectory but votes once)."""
+    runs = f" ({counted(summary.runs, 'run')}: {trajectories} trajectories each)" if trajectories > 1 else ""
+    return (f"predicted {summary.answered} of {summary.test_inputs} test inputs ({summary.answered_tasks} of "
+            f"{summary.tasks} tasks) from {counted(summary.views, 'view')}{runs} in {summary.seconds:.1f} s, "
+            f"{summary.mean_steps:.2f} steps per {'run' if trajectories > 1 else 'view'} on average")
+
+
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     tasks = load_prediction_tasks(args.tasks, args.skip_bad_tasks)
@@ -143,9 +157,7 @@ def run(args: argparse.Namespace) -> int:
     summary = predict(models, tasks, Path(args.out), options, view_run, d)
     stop.describe = lambda signame: finished_line(signame, "prediction", f"{args.out} is complete")
     if summary is not None:
-        print(f"predicted {summary.answered} of {summary.test_inputs} test inputs ({summary.answered_tasks} of "
-              f"{summary.tasks} tasks) from {counted(summary.views, 'view')} in {summary.seconds:.1f} s, "
-              f"{summary.mean_steps:.2f} steps per view on average")
+        print(predicted_line(summary, args.trajectories))
         if summary.other_content and len(args.checkpoint) > 1:  # an ensemble: only tasks no checkpoint answers
             print(other_content_line(summary.other_content, "no checkpoint has rows of their content: they count "
                                      "as tasks the tables lack", "a checkpoint's"))
@@ -158,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
         print_unanswered(summary, summary.too_large, summary.too_large_kept,
                          (f"has test inputs {too_large}", f"have test inputs {too_large}"), "",
                          (" for it", " for them"))
+        undecoded = "test inputs whose views finished but decoded no valid grid"
+        print_unanswered(summary, summary.undecoded, summary.undecoded_kept,
+                         (f"has {undecoded}", f"have {undecoded}"), "", (" for it", " for them"))
         if summary.written:
             sub = summary.submission  # the record too: `score` and `report` read their --tasks from it
             print(f"wrote {sub} and, beside it, {candidates_path(sub).name} and {record_path(sub).name}")

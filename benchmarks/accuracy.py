@@ -248,7 +248,7 @@ def train_and_vote(tasks: list, budget_flop: float, arm: Arm, seed: int, work: P
                        trajectories=arm.trajectories, noise=arm.noise, noise_seed=seed)
     voted = vote_views(loaded.model, views, {t.id: t for t in tasks}, view_run, Dist())
     view_step_flops = flops_per_step(cfg.model, 1, training=False).total
-    return Trained(voted.ranked, steps, steps * step_flops(cfg), voted.views * voted.mean_steps * view_step_flops,
+    return Trained(voted.ranked, steps, steps * step_flops(cfg), voted.runs * voted.mean_steps * view_step_flops,
                    train_s, time.perf_counter() - start)
 
 

@@ -46,14 +46,18 @@ def check_output_file(path: str | Path, flag: str = "--out") -> None:
 
 def check_not_other_json(path: str | Path, flag: str = "--out") -> None:
     """One line when `path` holds JSON that is not a submission (the challenges, solutions or
-    candidates file, a slip of --out): an earlier submission is merged and replaced, that is not."""
+    candidates file, a slip of --out), or is no JSON and no .json file (notes, a model): an earlier
+    submission is merged and replaced, those are not. A broken NAME.json counts as a submission."""
     path = Path(path)
     if not path.is_file():
         return
     try:
         data = read_json(path, "file")
     except InputError:
-        return  # not JSON: an unreadable earlier submission is replaced, as before
+        if path.suffix.lower() == ".json":
+            return  # an earlier submission cut short is replaced, as before
+        raise InputError(f"{flag} {path}: the file there is not JSON (no submission) and would be overwritten: "
+                         f"give another {flag}") from None
     try:
         if data != {}:
             check_is_submission(data, path)

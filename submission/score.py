@@ -275,8 +275,13 @@ def recorded_source(submission: str | Path) -> str:
 def named_source(source: str, submission: str | Path) -> str | None:
     """The task source as the user named it, when `source` (what was scored) is a run's own copy of
     the tasks: a ttt run scores against RUN/ttt_challenges.json@test, and its record names what the
-    user passed as "source". None when `source` is what the user named."""
-    info = predict_info(submission)
+    user passed as "source". None when `source` is what the user named, or (with a warning) when the
+    record is unreadable: here it only names the source."""
+    try:
+        info = predict_info(submission)
+    except InputError as e:  # without --tasks/--solutions, recorded_source read it first and stopped
+        warn_once(f"{e}; the record is not read (scoring the sources given)")
+        return None
     named = info.get("source") if isinstance(info, dict) and info.get("tasks") == source else None
     return named if isinstance(named, str) and named and named != source else None
 

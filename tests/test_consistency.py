@@ -211,7 +211,7 @@ def test_trajectories_through_vote_views_and_the_cli_checks(tmp_path):
     for scoring in ("votes", "consistency"):
         result = vote_views(model, views, {"t": task},
                             ViewRun(SIDE, batch_size=4, scoring=scoring, trajectories=3, noise=0.5), Dist())
-        assert result.views == 9  # every trajectory ran
+        assert (result.views, result.runs) == (3, 9)  # every trajectory of the 3 views ran
         assert sum(c.votes for c in result.ranked[("t", 0)]) <= 3  # one vote per view
     run = tmp_path / "run"
     write_tiny_checkpoint(run)

@@ -206,3 +206,44 @@ def test_a_fault_in_an_exports_config_names_its_config_json(tmp_path: Path) -> N
     line, = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and line.startswith(f"arc-trm predict: error: {config}: checkpoint config"), line
     assert "num_headz" in line and not (tmp_path / "s.json").exists()
+
+
+def test_raw_weights_of_an_export_are_refused_in_one_line(tmp_path: Path) -> None:
+    """`predict --weights model` on an export ran the EMA weights, the only ones an export holds,
+    without a word."""
+    from conftest import cli_in_process, write_tiny_checkpoint
+
+    write_tiny_checkpoint(tmp_path / "run")
+    export_inference(tmp_path / "run", tmp_path / "export")
+    args = ["--tasks", "arc-agi-1:training/3c9b0459@test", "--out", tmp_path / "s.json", "--no-progress",
+            "--weights", "model", "--views", "1", "--max-steps", "1"]
+    proc = cli_in_process("predict", "--checkpoint", tmp_path / "export", *args)
+    line, = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and str(tmp_path / "export") in line and "EMA weights only" in line, line
+    assert not (tmp_path / "s.json").exists()
+    assert cli_in_process("predict", "--checkpoint", tmp_path / "run", *args).returncode == 0  # a run holds both
+
+
+def test_export_out_the_folder_one_is_in_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    """`arc-trm export --out .` from an empty folder ended in a ValueError traceback (". has an
+    empty name"). An export replaces its folder whole, so the folder one is in (empty, or an earlier
+    export) is refused: the shell would be left in a removed folder. A relative name elsewhere works."""
+    from conftest import cli_in_process, write_tiny_checkpoint
+    from submission.runfolder import is_export
+
+    run = write_tiny_checkpoint(tmp_path / "run")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for out in (".", "./", str(here)):
+        proc = cli_in_process("export", "--checkpoint", run, "--out", out)
+        line, = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and "is the folder you are in" in line and "--out export" in line, line
+        assert list(here.iterdir()) == []
+    assert cli_in_process("export", "--checkpoint", run, "--out", "export").returncode == 0
+    monkeypatch.chdir(here / "export")  # in an earlier export: the same
+    proc = cli_in_process("export", "--checkpoint", run, "--out", ".")
+    assert proc.returncode == 2 and "is the folder you are in" in proc.stderr, proc.stderr
+    assert cli_in_process("export", "--checkpoint", run, "--out", "../again").returncode == 0
+    assert is_export(here / "export") and is_export(here / "again")
+    assert sorted(p.name for p in here.iterdir()) == ["again", "export"], "a temporary folder was left"

@@ -143,3 +143,71 @@ def test_test_inputs_larger_than_the_canvas_are_counted_apart_and_keep_the_fallb
     assert json.loads(out.read_text())["3c9b0459"][1]["attempt_1"] == large
     record = json.loads(out.with_name("s.predict.json").read_text())
     assert record["views"] == 1 and record["too_large_tasks"] == ["3c9b0459"]
+
+
+def _blind_checkpoint(tmp_path):
+    """A tiny checkpoint whose output head is zero: every token ties and argmax picks PAD, so every
+    view finishes and decodes no grid."""
+    import torch
+
+    write_tiny_checkpoint(tmp_path / "base")
+    state = torch.load(next((tmp_path / "base" / "checkpoints").glob("step_*")) / "state.pt", weights_only=True)
+    state["model"]["lm_head.weight"].zero_()
+    run = tmp_path / "blind"
+    write_tiny_checkpoint(run, state_patch={"model": state["model"]})
+    return run
+
+
+def test_views_that_decode_no_grid_answer_nothing_and_the_summary_says_so(tmp_path):
+    """Every view decoding PAD: predict said "predicted 1 of 1" (an input counted as answered when a
+    view fit the canvas), gave the fallback without a word, and on a rerun said "no view finished"
+    though both views had."""
+    run, out = _blind_checkpoint(tmp_path), tmp_path / "s.json"
+    args = ["predict", "--checkpoint", run, "--tasks", "arc-agi-1:training/3c9b0459@test", "--out", out,
+            "--no-progress", "--max-steps", "1"]
+    r = cli_in_process(*args)
+    assert r.returncode == 0, r.stderr
+    assert "predicted 0 of 1 test inputs (0 of 1 tasks) from 2 views in" in r.stdout, r.stdout
+    assert ("1 task has test inputs whose views finished but decoded no valid grid and got the fallback answer "
+            "for it: 3c9b0459") in r.stdout, r.stdout
+    before = out.read_bytes()
+    r = cli_in_process(*args)  # a rerun: no answer produced, so the earlier file stays
+    assert r.returncode == 0 and "no view finished" not in r.stdout, r.stdout
+    assert f"2 views finished but none decoded a valid grid: {out} keeps its answers" in r.stdout, r.stdout
+    assert f"decoded no valid grid and kept the answers {out} held before for it" in r.stdout, r.stdout
+    assert out.read_bytes() == before
+
+
+def test_trajectories_count_views_not_their_runs(tmp_path):
+    """--trajectories 3: the summary said "from 6 views" and the record views: 6 for 2 views (each
+    votes once), and "steps per view" was the mean over the 6 runs."""
+    import json
+
+    run, out = tmp_path / "run", tmp_path / "s.json"
+    write_tiny_checkpoint(run)  # two trained views of 3c9b0459
+    r = cli_in_process("predict", "--checkpoint", run, "--tasks", "arc-agi-1:training/3c9b0459@test", "--out", out,
+                       "--no-progress", "--trajectories", "3", "--noise", "0.1", "--halting", "off",
+                       "--max-steps", "2")
+    assert r.returncode == 0, r.stderr
+    assert "from 2 views (6 runs: 3 trajectories each) in" in r.stdout, r.stdout
+    assert "2.00 steps per run on average" in r.stdout, r.stdout
+    record = json.loads(out.with_name("s.predict.json").read_text())
+    assert (record["views"], record["runs"], record["mean_steps"]) == (2, 6, 2.0)
+
+
+def test_an_out_holding_a_file_that_is_no_json_is_refused_but_a_broken_submission_is_replaced(tmp_path):
+    """`--out notes.md` replaced the notes with a submission: a file that is not JSON counted as an
+    unreadable earlier submission. A cut-short earlier submission (.json) is still replaced."""
+    run = tmp_path / "nowhere"  # the outputs are checked before any checkpoint is read
+    for name, content in (("notes.md", "# my notes\n"), ("model.bin", "\x00\x01"), ("empty.txt", "")):
+        target = tmp_path / name
+        target.write_text(content)
+        r = cli_in_process("predict", "--checkpoint", run, "--tasks", SMALL_TASKS, "--out", target)
+        line, = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and f"--out {target}: the file there is not JSON" in line, line
+        assert target.read_text() == content
+    broken = tmp_path / "s.json"
+    broken.write_text('{"3c9b0459": [{"attempt_1": [[1')
+    from submission.outputs import check_prediction_outputs
+
+    check_prediction_outputs(broken)  # an earlier submission cut short: replaced, as before

@@ -275,3 +275,23 @@ def test_a_file_given_in_another_kinds_place_is_named_as_that_kind(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and lines == [f"arc-trm score: error: {line}"], proc.stderr
     assert arc_trm("score", sub, "--tasks", chal).returncode == 0  # the right kinds in their places
+
+
+def test_a_broken_record_does_not_stop_scoring_against_sources_given(kaggle_files, tmp_path):
+    """`score S --tasks X` stopped at "malformed JSON in predict record" when S.predict.json was
+    broken, though the record was read only to name the source in the output."""
+    from conftest import cli_in_process
+
+    d, chosen = kaggle_files
+    path, record = tmp_path / "s.json", tmp_path / "s.predict.json"
+    write_json_atomic(path, {t.id: [{"attempt_1": p.output.tolist(), "attempt_2": [[0]]} for p in t.test]
+                             for t in chosen})
+    record.write_text('{"tasks": ')
+    for extra in ([], ["--json"]):
+        res = cli_in_process("score", path, "--tasks", d / "arc-agi_evaluation_challenges.json", "--brief", *extra)
+        assert res.returncode == 0, res.stderr
+        line, = res.stderr.strip().splitlines()
+        assert line.startswith(f"warning: {record}: malformed JSON in predict record") and "not read" in line, line
+        assert "1.0000" in res.stdout or json.loads(res.stdout)["per_task"] == 1.0, res.stdout
+    res = cli_in_process("score", path)  # no source given: the record is what names it, so it must read
+    assert res.returncode == 2 and "malformed JSON in predict record" in res.stderr, res.stderr
