@@ -273,7 +273,7 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
             **({"checkpoints": checkpoints} if len(checkpoints) > 1 else {}),
             "submission": out.name, "candidates": candidates_path(out).name,  # beside this record
             "halting": run.halting, "scoring": run.scoring, "trajectories": run.trajectories, "noise": run.noise,
-            "max_steps": max_steps, "views": views_run, "runs": runs,
+            "max_steps": max_steps, "views": views_run, "runs": runs, "answered": len(answered),
             "mean_steps": mean_steps, "seconds": seconds, "untrained_tasks": untrained_tasks,
             "other_content_tasks": summary.other_content, "too_large_tasks": too_large_tasks,
         }, indent=2)

@@ -334,11 +334,11 @@ def write_run_record(options: TTTOptions, job: TTTJob, result: PerTaskResult) ->
     }, indent=2)
 
 
-def ran_no_view(answer: Path) -> bool:
-    """Whether the prediction that wrote `answer` ran no view (its record counts 0): a deadline left
-    it the fallback answers alone."""
+def answered_nothing(answer: Path) -> bool:
+    """Whether the prediction that wrote `answer` answered no test input (its record counts 0): no
+    view ran before the deadline, or none decoded a grid, so it holds the fallback answers alone."""
     info = predict_info(answer)
-    return info is not None and info.get("views") == 0
+    return info is not None and info.get("answered", info.get("views")) == 0  # older records count views
 
 
 def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
@@ -377,7 +377,7 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
         resume = options.resume and bool(run_files(folder, TTT_FILES))  # continue its own run
         outcome = test_time_train(dataclasses.replace(options, resume=resume, checkpoint=pretrained),
                                   TTTJob([task], [task], folder, answer, now, now + share))
-        if answer.exists() and not ran_no_view(answer):  # else no time to predict: the task keeps its fallback answer
+        if answer.exists() and not answered_nothing(answer):  # else no time to predict: the task keeps its fallback answer
             merge_answer(job, task, answer)
             result.trained.append(task.id)
             write_run_record(options, job, result)

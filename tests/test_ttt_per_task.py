@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from arc_trm import runs
-from arc_trm.ttt import as_test_tasks, per_task, time_share, ttt
+from arc_trm.ttt import TASK_DONE, as_test_tasks, per_task, time_share, ttt
 from arc_trm.ttt_plan import TTTJob, TTTOptions
 from augment.errors import InputError
 from augment.tasks import load_tasks, safe_name
@@ -401,6 +401,29 @@ def test_a_task_whose_prediction_ran_no_view_is_not_counted_as_answered(tmp_path
     assert load_submission(out / "submission.json") == fallback_submission(tasks)
     record = json.loads((out / "submission.predict.json").read_text())
     assert record["answered_tasks"] == [] and record["fallback_tasks"] == sorted(t.id for t in tasks)
+
+
+def test_a_task_whose_views_decoded_no_grid_is_not_counted_as_answered(tmp_path, monkeypatch, capsys):
+    """Views that finished but decoded no grid wrote the fallback answers with a record of views > 0:
+    the task counted as 'answered by their own model', and a resumed run would not train it again."""
+    import arc_trm.infer as infer
+
+    vote = infer.vote_views
+
+    def blind(*args, **kwargs):  # every view finishes and votes for nothing
+        result = vote(*args, **kwargs)
+        if result is not None:
+            result.ranked = {key: [] for key in result.ranked}
+        return result
+
+    monkeypatch.setattr(infer, "vote_views", blind)
+    out = tmp_path / "run"
+    ttt(TTTOptions(tasks=SMALL_TASKS, out=out, budget="60s", preset="cpu-quick", progress=False, per_task=True,
+                   overrides=(*TINY, "train.max_steps=2")))
+    tasks = load_tasks(SMALL_TASKS)
+    assert f"per-task: 0 of {len(tasks)} tasks answered by their own model" in capsys.readouterr().out
+    assert load_submission(out / "submission.json") == fallback_submission(tasks)
+    assert not list(out.glob(f"tasks/*/{TASK_DONE}")), "a task that answered nothing was marked done"
 
 
 def test_a_joint_run_whose_prediction_ran_no_view_does_not_say_it_updated_the_submission(tmp_path, monkeypatch, capsys):
