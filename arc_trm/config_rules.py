@@ -8,6 +8,7 @@ import math
 import re
 from typing import Any, Callable
 
+from augment.encoding import VOCAB_SIZE
 from augment.grids import MAX_SIDE
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -40,7 +41,8 @@ def _device(v: Any) -> bool:
 RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     **{("model", f): (_positive, "an integer >= 1") for f in (
         "hidden_size", "num_heads", "L_layers", "H_cycles", "L_cycles", "halt_max_steps", "puzzle_emb_len",
-        "num_puzzle_ids", "vocab_size", "seq_len")},
+        "num_puzzle_ids", "seq_len")},
+    ("model", "vocab_size"): (lambda v: v >= VOCAB_SIZE, f"an integer >= {VOCAB_SIZE} (PAD, EOS and 10 colours)"),
     ("model", "expansion"): (_finite_positive, "a number > 0"),
     ("model", "halt_exploration_prob"): (_probability, "a probability in [0, 1]"),
     ("model", "rope_theta"): (_finite_positive, "a number > 0"),

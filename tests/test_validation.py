@@ -36,6 +36,8 @@ BAD_SETS = {  # the issue's list, and the override rules
     "no_such_key=1": "no_such_key", "model.hidden_size=1.5": "integer", "train.lr=nan": "lr",
     "train.eval_views=0": "eval_views", "train.compile=maybe": "compile must be one of", "data.canvas=0": "canvas",
     "train.token_loss=crossentropy": "token_loss must be one of",
+    # a vocabulary short of ARC's 12 tokens passed, and the first step's embedding ended in an IndexError
+    "model.vocab_size=5": "model.vocab_size must be an integer >= 12 (PAD, EOS and 10 colours), got 5",
 }
 
 
