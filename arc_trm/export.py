@@ -40,7 +40,7 @@ from augment.files import (atomic_path, check_replaceable, finished_line, folder
 from augment.identifier_map import IdentifierMap
 from submission import checkpoint_manifest as manifest
 from submission.notice import carry_import_record
-from submission.runfolder import LEAN_IDENTIFIER, check_holds_no_run, is_export
+from submission.runfolder import LEAN_IDENTIFIER, check_holds_no_run, is_export, verify_model_files
 
 
 @dataclass
@@ -79,6 +79,7 @@ def export_inference(source: str | Path, out: str | Path, lean: bool = False) ->
     out = Path(out)
     check_export_folder(out, found)  # before the weights load: a refusal is quick and writes nothing
     where = out.resolve()  # `dir/..` or a link: the temporary folder goes beside the real one
+    verify_model_files(found)  # the export's fresh manifest would vouch for damaged weights
     state = ckpt.load_state(found)
     ids_path = found / "identifiers.json"
     ids = IdentifierMap.from_json(read_json(ids_path, "identifier map"), ids_path)

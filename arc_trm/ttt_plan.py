@@ -18,8 +18,7 @@ from augment.errors import InputError
 from augment.files import read_json, write_json_atomic
 from augment.launch import launch
 from augment.tasks import Task
-from submission import checkpoint_manifest as manifest
-from submission.runfolder import EXPORT_WEIGHTS, STATE, TTT_FILES, resolve_checkpoint, run_files
+from submission.runfolder import TTT_FILES, resolve_checkpoint, run_files, verify_model_files
 from submission.runtime import seconds
 
 QUICK_VIEWS = 8  # views per test input in the intermediate predictions
@@ -144,11 +143,7 @@ def check_checkpoint(options: TTTOptions) -> Path | None:
     if not given.exists():
         raise InputError(f"--checkpoint {given}: no such file or folder")
     folder = resolve_checkpoint(given)
-    weights = STATE if (folder / STATE).exists() else EXPORT_WEIGHTS
-    try:
-        manifest.verify(folder, (weights, "config.json", "identifiers.json"), full=True)
-    except OSError as e:
-        raise InputError(f"--checkpoint {folder}: cannot read {e.filename} ({e.strerror})") from None
+    verify_model_files(folder)
     saved = config_from_json(read_json(folder / "config.json", "checkpoint config"), folder / "config.json",
                              "checkpoint config")
     start_config(options.preset or "kaggle", saved, options.overrides, folder)

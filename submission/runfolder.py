@@ -22,6 +22,7 @@ from augment.console import eprint
 from augment.errors import InputError
 from augment.grids import BLANK_IDENTIFIER
 from augment.launch import launch
+from submission import checkpoint_manifest as manifest
 from submission.checkpoint_manifest import MANIFEST
 
 STATE = "state.pt"
@@ -143,3 +144,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise InputError(f"{p}: no checkpoint found (expected RUN/checkpoints/latest, a folder with {STATE} "
                          f"or an inference export with {EXPORT_WEIGHTS})")
     return found
+
+
+def verify_model_files(folder: Path, flag: str = "--checkpoint") -> None:
+    """One line unless the files a model is made from (weights, config, identifiers) match the
+    manifest's hashes: for what builds on them (ttt, an export with a fresh manifest), since a file
+    damaged in place keeps its size, which is all that loading checks."""
+    weights = STATE if (folder / STATE).exists() else EXPORT_WEIGHTS
+    try:
+        manifest.verify(folder, (weights, "config.json", "identifiers.json"), full=True)
+    except OSError as e:
+        raise InputError(f"{flag} {folder}: cannot read {e.filename} ({e.strerror})") from None

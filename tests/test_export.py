@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,20 @@ def test_a_broken_export_is_one_line(tmp_path: Path, trained_run: Path) -> None:
     proc = run_cli("predict", "--checkpoint", export, "--tasks", SMALL_TASKS, "--out", tmp_path / "s.json")
     assert proc.returncode == 2 and ckpt.EXPORT_WEIGHTS in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_export_refuses_weights_damaged_in_place(tmp_path: Path, trained_run: Path) -> None:
+    """Bytes changed inside state.pt (its size kept) were exported: loading checks sizes only, and
+    the export's fresh manifest then vouched for the damaged weights, which ttt took."""
+    source = tmp_path / "run"
+    shutil.copytree(ckpt.resolve_checkpoint(trained_run), source)
+    state = source / ckpt.STATE
+    data = bytearray(state.read_bytes())
+    data[-200:-100] = bytes(100)
+    state.write_bytes(bytes(data))
+    proc = run_cli("export", "--checkpoint", source, "--out", tmp_path / "export")
+    assert proc.returncode == 2 and "content differs from the manifest's hash" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "export").exists()
 
 
 def tree(root: Path) -> dict[str, bytes]:
