@@ -77,6 +77,16 @@ def check_not_a_train_run(out: Path, force: bool) -> None:
                      f"{out.name}.old-<time>")
 
 
+def check_apart(out: Path, other: Path, flag: str) -> None:
+    """One line when the run folder `out` is the folder of `flag` (`other`), is inside it or holds
+    it: a run's files would mix with what is there, and --force would move it aside with the run."""
+    run, held = Path(out).resolve(), Path(other).resolve()
+    if run.is_relative_to(held) or held.is_relative_to(run):
+        where = "is" if run == held else "is inside" if run.is_relative_to(held) else "holds"
+        raise InputError(f"--out {out} {where} the {flag} folder {other}: a run and its {flag} folder must "
+                         "be apart (neither inside the other)")
+
+
 def make_output_folder(out: Path) -> None:
     """Create the run folder `out` (parents included), or one line saying why it cannot be: a
     file in the way, or a place that cannot be written. Called before any compute."""

@@ -84,6 +84,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     if args.augmentations is not None:
         cfg.data.augmentations = args.augmentations
     if args.build:
+        runs.check_apart(Path(args.out), Path(args.build), "--build")
         cfg.data.build_dir = args.build
     if args.stop_at < 0:
         raise InputError(f"--stop-at must be a step >= 0, got {args.stop_at}")

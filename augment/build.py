@@ -19,9 +19,9 @@ from augment.console import progress_bar, warn_once
 
 from .draw import DRAW_CHUNK, augment_task
 from .errors import InputError, few_ids
-from .files import atomic_writer, read_json, replace_folder, write_text_atomic
+from .files import atomic_writer, check_replaceable, read_json, replace_folder, write_text_atomic
 from .options import BuildOptions
-from .store import ARRAYS, FORMAT, BuiltSet
+from .store import ARRAYS, FORMAT, BuiltSet, is_build
 from .task_hash import update_pairs
 from .tasks import Task, absolute_spec, load_tasks, source_specs
 from .transforms import Augmentation
@@ -276,7 +276,7 @@ def _write_build(out: Path, arrays: dict[str, np.ndarray], meta: dict, kept: lis
         if before_rename is not None:
             before_rename(tmp)
         # An earlier build at `out` is removed only once the new one is in place.
-        replace_folder(tmp, out, lambda p: (p / "metadata.json").is_file(), "a build", placed)
+        replace_folder(tmp, out, is_build, "a build", placed)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -294,6 +294,7 @@ def build_set(tasks: Sequence[Task], out: str | Path, options: BuildOptions = Bu
     """
     options.check()
     out = Path(out)
+    check_replaceable(out, is_build, "a build")  # before the work: a refusal is quick and writes nothing
     src = _select_tasks(tasks, options.canvas, warn)
     src_hash = sources_hash(tasks)
     _index_sources(src, options)

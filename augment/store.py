@@ -43,6 +43,17 @@ from .transforms import TRANSPOSING, Augmentation, dihedral
 FORMAT = "arc-trm-build/1"
 ARRAYS = ("grids", "grid_shapes", "task_index", "train_pairs", "test_inputs", "row_task", "row_aug",
           "row_examples", "offsets")
+BUILD_FILES = frozenset({"metadata.json", "tasks.json", *(f"{name}.npy" for name in ARRAYS)})
+
+
+def is_build(folder: str | Path) -> bool:
+    """True when `folder` holds a build and nothing else: the only folder a build replaces (one
+    that also holds a run, notes or a subfolder never is one, so none of those is deleted)."""
+    try:
+        entries = {p.name: p.is_file() and not p.is_symlink() for p in Path(folder).iterdir()}
+    except OSError:
+        return False
+    return "metadata.json" in entries and set(entries) <= BUILD_FILES and all(entries.values())
 
 
 @dataclass(frozen=True)
