@@ -182,7 +182,7 @@ def _work(payload):
 def _augment_all(payloads: list[tuple], options: BuildOptions) -> list[tuple[np.ndarray, np.ndarray]]:
     """augment_task of every payload, in parallel; results come back in task order whatever the
     number of workers."""
-    workers = _default_workers() if options.workers is None or options.workers <= 0 else int(options.workers)
+    workers = _default_workers() if options.workers is None else int(options.workers)
     workers = min(workers, len(payloads))
     bar = progress_bar(options.progress, total=len(payloads), desc="augmenting", unit="task")
     if workers <= 1:

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="task sources (repeatable or comma-separated): arc-agi-1, arc-agi-2, kaggle2024, "
                              "kaggle2025 (optionally :training / :evaluation), a Kaggle challenges .json, or a "
                              "folder of task .json files; suffix @train or @test sets the role")
-    parser.add_argument("--out", required=True, type=Path, help="output folder of the build")
+    # A str, not a Path: Path("") is ".", and the CLI's check for an empty value would not see it.
+    parser.add_argument("--out", required=True, help="output folder of the build")
     default = BuildOptions()
     parser.add_argument("--augmentations", type=int, default=default.augmentations,
                         help="augmented versions per task, the identity included "
@@ -66,6 +67,7 @@ def skipped_count(too_large: int, invalid: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    out = Path(args.out)
     specs = source_specs(args.tasks)
     options = BuildOptions(args.augmentations, args.seed, args.canvas, args.workers, args.max_tries,
                            progress=not args.no_progress)
@@ -77,15 +79,15 @@ def run(args: argparse.Namespace) -> int:
         warn_once(msg)
 
     tasks = load_tasks(specs, Reading(skip=args.skip_bad_tasks, warn=warn_bad))
-    reused = not args.force and is_up_to_date(args.out, tasks, options)
+    reused = not args.force and is_up_to_date(out, tasks, options)
 
     def work(placed: Placed) -> int:
-        built = BuiltSet.open(args.out) if reused else build_set(tasks, args.out, options, sources=specs, placed=placed)
-        print_summary(args.out, built, reused, len(bad), start)
+        built = BuiltSet.open(out) if reused else build_set(tasks, out, options, sources=specs, placed=placed)
+        print_summary(out, built, reused, len(bad), start)
         return 0
 
     # A signal before the new build is at --out: the CLI says it was interrupted (--out is as it was).
-    return finished_first("build", work, lambda _: f"{args.out} is complete")
+    return finished_first("build", work, lambda _: f"{out} is complete")
 
 
 def short_of_augmentations(meta: dict) -> str:

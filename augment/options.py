@@ -33,5 +33,7 @@ class BuildOptions:
             raise InputError(f"--seed must be non-negative, got {self.seed}")
         if not 1 <= self.canvas <= MAX_SIDE:  # a larger canvas builds a set no config can train on
             raise InputError(f"--canvas must be 1 to {MAX_SIDE}, got {self.canvas}")
-        if self.max_tries < 0:
-            raise InputError(f"--max-tries must be non-negative, got {self.max_tries}")
+        if self.max_tries < 1:  # 0 drew nothing but the identity, whatever --augmentations asked for
+            raise InputError(f"--max-tries must be at least 1, got {self.max_tries}")
+        if self.workers is not None and self.workers < 1:  # None (the flag left out) is all cores
+            raise InputError(f"--workers must be at least 1 (leave it out for all cores), got {self.workers}")

@@ -251,7 +251,7 @@ def _names_a_path(spec: str) -> bool:
     """Whether a source's commas all lie in an existing path (its role and task ids aside; never raises)."""
     body, at, role = spec.strip().rpartition("@")
     body = body if at and role in ROLES else spec.strip()
-    head = split_ids(body)[0]
+    head = _split_ids(body)[0]
     return not is_bundled(body) and head.count(",") == spec.count(",") and Path(head).exists()
 
 
@@ -262,14 +262,21 @@ def is_bundled(body: str) -> bool:
 
 def split_ids(body: str) -> tuple[str, str]:
     """A source (role aside) as (dataset or path, the task ids it selects joined by '+', or ''):
-    `arc-agi-1:training/ID+ID`, `path/to/file.json/ID+ID`."""
-    if is_bundled(body):
-        head, _, ids = body.partition("/")
-        return head, ids
+    `arc-agi-1:training/ID+ID`, `path/to/file.json/ID+ID`. A '/' followed by no id is refused."""
+    head, ids = _split_ids(body)
+    if ids is not None and not any(ids.split("+")):  # `arc-agi-1:training/` built all 400 tasks
+        raise TaskError(f"--tasks {body!r} names no task id after the '/': give ids joined by '+' "
+                        f"({head}/ID+ID), or leave out the '/' for all of {head}")
+    return head, ids or ""
+
+
+def _split_ids(body: str) -> tuple[str, str | None]:
+    """split_ids' (head, ids), ids None where `body` selects none (never raises)."""
+    if is_bundled(body) and "/" in body:
+        return body.split("/", 1)[0], body.split("/", 1)[1]
     if "/" in body and not Path(body).exists() and Path(body.rsplit("/", 1)[0]).exists():
-        head, ids = body.rsplit("/", 1)
-        return head, ids
-    return body, ""
+        return body.rsplit("/", 1)[0], body.rsplit("/", 1)[1]
+    return body, None
 
 
 def load_source(spec: str, reading: Reading | None = None) -> list[Task]:
