@@ -10,7 +10,8 @@ whatever else is in the set. Rows of the puzzle-embedding table follow sorted (t
 Training tasks train on every pair; for evaluation (role "test") tasks the demonstrations train and
 the test inputs form the test split. An existing build at --out with the same sources and
 parameters is reused unless --force is given. Writes go to a hidden temporary folder renamed into
-place at the end.
+place at the end; it replaces only an earlier build with nothing else in it (a run, notes or a
+subfolder beside it are refused, never deleted).
 
 examples:
   arc-trm build --tasks arc-agi-2 --augmentations 1000 --out data/built/arc-agi-2
@@ -37,19 +38,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "kaggle2025 (optionally :training / :evaluation), a Kaggle challenges .json, or a "
                              "folder of task .json files; suffix @train or @test sets the role")
     # A str, not a Path: Path("") is ".", and the CLI's check for an empty value would not see it.
-    parser.add_argument("--out", required=True, help="output folder of the build")
+    parser.add_argument("--out", required=True,
+                        help="output folder of the build: new, empty or an earlier build with nothing else in it "
+                             "(replaced); anything else is refused")
     default = BuildOptions()
     parser.add_argument("--augmentations", type=int, default=default.augmentations,
                         help="augmented versions per task, the identity included "
                              f"(default {default.augmentations}, the paper's)")
     parser.add_argument("--max-tries", type=int, default=default.max_tries,
-                        help="random draws per task before giving up on reaching --augmentations "
+                        help="random draws per task, at least 1, before giving up on reaching --augmentations "
                              f"(default {default.max_tries})")
     parser.add_argument("--seed", type=int, default=default.seed, help=f"build seed (default {default.seed})")
     parser.add_argument("--canvas", type=int, default=default.canvas,
                         help=f"canvas side, 1 to {default.canvas}; tasks with a larger grid are skipped with a warning "
                              f"(default {default.canvas})")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes, at least 1 (default: all cores)")
     parser.add_argument("--skip-bad-tasks", action="store_true",
                         help="skip invalid tasks with a warning instead of aborting the build")
     parser.add_argument("--force", action="store_true",
