@@ -8,6 +8,7 @@ Each subcommand lives in the module that does the work and exposes `add_argument
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import re
@@ -139,6 +140,23 @@ def empty_value_line(parser: Parser, args: argparse.Namespace) -> str | None:
     return None
 
 
+# Errors of the machine, not the code, that name no path (a write to an open file on a full disk).
+SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def os_error_line(e: OSError) -> str | None:
+    """The one-line account of an OSError that the user can act on: one naming a path (an --out
+    folder that is read-only, busy, under a file, not theirs) or a full or failing disk; None for
+    the rest (a socket, a bad call), which are bugs and keep their traceback."""
+    if e.filename is None and e.errno not in SYSTEM_ERRNOS:
+        return None
+    words = e.strerror or str(e)
+    if e.filename is None:
+        return words
+    where = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else f"{e.filename}"
+    return f"{where}: {words}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = argv[0] if argv else None
@@ -181,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         # Ctrl-C while the guard's handlers go back (its last instant): no line to give but this
         eprint(f"arc-trm {name}: interrupted (SIGINT)")
         return 128 + signal.SIGINT
+    except OSError as e:  # after BrokenPipeError, an OSError of its own
+        if (line := os_error_line(e)) is None:
+            raise
+        eprint(f"arc-trm {name}: error: {line}")
+        return 2
 
 
 def entry() -> NoReturn:
