@@ -208,9 +208,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="identifiers.json to write (a JSON list, entry 0 '<blank>')")
 
 
+def is_identifier_list(path: Path) -> bool:
+    """Whether `path` holds a list this command (or the reference's builder) wrote: entry 0 "<blank>"."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON, or too deep
+        return False
+    return isinstance(data, list) and bool(data) and data[0] == BLANK_IDENTIFIER
+
+
+def check_out(out: Path, inputs: list[Path]) -> None:
+    """One line, before the minutes of work, unless --out may be replaced: it is none of the
+    inputs, and absent or an earlier identifier list (any other file is someone's data)."""
+    for source in inputs:
+        if source.exists() and out.exists() and out.samefile(source):
+            raise InputError(f"--out {out}: is the input {source}; give another file, e.g. identifiers.json")
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a directory; give a file name, e.g. {out / 'identifiers.json'}")
+    if out.exists() and not is_identifier_list(out):
+        raise InputError(f"--out {out}: exists and is not an identifier list (a JSON list starting "
+                         f"{json.dumps(BLANK_IDENTIFIER)}); it is kept: move it or give another file")
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.conceptarc:
         raise InputError(WHERE_CONCEPTARC)
+    concept = Path(args.conceptarc)
+    check_out(Path(args.out), [concept] + [p for p in [solutions_path_for(concept)] if p is not None])
     start = time.perf_counter()
     result = reference_identifiers(args.recipe, Path(args.conceptarc), args.augmentations, args.seed)
     write_text_atomic(args.out, json.dumps(result.names))

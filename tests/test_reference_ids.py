@@ -176,3 +176,49 @@ def test_conceptarc_without_solutions_is_refused(tmp_path: Path) -> None:
     assert res.returncode == 2
     line, = res.stderr.strip().splitlines()
     assert "concept_solutions.json" in line and "missing" in line
+
+
+def write_concept(folder: Path) -> Path:
+    """A one-task ConceptARC pair (challenges, solutions) in `folder`: the challenges path."""
+    challenges = folder / "cc_challenges.json"
+    challenges.write_text(json.dumps({"x": {"train": [{"input": [[1]], "output": [[2]]}], "test": [{"input": [[1]]}]}}))
+    (folder / "cc_solutions.json").write_text(json.dumps({"x": [[[2]]]}))
+    return challenges
+
+
+@pytest.mark.parametrize("name", ["cc_challenges.json", "./cc_challenges.json", "cc_solutions.json"])
+def test_an_out_that_is_an_input_is_refused_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     name: str) -> None:
+    """`--conceptarc cc_challenges.json --out cc_challenges.json` replaced the challenges with the list."""
+    write_concept(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = (tmp_path / Path(name).name).read_bytes()
+    res = cli_in_process("reference-ids", "--recipe", "arc1concept", "--conceptarc", "cc_challenges.json",
+                         "--out", name)
+    assert res.returncode == 2
+    line, = res.stderr.strip().splitlines()
+    assert "is the input" in line and Path(name).name in line
+    assert (tmp_path / Path(name).name).read_bytes() == before
+
+
+@pytest.mark.parametrize("content", ['{"a": 1}', '["not blank"]', "notes, not JSON", "[]"])
+def test_an_out_that_holds_other_data_is_refused_and_kept(tmp_path: Path, content: str) -> None:
+    out = tmp_path / "ids.json"
+    out.write_text(content)
+    res = cli_in_process("reference-ids", "--recipe", "arc1concept", "--conceptarc", write_concept(tmp_path),
+                         "--out", out)
+    assert res.returncode == 2
+    line, = res.stderr.strip().splitlines()
+    assert str(out) in line and "not an identifier list" in line
+    assert out.read_text() == content
+
+
+@needs_conceptarc
+def test_an_earlier_identifier_list_is_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "identifiers.json"
+    out.write_text(json.dumps(["<blank>", "old"]))
+    res = cli_in_process("reference-ids", "--recipe", "arc1concept", "--augmentations", "1", "--conceptarc",
+                         CONCEPTARC, "--out", out)
+    assert res.returncode == 0, res.stderr
+    names = json.loads(out.read_text())
+    assert names[0] == "<blank>" and "old" not in names and len(names) > 2
