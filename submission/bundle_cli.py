@@ -33,6 +33,8 @@ examples:
 from __future__ import annotations
 
 import argparse
+import math
+import re
 from pathlib import Path
 from typing import cast
 
@@ -84,6 +86,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="with --push: seconds between dataset status checks (default %(default)s)")
 
 
+# What Kaggle takes in an id (kaggle CLI: a dataset slug of 6 to 50 characters; a kernel's title,
+# which slug_title makes from its slug, of at least 5; both lowercase, as Kaggle makes slugs).
+SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+SLUG_LENGTHS = {"--dataset-slug": (6, 50), "--kernel-slug": (5, 50), "--competition": (3, 50)}
+USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,49}")  # with the placeholder's capitals and underscores
+WHEEL_PYTHON = re.compile(r"3\.\d{1,2}")
+
+
+def check_bundle_flags(args: argparse.Namespace, user: str) -> None:
+    """One line for a value that would be written into the bundle's metadata (or pip's arguments)
+    and refused by Kaggle or pip only later: an id with a space or a slash, a Python not X.Y."""
+    if not USER.fullmatch(user):
+        source = "--user" if args.user else "the Kaggle username (KAGGLE_USERNAME or kaggle.json)"
+        raise InputError(f"{source} {user!r}: not a Kaggle username (letters, digits, '-' and '_', up to 50)")
+    for flag, (low, high) in SLUG_LENGTHS.items():
+        slug = getattr(args, flag[2:].replace("-", "_"))
+        if not (SLUG.fullmatch(slug) and low <= len(slug) <= high):
+            raise InputError(f"{flag} {slug!r}: not a Kaggle slug (lowercase letters and digits joined by "
+                             f"single '-', {low} to {high} characters)")
+    if not WHEEL_PYTHON.fullmatch(args.wheel_python):
+        raise InputError(f"--wheel-python {args.wheel_python!r}: give a Python version as X.Y, e.g. {KAGGLE_PYTHON}")
+    if not (math.isfinite(args.poll_seconds) and args.poll_seconds > 0):
+        raise InputError(f"--poll-seconds {args.poll_seconds:g}: give a positive number of seconds, "
+                         f"e.g. {kp.DEFAULT_POLL_S:g}")
+
+
 def spec_from(args: argparse.Namespace, user: str) -> BundleSpec:
     target = WheelTarget(args.wheel_python, tuple(args.wheel_platform or KAGGLE_PLATFORMS))
     return BundleSpec(args.checkpoint, args.full_state, args.full_table, user, args.dataset_slug, args.kernel_slug,
@@ -95,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"unknown action {args.action!r}")
     check_checkpoint_flags(args.checkpoint, args.full_state, args.full_table)  # before --push's credential checks
     user = args.user or kp.kaggle_username() or PLACEHOLDER_USER
+    check_bundle_flags(args, user)
     if args.push:
         # Check before the slow part so a missing token is reported in a second, not after a build.
         problems = kp.push_problems(user)
