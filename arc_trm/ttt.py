@@ -142,7 +142,19 @@ def write_fallback(options: TTTOptions, answered: list[Task]) -> None:
         except InputError as e:
             eprint(f"warning: the run's submission cannot be kept ({e}); writing the fallback")
     write_submission(sub_path, fallback_submission(answered), answered)
+    write_fallback_record(options, sub_path)
     print(f"fallback submission written to {sub_path} ({counted(len(answered), 'task')})")
+
+
+def write_fallback_record(options: TTTOptions, sub_path: Path) -> None:
+    """NAME.predict.json for the fallback, as predict writes one (no view ran, none answered), so
+    that `score` and `report` find the task source of a run that ends on it. The source is --tasks
+    itself: the run's own copy of the tasks is written later, in the build."""
+    write_json_atomic(record_path(sub_path), {
+        "tasks": absolute_spec(options.tasks),
+        "checkpoint": str(Path(options.checkpoint).resolve()) if options.checkpoint else None,
+        "submission": sub_path.name, "fallback": True, "views": 0, "runs": 0, "answered": 0,
+    }, indent=2)
 
 
 def process_barrier() -> None:

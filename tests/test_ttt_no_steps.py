@@ -59,7 +59,23 @@ def test_when_not_even_the_prediction_fits_the_fallback_stands_and_one_line_says
     assert len(said) == 1 and "the fallback submission stands" in said[0] and "prediction" in said[0], proc.stdout
     tasks = load_tasks(TASKS)
     assert load_submission(out / "submission.json") == fallback_submission(tasks)
-    assert not (out / "submission.predict.json").exists()
+    record = json.loads((out / "submission.predict.json").read_text())  # the fallback's: no view, no answer
+    assert (record["views"], record["answered"]) == (0, 0)
+
+
+def test_a_run_that_ends_on_its_fallback_can_be_scored_and_reported(tmp_path):
+    """Its record was written only by a prediction: `score RUN/submission.json` and `report RUN`
+    said no task source was recorded."""
+    out = tmp_path / "ttt"
+    proc = cli_in_process("ttt", "--tasks", TASKS, "--budget", "1s", "--out", out, "--no-progress", *sets(TINY))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tasks = load_tasks(TASKS)
+    assert load_submission(out / "submission.json") == fallback_submission(tasks)
+    record = json.loads((out / "submission.predict.json").read_text())
+    assert (record["views"], record["answered"], record["submission"]) == (0, 0, "submission.json")
+    scored = cli_in_process("score", out / "submission.json")
+    assert scored.returncode == 0 and "0.00 of 2 tasks" in scored.stdout, scored.stdout + scored.stderr
+    assert cli_in_process("report", out).returncode == 0 and (out / "report.html").is_file()
 
 
 def test_the_plan_line_shows_a_reserve_under_a_second(tmp_path, monkeypatch):
