@@ -3,7 +3,8 @@
 `train --out RUN` without `--resume` refuses a folder that already holds a run; `--force` moves
 the old run aside to a timestamped sibling (RUN.old-20250101-120000) and never deletes it.
 `ttt --out` follows the same rule with its own files (--per-task's RUN/tasks/ included), checked on
-every rank before any rank writes; `import-checkpoint --force` moves a run aside the same way.
+every rank before any rank writes; neither command takes over the other's run, --resume included.
+`import-checkpoint --force` moves a run aside the same way.
 `export` replaces only an earlier export. A resumed run's metrics.jsonl is cut back to the
 checkpoint's step, so its steps only increase.
 """
@@ -85,6 +86,19 @@ def check_apart(out: Path, other: Path, flag: str) -> None:
         where = "is" if run == held else "is inside" if run.is_relative_to(held) else "holds"
         raise InputError(f"--out {out} {where} the {flag} folder {other}: a run and its {flag} folder must "
                          "be apart (neither inside the other)")
+
+
+def check_not_a_ttt_run(out: Path, force: bool) -> None:
+    """`train --out` a folder holding a `ttt` run (ttt's own files), with or without --resume: one
+    line naming it, since training it on would leave ttt's submission and plan behind its
+    checkpoints (the mirror of check_not_a_train_run)."""
+    out = Path(out)
+    found = run_files(out, TTT_OWN_FILES)
+    if force or not found:
+        return
+    raise InputError(f"{out} holds a ttt run ({', '.join(found)}), not a train run: continue it with "
+                     f"`arc-trm ttt --out {out} --resume`, use another --out, or pass --force to move it aside to "
+                     f"{out.name}.old-<time>")
 
 
 def make_output_folder(out: Path) -> None:

@@ -70,6 +70,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     cfg = preset(preset_name(args))
     saved, builds_in = saved_config(Path(args.out)), DEFAULT_BUILDS
     runs.check_force_resume(args.force, args.resume, Path(args.out))  # before any build
+    runs.check_not_a_ttt_run(Path(args.out), args.force)
     if args.resume and saved is not None:
         cfg = config_from_json(read_json(saved, "run config"), saved)
         if cfg.data.build_dir and is_default_build(cfg):  # made on first use: --set data.* renames it, in place

@@ -133,6 +133,7 @@ class RunFolders(RuleBasedStateMachine):
 
         def operation() -> None:
             resume, force = mode == "resume", mode == "force"
+            runs.check_not_a_ttt_run(out, force)
             if force:
                 runs.claim_run_folder(out, force=True)
             if resume and not out.is_dir():

@@ -20,7 +20,7 @@ from arc_trm.runs import claim_run_folder, truncate_metrics
 from submission.runfolder import TTT_FILES
 from augment.errors import InputError
 
-from conftest import SMALL_TASKS, run_cli
+from conftest import SMALL_TASKS, TINY, cli_in_process, run_cli, sets
 from test_train import assert_ok, final_state, train_args
 
 
@@ -67,6 +67,20 @@ def test_ttt_refuses_an_out_folder_that_holds_a_run(tmp_path):
     moved = claim_run_folder(out, force=True, names=TTT_FILES)
     assert (moved / "submission.json").read_text() == '{"earlier": "run"}' and not out.exists()
     assert claim_run_folder(out, force=False, names=TTT_FILES) is None  # nothing there: free
+
+
+def test_train_refuses_a_ttt_run_with_or_without_resume(tmp_path):
+    """`train --out TTTRUN --resume` trained the ttt run on: its submission and plan then no longer
+    matched its checkpoints (ttt refuses a train run; this is the mirror)."""
+    out = tmp_path / "ttt"
+    assert cli_in_process("ttt", "--tasks", SMALL_TASKS, "--budget", "1s", "--out", out, "--no-progress",
+                          *sets(TINY)).returncode == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for extra in (["--resume"], ["--tasks", SMALL_TASKS, *sets(TINY)]):
+        proc = cli_in_process("train", "--out", out, "--no-progress", *extra)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "holds a ttt run" in proc.stderr and f"arc-trm ttt --out {out} --resume" in proc.stderr, proc.stderr
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_claim_never_overwrites_an_earlier_aside_folder(tmp_path):
