@@ -64,6 +64,16 @@ def config_origin(args: argparse.Namespace) -> str:
     return f"preset {preset_name(args)}{overrides}{fresh}"
 
 
+def ignored_preset_line(args: argparse.Namespace) -> str | None:
+    """A resumed run continues with its saved config, so a --preset given with --resume is not
+    used (--set still applies over the saved config): one line says so."""
+    saved = saved_config(Path(args.out)) if args.resume and args.preset else None
+    if saved is None:
+        return None
+    return (f"warning: --preset {args.preset} is ignored: the resumed run continues with its saved config "
+            f"({saved}); --set changes one of its fields")
+
+
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then a resumed run's saved config, then --tasks/--augmentations, then --set; every
     field validated (one line naming the field) before any work starts."""
@@ -145,7 +155,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     d = setup(cfg.train.device)
-    warning = gpu_preset_warning(args.preset, cfg, d.device)
+    warning = ignored_preset_line(args) or gpu_preset_warning(args.preset, cfg, d.device)
     if warning and d.main:
         eprint(warning)
     if args.force:

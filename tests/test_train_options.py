@@ -19,7 +19,7 @@ from arc_trm.train import TrainOptions, build_model, ema_rate_at, lr_at, train
 from augment.store import BuiltSet
 from augment.errors import InputError
 
-from conftest import tiny_config
+from conftest import cli_in_process, tiny_config
 from test_train import final_state
 
 
@@ -213,3 +213,13 @@ def test_train_s_deadline_sets_the_first_step_aside(tmp_path, small_build, monke
     assert asked[1] >= 4.0  # after the first step, its time is all there is
     assert max(asked[2:]) < 2.0, asked  # after the second, the first is set aside
     assert result.step_s < 1.0
+
+
+def test_a_preset_given_with_resume_is_said_to_be_ignored(tiny_run):
+    """`train --resume --preset paper` warned that paper is slow on a CPU, then used the run's
+    saved config: the preset was silently ignored."""
+    proc = cli_in_process("train", "--out", tiny_run, "--resume", "--preset", "paper", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning")]
+    assert warnings == [f"warning: --preset paper is ignored: the resumed run continues with its saved config "
+                        f"({tiny_run / 'config.json'}); --set changes one of its fields"], proc.stderr
