@@ -359,6 +359,13 @@ def time_is_left(options: TTTOptions, job: TTTJob, d: Dist) -> bool:
     return float(left) > 0
 
 
+def spent_line(options: TTTOptions, job: TTTJob) -> str:
+    """The deadline (less the margin) passed in the set-up, before any training step."""
+    kept = f"{job.submission} keeps its answers" if options.resume else "the fallback submission stands"
+    return (f"the deadline has passed before training could start: the budget ({duration_text(job.deadline - job.start)}) "
+            f"was spent in {time.time() - job.start:.0f} s of set-up; nothing is trained, {kept}")
+
+
 def run_device(options: TTTOptions) -> str:
     """train.device as the run's config holds it (a --set may name one; train() sets up the same),
     checked against this machine."""
@@ -378,16 +385,20 @@ def test_time_train(options: TTTOptions, job: TTTJob) -> TTTOutcome:
     d = setup(run_device(options))
     signals = current()
     outcome = TTTOutcome()
+    spent = False
     with signals.installed():
-        if not time_is_left(options, job, d):
-            print0(d, "the deadline has passed: nothing more is trained; the fallback submission stands")
-        elif (prepared := prepare(options, job, d)) is not None:
-            plan = plan_run(options, job, prepared, d)
-            with signals.polled():
-                outcome = train_and_predict(job, prepared, plan, d, signals)
-                agree_on_signal(signals, d)  # a signal in the final prediction may have reached some ranks only
-    if d.main and outcome.stopped_by is None:
-        print(f"done in {time.time() - job.start:.0f} s of {job.deadline - job.start:.0f} s; "
+        if not (spent := not time_is_left(options, job, d)) and (prepared := prepare(options, job, d)) is not None:
+            if not (spent := not time_is_left(options, job, d)):  # the build overran it: no probe past the deadline
+                plan = plan_run(options, job, prepared, d)
+                with signals.polled():
+                    outcome = train_and_predict(job, prepared, plan, d, signals)
+                    agree_on_signal(signals, d)  # a signal in the final prediction may have reached some ranks only
+    if spent:  # the run's last line: a "done in 22 s of 10 s" read as if it had trained
+        print0(d, spent_line(options, job))
+    elif d.main and outcome.stopped_by is None:
+        over = " (past the budget: its set-up, the build and speed probe, took longer)" if (
+            outcome.step == 0 and time.time() > job.deadline) else ""
+        print(f"done in {time.time() - job.start:.0f} s of {job.deadline - job.start:.0f} s{over}; "
               f"submission at {job.submission}")
     teardown()
     return outcome

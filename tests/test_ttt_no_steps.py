@@ -90,3 +90,28 @@ def test_the_plan_line_shows_a_reserve_under_a_second(tmp_path, monkeypatch):
     assert json.loads((out / "ttt_plan.json").read_text())["predict_s"] == pytest.approx(0.4)
     assert "0.4s reserved for the final prediction" in line, line
     assert "\nbudget: 2m00s, until " in proc.stdout, "the budget read back, with its unit"
+
+
+def test_a_budget_spent_in_the_build_says_so_and_probes_nothing(tmp_path, monkeypatch):
+    """A tiny budget overrun by the set-up: the run still probed and planned past the deadline,
+    then ended on "done in 22 s of 10 s"."""
+    real_prepare = ttt_phases.prepare
+
+    def overrunning_build(options, job, d):
+        prepared = real_prepare(options, job, d)
+        job.deadline = job.start  # the build took the whole budget
+        return prepared
+
+    def probe(*args, **kwargs):
+        raise AssertionError("the speed probe ran past the deadline")
+
+    monkeypatch.setattr(ttt_phases, "prepare", overrunning_build)
+    monkeypatch.setattr(ttt_phases, "measure_throughput", probe)
+    out = tmp_path / "ttt"
+    proc = cli_in_process("ttt", "--tasks", TASKS, "--budget", "10m", "--out", out, "--no-progress", *sets(TINY))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    last = proc.stdout.splitlines()[-1]
+    assert last.startswith("the deadline has passed before training could start: the budget (") and \
+        last.endswith("nothing is trained, the fallback submission stands"), proc.stdout
+    assert "done in" not in proc.stdout
+    assert load_submission(out / "submission.json") == fallback_submission(load_tasks(TASKS))
