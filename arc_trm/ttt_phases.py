@@ -385,14 +385,15 @@ def test_time_train(options: TTTOptions, job: TTTJob) -> TTTOutcome:
     d = setup(run_device(options))
     signals = current()
     outcome = TTTOutcome()
-    spent = False
     with signals.installed():
-        if not (spent := not time_is_left(options, job, d)) and (prepared := prepare(options, job, d)) is not None:
-            if not (spent := not time_is_left(options, job, d)):  # the build overran it: no probe past the deadline
-                plan = plan_run(options, job, prepared, d)
-                with signals.polled():
-                    outcome = train_and_predict(job, prepared, plan, d, signals)
-                    agree_on_signal(signals, d)  # a signal in the final prediction may have reached some ranks only
+        spent = not time_is_left(options, job, d)
+        prepared = None if spent else prepare(options, job, d)  # None: no task fits
+        spent = spent or (prepared is not None and not time_is_left(options, job, d))  # the build overran it
+        if prepared is not None and not spent:
+            plan = plan_run(options, job, prepared, d)
+            with signals.polled():
+                outcome = train_and_predict(job, prepared, plan, d, signals)
+                agree_on_signal(signals, d)  # a signal in the final prediction may have reached some ranks only
     if spent:  # the run's last line: a "done in 22 s of 10 s" read as if it had trained
         print0(d, spent_line(options, job))
     elif d.main and outcome.stopped_by is None:

