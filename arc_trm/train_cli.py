@@ -64,16 +64,6 @@ def config_origin(args: argparse.Namespace) -> str:
     return f"preset {preset_name(args)}{overrides}{fresh}"
 
 
-def ignored_preset_line(args: argparse.Namespace) -> str | None:
-    """A resumed run continues with its saved config, so a --preset given with --resume is not
-    used (--set still applies over the saved config): one line says so."""
-    saved = saved_config(Path(args.out)) if args.resume and args.preset else None
-    if saved is None:
-        return None
-    return (f"warning: --preset {args.preset} is ignored: the resumed run continues with its saved config "
-            f"({saved}); --set changes one of its fields")
-
-
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then a resumed run's saved config, then --tasks/--augmentations, then --set; every
     field validated (one line naming the field) before any work starts."""
@@ -143,7 +133,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps, train.device (default: preset, auto)")
     p.add_argument("--build", help="use/create the augmented set in this folder (default: "
                                    "data/built/<sources>-a<augmentations>-c<canvas>-<hash>, made on first use and reused)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run's latest checkpoint, with its saved config (--preset is not used; "
+                        "--set still applies)")
     p.add_argument("--force", action="store_true",
                    help="--out holds another run: move it aside to OUT.old-<time> (never deleted) and start anew")
     p.add_argument("--stop-at", type=int, default=0, metavar="STEP",
@@ -155,7 +147,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     d = setup(cfg.train.device)
-    warning = ignored_preset_line(args) or gpu_preset_warning(args.preset, cfg, d.device)
+    resumed = args.resume and saved_config(Path(args.out)) is not None  # its saved config, not the preset, runs
+    warning = None if resumed else gpu_preset_warning(args.preset, cfg, d.device)
     if warning and d.main:
         eprint(warning)
     if args.force:

@@ -215,11 +215,10 @@ def test_train_s_deadline_sets_the_first_step_aside(tmp_path, small_build, monke
     assert result.step_s < 1.0
 
 
-def test_a_preset_given_with_resume_is_said_to_be_ignored(tiny_run):
+def test_a_preset_given_with_resume_draws_no_warning_about_a_config_not_used(tiny_run):
     """`train --resume --preset paper` warned that paper is slow on a CPU, then used the run's
-    saved config: the preset was silently ignored."""
+    saved config (as --resume's help now says). A line saying the preset is ignored was tried, but
+    a resume refused later (another data.bucketing) then gave two lines, not one."""
     proc = cli_in_process("train", "--out", tiny_run, "--resume", "--preset", "paper", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning")]
-    assert warnings == [f"warning: --preset paper is ignored: the resumed run continues with its saved config "
-                        f"({tiny_run / 'config.json'}); --set changes one of its fields"], proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("warning")], proc.stderr
