@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from augment.console import eprint
@@ -73,6 +74,8 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *args, **kwargs) -> argparse.Action:
+        if kwargs.get("type") is Path:  # Path("") is ".": an unset "$DIR" would pass for the current folder
+            raise TypeError(f"{args}: declare paths as str (the empty-value check sees only strings)")
         action = super().add_argument(*args, **kwargs)
         self.declared.append(action)
         return action

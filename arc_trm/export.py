@@ -66,9 +66,6 @@ def check_export_folder(out: Path, found: Path) -> None:
     if not is_export(out):
         check_holds_no_run(out, "an export never replaces one")
     check_replaceable(out, is_export, "an inference export")
-    if out.resolve() == Path.cwd().resolve():  # the swap would leave the shell in a removed folder
-        raise InputError(f"{out}: is the folder you are in, and an export replaces its folder whole: give a "
-                         "folder inside it (e.g. --out export) or run from another folder")
 
 
 def export_inference(source: str | Path, out: str | Path, lean: bool = False) -> Export:

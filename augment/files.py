@@ -143,9 +143,14 @@ def read_jsonl(path: str | Path, what: str = "file") -> list[object]:
 
 
 def check_replaceable(out: str | Path, is_previous: Callable[[Path], bool], what: str) -> None:
-    """One line unless `out` is absent, an empty folder, or an earlier `what` (is_previous): the
-    guard of every command that replaces a whole folder (build, export), so none deletes a run."""
+    """One line unless `out` is absent, an empty folder, or an earlier `what` (is_previous), and
+    does not hold the current folder: the guard of every command that replaces a whole folder
+    (build, export, kaggle bundle), so none deletes a run or the folder the shell is in."""
     out = Path(out)
+    here = Path.cwd().resolve()
+    if here == out.resolve() or out.resolve() in here.parents:  # the swap would leave the shell in a removed folder
+        raise InputError(f"{out}: holds the folder you are in, and {what} replaces its folder whole: give a "
+                         "folder inside it or run from another folder")
     if out.exists() and not (out.is_dir() and (is_previous(out) or not any(out.iterdir()))):
         raise InputError(f"{out} exists and is not {what}; refusing to replace it (use a new or empty folder)")
 

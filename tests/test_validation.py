@@ -308,6 +308,7 @@ def test_an_empty_tasks_value_is_refused_in_one_line_before_any_work(command, tm
     ("show", ["x", "--tasks", SMALL_TASKS, "--submission", ""], "--submission"),
     ("predict", ["--checkpoint", "", "--tasks", SMALL_TASKS], "--checkpoint"),
     ("kaggle", ["bundle", "--checkpoint", "x", "--out", ""], "--out"),
+    ("kaggle", ["bundle", "--out", "b", "--wheel-dir", ""], "--wheel-dir"),  # was read as "." (type=Path)
 ])
 def test_any_empty_value_is_named_in_one_line(command, args, flag, tmp_path, monkeypatch):
     """Before: `train --out ""` trained into the current folder, `show --submission ""` drew no
@@ -317,3 +318,10 @@ def test_any_empty_value_is_named_in_one_line(command, args, flag, tmp_path, mon
     prog = "arc-trm kaggle bundle" if command == "kaggle" else f"arc-trm {command}"  # the parser holding the option
     assert one_error_line(cli_in_process(command, *args)).startswith(f"{prog}: error: {flag} is empty; give a value")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_path_option_must_be_declared_as_str():
+    """Path("") is Path("."), which the empty-value check cannot tell from a real "."."""
+    from arc_trm.cli import Parser
+    with pytest.raises(TypeError, match="declare paths as str"):
+        Parser(prog="x").add_argument("--dir", type=Path)
