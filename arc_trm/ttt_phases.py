@@ -43,18 +43,26 @@ from submission.runfolder import run_files, step_of
 from submission.watchdog import shutdown_worker_pool
 
 
-def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: int, d: Dist) -> Throughput:
+def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: int, d: Dist,
+                       time_left: Callable[[], bool] = lambda: True) -> Throughput:
     """Seconds per training step (local batch, run as training runs it: in train.grad_accum_steps
     micro-batches, so the probe fits in memory where training does) and per inference step (full
-    batch of views)."""
+    batch of views). Once `time_left` (agreed by every process) says no, each probe stops after its
+    current call: the caller finds the deadline passed and trains nothing."""
     device = d.device
 
     def timed(fn, repeats: int = 3) -> float:
         """The fastest of a few timed calls after a warm-up: on a busy machine one call can stall
-        many times over (a probe once read 6.2 s/step for a loop that ran at 0.75)."""
+        many times over (a probe once read 6.2 s/step for a loop that ran at 0.75). The warm-up's
+        time (a compile included) when the deadline leaves no room for more."""
+        synchronize(device)
+        t = time.perf_counter()
         fn()  # warm-up
-        best = math.inf
+        synchronize(device)
+        best = time.perf_counter() - t
         for _ in range(repeats):
+            if not time_left():
+                break
             synchronize(device)
             t = time.perf_counter()
             fn()
@@ -168,14 +176,17 @@ def apply_plan(cfg: RunConfig, plan: Plan) -> None:
     cfg.train.checkpoint_every = cfg.train.max_steps  # checkpoints come from the phase stops
 
 
-def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan:
-    """Measure throughput on the starting weights and fit the phases into the time left."""
+def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan | None:
+    """Measure throughput on the starting weights and fit the phases into the time left; None when
+    the probe ran past the deadline."""
     cfg, built = setup.cfg, setup.built
     model = build_model(cfg, built.num_identifiers, d.device)
     if setup.init is not None:
         model.load_state_dict(setup.init)
-    speed = measure_throughput(model, built, cfg, setup.batch_size, d)
+    speed = measure_throughput(model, built, cfg, setup.batch_size, d, lambda: time_is_left(options, job, d))
     del model
+    if not time_is_left(options, job, d):
+        return None
     plan = plan_phases(speed, PlanInputs(
         views=setup.views, world=d.world, batch_size=setup.batch_size,
         max_steps_cap=setup.step_cap,
@@ -389,8 +400,9 @@ def test_time_train(options: TTTOptions, job: TTTJob) -> TTTOutcome:
         spent = not time_is_left(options, job, d)
         prepared = None if spent else prepare(options, job, d)  # None: no task fits
         spent = spent or (prepared is not None and not time_is_left(options, job, d))  # the build overran it
-        if prepared is not None and not spent:
-            plan = plan_run(options, job, prepared, d)
+        plan = None if prepared is None or spent else plan_run(options, job, prepared, d)
+        spent = spent or (prepared is not None and plan is None)  # the speed probe overran it
+        if plan is not None:
             with signals.polled():
                 outcome = train_and_predict(job, prepared, plan, d, signals)
                 agree_on_signal(signals, d)  # a signal in the final prediction may have reached some ranks only

@@ -138,6 +138,9 @@ def check_checkpoint(options: TTTOptions) -> Path | None:
     reads, that no --set changes what its weights fix, and that --force will not move aside with
     the run in --out. Returns the weights' folder (None: no --checkpoint)."""
     if not options.checkpoint:
+        if options.embedding_fraction != TTTOptions.embedding_fraction:  # else silently unused
+            raise InputError(f"--embedding-fraction {options.embedding_fraction:g} applies with --checkpoint only (a "
+                             "model from scratch trains all its weights from the first step)")
         return None
     given = Path(options.checkpoint)
     if not given.exists():

@@ -265,3 +265,12 @@ def test_ttt_runs_on_the_device_its_set_names_and_refuses_one_this_machine_lacks
     # hidden_size 40 odd per head: refused, where the cpu-quick preset that runs here takes it.
     odd_on_gpu = dataclasses.replace(options, overrides=("model.hidden_size=40",))
     assert check_options(odd_on_gpu) == 8 * 3600 and run_device(odd_on_gpu) == "auto"
+
+
+def test_an_embedding_fraction_without_a_checkpoint_is_refused(tmp_path):
+    """It was accepted and silently unused: from scratch no step trains only the embeddings."""
+    out = tmp_path / "ttt"
+    proc = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--budget", "1m", "--out", out, "--embedding-fraction", "0.5")
+    assert refused(proc) == ("arc-trm ttt: error: --embedding-fraction 0.5 applies with --checkpoint only (a model "
+                             "from scratch trains all its weights from the first step)")
+    assert not out.exists()

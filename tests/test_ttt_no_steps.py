@@ -115,3 +115,27 @@ def test_a_budget_spent_in_the_build_says_so_and_probes_nothing(tmp_path, monkey
         last.endswith("nothing is trained, the fallback submission stands"), proc.stdout
     assert "done in" not in proc.stdout
     assert load_submission(out / "submission.json") == fallback_submission(load_tasks(TASKS))
+
+
+def test_a_budget_spent_in_the_speed_probe_stops_it_and_says_so(tmp_path, monkeypatch):
+    """The probe ran its warm-up and 3 timed calls of each kind whatever the deadline (a 10 s budget
+    ended "done in 25 s of 10 s"), then planned. Here the first probed step takes the whole budget:
+    the probe stops after it (1 train and 1 inference call, not 8), and the run ends on the set-up line."""
+    calls = []
+    real_step = ttt_phases.train_step
+
+    def overrunning_step(*args, **kwargs):
+        calls.append("train")
+        if len(calls) == 1:  # the budget is gone, by every check from here on
+            monkeypatch.setattr(ttt_phases, "time_is_left", lambda *a: False)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(ttt_phases, "train_step", overrunning_step)
+    out = tmp_path / "ttt"
+    proc = cli_in_process("ttt", "--tasks", TASKS, "--budget", "10m", "--out", out, "--no-progress", *sets(TINY))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert calls == ["train"], "the probe went on past the deadline"
+    last = proc.stdout.splitlines()[-1]
+    assert last.startswith("the deadline has passed before training could start"), proc.stdout
+    assert not (out / "ttt_plan.json").exists(), "a plan was made past the deadline"
+    assert load_submission(out / "submission.json") == fallback_submission(load_tasks(TASKS))
