@@ -352,13 +352,20 @@ def suggest_key(key: str, sections: dict[str, Any]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+# Model fields a run sets itself, over any --set (import-checkpoint alone reads them from the weights).
+DERIVED = {"seq_len": "data.canvas (its square): set data.canvas",
+           "num_puzzle_ids": "the build (a row per augmented puzzle): set data.augmentations"}
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str], derived: bool = False) -> RunConfig:
     """Apply `key=value` overrides; key is `section.field` or a field name unique across sections.
     Only real dataclass fields are accepted (not properties or methods), each value is parsed as
-    its field's type, and the result is validated."""
+    its field's type, and the result is validated. The DERIVED fields only with `derived`."""
     sections = {"model": cfg.model, "train": cfg.train, "data": cfg.data}
     for item in overrides:
         sec_name, field = override_field(item, sections)
+        if sec_name == "model" and field in DERIVED and not derived:  # else silently replaced
+            raise ValueError(f"override {item!r}: model.{field} follows {DERIVED[field]}")
         target = sections[sec_name]
         try:
             setattr(target, field, _parse_value(item.partition("=")[2].strip(), field_types(target)[field]))

@@ -135,7 +135,7 @@ def resolve_model_config(state_dict: dict[str, Tensor], arch: dict[str, Any] | N
     merged = {**base, **inferred, **given}
     cfg = ModelConfig.from_reference(merged)
     try:
-        cfg = apply_overrides(RunConfig(model=cfg), overrides).model  # other sections: applied later
+        cfg = apply_overrides(RunConfig(model=cfg), overrides, derived=True).model  # other sections: applied later
     except ValueError as e:
         raise ValueError(f"--set: {e}") from None
     set_keys = {override_field(item)[1] for item in overrides}  # checked by apply_overrides above
@@ -229,7 +229,7 @@ def import_run_config(request: ImportRequest, model_cfg: ModelConfig, train_sect
     run_cfg.data.augmentations = versions
     run_cfg.data.canvas = request.canvas
     try:
-        apply_overrides(run_cfg, list(request.overrides))  # train/data keys; model keys are already in place
+        apply_overrides(run_cfg, list(request.overrides), derived=True)  # train/data keys; model keys are already in place
     except ValueError as e:
         raise InputError(str(e)) from None
     if run_cfg.data.canvas ** 2 != model_cfg.seq_len:

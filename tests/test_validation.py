@@ -38,6 +38,9 @@ BAD_SETS = {  # the issue's list, and the override rules
     "train.token_loss=crossentropy": "token_loss must be one of",
     # a vocabulary short of ARC's 12 tokens passed, and the first step's embedding ended in an IndexError
     "model.vocab_size=5": "model.vocab_size must be an integer >= 12 (PAD, EOS and 10 colours), got 5",
+    # set by the run over any --set: both were accepted and silently replaced
+    "model.seq_len=64": "model.seq_len follows data.canvas (its square): set data.canvas",
+    "model.num_puzzle_ids=7": "model.num_puzzle_ids follows the build",
 }
 
 
