@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from augment.encoding import VOCAB_SIZE
 from augment.grids import MAX_SIDE
+from augment.transforms import NUM_MAPS
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -56,7 +57,7 @@ RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
         "lr", "weight_decay", "puzzle_emb_lr", "puzzle_emb_weight_decay")},
     **{("train", f): (_rate, "a number in [0, 1)") for f in ("beta1", "beta2", "ema_rate")},
     ("train", "device"): (_device, f"one of {', '.join(DEVICES)} or cuda:N"),
-    ("data", "augmentations"): (_positive, "an integer >= 1"),
+    ("data", "augmentations"): (lambda v: 1 <= v <= NUM_MAPS, f"an integer from 1 to {NUM_MAPS}"),
     ("data", "canvas"): (lambda v: 1 <= v <= MAX_SIDE, f"an integer from 1 to {MAX_SIDE}"),  # ARC's largest grid
     ("data", "build_seed"): (_non_negative, "an integer >= 0"),
 }

@@ -37,7 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="task sources (repeatable or comma-separated): arc-agi-1, arc-agi-2, kaggle2024, "
                              "kaggle2025 (optionally :training / :evaluation), a Kaggle challenges .json, or a "
                              "folder of task .json files; suffix @train or @test sets the role")
-    # A str, not a Path: Path("") is ".", and the CLI's check for an empty value would not see it.
     parser.add_argument("--out", required=True,
                         help="output folder of the build: new, empty or an earlier build with nothing else in it "
                              "(replaced); anything else is refused")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .encoding import CANVAS
 from .errors import InputError
 from .grids import MAX_SIDE
+from .transforms import NUM_MAPS
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,9 @@ class BuildOptions:
 
     def check(self) -> None:
         """InputError (one line, naming the flag) for an option out of range."""
-        if self.augmentations < 1:
-            raise InputError(f"--augmentations must be at least 1 (the identity version), got {self.augmentations}")
+        if not 1 <= self.augmentations <= NUM_MAPS:  # beyond, draws that can never all be distinct
+            raise InputError(f"--augmentations must be 1 (the identity version) to {NUM_MAPS} (8 dihedral maps x 9! "
+                             f"colour permutations), got {self.augmentations}")
         if self.seed < 0:
             raise InputError(f"--seed must be non-negative, got {self.seed}")
         if not 1 <= self.canvas <= MAX_SIDE:  # a larger canvas builds a set no config can train on

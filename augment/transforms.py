@@ -9,6 +9,7 @@ random state.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -17,6 +18,8 @@ import numpy as np
 from .grids import NUM_COLOURS
 
 NUM_DIHEDRAL = 8
+# Distinct maps of a task, the identity included: a dihedral id and a permutation of colours 1-9 (0 stays).
+NUM_MAPS = NUM_DIHEDRAL * math.factorial(NUM_COLOURS - 1)
 # Dihedral ids (REFERENCE §2): 0 identity, 1 rot90 (k=1), 2 rot180, 3 rot270, 4 fliplr, 5 flipud, 6 transpose,
 # 7 fliplr(rot90).
 INVERSE_DIHEDRAL = (0, 3, 2, 1, 4, 5, 6, 7)

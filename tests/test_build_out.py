@@ -103,8 +103,10 @@ def test_a_task_folder_with_a_trailing_slash_is_still_the_folder(tmp_path):
 @pytest.mark.parametrize("option, value, words", [
     ("--workers", "-2", "--workers must be at least 1 (leave it out for all cores), got -2"),
     ("--workers", "0", "--workers must be at least 1 (leave it out for all cores), got 0"),
-    ("--max-tries", "0", "--max-tries must be at least 1, got 0")])
-def test_workers_and_tries_below_one_are_refused_before_any_work(option, value, words, tmp_path):
+    ("--max-tries", "0", "--max-tries must be at least 1, got 0"),
+    ("--augmentations", "2903041", "--augmentations must be 1 (the identity version) to 2903040 (8 dihedral maps x "
+                                   "9! colour permutations), got 2903041")])
+def test_workers_tries_and_augmentations_out_of_range_are_refused_before_any_work(option, value, words, tmp_path):
     out = tmp_path / "out"
     proc = cli_in_process("build", "--tasks", SMALL_TASKS, "--out", out, *BUILD, option, value)
     assert one_error_line(proc) == f"arc-trm build: error: {words}"

@@ -118,6 +118,9 @@ def test_draw_settings_and_the_identifiers_are_checked_before_the_weights_are_lo
         one_line(cli_in_process("import-checkpoint", hub, *rebuild, "--augmentations", "0", "--seed", seed),
                  "--seed must be from 0 to 4294967295", seed)
     one_line(cli_in_process("import-checkpoint", hub, *rebuild, "--augmentations", "-1"), "--augmentations", "-1")
+    # a task has 8 x 9! versions, the identity included: more was taken and drawn until memory ran out
+    one_line(cli_in_process("import-checkpoint", hub, *rebuild, "--augmentations", "2903040"),
+             "--augmentations must be from 0 to 2903039", "2903040")
     ids = tmp_path / "identifiers.json"
     ids.write_text(json.dumps(["<blank>", "a", "a|||t9|||0123456789"]))
     one_line(cli_in_process("import-checkpoint", hub, "--identifiers", ids, "--out", out), str(ids), "(id 2)")

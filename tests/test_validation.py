@@ -41,6 +41,7 @@ BAD_SETS = {  # the issue's list, and the override rules
     # set by the run over any --set: both were accepted and silently replaced
     "model.seq_len=64": "model.seq_len follows data.canvas (its square): set data.canvas",
     "model.num_puzzle_ids=7": "model.num_puzzle_ids follows the build",
+    "data.augmentations=2903041": "data.augmentations must be an integer from 1 to 2903040",
 }
 
 
