@@ -20,7 +20,7 @@ produced replace those of an earlier submission at the same path: a test input n
 (a deadline) keeps its earlier entry and candidates, and with no answer at all a valid earlier
 submission is not rewritten. A file at --out that is JSON but no submission (the challenges,
 solutions or candidates file), or no JSON and not named .json (notes, a model), is refused, not
-overwritten. Ctrl-C or SIGTERM before the writes leaves the three files as they were; during them,
+overwritten; so is a submission holding tasks this run does not answer. Ctrl-C or SIGTERM before the writes leaves the three files as they were; during them,
 the three are finished first; either way one line says so and the exit status is 130 or 143.
 """
 
@@ -40,7 +40,7 @@ from augment.errors import InputError
 from augment.files import finished_line
 from augment.tasks import Task, load_answerable, training_split_warning
 from submission.kaggle import candidates_path
-from submission.outputs import check_prediction_outputs, record_path
+from submission.outputs import check_no_other_tasks, check_prediction_outputs, record_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -142,6 +142,7 @@ def predicted_line(summary: PredictSummary, trajectories: int) -> str:
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     tasks = load_prediction_tasks(args.tasks, args.skip_bad_tasks)
+    check_no_other_tasks(args.out, [t.id for t in tasks])
     d = setup(args.device)
     models = (load_model(path, d.device, args.weights) for path in args.checkpoint)  # one at a time
     options = PredictOptions(args.tasks, max_views=args.views, max_steps=args.max_steps)

@@ -65,7 +65,7 @@ from augment.tasks import Task, absolute_spec, load_answerable, safe_name
 from submission.kaggle import (candidates_path, fallback_submission, is_submission_of, load_submission,
                                merge_candidates, read_candidates, validate_submission, write_candidates,
                                write_submission)
-from submission.outputs import check_prediction_outputs, record_path
+from submission.outputs import check_no_other_tasks, check_prediction_outputs, record_path
 from submission.runfolder import TTT_FILES, resolve_checkpoint, run_files
 from submission.score import predict_info
 
@@ -224,6 +224,8 @@ def ttt(options: TTTOptions) -> int:
     out = Path(options.out)
     tasks, fallback_only = load_answer_tasks(options.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)
+    if options.submission is not None:  # RUN/submission.json is the run's own (--force moves it aside)
+        check_no_other_tasks(options.submission, [t.id for t in answered], "--submission")
     runs.check_not_a_train_run(out, options.force)
     if options.resume:
         check_same_tasks(out, tasks)

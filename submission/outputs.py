@@ -13,9 +13,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from augment.errors import InputError
+from augment.console import counted
+from augment.errors import InputError, few_ids
 from augment.files import read_json
-from submission.kaggle import candidates_path, check_is_submission
+from submission.kaggle import candidates_path, check_is_submission, load_submission
 
 
 def record_path(submission: str | Path) -> Path:
@@ -73,3 +74,18 @@ def check_prediction_outputs(submission: str | Path, flag: str = "--out") -> Non
     for extra in (candidates_path(Path(submission)), record_path(submission)):
         if extra.is_dir():
             raise InputError(f"{flag} {submission}: {extra} (written beside it) is a directory")
+
+
+def check_no_other_tasks(submission: str | Path, task_ids: list[str], flag: str = "--out") -> None:
+    """One line when the submission at `submission` answers tasks outside `task_ids`: the new file
+    holds these tasks only, so their answers would be lost (a rerun of the same tasks, or of more,
+    replaces it)."""
+    try:
+        earlier = load_submission(submission)
+    except InputError:  # none, or not one (check_not_other_json has judged it)
+        return
+    others = sorted(set(earlier) - set(task_ids))
+    if others:
+        raise InputError(f"{flag} {submission}: holds answers for {counted(len(others), 'task')} this run does not "
+                         f"answer ({few_ids(others)}), which the new file would drop: give another {flag}, or move "
+                         "it aside")

@@ -58,12 +58,21 @@ def test_an_out_holding_the_tasks_solutions_or_candidates_is_refused_not_overwri
         assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
         assert f"--out {target}: the file there is JSON but not a submission" in r.stderr
         assert target.read_bytes() == before
-    earlier = tmp_path / "earlier.json"  # an earlier submission, even for other tasks, is replaced
-    earlier.write_text(json.dumps({"other": [{"attempt_1": [[1]], "attempt_2": [[2]]}]}))
-    r = cli_in_process("predict", "--checkpoint", run, "--tasks", challenges, "--out", earlier, "--no-progress",
-                       "--views", "1", "--max-steps", "1")
-    assert r.returncode == 0, r.stderr
-    assert sorted(json.loads(earlier.read_text())) == sorted(json.loads(json.dumps(fallback_submission(tasks))))
+    # An earlier submission holding other tasks was replaced by one without them: their answers lost.
+    earlier = tmp_path / "earlier.json"
+    other = {"other": [{"attempt_1": [[1]], "attempt_2": [[2]]}]}
+    earlier.write_text(json.dumps({**other, **fallback_submission(tasks[:1])}))
+    before = earlier.read_bytes()
+    predict = ("predict", "--checkpoint", run, "--tasks", challenges, "--out", earlier, "--no-progress",
+               "--views", "1", "--max-steps", "1")
+    r = cli_in_process(*predict)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert (f"--out {earlier}: holds answers for 1 task this run does not answer (other), which the new file "
+            "would drop: give another --out, or move it aside") in r.stderr
+    assert earlier.read_bytes() == before
+    earlier.write_text(json.dumps(fallback_submission(tasks[:1])))  # some of this run's tasks: replaced
+    assert cli_in_process(*predict).returncode == 0
+    assert sorted(json.loads(earlier.read_text())) == sorted(t.id for t in tasks)
 
 
 def test_the_summary_says_which_untrained_tasks_kept_earlier_answers_and_whether_it_wrote(tmp_path):

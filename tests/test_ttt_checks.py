@@ -274,3 +274,14 @@ def test_an_embedding_fraction_without_a_checkpoint_is_refused(tmp_path):
     assert refused(proc) == ("arc-trm ttt: error: --embedding-fraction 0.5 applies with --checkpoint only (a model "
                              "from scratch trains all its weights from the first step)")
     assert not out.exists()
+
+
+def test_a_submission_holding_other_tasks_is_refused_before_any_write(tmp_path):
+    """ttt --submission onto a submission of other tasks replaced it with the fallback of its own."""
+    sub = tmp_path / "submission.json"
+    sub.write_text('{"other": [{"attempt_1": [[1]], "attempt_2": [[2]]}]}')
+    before, out = sub.read_bytes(), tmp_path / "ttt"
+    proc = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--budget", "1m", "--out", out, "--submission", sub)
+    assert refused(proc) == (f"arc-trm ttt: error: --submission {sub}: holds answers for 1 task this run does not "
+                             "answer (other), which the new file would drop: give another --submission, or move it aside")
+    assert sub.read_bytes() == before and not out.exists()
