@@ -71,7 +71,7 @@ def test_sigterm_between_two_tasks_of_a_per_task_run_says_how_to_continue(tmp_pa
     """Before: the second task's time share (outside either task's training) was outside any guard,
     and SIGTERM killed the process with no line."""
     run, tasks = tmp_path / "run", as_test_tasks(load_tasks(TWO))
-    proc = signalled("arc_trm.ttt:time_share", 2, signal.SIGTERM, *ttt_args(run, TWO, "--per-task"))
+    proc = signalled("arc_trm.ttt_per_task:time_share", 2, signal.SIGTERM, *ttt_args(run, TWO, "--per-task"))
     line = one_line(proc, signal.SIGTERM, f"SIGTERM: stopped; submission {run / 'submission.json'} holds the answers")
     validate_submission(load_submission(run / "submission.json"), tasks)
     assert (run / "tasks" / tasks[0].id / "done.json").is_file() and not (run / "tasks" / tasks[1].id).exists()

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from arc_trm import runs
-from arc_trm.ttt import TASK_DONE, as_test_tasks, per_task, time_share, ttt
+from arc_trm.ttt import as_test_tasks, ttt
+from arc_trm.ttt_per_task import TASK_DONE, per_task, time_share
 from arc_trm.ttt_plan import TTTJob, TTTOptions
 from augment.errors import InputError
 from augment.tasks import load_tasks, safe_name
@@ -106,6 +107,7 @@ def stand_in_runs(monkeypatch, clock: Clock | None = None, after: float = 0.0, w
     clock on by `after` seconds, or to its own deadline with `whole_share`): the per-task loop
     alone, without torch's cost."""
     import arc_trm.ttt as ttt_module
+    import arc_trm.ttt_per_task as per_task_module
     import arc_trm.ttt_phases as phases
 
     started: list[TTTJob] = []
@@ -122,7 +124,8 @@ def stand_in_runs(monkeypatch, clock: Clock | None = None, after: float = 0.0, w
 
     monkeypatch.setattr(phases, "test_time_train", stand_in)
     if clock is not None:
-        monkeypatch.setattr(ttt_module, "time", clock)
+        for module in (ttt_module, per_task_module):
+            monkeypatch.setattr(module, "time", clock)
     return started
 
 
