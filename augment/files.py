@@ -145,7 +145,7 @@ def read_jsonl(path: str | Path, what: str = "file") -> list[object]:
 def check_replaceable(out: str | Path, is_previous: Callable[[Path], bool], what: str) -> None:
     """One line unless `out` is absent, an empty folder, or an earlier `what` (is_previous), and
     does not hold the current folder: the guard of every command that replaces a whole folder
-    (build, export, kaggle bundle), so none deletes a run or the folder the shell is in."""
+    (build, export, kaggle bundle's two), so none deletes a run or the folder the shell is in."""
     out = Path(out)
     here = Path.cwd().resolve()
     if here == out.resolve() or out.resolve() in here.parents:  # the swap would leave the shell in a removed folder
