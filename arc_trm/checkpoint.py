@@ -41,6 +41,7 @@ from augment.console import eprint
 from augment.files import atomic_writer, read_json, write_text_atomic
 from augment.identifier_map import IdentifierMap
 from augment.errors import InputError
+from augment.json_kind import is_digits
 from submission import checkpoint_manifest as manifest
 from submission.runfolder import (EXPORT_WEIGHTS, STATE, checkpoint_dir, checkpoints_by_step, latest_checkpoint,
                                   latest_marker, resolve_checkpoint, temporary_checkpoint_dir)
@@ -198,7 +199,7 @@ def load_export(folder: Path) -> dict:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"{path}: cannot load inference export ({type(e).__name__}: {e})") from None
-    if meta.get("format") != EXPORT_FORMAT or not meta.get("step", "").isdigit():
+    if meta.get("format") != EXPORT_FORMAT or not is_digits(meta.get("step", "")):
         raise InputError(f"{path}: not an arc-trm inference export (format {meta.get('format')!r})")
     config = read_json(folder / "config.json", "config")
     config_from_json(config, folder / "config.json", "checkpoint config")  # a fault names this file, not the weights

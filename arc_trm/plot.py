@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from augment.console import eprint
 from augment.errors import InputError
 from augment.files import atomic_writer, read_json
-from augment.json_kind import is_number
+from augment.json_kind import is_digits, is_number
 
 PANELS = (("loss", "loss"), ("exact_accuracy", "exact accuracy (halted rows)"),
           ("halt_steps", "mean halting steps"), ("samples_per_s", "samples / s"), ("lr", "learning rate"))
@@ -113,7 +113,7 @@ def run_phases(run: Path) -> list[PhaseMark]:
 def pass_k(key: str) -> int:
     """k of an `eval_pass@k` key (pass@1 sorts first)."""
     tail = key.rpartition("@")[2]
-    return int(tail) if tail.isdigit() else 0
+    return int(tail) if is_digits(tail) else 0
 
 
 def draw_eval(ax, evals: list[dict], keys: list[str]) -> None:

@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .json_kind import is_digits
+
 Grid = np.ndarray  # (h, w) uint8, colours 0..NUM_COLOURS-1, sides 1..MAX_SIDE
 MAX_SIDE = 30
 NUM_COLOURS = 10
@@ -40,7 +42,7 @@ def make_identifier(task_id: str, k: int) -> str:
 def split_identifier(identifier: str) -> Identifier:
     """``task_id#k`` -> (task_id, k); ValueError when it is not of that form."""
     task_id, sep, k = identifier.rpartition("#")
-    if not sep or not k.isdigit():
+    if not sep or not is_digits(k):
         raise ValueError(f"bad puzzle identifier {identifier!r}; expected TASK#K")
     return Identifier(task_id, int(k))
 

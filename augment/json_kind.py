@@ -1,6 +1,6 @@
 """What a Kaggle-format JSON file holds, judged by its shape: the line for a file given in another
 kind's place (a submission as --tasks, the challenges as --solutions) names its kind, not a task.
-Also what a JSON number is, for the readers that check one."""
+Also what a JSON number is, and a count written as text, for the readers that check one."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ from __future__ import annotations
 def is_number(value: object) -> bool:
     """Whether a JSON value is a number: an int or a float, not a bool (which Python counts as an int)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_digits(text: str) -> bool:
+    """Whether `text` is a count int() reads: ASCII digits only ("²".isdigit() is True, and int fails on it)."""
+    return text.isascii() and text.isdigit()
 
 
 def is_one_task(data: object) -> bool:

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from .grids import NUM_COLOURS
+from .json_kind import is_digits
 
 NUM_DIHEDRAL = 8
 # Distinct maps of a task, the identity included: a dihedral id and a permutation of colours 1-9 (0 stays).
@@ -123,8 +124,7 @@ class Augmentation:
 
     @classmethod
     def from_str(cls, text: str) -> "Augmentation":
-        if len(text) != 13 or text[0] != "t" or text[2] != "p" or not text[1].isdigit() \
-                or not text[3:].isdigit():
+        if len(text) != 13 or text[0] != "t" or text[2] != "p" or not is_digits(text[1:2] + text[3:]):
             raise ValueError(f"bad augmentation record {text!r}; expected e.g. 't3p0123456789'")
         return cls(int(text[1]), tuple(int(ch) for ch in text[3:]))
 

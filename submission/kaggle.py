@@ -17,7 +17,7 @@ import numpy as np
 
 from augment.errors import InputError, TaskError, few_ids
 from augment.files import read_json, write_json_atomic
-from augment.json_kind import is_number, json_kind
+from augment.json_kind import is_digits, is_number, json_kind
 from augment.tasks import Task, grid_from_json
 from submission.vote import Candidate, Key, choose_attempts
 
@@ -260,7 +260,7 @@ def read_candidates(path: str | Path) -> dict[Key, list[Candidate]]:
         if not isinstance(per_test, dict):
             raise TaskError("must map test indices to candidate lists", path=path, task_id=task_id)
         for index, cands in per_test.items():
-            if not index.isdigit() or not isinstance(cands, list):
+            if not is_digits(index) or not isinstance(cands, list):
                 raise TaskError(f"bad entry for test index {index!r}", path=path, task_id=task_id)
             lst = []
             for j, c in enumerate(cands):

@@ -188,13 +188,19 @@ def render_task(task: Task, attempts: Attempts | None = None, out_path: str | Pa
     return image
 
 
+# Formats Pillow writes from an RGB picture (XBM, Palm and others that Pillow lists take other modes,
+# and failed in the save with a traceback).
+PICTURE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PDF")
+
+
 def picture_format(out_path: Path) -> str:
     """The Pillow format a path's suffix names (PNG without one): task.jpg is a JPEG, not PNG bytes."""
     if not out_path.suffix:
         return "PNG"
     fmt = Image.registered_extensions().get(out_path.suffix.lower())
-    if fmt not in Image.SAVE:
-        raise InputError(f"--out {out_path}: {out_path.suffix} is not a picture format show writes; use .png")
+    if fmt not in PICTURE_FORMATS:
+        raise InputError(f"--out {out_path}: {out_path.suffix} is not a picture format show writes; use .png "
+                         "(or .jpg, .gif, .bmp, .tif, .webp, .pdf)")
     return fmt
 
 

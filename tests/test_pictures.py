@@ -299,6 +299,10 @@ def test_plot_and_show_write_the_format_their_out_names_and_refuse_other_suffixe
         r = cli_in_process(*args, "--out", tasks)
         assert r.returncode == 2 and ".json is not a picture format" in r.stderr and r.stderr.count("\n") == 1
     assert tasks.read_text() == "{}"
+    for suffix in (".xbm", ".palm", ".h5"):  # Pillow lists them, then cannot write RGB there: a traceback
+        r = cli_in_process("show", "3c9b0459", "--tasks", SMALL_TASKS, "--out", tmp_path / f"task{suffix}")
+        assert r.returncode == 2 and f"{suffix} is not a picture format" in r.stderr and r.stderr.count("\n") == 1
+        assert not (tmp_path / f"task{suffix}").exists()
 
 
 @pytest.mark.parametrize("key, bad", [("loss", "x"), ("lr", [1]), ("eval_pass@1", "0.5"), ("samples_per_s", True)])

@@ -154,3 +154,27 @@ def test_a_folder_swap_that_fails_puts_the_earlier_folder_back(tmp_path, monkeyp
     monkeypatch.setattr(Path, "rename", rename)
     replace_folder(tmp, out, lambda p: True, "a build")
     assert (out / "meta.json").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["build"]
+
+
+def test_a_non_ascii_digit_is_no_count_anywhere_a_count_is_read(tmp_path):
+    """"²".isdigit() is True and int("²") raises: a candidates file with a test index "²" ended in a
+    ValueError traceback from `score`; each reader of a count written as text now says it is bad."""
+    import json
+
+    from arc_trm.plot import pass_k
+    from augment.errors import TaskError
+    from augment.grids import split_identifier
+    from augment.json_kind import is_digits
+    from augment.transforms import Augmentation
+    from submission.kaggle import read_candidates
+
+    assert is_digits("042") and not is_digits("²") and not is_digits("") and not is_digits("٣")
+    with pytest.raises(ValueError, match="bad puzzle identifier"):
+        split_identifier("abc#²")
+    with pytest.raises(ValueError, match="bad augmentation record"):
+        Augmentation.from_str("t²p0123456789")
+    assert pass_k("eval_pass@²") == 0 and pass_k("eval_pass@2") == 2
+    path = tmp_path / "s.candidates.json"
+    path.write_text(json.dumps({"format": "arc-trm-candidates", "version": 1, "tasks": {"t2": {"²": []}}}))
+    with pytest.raises(TaskError, match="bad entry for test index '²'"):
+        read_candidates(path)
