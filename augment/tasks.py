@@ -112,7 +112,7 @@ def task_from_json(task_id: str, data: object, solutions: object = None, *, role
             where = f"{split}[{i}]"
             if not isinstance(ex, dict) or "input" not in ex:
                 raise TaskError("example must be an object with 'input'", path=path, task_id=task_id, where=where)
-            if split == "train" and "output" not in ex:
+            if split == "train" and ex.get("output") is None:  # a null one too: only a test answer may be hidden
                 raise TaskError("demonstration has no 'output'", path=path, task_id=task_id, where=where)
             inp = grid_from_json(ex["input"], path=path, task_id=task_id, where=f"{where}.input")
             o = ex.get("output")

@@ -15,7 +15,7 @@ from augment.errors import InputError, TaskError
 from augment.json_kind import json_kind
 from augment.task_hash import content_hash, grid_hash, task_hash
 from augment.tasks import Reading, absolute_spec, load_source, load_tasks, safe_name, task_from_json
-from conftest import CONCEPTARC
+from conftest import CONCEPTARC, cli_in_process
 
 GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1]]}]}
 
@@ -92,6 +92,25 @@ def test_task_structure(tmp_path, change, fragment):
     p = write(tmp_path / "c.json", {"t3": bad_task(**change)})
     with pytest.raises(TaskError, match=fragment):
         load_source(str(p))
+
+
+def test_a_null_demonstration_output_is_refused_and_skipped(tmp_path):
+    """Before: `"output": null` in a demonstration passed validation (only a missing key was refused),
+    and the build then crashed with a traceback, --skip-bad-tasks or not."""
+    d = tmp_path / "f"
+    d.mkdir()
+    write(d / "good.json", GOOD)
+    write(d / "nul.json", bad_task(train=[{"input": [[1]], "output": [[2]]}, {"input": [[1]], "output": None}]))
+    with pytest.raises(TaskError) as e:
+        load_tasks(str(d))
+    assert str(e.value) == f"{d / 'nul.json'}: task 'nul': train[1]: demonstration has no 'output'"
+    r = cli_in_process("build", "--tasks", d, "--out", tmp_path / "out", "--augmentations", "2", "--workers", "1",
+                       "--no-progress", "--skip-bad-tasks")
+    assert r.returncode == 0, r.stderr
+    assert "skipping bad task" in r.stderr and "'nul'" in r.stderr and "1 skipped as invalid" in r.stdout
+    # A test example's null output is a hidden answer, as before.
+    write(d / "nul.json", bad_task(test=[{"input": [[1]], "output": None}]))
+    assert load_tasks(f"{d}/nul")[0].test[0].output is None
 
 
 def test_malformed_json(tmp_path):
