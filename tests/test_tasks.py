@@ -236,6 +236,17 @@ def test_folder_source_and_roles(tmp_path):
         load_tasks(str(empty))
 
 
+@pytest.mark.parametrize("spec", [".", "./", "sub/..", "../evaluation"])
+def test_a_folder_named_by_dots_gets_the_role_of_its_own_name(tmp_path, monkeypatch, spec):
+    """Before: `--tasks .` inside a folder named `evaluation` gave its tasks the train role (the
+    name of `.` is ''), while `../evaluation` gave them the test role."""
+    d = tmp_path / "evaluation"
+    (d / "sub").mkdir(parents=True)
+    write(d / "aa.json", GOOD)
+    monkeypatch.chdir(d)
+    assert [(t.id, t.role) for t in load_tasks(spec)] == [("aa", "test")]
+
+
 def test_at_sign_inside_a_path_is_not_a_role(tmp_path, monkeypatch):
     """Google Drive for desktop mounts at .../GoogleDrive-me@example.com/My Drive: the `@` is part of
     the path (file, folder, picked ids, a role after it), and predict records the path absolute."""
