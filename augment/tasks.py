@@ -311,7 +311,8 @@ def _load_body(body: str, role: Role | None, reading: Reading) -> list[Task]:
     path = Path(body)
     if path.is_dir():
         # Hidden files are no tasks: macOS writes `._ID.json` beside each file on USB drives and shares.
-        files = sorted(f for f in path.glob("*.json") if not f.name.startswith("."))
+        # And `ID.JSON` is a task file too (copied from Windows, whose names ignore case).
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() == ".json" and not f.name.startswith("."))
         if not files:
             raise TaskError("folder holds no .json task files", path=path)
         files = [f for f in files if reading.wants(f.stem)]

@@ -323,6 +323,19 @@ def test_folder_source_leaves_out_hidden_files(tmp_path):
         load_tasks(str(d))
 
 
+def test_folder_source_reads_upper_case_json_suffixes(tmp_path):
+    """Before: a folder's `ID.JSON` files were left out silently (and one of only such files was 'no .json')."""
+    d = tmp_path / "tasks"
+    d.mkdir()
+    write(d / "AA.JSON", GOOD)
+    write(d / "bb.Json", GOOD)
+    write(d / "cc.json", GOOD)
+    write(d / "._AA.JSON", "{not json")
+    write(d / "notes.txt", "not a task")
+    assert [t.id for t in load_tasks(str(d))] == ["AA", "bb", "cc"]
+    assert [t.id for t in load_tasks(f"{d}/AA+cc")] == ["AA", "cc"]
+
+
 def test_duplicate_ids(tmp_path):
     a = write(tmp_path / "a.json", {"t": GOOD})
     b = write(tmp_path / "b_test.json", {"t": GOOD})
