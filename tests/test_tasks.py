@@ -14,7 +14,7 @@ import pytest
 from augment.errors import InputError, TaskError
 from augment.json_kind import json_kind
 from augment.task_hash import content_hash, grid_hash, task_hash
-from augment.tasks import Reading, absolute_spec, load_source, load_tasks, safe_name, task_from_json
+from augment.tasks import Reading, absolute_spec, is_bundled, load_source, load_tasks, safe_name, task_from_json
 from conftest import CONCEPTARC, cli_in_process
 
 GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1]]}]}
@@ -286,6 +286,30 @@ def test_a_comma_inside_a_path_is_part_of_it(tmp_path, monkeypatch):
              "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert [t["id"] for t in json.loads((tmp_path / "out" / "metadata.json").read_text())["tasks"]] == ["abc"]
+
+
+def test_a_path_whose_first_folder_is_named_like_a_bundled_set_is_a_path(tmp_path, monkeypatch):
+    """Before: `arc-agi-2/data/evaluation` (a clone of the arc-agi-2 repository) was read as the
+    bundled arc-agi-2 with the task ids 'data/evaluation'; only `./arc-agi-2/...` worked."""
+    d = tmp_path / "arc-agi-2" / "data" / "evaluation"
+    d.mkdir(parents=True)
+    write(d / "aaaa1111.json", GOOD)
+    write(d / "bbbb2222.json", GOOD)
+    (k := tmp_path / "kaggle2025").mkdir()
+    write(k / "x_challenges.json", {"abc": GOOD, "def": GOOD})
+    monkeypatch.chdir(tmp_path)
+    assert [(t.id, t.role) for t in load_tasks("arc-agi-2/data/evaluation")] == [("aaaa1111", "test"),
+                                                                                ("bbbb2222", "test")]
+    assert [t.id for t in load_tasks("arc-agi-2/data/evaluation/bbbb2222")] == ["bbbb2222"]
+    assert [(t.id, t.role) for t in load_tasks("kaggle2025/x_challenges.json/def@test, arc-agi-2/data/evaluation/"
+                                               "aaaa1111")] == [("aaaa1111", "test"), ("def", "test")]
+    assert absolute_spec("arc-agi-2/data/evaluation@train,arc-agi-2:evaluation") == (
+        f"{d.resolve()}@train,arc-agi-2:evaluation")
+    r = cli_in_process("show", "aaaa1111", "--tasks", "arc-agi-2/data/evaluation")
+    assert r.returncode == 0, r.stderr
+    # The bundled names stay bundled, a folder of that name beside them or not.
+    assert is_bundled("arc-agi-2") and is_bundled("arc-agi-1:training/3c9b0459+6150a2bd")
+    assert [t.id for t in load_tasks("arc-agi-1:training/3c9b0459")] == ["3c9b0459"]
 
 
 def test_a_task_file_and_a_challenges_file_given_the_other_way_round_say_so(tmp_path):
