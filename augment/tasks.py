@@ -177,6 +177,7 @@ class Reading:
     salvaged: list[Task] | None = None
     only: frozenset[str] | None = None  # the ids a selection names (None: every task)
     skipped: set[str] = field(default_factory=set)  # the ids left out as bad
+    solutions_beside: bool = True  # False: x_solutions.json beside x_challenges.json is not read (score --solutions)
 
     def wants(self, task_id: str) -> bool:
         return self.only is None or task_id in self.only
@@ -266,7 +267,7 @@ def _load_body(body: str, role: Role | None, reading: Reading) -> list[Task]:
         return out
     if path.suffix == ".json" or path.exists():
         challenges = _read_json(path)
-        sol_path = solutions_path_for(path)
+        sol_path = solutions_path_for(path) if reading.solutions_beside else None
         solutions = _read_json(sol_path) if sol_path is not None and sol_path.exists() else None
         r = role or ("test" if _looks_like_test(path) else "train")
         return _tasks_from_mapping(challenges, solutions, r, path, reading,
