@@ -170,8 +170,8 @@ def salvage_task(task_id: str, data: object, role: Role, path: str | Path | None
 class Reading:
     """How tasks are read: each is checked, and one that fails its checks raises, or with `skip`
     is left out with a warning. `salvaged`, when given, receives each task left out whose test
-    inputs are readable (salvage_task), so that it keeps the fallback answer. load_source sets
-    `only` and `skipped` for each source it reads."""
+    inputs are readable (salvage_task), so that it keeps the fallback answer. load_source reads each
+    source with its own `only` and `skipped`, then adds the ids it left out to the given `skipped`."""
     skip: bool = False
     warn: Callable[[str], None] = print
     salvaged: list[Task] | None = None
@@ -222,8 +222,10 @@ def load_source(spec: str, reading: Reading | None = None) -> list[Task]:
     body, role = parse_spec(spec)
     body, wanted = split_ids(body)
     ids = [i for i in wanted.split("+") if i]
-    reading = replace(reading or Reading(), only=frozenset(ids) if wanted else None, skipped=set())
+    given = reading or Reading()
+    reading = replace(given, only=frozenset(ids) if wanted else None, skipped=set())
     tasks = _load_body(body, role, reading)
+    given.skipped |= reading.skipped
     if not wanted:
         return tasks
     by_id = {t.id: t for t in tasks}
