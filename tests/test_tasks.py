@@ -14,7 +14,8 @@ import pytest
 from augment.errors import InputError, TaskError
 from augment.json_kind import json_kind
 from augment.task_hash import content_hash, grid_hash, task_hash
-from augment.tasks import Reading, absolute_spec, is_bundled, load_source, load_tasks, safe_name, task_from_json
+from augment.specs import is_bundled
+from augment.tasks import Reading, absolute_spec, load_source, load_tasks, safe_name, task_from_json
 from conftest import CONCEPTARC, cli_in_process
 
 GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1]]}]}
