@@ -74,8 +74,9 @@ def check_own_build(out: Path, cfg: RunConfig) -> None:
     if isinstance(sources, list) and all(isinstance(s, str) for s in sources):
         sources = [absolute_spec(s) for s in sources]  # a build recorded before paths were absolute
     if sources != specs and have == want:  # the same content under other paths (loaded only then)
-        tasks = load_tasks(specs, Reading(skip=True, warn=lambda _: None))
-        sources = specs if is_up_to_date(out, tasks, build_options(cfg)) else sources
+        reading = Reading(skip=True, warn=lambda _: None)
+        tasks = load_tasks(specs, reading)
+        sources = specs if is_up_to_date(out, tasks, build_options(cfg), reading.skipped) else sources
     if have != want or sources != specs:
         raise InputError(f"--build {out}: holds a build of {sources} with {have}, not {specs} with {want}; "
                          f"pass the same --tasks/--set data.* or another --build (it is never rebuilt over)")

@@ -31,7 +31,7 @@ from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from augment.build import canvas_skip_line
 from augment.console import bar_shown, eprint, progress_bar
 from augment.store import BuiltSet
-from augment.errors import InputError
+from augment.errors import InputError, few_ids
 from augment.files import write_text_atomic
 
 
@@ -153,14 +153,16 @@ def header(cfg: RunConfig, built: BuiltSet, preset_name: str, skipped_file: Path
     kept, total = built.counts["tasks"], built.counts["tasks"] + len(skipped)
     line = (f"train: {preset_name}, canvas {c}x{c}, global batch {cfg.train.global_batch_size}; tasks "
             f"{cfg.data.tasks}: {kept} kept, {len(skipped)} skipped")
+    invalid = list(built.meta.get("invalid", []))  # the build's warning is not printed: the header says it
+    left_out = f"; {len(invalid)} invalid left out by the build's --skip-bad-tasks: {few_ids(invalid)}" if invalid else ""
     if not skipped:
-        return Header(line)
+        return Header(line + left_out)
     many = len(skipped) > total / 4
     text = canvas_skip_line(skipped, total, c, str(skipped_file))
     if many:
         line += f" ({len(skipped) / total:.0%}: more than a quarter)"
         text += ("; --set data.canvas=30 keeps them" + (" (or --preset paper, made for GPUs)" if c < 30 else ""))
-    return Header(line, text, many)
+    return Header(line + left_out, text, many)
 
 
 def print_header(cfg: RunConfig, built: BuiltSet, out: Path, preset_name: str) -> None:

@@ -18,12 +18,12 @@ from joblib import Parallel, delayed
 from augment.console import progress_bar, warn_once
 
 from .draw import DRAW_CHUNK, augment_task
-from .errors import InputError, few_ids
+from .errors import InputError, TaskError, few_ids
 from .files import atomic_writer, check_replaceable, read_json, replace_folder, write_text_atomic
 from .options import BuildOptions
 from .store import ARRAYS, FORMAT, BuiltSet, is_build
 from .task_hash import update_pairs
-from .tasks import Task, absolute_spec, load_tasks, source_specs
+from .tasks import Reading, Task, absolute_spec, load_tasks, source_specs
 from .transforms import Augmentation
 
 
@@ -227,7 +227,7 @@ def _row_arrays(src: _Sources, results: list[tuple[np.ndarray, np.ndarray]]) -> 
 
 
 def _metadata(src: _Sources, arrays: dict[str, np.ndarray], options: BuildOptions, sources: list[str],
-              src_hash: str) -> dict:
+              src_hash: str, invalid: Iterable[str]) -> dict:
     kept, ti = src.kept, src.task_index
     counts = {
         "tasks": len(kept),
@@ -251,6 +251,7 @@ def _metadata(src: _Sources, arrays: dict[str, np.ndarray], options: BuildOption
         "sources_hash": src_hash,
         "counts": counts,
         "skipped": src.skipped,
+        "invalid": sorted(invalid),  # the sources' tasks left out as bad (--skip-bad-tasks): see is_up_to_date
         "identifier_format": "{task_id}#{k}; row 0 is the blank; task rows are [first_row, first_row + num_rows)",
         "tasks": [{"id": t.id, "role": t.role, "hash": src.keys[t.id], "first_row": int(ti[i, 0]),
                    "num_rows": int(ti[i, 1])} for i, t in enumerate(kept)],
@@ -284,10 +285,11 @@ def _write_build(out: Path, arrays: dict[str, np.ndarray], meta: dict, kept: lis
 
 def build_set(tasks: Sequence[Task], out: str | Path, options: BuildOptions = BuildOptions(), *,
               sources: Sequence[str] | None = None, warn: Callable[[str], None] = warn_once,
-              placed: Callable[[], None] | None = None,
+              placed: Callable[[], None] | None = None, invalid: Iterable[str] = (),
               _before_rename: Callable[[Path], None] | None = None) -> BuiltSet:
     """Augment `tasks` and write the build to `out` (replacing an earlier build there); `placed` is
-    called once the new build is at `out` (see replace_folder).
+    called once the new build is at `out` (see replace_folder). `invalid`: the ids of the sources'
+    tasks left out as bad, recorded.
 
     The output depends only on the tasks and the options: rebuilding, or building with another
     number of workers, gives byte-identical files.
@@ -301,28 +303,40 @@ def build_set(tasks: Sequence[Task], out: str | Path, options: BuildOptions = Bu
     arrays = _row_arrays(src, _augment_all(src.payloads, options))
     # Paths absolute: a run that names this build from another working directory must match it.
     recorded = [absolute_spec(s) for s in sources] if sources is not None else sorted({t.source for t in tasks})
-    meta = _metadata(src, arrays, options, recorded, src_hash)
+    meta = _metadata(src, arrays, options, recorded, src_hash, invalid)
     _write_build(out, arrays, meta, src.kept, _before_rename, placed)
     return BuiltSet.open(out)
 
 
-def is_up_to_date(out: str | Path, tasks: Sequence[Task], options: BuildOptions = BuildOptions()) -> bool:
-    """True when `out` holds a build of the same task content and options."""
+def is_up_to_date(out: str | Path, tasks: Sequence[Task], options: BuildOptions = BuildOptions(),
+                  invalid: Iterable[str] = ()) -> bool:
+    """True when `out` holds a build of the same task content and options, which left out the same
+    bad tasks of the sources (`invalid`: a build without them would take a bad task in silently)."""
     try:
         meta = read_json(Path(out) / "metadata.json", "build metadata")
     except InputError:
         return False
     return (isinstance(meta, dict) and meta.get("params") == _params(options)
-            and meta.get("sources_hash") == sources_hash(tasks))
+            and meta.get("sources_hash") == sources_hash(tasks) and meta.get("invalid", []) == sorted(invalid))
 
 
 def ensure_built(specs: str | Sequence[str], out: str | Path, options: BuildOptions = BuildOptions(), *,
                  warn: Callable[[str], None] = warn_once) -> BuiltSet:
-    """Open the build at `out` if it was made from the same task content and options, else build
-    it. A bad task raises; `warn` hears of tasks the build leaves out."""
+    """Open the build at `out` if it was made from the same task content and options (with
+    --skip-bad-tasks: leaving out the same bad tasks), else build it. A bad task raises when a
+    build is made; `warn` hears of tasks the build leaves out."""
     options.check()
     spec_list = source_specs(specs)
-    tasks = load_tasks(spec_list)
-    if is_up_to_date(out, tasks, options):
+    reading = Reading(skip=True, warn=lambda _: None)
+    try:
+        tasks: list[Task] | None = load_tasks(spec_list, reading)
+    except TaskError:  # no good task, say: the strict reading below names what is wrong
+        tasks = None
+    if tasks is not None and is_up_to_date(out, tasks, options, reading.skipped):
+        if reading.skipped:
+            warn(f"{out}: the build leaves out {len(reading.skipped)} invalid task(s) of the sources, as "
+                 f"`arc-trm build --skip-bad-tasks` did: {few_ids(sorted(reading.skipped))}")
         return BuiltSet.open(out)
+    if tasks is None or reading.skipped:
+        tasks = load_tasks(spec_list)  # a new build refuses a bad task
     return build_set(tasks, out, options, sources=spec_list, warn=warn)

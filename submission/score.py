@@ -30,7 +30,7 @@ from scipy.stats import binomtest
 from augment.console import warn_once
 from augment.errors import InputError, few_ids
 from augment.grids import Grid, same_grid
-from augment.tasks import Task, load_tasks, training_split_warning
+from augment.tasks import Reading, Task, load_tasks, training_split_warning
 from augment.files import read_json
 from submission.kaggle import (ATTEMPTS, candidates_path, check_is_submission, load_solutions, load_submission,
                                read_candidates, submission_grids, validate_submission)
@@ -299,7 +299,9 @@ def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submis
     of the task source recorded beside the submission."""
     if tasks_spec is None and solutions_file is None:
         tasks_spec = recorded_source(submission)
-    tasks = load_tasks(tasks_spec) if tasks_spec is not None else None  # "": load_tasks says so
+    # With --solutions, the solutions file beside the challenges is not theirs to check (nor to fail on).
+    reading = Reading(solutions_beside=solutions_file is None)
+    tasks = load_tasks(tasks_spec, reading) if tasks_spec is not None else None  # "": load_tasks says so
     inflated = training_split_warning(tasks_spec) if tasks_spec else None
     if inflated:
         warn_once(inflated)

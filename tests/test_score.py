@@ -295,3 +295,24 @@ def test_a_broken_record_does_not_stop_scoring_against_sources_given(kaggle_file
         assert "1.0000" in res.stdout or json.loads(res.stdout)["per_task"] == 1.0, res.stdout
     res = cli_in_process("score", path)  # no source given: the record is what names it, so it must read
     assert res.returncode == 2 and "malformed JSON in predict record" in res.stderr, res.stderr
+
+
+def test_solutions_given_leave_the_solutions_file_beside_the_challenges_unread(tmp_path):
+    """`score S --tasks X_challenges.json --solutions F` still read and checked the X_solutions.json
+    beside the challenges, and stopped at its fault, though F is what is scored against."""
+    from conftest import cli_in_process
+
+    chal = tmp_path / "x_challenges.json"
+    task = {"train": [{"input": [[1]], "output": [[2]]}]}
+    write_json_atomic(chal, {"t1": {**task, "test": [{"input": [[1]]}, {"input": [[3]]}]},
+                             "t2": {**task, "test": [{"input": [[4]]}]}})
+    write_json_atomic(tmp_path / "x_solutions.json", {"t1": [[[2]]], "t2": [[[5]]]})  # t1: one grid for two inputs
+    write_json_atomic(good := tmp_path / "good_sol.json", {"t1": [[[2]], [[9]]], "t2": [[[5]]]})
+    write_json_atomic(sub := tmp_path / "sub.json", {
+        "t1": [{"attempt_1": [[2]], "attempt_2": [[0]]}, {"attempt_1": [[0]], "attempt_2": [[9]]}],
+        "t2": [{"attempt_1": [[0]], "attempt_2": [[5]]}]})
+    res = cli_in_process("score", sub, "--tasks", chal, "--solutions", good, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["per_task"] == 1.0
+    res = cli_in_process("score", sub, "--tasks", chal)  # without --solutions the file beside is theirs
+    assert res.returncode == 2 and "x_solutions.json: task 't1': solutions: solutions hold 1 grids" in res.stderr

@@ -14,8 +14,9 @@ import pytest
 from augment.errors import InputError, TaskError
 from augment.json_kind import json_kind
 from augment.task_hash import content_hash, grid_hash, task_hash
+from augment.specs import is_bundled
 from augment.tasks import Reading, absolute_spec, load_source, load_tasks, safe_name, task_from_json
-from conftest import CONCEPTARC
+from conftest import CONCEPTARC, cli_in_process
 
 GOOD = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}], "test": [{"input": [[0, 1]]}]}
 
@@ -92,6 +93,25 @@ def test_task_structure(tmp_path, change, fragment):
     p = write(tmp_path / "c.json", {"t3": bad_task(**change)})
     with pytest.raises(TaskError, match=fragment):
         load_source(str(p))
+
+
+def test_a_null_demonstration_output_is_refused_and_skipped(tmp_path):
+    """Before: `"output": null` in a demonstration passed validation (only a missing key was refused),
+    and the build then crashed with a traceback, --skip-bad-tasks or not."""
+    d = tmp_path / "f"
+    d.mkdir()
+    write(d / "good.json", GOOD)
+    write(d / "nul.json", bad_task(train=[{"input": [[1]], "output": [[2]]}, {"input": [[1]], "output": None}]))
+    with pytest.raises(TaskError) as e:
+        load_tasks(str(d))
+    assert str(e.value) == f"{d / 'nul.json'}: task 'nul': train[1]: demonstration has no 'output'"
+    r = cli_in_process("build", "--tasks", d, "--out", tmp_path / "out", "--augmentations", "2", "--workers", "1",
+                       "--no-progress", "--skip-bad-tasks")
+    assert r.returncode == 0, r.stderr
+    assert "skipping bad task" in r.stderr and "'nul'" in r.stderr and "1 skipped as invalid" in r.stdout
+    # A test example's null output is a hidden answer, as before.
+    write(d / "nul.json", bad_task(test=[{"input": [[1]], "output": None}]))
+    assert load_tasks(f"{d}/nul")[0].test[0].output is None
 
 
 def test_malformed_json(tmp_path):
@@ -217,6 +237,17 @@ def test_folder_source_and_roles(tmp_path):
         load_tasks(str(empty))
 
 
+@pytest.mark.parametrize("spec", [".", "./", "sub/..", "../evaluation"])
+def test_a_folder_named_by_dots_gets_the_role_of_its_own_name(tmp_path, monkeypatch, spec):
+    """Before: `--tasks .` inside a folder named `evaluation` gave its tasks the train role (the
+    name of `.` is ''), while `../evaluation` gave them the test role."""
+    d = tmp_path / "evaluation"
+    (d / "sub").mkdir(parents=True)
+    write(d / "aa.json", GOOD)
+    monkeypatch.chdir(d)
+    assert [(t.id, t.role) for t in load_tasks(spec)] == [("aa", "test")]
+
+
 def test_at_sign_inside_a_path_is_not_a_role(tmp_path, monkeypatch):
     """Google Drive for desktop mounts at .../GoogleDrive-me@example.com/My Drive: the `@` is part of
     the path (file, folder, picked ids, a role after it), and predict records the path absolute."""
@@ -258,6 +289,30 @@ def test_a_comma_inside_a_path_is_part_of_it(tmp_path, monkeypatch):
     assert [t["id"] for t in json.loads((tmp_path / "out" / "metadata.json").read_text())["tasks"]] == ["abc"]
 
 
+def test_a_path_whose_first_folder_is_named_like_a_bundled_set_is_a_path(tmp_path, monkeypatch):
+    """Before: `arc-agi-2/data/evaluation` (a clone of the arc-agi-2 repository) was read as the
+    bundled arc-agi-2 with the task ids 'data/evaluation'; only `./arc-agi-2/...` worked."""
+    d = tmp_path / "arc-agi-2" / "data" / "evaluation"
+    d.mkdir(parents=True)
+    write(d / "aaaa1111.json", GOOD)
+    write(d / "bbbb2222.json", GOOD)
+    (k := tmp_path / "kaggle2025").mkdir()
+    write(k / "x_challenges.json", {"abc": GOOD, "def": GOOD})
+    monkeypatch.chdir(tmp_path)
+    assert [(t.id, t.role) for t in load_tasks("arc-agi-2/data/evaluation")] == [("aaaa1111", "test"),
+                                                                                ("bbbb2222", "test")]
+    assert [t.id for t in load_tasks("arc-agi-2/data/evaluation/bbbb2222")] == ["bbbb2222"]
+    assert [(t.id, t.role) for t in load_tasks("kaggle2025/x_challenges.json/def@test, arc-agi-2/data/evaluation/"
+                                               "aaaa1111")] == [("aaaa1111", "test"), ("def", "test")]
+    assert absolute_spec("arc-agi-2/data/evaluation@train,arc-agi-2:evaluation") == (
+        f"{d.resolve()}@train,arc-agi-2:evaluation")
+    r = cli_in_process("show", "aaaa1111", "--tasks", "arc-agi-2/data/evaluation")
+    assert r.returncode == 0, r.stderr
+    # The bundled names stay bundled, a folder of that name beside them or not.
+    assert is_bundled("arc-agi-2") and is_bundled("arc-agi-1:training/3c9b0459+6150a2bd")
+    assert [t.id for t in load_tasks("arc-agi-1:training/3c9b0459")] == ["3c9b0459"]
+
+
 def test_a_task_file_and_a_challenges_file_given_the_other_way_round_say_so(tmp_path):
     """Before: one ARC task file given as --tasks said "task 'train': task must be an object with
     'train' and 'test'" (its keys read as task ids), and a folder holding a Kaggle challenges file
@@ -291,6 +346,19 @@ def test_folder_source_leaves_out_hidden_files(tmp_path):
     (d / "aa.json").unlink()
     with pytest.raises(TaskError, match="no .json task files"):
         load_tasks(str(d))
+
+
+def test_folder_source_reads_upper_case_json_suffixes(tmp_path):
+    """Before: a folder's `ID.JSON` files were left out silently (and one of only such files was 'no .json')."""
+    d = tmp_path / "tasks"
+    d.mkdir()
+    write(d / "AA.JSON", GOOD)
+    write(d / "bb.Json", GOOD)
+    write(d / "cc.json", GOOD)
+    write(d / "._AA.JSON", "{not json")
+    write(d / "notes.txt", "not a task")
+    assert [t.id for t in load_tasks(str(d))] == ["AA", "bb", "cc"]
+    assert [t.id for t in load_tasks(f"{d}/AA+cc")] == ["AA", "cc"]
 
 
 def test_duplicate_ids(tmp_path):

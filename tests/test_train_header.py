@@ -282,3 +282,33 @@ def test_a_stop_at_before_the_end_says_how_to_continue(tmp_path):
     assert last.startswith("stopped at step 2 of 4 (--stop-at)"), last
     assert last.endswith(f"--out {tmp_path / 'run'} --resume"), last
     assert run("--resume").startswith("checkpoint: "), "the finished run"
+
+
+def test_a_build_made_with_skip_bad_tasks_is_opened_by_train_build(tmp_path):
+    """Before: `train --build B` of a build made by `build --skip-bad-tasks` loaded the tasks strictly
+    and stopped at the bad task the build had left out."""
+    (f := tmp_path / "f").mkdir()
+    (f / "good1.json").write_text(json.dumps({"train": [{"input": [[1, 2]], "output": [[2, 1]]}],
+                                              "test": [{"input": [[3, 4]], "output": [[4, 3]]}]}))
+    (f / "bad1.json").write_text(json.dumps({"train": [{"input": [[1, 2], [3]], "output": [[1]]}],
+                                             "test": [{"input": [[1]]}]}))
+    build = ("build", "--tasks", f, "--augmentations", "4", "--canvas", "6", "--workers", "1", "--no-progress")
+    assert cli_in_process(*build, "--out", tmp_path / "B", "--skip-bad-tasks").returncode == 0
+    assert json.loads((tmp_path / "B" / "metadata.json").read_text())["invalid"] == ["bad1"]
+    assert "up to date (reused" in cli_in_process(*build, "--out", tmp_path / "B", "--skip-bad-tasks").stdout
+
+    def train_on(b: str, out: str):
+        return cli_in_process("train", "--preset", "cpu-quick", "--tasks", f, *sets(TINY), "--build", tmp_path / b,
+                              "--out", tmp_path / out, "--stop-at", "1", "--no-progress")
+
+    proc = train_on("B", "run")
+    assert proc.returncode == 0, proc.stderr
+    assert f"tasks {f}: 1 kept, 0 skipped; 1 invalid left out by the build's --skip-bad-tasks: bad1" in proc.stdout
+    # A new build still refuses a bad task, and so does a build that did not leave it out (made before it came).
+    proc = train_on("new", "run2")
+    assert proc.returncode == 2 and "bad1.json: task 'bad1': train[0].input: ragged grid" in proc.stderr
+    (f / "bad1.json").rename(tmp_path / "bad1.json")
+    assert cli_in_process(*build, "--out", tmp_path / "strict").returncode == 0
+    (tmp_path / "bad1.json").rename(f / "bad1.json")
+    proc = train_on("strict", "run3")
+    assert proc.returncode == 2 and "ragged grid" in proc.stderr
