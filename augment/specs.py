@@ -75,7 +75,9 @@ def split_ids(body: str) -> tuple[str, str]:
 def _split_ids(body: str) -> tuple[str, str | None]:
     """split_ids' (head, ids), ids None where `body` selects none (never raises)."""
     if is_bundled(body) and "/" in body:
-        return body.split("/", 1)[0], body.split("/", 1)[1]
-    if "/" in body and not Path(body).exists() and Path(body.rsplit("/", 1)[0]).exists():
-        return body.rsplit("/", 1)[0], body.rsplit("/", 1)[1]
+        head, _, ids = body.partition("/")
+        return head, ids
+    head, slash, ids = body.rpartition("/")
+    if slash and not Path(body).exists() and Path(head).exists():
+        return head, ids
     return body, None
