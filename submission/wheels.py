@@ -67,7 +67,8 @@ class WheelTarget:
     def _platform_fits(self, tag: str) -> bool:
         if tag == "any":
             return True
-        limit = max((self._glibc(p) for p in self.platforms), default=None)
+        # Platforms without a known glibc (linux_x86_64) set no limit; max() cannot compare None.
+        limit = max((g for p in self.platforms if (g := self._glibc(p)) is not None), default=None)
         have = self._glibc(tag)
         return limit is not None and have is not None and have <= limit and tag.endswith("_x86_64")
 
