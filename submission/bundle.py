@@ -242,7 +242,8 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
         log(f"building the {PROJECT} wheel from {root}")
         wheels = [build_project_wheel(wheels_dir, root)]
         deps = collect_dependency_wheels(wheels_dir, wheel_dirs=spec.wheel_dirs, cache=spec.cache,
-                                         download=spec.download, target=spec.target, log=log)
+                                         download=spec.download, target=spec.target, log=log,
+                                         earlier=dataset / "wheels")
         wheels += deps.copied
         if ckpt is not None:
             ship_checkpoint(ckpt, shipped / "checkpoint", spec.full_state, spec.full_table, checked=True)

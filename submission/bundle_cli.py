@@ -14,8 +14,9 @@
             4 x L4 unless --accelerator says otherwise, internet off, the dataset and the
             competition attached)
 
-Dependency wheels come from --wheel-dir folders, then the local cache (~/.cache/arc-trm/wheels or
-$ARC_TRM_WHEEL_CACHE), then `pip download --no-deps` for Kaggle's interpreter into that cache.
+Dependency wheels come from --wheel-dir folders, then the earlier bundle in --out (so an offline
+rerun keeps its wheels), then the local cache (~/.cache/arc-trm/wheels or $ARC_TRM_WHEEL_CACHE),
+then `pip download --no-deps` for Kaggle's interpreter into that cache.
 When a wheel cannot be had (offline), the bundle is still written and the missing wheels are
 named; the exit code is 1.
 
