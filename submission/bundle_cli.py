@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"platform tag for the wheels, repeatable (default {' '.join(KAGGLE_PLATFORMS)})")
     b.add_argument("--no-download", action="store_true", help="never run pip download (offline)")
     b.add_argument("--push", action="store_true", help="upload the dataset and push the kernel with the kaggle CLI")
-    b.add_argument("--message", default="arc-trm bundle", help="dataset version message (with --push)")
+    b.add_argument("--message", default=kp.DEFAULT_MESSAGE, help="dataset version message (with --push)")
     b.add_argument("--poll-seconds", type=float, default=kp.DEFAULT_POLL_S,
                    help="with --push: seconds between dataset status checks (default %(default)s)")
 
@@ -113,6 +113,17 @@ def check_bundle_flags(args: argparse.Namespace, user: str) -> None:
                          f"e.g. {kp.DEFAULT_POLL_S:g}")
 
 
+def check_push_only(args: argparse.Namespace) -> None:
+    """One line for a --push option given without --push: it would be silently ignored."""
+    if args.push:
+        return
+    for flag, given, default in (("--message", args.message, kp.DEFAULT_MESSAGE),
+                                 ("--poll-seconds", args.poll_seconds, kp.DEFAULT_POLL_S)):
+        if given != default:
+            raise InputError(f"{flag} applies with --push only (without it nothing is uploaded): add --push "
+                             f"or drop {flag}")
+
+
 def spec_from(args: argparse.Namespace, user: str) -> BundleSpec:
     target = WheelTarget(args.wheel_python, tuple(args.wheel_platform or KAGGLE_PLATFORMS))
     return BundleSpec(args.checkpoint, args.full_state, args.full_table, user, args.dataset_slug, args.kernel_slug,
@@ -125,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     check_checkpoint_flags(args.checkpoint, args.full_state, args.full_table)  # before --push's credential checks
     user = args.user or kp.kaggle_username() or PLACEHOLDER_USER
     check_bundle_flags(args, user)
+    check_push_only(args)
     if args.push:
         # Check before the slow part so a missing token is reported in a second, not after a build.
         problems = kp.push_problems(user)
