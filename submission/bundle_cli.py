@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--dataset-slug", default=DEFAULT_DATASET_SLUG, help="dataset id USER/SLUG (default %(default)s)")
     b.add_argument("--kernel-slug", default=DEFAULT_KERNEL_SLUG, help="kernel id USER/SLUG (default %(default)s)")
     b.add_argument("--competition", default=DEFAULT_COMPETITION,
-                   help=f"competition slug (default {DEFAULT_COMPETITION}; e.g. arc-prize-2025)")
+                   help=f"competition slug, attached to the kernel and the notebook's COMPETITION default "
+                        f"(default {DEFAULT_COMPETITION}; e.g. arc-prize-2025)")
     b.add_argument("--accelerator", default=kp.DEFAULT_ACCELERATOR, choices=list(kp.ACCELERATORS), metavar="ID",
                    help=f"machine_shape in kernel-metadata.json and kernels push --accelerator "
                         f"(default {kp.DEFAULT_ACCELERATOR} = 4 x L4; one of {', '.join(kp.ACCELERATORS)})")
