@@ -5,7 +5,9 @@ command's help (submission/bundle_cli.py); pushing them is submission/push.py.""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -77,6 +79,30 @@ def find_notebook(root: Path) -> Path:
     if not path.is_file():
         raise InputError(f"notebook {path} not found")
     return path
+
+
+# The notebook's setting that --competition must reach: kernel-metadata.json attaches the competition,
+# but the notebook looks for its challenges by this slug (and, missing them, anywhere below the input).
+COMPETITION_LINE = re.compile(r'^(COMPETITION = env\("ARC_TRM_COMPETITION", )"[^"\n]*"\)', re.MULTILINE)
+
+
+def ship_notebook(src: Path, dest: Path, competition: str) -> None:
+    """The notebook at `dest` with COMPETITION's default set to `competition` (ARC_TRM_COMPETITION still
+    overrides it); the rest as it is."""
+    nb = json.loads(src.read_text(encoding="utf-8"))
+    hits = 0
+    for cell in nb["cells"]:
+        if cell.get("cell_type") != "code":
+            continue
+        text = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        text, n = COMPETITION_LINE.subn(lambda m: f"{m.group(1)}{json.dumps(competition)})", text)
+        if n:
+            hits += n
+            cell["source"] = text if isinstance(cell["source"], str) else text.splitlines(keepends=True)
+    if hits != 1:
+        raise InputError(f"{src}: expected one line COMPETITION = env(\"ARC_TRM_COMPETITION\", ...) to set "
+                         f"--competition in, found {hits}")
+    write_text_atomic(dest, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 # ---------------------------------------------------------------- checkpoint
@@ -242,7 +268,8 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
         log(f"building the {PROJECT} wheel from {root}")
         wheels = [build_project_wheel(wheels_dir, root)]
         deps = collect_dependency_wheels(wheels_dir, wheel_dirs=spec.wheel_dirs, cache=spec.cache,
-                                         download=spec.download, target=spec.target, log=log)
+                                         download=spec.download, target=spec.target, log=log,
+                                         earlier=dataset / "wheels")
         wheels += deps.copied
         if ckpt is not None:
             ship_checkpoint(ckpt, shipped / "checkpoint", spec.full_state, spec.full_table, checked=True)
@@ -255,7 +282,7 @@ def write_bundle(out: Path, spec: BundleSpec = BundleSpec(), log: Callable[[str]
                 f"{dataset / NOTICE_NAME}")
         write_json_atomic(shipped / "dataset-metadata.json", dataset_metadata(spec.user, spec.dataset_slug, source),
                           indent=2)
-        shutil.copy2(notebook, staged[kernel] / NOTEBOOK_NAME)
+        ship_notebook(notebook, staged[kernel] / NOTEBOOK_NAME, spec.competition)
         write_json_atomic(staged[kernel] / "kernel-metadata.json", kernel_metadata(spec, NOTEBOOK_NAME), indent=2)
         bundle = Bundle(dataset, kernel, [dataset / "wheels" / w.name for w in wheels],
                         deps.missing, ckpt, spec.user, spec.dataset_slug, spec.accelerator)

@@ -14,8 +14,9 @@
             4 x L4 unless --accelerator says otherwise, internet off, the dataset and the
             competition attached)
 
-Dependency wheels come from --wheel-dir folders, then the local cache (~/.cache/arc-trm/wheels or
-$ARC_TRM_WHEEL_CACHE), then `pip download --no-deps` for Kaggle's interpreter into that cache.
+Dependency wheels come from --wheel-dir folders, then the earlier bundle in --out (so an offline
+rerun keeps its wheels), then the local cache (~/.cache/arc-trm/wheels or $ARC_TRM_WHEEL_CACHE),
+then `pip download --no-deps` for Kaggle's interpreter into that cache.
 When a wheel cannot be had (offline), the bundle is still written and the missing wheels are
 named; the exit code is 1.
 
@@ -69,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--dataset-slug", default=DEFAULT_DATASET_SLUG, help="dataset id USER/SLUG (default %(default)s)")
     b.add_argument("--kernel-slug", default=DEFAULT_KERNEL_SLUG, help="kernel id USER/SLUG (default %(default)s)")
     b.add_argument("--competition", default=DEFAULT_COMPETITION,
-                   help=f"competition slug (default {DEFAULT_COMPETITION}; e.g. arc-prize-2025)")
+                   help=f"competition slug, attached to the kernel and the notebook's COMPETITION default "
+                        f"(default {DEFAULT_COMPETITION}; e.g. arc-prize-2025)")
     b.add_argument("--accelerator", default=kp.DEFAULT_ACCELERATOR, choices=list(kp.ACCELERATORS), metavar="ID",
                    help=f"machine_shape in kernel-metadata.json and kernels push --accelerator "
                         f"(default {kp.DEFAULT_ACCELERATOR} = 4 x L4; one of {', '.join(kp.ACCELERATORS)})")
@@ -81,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"platform tag for the wheels, repeatable (default {' '.join(KAGGLE_PLATFORMS)})")
     b.add_argument("--no-download", action="store_true", help="never run pip download (offline)")
     b.add_argument("--push", action="store_true", help="upload the dataset and push the kernel with the kaggle CLI")
-    b.add_argument("--message", default="arc-trm bundle", help="dataset version message (with --push)")
+    b.add_argument("--message", default=kp.DEFAULT_MESSAGE, help="dataset version message (with --push)")
     b.add_argument("--poll-seconds", type=float, default=kp.DEFAULT_POLL_S,
                    help="with --push: seconds between dataset status checks (default %(default)s)")
 
@@ -112,6 +114,17 @@ def check_bundle_flags(args: argparse.Namespace, user: str) -> None:
                          f"e.g. {kp.DEFAULT_POLL_S:g}")
 
 
+def check_push_only(args: argparse.Namespace) -> None:
+    """One line for a --push option given without --push: it would be silently ignored."""
+    if args.push:
+        return
+    for flag, given, default in (("--message", args.message, kp.DEFAULT_MESSAGE),
+                                 ("--poll-seconds", args.poll_seconds, kp.DEFAULT_POLL_S)):
+        if given != default:
+            raise InputError(f"{flag} applies with --push only (without it nothing is uploaded): add --push "
+                             f"or drop {flag}")
+
+
 def spec_from(args: argparse.Namespace, user: str) -> BundleSpec:
     target = WheelTarget(args.wheel_python, tuple(args.wheel_platform or KAGGLE_PLATFORMS))
     return BundleSpec(args.checkpoint, args.full_state, args.full_table, user, args.dataset_slug, args.kernel_slug,
@@ -124,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     check_checkpoint_flags(args.checkpoint, args.full_state, args.full_table)  # before --push's credential checks
     user = args.user or kp.kaggle_username() or PLACEHOLDER_USER
     check_bundle_flags(args, user)
+    check_push_only(args)
     if args.push:
         # Check before the slow part so a missing token is reported in a second, not after a build.
         problems = kp.push_problems(user)

@@ -35,6 +35,7 @@ INSTALL_CLI = "pip install kaggle six  (from an arc-trm checkout: pip install -e
 OAUTH_FILE = "credentials.json"  # written by `kaggle auth login`, under ~/.kaggle
 PLACEHOLDER_USER = "YOUR_KAGGLE_USERNAME"
 DEFAULT_POLL_S = 15.0
+DEFAULT_MESSAGE = "arc-trm bundle"
 DEFAULT_WAIT_S = 1800.0
 # `kaggle kernels push --accelerator` ids (kaggle CLI docs, Feb 2026) -> what the notebook gets. Some are
 # offered only to participants of specific competitions or to Kaggle admins.
@@ -64,7 +65,7 @@ class Target:
     kernel: Path
     dataset_id: str
     accelerator: str = DEFAULT_ACCELERATOR
-    message: str = "arc-trm bundle"
+    message: str = DEFAULT_MESSAGE
 
 
 @dataclass

@@ -256,9 +256,12 @@ def smoke_subset(challenges: Path, count: int, out: Path) -> Path:
 
 def merge_into(submission: Path, partial: Path, challenges: Path) -> int:
     """Replace the entries of `submission` with those of `partial` (a valid submission for some of the
-    tasks), keeping the whole file valid for `challenges`; the number of tasks taken."""
-    counts = {tid: len(task["test"]) for tid, task in read_json(challenges, "challenges").items()}
+    tasks), keeping the whole file valid for `challenges`; the number of tasks ttt answered, i.e. whose
+    entries are not the fallback (each test input as both attempts), which ttt writes for every task first."""
+    tasks = read_json(challenges, "challenges")
+    counts = {tid: len(task["test"]) for tid, task in tasks.items()}
     sub = load_submission(submission)
     part = {k: v for k, v in load_submission(partial).items() if k in counts}
     write_submission(submission, {**sub, **part}, counts)
-    return len(part)
+    fallback = {tid: [{"attempt_1": t["input"], "attempt_2": t["input"]} for t in tasks[tid]["test"]] for tid in part}
+    return sum(entries != fallback[tid] for tid, entries in part.items())

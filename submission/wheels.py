@@ -67,7 +67,8 @@ class WheelTarget:
     def _platform_fits(self, tag: str) -> bool:
         if tag == "any":
             return True
-        limit = max((self._glibc(p) for p in self.platforms), default=None)
+        # Platforms without a known glibc (linux_x86_64) set no limit; max() cannot compare None.
+        limit = max((g for p in self.platforms if (g := self._glibc(p)) is not None), default=None)
         have = self._glibc(tag)
         return limit is not None and have is not None and have <= limit and tag.endswith("_x86_64")
 
@@ -201,13 +202,16 @@ def download_wheel(req: str, cache: Path, target: WheelTarget = WheelTarget(),
 
 def collect_dependency_wheels(dest: Path, *, wheel_dirs: Sequence[Path] = (), cache: Path | None = None,
                               download: bool = True, target: WheelTarget = WheelTarget(),
-                              log: Callable[[str], object] = print) -> Collected:
-    """Copy a wheel of each KAGGLE_MISSING package that fits `target` into `dest`."""
+                              log: Callable[[str], object] = print, earlier: Path | None = None) -> Collected:
+    """Copy a wheel of each KAGGLE_MISSING package that fits `target` into `dest`. `earlier`: the
+    wheels/ of the bundle being replaced, searched after wheel_dirs and before the cache, so an
+    offline rerun keeps the wheels it would otherwise drop (pinned to the installed versions: a
+    stale one there is skipped)."""
     cache = cache or default_cache()
     result = Collected()
     for name in KAGGLE_MISSING:
         req = requirement(name)
-        found = find_wheel(req, [*wheel_dirs, cache], target)
+        found = find_wheel(req, [*wheel_dirs, *([earlier] if earlier else []), cache], target)
         if found is None and download:
             got = download_wheel(req, cache, target)
             found = got.wheel

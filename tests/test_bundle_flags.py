@@ -55,3 +55,14 @@ def test_kaggles_own_forms_pass() -> None:
     for user in (PLACEHOLDER_USER, "alice", "bob-smith", "user_42"):
         check_bundle_flags(args, user)
     check_bundle_flags(command_parser("kaggle").parse_args(["bundle", "--out", "d"]), "alice")
+
+
+@pytest.mark.parametrize("flag, value", [("--message", "v2 weights"), ("--poll-seconds", "5")])
+def test_a_push_option_without_push_is_refused_before_any_work(tmp_path: Path, flag: str, value: str) -> None:
+    """--message and --poll-seconds did nothing without --push, silently."""
+    out = tmp_path / "kb"
+    proc = cli_in_process("kaggle", "bundle", "--no-download", "--user", "me", "--out", out, flag, value)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line, = proc.stderr.strip().splitlines()
+    assert line.startswith("arc-trm kaggle: error: ") and f"{flag} applies with --push only" in line, line
+    assert not out.exists() and "building" not in proc.stdout

@@ -96,6 +96,23 @@ def test_smoke_subset_is_merged_into_a_complete_submission(tmp_path: Path) -> No
     assert json.loads(full.read_text()) == merged
 
 
+def test_the_merge_counts_only_the_tasks_ttt_answered(tmp_path: Path) -> None:
+    """ttt's partial holds the fallback (each test input as both attempts) for the tasks it did not
+    answer: counting every task in it said "3 tasks answered by ttt" when it answered none or one."""
+    inputs = {"a": [[[1, 2]], [[3]]], "b": [[[4]], [[5, 6]]], "c": [[[7]]]}  # test inputs per task
+    challenges = tmp_path / "c.json"
+    challenges.write_text(json.dumps({t: {"train": [], "test": [{"input": g} for g in grids]}
+                                      for t, grids in inputs.items()}))
+    fallback = {t: [{"attempt_1": g, "attempt_2": g} for g in grids] for t, grids in inputs.items()}
+    full, part = tmp_path / "sub.json", tmp_path / "part.json"
+    full.write_text(json.dumps(fallback))
+    part.write_text(json.dumps(fallback))
+    assert rt.merge_into(full, part, challenges) == 0
+    answered = {**fallback, "b": [fallback["b"][0], {"attempt_1": [[5, 6]], "attempt_2": [[9, 9]]}]}
+    part.write_text(json.dumps(answered))  # one attempt of one test input differs: that task counts
+    assert rt.merge_into(full, part, challenges) == 1 and json.loads(full.read_text()) == answered
+
+
 def test_the_import_check_names_what_does_not_import() -> None:
     ok = rt.check_imports(("json", "submission.kaggle"))
     assert ok.ok and ok.message() == "imports: ok"
