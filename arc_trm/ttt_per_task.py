@@ -13,9 +13,8 @@ from augment.files import write_json_atomic
 from augment.tasks import Task, absolute_spec, safe_name
 from submission.kaggle import (candidates_path, is_submission_of, load_submission, merge_candidates, read_candidates,
                                write_candidates, write_submission)
-from submission.outputs import record_path
+from submission.outputs import predict_info, record_path
 from submission.runfolder import TTT_FILES, resolve_checkpoint, run_files
-from submission.score import predict_info
 
 
 def record_source(options: TTTOptions, submission: Path) -> dict:

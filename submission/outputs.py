@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from augment.console import counted
+from augment.console import counted, warn_once
 from augment.errors import InputError, few_ids
 from augment.files import read_json
 from submission.kaggle import candidates_path, check_is_submission, load_submission
@@ -89,3 +89,45 @@ def check_no_other_tasks(submission: str | Path, task_ids: list[str], flag: str 
         raise InputError(f"{flag} {submission}: holds answers for {counted(len(others), 'task')} this run does not "
                          f"answer ({few_ids(others)}), which the new file would drop: give another {flag}, or move "
                          "it aside")
+
+
+def predict_info(submission: str | Path) -> dict | None:
+    """The record of the prediction that wrote `submission` (NAME.predict.json beside NAME.json),
+    or None if absent. An older folder-wide predict.json counts only when it names this file."""
+    sub = Path(submission)
+    path = record_path(sub)
+    legacy = sub.parent / "predict.json"
+    if not path.exists():
+        if not legacy.exists():
+            return None
+        path = legacy
+    info = read_json(path, "predict record")
+    if not isinstance(info, dict):
+        raise InputError(f"{path}: expected a JSON object with 'tasks'")
+    if path == legacy and info.get("submission", sub.name) != sub.name:
+        return None
+    return info
+
+
+def recorded_source(submission: str | Path) -> str:
+    """The task source recorded for `submission`; one line when there is none."""
+    info = predict_info(submission)
+    spec = info.get("tasks") if info else None
+    if not isinstance(spec, str) or not spec:
+        raise InputError(f"no --tasks or --solutions given and no task source recorded in "
+                         f"{record_path(submission)}")
+    return spec
+
+
+def named_source(source: str, submission: str | Path) -> str | None:
+    """The task source as the user named it, when `source` (what was scored) is a run's own copy of
+    the tasks: a ttt run scores against RUN/ttt_challenges.json@test, and its record names what the
+    user passed as "source". None when `source` is what the user named, or (with a warning) when the
+    record is unreadable: here it only names the source."""
+    try:
+        info = predict_info(submission)
+    except InputError as e:  # without --tasks/--solutions, recorded_source read it first and stopped
+        warn_once(f"{e}; the record is not read (scoring the sources given)")
+        return None
+    named = info.get("source") if isinstance(info, dict) and info.get("tasks") == source else None
+    return named if isinstance(named, str) and named and named != source else None

@@ -27,7 +27,8 @@ from augment.tasks import Pair, Task
 from augment.files import read_json, write_text_atomic
 from submission.kaggle import submission_grids
 from submission.render import answer_rows, render_rows, render_task
-from submission.score import Evaluation, ScoreReport, evaluate, named_source
+from submission.outputs import named_source
+from submission.score import Evaluation, ScoreReport, evaluate
 
 THUMB_BOX = 72
 

@@ -31,10 +31,9 @@ from augment.console import warn_once
 from augment.errors import InputError, few_ids
 from augment.grids import Grid, same_grid
 from augment.tasks import Reading, Task, load_tasks, training_split_warning
-from augment.files import read_json
 from submission.kaggle import (ATTEMPTS, candidates_path, check_is_submission, load_solutions, load_submission,
                                read_candidates, submission_grids, validate_submission)
-from submission.outputs import record_path
+from submission.outputs import named_source, recorded_source
 from submission.vote import Candidate, Key
 
 CI_METHOD = "wilson"
@@ -242,48 +241,6 @@ def solutions_from_tasks(tasks: Sequence[Task], source: str) -> SolutionGrids:
         raise InputError(f"source {source!r} has no solutions for {len(missing)} task(s) (e.g. {missing[0]!r}); "
                          "pass --solutions FILE")
     return task_solutions(tasks)  # type: ignore[return-value]  # every output is known (checked above)
-
-
-def predict_info(submission: str | Path) -> dict | None:
-    """The record of the prediction that wrote `submission` (NAME.predict.json beside NAME.json),
-    or None if absent. An older folder-wide predict.json counts only when it names this file."""
-    sub = Path(submission)
-    path = record_path(sub)
-    legacy = sub.parent / "predict.json"
-    if not path.exists():
-        if not legacy.exists():
-            return None
-        path = legacy
-    info = read_json(path, "predict record")
-    if not isinstance(info, dict):
-        raise InputError(f"{path}: expected a JSON object with 'tasks'")
-    if path == legacy and info.get("submission", sub.name) != sub.name:
-        return None
-    return info
-
-
-def recorded_source(submission: str | Path) -> str:
-    """The task source recorded for `submission`; one line when there is none."""
-    info = predict_info(submission)
-    spec = info.get("tasks") if info else None
-    if not isinstance(spec, str) or not spec:
-        raise InputError(f"no --tasks or --solutions given and no task source recorded in "
-                         f"{record_path(submission)}")
-    return spec
-
-
-def named_source(source: str, submission: str | Path) -> str | None:
-    """The task source as the user named it, when `source` (what was scored) is a run's own copy of
-    the tasks: a ttt run scores against RUN/ttt_challenges.json@test, and its record names what the
-    user passed as "source". None when `source` is what the user named, or (with a warning) when the
-    record is unreadable: here it only names the source."""
-    try:
-        info = predict_info(submission)
-    except InputError as e:  # without --tasks/--solutions, recorded_source read it first and stopped
-        warn_once(f"{e}; the record is not read (scoring the sources given)")
-        return None
-    named = info.get("source") if isinstance(info, dict) and info.get("tasks") == source else None
-    return named if isinstance(named, str) and named and named != source else None
 
 
 @dataclass(frozen=True)
