@@ -264,7 +264,7 @@ def test_the_speed_probe_trains_at_the_micro_batch(small_build):
     from arc_trm.common import Dist
     from arc_trm.config import apply_overrides, preset
     from arc_trm.train import build_model
-    from arc_trm.ttt_phases import measure_throughput
+    from arc_trm.ttt_probe import measure_throughput
     from augment.store import BuiltSet
 
     cfg = apply_overrides(preset("cpu-quick"), TINY + ["train.grad_accum_steps=4"])  # a batch of 8 as 4 x 2

@@ -121,8 +121,10 @@ def test_a_budget_spent_in_the_speed_probe_stops_it_and_says_so(tmp_path, monkey
     """The probe ran its warm-up and 3 timed calls of each kind whatever the deadline (a 10 s budget
     ended "done in 25 s of 10 s"), then planned. Here the first probed step takes the whole budget:
     the probe stops after it (1 train and 1 inference call, not 8), and the run ends on the set-up line."""
+    from arc_trm import ttt_probe
+
     calls = []
-    real_step = ttt_phases.train_step
+    real_step = ttt_probe.train_step
 
     def overrunning_step(*args, **kwargs):
         calls.append("train")
@@ -130,7 +132,7 @@ def test_a_budget_spent_in_the_speed_probe_stops_it_and_says_so(tmp_path, monkey
             monkeypatch.setattr(ttt_phases, "time_is_left", lambda *a: False)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(ttt_phases, "train_step", overrunning_step)
+    monkeypatch.setattr(ttt_probe, "train_step", overrunning_step)
     out = tmp_path / "ttt"
     proc = cli_in_process("ttt", "--tasks", TASKS, "--budget", "10m", "--out", out, "--no-progress", *sets(TINY))
     assert proc.returncode == 0, proc.stdout + proc.stderr
