@@ -74,6 +74,23 @@ def check_prediction_outputs(submission: str | Path, flag: str = "--out") -> Non
     for extra in (candidates_path(Path(submission)), record_path(submission)):
         if extra.is_dir():
             raise InputError(f"{flag} {submission}: {extra} (written beside it) is a directory")
+    check_record_is_ours(submission, flag)
+
+
+def check_record_is_ours(submission: str | Path, flag: str = "--out") -> None:
+    """One line when the record beside `submission` belongs to another submission: `d1` and
+    `d1.json` share d1.predict.json and d1.candidates.json (named by the stem), so writing one
+    would replace the other's and `score` would read the wrong tasks."""
+    sub = Path(submission)
+    record = record_path(sub)
+    try:
+        info = read_json(record, "predict record") if record.is_file() else None
+    except InputError:
+        return  # unreadable: no submission it names would be misled more than now
+    owner = info.get("submission") if isinstance(info, dict) else None
+    if isinstance(owner, str) and owner != sub.name:
+        raise InputError(f"{flag} {submission}: {record.name} beside it is the record of {owner}, whose candidates "
+                         f"and record this run would replace: give {flag} another name")
 
 
 def check_no_other_tasks(submission: str | Path, task_ids: list[str], flag: str = "--out") -> None:

@@ -220,3 +220,20 @@ def test_an_out_holding_a_file_that_is_no_json_is_refused_but_a_broken_submissio
     from submission.outputs import check_prediction_outputs
 
     check_prediction_outputs(broken)  # an earlier submission cut short: replaced, as before
+
+
+def test_an_out_without_json_is_refused_when_its_side_files_are_another_submissions(tmp_path):
+    """`--out d1` and `--out d1.json` share d1.candidates.json and d1.predict.json (named by the
+    stem): the second run would replace the first's record, and `score d1.json` read its tasks."""
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    args = ["predict", "--checkpoint", run, "--tasks", SMALL_TASKS, "--no-progress", "--views", "1", "--max-steps", "1"]
+    assert cli_in_process(*args, "--out", tmp_path / "d1.json").returncode == 0
+    side = [tmp_path / n for n in ("d1.json", "d1.candidates.json", "d1.predict.json")]
+    before = [p.read_bytes() for p in side]
+    bad = cli_in_process(*args, "--out", tmp_path / "d1")
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1, bad.stderr
+    assert "d1.predict.json beside it is the record of d1.json" in lines[0] and "another name" in lines[0], lines[0]
+    assert [p.read_bytes() for p in side] == before and not (tmp_path / "d1").exists()
+    assert cli_in_process(*args, "--out", tmp_path / "d1.json").returncode == 0  # its own record: a rerun
