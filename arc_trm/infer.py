@@ -17,7 +17,6 @@ from arc_trm import checkpoint as ckpt
 from arc_trm.common import Dist
 from arc_trm.config import RunConfig
 from arc_trm.consistency import InputStream, ViewRecord, best_trajectories
-from arc_trm.export import LEAN_IDENTIFIER
 from arc_trm.model import TRM
 from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, fitting_views, make_views, prediction_of,
                            run_views, view_sides, with_trajectories)
@@ -26,6 +25,7 @@ from augment.identifier_map import IdentifierMap
 from augment.errors import InputError
 from augment.tasks import Task, absolute_spec
 from submission.outputs import record_path
+from submission.runfolder import is_lean_export
 from submission.kaggle import (candidates_path, earlier_entries, is_submission_of, merge_candidates, merge_submission,
                                write_candidates, write_submission)
 from augment.files import write_json_atomic
@@ -48,25 +48,25 @@ class LoadedModel:
                        scoring)
 
 
-def check_weights_held(path: str | Path, weights: str) -> None:
-    """One line when `weights` asks for the raw weights of an inference export, which holds one set:
-    the EMA values where the run kept EMA (arc_trm.export.inference_weights)."""
-    if weights != "model":
-        return
+def check_prediction_checkpoint(path: str | Path, weights: str) -> Path:
+    """The folder holding `path`'s weights, or one line when predict cannot use it: none there, a
+    lean export (no task's puzzle row), or raw weights asked of an export (it holds one set: the
+    EMA values where the run kept EMA, arc_trm.export.inference_weights). Cheap: an ensemble
+    checks every checkpoint before its first model runs."""
     folder = ckpt.resolve_checkpoint(path)
-    if ckpt.reads_as_export(folder):
+    if is_lean_export(folder):  # its one trained row is the mean: no view of any task
+        raise InputError(f"{folder}: a lean export (export --lean) keeps no task's puzzle row, so predict has "
+                         "nothing to answer with; use it with `arc-trm ttt --checkpoint`, or export without --lean")
+    if weights == "model" and ckpt.reads_as_export(folder):
         raise InputError(f"{folder}: an inference export holds the EMA weights only (the raw ones where the run "
                          "kept no EMA): drop --weights model, or give the run's checkpoint for its raw weights")
+    return folder
 
 
 def load_model(path: str | Path, device: torch.device, weights: str = "ema") -> LoadedModel:
     """A trained model from a run folder or checkpoint folder (EMA weights by default). The model
     takes the checkpoint's own tensors, so a large puzzle table is held once, not twice."""
-    check_weights_held(path, weights)
-    found = ckpt.load_checkpoint(path)
-    if LEAN_IDENTIFIER in found.id_map.identifiers:  # its one trained row is the mean: no view of any task
-        raise InputError(f"{found.folder}: a lean export (export --lean) keeps no task's puzzle row, so predict has "
-                         "nothing to answer with; use it with `arc-trm ttt --checkpoint`, or export without --lean")
+    found = ckpt.load_checkpoint(check_prediction_checkpoint(path, weights))
     state, cfg = found.state, found.config
     model = TRM.to_assign(cfg.model)
     chosen = {**state["model"], **state["ema"]} if weights == "ema" and state.get("ema") else state["model"]

@@ -34,7 +34,7 @@ from pathlib import Path
 from arc_trm.common import setup, teardown
 from arc_trm.config_rules import check_device_available
 from arc_trm.consistency import add_scoring_argument
-from arc_trm.infer import PredictOptions, PredictSummary, check_weights_held, load_model, predict
+from arc_trm.infer import PredictOptions, PredictSummary, check_prediction_checkpoint, load_model, predict
 from arc_trm.stopping import current
 from arc_trm.views import ViewRun, other_content_line
 from augment.console import add_progress_argument, counted, warn_once
@@ -74,7 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    """Every numeric option, the device and the output paths, before any model or task loads."""
+    """Every numeric option, the device, the output paths and each checkpoint (found, usable: not
+    its weights), before any model or task loads."""
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--views", args.views, 0),
                              ("--max-steps", args.max_steps, 0), ("--trajectories", args.trajectories, 1)):
         if value < low:
@@ -95,7 +96,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise InputError(str(e)) from None
     check_prediction_outputs(args.out)
     for path in args.checkpoint:  # all before the first model runs (an ensemble loads them in turn)
-        check_weights_held(path, args.weights)
+        check_prediction_checkpoint(path, args.weights)
 
 
 def load_prediction_tasks(spec: str, skip_bad: bool) -> list[Task]:

@@ -21,7 +21,8 @@ def test_options_are_checked_before_any_checkpoint_or_task_is_read(tmp_path):
                           (["--noise", "-1"], "--noise must be"), (["--trajectories", "2"], "needs --noise > 0")):
         with pytest.raises(InputError, match=needle):
             check_arguments(parser.parse_args(base + extra))
-    check_arguments(parser.parse_args(base))
+    with pytest.raises(InputError, match="no checkpoint found"):  # the options pass: the checkpoint comes last
+        check_arguments(parser.parse_args(base))
 
 
 def test_noise_without_trajectories_is_refused_in_one_line(tmp_path):
@@ -237,3 +238,20 @@ def test_an_out_without_json_is_refused_when_its_side_files_are_another_submissi
     assert "d1.predict.json beside it is the record of d1.json" in lines[0] and "another name" in lines[0], lines[0]
     assert [p.read_bytes() for p in side] == before and not (tmp_path / "d1").exists()
     assert cli_in_process(*args, "--out", tmp_path / "d1.json").returncode == 0  # its own record: a rerun
+
+
+def test_every_checkpoint_of_an_ensemble_is_checked_before_the_first_runs(tmp_path, monkeypatch):
+    """A missing or lean second --checkpoint was found only after the first had run all its views."""
+    import arc_trm.infer
+    from arc_trm.export import export_inference
+
+    write_tiny_checkpoint(tmp_path / "good")
+    export_inference(tmp_path / "good", tmp_path / "lean", lean=True)
+    ran = []
+    monkeypatch.setattr(arc_trm.infer, "vote_views", lambda *a, **k: ran.append(a))
+    for second, needle in ((tmp_path / "nowhere", "no checkpoint found"), (tmp_path / "lean", "lean export")):
+        bad = cli_in_process("predict", "--checkpoint", tmp_path / "good", "--checkpoint", second, "--tasks",
+                             SMALL_TASKS, "--out", tmp_path / "s.json", "--no-progress")
+        lines = bad.stderr.strip().splitlines()
+        assert bad.returncode == 2 and len(lines) == 1 and needle in lines[0] and str(second) in lines[0], bad.stderr
+    assert ran == [] and not (tmp_path / "s.json").exists()
