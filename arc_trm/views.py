@@ -68,11 +68,13 @@ def make_views(tasks: list[Task], identifiers: list[str], augmentations: list[st
     """Views of every test input (at most `max_views` per input, lowest augmentation index first),
     and the ids of tasks that have no trained identifier. With `task_hashes` (the checkpoint's
     IdentifierMap), a row trained on other content than the task now has is not used: the task
-    counts as untrained.
+    counts as untrained. A task without demonstrations (salvaged from a malformed file) gets no
+    views and is neither: it keeps the fallback, or an earlier submission's answer.
 
     Views are ordered round by round (every input's first view, then every input's second, ...),
     so a run cut short by a deadline has still voted on every input.
     """
+    tasks = [t for t in tasks if t.train]  # salvaged from a malformed file (no demonstrations): keeps the fallback
     rows_of, other_content = trained_rows(tasks, identifiers, task_hashes)
     rounds: list[list[View]] = []
     untrained = []

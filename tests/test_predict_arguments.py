@@ -255,3 +255,36 @@ def test_every_checkpoint_of_an_ensemble_is_checked_before_the_first_runs(tmp_pa
         lines = bad.stderr.strip().splitlines()
         assert bad.returncode == 2 and len(lines) == 1 and needle in lines[0] and str(second) in lines[0], bad.stderr
     assert ran == [] and not (tmp_path / "s.json").exists()
+
+
+def test_a_task_salvaged_without_demonstrations_keeps_the_fallback_and_is_not_called_untrained(tmp_path):
+    """--skip-bad-tasks salvages a task whose demonstrations are malformed, and warns it keeps the
+    fallback; the model still answered it from its rows, or (rows recording the task's content)
+    the summary said it differs in content and to run ttt on it."""
+    import json
+
+    import torch
+
+    from augment.task_hash import content_hash
+    from augment.tasks import load_tasks
+
+    task, = load_tasks("arc-agi-1:training/3c9b0459")
+    pairs = [{"input": p.input.tolist(), "output": p.output.tolist()} for p in task.train]
+    pairs[0]["output"] = [[1, 2], [3]]  # ragged
+    test = [p.input.tolist() for p in task.test]
+    (tmp_path / "bad.json").write_text(json.dumps({task.id: {"train": pairs, "test": [{"input": g} for g in test]}}))
+    write_tiny_checkpoint(tmp_path / "base")
+    state = torch.load(next((tmp_path / "base" / "checkpoints").glob("step_*")) / "state.pt", weights_only=True)
+    state["model"]["lm_head.weight"][:2] = 0  # PAD and EOS never win: every view decodes a grid
+    ids = {"identifiers": ["<blank>", f"{task.id}#0", f"{task.id}#1"], "augmentations": ["", "t0p0123456789", "t1p0123456789"],
+           "task_hashes": ["", content_hash(task), content_hash(task)]}
+    for name, hashes in (("plain", None), ("hashed", ids)):
+        write_tiny_checkpoint(tmp_path / name, state_patch={"model": state["model"]}, ids=hashes)
+        out = tmp_path / f"{name}.json"
+        r = cli_in_process("predict", "--checkpoint", tmp_path / name, "--tasks", tmp_path / "bad.json", "--out", out,
+                           "--skip-bad-tasks", "--no-progress", "--max-steps", "1")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(out.read_text())[task.id] == [{"attempt_1": g, "attempt_2": g} for g in test], name
+        assert "predicted 0 of 1 test inputs" in r.stdout and task.id not in r.stdout, r.stdout
+        record = json.loads(out.with_name(f"{name}.predict.json").read_text())
+        assert record["views"] == 0 and record["untrained_tasks"] == record["other_content_tasks"] == [], name
