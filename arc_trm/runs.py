@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from augment.errors import InputError
-from augment.files import write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
+from augment.files import check_not_around_cwd, write_text_atomic  # not arc_trm.checkpoint: `ttt` checks before torch loads
 from augment.json_kind import is_number
 # A run's files and its aside names are set once, in submission.runfolder (the bundle and the notebook use them).
 from submission.runfolder import IMPORT_RECORD, RUN_FILES, TTT_OWN_FILES, aside_name, run_files
@@ -44,7 +44,11 @@ def claim_run_folder(out: Path, force: bool, main: bool = True, names: tuple[str
     if not force:
         refuse_held_run(out, names)
         return None
-    if not main or not run_files(out, names):
+    if not run_files(out, names):
+        return None
+    # Every rank refuses alike, before the move would leave the shell in a moved folder.
+    check_not_around_cwd(out, "--force moves its folder aside whole", "run from another folder")
+    if not main:
         return None
     target = aside_name(out)
     os.rename(out, target)

@@ -142,15 +142,20 @@ def read_jsonl(path: str | Path, what: str = "file") -> list[object]:
     return out
 
 
+def check_not_around_cwd(out: str | Path, does: str, advice: str) -> None:
+    """One line when `out` is or holds the current folder, which `does` would move or remove:
+    the shell would be left in a folder that is gone or elsewhere."""
+    here = Path.cwd().resolve()
+    if here == Path(out).resolve() or Path(out).resolve() in here.parents:
+        raise InputError(f"{out}: holds the folder you are in, and {does}: {advice}")
+
+
 def check_replaceable(out: str | Path, is_previous: Callable[[Path], bool], what: str) -> None:
     """One line unless `out` is absent, an empty folder, or an earlier `what` (is_previous), and
     does not hold the current folder: the guard of every command that replaces a whole folder
     (build, export, kaggle bundle's two), so none deletes a run or the folder the shell is in."""
     out = Path(out)
-    here = Path.cwd().resolve()
-    if here == out.resolve() or out.resolve() in here.parents:  # the swap would leave the shell in a removed folder
-        raise InputError(f"{out}: holds the folder you are in, and {what} replaces its folder whole: give a "
-                         "folder inside it or run from another folder")
+    check_not_around_cwd(out, f"{what} replaces its folder whole", "give a folder inside it or run from another folder")
     if out.exists() and not (out.is_dir() and (is_previous(out) or not any(out.iterdir()))):
         raise InputError(f"{out} exists and is not {what}; refusing to replace it (use a new or empty folder)")
 

@@ -43,6 +43,7 @@ def run_files(out: Path, names: tuple[str, ...] = RUN_FILES) -> list[str]:
 def aside_name(out: Path, now: float | None = None) -> Path:
     """A free sibling name for an old run: RUN.old-YYYYmmdd-HHMMSS (with -2, -3... if taken)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    out = Path(out).resolve() if Path(out).name in ("", "..") else Path(out)  # `.` has no name to extend
     base = out.with_name(f"{out.name}.old-{stamp}")
     candidate, n = base, 1
     while candidate.exists():

@@ -219,3 +219,22 @@ def test_five_sigkills_then_resume_end_bit_identical(tmp_path, small_build):
     losses = lambda run: [x["loss"] for x in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]  # noqa: E731
     assert losses(straight) == losses(killed)
     assert latest_checkpoint(killed).name == f"step_{STEPS:07d}"
+
+
+def test_train_force_into_the_folder_one_is_in_is_one_line_and_moves_nothing(tmp_path, monkeypatch):
+    """`train --out . --force` from inside a run raised ValueError ("PosixPath('.') has an empty
+    name") building the aside name; moving the folder the shell is in aside would strand it."""
+    from conftest import write_tiny_checkpoint
+    from submission.runfolder import aside_name
+
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    monkeypatch.chdir(run)
+    r = cli_in_process("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", ".", "--force",
+                       "--no-progress")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "holds the folder you are in" in lines[0], r.stderr
+    assert "--force" in lines[0] and "run from another folder" in lines[0], lines[0]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert aside_name(Path(".")).parent == tmp_path and aside_name(Path(".")).name.startswith("run.old-")
