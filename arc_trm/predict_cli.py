@@ -22,8 +22,8 @@ submission is not rewritten. A file at --out that is JSON but no submission (the
 solutions or candidates file), or no JSON and not named .json (notes, a model), is refused, not
 overwritten; so is a submission holding tasks this run does not answer, and an --out whose
 record beside it is another submission's (`--out d1` after `--out d1.json`: they share side
-files). Ctrl-C or SIGTERM before the writes leaves the three files as they were; during them, the three are finished first; either
-way one line says so and the exit status is 130 or 143.
+files). Ctrl-C or SIGTERM before the writes leaves the three files as they were; during them,
+the three are finished first; either way one line says so and the exit status is 130 or 143.
 """
 
 from __future__ import annotations
