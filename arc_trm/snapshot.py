@@ -87,6 +87,7 @@ def restore(out: Path, state: TrainState, cfg: RunConfig, built: BuiltSet, layou
     if state.ema is not None and saved["ema"] is not None:
         state.ema = {k: v.to(d.device) for k, v in saved["ema"].items()}
     state.opts.weights.load_state_dict(saved["optim"])
+    state.opts.configure(cfg.train)  # a --set at --resume wins over the saved param groups
     if saved["sampler"] is not None:  # an imported run has none: its sampler starts afresh
         state.sampler.load_state_dict(saved["sampler"])
     state.explore.set_state(saved["explore_rng"])

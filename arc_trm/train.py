@@ -24,7 +24,6 @@ from arc_trm.views import ViewRun
 from arc_trm.metrics import BAR_FORMAT, METRICS_FILE, LogWindow, MetricsSink, StepClock, bar_text, log_line
 from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
-from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.snapshot import BatchLayout, LatestCheckpoint, TrainState, out_of_memory_line, restore, save_checkpoint
 from arc_trm.stopping import StopRequest, signal_name
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
@@ -118,9 +117,7 @@ def initial_state(cfg: RunConfig, built: BuiltSet, d: Dist, init_weights: dict[s
         # Only the tensor work: forward's reset and the puzzle-row gather stay eager.
         model.step = CompiledOrEager(model.step, backend=tcfg.compile_backend)
     ema = {n: p.detach().clone() for n, p in model.named_parameters()} if tcfg.ema_rate > 0 else None
-    opts = Optimizers(
-        AdamATan2(model.parameters(), lr=0.0, betas=(tcfg.beta1, tcfg.beta2), weight_decay=tcfg.weight_decay),
-        SparseSignSGD(model.puzzle_table, lr=0.0, weight_decay=tcfg.puzzle_emb_weight_decay))
+    opts = Optimizers.for_model(model, tcfg)
     sampler = make_sampler(built, tcfg.seed, cfg.data.bucketing, tcfg.drop_last)
     return TrainState(model, ema, opts, sampler, torch.Generator().manual_seed(tcfg.seed + 1))
 
