@@ -81,6 +81,12 @@ def ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, rate: float
     torch._foreach_add_(averages, [p.detach() for p in model.parameters()], alpha=1 - rate)
 
 
+def log_record(window: LogWindow, state: TrainState, d: Dist) -> dict[str, float]:
+    """The metrics line of the steps in `window`, which end at the state's step."""
+    return {"step": state.step, **window.summary(d), "lr": state.opts.weights.param_groups[0]["lr"],
+            "epoch": state.sampler_state["epoch"]}
+
+
 def build_model(cfg: RunConfig, num_puzzle_ids: int, device: torch.device) -> TRM:
     """TRM initialised from cfg.train.seed (identical on every rank); the caller's global RNG
     state is left as it was."""
@@ -282,6 +288,9 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
                     print0(d, f"stopping at step {state.step}: the deadline leaves no time for another step")
                 else:
                     stopped_by = reason
+                if window.steps:  # the steps since the last log line, logged as a run's last step logs them
+                    last = log_record(window, state, d)
+                    sink.log(last)
                 saved = saved_step == state.step
                 final_dir = ckpt.checkpoint_dir(out, state.step) if saved else save_checkpoint(out, state, cfg,
                                                                                               id_map, d)
@@ -315,8 +324,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
             window.add(result.stats, tcfg.global_batch_size)
             logged = step % tcfg.log_every == 0 or step == end
             if logged:
-                last = {"step": step, **window.summary(d), "lr": state.opts.weights.param_groups[0]["lr"],
-                        "epoch": state.sampler_state["epoch"]}
+                last = log_record(window, state, d)
                 sink.log(last)
                 clock.step_done(step, time.perf_counter() - t_step, synced=True)
                 eta_s = clock.eta(shown_end - step)
