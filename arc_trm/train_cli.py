@@ -85,7 +85,6 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     if args.augmentations is not None:
         cfg.data.augmentations = args.augmentations
     if args.build:
-        runs.check_apart(Path(args.out), Path(args.build), "--build")
         cfg.data.build_dir = args.build
     if args.stop_at < 0:
         raise InputError(f"--stop-at must be a step >= 0, got {args.stop_at}")
@@ -96,6 +95,9 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         check_device_available(cfg.train.device)
     except ValueError as e:
         raise InputError(str(e)) from None
+    if cfg.data.build_dir:  # checked after --set, which may name the build folder too
+        flag = "--build" if args.build and cfg.data.build_dir == args.build else "data.build_dir"
+        runs.check_apart(Path(args.out), Path(cfg.data.build_dir), flag)
     return with_absolute_paths(cfg, builds_in)
 
 
