@@ -241,7 +241,8 @@ def test_an_ema_turned_on_at_resume_starts_from_the_restored_weights(tmp_path, s
     """It started from the fresh model's initial weights: the checkpoint had no EMA to restore."""
     built = BuiltSet.open(small_build)
     run = tmp_path / "run"
-    train(tiny_config("train.max_steps=3", "train.ema_rate=0"), run, TrainOptions(stop_at=1, progress=False, built=built))
+    train(tiny_config("train.max_steps=3", "train.ema_rate=0"), run,
+          TrainOptions(stop_at=1, progress=False, built=built))
     first = final_state(run)
     assert first["ema"] is None
     cfg = tiny_config("train.max_steps=3", "train.ema_rate=0.9", "train.ema_warmup=false")
