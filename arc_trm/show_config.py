@@ -104,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, args.set or [])
     except ValueError as e:
         raise InputError(str(e)) from None
-    if not args.run:
-        cfg.fit_canvas()  # as train builds the model; a run's saved config already holds its length
+    cfg.fit_canvas()  # as train builds the model: after --set, which may change a run's canvas too
     print("\n".join(config_lines(cfg)))
     return 0

@@ -84,9 +84,11 @@ def restore(out: Path, state: TrainState, cfg: RunConfig, built: BuiltSet, layou
     if difference is not None:
         raise InputError(f"{found}: the checkpoint's puzzle rows mean other tasks than this build's: {difference}")
     state.model.load_state_dict(saved["model"])
-    if state.ema is not None and saved["ema"] is not None:
-        state.ema = {k: v.to(d.device) for k, v in saved["ema"].items()}
+    if state.ema is not None:  # one turned on at --resume starts from the restored weights, not the initial
+        state.ema = ({k: v.to(d.device) for k, v in saved["ema"].items()} if saved["ema"] is not None
+                     else {n: p.detach().clone() for n, p in state.model.named_parameters()})
     state.opts.weights.load_state_dict(saved["optim"])
+    state.opts.configure(cfg.train)  # a --set at --resume wins over the saved param groups
     if saved["sampler"] is not None:  # an imported run has none: its sampler starts afresh
         state.sampler.load_state_dict(saved["sampler"])
     state.explore.set_state(saved["explore_rng"])

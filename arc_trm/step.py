@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from arc_trm.common import Dist
+from arc_trm.config import TrainConfig
 from arc_trm.loss import compute_loss
 from arc_trm.model import TRM, Batch, Carry
 from arc_trm.optim import AdamATan2, SparseSignSGD
@@ -85,6 +86,19 @@ def carries_from_state(state: dict[str, torch.Tensor], canvas: int, device: torc
 class Optimizers:
     weights: AdamATan2  # every parameter
     table: SparseSignSGD  # the rows of the puzzle table a batch touched
+
+    @classmethod
+    def for_model(cls, model: TRM, tcfg: TrainConfig) -> "Optimizers":
+        opts = cls(AdamATan2(model.parameters(), lr=0.0), SparseSignSGD(model.puzzle_table, lr=0.0))
+        opts.configure(tcfg)
+        return opts
+
+    def configure(self, tcfg: TrainConfig) -> None:
+        """The hyperparameters besides lr (set each step) from the config: at the start and again
+        after a resume, whose loaded param groups hold the values the run was saved with."""
+        for g in self.weights.param_groups:
+            g.update(betas=(tcfg.beta1, tcfg.beta2), weight_decay=tcfg.weight_decay)
+        self.table.param_groups[0]["weight_decay"] = tcfg.puzzle_emb_weight_decay
 
 
 @dataclass

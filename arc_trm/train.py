@@ -24,7 +24,6 @@ from arc_trm.views import ViewRun
 from arc_trm.metrics import BAR_FORMAT, METRICS_FILE, LogWindow, MetricsSink, StepClock, bar_text, log_line
 from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
-from arc_trm.optim import AdamATan2, SparseSignSGD
 from arc_trm.snapshot import BatchLayout, LatestCheckpoint, TrainState, out_of_memory_line, restore, save_checkpoint
 from arc_trm.stopping import StopRequest, signal_name
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
@@ -82,6 +81,12 @@ def ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, rate: float
     torch._foreach_add_(averages, [p.detach() for p in model.parameters()], alpha=1 - rate)
 
 
+def log_record(window: LogWindow, state: TrainState, d: Dist) -> dict[str, float]:
+    """The metrics line of the steps in `window`, which end at the state's step."""
+    return {"step": state.step, **window.summary(d), "lr": state.opts.weights.param_groups[0]["lr"],
+            "epoch": state.sampler_state["epoch"]}
+
+
 def build_model(cfg: RunConfig, num_puzzle_ids: int, device: torch.device) -> TRM:
     """TRM initialised from cfg.train.seed (identical on every rank); the caller's global RNG
     state is left as it was."""
@@ -118,9 +123,7 @@ def initial_state(cfg: RunConfig, built: BuiltSet, d: Dist, init_weights: dict[s
         # Only the tensor work: forward's reset and the puzzle-row gather stay eager.
         model.step = CompiledOrEager(model.step, backend=tcfg.compile_backend)
     ema = {n: p.detach().clone() for n, p in model.named_parameters()} if tcfg.ema_rate > 0 else None
-    opts = Optimizers(
-        AdamATan2(model.parameters(), lr=0.0, betas=(tcfg.beta1, tcfg.beta2), weight_decay=tcfg.weight_decay),
-        SparseSignSGD(model.puzzle_table, lr=0.0, weight_decay=tcfg.puzzle_emb_weight_decay))
+    opts = Optimizers.for_model(model, tcfg)
     sampler = make_sampler(built, tcfg.seed, cfg.data.bucketing, tcfg.drop_last)
     return TrainState(model, ema, opts, sampler, torch.Generator().manual_seed(tcfg.seed + 1))
 
@@ -285,6 +288,9 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
                     print0(d, f"stopping at step {state.step}: the deadline leaves no time for another step")
                 else:
                     stopped_by = reason
+                if window.steps:  # the steps since the last log line, logged as a run's last step logs them
+                    last = log_record(window, state, d)
+                    sink.log(last)
                 saved = saved_step == state.step
                 final_dir = ckpt.checkpoint_dir(out, state.step) if saved else save_checkpoint(out, state, cfg,
                                                                                               id_map, d)
@@ -318,8 +324,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
             window.add(result.stats, tcfg.global_batch_size)
             logged = step % tcfg.log_every == 0 or step == end
             if logged:
-                last = {"step": step, **window.summary(d), "lr": state.opts.weights.param_groups[0]["lr"],
-                        "epoch": state.sampler_state["epoch"]}
+                last = log_record(window, state, d)
                 sink.log(last)
                 clock.step_done(step, time.perf_counter() - t_step, synced=True)
                 eta_s = clock.eta(shown_end - step)

@@ -43,7 +43,11 @@ from submission.runfolder import checkpoints_by_step, step_of
 
 
 def preset_name(args: argparse.Namespace) -> str:
-    return args.preset or default_preset("train", torch.cuda.is_available())
+    """--preset, else the default for the device asked for (--device cpu on a GPU machine: cpu-quick)."""
+    if args.preset:
+        return args.preset
+    auto = args.device in (None, "auto")
+    return default_preset("train", torch.cuda.is_available() if auto else args.device.startswith("cuda"))
 
 
 def saved_config(out: Path) -> Path | None:
@@ -85,7 +89,6 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     if args.augmentations is not None:
         cfg.data.augmentations = args.augmentations
     if args.build:
-        runs.check_apart(Path(args.out), Path(args.build), "--build")
         cfg.data.build_dir = args.build
     if args.stop_at < 0:
         raise InputError(f"--stop-at must be a step >= 0, got {args.stop_at}")
@@ -96,6 +99,9 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         check_device_available(cfg.train.device)
     except ValueError as e:
         raise InputError(str(e)) from None
+    if cfg.data.build_dir:  # checked after --set, which may name the build folder too
+        flag = "--build" if args.build and cfg.data.build_dir == args.build else "data.build_dir"
+        runs.check_apart(Path(args.out), Path(cfg.data.build_dir), flag)
     return with_absolute_paths(cfg, builds_in)
 
 
@@ -125,7 +131,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", metavar="SOURCE", help="task sources, comma-separated (default: the preset's, arc-agi-2)")
     p.add_argument("--out", required=True, help="run folder for config, metrics and checkpoints")
     p.add_argument("--preset", choices=["paper", "kaggle", "cpu-quick"],
-                   help="hyperparameters (default: paper on a GPU, cpu-quick otherwise)")
+                   help="hyperparameters (default: paper on a GPU, cpu-quick otherwise or with --device cpu)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, e.g. --set lr=3e-4 --set model.H_cycles=2 (repeatable)")
     p.add_argument("--augmentations", type=int, help="augmented versions per task (default: preset)")
@@ -148,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     d = setup(cfg.train.device)
     resumed = args.resume and saved_config(Path(args.out)) is not None  # its saved config, not the preset, runs
-    warning = None if resumed else gpu_preset_warning(args.preset, cfg, d.device)
+    warning = None if resumed else gpu_preset_warning(preset_name(args), cfg, d.device)
     if warning and d.main:
         eprint(warning)
     if args.force:

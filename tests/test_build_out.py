@@ -10,7 +10,7 @@ import pytest
 
 from augment.errors import InputError
 from augment.tasks import load_tasks, split_ids
-from conftest import SMALL_TASKS, cli_in_process
+from conftest import SMALL_TASKS, TINY, cli_in_process, sets
 
 BUILD = ["--augmentations", "2", "--canvas", "6", "--workers", "1", "--no-progress"]
 
@@ -78,6 +78,16 @@ def test_train_refuses_an_out_that_is_inside_or_holds_its_build_folder(where, tm
     line = one_error_line(proc)
     assert f"--out {out} " in line and f"the --build folder {build_dir}: " in line
     assert tree(tmp_path) == before
+
+
+def test_train_refuses_a_build_folder_named_by_set_that_is_the_run_folder(tmp_path):
+    """`--set data.build_dir=OUT` (applied after --build's check) built into the run folder."""
+    out = tmp_path / "r3"
+    proc = cli_in_process("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", out, "--build",
+                          tmp_path / "b", "--set", f"data.build_dir={out}", "--no-progress",
+                          *sets(TINY + ["train.max_steps=1"]))  # before the fix it trained: keep that short
+    assert f"--out {out} is the data.build_dir folder {out}: " in one_error_line(proc)
+    assert tree(tmp_path) == {}
 
 
 @pytest.mark.parametrize("spec", ["arc-agi-1:training/", "arc-agi-1:training/+", "arc-agi-1/"])

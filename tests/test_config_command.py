@@ -91,3 +91,11 @@ def test_config_shows_the_grid_length_the_preset_trains_with():
     assert "data.canvas = 10 " in proc.stdout and "model.seq_len = 100 " in proc.stdout, proc.stdout
     proc = cli_in_process("config", "--preset", "cpu-quick", "--set", "data.canvas=8")
     assert "model.seq_len = 64 " in proc.stdout, proc.stdout
+
+
+def test_config_of_a_run_with_another_canvas_shows_its_grid_length(tmp_path):
+    """`config --run RUN --set data.canvas=8` kept the run's saved seq_len (36 for canvas 6)."""
+    write_tiny_checkpoint(tmp_path / "run")
+    proc = cli_in_process("config", "--run", tmp_path / "run", "--set", "data.canvas=8")
+    assert proc.returncode == 0, proc.stderr
+    assert "data.canvas = 8 " in proc.stdout and "model.seq_len = 64 " in proc.stdout, proc.stdout

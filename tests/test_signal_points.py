@@ -152,6 +152,24 @@ def test_a_second_sigterm_in_a_step_stops_train_at_once_as_a_second_ctrl_c_does(
 
 
 @pytest.mark.slow
+def test_a_signal_between_log_lines_logs_the_steps_since_the_last_one(tmp_path, small_build):
+    """Before: a stop at step 7 (log_every 5) saved its checkpoint but not steps 6-7's metrics, and
+    the resumed run logged steps 8-10 only. Now they are logged as a --stop-at logs them, and with
+    the resumed run's lines they average to the uninterrupted run's."""
+    args = [*sets(["train.max_steps=10", "train.log_every=5"])]
+    run, straight = tmp_path / "run", tmp_path / "straight"
+    proc = signalled("arc_trm.train:ema_update", 7, signal.SIGINT, *train_args(small_build, run), *args)
+    continued(one_line(proc, signal.SIGINT, "SIGINT: stopped at step 7, checkpoint "))
+    assert run_cli(*train_args(small_build, straight), *args).returncode == 0
+
+    def losses(folder: Path) -> dict[int, float]:
+        return {x["step"]: x["loss"] for x in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())}
+    a, b = losses(straight), losses(run)
+    assert sorted(a) == [5, 10] and sorted(b) == [5, 7, 10], b
+    assert b[5] == a[5] and (2 * b[7] + 3 * b[10]) / 5 == pytest.approx(a[10], rel=1e-9)
+
+
+@pytest.mark.slow
 def test_a_signal_in_train_s_build_gives_the_command_that_starts_it(tmp_path, small_build):
     """Before: a bare 'arc-trm train: interrupted (SIGTERM)'."""
     run = tmp_path / "run"

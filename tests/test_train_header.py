@@ -312,3 +312,23 @@ def test_a_build_made_with_skip_bad_tasks_is_opened_by_train_build(tmp_path):
     (tmp_path / "bad1.json").rename(f / "bad1.json")
     proc = train_on("strict", "run3")
     assert proc.returncode == 2 and "ragged grid" in proc.stderr
+
+
+@pytest.mark.parametrize("device, chosen, warned", [("cpu", "cpu-quick", False), ("auto", "paper", True)])
+def test_the_default_preset_follows_the_device_asked_for(tmp_path, monkeypatch, device, chosen, warned):
+    """On a GPU machine `--device cpu` got the paper preset (chosen by torch.cuda.is_available())
+    without the warning that it is made for GPUs (given only for a --preset named)."""
+    import torch
+
+    import arc_trm.train_cli as train_cli
+    from augment.errors import InputError
+
+    def not_trained(cfg, out, options):  # what train() was handed, without training
+        raise InputError(f"stub: {options.preset}")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(train_cli, "train", not_trained)
+    extra = ["--set", "train.device=cpu"] if device == "auto" else []  # asked for in --set: the paper default warns
+    proc = cli_in_process("train", "--device", device, "--tasks", SMALL_TASKS, "--out", tmp_path / "run",
+                          "--build", tmp_path / "b", "--no-progress", *extra)
+    assert f"stub: preset {chosen}" in proc.stderr, proc.stderr
+    assert ("warning: the paper preset is made for GPUs" in proc.stderr) == warned, proc.stderr

@@ -222,3 +222,31 @@ def test_a_preset_given_with_resume_draws_no_warning_about_a_config_not_used(tin
     proc = cli_in_process("train", "--out", tiny_run, "--resume", "--preset", "paper", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert not [line for line in proc.stderr.splitlines() if line.startswith("warning")], proc.stderr
+
+
+def test_optimiser_settings_given_at_resume_are_used(tmp_path, small_build):
+    """The resumed optimiser's loaded param groups kept the saved weight decay and betas, though
+    the run's config recorded the new ones (only lr is set each step)."""
+    built = BuiltSet.open(small_build)
+    run = tmp_path / "run"
+    train(tiny_config("train.max_steps=3"), run, TrainOptions(stop_at=1, progress=False, built=built))
+    cfg = tiny_config("train.max_steps=3", "train.weight_decay=0.5", "train.beta1=0.5", "train.beta2=0.8")
+    train(cfg, run, TrainOptions(resume=True, progress=False, built=built))
+    groups = final_state(run)["optim"]["param_groups"]
+    assert final_state(run)["step"] == 3
+    assert [(g["weight_decay"], tuple(g["betas"])) for g in groups] == [(0.5, (0.5, 0.8))] * len(groups)
+
+
+def test_an_ema_turned_on_at_resume_starts_from_the_restored_weights(tmp_path, small_build):
+    """It started from the fresh model's initial weights: the checkpoint had no EMA to restore."""
+    built = BuiltSet.open(small_build)
+    run = tmp_path / "run"
+    train(tiny_config("train.max_steps=3", "train.ema_rate=0"), run,
+          TrainOptions(stop_at=1, progress=False, built=built))
+    first = final_state(run)
+    assert first["ema"] is None
+    cfg = tiny_config("train.max_steps=3", "train.ema_rate=0.9", "train.ema_warmup=false")
+    train(cfg, run, TrainOptions(resume=True, stop_at=2, progress=False, built=built))
+    second = final_state(run)
+    for name, ema in second["ema"].items():
+        torch.testing.assert_close(ema, 0.9 * first["model"][name] + 0.1 * second["model"][name], rtol=0, atol=1e-7)
