@@ -20,6 +20,7 @@ from arc_trm.step import Optimizers, carries_from_state, carry_state, split_carr
 from augment.identifier_map import IdentifierMap
 from augment.store import BuiltSet
 from augment.errors import InputError
+from augment.files import write_text_atomic
 
 
 @dataclass
@@ -144,6 +145,7 @@ def save_checkpoint(out: Path, state: TrainState, cfg: RunConfig, id_map: Identi
     final = ckpt.checkpoint_dir(out, step)
     if d.main:
         final = ckpt.commit_checkpoint(out, step, keep=cfg.train.keep_checkpoints)
+        write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2))  # the config checkpoints run with
     barrier(d)
     return final
 

@@ -130,10 +130,12 @@ def initial_state(cfg: RunConfig, built: BuiltSet, d: Dist, init_weights: dict[s
 
 def start_run_folder(out: Path, cfg: RunConfig, step: int, resume: bool, d: Dist) -> None:
     """The run's config.json; a resumed run drops the metrics lines logged after its checkpoint
-    (those steps run again)."""
+    (those steps run again) and keeps its config.json until a checkpoint is made with the new one
+    (save_checkpoint), so a --set that fails in the first step is not the next --resume's too."""
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        if not resume or not (out / "config.json").is_file():
+            write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
         if resume:
             runs.truncate_metrics(out / METRICS_FILE, step)
 

@@ -332,3 +332,19 @@ def test_the_default_preset_follows_the_device_asked_for(tmp_path, monkeypatch, 
                           "--build", tmp_path / "b", "--no-progress", *extra)
     assert f"stub: preset {chosen}" in proc.stderr, proc.stderr
     assert ("warning: the paper preset is made for GPUs" in proc.stderr) == warned, proc.stderr
+
+
+@pytest.mark.slow  # the shared trained run (a train process) when no earlier test made it
+def test_a_resume_whose_set_fails_leaves_config_json_as_it_was(tiny_run):
+    """A `--resume --set` that failed before its first step (a batch larger than an epoch with
+    drop_last, or out of memory) had already rewritten RUN/config.json, so the next plain --resume
+    failed the same way. The new config is written with the first checkpoint made under it."""
+    config = tiny_run / "config.json"
+    before = config.read_bytes()
+    proc = cli_in_process("train", "--out", tiny_run, "--resume", "--no-progress", "--set", "train.max_steps=8",
+                          "--set", "train.global_batch_size=100000", "--set", "train.drop_last=true")
+    assert proc.returncode != 0 and "drop_last" in proc.stderr, proc.stdout + proc.stderr
+    assert config.read_bytes() == before
+    proc = cli_in_process("train", "--out", tiny_run, "--resume", "--no-progress", "--set", "train.max_steps=4")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(config.read_text())["train"]["max_steps"] == 4
