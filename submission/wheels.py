@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from packaging.version import InvalidVersion, Version
 
@@ -65,20 +65,25 @@ class WheelTarget:
         return "abi3" in abis and any(v <= int(minor) for v in stable)
 
     def _platform_fits(self, tag: str) -> bool:
-        if tag == "any":
+        """pip's rule: a tag asked for, or an older manylinux for the same machine as a manylinux asked for."""
+        if tag == "any" or tag in self.platforms:
             return True
-        # Platforms without a known glibc (linux_x86_64) set no limit; max() cannot compare None.
-        limit = max((g for p in self.platforms if (g := self._glibc(p)) is not None), default=None)
-        have = self._glibc(tag)
-        return limit is not None and have is not None and have <= limit and tag.endswith("_x86_64")
+        have = _manylinux(tag)
+        return have is not None and any(want is not None and want.arch == have.arch and have.glibc <= want.glibc
+                                        for want in map(_manylinux, self.platforms))
 
-    @staticmethod
-    def _glibc(tag: str) -> tuple[int, int] | None:
-        m = re.fullmatch(r"manylinux_(\d+)_(\d+)_\w+", tag)
-        if m:
-            return int(m.group(1)), int(m.group(2))
-        return LEGACY_MANYLINUX.get(tag.rsplit("_x86_64", 1)[0]) if tag.endswith("_x86_64") else None
 
+class Manylinux(NamedTuple):
+    glibc: tuple[int, int]
+    arch: str  # "x86_64", "aarch64"
+
+
+def _manylinux(tag: str) -> Manylinux | None:
+    """The glibc and machine of a manylinux tag (PEP 600, or a legacy alias); None for others (linux_x86_64)."""
+    if m := re.fullmatch(r"manylinux_(\d+)_(\d+)_(\w+)", tag):
+        return Manylinux((int(m.group(1)), int(m.group(2))), m.group(3))
+    legacy, _, arch = tag.partition("_")
+    return Manylinux(LEGACY_MANYLINUX[legacy], arch) if legacy in LEGACY_MANYLINUX and arch else None
 
 @dataclass
 class Collected:

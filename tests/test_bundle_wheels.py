@@ -22,6 +22,16 @@ def test_a_platform_without_a_glibc_beside_a_manylinux_one_does_not_crash() -> N
     assert not kw.WheelTarget("3.12", ("linux_x86_64",)).accepts("x-1-cp312-cp312-manylinux_2_17_x86_64.whl")
 
 
+
+def test_a_wheel_whose_tag_is_the_platform_asked_for_is_taken() -> None:
+    """`--wheel-platform linux_x86_64` alone refused a linux_x86_64 wheel (only manylinux tags were
+    compared), and a manylinux target for another machine refused all its own wheels (x86_64 fixed)."""
+    assert kw.WheelTarget("3.12", ("linux_x86_64",)).accepts("x-1-cp312-cp312-linux_x86_64.whl")
+    arm = kw.WheelTarget("3.12", ("manylinux_2_28_aarch64",))
+    assert arm.accepts("x-1-cp312-cp312-manylinux_2_17_aarch64.manylinux2014_aarch64.whl")
+    assert not arm.accepts("x-1-cp312-cp312-manylinux_2_17_x86_64.whl")  # another machine
+    assert not kw.WheelTarget().accepts("x-1-cp312-cp312-linux_x86_64.whl")  # pip takes no linux_ tag for manylinux
+
 def fake_wheels(folder: Path) -> list[str]:
     """Empty wheel files at the versions the bundle pins (only their names are read until install)."""
     folder.mkdir(parents=True)
