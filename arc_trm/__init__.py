@@ -14,7 +14,7 @@ __version__ = "0.2.0"
 
 _LAZY = {
     "TRM": "arc_trm.model", "Batch": "arc_trm.model", "ModelConfig": "arc_trm.config",
-    "RunConfig": "arc_trm.config", "preset": "arc_trm.config", "apply_overrides": "arc_trm.config",
+    "RunConfig": "arc_trm.config", "preset": "arc_trm.config", "apply_overrides": "arc_trm.overrides",
     "train": "arc_trm.train", "load_model": "arc_trm.infer", "predict": "arc_trm.infer",
     "Dist": "arc_trm.common",
 }

@@ -44,7 +44,8 @@ import yaml
 from torch import Tensor
 
 from arc_trm import checkpoint as ckpt
-from arc_trm.config import ModelConfig, RunConfig, TrainConfig, apply_overrides, override_field, preset
+from arc_trm.config import ModelConfig, RunConfig, TrainConfig, preset
+from arc_trm.overrides import apply_overrides, override_field
 from arc_trm.convert import REF_BLOCK, load_reference_state_dict, strip_wrappers
 from arc_trm.model import TRM
 from arc_trm.optim import AdamATan2

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from arc_trm.config import PRESETS, RunConfig, apply_overrides, config_from_json, default_preset, preset
+from arc_trm.config import PRESETS, RunConfig, config_from_json, preset
+from arc_trm.overrides import apply_overrides, default_preset
 from augment.errors import InputError
 from augment.files import read_json
 
@@ -97,9 +98,7 @@ def run(args: argparse.Namespace) -> int:
         path = Path(args.run) if Path(args.run).is_file() else Path(args.run) / "config.json"
         cfg = config_from_json(read_json(path, "run config"), path)
     else:
-        import torch  # the default preset depends on the machine, as in `train`
-
-        cfg = preset(args.preset or default_preset("train", torch.cuda.is_available()))
+        cfg = preset(args.preset or default_preset("train", args.set or []))  # as `train` picks it
     try:
         cfg = apply_overrides(cfg, args.set or [])
     except ValueError as e:

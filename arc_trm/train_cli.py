@@ -30,7 +30,8 @@ import torch.distributed as dist
 from arc_trm import runs
 from arc_trm.builds import DEFAULT_BUILDS, default_build_dir, is_default_build
 from arc_trm.common import print0, setup, teardown
-from arc_trm.config import TRAIN_LOG_LINES, RunConfig, apply_overrides, config_from_json, default_preset, preset
+from arc_trm.config import TRAIN_LOG_LINES, RunConfig, config_from_json, preset
+from arc_trm.overrides import apply_overrides, default_preset
 from arc_trm.config_rules import check_device_available
 from arc_trm.stopping import continue_command, current, exit_code, stopped_line
 from arc_trm.metrics import step_text
@@ -44,10 +45,7 @@ from submission.runfolder import checkpoints_by_step, step_of
 
 def preset_name(args: argparse.Namespace) -> str:
     """--preset, else the default for the device asked for (--device cpu on a GPU machine: cpu-quick)."""
-    if args.preset:
-        return args.preset
-    auto = args.device in (None, "auto")
-    return default_preset("train", torch.cuda.is_available() if auto else args.device.startswith("cuda"))
+    return args.preset or default_preset("train", args.set or [], args.device)
 
 
 def saved_config(out: Path) -> Path | None:

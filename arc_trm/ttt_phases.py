@@ -15,7 +15,8 @@ import torch.distributed as dist
 
 from arc_trm import checkpoint as ckpt
 from arc_trm.common import Dist, agree_on_signal, print0, setup, teardown
-from arc_trm.config import RunConfig, apply_overrides, default_preset, preset
+from arc_trm.config import RunConfig, preset
+from arc_trm.overrides import apply_overrides, default_preset
 from arc_trm.config_rules import check_device_available
 from arc_trm.infer import LoadedModel, PredictOptions, load_model, predict
 from arc_trm.snapshot import LatestCheckpoint
@@ -53,7 +54,7 @@ def ttt_config(options: TTTOptions, job: TTTJob, d: Dist) -> tuple[RunConfig, ck
     """The run's config: the preset, the pretrained model's shape, the run's own task file and
     build, then --set (which may not change what the weights fix). Returns (config, pretrained)."""
     pretrained = ckpt.load_checkpoint(options.checkpoint) if options.checkpoint else None
-    cfg = start_config(options.preset or default_preset("ttt", torch.cuda.is_available()),
+    cfg = start_config(options.preset or default_preset("ttt", options.overrides),
                        pretrained.config if pretrained is not None else None, options.overrides,
                        pretrained.folder if pretrained is not None else None)
     if options.resume:
@@ -318,7 +319,7 @@ def spent_line(options: TTTOptions, job: TTTJob) -> str:
 def run_device(options: TTTOptions) -> str:
     """train.device as the run's config holds it (a --set may name one; train() sets up the same),
     checked against this machine."""
-    name = options.preset or default_preset("ttt", torch.cuda.is_available())
+    name = options.preset or default_preset("ttt", options.overrides)
     try:  # also the --set check against the preset that runs (check_options could not tell which)
         device = apply_overrides(preset(name), list(options.overrides)).train.device
         check_device_available(device)

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from arc_trm import runs
-from arc_trm.config import (DEFAULT_PRESETS, RunConfig, apply_overrides, config_from_json, override_field,
-                            preset)
+from arc_trm.config import RunConfig, config_from_json, preset
+from arc_trm.overrides import DEFAULT_PRESETS, apply_overrides, override_field
 from arc_trm.consistency import SCORINGS
 from augment.console import duration_text
 from augment.errors import InputError

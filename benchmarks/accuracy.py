@@ -175,7 +175,8 @@ class Trained:
 
 def arm_config(arm: Arm, seed: int):
     """The cpu-quick config with the arm's overrides, its sequence length that of its canvas."""
-    from arc_trm.config import apply_overrides, preset
+    from arc_trm.config import preset
+    from arc_trm.overrides import apply_overrides
 
     cfg = apply_overrides(preset("cpu-quick"), [f"train.seed={seed}", "device=cpu", "train.eval_every=0",
                                                 "train.checkpoint_every=1000000", *arm.overrides])

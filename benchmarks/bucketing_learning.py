@@ -54,7 +54,8 @@ def mixed_size_tasks(seed: int):
 
 def run_arm(bucketing: bool, seed: int, steps: int, batch: int, work: Path) -> dict:
     from arc_trm.common import Dist
-    from arc_trm.config import apply_overrides, preset
+    from arc_trm.config import preset
+    from arc_trm.overrides import apply_overrides
     from arc_trm.infer import evaluate_built
     from arc_trm.views import ViewRun
     from arc_trm.model import TRM

@@ -30,7 +30,8 @@ def main_job_tasks() -> str:
 
 
 def learn_config(ctx: Context):
-    from arc_trm.config import apply_overrides, preset
+    from arc_trm.config import preset
+    from arc_trm.overrides import apply_overrides
 
     cfg = apply_overrides(preset(ctx.sizes.learn_preset), [
         *ctx.sizes.learn_overrides, f"train.device={ctx.device.type}", "train.compile=off",

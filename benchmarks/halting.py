@@ -80,7 +80,8 @@ def synthetic_tasks(n: int, seed: int):
 
 def train_synthetic(work: Path, device: torch.device, extra: list[str], seed: int):
     """Build the synthetic family, train on it, return (run folder, test tasks, train seconds)."""
-    from arc_trm.config import apply_overrides, preset
+    from arc_trm.config import preset
+    from arc_trm.overrides import apply_overrides
     from arc_trm.train import TrainOptions, train
     from arc_trm.builds import build_options
     from augment.build import build_set

@@ -95,7 +95,8 @@ def tiny_run(tiny_run_once: Path, tmp_path: Path) -> Path:
 
 def tiny_config(*extra: str):
     """cpu-quick at TINY sizes on SMALL_TASKS, with `extra` overrides (key=value)."""
-    from arc_trm.config import apply_overrides, preset
+    from arc_trm.config import preset
+    from arc_trm.overrides import apply_overrides
 
     cfg = apply_overrides(preset("cpu-quick"), TINY + list(extra))
     cfg.data.tasks = SMALL_TASKS

@@ -9,7 +9,8 @@ import dataclasses
 import pytest
 
 from arc_trm import train_cli as train
-from arc_trm.config import RunConfig, apply_overrides, config_from_json, preset
+from arc_trm.config import RunConfig, config_from_json, preset
+from arc_trm.overrides import apply_overrides
 from arc_trm.show_config import MEANINGS
 from augment.errors import InputError
 

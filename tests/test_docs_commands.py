@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from arc_trm.cli import COMMANDS, command_parser
-from arc_trm.config import apply_overrides, preset
+from arc_trm.config import preset
+from arc_trm.overrides import apply_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]

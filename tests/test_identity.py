@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from arc_trm.config import apply_overrides, preset
+from arc_trm.config import preset
+from arc_trm.overrides import apply_overrides
 from arc_trm.train import TrainOptions, train
 from augment.build import build_set
 from augment.options import BuildOptions

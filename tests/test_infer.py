@@ -178,7 +178,8 @@ def _solutions_submission(tasks) -> dict:
 
 def test_a_prediction_cut_before_any_view_leaves_the_submission_byte_identical(tmp_path, small_build):
     from arc_trm.common import Dist
-    from arc_trm.config import apply_overrides, preset
+    from arc_trm.config import preset
+    from arc_trm.overrides import apply_overrides
     from arc_trm.infer import LoadedModel, PredictOptions, predict
     from augment.store import BuiltSet
     from submission.kaggle import write_candidates, write_submission

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from arc_trm.config import apply_overrides, preset
+from arc_trm.config import preset
+from arc_trm.overrides import apply_overrides
 from arc_trm.common import Dist
 from arc_trm.infer import evaluate_built, load_model
 from arc_trm.train import TrainOptions, train

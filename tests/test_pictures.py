@@ -193,7 +193,8 @@ def test_ttt_prediction_records_the_source_the_user_named(tmp_path, small_build)
     """predict() as ttt calls it (its copy as the source, the user's spec as `named`) records both,
     and the report names the user's."""
     from arc_trm.common import Dist
-    from arc_trm.config import apply_overrides, preset
+    from arc_trm.config import preset
+    from arc_trm.overrides import apply_overrides
     from arc_trm.infer import LoadedModel, PredictOptions, predict
     from arc_trm.model import TRM
     from augment.store import BuiltSet

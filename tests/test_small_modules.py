@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arc_trm.config import apply_overrides, preset
+from arc_trm.config import preset
+from arc_trm.overrides import apply_overrides
 from arc_trm.metrics import METRICS_FILE, MetricsSink
 from arc_trm.plot import plot_run
 from arc_trm.snapshot import check_compatible

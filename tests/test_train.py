@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from arc_trm.checkpoint import latest_checkpoint
-from arc_trm.config import RunConfig, apply_overrides, preset
+from arc_trm.config import RunConfig, preset
+from arc_trm.overrides import apply_overrides
 from arc_trm.train import ema_rate_at, lr_at
 from augment.store import BuiltSet
 from augment.task_hash import content_hash

@@ -314,10 +314,11 @@ def test_a_build_made_with_skip_bad_tasks_is_opened_by_train_build(tmp_path):
     assert proc.returncode == 2 and "ragged grid" in proc.stderr
 
 
-@pytest.mark.parametrize("device, chosen, warned", [("cpu", "cpu-quick", False), ("auto", "paper", True)])
-def test_the_default_preset_follows_the_device_asked_for(tmp_path, monkeypatch, device, chosen, warned):
+@pytest.mark.parametrize("device, extra", [("cpu", []), ("auto", ["--set", "train.device=cpu"])])
+def test_the_default_preset_follows_the_device_asked_for(tmp_path, monkeypatch, device, extra):
     """On a GPU machine `--device cpu` got the paper preset (chosen by torch.cuda.is_available())
-    without the warning that it is made for GPUs (given only for a --preset named)."""
+    without the warning that it is made for GPUs (given only for a --preset named); so did
+    `--set train.device=cpu`, and `arc-trm config` showed the paper preset for it."""
     import torch
 
     import arc_trm.train_cli as train_cli
@@ -327,11 +328,25 @@ def test_the_default_preset_follows_the_device_asked_for(tmp_path, monkeypatch, 
         raise InputError(f"stub: {options.preset}")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(train_cli, "train", not_trained)
-    extra = ["--set", "train.device=cpu"] if device == "auto" else []  # asked for in --set: the paper default warns
     proc = cli_in_process("train", "--device", device, "--tasks", SMALL_TASKS, "--out", tmp_path / "run",
                           "--build", tmp_path / "b", "--no-progress", *extra)
-    assert f"stub: preset {chosen}" in proc.stderr, proc.stderr
-    assert ("warning: the paper preset is made for GPUs" in proc.stderr) == warned, proc.stderr
+    assert "stub: preset cpu-quick" in proc.stderr, proc.stderr
+    assert "warning: the paper preset is made for GPUs" not in proc.stderr, proc.stderr
+    shown = cli_in_process("config", "--set", "train.device=cpu")
+    assert shown.returncode == 0 and "data.canvas = 10" in shown.stdout, shown.stdout  # cpu-quick's canvas
+
+
+def test_default_preset_reads_the_last_device_asked_for(monkeypatch) -> None:
+    import torch
+
+    from arc_trm.overrides import default_preset
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_preset("train") == "paper" and default_preset("ttt", ["lr=1e-4"], "auto") == "kaggle"
+    assert default_preset("train", ["train.device=cpu"], "cuda") == "cpu-quick"  # --set wins, as in the config
+    assert default_preset("ttt", ["device = cuda:1"], "cpu") == "kaggle"
+    assert default_preset("train", ["no_such_key=1", "device=cpu"]) == "cpu-quick"  # a bad key: refused later
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_preset("train", ["train.device=auto"]) == "cpu-quick"
 
 
 @pytest.mark.slow  # the shared trained run (a train process) when no earlier test made it

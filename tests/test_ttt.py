@@ -262,7 +262,8 @@ def test_the_speed_probe_trains_at_the_micro_batch(small_build):
     """With train.grad_accum_steps = k the probe runs k micro-batches, as training does: a GPU that
     needs accumulation to fit its batch must not run out of memory in the probe."""
     from arc_trm.common import Dist
-    from arc_trm.config import apply_overrides, preset
+    from arc_trm.config import preset
+    from arc_trm.overrides import apply_overrides
     from arc_trm.train import build_model
     from arc_trm.ttt_probe import measure_throughput
     from augment.store import BuiltSet

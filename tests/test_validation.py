@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from arc_trm import cli
-from arc_trm.config import apply_overrides, preset
+from arc_trm.config import preset
+from arc_trm.overrides import apply_overrides
 from arc_trm.config_rules import check_device_available
 from arc_trm.builds import default_build_dir
 from augment.tasks import load_tasks
