@@ -6,7 +6,9 @@ page is one self-contained file (thumbnails embedded as PNG data URIs).
 Reads RUN/submission.json (or the one submission with a record NAME.predict.json, or
 --submission) and its candidates file (<stem>.candidates.json) when present. The solutions come
 from --tasks / --solutions, or else from the task source the predict step recorded in the
-submission's record NAME.predict.json ({"tasks": SOURCE}).
+submission's record NAME.predict.json ({"tasks": SOURCE}). A source that holds no solution at all
+(Kaggle's test challenges, a ttt run on them) gets the page unscored: every task's test inputs and
+attempts.
 
 examples:
   arc-trm report runs/agi2
@@ -23,12 +25,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from augment.errors import InputError
-from augment.tasks import Pair, Task
+from augment.tasks import Pair, Reading, Task, load_tasks
 from augment.files import read_json, write_text_atomic
-from submission.kaggle import submission_grids
+from submission.kaggle import check_is_submission, load_submission, submission_grids, validate_submission
 from submission.render import answer_rows, render_rows, render_task
-from submission.outputs import named_source
-from submission.score import Evaluation, ScoreReport, evaluate
+from submission.outputs import named_source, recorded_source
+from submission.score import Evaluation, ScoreReport, evaluate, tasks_differ_line
 
 THUMB_BOX = 72
 
@@ -110,28 +112,62 @@ def summary_html(report: ScoreReport, source: str, sub_path: Path, cand_path: Pa
     return '<dl class="summary">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
+def task_row(task_id: str, cls: str, solved: str, matched: str, img) -> str:
+    return (f'<tr class="{cls}"><td><code>{html.escape(task_id)}</code></td><td class="score">{solved}</td>'
+            f'<td>{matched}</td><td><img src="{png_data_uri(img)}" alt="{html.escape(task_id)}" loading="lazy"></td></tr>')
+
+
+def page_html(sub_path: Path, summary: str, note: str, rows: list[str]) -> str:
+    title = f"arc-trm report: {html.escape(str(sub_path.parent))}"
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{CSS}</style></head><body>\n<h1>{title}</h1>\n{summary}\n<h2>Tasks</h2>\n<p>{note}</p>\n"
+            "<table><thead><tr><th>task</th><th>solved</th><th>matched by</th><th>test inputs, attempts, "
+            "solutions</th></tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table></body></html>\n")
+
+
 def build_report_html(scored: Evaluation, sub_path: Path) -> str:
     report, tasks = scored.report, scored.solutions.tasks
     by_id = {t.id: t for t in tasks} if tasks else {}
     grids = submission_grids({t.task_id: scored.submission[t.task_id] for t in report.tasks}, path=sub_path)
     rows = []
     for ts in sorted(report.tasks, key=lambda t: (-t.fraction, t.task_id)):
-        task = by_id.get(ts.task_id)
-        sols = list(report.solutions[ts.task_id])
-        img = thumbnail(task, grids[ts.task_id], sols)
+        img = thumbnail(by_id.get(ts.task_id), grids[ts.task_id], list(report.solutions[ts.task_id]))
         cls = "solved" if ts.solved == ts.total else "partial" if ts.solved else "unsolved"
-        rows.append(
-            f'<tr class="{cls}"><td><code>{html.escape(ts.task_id)}</code></td>'
-            f'<td class="score">{ts.solved}/{ts.total}</td>'
-            f"<td>{matched_text(ts.matched)}</td>"
-            f'<td><img src="{png_data_uri(img)}" alt="{html.escape(ts.task_id)}" loading="lazy"></td></tr>')
-    title = f"arc-trm report: {html.escape(str(sub_path.parent))}"
-    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{CSS}</style></head><body>\n<h1>{title}</h1>\n"
-            f"{summary_html(report, scored.solutions.source, sub_path, scored.candidates)}\n"
-            "<h2>Tasks</h2>\n<p>Solved first. Attempt borders: green = matches the solution, red = differs.</p>\n"
-            "<table><thead><tr><th>task</th><th>solved</th><th>matched by</th><th>test inputs, attempts, "
-            "solutions</th></tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table></body></html>\n")
+        rows.append(task_row(ts.task_id, cls, f"{ts.solved}/{ts.total}", matched_text(ts.matched), img))
+    return page_html(sub_path, summary_html(report, scored.solutions.source, sub_path, scored.candidates),
+                     "Solved first. Attempt borders: green = matches the solution, red = differs.", rows)
+
+
+def unsolved_source(tasks_spec: str | None, solutions_file: str | None, sub_path: Path) -> tuple[str, list[Task]] | None:
+    """(source, its tasks) when the source the submission answers holds no solution at all (Kaggle's
+    test challenges, a ttt run's copy of them): the report shows its answers unscored. None where
+    there are solutions to score against."""
+    if solutions_file is not None:
+        return None
+    spec = tasks_spec if tasks_spec is not None else recorded_source(sub_path)
+    tasks = load_tasks(spec, Reading()) if spec else []  # "": evaluate says so
+    return (spec, tasks) if tasks and not any(t.has_solutions for t in tasks) else None
+
+
+def gallery_html(sub: dict, sub_path: Path, source: str, tasks: list[Task], partial: bool) -> str:
+    """The page for a source without solutions: every task's test inputs and attempts, unscored."""
+    counts = {t.id: len(t.test) for t in tasks if t.id in sub or not partial}
+    if not partial and set(sub) != set(counts):
+        raise InputError(tasks_differ_line(set(sub), set(counts), sub_path))
+    if not counts:
+        raise InputError(f"{sub_path}: no task of the submission is in {source!r}")
+    sub = {t: sub[t] for t in counts}
+    validate_submission(sub, counts, path=sub_path)
+    grids = submission_grids(sub, path=sub_path)
+    rows = [task_row(t.id, "", "-", "not scored", thumbnail(t, grids[t.id], [None] * len(t.test)))
+            for t in sorted(tasks, key=lambda t: t.id) if t.id in counts]
+    left = len(tasks) - len(counts)
+    items = [("submission", f"<code>{html.escape(str(sub_path))}</code>"), ("tasks", shown_source(source, sub_path)),
+             ("not scored", f"the tasks hold no solutions: pass <code>--solutions FILE</code> to score"),
+             ("answered", f"{len(counts)} tasks, {sum(counts.values())} test outputs"
+                          + (f" ({left} tasks of the source left out: --partial)" if left else ""))]
+    summary = '<dl class="summary">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+    return page_html(sub_path, summary, "By task id. No solution is known, so no attempt is marked.", rows)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -180,7 +216,11 @@ def write_report(run_dir: str | Path, submission: str | Path | None = None, task
         raise InputError(f"{run_dir}: no submission to report: {sub_path} does not exist (write one with "
                          f"`arc-trm predict --checkpoint {run_dir} --tasks SOURCE --out {sub_path}`, or pass "
                          f"--submission)")
-    page = build_report_html(evaluate(sub_path, tasks_spec, solutions_file, partial=partial), sub_path)
+    sub = load_submission(sub_path)
+    check_is_submission(sub, sub_path)  # before the source, which may come from the file's record
+    unsolved = unsolved_source(tasks_spec, solutions_file, sub_path)
+    page = (gallery_html(sub, sub_path, *unsolved, partial) if unsolved else
+            build_report_html(evaluate(sub_path, tasks_spec, solutions_file, partial=partial), sub_path))
     out = run_dir / "report.html"
     write_text_atomic(out, page)
     return out

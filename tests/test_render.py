@@ -181,3 +181,33 @@ def test_report_takes_a_submission_file(tmp_path):
     assert "mine.json" in (tmp_path / "subs" / "report.html").read_text()
     proc = cli_in_process("report", sub, "--submission", sub)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--submission" in proc.stderr
+
+
+def test_report_of_tasks_without_solutions_shows_the_answers_unscored(tmp_path):
+    """After `ttt` on Kaggle's test challenges (no solutions anywhere), `arc-trm report RUN` said
+    only "has no solutions ... pass --solutions FILE": the pictures of the answers were out of reach
+    but for `show`, one task at a time. Now the page shows every task's answers, unscored."""
+    from conftest import cli_in_process
+
+    unknown = [Task(f"t{i}", TASK.train, (Pair(g([[i, 1]]), None),) * (i + 1), "test") for i in range(1, 4)]
+    challenges = tmp_path / "c" / "challenges.json"
+    write_json_atomic(challenges, {t.id: t.to_json(with_solutions=False) for t in unknown})
+    sub = tmp_path / "run" / "submission.json"
+    write_json_atomic(sub, fallback_submission(unknown))
+    (tmp_path / "run" / "submission.predict.json").write_text(json.dumps({"tasks": str(challenges)}))
+    proc = cli_in_process("report", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "not scored" in page and "3 tasks, 9 test outputs" in page
+    assert re.findall(r"<td><code>([^<]+)</code></td><td class=\"score\">-</td>", page) == ["t1", "t2", "t3"]
+    assert len(re.findall(r"data:image/png;base64,", page)) == 3
+
+    # The submission must still answer the source's tasks: one missing is named, --partial shows the rest.
+    write_json_atomic(sub, fallback_submission(unknown[:2]))
+    proc = cli_in_process("report", tmp_path / "run")
+    assert proc.returncode == 2 and "missing 1 task(s)" in proc.stderr and "t3" in proc.stderr, proc.stderr
+    assert cli_in_process("report", tmp_path / "run", "--partial").returncode == 0
+    assert "(1 tasks of the source left out: --partial)" in (tmp_path / "run" / "report.html").read_text()
+    # A source with solutions is scored as before; score itself still needs solutions.
+    proc = cli_in_process("score", sub, "--tasks", challenges)
+    assert proc.returncode == 2 and "no solutions" in proc.stderr
