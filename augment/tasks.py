@@ -320,7 +320,8 @@ def load_tasks(specs: str | Iterable[str], reading: Reading | None = None) -> li
             if task.role == "test":
                 by_id[task.id] = task
     if not by_id and not (reading and reading.salvaged):
-        raise TaskError(f"no tasks loaded from {list(specs)}")
+        left_out = f": all {len(reading.skipped)} left out as bad (warned above)" if reading and reading.skipped else ""
+        raise TaskError(f"no tasks loaded from {', '.join(specs)}{left_out}")
     return [by_id[k] for k in sorted(by_id)]
 
 

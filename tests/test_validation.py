@@ -330,3 +330,14 @@ def test_a_path_option_must_be_declared_as_str():
     from arc_trm.cli import Parser
     with pytest.raises(TypeError, match="declare paths as str"):
         Parser(prog="x").add_argument("--dir", type=Path)
+
+
+def test_a_source_whose_every_task_is_bad_says_so_in_words(tmp_path):
+    """ttt on a file whose one task has no test input said "no tasks loaded from ['bad.json']": a
+    Python list, and nothing on why (the warning above it named the task)."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"b1": {"train": [{"input": [[1]], "output": [[2]]}], "test": []}}))
+    proc = cli_in_process("ttt", "--tasks", bad, "--out", tmp_path / "out", "--budget", "5s", "--no-progress")
+    assert proc.returncode == 2 and "task 'b1': 'test' must be a non-empty list" in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (f"arc-trm ttt: error: no tasks loaded from {bad}: all 1 left "
+                                                    f"out as bad (warned above)")
