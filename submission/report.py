@@ -24,6 +24,7 @@ import io
 from dataclasses import replace
 from pathlib import Path
 
+from augment.console import counted
 from augment.errors import InputError
 from augment.tasks import Pair, Reading, Task, load_tasks
 from augment.files import read_json, write_text_atomic
@@ -109,6 +110,10 @@ def summary_html(report: ScoreReport, source: str, sub_path: Path, cand_path: Pa
         items.append(("pass@k (per output)", pass_at_k_html(r, cand_path)))
     else:
         items.append(("pass@k", "no candidates file"))
+    return summary_list(items)
+
+
+def summary_list(items: list[tuple[str, str]]) -> str:
     return '<dl class="summary">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
@@ -163,11 +168,10 @@ def gallery_html(sub: dict, sub_path: Path, source: str, tasks: list[Task], part
             for t in sorted(tasks, key=lambda t: t.id) if t.id in counts]
     left = len(tasks) - len(counts)
     items = [("submission", f"<code>{html.escape(str(sub_path))}</code>"), ("tasks", shown_source(source, sub_path)),
-             ("not scored", f"the tasks hold no solutions: pass <code>--solutions FILE</code> to score"),
-             ("answered", f"{len(counts)} tasks, {sum(counts.values())} test outputs"
-                          + (f" ({left} tasks of the source left out: --partial)" if left else ""))]
-    summary = '<dl class="summary">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
-    return page_html(sub_path, summary, "By task id. No solution is known, so no attempt is marked.", rows)
+             ("not scored", "the tasks hold no solutions: pass <code>--solutions FILE</code> to score"),
+             ("answered", f"{counted(len(counts), 'task')}, {counted(sum(counts.values()), 'test output')}"
+                          + (f" ({counted(left, 'task')} of the source left out: --partial)" if left else ""))]
+    return page_html(sub_path, summary_list(items), "By task id. No solution is known, so no attempt is marked.", rows)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -207,7 +207,7 @@ def test_report_of_tasks_without_solutions_shows_the_answers_unscored(tmp_path):
     proc = cli_in_process("report", tmp_path / "run")
     assert proc.returncode == 2 and "missing 1 task(s)" in proc.stderr and "t3" in proc.stderr, proc.stderr
     assert cli_in_process("report", tmp_path / "run", "--partial").returncode == 0
-    assert "(1 tasks of the source left out: --partial)" in (tmp_path / "run" / "report.html").read_text()
+    assert "(1 task of the source left out: --partial)" in (tmp_path / "run" / "report.html").read_text()
     # A source with solutions is scored as before; score itself still needs solutions.
     proc = cli_in_process("score", sub, "--tasks", challenges)
     assert proc.returncode == 2 and "no solutions" in proc.stderr
