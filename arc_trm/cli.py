@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("arc_trm.export", "write a checkpoint's inference export (EMA weights in safetensors)"),
     "predict": ("arc_trm.predict_cli", "voted inference with halting -> Kaggle submission.json"),
     "score": ("submission.score", "score a submission.json against solutions"),
-    "report": ("submission.report", "write an HTML page over a scored run"),
+    "report": ("submission.report", "write an HTML page of a run's answers, scored where solutions are known"),
     "ttt": ("arc_trm.ttt", "test-time train on new tasks under a deadline, then predict"),
     "kaggle": ("submission.bundle_cli", "bundle the package, wheels and a checkpoint for Kaggle"),
     "config": ("arc_trm.show_config", "print the resolved config: every key, its value and meaning"),
