@@ -50,7 +50,7 @@ from arc_trm.convert import REF_BLOCK, load_reference_state_dict, strip_wrappers
 from arc_trm.model import TRM
 from arc_trm.optim import AdamATan2
 from arc_trm.runs import claim_run_folder, refuse_held_run
-from arc_trm.published import (ImportedNames, Located, NamesWanted, check_names_wanted, locate,
+from arc_trm.published import (HUB_PREFIX, ImportedNames, Located, NamesWanted, check_names_wanted, locate,
                                 rebuild_names)
 from arc_trm.stopping import current
 from augment.errors import InputError
@@ -315,8 +315,10 @@ def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], obj
     if request.canvas < 1:
         raise InputError(f"--canvas must be positive, got {request.canvas}")
     check_import_out(request.out, request.force)
+    local = not request.reference.startswith(HUB_PREFIX)  # a missing path is named before what else is missing
+    located = locate(request.reference, request.step) if local else None
     given = check_names_wanted(request.names)  # --identifiers read now: before any download
-    located = locate(request.reference, request.step)
+    located = located or locate(request.reference, request.step)
     config_path = request.config or located.config
     raw_config = read_config_file(config_path) if config_path is not None else None
     names = given if given is not None else rebuild_names(request.names, raw_config, config_path, log)

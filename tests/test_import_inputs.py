@@ -127,3 +127,11 @@ def test_draw_settings_and_the_identifiers_are_checked_before_the_weights_are_lo
     assert not out.exists()
     one_line(cli_in_process("reference-ids", "--recipe", "arc1concept", "--conceptarc", CONCEPTARC, "--seed", "-3",
                             "--out", tmp_path / "ids.json"), "--seed", "-3")
+
+
+def test_a_missing_checkpoint_path_is_named_before_conceptarc_is_asked_for(tmp_path: Path) -> None:
+    """`import-checkpoint typo/step_100 --out X` answered "--conceptarc PATH is needed": the user
+    added ConceptARC only to learn then that the checkpoint path was wrong."""
+    one_line(cli_in_process("import-checkpoint", tmp_path / "typo" / "step_100", "--out", tmp_path / "run"),
+             "typo/step_100: checkpoint file missing")
+    assert not (tmp_path / "run").exists()
