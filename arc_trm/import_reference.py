@@ -57,9 +57,9 @@ from augment.errors import InputError
 from augment.grids import task_of
 from augment.reference_ids import RECIPES
 from augment.identifier_map import IdentifierMap
-from augment.files import finished_line, read_text, write_text_atomic
+from augment.files import check_not_around_cwd, finished_line, read_text, write_text_atomic
 from submission.notice import licence_fields
-from submission.runfolder import IMPORT_RECORD
+from submission.runfolder import IMPORT_RECORD, run_files
 
 # Values no weight shape reveals: printed when they come from the paper preset.
 _UNSEEN_IN_WEIGHTS = ("num_heads", "H_cycles", "L_cycles", "halt_max_steps", "halt_exploration_prob",
@@ -296,18 +296,24 @@ def build_model(model_cfg: ModelConfig, state_dict: dict[str, Tensor], where: st
 
 def check_import_out(out: Path, force: bool) -> None:
     """One line unless --out can take the imported run: new or empty, or a run folder with --force
-    (which moves it aside; any of a run's files makes one, as for train); never a checkpoint or an
-    export (whose weights `--checkpoint OUT` would load instead) nor a folder of other files."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
+    (which moves it aside; any of a run's files makes one, as for train, a run killed before its
+    first checkpoint included); never a checkpoint or an export (whose weights `--checkpoint OUT`
+    would load instead), a folder of other files, a place under a file, or the folder you are in
+    with --force. Checked before the weights are located: an hf:// folder downloads gigabytes."""
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"--out {out}: {existing} exists and is not a folder")
     if (out / ckpt.STATE).exists() or (out / ckpt.EXPORT_WEIGHTS).exists():
         raise InputError(f"--out {out}: holds a checkpoint or an inference export, not a run folder; use a new folder")
+    held = run_files(out) if out.is_dir() else []
     others = [p.name for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
-    if others and not (out / "checkpoints").is_dir():  # config.json would be overwritten, the rest mixed in
+    if others and not held:  # nothing of a run's: its files would be mixed in, or moved aside with --force
         raise InputError(f"--out {out}: holds other files ({', '.join(sorted(others)[:3])}), not a run folder; "
                          f"use a new or empty folder")
-    if not force:  # train's guard: a run killed before its first checkpoint is a run too
+    if not force:
         refuse_held_run(out, resumable=False)
+    elif held:
+        check_not_around_cwd(out, "--force moves its folder aside whole", "run from another folder")
 
 
 def import_reference_checkpoint(request: ImportRequest, log: Callable[[str], object] = print) -> Path:

@@ -11,7 +11,7 @@ so a dataset that mixes the two is labelled `other` and its description names bo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from augment.errors import InputError
 from augment.files import read_json, write_text_atomic
@@ -82,8 +82,9 @@ def carry_import_record(checkpoint: Path, folder: Path) -> Path | None:
 def known_licence(*names: str) -> tuple[str, str] | None:
     """The licence of a known published source named (hf://, or the hub cache's models--O--R) in `names`."""
     for repo, licence in KNOWN_SOURCES.items():
-        cached = "models--" + repo.replace("/", "--")
-        if any(repo in name or cached in name for name in names):
+        cached = "models--" + repo.replace("/", "--")  # one whole folder of the cache's path, not a part of a name
+        if any(name == f"hf://{repo}" or name.startswith(f"hf://{repo}/") or cached in PurePath(name).parts
+               for name in names):
             return licence
     return None
 

@@ -248,15 +248,26 @@ def test_out_of_other_files_is_refused_and_a_run_folder_takes_force(tmp_path: Pa
     paths = write_inputs(tmp_path, fix)
     mine = tmp_path / "mine"
     mine.mkdir()
-    (mine / "config.json").write_text("my own config")
     (mine / "notes.txt").write_text("notes")
     _expect_error(import_cli(paths, mine), f"--out {mine}", "not a run folder")
+    _expect_error(import_cli(paths, mine, "--force"), f"--out {mine}", "not a run folder")
+    (mine / "config.json").write_text("my own config")  # a run's file: a run, as for train; never overwritten
+    _expect_error(import_cli(paths, mine), f"{mine} already holds a run (config.json)")
     assert sorted(p.name for p in mine.iterdir()) == ["config.json", "notes.txt"]
     assert (mine / "config.json").read_text() == "my own config"
     run = tmp_path / "run"
     assert import_cli(paths, run).returncode == 0
     _expect_error(import_cli(paths, run), "already holds a run")
     assert import_cli(paths, run, "--force").returncode == 0
+    # A train run killed before its first checkpoint (config.json and metrics.jsonl, no checkpoints/)
+    # was "other files, not a run folder" even with --force, which train's --force moves aside.
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "config.json").write_text("{}")
+    (killed / "metrics.jsonl").write_text("")
+    proc = import_cli(paths, killed, "--force")
+    assert proc.returncode == 0 and "moved the previous run" in proc.stdout, proc.stderr
+    assert sorted(p.name for p in killed.parent.glob("killed.old-*/*")) != []
 
 
 def test_an_imported_run_whose_rows_match_the_build_trains_on_with_a_fresh_sampler(tmp_path: Path,

@@ -285,7 +285,16 @@ def test_inputs_and_out_are_checked_before_the_weights_are_located(tmp_path: Pat
             one_line_error(cli_in_process("import-checkpoint", hub, "--conceptarc", CONCEPTARC, "--out", folder,
                                           *force), str(folder), "checkpoint or an inference export")
         assert sorted(p.name for p in folder.iterdir()) == [weights], "nothing is written"
-    assert not out.exists()
+    # A folder under a file, and --force on the folder you are in, were refused only after the
+    # download, the names and the weights (when the run was written).
+    one_line_error(cli_in_process("import-checkpoint", hub, "--conceptarc", CONCEPTARC, "--out",
+                                  tmp_path / "a-file" / "run"), "a-file", "not a folder")
+    (out / "checkpoints").mkdir(parents=True)
+    monkeypatch.chdir(out)
+    one_line_error(cli_in_process("import-checkpoint", hub, "--conceptarc", CONCEPTARC, "--out", ".", "--force"),
+                   "holds the folder you are in")
+    monkeypatch.chdir(tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints"]
 
 
 def test_without_huggingface_hub_the_line_names_an_install_that_works(tmp_path: Path,

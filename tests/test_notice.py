@@ -66,3 +66,17 @@ def test_the_record_names_a_known_licence_and_where_it_is_stated(tmp_path: Path)
 def test_a_record_without_a_source_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="import record without a source"):
         weights_source(imported_run(tmp_path, {"step": 5}))
+
+
+@pytest.mark.parametrize("names", [
+    ("hf://notarcprize/trm_arc_prize_verification/arc_v1_public", "/c/models--notarcprize--trm_arc_prize_verification/s/x/step_5"),
+    ("/data/arcprize/trm_arc_prize_verification_finetuned/step_1", "/data/arcprize/trm_arc_prize_verification_finetuned/step_1"),
+    ("hf://arcprize/trm_arc_prize_verification_v2/x", "/c/models--arcprize--trm_arc_prize_verification_v2/s/x/step_5"),
+])
+def test_a_name_that_only_contains_a_known_repo_claims_no_licence(names) -> None:
+    """Any source whose text held `arcprize/trm_arc_prize_verification` (another owner's copy on the
+    hub, a local folder of fine-tuned weights) was recorded as MIT, and export and bundle passed the
+    claim on."""
+    assert licence_fields(*names) == {}
+    assert known_licence("hf://arcprize/trm_arc_prize_verification") is not None
+    assert known_licence("/local/x", "/h/hub/models--arcprize--trm_arc_prize_verification/snapshots/abc/arc_v1_public/step_5")
