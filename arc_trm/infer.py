@@ -265,7 +265,8 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     # old record); the command then says it finished and exits with the signal's code.
     with current().polled(f"finishing the writes of {out.name}, its candidates and record"):
         write_submission(out, merge_submission(tasks, ranked, earlier), tasks)
-        write_candidates(candidates_path(out), merge_candidates(candidates_path(out), ranked, tasks))
+        kept = [t for t in tasks if t.id in earlier]  # an earlier answer stands: its candidates stand with it
+        write_candidates(candidates_path(out), merge_candidates(candidates_path(out), ranked, kept))
         write_json_atomic(record_path(out), {
             "tasks": absolute_spec(options.source),
             **({"source": absolute_spec(options.named)} if options.named else {}),

@@ -102,7 +102,8 @@ def is_submission_of(path: str | Path, tasks: Iterable[Task]) -> bool:
 def merge_candidates(path: str | Path, ranked: Mapping[Key, Sequence[Candidate]],
                      tasks: Iterable[Task]) -> dict[Key, Sequence[Candidate]]:
     """`ranked`, plus the candidates the candidates file at `path` holds for test inputs of `tasks`
-    that `ranked` leaves without any (a missing or unreadable file adds none)."""
+    (those whose earlier answers the submission keeps) that `ranked` leaves without any (a missing
+    or unreadable file adds none)."""
     try:
         earlier = read_candidates(path)
     except InputError:

@@ -288,3 +288,23 @@ def test_a_task_salvaged_without_demonstrations_keeps_the_fallback_and_is_not_ca
         assert "predicted 0 of 1 test inputs" in r.stdout and task.id not in r.stdout, r.stdout
         record = json.loads(out.with_name(f"{name}.predict.json").read_text())
         assert record["views"] == 0 and record["untrained_tasks"] == record["other_content_tasks"] == [], name
+
+
+def test_candidates_of_an_answer_not_kept_are_not_kept(tmp_path):
+    """With no earlier submission (deleted, invalid, or without the task), predict still kept the
+    old candidates file's list for a task it gave the fallback answer: score's pass@k then counted
+    answers the submission does not hold (pass@1 0.5 beside an official 0/2)."""
+    from augment.tasks import load_tasks
+    from submission.kaggle import candidates_path, read_candidates, write_candidates
+    from submission.vote import Candidate
+
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    out = tmp_path / "p" / "sub.json"
+    out.parent.mkdir()
+    task = load_tasks("arc-agi-1:training/3c9b0459")[0]
+    write_candidates(candidates_path(out), {(task.id, 0): [Candidate(task.test[0].output, 5, 0.9)]})
+    proc = cli_in_process("predict", "--checkpoint", run, "--tasks", "arc-agi-1:training/3c9b0459+6150a2bd", "--out",
+                          out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert not read_candidates(candidates_path(out)).get((task.id, 0))  # none, or an empty list
