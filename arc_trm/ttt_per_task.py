@@ -108,19 +108,21 @@ def per_task(options: TTTOptions, job: TTTJob) -> PerTaskResult:
     # Resumed: the tasks the earlier run answered are kept, and take no share of the time left.
     earlier = [options.resume and (f / TASK_DONE).is_file() and is_submission_of(f / "submission.json", [t])
                for t, f in zip(job.tasks, folders)]
+    for i, (task, folder) in enumerate(zip(job.tasks, folders)):  # first: they cost no time, deadline or not
+        if earlier[i]:
+            merge_answer(job, task, folder / "submission.json")
+            result.earlier.append(task.id)
+            print(f"task {i + 1}/{len(job.tasks)} {task.id}: answered by the earlier run")
     for i, (task, folder) in enumerate(zip(job.tasks, folders)):
+        if earlier[i]:
+            continue
         now = time.time()
         if seconds_left(job.deadline, margin, now) <= 0:
-            left = len(job.tasks) - i
+            left = earlier[i:].count(False)
             keep = "keeps its fallback answer" if left == 1 else "keep their fallback answers"
             print(f"deadline reached: {left} of {len(job.tasks)} tasks {keep}")
             break
         answer = folder / "submission.json"
-        if earlier[i]:
-            merge_answer(job, task, answer)
-            result.earlier.append(task.id)
-            print(f"task {i + 1}/{len(job.tasks)} {task.id}: answered by the earlier run")
-            continue
         demos = [len(t.train) for t, e in zip(job.tasks[i:], earlier[i:]) if not e]
         share = time_share(seconds_left(job.deadline, margin, now), demos)  # the margin stays the run's
         folder.mkdir(parents=True, exist_ok=True)

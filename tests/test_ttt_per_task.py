@@ -437,3 +437,24 @@ def test_a_joint_run_whose_prediction_ran_no_view_does_not_say_it_updated_the_su
     printed = capsys.readouterr().out
     assert "no view finished" in printed and "submission updated" not in printed
     assert load_submission(out / "submission.json") == fallback_submission(load_tasks(SMALL_TASKS))
+
+
+def test_a_resumed_per_task_run_past_its_deadline_still_takes_the_finished_answers(tmp_path, monkeypatch, capsys):
+    """The deadline check came before the merge of the tasks the earlier run finished: resumed with
+    no time left (`--budget 1s --submission new.json`), every task kept its fallback answer in the
+    new file and the summary and record called them all fallbacks, though each had its done.json."""
+    tasks = as_test_tasks(load_tasks(SMALL_TASKS))
+    clock = Clock(1000.0)
+    stand_in_runs(monkeypatch, clock)
+    job = per_task_job(tmp_path, tasks, 1000.0, 600.0)
+    options = TTTOptions(tasks=SMALL_TASKS, out=job.out, per_task=True)
+    per_task(options, job)
+    mine = {t.id: [{"attempt_1": [[7]], "attempt_2": [[7]]} for _ in t.test] for t in tasks}
+    for t in tasks:
+        write_submission(job.out / "tasks" / t.id / "submission.json", {t.id: mine[t.id]}, [t])
+    write_submission(job.submission, fallback_submission(tasks), tasks)
+    capsys.readouterr()
+    clock.now = 2000.0  # past the deadline
+    result = per_task(dataclasses.replace(options, resume=True), job)
+    assert result.earlier == [t.id for t in tasks] and "deadline reached" not in capsys.readouterr().out
+    assert load_submission(job.submission) == mine
