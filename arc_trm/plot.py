@@ -177,12 +177,15 @@ def curves_figure(run: Path) -> Figure:
     return fig
 
 
+NEEDS_LATEX = ("pgf",)  # matplotlib writes it through xelatex, which a machine may lack
+
+
 def picture_format(out: Path) -> str:
     """The format a path's suffix names (PNG without one): curves.pdf is a PDF, not PNG bytes."""
     suffix = out.suffix.lower().lstrip(".")
     if not suffix:
         return "png"
-    if suffix not in FigureCanvasBase.get_supported_filetypes():
+    if suffix not in FigureCanvasBase.get_supported_filetypes() or suffix in NEEDS_LATEX:
         raise InputError(f"--out {out}: .{suffix} is not a picture format plot writes; use .png, .pdf or .svg")
     return suffix
 

@@ -216,6 +216,8 @@ def write_report(run_dir: str | Path, submission: str | Path | None = None, task
     """Score and write RUN/report.html (RUN: a run folder, or a submission file: report.html beside
     it); returns its path."""
     run_dir, sub_path = report_target(Path(run_dir), submission)
+    if sub_path.is_dir():
+        raise InputError(f"{sub_path}: submission is a folder; give the file")
     if not sub_path.is_file():
         raise InputError(f"{run_dir}: no submission to report: {sub_path} does not exist (write one with "
                          f"`arc-trm predict --checkpoint {run_dir} --tasks SOURCE --out {sub_path}`, or pass "

@@ -304,6 +304,9 @@ def test_plot_and_show_write_the_format_their_out_names_and_refuse_other_suffixe
         r = cli_in_process("show", "3c9b0459", "--tasks", SMALL_TASKS, "--out", tmp_path / f"task{suffix}")
         assert r.returncode == 2 and f"{suffix} is not a picture format" in r.stderr and r.stderr.count("\n") == 1
         assert not (tmp_path / f"task{suffix}").exists()
+    # matplotlib lists .pgf, then writes it through xelatex: a RuntimeError traceback without one.
+    r = cli_in_process("plot", tmp_path / "run", "--out", tmp_path / "curves.pgf")
+    assert r.returncode == 2 and ".pgf is not a picture format" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
 @pytest.mark.parametrize("key, bad", [("loss", "x"), ("lr", [1]), ("eval_pass@1", "0.5"), ("samples_per_s", True)])

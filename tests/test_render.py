@@ -211,3 +211,14 @@ def test_report_of_tasks_without_solutions_shows_the_answers_unscored(tmp_path):
     # A source with solutions is scored as before; score itself still needs solutions.
     proc = cli_in_process("score", sub, "--tasks", challenges)
     assert proc.returncode == 2 and "no solutions" in proc.stderr
+
+
+def test_report_of_a_folder_where_the_submission_should_be_says_so(tmp_path):
+    """`report r1 --submission r1`, and a run whose submission.json is a folder, said the path "does
+    not exist" and suggested a predict --out that predict itself refuses."""
+    from conftest import cli_in_process
+
+    (tmp_path / "r2" / "submission.json").mkdir(parents=True)
+    for args in ((tmp_path / "r2", "--submission", tmp_path / "r2"), (tmp_path / "r2",)):
+        proc = cli_in_process("report", *args)
+        assert proc.returncode == 2 and "submission is a folder; give the file" in proc.stderr, proc.stderr
