@@ -129,9 +129,9 @@ def write_fallback(options: TTTOptions, answered: list[Task]) -> None:
     answers its submission already holds when they are for these tasks."""
     out, sub_path = Path(options.out), options.submission_path
     runs.make_output_folder(out)
-    if options.submission is None:
+    if options.submission is None:  # a --submission given was checked before --out was made
         sub_path.parent.mkdir(parents=True, exist_ok=True)
-    check_prediction_outputs(sub_path, "--submission")
+        check_prediction_outputs(sub_path, "--submission")
     if options.resume and sub_path.is_file():
         try:
             validate_submission(load_submission(sub_path), answered, path=sub_path)
@@ -220,6 +220,7 @@ def ttt(options: TTTOptions) -> int:
     tasks, fallback_only = load_answer_tasks(options.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)
     if options.submission is not None:  # RUN/submission.json is the run's own (--force moves it aside)
+        check_prediction_outputs(options.submission, "--submission")  # before --out is made
         check_no_other_tasks(options.submission, [t.id for t in answered], "--submission")
     runs.check_not_a_train_run(out, options.force)
     if options.resume:

@@ -99,7 +99,8 @@ def check_no_other_tasks(submission: str | Path, task_ids: list[str], flag: str 
     replaces it)."""
     try:
         earlier = load_submission(submission)
-    except InputError:  # none, or not one (check_not_other_json has judged it)
+        check_is_submission(earlier, submission)  # a task file's ids are not answers
+    except InputError:  # none, or not one (check_not_other_json judges it)
         return
     others = sorted(set(earlier) - set(task_ids))
     if others:

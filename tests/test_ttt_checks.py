@@ -5,6 +5,7 @@ complete, readable, a config this arc-trm reads) and the --set overrides its wei
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,17 @@ def test_a_submission_holding_other_tasks_is_refused_before_any_write(tmp_path):
     assert refused(proc) == (f"arc-trm ttt: error: --submission {sub}: holds answers for 1 task this run does not "
                              "answer (other), which the new file would drop: give another --submission, or move it aside")
     assert sub.read_bytes() == before and not out.exists()
+
+
+def test_a_task_file_given_as_submission_is_named_as_not_a_submission(tmp_path):
+    """--submission onto a challenges file holding one task more than the run answers was refused as
+    "holds answers for 1 task this run does not answer": a task file's ids were taken for answers."""
+    from augment.tasks import load_tasks
+
+    tasks = load_tasks("arc-agi-1:training/3c9b0459+6150a2bd+74dd1130")
+    challenges = tmp_path / "challenges.json"
+    challenges.write_text(json.dumps({t.id: t.to_json(with_solutions=False) for t in tasks}))
+    proc = cli_in_process("ttt", "--tasks", "arc-agi-1:training/3c9b0459+6150a2bd@test", "--budget", "1m",
+                          "--out", tmp_path / "ttt", "--submission", challenges)
+    assert "not a submission" in refused(proc) and "holds answers" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "ttt").exists()
