@@ -81,7 +81,7 @@ class TTTSetup:
     progress: bool
     scoring: str  # votes | consistency
     start: int = 0  # the step of the checkpoint a resumed run continues from (0: a new run)
-    frozen: bool = False  # that checkpoint is still in the embeddings-only phase
+    freeze_until: int = 0  # that checkpoint's train.freeze_model_steps: the end of its embeddings-only phase
     latest: LatestCheckpoint | None = None  # a resumed run's checkpoint, looked up once (its lookup may warn)
     source: str = ""  # --tasks as the user gave it (the report names it, not the run's copy)
     pretrained: Path | None = None  # the checkpoint folder `init` comes from
@@ -96,15 +96,14 @@ class TTTOutcome:
     checkpoint: Path | None = None
 
 
-def resume_point(latest: LatestCheckpoint) -> tuple[int, bool]:
-    """(step, still embeddings-only) of the run's latest checkpoint; (0, False) when it has none."""
+def resume_point(latest: LatestCheckpoint) -> tuple[int, int]:
+    """(step, train.freeze_model_steps) of the run's latest checkpoint; (0, 0) when it has none."""
     found = latest.folder
     if found is None:
-        return 0, False
-    step = step_of(found) or 0
+        return 0, 0
     saved = read_json(found / "config.json", "checkpoint config")
     freeze = saved.get("train", {}).get("freeze_model_steps", 0) if isinstance(saved, dict) else 0
-    return step, step < int(freeze)
+    return step_of(found) or 0, int(freeze)
 
 
 def apply_plan(cfg: RunConfig, plan: Plan) -> None:
@@ -126,13 +125,18 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
     del model
     if not time_is_left(options, job, d):
         return None
-    plan = plan_phases(speed, PlanInputs(
+    frozen = setup.start < setup.freeze_until  # resumed inside the embeddings-only phase
+    inputs = PlanInputs(
         views=setup.views, world=d.world, batch_size=setup.batch_size,
         max_steps_cap=setup.step_cap,
         halt_max_steps=cfg.model.halt_max_steps, quick_views=sum(len(t.test) for t in job.tasks) * QUICK_VIEWS,
         seconds_left=seconds_left(job.deadline, setup.margin),
-        pretrained=setup.init is not None and (setup.start == 0 or setup.frozen),
-        embedding_fraction=options.embedding_fraction))
+        pretrained=setup.init is not None and (setup.start == 0 or frozen),
+        embedding_fraction=options.embedding_fraction)
+    plan = plan_phases(speed, inputs)
+    if setup.start > 0 and frozen and plan.steps:  # the phase ends where the run planned it, not a share later
+        left = min(1.0, (setup.freeze_until - setup.start) / plan.steps)
+        plan = plan_phases(speed, dataclasses.replace(inputs, embedding_fraction=left))
     plan = resumed_plan(plan, setup.start, setup.step_cap)
     apply_plan(cfg, plan)
     save_plan(job, plan, d)
@@ -175,9 +179,9 @@ def prepare(options: TTTOptions, job: TTTJob, d: Dist) -> TTTSetup | None:
     views = len(built.test_views())
     batch_size = max(1, min(options.batch_size, math.ceil(views / d.world)))
     latest = LatestCheckpoint.of(job.out) if options.resume else None
-    start, frozen = resume_point(latest) if latest is not None else (0, False)
+    start, freeze_until = resume_point(latest) if latest is not None else (0, 0)
     return TTTSetup(cfg, built, init, views, batch_size, job.margin_s(options.margin),
-                    user_step_cap(options.overrides), progress, options.scoring, start, frozen, latest,
+                    user_step_cap(options.overrides), progress, options.scoring, start, freeze_until, latest,
                     options.tasks, pretrained.folder if pretrained is not None else None)
 
 

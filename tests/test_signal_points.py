@@ -296,3 +296,21 @@ def test_a_signal_held_across_the_export_s_swap_says_the_export_finished(tmp_pat
     proc = signalled("pathlib:Path.rename", 1, signal.SIGTERM, "export", "--checkpoint", run, "--out", out)
     one_line(proc, signal.SIGTERM, f"SIGTERM: received at the end; the export finished first: {out} is complete")
     assert (out / "manifest.json").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["export", "run"]
+
+
+@pytest.mark.slow  # two ttt processes
+def test_a_ttt_run_resumed_in_its_embeddings_only_phase_ends_that_phase_where_it_planned(tmp_path):
+    """Resumed at step 11 of a plan of 100 steps with 20 embeddings-only, the resume planned a fresh
+    20% of the steps left after the resumed step: the whole model was frozen until step 31."""
+    pre = tmp_path / "pre"
+    write_tiny_checkpoint(pre)
+    out = tmp_path / "run"
+    args = ["ttt", "--tasks", TWO, "--checkpoint", pre, "--out", out, "--budget", "300s", "--preset", "cpu-quick",
+            "--no-progress", *sets(TINY + ["train.max_steps=100", "train.log_every=100"])]
+    first = signalled("arc_trm.step:train_step", 15, signal.SIGINT, *args)
+    assert "plan: 100 training steps (20 embeddings only)" in first.stdout, first.stdout
+    one_line(first, signal.SIGINT, "SIGINT: stopped at step")
+    resumed = run_cli(*args, "--resume", timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "(20 embeddings only, " in resumed.stdout, resumed.stdout
+    assert json.loads((out / "config.json").read_text())["train"]["freeze_model_steps"] == 20
