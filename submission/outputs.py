@@ -81,16 +81,23 @@ def check_record_is_ours(submission: str | Path, flag: str = "--out") -> None:
     """One line when the record beside `submission` belongs to another submission: `d1` and
     `d1.json` share d1.predict.json and d1.candidates.json (named by the stem), so writing one
     would replace the other's and `score` would read the wrong tasks."""
+    owner = other_owner(submission)
+    if owner is not None:
+        raise InputError(f"{flag} {submission}: {record_path(Path(submission)).name} beside it is the record of "
+                         f"{owner}, whose candidates and record this run would replace: give {flag} another name")
+
+
+def other_owner(submission: str | Path) -> str | None:
+    """The name of another submission whose record (and candidates) stand beside `submission`, or
+    None: `d1` and `d1.json` share d1.predict.json and d1.candidates.json, named by the stem."""
     sub = Path(submission)
     record = record_path(sub)
     try:
         info = read_json(record, "predict record") if record.is_file() else None
     except InputError:
-        return  # unreadable: no submission it names would be misled more than now
+        return None  # unreadable: predict_info names it where it is read
     owner = info.get("submission") if isinstance(info, dict) else None
-    if isinstance(owner, str) and owner != sub.name:
-        raise InputError(f"{flag} {submission}: {record.name} beside it is the record of {owner}, whose candidates "
-                         f"and record this run would replace: give {flag} another name")
+    return owner if isinstance(owner, str) and owner != sub.name else None
 
 
 def check_no_other_tasks(submission: str | Path, task_ids: list[str], flag: str = "--out") -> None:
@@ -122,7 +129,9 @@ def predict_info(submission: str | Path) -> dict | None:
     info = read_json(path, "predict record")
     if not isinstance(info, dict):
         raise InputError(f"{path}: expected a JSON object with 'tasks'")
-    if path == legacy and info.get("submission", sub.name) != sub.name:
+    if info.get("submission", sub.name) != sub.name:
+        if path != legacy:
+            warn_once(f"{path} is the record of {info['submission']}, not of {sub.name}: not read")
         return None
     return info
 

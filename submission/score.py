@@ -33,7 +33,7 @@ from augment.grids import Grid, same_grid
 from augment.tasks import Reading, Task, load_tasks, training_split_warning
 from submission.kaggle import (ATTEMPTS, candidates_path, check_is_submission, load_solutions, load_submission,
                                read_candidates, submission_grids, validate_submission)
-from submission.outputs import named_source, recorded_source
+from submission.outputs import named_source, other_owner, recorded_source
 from submission.vote import Candidate, Key
 
 CI_METHOD = "wilson"
@@ -282,6 +282,10 @@ def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submis
 def load_ranked(sub_path: str | Path, explicit: str | None = None) -> tuple[dict | None, Path | None]:
     """Candidates beside the submission (or the explicit file); (None, None) when there are none."""
     path = Path(explicit) if explicit else candidates_path(sub_path)
+    owner = None if explicit else other_owner(sub_path)
+    if owner is not None:
+        warn_once(f"{path} holds the candidates of {owner}, not of {Path(sub_path).name}: pass@k is left out")
+        return None, None
     if not path.exists():
         if explicit:
             raise InputError(f"candidates file not found: {path}")

@@ -316,3 +316,29 @@ def test_solutions_given_leave_the_solutions_file_beside_the_challenges_unread(t
     assert json.loads(res.stdout)["per_task"] == 1.0
     res = cli_in_process("score", sub, "--tasks", chal)  # without --solutions the file beside is theirs
     assert res.returncode == 2 and "x_solutions.json: task 't1': solutions: solutions hold 1 grids" in res.stderr
+
+
+def test_a_record_and_candidates_of_another_submission_are_not_read(tmp_path):
+    """`d1` and `d1.json` share d1.predict.json and d1.candidates.json: `score d1.json` took its task
+    source and its pass@k from the records of `d1` (official 1.0 beside pass@1 0.0)."""
+    import json
+
+    from augment.tasks import load_tasks
+    from conftest import cli_in_process
+    from submission.kaggle import candidates_path, fallback_submission, write_candidates
+    from submission.vote import Candidate
+
+    tasks = load_tasks("arc-agi-1:training/3c9b0459+6150a2bd")
+    d1 = tmp_path / "d1"
+    d1.write_text(json.dumps(fallback_submission(tasks)))
+    (tmp_path / "d1.predict.json").write_text(json.dumps({"tasks": "arc-agi-1:training/3c9b0459+6150a2bd",
+                                                          "submission": "d1"}))
+    write_candidates(candidates_path(d1), {(t.id, 0): [Candidate(t.test[0].input, 3, 0.5)] for t in tasks})
+    mine = tmp_path / "d1.json"
+    mine.write_text(json.dumps({t.id: [{"attempt_1": p.output.tolist(), "attempt_2": p.output.tolist()}
+                                       for p in t.test] for t in tasks}))
+    proc = cli_in_process("score", mine)
+    assert proc.returncode == 2 and "d1.predict.json is the record of d1, not of d1.json" in proc.stderr, proc.stderr
+    proc = cli_in_process("score", mine, "--tasks", "arc-agi-1:training/3c9b0459+6150a2bd")
+    assert proc.returncode == 0 and "holds the candidates of d1, not of d1.json" in proc.stderr, proc.stderr
+    assert "pass@1" not in proc.stdout and "1.0000" in proc.stdout, proc.stdout
