@@ -280,17 +280,25 @@ def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submis
 
 
 def load_ranked(sub_path: str | Path, explicit: str | None = None) -> tuple[dict | None, Path | None]:
-    """Candidates beside the submission (or the explicit file); (None, None) when there are none."""
-    path = Path(explicit) if explicit else candidates_path(sub_path)
-    owner = None if explicit else other_owner(sub_path)
+    """Candidates beside the submission (or the explicit file); (None, None) when there are none.
+    The file beside is optional (pass@k alone reads it): one that is not this submission's, or
+    that cannot be read, is left out with a warning, and the official score still comes."""
+    if explicit:
+        if not Path(explicit).exists():
+            raise InputError(f"candidates file not found: {explicit}")
+        return read_candidates(explicit), Path(explicit)
+    path = candidates_path(sub_path)
+    owner = other_owner(sub_path)
     if owner is not None:
         warn_once(f"{path} holds the candidates of {owner}, not of {Path(sub_path).name}: pass@k is left out")
         return None, None
     if not path.exists():
-        if explicit:
-            raise InputError(f"candidates file not found: {path}")
         return None, None
-    return read_candidates(path), path
+    try:
+        return read_candidates(path), path
+    except InputError as e:
+        warn_once(f"{e}: pass@k is left out")
+        return None, None
 
 
 @dataclass(frozen=True)

@@ -342,3 +342,24 @@ def test_a_record_and_candidates_of_another_submission_are_not_read(tmp_path):
     proc = cli_in_process("score", mine, "--tasks", "arc-agi-1:training/3c9b0459+6150a2bd")
     assert proc.returncode == 0 and "holds the candidates of d1, not of d1.json" in proc.stderr, proc.stderr
     assert "pass@1" not in proc.stdout and "1.0000" in proc.stdout, proc.stdout
+
+
+def test_an_unreadable_candidates_file_beside_leaves_out_pass_at_k_only(tmp_path):
+    """A candidates file of another version (or cut short) beside the submission stopped score and
+    report whole: no official score, no page, and no option to skip the optional file."""
+    import json
+
+    from augment.tasks import load_tasks
+    from conftest import cli_in_process
+    from submission.kaggle import candidates_path
+
+    spec = "arc-agi-1:training/3c9b0459+6150a2bd"
+    sub = tmp_path / "sub.json"
+    sub.write_text(json.dumps({t.id: [{"attempt_1": p.output.tolist(), "attempt_2": p.output.tolist()}
+                                      for p in t.test] for t in load_tasks(spec)}))
+    candidates_path(sub).write_text('{"format": "arc-trm-candidates", "version": 2, "tasks": {}}')
+    proc = cli_in_process("score", sub, "--tasks", spec)
+    assert proc.returncode == 0 and "1.0000" in proc.stdout and "pass@k is left out" in proc.stderr, proc.stderr
+    assert cli_in_process("report", sub, "--tasks", spec).returncode == 0 and (tmp_path / "report.html").is_file()
+    proc = cli_in_process("score", sub, "--tasks", spec, "--candidates", candidates_path(sub))  # asked for: refused
+    assert proc.returncode == 2 and "version 2" in proc.stderr, proc.stderr
