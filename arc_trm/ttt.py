@@ -235,7 +235,7 @@ def ttt(options: TTTOptions) -> int:
     if is_main:  # the budget read back, with the clock time it ends
         print(f"budget: {duration_text(deadline - start)}, until {time.strftime('%H:%M:%S %Z', time.localtime(deadline))}")
     if is_main and not options.resume:
-        record_start(out, pretrained, tasks)
+        record_start(out, pretrained, tasks, options.per_task)
     if not tasks:
         print("no well-formed task to train on; the fallback submission stands")
         if many:

@@ -67,6 +67,9 @@ def check_resume_kind(options: TTTOptions) -> None:
     if not options.resume or not out.is_dir():
         return
     per_task, joint = (out / "tasks").is_dir(), bool(run_files(out))
+    recorded = read_json(out / RUN_RECORD, "the run's record") if (out / RUN_RECORD).is_file() else None
+    if isinstance(recorded, dict) and isinstance(recorded.get("per_task"), bool):  # stopped before its first task too
+        per_task, joint = recorded["per_task"], not recorded["per_task"]
     if per_task and not options.per_task:
         raise InputError(f"the run in {out} trains each task alone (RUN/tasks/): resume it with --per-task")
     if joint and not per_task and options.per_task:
@@ -157,14 +160,15 @@ def check_checkpoint(options: TTTOptions) -> Path | None:
     return folder
 
 
-RUN_RECORD = "ttt_run.json"  # in RUN: {"checkpoint": the weights' folder the run started from or null, "tasks": ids}
+RUN_RECORD = "ttt_run.json"  # in RUN: {"checkpoint": the folder it started from or null, "tasks": ids, "per_task"}
 
 
-def record_start(out: Path, pretrained: Path | None, tasks: list[Task]) -> None:
-    """RUN/ttt_run.json for a new run: what a --resume without --checkpoint starts from, and the
-    tasks it trains (a --per-task run has no ttt_challenges.json of its own to check a resume by)."""
+def record_start(out: Path, pretrained: Path | None, tasks: list[Task], per_task: bool = False) -> None:
+    """RUN/ttt_run.json for a new run: what a --resume without --checkpoint starts from, the tasks
+    it trains (a --per-task run has no ttt_challenges.json of its own to check a resume by), and
+    whether it trains them one by one (a run stopped before its first task has no RUN/tasks/ yet)."""
     write_json_atomic(Path(out) / RUN_RECORD, {"checkpoint": str(pretrained.resolve()) if pretrained else None,
-                                               "tasks": sorted(t.id for t in tasks)}, indent=2)
+                                               "tasks": sorted(t.id for t in tasks), "per_task": per_task}, indent=2)
 
 
 def with_recorded_checkpoint(options: TTTOptions) -> TTTOptions:

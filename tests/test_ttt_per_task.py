@@ -343,6 +343,15 @@ def test_resume_is_refused_when_per_task_differs_from_the_run(tmp_path, monkeypa
         ttt(dataclasses.replace(options, out=joint, resume=True))
     assert len(started) == 3
 
+    # Stopped before its first task (no RUN/tasks/ yet): resumed without --per-task, it trained one
+    # joint model, and a later --per-task resume was refused as "one model for every task".
+    import shutil
+
+    shutil.rmtree(out / "tasks")
+    with pytest.raises(InputError, match="resume it with --per-task"):
+        ttt(dataclasses.replace(options, per_task=False, resume=True))
+    assert len(started) == 3
+
 
 def test_a_resumed_per_task_run_checks_its_tasks_as_a_joint_run_does(tmp_path, monkeypatch, capsys):
     """A joint run refuses --resume with other tasks (its ttt_challenges.json); a --per-task run has no
