@@ -135,3 +135,15 @@ def test_a_missing_checkpoint_path_is_named_before_conceptarc_is_asked_for(tmp_p
     one_line(cli_in_process("import-checkpoint", tmp_path / "typo" / "step_100", "--out", tmp_path / "run"),
              "typo/step_100: checkpoint file missing")
     assert not (tmp_path / "run").exists()
+
+
+@needs_conceptarc
+def test_a_config_s_augmentation_count_out_of_range_is_named_by_its_file(tmp_path: Path, fix: dict[str, Any]) -> None:
+    """all_config.yaml's data path arc1concept-aug-99999999 was refused as "--augmentations must be
+    from 0 to ...", a flag the user never gave."""
+    from test_import_published import published_folder
+
+    folder = published_folder(tmp_path / "pub", fix, steps=(5,), data_path="data/arc1concept-aug-99999999")
+    line = one_line(cli_in_process("import-checkpoint", folder, "--conceptarc", CONCEPTARC, "--canvas", "6",
+                                   "--out", tmp_path / "run"), "all_config.yaml", "arc1concept-aug-99999999")
+    assert "--augmentations must" not in line and not (tmp_path / "run").exists()
