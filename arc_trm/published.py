@@ -11,6 +11,8 @@ augment.reference_ids can rebuild the identifier list (REFERENCE §2b).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import reprlib
 from dataclasses import dataclass, replace
@@ -115,6 +117,20 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+@contextlib.contextmanager
+def quiet_hub(call: Callable):
+    """huggingface_hub's own warnings silenced while `call` (one of its functions) runs: unreachable,
+    it logs each of its five retries, and the one line said below is what the user needs. `call`
+    is looked up first: the lazy import behind it sets the library's log level."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield call
+    finally:
+        logger.setLevel(level)
+
+
 def _hub_names(hub, repo_id: str, folder: str, offline: bool, source: str) -> tuple[list[str], bool]:
     """(file names of `folder`, whether they come from the cache). Online, a hub that cannot be
     reached (no network, hub down, no token) falls back to the cache, as huggingface_hub's own
@@ -123,7 +139,8 @@ def _hub_names(hub, repo_id: str, folder: str, offline: bool, source: str) -> tu
         return _cached_names(hub, repo_id, folder), True
     prefix = f"{folder}/" if folder else ""
     try:
-        return [f[len(prefix):] for f in hub.list_repo_files(repo_id) if f.startswith(prefix)], False
+        with quiet_hub(hub.list_repo_files) as list_repo_files:
+            return [f[len(prefix):] for f in list_repo_files(repo_id) if f.startswith(prefix)], False
     except _hub_errors() as online:
         try:
             names = _cached_names(hub, repo_id, folder)

@@ -403,3 +403,16 @@ def test_a_ttt_run_from_imported_weights_keeps_their_licence_in_its_bundle(tmp_p
     # --full-state copies state.pt and its files; the run's record now goes along (the checks still pass).
     ship_checkpoint(resolve_checkpoint(task_runs[0]), tmp_path / "state", full_state=True)
     assert (tmp_path / "state" / "state.pt").is_file() and weights_source(tmp_path / "state").licence == "MIT"
+
+
+@pytest.mark.slow  # huggingface_hub's own five retries: about 25 s of waiting
+def test_an_unreachable_hub_costs_one_line_not_its_retries(tmp_path: Path) -> None:
+    """Without network, huggingface_hub logged each retry of its listing ("... thrown while
+    requesting GET ...", "Retrying in 8s [Retry 5/5]"): twelve lines before the one line. A real
+    process against a closed local port (nothing leaves the machine)."""
+    pytest.importorskip("huggingface_hub")
+    res = run_cli("import-checkpoint", f"hf://{REPO}/arc_v2_public", "--conceptarc", CONCEPTARC, "--out",
+                  tmp_path / "run", env={"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9",
+                                         "HF_HUB_OFFLINE": "0"}, timeout=200)
+    one_line_error(res, f"hf://{REPO}/arc_v2_public")
+    assert not (tmp_path / "run").exists()
