@@ -25,7 +25,7 @@ from augment.files import read_json
 from augment.grids import split_identifier
 from augment.reference_ids import (RECIPES, WHERE_CONCEPTARC, check_draw_settings, load_conceptarc,
                                    recipe_task_hashes, reference_identifiers)
-from augment.transforms import NUM_MAPS, Augmentation
+from augment.transforms import Augmentation
 
 REF_SEPARATOR = "|||"  # the reference's separator inside augmented puzzle names
 BLANK = "<blank>"
@@ -333,9 +333,8 @@ def rebuild_names(request: NamesWanted, config: dict[str, Any] | None, config_pa
                           else f" ({config_path} names no known recipe in its data path)"))
     augmentations = request.augmentations if request.augmentations is not None else (
         found.augmentations if found and found.name == recipe else 1000)
-    if request.augmentations is None and found and not 0 <= augmentations < NUM_MAPS:  # else blamed on the flag
-        raise InputError(f"{found.where}: an augmentation count of {augmentations}, beyond what a task's maps "
-                         f"allow (0 to {NUM_MAPS - 1}); pass --augmentations N")
+    if request.augmentations is None and found and found.name == recipe:  # else blamed on the flag
+        check_draw_settings(augmentations, request.seed, f"{found.where}: its augmentation count")
     if request.conceptarc is None:
         raise InputError(WHERE_CONCEPTARC)
     where = found.where if found and request.recipe is None else "--recipe"

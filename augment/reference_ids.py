@@ -156,11 +156,11 @@ class ReferenceIds:
     exact: int  # tasks whose keys came from the pair multisets
 
 
-def check_draw_settings(augmentations: int, seed: int) -> None:
+def check_draw_settings(augmentations: int, seed: int, count: str = "--augmentations") -> None:
     """One line unless the reference's draws can be made: a count a task's maps allow, and a seed numpy's
-    RandomState takes (0 to 2**32 - 1; beyond, a ValueError traceback)."""
+    RandomState takes (0 to 2**32 - 1; beyond, a ValueError traceback). `count` names where the count came from."""
     if not 0 <= augmentations < NUM_MAPS:  # beyond, a task has no more distinct versions to draw
-        raise InputError(f"--augmentations must be from 0 to {NUM_MAPS - 1} (8 dihedral maps x 9! colour "
+        raise InputError(f"{count} must be from 0 to {NUM_MAPS - 1} (8 dihedral maps x 9! colour "
                          f"permutations, less the identity), got {augmentations}")
     if not 0 <= seed <= MAX_SEED:
         raise InputError(f"--seed must be from 0 to {MAX_SEED} (numpy's RandomState), got {seed}")
