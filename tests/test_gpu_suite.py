@@ -57,6 +57,8 @@ def test_every_part_runs_on_cpu_with_real_values(cpu_suite):
     assert all(0 <= e <= 1 for _, e in learn["exact_curve"])
     assert learn["pass@2"]["outputs"] == 18 and len(learn["pass@2"]["wilson95"]) == 2
     assert {m: v["views_per_s"] > 0 for m, v in r["inference"]["modes"].items()} == {"fixed": True, "halting": True}
+    modes = r["inference"]["modes"]
+    assert r["inference"]["views_per_s_ratio"] == modes["halting"]["views_per_s"] / modes["fixed"]["views_per_s"]
     assert r["inference"]["timed_model_step"]["ms_per_step"] > 0
     assert "CUDA" in r["oom"]["not_applicable"]
 
