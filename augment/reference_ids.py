@@ -208,6 +208,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42, help="the reference builder's seed (default 42)")
     p.add_argument("--conceptarc", help="ConceptARC challenges JSON with its _solutions.json beside it (required: there is no default, ConceptARC is not bundled)")
     p.add_argument("--out", required=True, help="identifiers.json to write (a JSON list, entry 0 '<blank>')")
+    p.add_argument("--force", action="store_true",
+                   help="replace an identifier list already at --out (default: refuse, keeping it)")
 
 
 def is_identifier_list(path: Path) -> bool:
@@ -219,9 +221,9 @@ def is_identifier_list(path: Path) -> bool:
     return isinstance(data, list) and bool(data) and data[0] == BLANK_IDENTIFIER
 
 
-def check_out(out: Path, inputs: list[Path]) -> None:
-    """One line, before the minutes of work, unless --out may be replaced: it is none of the
-    inputs, and absent or an earlier identifier list (any other file is someone's data)."""
+def check_out(out: Path, inputs: list[Path], force: bool) -> None:
+    """One line, before the minutes of work, unless --out may be written: it is none of the
+    inputs, and absent, or an earlier identifier list with --force (any other file is someone's data)."""
     for source in inputs:
         if source.exists() and out.exists() and out.samefile(source):
             raise InputError(f"--out {out}: is the input {source}; give another file, e.g. identifiers.json")
@@ -230,13 +232,16 @@ def check_out(out: Path, inputs: list[Path]) -> None:
     if out.exists() and not is_identifier_list(out):
         raise InputError(f"--out {out}: exists and is not an identifier list (a JSON list starting "
                          f"{json.dumps(BLANK_IDENTIFIER)}); it is kept: move it or give another file")
+    if out.exists() and not force:
+        raise InputError(f"--out {out}: an identifier list is already there; it is kept: give --force to "
+                         f"replace it, or another file")
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.conceptarc:
         raise InputError(WHERE_CONCEPTARC)
     concept = Path(args.conceptarc)
-    check_out(Path(args.out), [concept] + [p for p in [solutions_path_for(concept)] if p is not None])
+    check_out(Path(args.out), [concept] + [p for p in [solutions_path_for(concept)] if p is not None], args.force)
     start = time.perf_counter()
     result = reference_identifiers(args.recipe, Path(args.conceptarc), args.augmentations, args.seed)
     write_text_atomic(args.out, json.dumps(result.names))

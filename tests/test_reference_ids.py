@@ -213,12 +213,24 @@ def test_an_out_that_holds_other_data_is_refused_and_kept(tmp_path: Path, conten
     assert out.read_text() == content
 
 
+def test_an_earlier_identifier_list_is_kept_without_force(tmp_path: Path) -> None:
+    """A user's own list (say, the reference builder's) was replaced without a word."""
+    out = tmp_path / "identifiers.json"
+    out.write_text(json.dumps(["<blank>", "old"]))
+    res = cli_in_process("reference-ids", "--recipe", "arc1concept", "--conceptarc", write_concept(tmp_path),
+                         "--out", out)
+    assert res.returncode == 2
+    line, = res.stderr.strip().splitlines()
+    assert str(out) in line and "--force" in line
+    assert json.loads(out.read_text()) == ["<blank>", "old"]
+
+
 @needs_conceptarc
-def test_an_earlier_identifier_list_is_replaced(tmp_path: Path) -> None:
+def test_an_earlier_identifier_list_is_replaced_with_force(tmp_path: Path) -> None:
     out = tmp_path / "identifiers.json"
     out.write_text(json.dumps(["<blank>", "old"]))
     res = cli_in_process("reference-ids", "--recipe", "arc1concept", "--augmentations", "1", "--conceptarc",
-                         CONCEPTARC, "--out", out)
+                         CONCEPTARC, "--out", out, "--force")
     assert res.returncode == 0, res.stderr
     names = json.loads(out.read_text())
     assert names[0] == "<blank>" and "old" not in names and len(names) > 2
