@@ -26,12 +26,12 @@ from pathlib import Path
 
 from augment.console import counted
 from augment.errors import InputError
-from augment.tasks import Pair, Reading, Task, load_tasks
+from augment.tasks import Pair, Task
 from augment.files import read_json, write_text_atomic
-from submission.kaggle import check_is_submission, load_submission, submission_grids, validate_submission
+from submission.kaggle import check_is_submission, load_submission, submission_grids
 from submission.render import answer_rows, render_rows, render_task
-from submission.outputs import named_source, recorded_source
-from submission.score import Evaluation, ScoreReport, evaluate, tasks_differ_line
+from submission.outputs import named_source
+from submission.score import Evaluation, ScoreReport, answered_tasks, evaluate, source_tasks
 
 THUMB_BOX = 72
 
@@ -143,26 +143,10 @@ def build_report_html(scored: Evaluation, sub_path: Path) -> str:
                      "Solved first. Attempt borders: green = matches the solution, red = differs.", rows)
 
 
-def unsolved_source(tasks_spec: str | None, solutions_file: str | None, sub_path: Path) -> tuple[str, list[Task]] | None:
-    """(source, its tasks) when the source the submission answers holds no solution at all (Kaggle's
-    test challenges, a ttt run's copy of them): the report shows its answers unscored. None where
-    there are solutions to score against."""
-    if solutions_file is not None:
-        return None
-    spec = tasks_spec if tasks_spec is not None else recorded_source(sub_path)
-    tasks = load_tasks(spec, Reading()) if spec else []  # "": evaluate says so
-    return (spec, tasks) if tasks and not any(t.has_solutions for t in tasks) else None
-
-
 def gallery_html(sub: dict, sub_path: Path, source: str, tasks: list[Task], partial: bool) -> str:
     """The page for a source without solutions: every task's test inputs and attempts, unscored."""
-    counts = {t.id: len(t.test) for t in tasks if t.id in sub or not partial}
-    if not partial and set(sub) != set(counts):
-        raise InputError(tasks_differ_line(set(sub), set(counts), sub_path))
-    if not counts:
-        raise InputError(f"{sub_path}: no task of the submission is in {source!r}")
-    sub = {t: sub[t] for t in counts}
-    validate_submission(sub, counts, path=sub_path)
+    sub, counts = answered_tasks(sub, {t.id: len(t.test) for t in tasks}, partial=partial, path=sub_path,
+                                 none_shared=f"{sub_path}: no task of the submission is in {source!r}")
     grids = submission_grids(sub, path=sub_path)
     rows = [task_row(t.id, "", "-", "not scored", thumbnail(t, grids[t.id], [None] * len(t.test)))
             for t in sorted(tasks, key=lambda t: t.id) if t.id in counts]
@@ -224,9 +208,12 @@ def write_report(run_dir: str | Path, submission: str | Path | None = None, task
                          f"--submission)")
     sub = load_submission(sub_path)
     check_is_submission(sub, sub_path)  # before the source, which may come from the file's record
-    unsolved = unsolved_source(tasks_spec, solutions_file, sub_path)
-    page = (gallery_html(sub, sub_path, *unsolved, partial) if unsolved else
-            build_report_html(evaluate(sub_path, tasks_spec, solutions_file, partial=partial), sub_path))
+    source, tasks = source_tasks(tasks_spec, solutions_file, sub_path)
+    # A source without any solution (Kaggle's test challenges, a ttt run's copy of them) gets its
+    # answers shown unscored.
+    unsolved = solutions_file is None and tasks and not any(t.has_solutions for t in tasks)
+    page = (gallery_html(sub, sub_path, source, tasks, partial) if unsolved else build_report_html(
+        evaluate(sub_path, solutions_file=solutions_file, partial=partial, loaded=(sub, source, tasks)), sub_path))
     out = run_dir / "report.html"
     write_text_atomic(out, page)
     return out

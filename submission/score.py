@@ -129,17 +129,10 @@ def score_submission(sub: dict, solutions: SolutionGrids, *, partial: bool = Fal
     The submission must hold every task of `solutions` (with partial=True only its own tasks are
     scored) and no others; InputError otherwise.
     """
-    counts = {t: len(s) for t, s in solutions.items()}
-    known = len(counts)
+    known = len(solutions)
     check_is_submission(sub, path)
-    if partial:
-        counts = {t: n for t, n in counts.items() if t in sub}
-        if not counts:
-            raise InputError(f"{path or 'submission'}: no task of the submission has a known solution")
-        sub = {t: sub[t] for t in counts}  # the tasks both hold; the submission's others have no solution
-    elif set(sub) != set(counts):
-        raise InputError(tasks_differ_line(set(sub), set(counts), path))
-    validate_submission(sub, counts, path=path)
+    sub, counts = answered_tasks(sub, {t: len(s) for t, s in solutions.items()}, partial=partial, path=path,
+                                 none_shared=f"{path or 'submission'}: no task of the submission has a known solution")
     grids = submission_grids(sub, path=path)
     scores = []
     for task_id in sorted(counts):
@@ -153,6 +146,22 @@ def score_submission(sub: dict, solutions: SolutionGrids, *, partial: bool = Fal
     return ScoreReport(scores, float(np.mean([t.fraction for t in scores])), solved / total, solved, total,
                        low, high, tasks_left_out=known - len(counts),
                        solutions={t: solutions[t] for t in counts})
+
+
+def answered_tasks(sub: dict, counts: dict[str, int], *, partial: bool, path: str | Path | None,
+                   none_shared: str) -> tuple[dict, dict[str, int]]:
+    """The submission's entries for the tasks it is judged on, and their test output counts: every
+    task of `counts` and no other (with partial, only the tasks both hold; `none_shared` is the
+    line when there are none), each entry well formed. InputError otherwise."""
+    if partial:
+        counts = {t: n for t, n in counts.items() if t in sub}
+        if not counts:
+            raise InputError(none_shared)
+        sub = {t: sub[t] for t in counts}  # the submission's other tasks are not judged
+    elif set(sub) != set(counts):
+        raise InputError(tasks_differ_line(set(sub), set(counts), path))
+    validate_submission(sub, counts, path=path)
+    return sub, counts
 
 
 def tasks_differ_line(answered: set[str], known: set[str], path: str | Path | None) -> str:
@@ -251,14 +260,20 @@ class Solutions:
     source: str  # where they came from, as the summary names it
 
 
-def resolve_solutions(tasks_spec: str | None, solutions_file: str | None, submission: str | Path) -> Solutions:
-    """The solutions of --tasks, of --solutions (checked against --tasks when both are given), or
-    of the task source recorded beside the submission."""
+def source_tasks(tasks_spec: str | None, solutions_file: str | None,
+                 submission: str | Path) -> tuple[str | None, list[Task] | None]:
+    """(the task source, its tasks): --tasks, else the source recorded beside the submission when
+    there is no --solutions either; (None, None) for a solutions file alone."""
     if tasks_spec is None and solutions_file is None:
         tasks_spec = recorded_source(submission)
     # With --solutions, the solutions file beside the challenges is not theirs to check (nor to fail on).
     reading = Reading(solutions_beside=solutions_file is None)
-    tasks = load_tasks(tasks_spec, reading) if tasks_spec is not None else None  # "": load_tasks says so
+    return tasks_spec, load_tasks(tasks_spec, reading) if tasks_spec is not None else None  # "": load_tasks says so
+
+
+def resolve_solutions(tasks_spec: str | None, tasks: list[Task] | None, solutions_file: str | None) -> Solutions:
+    """The solutions of the tasks of `tasks_spec` (source_tasks' pair), or of --solutions (checked
+    against those tasks when both are given)."""
     inflated = training_split_warning(tasks_spec) if tasks_spec else None
     if inflated:
         warn_once(inflated)
@@ -310,12 +325,17 @@ class Evaluation:
 
 
 def evaluate(sub_path: str | Path, tasks_spec: str | None = None, solutions_file: str | None = None, *,
-             candidates: str | None = None, partial: bool = False) -> Evaluation:
-    """Load the submission, its solutions and its candidates (when there are some), and score."""
+             candidates: str | None = None, partial: bool = False,
+             loaded: tuple[dict, str | None, list[Task] | None] | None = None) -> Evaluation:
+    """Load the submission, its solutions and its candidates (when there are some), and score.
+    `loaded`: the submission and source_tasks' pair, when the caller has read them already."""
     sub_path = Path(sub_path)
-    sub = load_submission(sub_path)
-    check_is_submission(sub, sub_path)  # before the solutions, which may come from the file's record
-    solutions = resolve_solutions(tasks_spec, solutions_file, sub_path)
+    if loaded is None:
+        sub = load_submission(sub_path)
+        check_is_submission(sub, sub_path)  # before the solutions, which may come from the file's record
+        loaded = (sub, *source_tasks(tasks_spec, solutions_file, sub_path))
+    sub, tasks_spec, tasks = loaded
+    solutions = resolve_solutions(tasks_spec, tasks, solutions_file)
     report = score_submission(sub, solutions.grids, partial=partial, path=sub_path)
     ranked, cand_path = load_ranked(sub_path, candidates)
     if ranked is not None:

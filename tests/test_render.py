@@ -146,6 +146,26 @@ def test_report_html(tmp_path):
         assert img.format == "PNG" and img.size[0] > 0
 
 
+def test_report_reads_its_task_source_once(tmp_path, monkeypatch):
+    """report read a scored source twice: once to see whether it holds solutions, once to score."""
+    from submission import score
+
+    tasks = load_tasks("arc-agi-1:evaluation")
+    write_json_atomic(tmp_path / "submission.json", fallback_submission(tasks))
+    (tmp_path / "submission.predict.json").write_text(json.dumps({"tasks": "arc-agi-1:evaluation"}))
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return load_tasks(*args, **kwargs)
+
+    monkeypatch.setattr(score, "load_tasks", counting)
+    monkeypatch.setattr(report, "load_tasks", counting, raising=False)  # where report read them itself
+    page = report.write_report(tmp_path).read_text()
+    assert calls == ["arc-agi-1:evaluation"]
+    assert "Wilson" in page  # scored
+
+
 def test_report_needs_a_task_source(tmp_path):
     write_json_atomic(tmp_path / "submission.json", fallback_submission([TASK]))
     with pytest.raises(InputError, match="predict.json"):
