@@ -55,7 +55,7 @@ from arc_trm import runs
 from arc_trm.consistency import add_scoring_argument
 from arc_trm.stopping import continue_command, current, exit_code, stopped_line
 from arc_trm.ttt_per_task import per_task, record_source
-from arc_trm.ttt_plan import (RUN_RECORD, TTTJob, TTTOptions, check_checkpoint, check_options, record_start,
+from arc_trm.ttt_plan import (TTTJob, TTTOptions, check_checkpoint, check_options, record_start, run_record,
                               with_recorded_checkpoint)
 from arc_trm.config import TRAIN_LOG_LINES
 from augment.console import add_progress_argument, counted, duration_text, eprint, warn_once
@@ -179,13 +179,13 @@ def begin_run(options: TTTOptions, answered: list[Task], main: bool, barrier: Ca
 def check_same_tasks(out: Path, tasks: list[Task]) -> None:
     """A resumed run trains the tasks it was trained on (its task file, else the ids its record
     holds: a --per-task run's): one line, before any build, if not."""
-    saved, record = out / "ttt_challenges.json", out / RUN_RECORD
+    saved = out / "ttt_challenges.json"
     if saved.is_file():
         data = read_json(saved, "the run's task file")
         trained = sorted(data) if isinstance(data, dict) else []
     else:
-        data = read_json(record, "the run's record") if record.is_file() else None
-        ids = data.get("tasks") if isinstance(data, dict) else None
+        data = run_record(out)
+        ids = data.get("tasks") if data is not None else None
         if not isinstance(ids, list):
             return  # a run from before the record
         trained = sorted(map(str, ids))

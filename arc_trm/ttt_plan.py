@@ -67,8 +67,8 @@ def check_resume_kind(options: TTTOptions) -> None:
     if not options.resume or not out.is_dir():
         return
     per_task, joint = (out / "tasks").is_dir(), bool(run_files(out))
-    recorded = read_json(out / RUN_RECORD, "the run's record") if (out / RUN_RECORD).is_file() else None
-    if isinstance(recorded, dict) and isinstance(recorded.get("per_task"), bool):  # stopped before its first task too
+    recorded = run_record(out)
+    if recorded is not None and isinstance(recorded.get("per_task"), bool):  # stopped before its first task too
         per_task, joint = recorded["per_task"], not recorded["per_task"]
     if per_task and not options.per_task:
         raise InputError(f"the run in {out} trains each task alone (RUN/tasks/): resume it with --per-task")
@@ -171,15 +171,24 @@ def record_start(out: Path, pretrained: Path | None, tasks: list[Task], per_task
                                                "tasks": sorted(t.id for t in tasks), "per_task": per_task}, indent=2)
 
 
+def run_record(out: Path) -> dict | None:
+    """RUN/ttt_run.json, checked; None where the run has none (made before it was written)."""
+    record = Path(out) / RUN_RECORD
+    if not record.is_file():
+        return None
+    data = read_json(record, "the run's record")
+    if not isinstance(data, dict) or not isinstance(data.get("checkpoint"), (str, type(None))):
+        raise InputError(f"{record}: expected an object whose \"checkpoint\" is a path or null; pass --checkpoint")
+    return data
+
+
 def with_recorded_checkpoint(options: TTTOptions) -> TTTOptions:
     """--resume without --checkpoint: the checkpoint the run started from (RUN/ttt_run.json), one
     line if it is gone; the options as given otherwise."""
     record = Path(options.out) / RUN_RECORD
-    if not options.resume or options.checkpoint or not record.is_file():
+    data = run_record(options.out) if options.resume and not options.checkpoint else None
+    if data is None:
         return options
-    data = read_json(record, "the run's record")
-    if not isinstance(data, dict) or not isinstance(data.get("checkpoint"), (str, type(None))):
-        raise InputError(f"{record}: expected an object whose \"checkpoint\" is a path or null; pass --checkpoint")
     started = data.get("checkpoint")
     if not started:
         return options  # the run trained from scratch
