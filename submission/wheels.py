@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Callable, NamedTuple, Sequence
 
 from packaging.version import InvalidVersion, Version
 
+from augment.console import warn_once
 from augment.errors import InputError
 
 PROJECT = "arc-trm"
@@ -165,15 +167,41 @@ def requirement(name: str) -> str:
 
 
 def find_wheel(req: str, folders: Sequence[Path], target: WheelTarget = WheelTarget()) -> Path | None:
-    """The newest wheel matching `name` or `name==version` whose tags fit `target` (first folder wins)."""
+    """The newest wheel matching `name` or `name==version` whose tags fit `target` (first folder
+    wins). A file that is no wheel (a cut-off download, an error page saved as .whl) is skipped
+    with a warning: pip on Kaggle would refuse it, and the notebook keep the fallback."""
     name, _, version = req.partition("==")
     prefix = f"{normalize(name)}-{version + '-' if version else ''}"
     for folder in folders:
         if not folder.is_dir():
             continue
-        hits = [p for p in folder.glob("*.whl") if p.name.lower().startswith(prefix) and target.accepts(p.name)]
+        hits = []
+        for p in folder.glob("*.whl"):
+            if not (p.name.lower().startswith(prefix) and target.accepts(p.name)):
+                continue
+            why = not_a_wheel(p)
+            if why:
+                warn_once(f"{p}: skipped: {why}")
+            else:
+                hits.append(p)
         if hits:
             return max(hits, key=wheel_version)
+    return None
+
+
+def not_a_wheel(path: Path) -> str | None:
+    """Why `path` would not install (None: it is a whole wheel): a zip archive, every member intact,
+    with a .dist-info/METADATA."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            broken = z.testzip()
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        return f"not a wheel (not a whole zip archive: {e})"
+    if broken is not None:
+        return f"not a wheel (damaged member {broken})"
+    if not any(n.endswith(".dist-info/METADATA") for n in names):
+        return "not a wheel (no .dist-info/METADATA)"
     return None
 
 

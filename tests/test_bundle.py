@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -323,18 +324,43 @@ def test_wheels_are_fetched_for_kaggles_python(tmp_path: Path, monkeypatch: pyte
     assert "--only-binary :all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64" in cmd
     # Wheels in a cache or --wheel-dir are used only when their tags install on the target.
     for name in ("pkg-1.0-cp313-cp313-manylinux_2_17_x86_64.whl", "pkg-1.0-cp312-cp312-macosx_11_0_arm64.whl"):
-        (tmp_path / name).touch()
+        write_wheel(tmp_path / name)
     assert kw.find_wheel("pkg==1.0", [tmp_path]) is None
-    fits = tmp_path / "pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
-    fits.touch()
+    fits = write_wheel(tmp_path / "pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
     assert kw.find_wheel("pkg==1.0", [tmp_path]) == fits
     # An unpinned requirement takes the newest version, not the last name: 0.10 over 0.9.
     for version in ("0.9", "0.10", "0.10rc1"):
-        (tmp_path / f"other-{version}-py3-none-any.whl").touch()
+        write_wheel(tmp_path / f"other-{version}-py3-none-any.whl")
     assert kw.find_wheel("other", [tmp_path]) == tmp_path / "other-0.10-py3-none-any.whl"
     assert kw.WheelTarget().accepts("safetensors-0.8.0-cp310-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
     assert not kw.WheelTarget().accepts("x-1-cp312-cp312-manylinux_2_34_x86_64.whl")  # newer glibc than the target
     assert not kw.WheelTarget("3.11").accepts("pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl")
+
+
+def write_wheel(path: Path) -> Path:
+    """The least a wheel holds for pip: a zip with NAME-VERSION.dist-info/METADATA."""
+    name, version = path.name.split("-")[:2]
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{name}-{version}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    return path
+
+
+@pytest.mark.parametrize("content", [b"", b"<html>404</html>", None])
+def test_a_file_that_is_no_wheel_is_skipped_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                           content: bytes | None) -> None:
+    """An empty or error-page .whl went into the bundle, exit 0, and pip on Kaggle refused it."""
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    good = write_wheel(tmp_path / "good" / "pkg-1.0-py3-none-any.whl")
+    bad = tmp_path / "bad" / "pkg-1.0-py3-none-any.whl"
+    if content is None:  # a download cut off halfway
+        bad.write_bytes(good.read_bytes()[:-30])
+    else:
+        bad.write_bytes(content)
+    assert kw.find_wheel("pkg==1.0", [bad.parent]) is None
+    assert kw.find_wheel("pkg==1.0", [bad.parent, good.parent]) == good
+    err = capsys.readouterr().err
+    assert f"{bad}: skipped: not a wheel" in err
 
 
 @pytest.fixture
