@@ -115,15 +115,45 @@ def read_text(path: str | Path, what: str = "file") -> str:
         raise InputError(f"{path}: {what} is not UTF-8 text ({e.reason})") from None
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """An object's keys, each once: json keeps the last of two silently (a task lost, say)."""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+def _loads(text: str, path: str | Path, what: str) -> object:
+    """json.loads, each failure but malformed JSON (JSONDecodeError, which the caller words) one
+    InputError line: an object naming a key twice, nesting too deep, a number too long."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError:
+        raise
+    except _DuplicateKey as e:
+        raise InputError(f"{path}: {what} names the key {e.args[0]!r} twice in one object (JSON keeps only the "
+                         "last); rename or remove one") from None
+    except RecursionError:  # e.g. [[[[... 100,000 deep: Python's parser gives up, with a traceback
+        raise InputError(f"{path}: {what} nests its JSON too deeply to read") from None
+    except ValueError as e:  # a number of more than 4,300 digits, which Python refuses to convert
+        raise InputError(f"{path}: {what} cannot be read: {str(e).splitlines()[0]}") from None
+
+
 def read_json(path: str | Path, what: str = "file") -> object:
     """Parse a JSON file; InputError (one line) when it is missing, unreadable or malformed."""
     text = read_text(path, what)
     try:
-        return json.loads(text)
+        return _loads(text, path, what)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: malformed JSON in {what} at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except RecursionError:  # e.g. [[[[... 100,000 deep: Python's parser gives up, with a traceback
-        raise InputError(f"{path}: {what} nests its JSON too deeply to read") from None
 
 
 def read_jsonl(path: str | Path, what: str = "file") -> list[object]:
@@ -134,11 +164,9 @@ def read_jsonl(path: str | Path, what: str = "file") -> list[object]:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            out.append(_loads(line, path, f"line {n} of {what}"))
         except json.JSONDecodeError as e:
             raise InputError(f"{path}: line {n} of {what} is not JSON: {e.msg}") from None
-        except RecursionError:
-            raise InputError(f"{path}: line {n} of {what} nests its JSON too deeply to read") from None
     return out
 
 

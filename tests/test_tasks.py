@@ -147,6 +147,26 @@ def test_json_nested_too_deeply_is_one_line(tmp_path):
     with pytest.raises(InputError, match="deep.json: line 2 of metrics nests its JSON too deeply"):
         read_jsonl(p, "metrics")
 
+def test_a_task_id_named_twice_is_one_line_not_a_task_lost(tmp_path):
+    """json kept the last of two tasks under one id: `built: 2 tasks kept`, one silently gone."""
+    p = tmp_path / "dup_challenges.json"
+    p.write_text('{"abc": %s, "xyz": %s, "abc": %s}' % ((json.dumps(GOOD),) * 3))
+    with pytest.raises(TaskError) as e:
+        load_source(str(p))
+    assert str(e.value) == f"{p}: task file names the key 'abc' twice in one object (JSON keeps only the last); rename or remove one"
+
+
+def test_a_number_too_long_to_read_is_one_line(tmp_path):
+    """A 5,000-digit colour ended in Python's ValueError traceback (its 4,300-digit limit)."""
+    from augment.files import read_jsonl
+    p = write(tmp_path / "big.json", '{"train": [{"input": [[%s]], "output": [[1]]}], "test": []}' % ("9" * 5000))
+    with pytest.raises(TaskError, match=r"big.json: task file cannot be read: Exceeds the limit \(4300 digits\)"):
+        load_source(str(tmp_path))
+    p.write_text('{"step": 1}\n' + "9" * 5000 + "\n")
+    with pytest.raises(InputError, match="big.json: line 2 of metrics cannot be read"):
+        read_jsonl(p, "metrics")
+
+
 def test_missing_file():
     with pytest.raises(TaskError, match="unknown task source|file not found"):
         load_source("/nonexistent/dir/x_challenges.json")
