@@ -21,7 +21,7 @@ from .draw import DRAW_CHUNK, augment_task
 from .errors import InputError, TaskError, few_ids
 from .files import atomic_writer, check_replaceable, read_json, replace_folder, write_text_atomic
 from .options import BuildOptions
-from .store import ARRAYS, FORMAT, BuiltSet, is_build
+from .store import ARRAYS, FORMAT, BuiltSet, is_build, map_arrays
 from .task_hash import update_pairs
 from .tasks import Reading, Task, absolute_spec, load_tasks, source_specs
 from .transforms import Augmentation
@@ -314,10 +314,11 @@ def is_up_to_date(out: str | Path, tasks: Sequence[Task], options: BuildOptions 
     bad tasks of the sources (`invalid`: a build without them would take a bad task in silently)."""
     try:
         meta = read_json(Path(out) / "metadata.json", "build metadata")
+        same = (isinstance(meta, dict) and meta.get("params") == _params(options)
+                and meta.get("sources_hash") == sources_hash(tasks) and meta.get("invalid", []) == sorted(invalid))
+        return same and bool(map_arrays(Path(out), meta))  # and whole: a build cut short is made again
     except InputError:
         return False
-    return (isinstance(meta, dict) and meta.get("params") == _params(options)
-            and meta.get("sources_hash") == sources_hash(tasks) and meta.get("invalid", []) == sorted(invalid))
 
 
 def ensure_built(specs: str | Sequence[str], out: str | Path, options: BuildOptions = BuildOptions(), *,

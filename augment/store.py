@@ -68,14 +68,36 @@ class TestView:
     aug_index: int
 
 
+def map_arrays(path: Path, meta: dict) -> dict[str, np.ndarray]:
+    """Every array metadata.json lists, memory-mapped (headers read, no data); InputError naming the
+    first file that is missing, cut short or not what the metadata says (a copy or sync broken off)."""
+    arrays = meta.get("arrays")
+    if not isinstance(arrays, dict):
+        raise InputError(f"{path}: build metadata lists no arrays; rebuild it")
+    out = {}
+    for name, info in arrays.items():
+        file = path / str(info.get("file") if isinstance(info, dict) else name)
+        try:
+            arr = np.load(file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:  # missing, or shorter than its header or its shape needs
+            raise InputError(f"{path}: the build is damaged: {file.name} cannot be read ({str(e).splitlines()[0]}); "
+                             "rebuild it (`arc-trm build --force`)") from None
+        if not isinstance(info, dict) or [str(arr.dtype), list(arr.shape)] != [info.get("dtype"), info.get("shape")]:
+            raise InputError(f"{path}: the build is damaged: {file.name} holds {arr.dtype} {list(arr.shape)}, not what "
+                             "its metadata lists; rebuild it (`arc-trm build --force`)")
+        out[name] = arr
+    return out
+
+
 class BuiltSet:
-    """An opened build. Opening reads metadata.json only; arrays are memory-mapped on first use."""
+    """An opened build. Opening reads metadata.json and maps every array (headers only, checking
+    that the build is whole); array data is read on use."""
 
     def __init__(self, path: Path, meta: dict):
         self.path = Path(path)
         self.meta = meta
         self.canvas: int = int(meta["canvas"])
-        self._arrays: dict[str, np.ndarray] = {}
+        self._arrays: dict[str, np.ndarray] = map_arrays(self.path, meta)
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -91,12 +113,7 @@ class BuiltSet:
         return cls(path, meta)
 
     def array(self, name: str) -> np.ndarray:
-        arr = self._arrays.get(name)
-        if arr is None:
-            info = self.meta["arrays"][name]
-            arr = np.load(self.path / info["file"], mmap_mode="r")
-            self._arrays[name] = arr
-        return arr
+        return self._arrays[name]
 
     def _ram(self, name: str) -> np.ndarray:
         """Small tables the loader indexes constantly, read into memory once."""

@@ -261,17 +261,12 @@ def test_killed_build_leaves_nothing_under_final_name(tmp_path):
     assert [q.name for q in tmp_path.iterdir()] == ["set"]
 
 
-def test_open_reads_only_metadata(tmp_path, monkeypatch):
+def test_open_maps_the_arrays_and_reads_none_of_their_data(tmp_path):
     build_set([make_task("a")], tmp_path / "s", BuildOptions(augmentations=3, canvas=CANVAS, workers=1, progress=False))
-    calls = []
-    real_load = np.load
-    monkeypatch.setattr(np, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
-    bs = BuiltSet.open(tmp_path / "s")
-    assert calls == [] and bs.meta["counts"]["augmented_tasks"] == 3 and bs.num_identifiers == 4
-    assert bs.identifiers == ["<blank>", "a#0", "a#1", "a#2"] and calls == []
-    bs.train_batch(np.array([1]), np.array([0]))
-    assert calls  # arrays are loaded on first use
-    assert isinstance(bs.array("offsets"), np.memmap)
+    bs = BuiltSet.open(tmp_path / "s")  # every array mapped (its header read: the build is whole)
+    assert bs.meta["counts"]["augmented_tasks"] == 3 and bs.num_identifiers == 4
+    assert bs.identifiers == ["<blank>", "a#0", "a#1", "a#2"]
+    assert all(isinstance(bs.array(name), np.memmap) for name in bs.meta["arrays"])
     with pytest.raises(InputError, match="not a built task set"):
         BuiltSet.open(tmp_path)
 
@@ -304,6 +299,31 @@ def test_ensure_built_reuses_and_rebuilds(tmp_path):
     (tmp_path / "src_solutions.json").write_text(json.dumps({"q": [t2.test[0].output.tolist()]}))
     bs = ensure_built(str(src), out, BuildOptions(augmentations=6, canvas=CANVAS, workers=1, progress=False))
     assert np.array_equal(bs.tasks[0].train[0].input, t2.train[0].input)  # content changed: rebuilt
+
+
+@pytest.mark.parametrize("damage", ["truncate", "remove", "reshape"])
+def test_a_damaged_build_is_made_again_not_reused_and_opening_it_is_one_line(tmp_path, damage):
+    """A build whose grids.npy was cut short (a copy broken off) was reused as "up to date", and
+    training from it ended in numpy's ValueError traceback."""
+    src = tmp_path / "src_challenges.json"
+    t = make_task("q", seed=4)
+    src.write_text(json.dumps({"q": t.to_json(with_solutions=True)}))
+    out = tmp_path / "built"
+    options = BuildOptions(augmentations=4, canvas=CANVAS, workers=1, progress=False)
+    bs = ensure_built(str(src), out, options)
+    whole = bs.array("grids").copy()
+    grids = out / "grids.npy"
+    if damage == "truncate":
+        os.truncate(grids, grids.stat().st_size - 7)
+    elif damage == "remove":
+        grids.unlink()
+    else:
+        np.save(grids, whole[:1])
+    with pytest.raises(InputError, match=r"built: the build is damaged: grids.npy .*rebuild it"):
+        store_mod.BuiltSet.open(out)
+    assert not is_up_to_date(out, bs.tasks, options)
+    again = ensure_built(str(src), out, options)
+    assert np.array_equal(again.array("grids"), whole)
 
 
 def build_cli(out: Path, tasks: str, *options: str, canvas: int = CANVAS) -> int:
