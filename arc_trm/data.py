@@ -72,13 +72,17 @@ class GroupSampler:
             return int(self.sizes.sum())
         return int(self.sizes[self.order[self.position:]].sum())
 
+    def check_batch(self, batch_size: int) -> None:
+        """With drop_last, an epoch smaller than one batch would never yield one: one line."""
+        if self.drop_last and self.sizes.sum() < batch_size:
+            raise InputError(f"train.drop_last: an epoch of the canvas-{self.side} examples holds "
+                             f"{int(self.sizes.sum())} examples, fewer than one batch of {batch_size}")
+
     def next_batch(self, batch_size: int) -> Draw:
         """Rows (puzzle ids) and example indices for one global batch. Without drop_last a batch
         runs on across an epoch boundary; with it, the reference's rule: the epoch's draws that do
         not fill a whole batch are discarded and the batch starts afresh in the next epoch."""
-        if self.drop_last and self.sizes.sum() < batch_size:
-            raise InputError(f"train.drop_last: an epoch of the canvas-{self.side} examples holds "
-                             f"{int(self.sizes.sum())} examples, fewer than one batch of {batch_size}")
+        self.check_batch(batch_size)
         rows: list[np.ndarray] = []
         examples: list[np.ndarray] = []
         filled = 0
@@ -131,6 +135,10 @@ class BucketSampler:
     @property
     def epoch(self) -> int:
         return min(s.epoch for s in self.samplers.values())
+
+    def check_batch(self, batch_size: int) -> None:
+        for sub in self.samplers.values():
+            sub.check_batch(batch_size)
 
     def next_batch(self, batch_size: int) -> Draw:
         sides = sorted(self.samplers)

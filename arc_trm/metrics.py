@@ -20,7 +20,7 @@ import torch.distributed as dist
 from arc_trm.common import Dist
 from arc_trm.config import RunConfig
 from augment.console import duration_text
-from augment.errors import missing_extra
+from augment.errors import InputError, missing_extra
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -34,10 +34,10 @@ class MetricsSink:
         self.wandb_run = wandb_run
 
     @classmethod
-    def open(cls, out: Path, cfg: RunConfig, main: bool) -> MetricsSink:
+    def open(cls, out: Path, main: bool, wandb_run: Any = None) -> MetricsSink:
+        """`wandb_run`: start_wandb's run, when train.wandb_project is set."""
         if not main:
             return cls()
-        wandb_run = start_wandb(out, cfg) if cfg.train.wandb_project else None
         return cls(open(out / METRICS_FILE, "a"), wandb_run)
 
     def log(self, record: dict[str, float]) -> None:
@@ -62,7 +62,13 @@ def start_wandb(out: Path, cfg: RunConfig) -> Any:
         import wandb  # optional extra: imported only when train.wandb_project is set
     except ImportError:
         raise missing_extra("train.wandb_project", "wandb", "wandb") from None
-    return wandb.init(project=cfg.train.wandb_project, name=out.name, dir=str(out), config=cfg.to_dict())
+    out.mkdir(parents=True, exist_ok=True)  # its files go under OUT/wandb
+    try:
+        return wandb.init(project=cfg.train.wandb_project, name=out.name, dir=str(out), config=cfg.to_dict())
+    except wandb.errors.Error as e:  # no API key, no network, a project it may not write to
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"train.wandb_project={cfg.train.wandb_project}: W&B did not start ({why}); run "
+                         "`wandb login`, set WANDB_MODE=offline, or leave train.wandb_project unset") from None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from arc_trm.builds import default_build_dir, is_default_build, load_or_build
 from arc_trm.data import Prefetcher, make_sampler
 from arc_trm.infer import evaluate_built
 from arc_trm.views import ViewRun
-from arc_trm.metrics import BAR_FORMAT, METRICS_FILE, LogWindow, MetricsSink, StepClock, bar_text, log_line
+from arc_trm.metrics import (BAR_FORMAT, METRICS_FILE, LogWindow, MetricsSink, StepClock, bar_text, log_line,
+                             start_wandb)
 from arc_trm.flops import count_parameters
 from arc_trm.model import TRM, draw_min_halt_steps
 from arc_trm.snapshot import BatchLayout, LatestCheckpoint, TrainState, out_of_memory_line, restore, save_checkpoint
@@ -125,6 +126,7 @@ def initial_state(cfg: RunConfig, built: BuiltSet, d: Dist, init_weights: dict[s
     ema = {n: p.detach().clone() for n, p in model.named_parameters()} if tcfg.ema_rate > 0 else None
     opts = Optimizers.for_model(model, tcfg)
     sampler = make_sampler(built, tcfg.seed, cfg.data.bucketing, tcfg.drop_last)
+    sampler.check_batch(tcfg.global_batch_size)  # before the run folder holds a run a retry would meet
     return TrainState(model, ema, opts, sampler, torch.Generator().manual_seed(tcfg.seed + 1))
 
 
@@ -248,6 +250,8 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     resumed_from = restore(out, state, cfg, built, layout, d, options.latest) if options.resume else None
     if resumed_from is not None and not options.continues:  # ttt's next phase continues its own run quietly
         print0(d, f"resumed from step {state.step} ({resumed_from})")
+    # W&B first: one that cannot start leaves no run behind to refuse the command's retry
+    wandb_run = start_wandb(out, cfg) if d.main and tcfg.wandb_project else None
     start_run_folder(out, cfg, state.step, options.resume, d)
     id_map = built.identifier_map()
     steps_total = total_steps(cfg, built)
@@ -256,7 +260,7 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     if state.step == 0:
         print0(d, f"training {count_parameters(state.model):,} parameters, {built.num_identifiers:,} puzzle ids, "
                   f"{steps_total:,} steps of global batch {tcfg.global_batch_size} on {device} x{d.world}")
-    sink = MetricsSink.open(out, cfg, d.main)
+    sink = MetricsSink.open(out, d.main, wandb_run)
     # No bar (asked for none, or no terminal): a plain line per log step, with the ETA, instead.
     show_bar = bar_shown(options.progress and d.main)
     bar = progress_bar(show_bar, total=shown_end, initial=state.step, desc="train", unit="step", bar_format=BAR_FORMAT)

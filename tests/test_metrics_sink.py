@@ -11,7 +11,7 @@ import pytest
 from arc_trm.train import TrainOptions, train
 from augment.store import BuiltSet
 
-from conftest import tiny_config
+from conftest import SMALL_TASKS, TINY, cli_in_process, run_cli, sets, tiny_config
 
 
 def wandb_records(path) -> list[bytes]:
@@ -75,6 +75,23 @@ def test_wandb_project_logs_the_same_records_offline(tmp_path, small_build, monk
     assert [h["_step"] for h in history] == [1, 2, 3]
     for line, row in zip(lines, history):
         assert row["loss"] == pytest.approx(line["loss"]) and row["lr"] == pytest.approx(line["lr"])
+
+
+def test_a_wandb_that_cannot_start_is_one_line_and_leaves_no_run_to_refuse_the_retry(tmp_path, small_build):
+    """No W&B login: a 40-line traceback, and the config.json it left made the same command
+    without W&B refuse the folder as a run."""
+    pytest.importorskip("wandb", reason="wandb is not installed (pip install wandb)")
+    out = tmp_path / "run"
+    args = ["train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", small_build, "--out", out,
+            "--no-progress", *sets(TINY + ["train.max_steps=1"])]
+    env = {"HOME": str(tmp_path), "WANDB_API_KEY": "", "WANDB_MODE": "online", "WANDB_DIR": str(tmp_path),
+           "NETRC": str(tmp_path / "no-netrc")}
+    res = run_cli(*args, "--set", "train.wandb_project=arc-trm-test", env=env)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert lines[-1].startswith("arc-trm train: error: train.wandb_project=arc-trm-test: W&B did not start (")
+    assert not (out / "config.json").exists() and not (out / "metrics.jsonl").exists()
+    assert cli_in_process(*args).returncode == 0  # the retry without W&B is not refused
 
 
 def test_the_train_bar_on_a_terminal_shows_the_median_eta_not_tqdm_s(tmp_path, small_build):

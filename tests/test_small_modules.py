@@ -46,12 +46,11 @@ def test_output_checks_refuse_what_cannot_be_written(tmp_path: Path) -> None:
 
 
 def test_metrics_sink_writes_rank_0_lines_and_drops_the_others(tmp_path: Path) -> None:
-    cfg = preset("cpu-quick")
-    sink = MetricsSink.open(tmp_path, cfg, main=True)
+    sink = MetricsSink.open(tmp_path, main=True)
     sink.log({"step": 1, "loss": 2.5})
     sink.log({"step": 2, "loss": 2.0})
     sink.close()
-    other = MetricsSink.open(tmp_path, cfg, main=False)
+    other = MetricsSink.open(tmp_path, main=False)
     other.log({"step": 3, "loss": 1.0})
     other.close()
     lines = [json.loads(x) for x in (tmp_path / METRICS_FILE).read_text().splitlines()]

@@ -118,6 +118,20 @@ def test_drop_last_is_the_references_epoch_boundary(drop_last):
             GroupSampler(starts, ends, num_examples, np.random.default_rng(7), side=6, drop_last=True).next_batch(11)
 
 
+def test_drop_last_with_an_epoch_smaller_than_a_batch_is_refused_before_the_run_folder(tmp_path, small_build):
+    """The refusal came at the first batch, after config.json and metrics.jsonl were written: the
+    corrected command then met "already holds a run"."""
+    from conftest import SMALL_TASKS, TINY, sets
+
+    out = tmp_path / "run"
+    args = ["train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--build", small_build, "--out", out,
+            "--no-progress", *sets(TINY + ["train.max_steps=1"])]
+    res = cli_in_process(*args, "--set", "train.drop_last=true", "--set", "train.global_batch_size=4096")
+    assert res.returncode == 2 and "fewer than one batch of 4096" in res.stderr.strip().splitlines()[-1]
+    assert not (out / "config.json").exists() and not (out / "metrics.jsonl").exists()
+    assert cli_in_process(*args).returncode == 0
+
+
 def test_drop_last_reaches_the_samplers(small_build):
     built = BuiltSet.open(small_build)
     assert make_sampler(built, 0, False, drop_last=True).drop_last
