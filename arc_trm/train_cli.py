@@ -97,10 +97,11 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         check_device_available(cfg.train.device)
     except ValueError as e:
         raise InputError(str(e)) from None
-    if cfg.data.build_dir:  # checked after --set, which may name the build folder too
-        flag = "--build" if args.build and cfg.data.build_dir == args.build else "data.build_dir"
-        runs.check_apart(Path(args.out), Path(cfg.data.build_dir), flag)
-    return with_absolute_paths(cfg, builds_in)
+    given = cfg.data.build_dir  # after --set, which may name the build folder too
+    flag = ("--build" if args.build and given == args.build else "data.build_dir" if given else "default build")
+    cfg = with_absolute_paths(cfg, builds_in)
+    runs.check_apart(Path(args.out), Path(cfg.data.build_dir), flag)  # the default build too: --force moves --out aside
+    return cfg
 
 
 def with_absolute_paths(cfg: RunConfig, builds_in: Path = DEFAULT_BUILDS) -> RunConfig:

@@ -80,6 +80,18 @@ def test_train_refuses_an_out_that_is_inside_or_holds_its_build_folder(where, tm
     assert tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("out", ["data/built", "data", "."])
+def test_train_refuses_an_out_that_holds_the_default_build_folder(out, tmp_path, monkeypatch):
+    """With no --build, `--out data/built` was accepted (the run's files among every cached build),
+    and --force would then have moved all the builds aside with it."""
+    monkeypatch.chdir(tmp_path)
+    proc = cli_in_process("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", out, "--no-progress",
+                          *sets(TINY + ["train.max_steps=1"]))
+    line = one_error_line(proc)
+    assert line.startswith(f"arc-trm train: error: --out {out} holds the default build folder {tmp_path}/data/built/"), line
+    assert tree(tmp_path) == {}
+
+
 def test_train_refuses_a_build_folder_named_by_set_that_is_the_run_folder(tmp_path):
     """`--set data.build_dir=OUT` (applied after --build's check) built into the run folder."""
     out = tmp_path / "r3"
