@@ -29,7 +29,7 @@ from arc_trm.snapshot import BatchLayout, LatestCheckpoint, TrainState, out_of_m
 from arc_trm.stopping import StopRequest, signal_name
 from arc_trm.step import Optimizers, StepSetup, split_batch, train_step
 from augment.build import canvas_skip_line
-from augment.console import bar_shown, eprint, progress_bar
+from augment.console import bar_shown, eprint, progress_bar, warn_once
 from augment.store import BuiltSet
 from augment.errors import InputError, few_ids
 from augment.files import write_text_atomic
@@ -257,6 +257,9 @@ def train(cfg: RunConfig, out: Path, options: TrainOptions | None = None) -> Tra
     steps_total = total_steps(cfg, built)
     end = min(steps_total, options.stop_at) if options.stop_at > 0 else steps_total
     shown_end = max(end, min(options.run_end, steps_total))  # what the bar, log lines and ETA count to
+    if tcfg.eval_every > 0 and not any(t.role == "test" for t in built.tasks):
+        warn_once(f"train.eval_every={tcfg.eval_every}: the tasks have no test split, so nothing is evaluated "
+                  "(add a source with @test, e.g. --tasks arc-agi-1:training,arc-agi-1:evaluation@test)")
     if state.step == 0:
         print0(d, f"training {count_parameters(state.model):,} parameters, {built.num_identifiers:,} puzzle ids, "
                   f"{steps_total:,} steps of global batch {tcfg.global_batch_size} on {device} x{d.world}")

@@ -132,6 +132,18 @@ def test_drop_last_with_an_epoch_smaller_than_a_batch_is_refused_before_the_run_
     assert cli_in_process(*args).returncode == 0
 
 
+def test_eval_every_without_a_test_split_says_nothing_is_evaluated(tmp_path):
+    """train.eval_every on tasks that all train evaluated nothing, without a word."""
+    from conftest import TINY, sets
+
+    res = cli_in_process("train", "--tasks", "arc-agi-1:training/3c9b0459", "--preset", "cpu-quick",
+                         "--out", tmp_path / "run", "--build", tmp_path / "b", "--no-progress",
+                         *sets(TINY + ["train.max_steps=2", "train.eval_every=1"]))
+    assert res.returncode == 0, res.stderr
+    assert "warning: train.eval_every=1: the tasks have no test split, so nothing is evaluated" in res.stderr
+    assert not any("eval_" in line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+
+
 def test_drop_last_reaches_the_samplers(small_build):
     built = BuiltSet.open(small_build)
     assert make_sampler(built, 0, False, drop_last=True).drop_last
