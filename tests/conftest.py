@@ -58,6 +58,16 @@ def cli_in_process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
+def write_wheel(path: Path) -> Path:
+    """The least a wheel holds for pip: a zip with NAME-VERSION.dist-info/METADATA."""
+    import zipfile
+
+    name, version = path.name.split("-")[:2]
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{name}-{version}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    return path
+
+
 def network_reachable(host: str = "pypi.org", port: int = 443, timeout: float = 5.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

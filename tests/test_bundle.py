@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from submission import bundle as kb
 from submission import push as kp
 from submission import wheels as kw
 
-from conftest import network_reachable, write_tiny_checkpoint
+from conftest import network_reachable, write_tiny_checkpoint, write_wheel
 
 NETBLOCK = Path(__file__).parent / "netblock"
 CHECKPOINT_STEP = "step_0000010"
@@ -335,14 +334,6 @@ def test_wheels_are_fetched_for_kaggles_python(tmp_path: Path, monkeypatch: pyte
     assert kw.WheelTarget().accepts("safetensors-0.8.0-cp310-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
     assert not kw.WheelTarget().accepts("x-1-cp312-cp312-manylinux_2_34_x86_64.whl")  # newer glibc than the target
     assert not kw.WheelTarget("3.11").accepts("pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl")
-
-
-def write_wheel(path: Path) -> Path:
-    """The least a wheel holds for pip: a zip with NAME-VERSION.dist-info/METADATA."""
-    name, version = path.name.split("-")[:2]
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr(f"{name}-{version}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    return path
 
 
 @pytest.mark.parametrize("content", [b"", b"<html>404</html>", None])

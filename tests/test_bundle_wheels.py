@@ -10,7 +10,7 @@ import pytest
 from submission import bundle as kb
 from submission import wheels as kw
 
-from conftest import cli_in_process
+from conftest import cli_in_process, write_wheel
 
 
 def test_a_platform_without_a_glibc_beside_a_manylinux_one_does_not_crash() -> None:
@@ -33,13 +33,13 @@ def test_a_wheel_whose_tag_is_the_platform_asked_for_is_taken() -> None:
     assert not kw.WheelTarget().accepts("x-1-cp312-cp312-linux_x86_64.whl")  # pip takes no linux_ tag for manylinux
 
 def fake_wheels(folder: Path) -> list[str]:
-    """Empty wheel files at the versions the bundle pins (only their names are read until install)."""
+    """Wheels at the versions the bundle pins, holding only their metadata."""
     folder.mkdir(parents=True)
     names = []
     for name in kw.KAGGLE_MISSING:
         version = kw.requirement(name).partition("==")[2] or "1.0"
         names.append(f"{kw.normalize(name)}-{version}-py3-none-any.whl")
-        (folder / names[-1]).write_bytes(b"wheel")
+        write_wheel(folder / names[-1])
     return names
 
 
