@@ -78,9 +78,7 @@ def check_resume_kind(options: TTTOptions) -> None:
 
 def check_options(options: TTTOptions) -> float:
     """Every option checked before any work; returns the budget in seconds."""
-    budget = parse_budget(str(options.budget))
-    if budget <= 0:
-        raise InputError(f"--budget must be more than 0 seconds, got {options.budget!r}")
+    budget = parse_budget(str(options.budget))  # more than 0 s: the parser says so
     if options.batch_size < 1:
         raise InputError(f"--batch-size must be an integer >= 1, got {options.batch_size}")
     if not 0 <= options.margin < 1:

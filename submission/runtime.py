@@ -15,8 +15,8 @@ probe's report (tests, and a dry run of the decision on any machine).
 
 Budget: Kaggle sets KAGGLE_IS_COMPETITION_RERUN only in the scoring rerun. There the notebook uses
 the full budget on every task; otherwise ("Save Version", interactive runs) a short smoke budget on
-a few tasks, merged into the fallback so the file stays complete. Both budgets are parsed on every run
-(`run_budget`, with `seconds`, the parser `arc-trm ttt --budget` uses too).
+a few tasks, merged into the fallback so the file stays complete. Every setting is parsed on every run
+(`notebook_settings`, with `seconds`, the parser `arc-trm ttt --budget` uses too).
 
 Launch: `ttt_launch` runs ttt under torchrun on several GPUs, except --per-task (one process);
 `fresh_run_flags` adds --force unless the user's flags resume, so a second "Run All" starts afresh and
@@ -175,10 +175,11 @@ BUDGET_UNITS = {"h": 3600, "m": 60, "s": 1}
 MAX_BUDGET_S = 366 * 24 * 3600  # past a year, a typo (and past ~10^10 s the clock time it ends overflows)
 
 
-def seconds(text: str, name: str = "budget") -> float:
-    """'11h', '10.5h', '30m', '90s' or '1h30m' -> seconds: the one budget parser (the notebook's
-    budgets and `arc-trm ttt --budget`). `name` names the setting in the error line. A bare number
-    is refused: '11' meant 11 hours to some users and ran for 11 seconds."""
+def seconds(text: str, name: str = "budget", zero: bool = False) -> float:
+    """'11h', '10.5h', '30m', '90s' or '1h30m' -> seconds: the one duration parser (the notebook's
+    settings and `arc-trm ttt --budget`). `name` names the setting in the error line; `zero`: 0s is
+    a value (a watchdog slack), not a budget that would run nothing. A bare number is refused: '11'
+    meant 11 hours to some users and ran for 11 seconds."""
     text = str(text).strip().lower()
     if text.startswith("-"):
         raise InputError(f"{name} must be a positive duration such as 90s, 30m, 8h or 10.5h, got {text!r}")
@@ -190,14 +191,39 @@ def seconds(text: str, name: str = "budget") -> float:
     total = sum(float(n) * BUDGET_UNITS[u] for n, u in parts)
     if total > MAX_BUDGET_S:
         raise InputError(f"{name} {text!r} is longer than a year: give at most {MAX_BUDGET_S // 3600}h")
+    if total == 0 and not zero:
+        raise InputError(f"{name} must be more than 0 seconds, got {text!r}")
     return total
 
 
-def run_budget(full: str, smoke: str, rerun: bool) -> float:
-    """The notebook's budget for this run, both settings parsed on every run: a typo in the scoring
-    rerun's ARC_TRM_BUDGET fails the "Save Version" run, not the rerun."""
-    budgets = {name: seconds(text, name) for name, text in (("ARC_TRM_BUDGET", full), ("ARC_TRM_SMOKE_BUDGET", smoke))}
-    return budgets["ARC_TRM_BUDGET" if rerun else "ARC_TRM_SMOKE_BUDGET"]
+KAGGLE_LIMIT_S = 12 * 3600  # a notebook run's time limit
+
+
+@dataclass(frozen=True)
+class NotebookSettings:
+    budget_s: float  # ttt's budget in this run, counted from the first cell
+    slack_s: float  # the watchdog's SIGTERM comes this long after the budget
+    grace_s: float  # and its SIGKILL this long after that
+    smoke_tasks: int  # tasks a run other than the scoring rerun trains on
+
+
+def notebook_settings(full: str, smoke: str, rerun: bool, slack: str, grace: str, smoke_tasks: str) -> NotebookSettings:
+    """The notebook's settings, every one parsed on every run, one line per bad value: a typo in
+    the scoring rerun's ARC_TRM_BUDGET fails the "Save Version" run, not the rerun. A budget whose
+    watchdog would end past Kaggle's 12 h is refused too: Kaggle would stop the run first."""
+    slack_s = seconds(slack, "ARC_TRM_WATCHDOG_SLACK", zero=True)
+    grace_s = seconds(grace, "ARC_TRM_WATCHDOG_GRACE", zero=True)
+    budgets = {}
+    for name, text in (("ARC_TRM_BUDGET", full), ("ARC_TRM_SMOKE_BUDGET", smoke)):
+        budgets[name] = seconds(text, name)
+        if budgets[name] + slack_s + grace_s > KAGGLE_LIMIT_S:
+            raise InputError(f"{name} {text!r} with the watchdog's slack ({slack}) and grace ({grace}) ends past "
+                             f"Kaggle's 12 h limit, which would stop the run before its submission: give at most "
+                             f"{(KAGGLE_LIMIT_S - slack_s - grace_s) / 3600:.2f}h")
+    if not re.fullmatch(r"\s*\d+\s*", str(smoke_tasks)) or int(smoke_tasks) < 1:
+        raise InputError(f"ARC_TRM_SMOKE_TASKS must be a whole number of tasks, 1 or more, got {smoke_tasks!r}")
+    return NotebookSettings(budgets["ARC_TRM_BUDGET" if rerun else "ARC_TRM_SMOKE_BUDGET"], slack_s, grace_s,
+                            int(smoke_tasks))
 
 
 def ttt_launch(gpus: int, args: list[str], python: str = sys.executable) -> list[str]:

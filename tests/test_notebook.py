@@ -245,8 +245,8 @@ def test_the_watchdog_ends_a_hung_ttt_and_its_workers(built_dataset: Path, tmp_p
     budget, slack, grace = 40, 1, 3  # the install and its import check (torch) come out of the budget
     try:
         cells = execute_notebook(tmp_path, monkeypatch, ARC_TRM_ALLOW_CPU="1", KAGGLE_IS_COMPETITION_RERUN="1",
-                                 ARC_TRM_BUDGET=f"{budget}s", ARC_TRM_WATCHDOG_SLACK=str(slack),
-                                 ARC_TRM_WATCHDOG_GRACE=str(grace),
+                                 ARC_TRM_BUDGET=f"{budget}s", ARC_TRM_WATCHDOG_SLACK=f"{slack}s",
+                                 ARC_TRM_WATCHDOG_GRACE=f"{grace}s",
                                  ARC_TRM_TTT_COMMAND=f"{sys.executable} {script} {pids} stubborn")
         started = [int(p) for p in pids.read_text().split()]
         assert len(started) == 5
@@ -262,6 +262,27 @@ def test_the_watchdog_ends_a_hung_ttt_and_its_workers(built_dataset: Path, tmp_p
     assert cell_seconds(run_cell) < budget + slack + grace + 5, cell_seconds(run_cell)
     assert "valid submission: 3 tasks" in notebook_text(cells)
     validate_submission(load_submission(tmp_path / "working" / "submission.json"), load_tasks(str(challenges)))
+
+
+def test_a_mistyped_setting_never_stops_the_notebook_before_its_fallback(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ARC_TRM_WATCHDOG_SLACK=5m (or ARC_TRM_SMOKE_TASKS=all) raised in the first cell, before the
+    fallback submission existed. The settings cells run here as the kernel runs them (stdlib only)."""
+    challenges, _ = write_kaggle_input(tmp_path, f"competitions/{SLUG_2026}")
+    for key, value in {"ARC_TRM_INPUT": tmp_path / "input", "ARC_TRM_WORKING": tmp_path / "working",
+                       "ARC_TRM_WATCHDOG_SLACK": "5 minutes", "ARC_TRM_WATCHDOG_GRACE": "nan",
+                       "ARC_TRM_SMOKE_TASKS": "all"}.items():
+        monkeypatch.setenv(key, str(value))
+    code = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+    namespace: dict = {}
+    for source in code[:2]:  # settings and inputs, then the fallback
+        exec(compile(source, "cell", "exec"), namespace)
+    sub = json.loads((tmp_path / "working" / "submission.json").read_text())
+    assert set(sub) == set(json.loads(challenges.read_text()))
+    with pytest.raises(ValueError, match="ARC_TRM_WATCHDOG_SLACK '5 minutes'"):  # named where it is parsed
+        from submission.runtime import notebook_settings
+        notebook_settings(namespace["FULL_BUDGET"], namespace["SMOKE_BUDGET"], False, namespace["SLACK"],
+                          namespace["GRACE"], namespace["SMOKE_TASKS"])
 
 
 def test_notebook_structure() -> None:

@@ -53,15 +53,40 @@ def test_budgets() -> None:
             rt.seconds(huge)
 
 
+def settings(full: str = "11h", smoke: str = "10m", rerun: bool = False, slack: str = "5m", grace: str = "1m",
+             tasks: str = "4") -> rt.NotebookSettings:
+    return rt.notebook_settings(full, smoke, rerun, slack, grace, tasks)
+
+
 def test_the_notebook_parses_both_budgets_on_every_run() -> None:
     """A typo in the scoring rerun's budget shows in the smoke run ("Save Version"), not only in the
     rerun, where it would cost the whole run."""
-    assert rt.run_budget("10.5h", "90s", rerun=True) == 37800
-    assert rt.run_budget("10.5h", "90s", rerun=False) == 90
+    assert settings("10.5h", "90s", rerun=True) == rt.NotebookSettings(37800, 300, 60, 4)
+    assert settings("10.5h", "90s", rerun=False).budget_s == 90
     with pytest.raises(ValueError, match="ARC_TRM_BUDGET"):
-        rt.run_budget("11 hours", "10m", rerun=False)
+        settings("11 hours", "10m", rerun=False)
     with pytest.raises(ValueError, match="ARC_TRM_SMOKE_BUDGET"):
-        rt.run_budget("11h", "ten minutes", rerun=True)
+        settings("11h", "ten minutes", rerun=True)
+
+
+@pytest.mark.parametrize("bad, line", [
+    (dict(full="0h"), "ARC_TRM_BUDGET must be more than 0 seconds, got '0h'"),
+    (dict(full="13h"), "ARC_TRM_BUDGET '13h' with the watchdog's slack (5m) and grace (1m) ends past Kaggle's 12 h "
+                       "limit, which would stop the run before its submission: give at most 11.90h"),
+    (dict(smoke="11h59m", slack="5m"), "ARC_TRM_SMOKE_BUDGET '11h59m' with the watchdog's slack (5m)"),
+    (dict(slack="300"), "ARC_TRM_WATCHDOG_SLACK '300' has no unit: give 300s, 300m or 300h"),
+    (dict(grace="nan"), "bad ARC_TRM_WATCHDOG_GRACE 'nan'"),
+    (dict(grace="-5s"), "ARC_TRM_WATCHDOG_GRACE must be a positive duration"),
+    (dict(tasks="all"), "ARC_TRM_SMOKE_TASKS must be a whole number of tasks, 1 or more, got 'all'"),
+    (dict(tasks="0"), "ARC_TRM_SMOKE_TASKS must be a whole number of tasks, 1 or more, got '0'"),
+])
+def test_every_notebook_setting_is_checked_in_one_line(bad: dict, line: str) -> None:
+    """A mistyped slack ("5m" once meant a crash before the fallback existed), a 0 budget the rerun
+    would skip, or one past Kaggle's 12 h passed the "Save Version" run unnoticed."""
+    with pytest.raises(ValueError) as e:
+        settings(**bad)
+    assert str(e.value).startswith(line), str(e.value)
+    assert settings(slack="0s", grace="0s").slack_s == 0  # no slack is a value, not a typo
 
 
 def test_per_task_ttt_runs_as_one_process_whatever_the_gpus() -> None:
