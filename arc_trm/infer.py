@@ -20,6 +20,7 @@ from arc_trm.consistency import InputStream, ViewRecord, best_trajectories
 from arc_trm.model import TRM
 from arc_trm.views import (View, ViewOutputs, ViewRun, encode_views, fitting_views, make_views, prediction_of,
                            run_views, view_sides, with_trajectories)
+from augment.build import max_side
 from augment.console import counted
 from augment.identifier_map import IdentifierMap
 from augment.errors import InputError
@@ -186,7 +187,7 @@ class PredictSummary:
     runs: int = 0  # finished runs: views times trajectories, less those a deadline cut
     undecoded: list[str] = field(default_factory=list)  # tasks with a test input whose views finished, no grid
     undecoded_kept: list[str] = field(default_factory=list)  # of those, the ones an earlier file answered
-    too_large: list[str] = field(default_factory=list)  # tasks with a test input no model's canvas holds
+    too_large: list[str] = field(default_factory=list)  # tasks with a grid no model's canvas holds (a test input)
     canvas: int = 0  # the (largest) model canvas
     too_large_kept: list[str] = field(default_factory=list)  # of those, the ones an earlier file answered
     written: bool = True  # False: no view finished and the earlier submission was left as it was
@@ -242,8 +243,11 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     views_run, runs = sum(r.views for r in results), sum(r.runs for r in results)
     mean_steps = sum(r.mean_steps * r.runs for r in results) / runs if runs else 0.0
     seconds = sum(r.seconds for r in results)
-    untrained_tasks = sorted(untrained or ())
-    too_large_tasks = sorted({task_id for task_id, _ in too_large - fitting})
+    canvas = max(canvases)
+    # A task without rows whose grids no model's canvas holds: ttt would skip it too, so it counts as too large
+    unfit = {task_id for task_id in untrained or () if max_side(by_id[task_id]) > canvas}
+    untrained_tasks = sorted(set(untrained or ()) - unfit)
+    too_large_tasks = sorted({task_id for task_id, _ in too_large - fitting} | unfit)
     answered = {key for key, candidates in ranked.items() if candidates}
     undecoded = sorted({task_id for task_id, _ in set(ranked) - answered})  # a key: some view of it finished
     out = Path(out)
@@ -253,7 +257,7 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
                              other_content=sorted(other_content & set(untrained_tasks)), answered=len(answered),
                              answered_tasks=len({task_id for task_id, _ in answered}), runs=runs,
                              undecoded=undecoded, undecoded_kept=[t for t in undecoded if t in earlier],
-                             too_large=too_large_tasks, canvas=max(canvases),
+                             too_large=too_large_tasks, canvas=canvas,
                              too_large_kept=[t for t in too_large_tasks if t in earlier])
     # Only answers produced replace an earlier file's; with none (a deadline before any view
     # finished, or views that decoded no grid), a valid earlier submission is left as it was.

@@ -13,8 +13,9 @@ reranked by their log-probability under every view (arc_trm.consistency).
 Writes the submission (validated, atomically), `<name>.candidates.json` with every ranked
 candidate, and `<name>.predict.json`, the record of what was run (absolute paths). Tasks whose
 puzzle embeddings were never trained (or were trained on other content under the same id) get
-the fallback answer (the test input); `arc-trm ttt` trains them. A test input larger than the
-model's canvas gets it too (none of its views runs; the summary counts it apart), as does one whose
+the fallback answer (the test input); `arc-trm ttt` trains them, except a task with a grid larger
+than the model's canvas, which ttt skips too. A test input larger than the model's canvas gets the
+fallback as well (none of its views runs; the summary counts it apart), as does one whose
 views all finished without decoding a valid grid (one line names its task). Only answers
 produced replace those of an earlier submission at the same path: a test input no view answered
 (a deadline) keeps its earlier entry and candidates, and with no answer at all a valid earlier
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                           "have no puzzle embedding trained on their content"), " (run `arc-trm ttt` on {them})")
         too_large = f"larger than the model's {summary.canvas}x{summary.canvas} canvas"
         print_unanswered(summary, summary.too_large, summary.too_large_kept,
-                         (f"has test inputs {too_large}", f"have test inputs {too_large}"), "",
+                         (f"has grids {too_large}", f"have grids {too_large}"), "",
                          (" for it", " for them"))
         undecoded = "test inputs whose views finished but decoded no valid grid"
         print_unanswered(summary, summary.undecoded, summary.undecoded_kept,

@@ -148,11 +148,30 @@ def test_test_inputs_larger_than_the_canvas_are_counted_apart_and_keep_the_fallb
                        "--views", "1", "--max-steps", "1")
     assert r.returncode == 0, r.stderr
     assert "predicted 1 of 2 test inputs (1 of 1 tasks) from 1 view in" in r.stdout, r.stdout
-    assert ("1 task has test inputs larger than the model's 6x6 canvas and got the fallback answer for it: "
+    assert ("1 task has grids larger than the model's 6x6 canvas and got the fallback answer for it: "
             "3c9b0459") in r.stdout, r.stdout
     assert json.loads(out.read_text())["3c9b0459"][1]["attempt_1"] == large
     record = json.loads(out.with_name("s.predict.json").read_text())
     assert record["views"] == 1 and record["too_large_tasks"] == ["3c9b0459"]
+
+
+def test_a_task_without_rows_too_large_for_the_canvas_is_not_sent_to_ttt(tmp_path):
+    """A task with no trained rows and a grid larger than the canvas was told to "run `arc-trm ttt`",
+    which skips it for the same size: the advice went round in a loop."""
+    import json
+
+    run, out = tmp_path / "run", tmp_path / "s.json"
+    write_tiny_checkpoint(run)  # canvas 6
+    data = {"large": {"train": [{"input": [[1] * 8] * 8, "output": [[2] * 8] * 8}], "test": [{"input": [[1] * 3] * 3}]}}
+    challenges = tmp_path / "c_challenges.json"
+    challenges.write_text(json.dumps(data))
+    r = cli_in_process("predict", "--checkpoint", run, "--tasks", challenges, "--out", out, "--no-progress",
+                       "--views", "1", "--max-steps", "1")
+    assert r.returncode == 0, r.stderr
+    assert "1 task has grids larger than the model's 6x6 canvas and got the fallback answer for it: large" in r.stdout
+    assert "arc-trm ttt" not in r.stdout, r.stdout
+    record = json.loads(out.with_name("s.predict.json").read_text())
+    assert record["too_large_tasks"] == ["large"] and "large" not in record.get("untrained_tasks", [])
 
 
 def _blind_checkpoint(tmp_path):

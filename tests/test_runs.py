@@ -232,7 +232,7 @@ def test_train_force_into_the_folder_one_is_in_is_one_line_and_moves_nothing(tmp
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     monkeypatch.chdir(run)
     r = cli_in_process("train", "--tasks", SMALL_TASKS, "--preset", "cpu-quick", "--out", ".", "--force",
-                       "--no-progress")
+                       "--build", tmp_path / "b", "--no-progress")  # not the default build, which `.` would hold
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "holds the folder you are in" in lines[0], r.stderr
     assert "--force" in lines[0] and "run from another folder" in lines[0], lines[0]
