@@ -41,7 +41,7 @@ from arc_trm.views import ViewRun, other_content_line
 from augment.console import add_progress_argument, counted, warn_once
 from augment.errors import InputError
 from augment.files import finished_line
-from augment.tasks import Task, load_answerable, training_split_warning
+from augment.tasks import Task, load_answerable, source_specs, training_split_warning
 from submission.kaggle import candidates_path
 from submission.outputs import check_no_other_tasks, check_prediction_outputs, record_path
 
@@ -95,7 +95,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         check_device_available(args.device)
     except ValueError as e:
         raise InputError(str(e)) from None
-    check_prediction_outputs(args.out)
+    check_prediction_outputs(args.out, tasks=source_specs(args.tasks))
     for path in args.checkpoint:  # all before the first model runs (an ensemble loads them in turn)
         check_prediction_checkpoint(path, args.weights)
 

@@ -62,7 +62,7 @@ from augment.console import add_progress_argument, counted, duration_text, eprin
 from augment.errors import InputError, few_ids
 from augment.files import finished_line, read_json, write_json_atomic
 from augment.launch import launch
-from augment.tasks import Task, load_answerable
+from augment.tasks import Task, load_answerable, source_specs
 from submission.kaggle import fallback_submission, load_submission, validate_submission, write_submission
 from submission.outputs import check_no_other_tasks, check_prediction_outputs, record_path
 from submission.runfolder import TTT_FILES
@@ -220,7 +220,7 @@ def ttt(options: TTTOptions) -> int:
     tasks, fallback_only = load_answer_tasks(options.tasks)
     answered = sorted(tasks + fallback_only, key=lambda t: t.id)
     if options.submission is not None:  # RUN/submission.json is the run's own (--force moves it aside)
-        check_prediction_outputs(options.submission, "--submission")  # before --out is made
+        check_prediction_outputs(options.submission, "--submission", source_specs(options.tasks))  # before --out is made
         check_no_other_tasks(options.submission, [t.id for t in answered], "--submission")
     runs.check_not_a_train_run(out, options.force)
     if options.resume:

@@ -72,6 +72,12 @@ def split_ids(body: str) -> tuple[str, str]:
     return head, ids or ""
 
 
+def source_folder(spec: str) -> Path | None:
+    """The folder a source reads whole (its every .json a task), or None for a file or a bundled set."""
+    head = _split_ids(parse_spec(spec)[0])[0]
+    return Path(head) if not is_bundled(head) and Path(head).is_dir() else None
+
+
 def _split_ids(body: str) -> tuple[str, str | None]:
     """split_ids' (head, ids), ids None where `body` selects none (never raises)."""
     if is_bundled(body) and "/" in body:

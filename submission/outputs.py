@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 from augment.console import counted, warn_once
 from augment.errors import InputError, few_ids
 from augment.files import read_json
+from augment.specs import source_folder
 from submission.kaggle import candidates_path, check_is_submission, load_submission
 
 
@@ -28,6 +30,8 @@ def record_path(submission: str | Path) -> Path:
 def check_output_file(path: str | Path, flag: str = "--out") -> None:
     """One line unless `path` can be written as a file: not a directory, its folder exists and
     takes new files (probed with a temporary file, which also catches read-only mounts)."""
+    if str(path).endswith(("/", os.sep)):  # `results/` means a folder, which Path would forget
+        raise InputError(f"{flag} {path}: names a folder; give a file name, e.g. {Path(path) / 'submission.json'}")
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{flag} {path}: is a directory; give a file name, e.g. {path / 'submission.json'}")
@@ -67,9 +71,16 @@ def check_not_other_json(path: str | Path, flag: str = "--out") -> None:
                          f"candidates file?) and would be overwritten: give another {flag}") from None
 
 
-def check_prediction_outputs(submission: str | Path, flag: str = "--out") -> None:
-    """The submission and the files written beside it."""
+def check_prediction_outputs(submission: str | Path, flag: str = "--out", tasks: Sequence[str] = ()) -> None:
+    """The submission and the files written beside it; `tasks`: the sources, none of whose folders
+    may receive them (the next read of the folder would take them for tasks)."""
     check_output_file(submission, flag)
+    for spec in tasks:
+        folder = source_folder(spec)
+        if folder is not None and Path(submission).resolve().parent == folder.resolve():
+            raise InputError(f"{flag} {submission}: is in the --tasks folder {folder}, whose every .json is read "
+                             f"as a task: the next run would read this submission and its records as tasks; write "
+                             f"it elsewhere")
     check_not_other_json(submission, flag)
     for extra in (candidates_path(Path(submission)), record_path(submission)):
         if extra.is_dir():

@@ -224,6 +224,27 @@ def test_trajectories_count_views_not_their_runs(tmp_path):
     assert (record["views"], record["runs"], record["mean_steps"]) == (2, 6, 2.0)
 
 
+def test_an_out_in_the_tasks_folder_or_naming_a_folder_is_refused(tmp_path):
+    """`--out tdir/submission.json` with `--tasks tdir` worked once, then the same command read the
+    submission and its records as tasks; `--out results/` wrote a file named results."""
+    import json
+
+    from augment.tasks import load_tasks
+
+    run = tmp_path / "run"
+    write_tiny_checkpoint(run)
+    tdir = tmp_path / "tdir"
+    tdir.mkdir()
+    task = load_tasks("arc-agi-1:training/3c9b0459").pop()
+    (tdir / f"{task.id}.json").write_text(json.dumps(task.to_json(with_solutions=False)))
+    for out, words in ((tdir / "submission.json", f"is in the --tasks folder {tdir}, whose every .json is read"),
+                       (f"{tmp_path / 'results'}/", "names a folder; give a file name")):
+        r = cli_in_process("predict", "--checkpoint", run, "--tasks", f"{tdir}@test", "--out", out, "--no-progress")
+        line, = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and words in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tdir"] and len(list(tdir.iterdir())) == 1
+
+
 def test_an_out_holding_a_file_that_is_no_json_is_refused_but_a_broken_submission_is_replaced(tmp_path):
     """`--out notes.md` replaced the notes with a submission: a file that is not JSON counted as an
     unreadable earlier submission. A cut-short earlier submission (.json) is still replaced."""
