@@ -63,7 +63,7 @@ def check_export_folder(out: Path, found: Path) -> None:
     """One line unless `out` is new, empty or an earlier export (nothing is deleted otherwise)."""
     if out.resolve() == found.resolve():
         raise InputError(f"{out}: the export must go to another folder than the one it is read from")
-    if not is_export(out):
+    if not is_export(out) and not (out / manifest.MANIFEST).is_file():  # an export with files of yours: check_replaceable says so
         check_holds_no_run(out, "an export never replaces one")
     check_replaceable(out, is_export, "an inference export")
 

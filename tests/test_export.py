@@ -121,6 +121,10 @@ def test_export_refuses_a_run_a_folder_above_it_or_other_files_and_deletes_nothi
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, (out, proc.stderr)
         assert tree(tmp_path) == before, f"export --out {out} changed files"
     assert "holds a run" in cli_in_process("export", "--checkpoint", run, "--out", run).stderr
+    # an earlier export with a file of yours is no run: said as what it is
+    line = cli_in_process("export", "--checkpoint", run, "--out", earlier).stderr.strip()
+    assert line.endswith(f"{earlier} exists and is not an inference export; refusing to replace it (use a new or "
+                         "empty folder)"), line
 
     # An earlier export (its manifest's files and nothing else) is replaced; an empty folder is used.
     again = tmp_path / "again"
