@@ -73,9 +73,10 @@ def split_ids(body: str) -> tuple[str, str]:
 
 
 def source_folder(spec: str) -> Path | None:
-    """The folder a source reads whole (its every .json a task), or None for a file or a bundled set."""
-    head = _split_ids(parse_spec(spec)[0])[0]
-    return Path(head) if not is_bundled(head) and Path(head).is_dir() else None
+    """The folder a source reads whole (its every .json a task), or None: a file, a bundled set, or
+    a selection of ids (only their files are read)."""
+    head, ids = _split_ids(parse_spec(spec)[0])
+    return Path(head) if ids is None and not is_bundled(head) and Path(head).is_dir() else None
 
 
 def _split_ids(body: str) -> tuple[str, str | None]:
