@@ -254,6 +254,9 @@ def train_and_predict(job: TTTJob, setup: TTTSetup, plan: Plan, d: Dist, signals
             deadline=job.deadline - margin - plan.predict_s - (0 if final else plan.quick_predict_s)))
         if trained.stopped_by is not None:
             return TTTOutcome(trained.steps, trained.stopped_by, trained.final_checkpoint)
+        if trained.steps == 0 and setup.init is None:  # the deadline came first: weights from scratch answer nothing
+            print0(d, "no training step fitted in the time left; the fallback submission stands")
+            return TTTOutcome(0)
         cut = trained.steps < stop  # the deadline cut this phase short: predict in full now
         if not (final or cut):
             timing = phase_timing(trained, trained.steps - done, time.time() - began, quick_s,

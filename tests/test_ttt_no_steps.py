@@ -141,3 +141,24 @@ def test_a_budget_spent_in_the_speed_probe_stops_it_and_says_so(tmp_path, monkey
     assert last.startswith("the deadline has passed before training could start"), proc.stdout
     assert not (out / "ttt_plan.json").exists(), "a plan was made past the deadline"
     assert load_submission(out / "submission.json") == fallback_submission(load_tasks(TASKS))
+
+
+@pytest.mark.parametrize("per_task", [False, True])
+def test_from_scratch_with_no_step_before_the_deadline_the_fallback_stands(tmp_path, monkeypatch, per_task):
+    """The plan gives any spare time a first phase to time, so a step slower than the probe read
+    left training at step 0 (its deadline already past), and the untrained weights' answers
+    replaced the fallback (per task, counted as answered by their own model)."""
+    import dataclasses
+    import time
+
+    real = ttt_phases.train
+    monkeypatch.setattr(ttt_phases, "train", lambda cfg, out, options: real(
+        cfg, out, dataclasses.replace(options, deadline=time.time())))  # the deadline comes before the first step
+    out = tmp_path / "ttt"
+    proc = cli_in_process("ttt", "--tasks", TASKS, "--budget", "60s", "--out", out, "--no-progress",
+                          *(["--per-task"] if per_task else []), *sets(TINY))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no training step fitted in the time left; the fallback submission stands" in proc.stdout, proc.stdout
+    assert load_submission(out / "submission.json") == fallback_submission(load_tasks(TASKS))
+    if per_task:
+        assert "per-task: 0 of 2 tasks answered by their own model" in proc.stdout, proc.stdout
