@@ -121,7 +121,7 @@ def plan_run(options: TTTOptions, job: TTTJob, setup: TTTSetup, d: Dist) -> Plan
     model = build_model(cfg, built.num_identifiers, d.device)
     if setup.init is not None:
         model.load_state_dict(setup.init)
-    speed = measure_throughput(model, built, cfg, setup.batch_size, d, lambda: time_is_left(options, job, d))
+    speed = measure_throughput(model, built, cfg, setup.batch_size, d, lambda needed: time_is_left(options, job, d, needed))
     del model
     if not time_is_left(options, job, d):
         return None
@@ -306,14 +306,14 @@ def starting_model(setup: TTTSetup, d: Dist) -> LoadedModel:
     return LoadedModel(model.eval(), setup.cfg, setup.built.identifier_map(), setup.pretrained)
 
 
-def time_is_left(options: TTTOptions, job: TTTJob, d: Dist) -> bool:
-    """The deadline check (less the margin) before any loading, building or probing; every
-    process takes the earliest clock's answer, so all go on or none."""
+def time_is_left(options: TTTOptions, job: TTTJob, d: Dist, needed: float = 0.0) -> bool:
+    """The deadline check (less the margin) before any loading, building or probing: more than
+    `needed` seconds are left. Every process takes the earliest clock's answer, so all go on or none."""
     left = torch.tensor([seconds_left(job.deadline, job.margin_s(options.margin))])
     if d.world > 1:
         left = left.to(d.device)
         dist.all_reduce(left, op=dist.ReduceOp.MIN)
-    return float(left) > 0
+    return float(left) > needed
 
 
 def spent_line(options: TTTOptions, job: TTTJob) -> str:

@@ -22,11 +22,12 @@ from augment.store import BuiltSet
 
 
 def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: int, d: Dist,
-                       time_left: Callable[[], bool] = lambda: True) -> Throughput:
+                       time_left: Callable[[float], bool] = lambda needed: True) -> Throughput:
     """Seconds per training step (local batch, run as training runs it: in train.grad_accum_steps
     micro-batches, so the probe fits in memory where training does) and per inference step (full
-    batch of views). Once `time_left` (agreed by every process) says no, each probe stops after its
-    current call: the caller finds the deadline passed and trains nothing."""
+    batch of views). `time_left(seconds)` (agreed by every process) says whether another call of
+    that many seconds fits before the deadline; once one does not, each probe stops: the caller
+    finds the deadline (nearly) passed and trains nothing."""
     device = d.device
 
     def timed(fn, repeats: int = 3) -> float:
@@ -39,7 +40,7 @@ def measure_throughput(model: TRM, built: BuiltSet, cfg: RunConfig, batch_size: 
         synchronize(device)
         best = time.perf_counter() - t
         for _ in range(repeats):
-            if not time_left():
+            if not time_left(best):  # a call as long as the fastest yet would end past the deadline
                 break
             synchronize(device)
             t = time.perf_counter()

@@ -283,6 +283,15 @@ def test_the_speed_probe_trains_at_the_micro_batch(small_build):
     speed = measure_throughput(model, built, cfg, 4, Dist())
     assert speed.train_step_s > 0 and trained_rows == [2] * 4 * 4  # a warm-up and 3 timed steps of 4 micro-batches
 
+    # A call that would end past the deadline is not started: the probe asked whether one as long
+    # as its fastest yet fits, and with none fitting it ran the warm-ups alone (it had run on
+    # while any time was left, past a 40 s budget by 5 s).
+    asked: list[float] = []
+    trained_rows.clear()
+    speed = measure_throughput(model, built, cfg, 4, Dist(), lambda needed: asked.append(needed) or False)
+    assert trained_rows == [2] * 4 and len(asked) == 2 and all(a > 0 for a in asked)
+    assert asked == [pytest.approx(speed.train_step_s, rel=1e-6), pytest.approx(speed.infer_step_s, rel=1e-6)]
+
 
 @pytest.mark.slow
 def test_ttt_under_torchrun_checks_the_folder_on_every_rank_before_any_writes(tmp_path):
