@@ -11,6 +11,7 @@ from pathlib import Path
 
 from arc_trm import runs
 from arc_trm.config import RunConfig, config_from_json, preset
+from arc_trm.config_rules import check_device_available
 from arc_trm.overrides import DEFAULT_PRESETS, apply_overrides, override_field
 from arc_trm.consistency import SCORINGS
 from augment.console import duration_text
@@ -96,7 +97,9 @@ def check_options(options: TTTOptions) -> float:
     errors = []
     for name in [options.preset] if options.preset else DEFAULT_PRESETS["ttt"]:
         try:
-            apply_overrides(preset(name), list(options.overrides))
+            device = apply_overrides(preset(name), list(options.overrides)).train.device
+            if device not in ("auto", "cpu"):  # a device named: torch tells now, before --out is claimed
+                check_device_available(device)
             return budget
         except ValueError as e:
             errors.append(e)

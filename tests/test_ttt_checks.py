@@ -258,7 +258,9 @@ def test_ttt_runs_on_the_device_its_set_names_and_refuses_one_this_machine_lacks
     proc = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", tmp_path / "run", "--budget", "60s",
                           "--no-progress", "--set", "train.device=cuda:7")
     refused(proc, "device 'cuda:7' is not available here")
-    assert (tmp_path / "run" / "submission.json").is_file()  # the fallback, written before torch loads
+    # refused before --out is claimed (it held the fallback and a run record, so the corrected
+    # command met "already holds a run"); torch loads this early only for a device named
+    assert not (tmp_path / "run").exists()
     options = TTTOptions(tasks=SMALL_TASKS, out=str(tmp_path / "other"))
     assert run_device(dataclasses.replace(options, overrides=("train.device=cpu",))) == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
