@@ -65,7 +65,7 @@ from augment.launch import launch
 from augment.tasks import Task, load_answerable, source_specs
 from submission.kaggle import fallback_submission, load_submission, validate_submission, write_submission
 from submission.outputs import check_no_other_tasks, check_prediction_outputs, record_path
-from submission.runfolder import TTT_FILES
+from submission.runfolder import TTT_FILES, run_files
 
 
 def as_test_tasks(tasks: list[Task]) -> list[Task]:
@@ -223,6 +223,9 @@ def ttt(options: TTTOptions) -> int:
         check_prediction_outputs(options.submission, "--submission", source_specs(options.tasks))  # before --out is made
         check_no_other_tasks(options.submission, [t.id for t in answered], "--submission")
     runs.check_not_a_train_run(out, options.force)
+    if (out / "build").exists() and not run_files(out, TTT_FILES):  # no run's: ttt builds there
+        raise InputError(f"--out {out} holds a build/ folder but no run: ttt writes its own build there; "
+                         "use a new or empty --out")
     if options.resume:
         check_same_tasks(out, tasks)
     launched = launch()

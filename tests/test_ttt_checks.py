@@ -302,3 +302,15 @@ def test_a_task_file_given_as_submission_is_named_as_not_a_submission(tmp_path):
                           "--out", tmp_path / "ttt", "--submission", challenges)
     assert "not a submission" in refused(proc) and "holds answers" not in proc.stderr, proc.stderr
     assert not (tmp_path / "ttt").exists()
+
+
+def test_an_out_holding_a_build_but_no_run_is_refused_before_any_write(tmp_path):
+    """ttt builds in RUN/build: a user's build there was met only after the fallback and the run
+    record were written, with a line naming --build, a flag ttt does not have."""
+    out = tmp_path / "v"
+    (out / "build").mkdir(parents=True)
+    (out / "build" / "x.txt").write_text("mine")
+    proc = cli_in_process("ttt", "--tasks", SMALL_TASKS, "--out", out, "--budget", "60s", "--no-progress")
+    line = refused(proc, f"--out {out} holds a build/ folder but no run")
+    assert "--build" not in line
+    assert sorted(p.name for p in out.iterdir()) == ["build"]
