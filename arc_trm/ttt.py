@@ -177,8 +177,8 @@ def begin_run(options: TTTOptions, answered: list[Task], main: bool, barrier: Ca
 
 
 def check_same_tasks(out: Path, tasks: list[Task]) -> None:
-    """A resumed run trains the tasks it was trained on (its task file, else the ids its record
-    holds: a --per-task run's): one line, before any build, if not."""
+    """A resumed run trains the tasks it was trained on, with the same content (its task file;
+    else the ids its record holds: a --per-task run's): one line, before any build, if not."""
     saved = out / "ttt_challenges.json"
     if saved.is_file():
         data = read_json(saved, "the run's task file")
@@ -193,6 +193,10 @@ def check_same_tasks(out: Path, tasks: list[Task]) -> None:
     if trained != asked:
         raise InputError(f"the run in {out} was trained on {len(trained)} tasks ({few_ids(trained)}); you asked "
                          f"for {len(asked)} ({few_ids(asked)})")
+    changed = sorted(t.id for t in tasks if saved.is_file() and data[t.id] != t.to_json(with_solutions=False))
+    if changed:  # the same ids, other grids: its checkpoints' rows and its kept answers are another task's
+        raise InputError(f"the run in {out} was trained on other content under {counted(len(changed), 'task id')} "
+                         f"({few_ids(changed)}); start a new run (another --out, or --force)")
 
 
 def resume_command(options: TTTOptions, seconds_left: float) -> str:

@@ -13,7 +13,7 @@ import pytest
 from arc_trm.ttt_plan import TTTOptions, check_checkpoint
 from augment.errors import InputError
 
-from conftest import SMALL_TASKS, cli_in_process, write_tiny_checkpoint
+from conftest import SMALL_TASKS, TINY, cli_in_process, sets, write_tiny_checkpoint
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -314,3 +314,24 @@ def test_an_out_holding_a_build_but_no_run_is_refused_before_any_write(tmp_path)
     line = refused(proc, f"--out {out} holds a build/ folder but no run")
     assert "--build" not in line
     assert sorted(p.name for p in out.iterdir()) == ["build"]
+
+
+def test_resume_with_other_content_under_the_same_ids_is_refused_before_any_write(tmp_path):
+    """The ids matched, so the resume rewrote the run's task copy and build, then failed on the
+    checkpoint's rows, its submission answering the old test inputs."""
+    import json
+
+    from augment.tasks import load_tasks
+
+    tasks = {t.id: t.to_json(with_solutions=False) for t in load_tasks(SMALL_TASKS)}
+    source = tmp_path / "c_challenges.json"
+    source.write_text(json.dumps(tasks))
+    out = tmp_path / "run"
+    args = ("ttt", "--tasks", source, "--out", out, "--budget", "60s", "--no-progress", *sets(TINY + ["train.max_steps=1"]))
+    assert cli_in_process(*args).returncode == 0
+    first = next(iter(tasks))
+    tasks[first]["test"][0]["input"] = [[1, 2], [3, 4]]
+    source.write_text(json.dumps(tasks))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    line = refused(cli_in_process(*args, "--resume"), f"the run in {out} was trained on other content under 1 task id ({first})")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, line
