@@ -63,7 +63,8 @@ from augment.errors import InputError, few_ids
 from augment.files import finished_line, read_json, write_json_atomic
 from augment.launch import launch
 from augment.tasks import Task, load_answerable, source_specs
-from submission.kaggle import fallback_submission, load_submission, validate_submission, write_submission
+from submission.kaggle import (candidates_path, fallback_submission, load_submission, validate_submission,
+                               write_submission)
 from submission.outputs import check_no_other_tasks, check_prediction_outputs, record_path
 from submission.runfolder import TTT_FILES, run_files
 
@@ -140,6 +141,7 @@ def write_fallback(options: TTTOptions, answered: list[Task]) -> None:
         except InputError as e:
             eprint(f"warning: the run's submission cannot be kept ({e}); writing the fallback")
     write_submission(sub_path, fallback_submission(answered), answered)
+    candidates_path(sub_path).unlink(missing_ok=True)  # an earlier submission's: kept, later merges would count them
     write_fallback_record(options, sub_path)
     print(f"fallback submission written to {sub_path} ({counted(len(answered), 'task')})")
 

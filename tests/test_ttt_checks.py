@@ -335,3 +335,20 @@ def test_resume_with_other_content_under_the_same_ids_is_refused_before_any_writ
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     line = refused(cli_in_process(*args, "--resume"), f"the run in {out} was trained on other content under 1 task id ({first})")
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, line
+
+
+def test_the_fallback_over_an_earlier_submission_drops_its_candidates(tmp_path):
+    """ttt --submission S over an earlier run's S wrote the fallback but kept S.candidates.json:
+    a --per-task merge then kept a task's old candidates beside its fallback answer."""
+    from arc_trm.ttt import write_fallback
+    from augment.tasks import load_tasks
+    from submission.kaggle import candidates_path, fallback_submission, load_submission, write_candidates
+    from submission.vote import Candidate
+
+    tasks = load_tasks(SMALL_TASKS)
+    sub = tmp_path / "ext" / "sub.json"
+    sub.parent.mkdir()
+    sub.write_text(json.dumps(fallback_submission(tasks)))
+    write_candidates(candidates_path(sub), {(tasks[0].id, 0): [Candidate(tasks[0].test[0].input, 3, 0.9)]})
+    write_fallback(TTTOptions(tasks=SMALL_TASKS, out=str(tmp_path / "run"), submission=str(sub)), tasks)
+    assert load_submission(sub) == fallback_submission(tasks) and not candidates_path(sub).exists()
