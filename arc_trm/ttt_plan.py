@@ -93,7 +93,8 @@ def check_options(options: TTTOptions) -> float:
     if not 0 <= options.embedding_fraction <= 1:
         raise InputError(f"--embedding-fraction must be a fraction in [0, 1], got {options.embedding_fraction}")
     # Names, types and ranges; without --preset, against either preset the machine may run (torch,
-    # which tells, loads after the fallback is written): ttt_phases.run_device checks the one that runs.
+    # which tells, loads after the fallback is written, unless a device is named): ttt_phases.run_device
+    # checks the one that runs.
     errors = []
     for name in [options.preset] if options.preset else DEFAULT_PRESETS["ttt"]:
         try:
