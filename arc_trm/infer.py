@@ -254,7 +254,7 @@ def predict(models: Iterable[LoadedModel], tasks: list[Task], out: Path, options
     earlier = earlier_entries(out, tasks)
     summary = PredictSummary(out, len(tasks), sum(len(t.test) for t in tasks), views_run, mean_steps,
                              seconds, untrained_tasks, ranked, kept=[t for t in untrained_tasks if t in earlier],
-                             other_content=sorted(other_content & set(untrained_tasks)), answered=len(answered),
+                             other_content=sorted(other_content & set(untrained or ())), answered=len(answered),
                              answered_tasks=len({task_id for task_id, _ in answered}), runs=runs,
                              undecoded=undecoded, undecoded_kept=[t for t in undecoded if t in earlier],
                              too_large=too_large_tasks, canvas=canvas,
