@@ -319,8 +319,6 @@ def test_an_out_holding_a_build_but_no_run_is_refused_before_any_write(tmp_path)
 def test_resume_with_other_content_under_the_same_ids_is_refused_before_any_write(tmp_path):
     """The ids matched, so the resume rewrote the run's task copy and build, then failed on the
     checkpoint's rows, its submission answering the old test inputs."""
-    import json
-
     from augment.tasks import load_tasks
 
     tasks = {t.id: t.to_json(with_solutions=False) for t in load_tasks(SMALL_TASKS)}
