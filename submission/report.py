@@ -28,10 +28,10 @@ from augment.console import counted
 from augment.errors import InputError
 from augment.tasks import Pair, Task
 from augment.files import read_json, write_text_atomic
-from submission.kaggle import check_is_submission, load_submission, submission_grids
+from submission.kaggle import submission_grids
 from submission.render import answer_rows, render_rows, render_task
 from submission.outputs import named_source
-from submission.score import Evaluation, ScoreReport, answered_tasks, evaluate, source_tasks
+from submission.score import Evaluation, ScoreReport, answered_tasks, evaluate, read_answers
 
 THUMB_BOX = 72
 
@@ -206,14 +206,12 @@ def write_report(run_dir: str | Path, submission: str | Path | None = None, task
         raise InputError(f"{run_dir}: no submission to report: {sub_path} does not exist (write one with "
                          f"`arc-trm predict --checkpoint {run_dir} --tasks SOURCE --out {sub_path}`, or pass "
                          f"--submission)")
-    sub = load_submission(sub_path)
-    check_is_submission(sub, sub_path)  # before the source, which may come from the file's record
-    source, tasks = source_tasks(tasks_spec, solutions_file, sub_path)
+    answers = read_answers(sub_path, tasks_spec, solutions_file)
     # A source without any solution (Kaggle's test challenges, a ttt run's copy of them) gets its
     # answers shown unscored.
-    unsolved = solutions_file is None and tasks and not any(t.has_solutions for t in tasks)
-    page = (gallery_html(sub, sub_path, source, tasks, partial) if unsolved else build_report_html(
-        evaluate(sub_path, solutions_file=solutions_file, partial=partial, loaded=(sub, source, tasks)), sub_path))
+    unsolved = solutions_file is None and answers.tasks and not any(t.has_solutions for t in answers.tasks)
+    page = (gallery_html(answers.submission, sub_path, answers.source, answers.tasks, partial) if unsolved else
+            build_report_html(evaluate(answers, solutions_file, partial=partial), sub_path))
     out = run_dir / "report.html"
     write_text_atomic(out, page)
     return out

@@ -324,18 +324,28 @@ class Evaluation:
     candidates: Path | None  # the ranked candidates file read for pass@k; None: there is none
 
 
-def evaluate(sub_path: str | Path, tasks_spec: str | None = None, solutions_file: str | None = None, *,
-             candidates: str | None = None, partial: bool = False,
-             loaded: tuple[dict, str | None, list[Task] | None] | None = None) -> Evaluation:
-    """Load the submission, its solutions and its candidates (when there are some), and score.
-    `loaded`: the submission and source_tasks' pair, when the caller has read them already."""
+@dataclass(frozen=True)
+class Answers:
+    """A submission as read for scoring or a report: its entries and the source of its tasks."""
+    path: Path
+    submission: dict
+    source: str | None  # --tasks, or the source its record names; None: a solutions file alone
+    tasks: list[Task] | None
+
+
+def read_answers(sub_path: str | Path, tasks_spec: str | None, solutions_file: str | None) -> Answers:
+    """The submission, checked to be one before its task source (which may come from its record) is read."""
     sub_path = Path(sub_path)
-    if loaded is None:
-        sub = load_submission(sub_path)
-        check_is_submission(sub, sub_path)  # before the solutions, which may come from the file's record
-        loaded = (sub, *source_tasks(tasks_spec, solutions_file, sub_path))
-    sub, tasks_spec, tasks = loaded
-    solutions = resolve_solutions(tasks_spec, tasks, solutions_file)
+    sub = load_submission(sub_path)
+    check_is_submission(sub, sub_path)
+    return Answers(sub_path, sub, *source_tasks(tasks_spec, solutions_file, sub_path))
+
+
+def evaluate(answers: Answers, solutions_file: str | None = None, *, candidates: str | None = None,
+             partial: bool = False) -> Evaluation:
+    """Score the answers against their solutions, with pass@k from their candidates when there are some."""
+    sub_path, sub = answers.path, answers.submission
+    solutions = resolve_solutions(answers.source, answers.tasks, solutions_file)
     report = score_submission(sub, solutions.grids, partial=partial, path=sub_path)
     ranked, cand_path = load_ranked(sub_path, candidates)
     if ranked is not None:
@@ -394,7 +404,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    scored = evaluate(args.submission, args.tasks, args.solutions, candidates=args.candidates, partial=args.partial)
+    scored = evaluate(read_answers(args.submission, args.tasks, args.solutions), args.solutions,
+                      candidates=args.candidates, partial=args.partial)
     report, source, cand_path = scored.report, scored.solutions.source, scored.candidates
     if args.json:
         named = named_source(source, args.submission)
